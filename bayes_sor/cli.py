@@ -1,0 +1,143 @@
+"""Command line: a thin layer over the Python API (``bayes_sor.fit``, ``bayes_sor.simulate``).
+
+Exit codes: 0 success; 1 the fit ran but failed its convergence checks (unless
+``--allow-warnings``); 2 bad input (one message on stderr, no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from bayes_sor.errors import BayesSORError
+
+EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="lavaan-syntax model file (.lav)")
+    p.add_argument("--identification", choices=["std.lv", "marker"],
+                   help="latent scaling (default: the model file's, else std.lv)")
+    p.add_argument("--ordinal", help="'all' or comma-separated items to model as ordinal")
+    p.add_argument("--scale", help="Likert range of the answers, e.g. 1-7, or 'none' for "
+                   "continuous scores "
+                   "(default: the model file's)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bayes_sor", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    f = sub.add_parser("fit", help="fit a model to survey data and write a run folder")
+    _add_model_options(f)
+    f.add_argument("--data", required=True, type=Path, help="CSV of item answers")
+    f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
+    f.add_argument("--likelihood", default="auto", choices=["auto", "marginal", "conditional"])
+    f.add_argument("--missing", default="refuse", choices=["refuse", "listwise"])
+    f.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"])
+    f.add_argument("--chains", type=int, default=4)
+    f.add_argument("--draws", type=int, default=1000)
+    f.add_argument("--tune", type=int, default=1000)
+    f.add_argument("--seed", type=int, default=20261124)
+    f.add_argument("--target-accept", type=float, default=0.9)
+    f.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
+    f.add_argument("--hdi", action="store_true", help="highest-density instead of equal-tailed")
+    f.add_argument("--save-latent", action="store_true", help="keep latent scores in posterior")
+    f.add_argument("--allow-warnings", action="store_true",
+                   help="exit 0 even when convergence checks fail (they are still reported)")
+    f.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("simulate", help="simulate survey answers from a model and a truth file")
+    _add_model_options(s)
+    s.add_argument("--nobs", type=int, required=True)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--truth", type=Path, help="CSV lhs,op,rhs,value (default: a prior draw)")
+    s.add_argument("--out", type=Path, required=True, help="CSV to write")
+    s.add_argument("--truth-out", type=Path, help="also write the parameter values used")
+    return parser
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from bayes_sor.fit import fit
+    from bayes_sor.output import check_destination
+    from bayes_sor.report import write_run
+    from bayes_sor.sampling import SamplerSettings
+
+    out = args.out or Path("reports") / args.model.stem
+    check_destination(out, args.force)
+    settings = SamplerSettings(
+        sampler=args.sampler, chains=args.chains, draws=args.draws, tune=args.tune,
+        seed=args.seed, target_accept=args.target_accept, progressbar=not args.no_progress,
+    )
+    result = fit(args.model, args.data, likelihood=args.likelihood,
+                 identification=args.identification, ordinal=args.ordinal, scale=args.scale,
+                 missing=args.missing, settings=settings, ci_prob=args.ci, hdi=args.hdi,
+                 save_latent=args.save_latent)
+    write_run(result, out, force=args.force)
+    shown = result.effects[result.effects.kind.isin(
+        ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]
+    with pd.option_context("display.width", 120, "display.max_rows", 200):
+        print(shown[["effect", "kind", "moderator_value", "mean", "ci.lower", "ci.upper",
+                     "p_positive"]].round(3).to_string(index=False))
+    print(f"\nwrote {out}/ (posterior.nc, estimates.csv, effects.csv, report.md)")
+    if result.diagnostics.ok:
+        print("diagnostics: passed")
+        return EXIT_OK
+    for problem in result.diagnostics.problems:
+        warnings.warn(f"convergence check failed: {problem}", stacklevel=1)
+        print(f"WARNING: {problem}", file=sys.stderr)
+    return EXIT_OK if args.allow_warnings else EXIT_DIAGNOSTICS
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from bayes_sor.data import parse_scale
+    from bayes_sor.fit import read_model
+    from bayes_sor.output import write_atomic
+    from bayes_sor.partable import build_partable
+    from bayes_sor.simulate import prior_draw, simulate, truth_table, truth_vector
+
+    partable = build_partable(read_model(args.model), identification=args.identification,
+                              ordinal=args.ordinal)
+    if args.nobs < 1:
+        raise BayesSORError("--nobs must be at least 1")
+    if args.truth is not None:
+        from bayes_sor.data import read_csv
+
+        par = truth_vector(partable, read_csv(args.truth))
+    else:
+        par = prior_draw(partable, args.seed)
+    scale = parse_scale(args.scale or partable.options.get("scale"))
+    data = simulate(partable, par, args.nobs, args.seed, scale=scale)
+    if scale is not None:
+        data = data.astype(int)
+    write_atomic(args.out, lambda p: data.to_csv(p, index=False))
+    if args.truth_out:
+        table = truth_table(partable, par)
+        write_atomic(args.truth_out, lambda p: table.to_csv(p, index=False))
+    print(f"wrote {args.out} ({args.nobs} rows, {len(partable.indicators)} items)")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    # Sampling runs on PyTensor's numba backend (through nutpie), which does not use the C
+    # backend's BLAS; its "could not link to a BLAS" warning would only mislead users.
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    args = _parser().parse_args(argv)
+    commands = {"fit": _fit, "simulate": _simulate}
+    try:
+        return commands[args.command](args)
+    except BayesSORError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written; earlier results are untouched", file=sys.stderr)
+        return 130

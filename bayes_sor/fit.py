@@ -1,0 +1,143 @@
+"""The Python API behind ``python -m bayes_sor fit``: model + data -> posterior and tables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from bayes_sor.build import BuiltModel, pymc_model
+from bayes_sor.data import Dataset, Scale, load_data, parse_scale
+from bayes_sor.diagnostics import Diagnostics, check
+from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
+from bayes_sor.errors import BayesSORError, ModelSpecError
+from bayes_sor.estimates import parameter_estimates
+from bayes_sor.hypotheses import evaluate
+from bayes_sor.partable import ParTable, build_partable
+from bayes_sor.sampling import SamplerSettings, sample
+
+PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
+
+
+@dataclass
+class FitResult:
+    """Everything one fit produced; :func:`bayes_sor.output.write_run` saves it."""
+
+    partable: ParTable
+    dataset: Dataset
+    built: BuiltModel
+    idata: xr.DataTree
+    estimates: pd.DataFrame
+    effects: pd.DataFrame
+    hypotheses: pd.DataFrame
+    diagnostics: Diagnostics
+    settings: SamplerSettings
+    ci_prob: float
+    hdi: bool
+
+
+def read_model(model: str | Path) -> str:
+    """Model text from a path (``.lav`` file) or the text itself."""
+    path = Path(model) if isinstance(model, Path) or "\n" not in str(model) else None
+    if path is None:
+        return str(model)
+    if not path.is_file():
+        raise ModelSpecError(f"model file {str(path)!r} does not exist; give the path of a "
+                             "lavaan-syntax file such as models/impulse_buying.lav")
+    raw = path.read_bytes()
+    if len(raw) > 1_000_000:
+        raise ModelSpecError(f"model file {str(path)!r} is {len(raw)} bytes: far too long for "
+                             "a model; check that you passed the model, not the data")
+    if b"\x00" in raw:
+        raise ModelSpecError(f"model file {str(path)!r} is binary, not lavaan text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def provenance(partable: ParTable, dataset: Dataset, settings: SamplerSettings,
+               likelihood: str) -> dict[str, str]:
+    """Attributes stored on the posterior so a run can be traced and repeated."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except Exception:
+            versions[package] = "not installed"
+    return {
+        "bayes_sor_model_text": partable.text,
+        "bayes_sor_data_sha256": dataset.sha256,
+        "bayes_sor_data_source": dataset.source,
+        "bayes_sor_n_obs": str(len(dataset.frame)),
+        "bayes_sor_seed": str(settings.seed),
+        "bayes_sor_likelihood": likelihood,
+        "bayes_sor_identification": partable.options.get("identification", "std.lv"),
+        "bayes_sor_sampler_settings": json.dumps(asdict(settings)),
+        "bayes_sor_versions": json.dumps(versions),
+    }
+
+
+def fit(
+    model: str | Path | ParTable,
+    data: str | Path | pd.DataFrame,
+    *,
+    likelihood: str = "auto",
+    identification: str | None = None,
+    ordinal: list[str] | str | None = None,
+    scale: Scale | str | None = None,
+    missing: str = "refuse",
+    settings: SamplerSettings | None = None,
+    ci_prob: float = 0.95,
+    hdi: bool = False,
+    save_latent: bool = False,
+) -> FitResult:
+    """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics."""
+    settings = settings or SamplerSettings()
+    settings.validate()
+    if not 0 < ci_prob < 1:
+        raise BayesSORError(f"--ci must lie between 0 and 1 (e.g. 0.95), got {ci_prob}")
+    partable = model if isinstance(model, ParTable) else build_partable(
+        read_model(model), identification=identification, ordinal=ordinal)
+    if scale is None:
+        scale = partable.options.get("scale")
+    if isinstance(scale, str) and scale.strip().lower() in ("", "none", "continuous"):
+        scale = None  # the user's explicit "no Likert range", overriding the model file
+    if not isinstance(scale, Scale):
+        scale = parse_scale(scale)
+    dataset = load_data(data, partable.indicators, scale=scale, missing=missing,
+                        ordinal=partable.ordinal_items())
+    built = pymc_model(partable, dataset.frame, likelihood=likelihood)
+    idata = sample(built, settings)
+    posterior = idata["posterior"].to_dataset()
+    quantiles = posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior \
+        else None
+    effects = effects_dataarray(effect_draws(partable, built.representation,
+                                             posterior["par"].values, quantiles))
+    posterior["effects"] = effects
+    if not save_latent and "latent_z" in posterior:
+        posterior = posterior.drop_vars("latent_z")
+    idata["posterior"] = xr.DataTree(dataset=posterior)
+    idata["observed_data"] = xr.DataTree(
+        dataset=xr.Dataset({"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
+                           coords={"obs": dataset.frame.index.to_numpy(),
+                                   "item": partable.indicators}))
+    idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
+    estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
+    return FitResult(
+        partable=partable,
+        dataset=dataset,
+        built=built,
+        idata=idata,
+        estimates=estimates,
+        effects=effects_table(effects, ci_prob, hdi),
+        hypotheses=evaluate(partable, posterior, ci_prob),
+        diagnostics=check(idata, estimates),
+        settings=settings,
+        ci_prob=ci_prob,
+        hdi=hdi,
+    )

@@ -1,0 +1,96 @@
+"""Prior specifications as readable text (blavaan's notation) and their PyMC distributions.
+
+``normal(0,10)``, ``halfnormal(10)``, ``gamma(1,0.5)[sd]`` (a prior on the standard deviation,
+the variance is its square), ``lognormal(0,1)``, ``exponential(1)``, ``student_t(3,0,2.5)``,
+``beta(1,1)`` (for correlations: on (rho + 1) / 2, as blavaan does), ``uniform(a,b)`` and
+``lkj(eta)`` (the correlation matrix of the exogenous latents).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+
+from bayes_sor.errors import ModelSpecError
+
+#: family -> (number of arguments, PyMC distribution, names of its arguments)
+FAMILIES: dict[str, tuple[int, object, tuple[str, ...]]] = {
+    "normal": (2, pm.Normal, ("mu", "sigma")),
+    "halfnormal": (1, pm.HalfNormal, ("sigma",)),
+    "gamma": (2, pm.Gamma, ("alpha", "beta")),
+    "lognormal": (2, pm.LogNormal, ("mu", "sigma")),
+    "exponential": (1, pm.Exponential, ("lam",)),
+    "student_t": (3, pm.StudentT, ("nu", "mu", "sigma")),
+    "beta": (2, pm.Beta, ("alpha", "beta")),
+    "uniform": (2, pm.Uniform, ("lower", "upper")),
+    "lkj": (1, None, ("eta",)),
+}
+POSITIVE = {"halfnormal", "gamma", "lognormal", "exponential"}
+_PRIOR = re.compile(r"^\s*([a-z_]+)\s*\(([^()]*)\)\s*(\[sd\])?\s*$")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A parsed prior: family, numeric arguments, and whether it is on the SD scale."""
+
+    family: str
+    args: tuple[float, ...]
+    on_sd: bool = False
+
+    @property
+    def text(self) -> str:
+        args = ",".join(f"{a:g}" for a in self.args)
+        return f"{self.family}({args}){'[sd]' if self.on_sd else ''}"
+
+
+def parse_prior(text: str, where: str = "") -> Prior:
+    """Parse prior text such as ``normal(0,10)`` or ``gamma(1,0.5)[sd]``."""
+    context = f" for {where}" if where else ""
+    match = _PRIOR.match(text)
+    if match is None or match.group(1) not in FAMILIES:
+        raise ModelSpecError(
+            f"cannot read the prior {text!r}{context}; write e.g. 'normal(0,10)', "
+            f"'gamma(1,0.5)[sd]'; families: {', '.join(FAMILIES)}"
+        )
+    family = match.group(1)
+    try:
+        args = tuple(float(a) for a in match.group(2).split(",") if a.strip())
+    except ValueError:
+        raise ModelSpecError(f"the prior {text!r}{context} has a non-numeric argument") from None
+    n_args = FAMILIES[family][0]
+    if len(args) != n_args:
+        raise ModelSpecError(
+            f"the prior {text!r}{context} needs {n_args} argument(s), got {len(args)}"
+        )
+    if (family not in ("normal", "student_t", "uniform") and min(args) <= 0) or (
+        family in ("normal", "lognormal") and args[1] <= 0
+    ):
+        raise ModelSpecError(f"the prior {text!r}{context} has a non-positive scale or shape")
+    return Prior(family, args, bool(match.group(3)))
+
+
+def positive_version(text: str) -> str:
+    """The sign-constrained version of a loading prior (``normal(0,s)`` -> ``halfnormal(s)``)."""
+    prior = parse_prior(text, "a first loading")
+    if prior.family in POSITIVE:
+        return text
+    if prior.family == "normal" and prior.args[0] == 0:
+        return Prior("halfnormal", (prior.args[1],)).text
+    raise ModelSpecError(
+        f"the first loading of each factor is constrained positive under std.lv, so its prior "
+        f"must be centred at 0 or positive; {text!r} is neither: use e.g. 'normal(0,10)'"
+    )
+
+
+def group_rv(name: str, family: str, args: np.ndarray, dims: str) -> pm.Distribution:
+    """One vector random variable for all free parameters that share a prior family.
+
+    ``args`` has one row per parameter and one column per distribution argument, so each
+    parameter keeps its own prior while the model graph stays small (one node per family).
+    """
+    _, dist, names = FAMILIES[family]
+    kwargs = {n: args[:, i] for i, n in enumerate(names)}
+    return dist(name, **kwargs, dims=dims)

@@ -1,0 +1,123 @@
+"""End-to-end CLI runs on a small model: outputs, exit codes 0/1/2, atomic replacement."""
+
+import subprocess
+import sys
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_sor.cli import main
+from bayes_sor.partable import build_partable
+from bayes_sor.simulate import simulate
+
+MODEL = """---
+scale: 1-7
+---
+X =~ x1 + x2 + x3
+M =~ m1 + m2 + m3
+Y =~ y1 + y2 + y3
+M ~ a*X
+Y ~ b*M + X
+# H1: indirect(X -> M -> Y) > 0
+ab := a*b
+"""
+FAST = ["--chains", "4", "--draws", "300", "--tune", "300", "--seed", "7", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "model.lav").write_text(MODEL)
+    pt = build_partable(MODEL)
+    values = {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}
+    params = pt.parameters.reset_index(drop=True)
+    par = np.array([values.get(n, r.value if r.free == 0 else
+                               {"=~": 0.9, "~1": 4.0, "~~": 0.5}.get(r.op, 0.2))
+                    for n, r in zip(pt.names, params.itertuples(), strict=True)])
+    data = simulate(pt, par, 300, seed=3, scale=None)
+    data.round(3).to_csv(folder / "data.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(project):
+    out = project / "run"
+    code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
+                 "--out", str(out), "--scale", "none", *FAST])
+    return code, out
+
+
+def test_fit_writes_every_output_in_the_documented_layout(run):
+    code, out = run
+    assert code == 0
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert list(estimates.columns[:13]) == ["lhs", "op", "rhs", "label", "mean", "median", "sd",
+                                            "ci.lower", "ci.upper", "r_hat", "ess_bulk",
+                                            "ess_tail", "std.all"]
+    effects = pd.read_csv(out / "effects.csv", keep_default_na=False)
+    indirect = effects[(effects.kind == "indirect") & (effects.effect == "X -> M -> Y")]
+    defined = effects[(effects.kind == "defined") & (effects.effect == "ab")]
+    assert float(indirect["mean"].iloc[0]) == pytest.approx(float(defined["mean"].iloc[0]))
+    # Truth 0.6 * 0.5 on the std.lv scale: the interval must cover a plausible value.
+    assert 0.1 < float(indirect["mean"].iloc[0]) < 0.6
+    post = az.from_netcdf(out / "posterior.nc")
+    assert {"posterior", "sample_stats", "observed_data"} <= set(post.children)
+    assert post.attrs["bayes_sor_seed"] == "7"
+    assert "M ~ a*X" in post.attrs["bayes_sor_model_text"]
+    report = (out / "report.md").read_text()
+    assert "H1" in report and "Diagnostics" in report
+
+
+def test_existing_run_is_refused_without_force_and_kept(run, project, capsys):
+    _, out = run
+    before = (out / "estimates.csv").read_bytes()
+    code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
+                 "--out", str(out), *FAST])
+    assert code == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "estimates.csv").read_bytes() == before
+
+
+def test_failed_diagnostics_exit_1_unless_allowed(project, capsys):
+    args = ["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
+            "--chains", "2", "--draws", "20", "--tune", "20", "--no-progress", "--scale", "none"]
+    assert main([*args, "--out", str(project / "short")]) == 1
+    assert "ESS" in capsys.readouterr().err
+    assert main([*args, "--out", str(project / "short2"), "--allow-warnings"]) == 0
+
+
+def test_bad_input_exits_2_with_one_message_and_no_traceback(project):
+    bad = project / "bad.csv"
+    pd.DataFrame({"x1": ["agree", "3"], "x2": [1, 2]}).to_csv(bad, index=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "bayes_sor", "fit", str(project / "model.lav"), "--data",
+         str(bad), "--out", str(project / "never")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error:")
+    assert not (project / "never").exists()
+
+
+def test_syntax_error_names_line_and_column(project, capsys):
+    broken = project / "broken.lav"
+    broken.write_text("X =~ x1 + x2 + x3\nM =~ m1 +\nY ~ ~ M\n")
+    code = main(["fit", str(broken), "--data", str(project / "data.csv"), "--out",
+                 str(project / "x")])
+    assert code == 2
+    assert "line 3" in capsys.readouterr().err
+
+
+def test_simulate_writes_likert_answers(project):
+    out = project / "sim.csv"
+    truth = project / "truth.csv"
+    code = main(["simulate", str(project / "model.lav"), "--nobs", "50", "--seed", "2",
+                 "--out", str(out), "--truth-out", str(truth)])
+    assert code == 0
+    data = pd.read_csv(out)
+    assert data.shape == (50, 9)
+    assert data.isin(range(1, 8)).all().all()
+    assert len(pd.read_csv(truth)) == len(build_partable(MODEL).parameters)
