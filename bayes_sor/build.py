@@ -71,7 +71,6 @@ def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariab
     res_cov = free[(free.lhs != free.rhs) & (free.op == "~~") & ~free.index.isin(exo_cov.index)]
     ordinary = free.drop(exo_cov.index).drop(res_cov.index)
 
-    values: dict[int, pt.TensorVariable] = {}
     groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
     priors = {}
     for f, r in ordinary.iterrows():
@@ -83,26 +82,23 @@ def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariab
             )
         priors[f] = prior
         groups[(prior.family, prior.on_sd)].append(f)
+    # Vectorised assembly: one concatenation and one gather build the whole vector, since a
+    # graph with one indexing node per parameter takes far longer to compile.
+    pieces, offset, free_pos = [], 0, {}
     for (family, on_sd), members in groups.items():
         name = f"{family}{'_sd' if on_sd else ''}_params"
         args = np.array([priors[f].args for f in members])
         dim = f"{name}_dim"
         pm.modelcontext(None).add_coord(dim, [partable.names[free.loc[f, "pos"]] for f in members])
         rv = group_rv(name, family, args, dim)
-        for k, f in enumerate(members):
-            values[f] = rv[k] ** 2 if on_sd else rv[k]
-
+        pieces.append(rv**2 if on_sd else rv)
+        free_pos.update({f: offset + k for k, f in enumerate(members)})
+        offset += len(members)
     fixed = params.value.fillna(0.0).to_numpy(dtype=float)
-    stage = pt.as_tensor_variable(fixed)
-    if values:
-        order = sorted(values)
-        rows = [params.index[params.free == f].to_numpy() for f in order]
-        positions = np.concatenate(rows)
-        sources = np.concatenate([[i] * len(r) for i, r in enumerate(rows)])
-        stacked = pt.stack([values[f] for f in order])
-        stage = pt.set_subtensor(stage[positions], stacked[sources])
+    gather = np.array([free_pos.get(f, offset + k) for k, f in enumerate(params.free)])
+    stage = pt.concatenate([*pieces, pt.as_tensor_variable(fixed)])[gather]
 
-    covariances = []
+    correlations, cov_rows = [], []
     if len(exo_cov):
         etas = {parse_prior(p).args[0] for p in exo_cov.prior}
         if len(etas) > 1:
@@ -115,26 +111,26 @@ def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariab
         chol = pm.LKJCorr("latent_cor_chol", n=len(exo), eta=etas.pop())
         corr = chol @ chol.T
         pos = {f: i for i, f in enumerate(exo)}
-        for f, r in exo_cov.iterrows():
-            covariances.append((f, r, corr[pos[r.lhs], pos[r.rhs]]))
+        correlations.append(corr[[pos[v] for v in exo_cov.lhs], [pos[v] for v in exo_cov.rhs]])
+        cov_rows += list(exo_cov.index)
     if len(res_cov):
         args = np.array([parse_prior(p, "a residual covariance").args for p in res_cov.prior])
         raw = pm.Beta("residual_cor_raw", alpha=args[:, 0], beta=args[:, 1],
                       shape=len(res_cov))
-        for k, (f, r) in enumerate(res_cov.iterrows()):
-            covariances.append((f, r, 2 * raw[k] - 1))
-    if covariances:
+        correlations.append(2 * raw - 1)
+        cov_rows += list(res_cov.index)
+    if correlations:
         var_pos = {
             v: int(np.flatnonzero((params.op == "~~") & (params.lhs == v) & (params.rhs == v))[0])
             for v in rep.items + rep.latents
         }
-        positions, corr_values = [], []
-        for f, r, rho in covariances:
-            scale = pt.sqrt(stage[var_pos[r.lhs]] * stage[var_pos[r.rhs]])
-            for pos in np.flatnonzero(params.free == f):
-                positions.append(pos)
-                corr_values.append(rho * scale)
-        stage = pt.set_subtensor(stage[np.array(positions)], pt.stack(corr_values))
+        rho = pt.concatenate(correlations)
+        covs = free.loc[cov_rows]
+        left, right = [var_pos[v] for v in covs.lhs], [var_pos[v] for v in covs.rhs]
+        scale = pt.sqrt(stage[left] * stage[right])
+        source = {f: k for k, f in enumerate(cov_rows)}
+        rows = np.flatnonzero(params.free.isin(cov_rows))
+        stage = pt.set_subtensor(stage[rows], (rho * scale)[[source[f] for f in params.free[rows]]])
     return pm.Deterministic("par", stage, dims="param")
 
 

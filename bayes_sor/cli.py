@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the fit ran but failed its convergence checks (unless
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +17,9 @@ import pandas as pd
 from bayes_sor.errors import BayesSORError
 
 EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
+#: Modules that add a subcommand: each has ``add_command(subparsers)``, which registers a parser
+#: whose ``handler`` default is a function ``(args) -> exit code``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -60,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", type=Path, help="CSV lhs,op,rhs,value (default: a prior draw)")
     s.add_argument("--out", type=Path, required=True, help="CSV to write")
     s.add_argument("--truth-out", type=Path, help="also write the parameter values used")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_command(sub)
     return parser
 
 
@@ -132,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"fit": _fit, "simulate": _simulate}
     try:
-        return commands[args.command](args)
+        handler = commands.get(args.command) or args.handler
+        return handler(args)
     except BayesSORError as exc:
         if args.debug:
             raise
