@@ -121,3 +121,14 @@ def test_simulate_writes_likert_answers(project):
     assert data.shape == (50, 9)
     assert data.isin(range(1, 8)).all().all()
     assert len(pd.read_csv(truth)) == len(build_partable(MODEL).parameters)
+
+
+def test_same_seed_gives_the_same_posterior(run, project):
+    _, out = run
+    again = project / "again"
+    code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
+                 "--out", str(again), "--scale", "none", *FAST])
+    assert code == 0
+    first = az.from_netcdf(out / "posterior.nc")["posterior"]["par"].values
+    second = az.from_netcdf(again / "posterior.nc")["posterior"]["par"].values
+    np.testing.assert_array_equal(first, second)
