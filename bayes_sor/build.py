@@ -5,6 +5,10 @@ and their priors into the full parameter vector ``par`` (one entry per table row
 posterior as ``par`` with dim ``param``); :func:`marginal_likelihood` and
 :func:`conditional_likelihood` add the data. Every later stage reads ``par`` through the
 :mod:`bayes_sor.matrices` indices, so both likelihoods produce the same posterior names.
+
+Data may be raw answers (a DataFrame), a covariance matrix with N
+(:class:`~bayes_sor.moments.SummaryData`, marginal likelihood only) or ``None`` (the prior alone,
+for prior draws).
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayes_sor import ordinal as ordinal_model
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.matrices import Representation, representation
+from bayes_sor.moments import SummaryData
 from bayes_sor.partable import ParTable
 from bayes_sor.priors import POSITIVE, group_rv, parse_prior
 
 LIKELIHOODS = ("auto", "marginal", "conditional")
+Data = pd.DataFrame | SummaryData | None
 
 
 def marginal_reason(partable: ParTable) -> str:
@@ -34,8 +41,12 @@ def marginal_reason(partable: ParTable) -> str:
     return ""
 
 
-def choose_likelihood(partable: ParTable, likelihood: str = "auto") -> str:
-    """Resolve ``auto``: marginal whenever it is valid, conditional otherwise."""
+def choose_likelihood(partable: ParTable, likelihood: str = "auto",
+                      summary: bool = False) -> str:
+    """Resolve ``auto``: marginal whenever it is valid, conditional otherwise.
+
+    ``summary``: the data are a covariance matrix, which only the marginal likelihood can use.
+    """
     if likelihood not in LIKELIHOODS:
         raise ModelSpecError(f"unknown likelihood {likelihood!r}; use one of {LIKELIHOODS}")
     reason = marginal_reason(partable)
@@ -43,6 +54,12 @@ def choose_likelihood(partable: ParTable, likelihood: str = "auto") -> str:
         raise ModelSpecError(
             f"the marginal likelihood cannot be used: {reason}; use --likelihood conditional "
             "(or auto)"
+        )
+    if summary and (reason or likelihood == "conditional"):
+        raise ModelSpecError(
+            "a covariance matrix can only be analysed with the marginal likelihood"
+            + (f", but {reason}" if reason else "")
+            + "; give the raw answers (--data) instead"
         )
     if likelihood == "auto":
         return "conditional" if reason else "marginal"
@@ -56,21 +73,56 @@ def _free_rows(partable: ParTable) -> pd.DataFrame:
     return params[params.free > 0].drop_duplicates("free").set_index("free", drop=False)
 
 
+def threshold_vector(partable: ParTable) -> tuple[pt.TensorVariable, list[int]]:
+    """All thresholds as one ``thresholds`` random variable, increasing within each item.
+
+    Returns the variable and the free-parameter numbers of its elements. Each threshold keeps
+    its own normal prior; the grouped ordered transform makes them increase within an item.
+    """
+    params = partable.parameters.reset_index(drop=True)
+    rows = params[params.op == "|"]
+    if (rows.free == 0).any() or rows.free.duplicated().any():
+        raise ModelSpecError(
+            "fixed thresholds and thresholds shared by a label are not supported; leave the "
+            "thresholds free (each item gets its own)"
+        )
+    items = partable.ordinal_items()
+    rows = rows.assign(item=rows.lhs.map(items.index), k=rows.rhs.str[1:].astype(int))
+    rows = rows.sort_values(["item", "k"])
+    priors = [parse_prior(p, f"the threshold '{r.lhs} | {r.rhs}'")
+              for p, r in zip(rows.prior, rows.itertuples(), strict=True)]
+    if any(p.family != "normal" or p.on_sd for p in priors):
+        raise ModelSpecError("thresholds need normal priors, e.g. 'normal(0,1.5)'")
+    first = (rows.lhs != rows.lhs.shift()).to_numpy()
+    names = [partable.names[i] for i in rows.index]
+    _coord("thresholds_dim", names)
+    args = np.array([p.args for p in priors])
+    # An ordered initval: the default (every prior mean, 0) is not strictly increasing, and
+    # the transform's log(t_k - t_{k-1}) would start at -inf.
+    rank = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
+    rv = pm.Normal("thresholds", mu=args[:, 0], sigma=args[:, 1], dims="thresholds_dim",
+                   transform=ordinal_model.GroupedOrdered(first), initval=0.5 * rank - 0.5)
+    return rv, rows.free.tolist()
+
+
 def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariable:
     """Free parameters with their priors -> the full parameter vector (Deterministic ``par``).
 
     Free parameters sharing a prior family form one vector random variable named
     ``<family>_params`` (``[sd]`` priors: ``<family>_sd_params``), so the graph stays small.
     Covariances are built from correlations: an LKJ matrix for the exogenous latents,
-    ``beta`` priors on (rho + 1) / 2 for residual covariances.
+    ``beta`` priors on (rho + 1) / 2 for residual covariances. Thresholds form one ordered
+    vector ``thresholds``.
     """
     params = partable.parameters.reset_index(drop=True)
     free = _free_rows(partable)
     exo = partable.exogenous
     exo_cov = free[free.prior.str.startswith("lkj")]
     res_cov = free[(free.lhs != free.rhs) & (free.op == "~~") & ~free.index.isin(exo_cov.index)]
-    ordinary = free.drop(exo_cov.index).drop(res_cov.index)
+    thresholds = free[free.op == "|"]
+    ordinary = free.drop(exo_cov.index).drop(res_cov.index).drop(thresholds.index)
 
+    values: dict[int, pt.TensorVariable] = {}
     groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
     priors = {}
     for f, r in ordinary.iterrows():
@@ -82,23 +134,29 @@ def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariab
             )
         priors[f] = prior
         groups[(prior.family, prior.on_sd)].append(f)
-    # Vectorised assembly: one concatenation and one gather build the whole vector, since a
-    # graph with one indexing node per parameter takes far longer to compile.
-    pieces, offset, free_pos = [], 0, {}
     for (family, on_sd), members in groups.items():
         name = f"{family}{'_sd' if on_sd else ''}_params"
         args = np.array([priors[f].args for f in members])
         dim = f"{name}_dim"
         pm.modelcontext(None).add_coord(dim, [partable.names[free.loc[f, "pos"]] for f in members])
         rv = group_rv(name, family, args, dim)
-        pieces.append(rv**2 if on_sd else rv)
-        free_pos.update({f: offset + k for k, f in enumerate(members)})
-        offset += len(members)
-    fixed = params.value.fillna(0.0).to_numpy(dtype=float)
-    gather = np.array([free_pos.get(f, offset + k) for k, f in enumerate(params.free)])
-    stage = pt.concatenate([*pieces, pt.as_tensor_variable(fixed)])[gather]
+        for k, f in enumerate(members):
+            values[f] = rv[k] ** 2 if on_sd else rv[k]
+    if len(thresholds):
+        rv, numbers = threshold_vector(partable)
+        values.update({f: rv[k] for k, f in enumerate(numbers)})
 
-    correlations, cov_rows = [], []
+    fixed = params.value.fillna(0.0).to_numpy(dtype=float)
+    stage = pt.as_tensor_variable(fixed)
+    if values:
+        order = sorted(values)
+        rows = [params.index[params.free == f].to_numpy() for f in order]
+        positions = np.concatenate(rows)
+        sources = np.concatenate([[i] * len(r) for i, r in enumerate(rows)])
+        stacked = pt.stack([values[f] for f in order])
+        stage = pt.set_subtensor(stage[positions], stacked[sources])
+
+    covariances = []
     if len(exo_cov):
         etas = {parse_prior(p).args[0] for p in exo_cov.prior}
         if len(etas) > 1:
@@ -111,26 +169,26 @@ def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariab
         chol = pm.LKJCorr("latent_cor_chol", n=len(exo), eta=etas.pop())
         corr = chol @ chol.T
         pos = {f: i for i, f in enumerate(exo)}
-        correlations.append(corr[[pos[v] for v in exo_cov.lhs], [pos[v] for v in exo_cov.rhs]])
-        cov_rows += list(exo_cov.index)
+        for f, r in exo_cov.iterrows():
+            covariances.append((f, r, corr[pos[r.lhs], pos[r.rhs]]))
     if len(res_cov):
         args = np.array([parse_prior(p, "a residual covariance").args for p in res_cov.prior])
         raw = pm.Beta("residual_cor_raw", alpha=args[:, 0], beta=args[:, 1],
                       shape=len(res_cov))
-        correlations.append(2 * raw - 1)
-        cov_rows += list(res_cov.index)
-    if correlations:
+        for k, (f, r) in enumerate(res_cov.iterrows()):
+            covariances.append((f, r, 2 * raw[k] - 1))
+    if covariances:
         var_pos = {
             v: int(np.flatnonzero((params.op == "~~") & (params.lhs == v) & (params.rhs == v))[0])
             for v in rep.items + rep.latents
         }
-        rho = pt.concatenate(correlations)
-        covs = free.loc[cov_rows]
-        left, right = [var_pos[v] for v in covs.lhs], [var_pos[v] for v in covs.rhs]
-        scale = pt.sqrt(stage[left] * stage[right])
-        source = {f: k for k, f in enumerate(cov_rows)}
-        rows = np.flatnonzero(params.free.isin(cov_rows))
-        stage = pt.set_subtensor(stage[rows], (rho * scale)[[source[f] for f in params.free[rows]]])
+        positions, corr_values = [], []
+        for f, r, rho in covariances:
+            scale = pt.sqrt(stage[var_pos[r.lhs]] * stage[var_pos[r.rhs]])
+            for pos in np.flatnonzero(params.free == f):
+                positions.append(pos)
+                corr_values.append(rho * scale)
+        stage = pt.set_subtensor(stage[np.array(positions)], pt.stack(corr_values))
     return pm.Deterministic("par", stage, dims="param")
 
 
@@ -157,7 +215,9 @@ def marginal_likelihood(par: pt.TensorVariable, rep: Representation, stats: dict
     """Items ~ MvNormal(nu, Sigma(theta)) from sufficient statistics (cost independent of N).
 
     logL = -N/2 [log|Sigma| + tr(Sigma^-1 S) + (ybar - nu)' Sigma^-1 (ybar - nu) + p log 2 pi],
-    evaluated through the Cholesky factor of Sigma: no explicit inverse.
+    evaluated through the Cholesky factor of Sigma: no explicit inverse. Without ``mean`` in
+    ``stats`` (a covariance matrix as data) the mean term is absent and ``n`` is N - 1 with the
+    unbiased S: the Wishart likelihood of S.
     """
     mats = _matrices(par, rep)
     m = len(rep.latents)
@@ -165,50 +225,156 @@ def marginal_likelihood(par: pt.TensorVariable, rep: Representation, stats: dict
     sigma = mats["lambda"] @ inv @ mats["psi"] @ inv.T @ mats["lambda"].T + mats["theta"]
     chol = pt.linalg.cholesky(sigma)
     n = pm.Data("n_obs", stats["n"])
-    mean = pm.Data("item_mean", stats["mean"], dims="item")
     cov_chol = pm.Data("item_cov_chol", stats["cov_chol"], dims=("item", "item_"))
     solve = pt.linalg.solve_triangular
     trace = pt.sum(solve(chol, cov_chol, lower=True) ** 2)
-    quad = pt.sum(solve(chol, mean - mats["nu"], lower=True) ** 2)
     logdet = 2 * pt.sum(pt.log(pt.diag(chol)))
+    quad = 0.0
+    if stats.get("mean") is not None:
+        mean = pm.Data("item_mean", stats["mean"], dims="item")
+        quad = pt.sum(solve(chol, mean - mats["nu"], lower=True) ** 2)
     p = len(rep.items)
     pm.Potential("loglik", -0.5 * n * (logdet + trace + quad + p * np.log(2 * np.pi)))
 
 
-def latent_scores(par: pt.TensorVariable, rep: Representation, order: list[str],
-                  exogenous: list[str], n_obs: int) -> pt.TensorVariable:
-    """Non-centred latent scores (obs x latent), built in causal order.
+def _coord(name: str, labels: list[str]) -> str:
+    """Register a coordinate in the current model; returns its name (for ``dims``)."""
+    pm.modelcontext(None).add_coord(name, labels)
+    return name
+
+
+def _dim(name: str, labels: list[str], everything: list[str], full: str) -> str:
+    """The dim for a block of variables: ``full`` when it is all of them, else its own."""
+    return full if labels == everything else _coord(name, labels)
+
+
+@dataclass
+class _ObservedBlock:
+    """Observed structural variables: their data (constant) and intercepts (parameters)."""
+
+    names: list[str]
+    data: pt.TensorVariable
+    nu: pt.TensorVariable
+
+    def take(self, names: list[str]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        """(data, intercepts) of some of the variables."""
+        idx = [self.names.index(v) for v in names]
+        return self.data[:, idx], self.nu[idx]
+
+    def centred(self, name: str) -> pt.TensorVariable:
+        """The variable's score in the structural model: data minus intercept."""
+        k = self.names.index(name)
+        return self.data[:, k] - self.nu[k]
+
+
+def _observed_block(mats: dict, rep: Representation, partable: ParTable,
+                    y: np.ndarray) -> _ObservedBlock | None:
+    names = partable.observed_structural
+    if not names:
+        return None
+    idx = [rep.items.index(v) for v in names]
+    data = pm.Data("y_observed", y[:, idx], dims=("obs", _coord("observed_variable", names)))
+    return _ObservedBlock(names, data, mats["nu"][idx])
+
+
+def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTable,
+                  y: np.ndarray) -> pt.TensorVariable:
+    """Latent scores (obs x latent), non-centred, built in causal order.
 
     Exogenous latents: standard normal scores times the Cholesky factor of their covariance.
     Endogenous latents: linear predictors, latent products for interactions, plus a scaled
-    standard normal disturbance.
+    standard normal disturbance. Observed structural variables
+    (:attr:`~bayes_sor.partable.ParTable.observed_structural`) enter as data, ``y - nu``, with
+    their structural equations as likelihood terms (as indicators their residual variance is
+    0, which a Normal cannot carry).
     """
     mats = _matrices(par, rep)
     pos = {f: i for i, f in enumerate(rep.latents)}
-    z = pm.Normal("latent_z", 0.0, 1.0, dims=("obs", "latent"))
-    exo_idx = [pos[f] for f in exogenous]
-    psi_exo = mats["psi"][np.ix_(exo_idx, exo_idx)]
-    exo_scores = z[:, exo_idx] @ pt.linalg.cholesky(psi_exo).T
-    columns: dict[int, pt.TensorVariable] = {i: exo_scores[:, k] for k, i in enumerate(exo_idx)}
-    for f in order:
+    block = _observed_block(mats, rep, partable, y)
+    observed = block.names if block else []
+    sampled = [f for f in rep.latents if f not in observed]
+    z_dim = _dim("measured_latent", sampled, rep.latents, "latent")
+    z = pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim)) if sampled else None
+    z_of = {f: z[:, k] for k, f in enumerate(sampled)}
+    columns = _exogenous_scores(mats, pos, partable, block, z_of)
+    outcomes: dict[str, pt.TensorVariable] = {}
+    ext = pt.concatenate([par, pt.zeros(1)])
+    for f in partable.order:
         i = pos[f]
         if i in columns:
             continue
-        mean = pt.zeros(n_obs)
+        mean = pt.zeros(y.shape[0])
         for j in columns:
             if rep.beta[i, j] != rep.zero:
                 mean = mean + mats["beta"][i, j] * columns[j]
-        ext = pt.concatenate([par, pt.zeros(1)])
         for t in rep.interactions:
             if t.outcome == i:
                 mean = mean + ext[t.param] * columns[t.first] * columns[t.second]
-        columns[i] = mean + pt.sqrt(mats["psi"][i, i]) * z[:, i]
+        if f in observed:
+            outcomes[f] = mean
+            columns[i] = block.centred(f)
+        else:
+            columns[i] = mean + pt.sqrt(mats["psi"][i, i]) * z_of[f]
+    if outcomes:
+        names = list(outcomes)
+        data, nu = block.take(names)
+        idx = [pos[f] for f in names]
+        pm.Normal("observed_outcomes", mu=nu + pt.stack(list(outcomes.values()), axis=1),
+                  sigma=pt.sqrt(mats["psi"][idx, idx]), observed=data,
+                  dims=("obs", _coord("observed_outcome", names)))
     return pt.stack([columns[i] for i in range(len(rep.latents))], axis=1)
 
 
+def _exogenous_scores(mats: dict, pos: dict[str, int], partable: ParTable,
+                      block: _ObservedBlock | None,
+                      z_of: dict[str, pt.TensorVariable]) -> dict[int, pt.TensorVariable]:
+    """Exogenous scores. With observed exogenous variables O, Psi is ordered (O, latent L)
+    and factored L L'; the data of O are MvNormal(nu_O, L_OO L_OO'), and the latents are
+    drawn conditionally on them: eta_L = L_LO z_O + L_LL z_L with z_O = L_OO^-1 (y_O - nu_O)."""
+    observed = block.names if block else []
+    exo_obs = [f for f in partable.exogenous if f in observed]
+    exo_lat = [f for f in partable.exogenous if f not in observed]
+    idx = [pos[f] for f in exo_obs + exo_lat]
+    if not idx:
+        return {}
+    chol = pt.linalg.cholesky(mats["psi"][np.ix_(idx, idx)])
+    k = len(exo_obs)
+    columns: dict[int, pt.TensorVariable] = {pos[f]: block.centred(f) for f in exo_obs}
+    z_obs = None
+    if exo_obs:
+        data, nu = block.take(exo_obs)
+        pm.MvNormal("exogenous_observed", mu=nu, chol=chol[:k, :k], observed=data,
+                    dims=("obs", _coord("observed_exogenous", exo_obs)))
+        z_obs = pt.linalg.solve_triangular(chol[:k, :k], (data - nu).T, lower=True).T
+    if exo_lat:
+        scores = pt.stack([z_of[f] for f in exo_lat], axis=1) @ chol[k:, k:].T
+        if z_obs is not None:
+            scores = scores + z_obs @ chol[k:, :k].T
+        columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_lat)})
+    return columns
+
+
+def _item_blocks(rep: Representation, partable: ParTable) -> tuple[list[int], list[int]]:
+    """Positions of the continuous and of the ordinal measurement items."""
+    ordinal = set(partable.ordinal_items())
+    observed = set(partable.observed_structural)
+    continuous = [k for k, i in enumerate(rep.items) if i not in ordinal | observed]
+    ordinal_pos = [k for k, i in enumerate(rep.items) if i in ordinal]
+    off_diagonal = (rep.theta != rep.zero) & ~np.eye(len(rep.items), dtype=bool)
+    touched = {rep.items[k] for k in np.flatnonzero(off_diagonal.any(axis=0))}
+    unsupported = sorted(touched & (ordinal | observed))
+    if unsupported:
+        raise ModelSpecError(
+            f"residual covariances of ordinal items or observed structural variables "
+            f"({unsupported}) are not supported: remove them"
+        )
+    return continuous, ordinal_pos
+
+
 def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable: ParTable,
-                           y: np.ndarray) -> None:
-    """Items ~ Normal(nu + eta Lambda', theta) given sampled latent scores eta."""
+                           y: np.ndarray, save_latent: bool = False) -> None:
+    """Items given sampled latent scores eta: continuous items Normal(nu + eta Lambda', theta),
+    ordinal items ordered probit (:mod:`bayes_sor.ordinal`)."""
     psi = partable.table[(partable.table.op == "~~") & (partable.table.lhs != partable.table.rhs)]
     endo_cov = psi[psi.lhs.isin(partable.endogenous) | psi.rhs.isin(partable.endogenous)]
     if len(endo_cov):
@@ -217,17 +383,63 @@ def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable
             f"residual covariances between endogenous latents ({pairs}) are only supported by "
             "the marginal likelihood; remove them or drop the latent interaction"
         )
+    continuous, ordinal_pos = _item_blocks(rep, partable)
     mats = _matrices(par, rep)
-    eta = latent_scores(par, rep, partable.order, partable.exogenous, y.shape[0])
-    data = pm.Data("y", y, dims=("obs", "item"))
-    mu = mats["nu"] + eta @ mats["lambda"].T
-    if np.any((rep.theta != rep.zero) & ~np.eye(len(rep.items), dtype=bool)):
-        pm.MvNormal("items", mu=mu, chol=pt.linalg.cholesky(mats["theta"]), observed=data,
-                    dims=("obs", "item"))
-    else:
-        pm.Normal("items", mu=mu, sigma=pt.sqrt(pt.diag(mats["theta"])), observed=data,
-                  dims=("obs", "item"))
+    eta = latent_scores(par, rep, partable, y)
+    if continuous:
+        _continuous_items(mats, rep, eta, y, continuous)
+    if ordinal_pos:
+        _ordinal_items(par, mats, rep, partable, eta, y, ordinal_pos)
+    if save_latent:
+        pm.Deterministic("latent_scores", eta, dims=("obs", "latent"))
     _moderator_quantiles(eta, rep, partable)
+
+
+def _continuous_items(mats: dict, rep: Representation, eta: pt.TensorVariable, y: np.ndarray,
+                      block: list[int]) -> None:
+    names = [rep.items[k] for k in block]
+    dim = _dim("continuous_item", names, rep.items, "item")
+    data = pm.Data("y", y[:, block], dims=("obs", dim))
+    mu = mats["nu"][block] + eta @ mats["lambda"][block].T
+    theta = mats["theta"][np.ix_(block, block)]
+    if np.any((rep.theta[np.ix_(block, block)] != rep.zero) & ~np.eye(len(block), dtype=bool)):
+        pm.MvNormal("items", mu=mu, chol=pt.linalg.cholesky(theta), observed=data,
+                    dims=("obs", dim))
+    else:
+        pm.Normal("items", mu=mu, sigma=pt.sqrt(pt.diag(theta)), observed=data,
+                  dims=("obs", dim))
+
+
+def _ordinal_items(par: pt.TensorVariable, mats: dict, rep: Representation, partable: ParTable,
+                   eta: pt.TensorVariable, y: np.ndarray, block: list[int]) -> None:
+    """Ordered probit per answer: only the interval of the observed category is evaluated."""
+    names = [rep.items[k] for k in block]
+    positions, offsets = ordinal_model.threshold_layout(partable, names)
+    params = partable.parameters.reset_index(drop=True)
+    codes = np.column_stack([_ordinal_codes(y[:, k], name, params) for k, name in
+                             zip(block, names, strict=True)])
+    dim = _dim("ordinal_item", names, rep.items, "item")
+    data = pm.Data("y_ordinal", codes, dims=("obs", dim))
+    mu = mats["nu"][block] + eta @ mats["lambda"][block].T
+    sigma = pt.sqrt(pt.diag(mats["theta"])[block])
+    tau = ordinal_model.padded_thresholds(par, positions)
+    logp = ordinal_model.ordinal_logp(data, mu, sigma, tau, offsets)
+    # A Potential, not a CustomDist: the padded thresholds of all items form one vector that
+    # CustomDist would try to broadcast against the answers.
+    pm.Potential("ordinal_loglik", logp.sum())
+
+
+def _ordinal_codes(column: np.ndarray, item: str, params: pd.DataFrame) -> np.ndarray:
+    """Consecutive category codes; their number must match the item's thresholds."""
+    categories = np.unique(column)
+    n_thresholds = int(((params.op == "|") & (params.lhs == item)).sum())
+    if len(categories) != n_thresholds + 1:
+        raise ModelSpecError(
+            f"the ordinal item {item!r} has {len(categories)} observed categories but "
+            f"{n_thresholds} thresholds in the model (it needs {len(categories) - 1}); "
+            "add them with bayes_sor.ordinal.prepare(partable, data)"
+        )
+    return ordinal_model.codes(column, categories)
 
 
 def _moderator_quantiles(eta: pt.TensorVariable, rep: Representation,
@@ -253,30 +465,47 @@ class BuiltModel:
     initial_values: dict[str, np.ndarray]
 
 
-def initial_values(model: pm.Model, partable: ParTable, y: np.ndarray) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class ItemMoments:
+    """Item means, variances, (ordinal items) category codes and standardised answers
+    (obs x item, raw data only), for starting values."""
+
+    mean: dict[str, float]
+    var: dict[str, float]
+    codes: dict[str, np.ndarray]
+    standardized: pd.DataFrame | None = None
+
+    @classmethod
+    def of(cls, partable: ParTable, data: Data) -> ItemMoments:
+        items = partable.indicators
+        if isinstance(data, SummaryData):
+            var = np.diag(data.cov.to_numpy())
+            return cls(dict.fromkeys(items, 0.0), dict(zip(items, var, strict=True)), {})
+        if data is None:
+            return cls(dict.fromkeys(items, 0.0), dict.fromkeys(items, 1.0), {})
+        y = data[items].to_numpy(dtype=float)
+        codes = {i: ordinal_model.codes(data[i], np.unique(data[i]))
+                 for i in partable.ordinal_items()}
+        var = y.var(axis=0) + 1e-6
+        z = pd.DataFrame((y - y.mean(axis=0)) / np.sqrt(var), columns=items)
+        return cls(dict(zip(items, np.nan_to_num(y.mean(axis=0)), strict=True)),
+                   dict(zip(items, var, strict=True)), codes, z)
+
+
+def initial_values(model: pm.Model, partable: ParTable,
+                   moments: ItemMoments) -> dict[str, np.ndarray]:
     """Data-based starting values, as lavaan's "simple" starts.
 
-    Loadings start positive (0.7 item SD, or 1 for marker-scaled ones) so that no chain starts
-    on the symmetric saddle at zero loadings and drifts into a sign-flipped mode; intercepts
-    start at item means, residual variances at half the item variance, paths at zero.
+    Loadings start positive (0.7 item SD, 1 for ordinal items, or 1 for marker-scaled ones) so
+    that no chain starts on the symmetric saddle at zero loadings and drifts into a sign-flipped
+    mode; intercepts start at item means, residual variances at half the item variance, paths
+    at zero, thresholds at the probits of the cumulative proportions.
     """
-    item_var = dict(zip(partable.indicators, y.var(axis=0) + 1e-6, strict=True))
-    params = partable.parameters.reset_index(drop=True)
-    start: dict[str, float] = {}
-    for name, r in zip(partable.names, params.itertuples(), strict=True):
-        if r.op == "=~":
-            start[name] = 0.7 * np.sqrt(item_var[r.rhs])
-        elif r.op == "~1":
-            start[name] = float(np.nan_to_num(np.mean(y[:, partable.indicators.index(r.lhs)])))
-        elif r.op == "~~" and r.lhs == r.rhs:
-            base = item_var.get(r.lhs) or item_var[_first_indicator(partable, r.lhs)]
-            start[name] = 0.5 * base
-        else:
-            start[name] = 0.0 if pd.isna(r.value) else float(r.value)
+    start = _start_by_name(partable, moments)
     values: dict[str, np.ndarray] = {}
     for rv in model.free_RVs:
         dims = model.named_vars_to_dims.get(rv.name, ())
-        if rv.name.endswith("_params"):
+        if rv.name.endswith("_params") or rv.name == "thresholds":
             members = model.coords[dims[0]]
             vals = np.array([start[m] for m in members])
             values[rv.name] = np.sqrt(vals) if rv.name.endswith("_sd_params") else vals
@@ -288,11 +517,55 @@ def initial_values(model: pm.Model, partable: ParTable, y: np.ndarray) -> dict[s
         values["residual_cor_raw"] = np.full(
             model.named_vars["residual_cor_raw"].eval().shape, 0.5)
     if "latent_z" in model.named_vars:
-        # Small distinct scores: an all-zero start makes every respondent tie, and nutpie
-        # rejects that point (its gradient is not finite there).
-        rng = np.random.default_rng(0)
-        values["latent_z"] = rng.normal(0.0, 0.1, (y.shape[0], len(partable.latents)))
+        values["latent_z"] = _start_scores(model, partable, moments)
     return values
+
+
+def _start_scores(model: pm.Model, partable: ParTable, moments: ItemMoments) -> np.ndarray:
+    """Starting latent scores: each factor's standardised mean item score, shrunk by 0.8.
+
+    Together with the positive starting loadings this puts every chain in the orientation the
+    sign constraint selects; from random scores a chain can settle in the sign-flipped mode
+    (the other loadings negative, the constrained first one pinned near 0). A little noise
+    keeps respondents with equal answers apart: exact ties make nutpie reject the start (its
+    gradient is not finite there).
+    """
+    latents = list(model.coords[model.named_vars_to_dims["latent_z"][1]])
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.1, model.named_vars["latent_z"].eval().shape)
+    if moments.standardized is None:
+        return noise
+    t = partable.table
+    for k, f in enumerate(latents):
+        score = moments.standardized[t.loc[(t.op == "=~") & (t.lhs == f), "rhs"]].mean(axis=1)
+        noise[:, k] += 0.8 * (score - score.mean()).to_numpy() / max(score.std(), 1e-6)
+    return noise
+
+
+def _start_by_name(partable: ParTable, moments: ItemMoments) -> dict[str, float]:
+    params = partable.parameters.reset_index(drop=True)
+    ordinal = set(partable.ordinal_items())
+    start: dict[str, float] = {}
+    for name, r in zip(partable.names, params.itertuples(), strict=True):
+        if r.op == "=~":
+            start[name] = 1.0 if r.rhs in ordinal else 0.7 * np.sqrt(moments.var[r.rhs])
+        elif r.op == "~1":
+            start[name] = float(moments.mean[r.lhs])
+        elif r.op == "~~" and r.lhs == r.rhs:
+            base = moments.var.get(r.lhs) or moments.var[_first_indicator(partable, r.lhs)]
+            start[name] = 0.5 * base
+        else:
+            start[name] = 0.0 if pd.isna(r.value) else float(r.value)
+    for item in ordinal:
+        rows = params.index[(params.op == "|") & (params.lhs == item)]
+        if item in moments.codes:
+            values = ordinal_model.start_thresholds(moments.codes[item], len(rows), 1.0)
+        else:
+            values = np.linspace(-1.0, 1.0, len(rows)) if len(rows) > 1 else np.zeros(1)
+        order = np.argsort([int(params.rhs[k][1:]) for k in rows])
+        for k, v in zip(np.asarray(rows)[order], values, strict=True):
+            start[partable.names[k]] = float(v)
+    return start
 
 
 def _first_indicator(partable: ParTable, latent: str) -> str:
@@ -300,11 +573,20 @@ def _first_indicator(partable: ParTable, latent: str) -> str:
     return t.loc[(t.op == "=~") & (t.lhs == latent), "rhs"].iloc[0]
 
 
-def pymc_model(partable: ParTable, data: pd.DataFrame, likelihood: str = "auto") -> BuiltModel:
-    """Build the PyMC model for ``partable`` and complete-case ``data`` (items as columns)."""
-    kind = choose_likelihood(partable, likelihood)
+def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
+               save_latent: bool = False) -> BuiltModel:
+    """Build the PyMC model for ``partable`` and ``data``.
+
+    ``data``: complete-case answers (items as columns), a :class:`SummaryData` (covariance
+    matrix and N; marginal likelihood, no mean structure) or ``None`` (prior only).
+    ``save_latent``: keep the latent scores as the deterministic ``latent_scores`` (conditional
+    likelihood; marginal fits draw them afterwards, :mod:`bayes_sor.scores`).
+    """
+    summary = isinstance(data, SummaryData)
+    kind = choose_likelihood(partable, likelihood, summary=summary)
     rep = representation(partable)
-    y = data[rep.items].to_numpy(dtype=float)
+    raw = isinstance(data, pd.DataFrame)
+    y = data[rep.items].to_numpy(dtype=float) if raw else np.zeros((0, len(rep.items)))
     coords = {
         "param": partable.names,
         "item": rep.items,
@@ -316,8 +598,11 @@ def pymc_model(partable: ParTable, data: pd.DataFrame, likelihood: str = "auto")
     }
     with pm.Model(coords=coords) as model:
         par = parameter_vector(partable, rep)
-        if kind == "marginal":
+        if summary:
+            marginal_likelihood(par, rep, data.statistics())
+        elif raw and kind == "marginal":
             marginal_likelihood(par, rep, sufficient_statistics(y))
-        else:
-            conditional_likelihood(par, rep, partable, y)
-    return BuiltModel(model, kind, rep, initial_values(model, partable, y))
+        elif raw:
+            conditional_likelihood(par, rep, partable, y, save_latent)
+    return BuiltModel(model, kind, rep, initial_values(model, partable,
+                                                       ItemMoments.of(partable, data)))

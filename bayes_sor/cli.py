@@ -15,11 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from bayes_sor.errors import BayesSORError
+from bayes_sor.hypotheses import DEFAULT_ROPE, rope_width
 
 EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
 #: Modules that add a subcommand: each has ``add_command(subparsers)``, which registers a parser
 #: whose ``handler`` default is a function ``(args) -> exit code``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "bayes_sor.ppc", "bayes_sor.reliability", "bayes_sor.compare_models",
+    "bayes_sor.sensitivity", "bayes_sor.report", "bayes_sor.sbc", "bayes_sor.compare",
+)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -39,13 +43,21 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="fit a model to survey data and write a run folder")
     _add_model_options(f)
-    f.add_argument("--data", required=True, type=Path, help="CSV of item answers")
+    f.add_argument("--data", type=Path, help="CSV of item answers")
+    f.add_argument("--cov", type=Path, help="instead of --data: CSV covariance matrix of the "
+                   "items (needs --nobs; no means, so no intercepts)")
+    f.add_argument("--cor", type=Path, help="instead of --data: CSV correlation matrix (with "
+                   "--sd for covariances, else a standardised analysis; needs --nobs)")
+    f.add_argument("--sd", type=Path, help="CSV of item standard deviations for --cor")
+    f.add_argument("--nobs", type=int, help="sample size behind --cov / --cor")
     f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
     f.add_argument("--likelihood", default="auto", choices=["auto", "marginal", "conditional"])
     f.add_argument("--missing", default="refuse", choices=["refuse", "listwise"])
     f.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"])
     f.add_argument("--chains", type=int, default=4)
-    f.add_argument("--draws", type=int, default=1000)
+    f.add_argument("--draws", type=int, default=2000,
+                   help="draws per chain after tuning (2000: enough for ESS >= 400 on the "
+                   "bundled S-O-R models, whose latent correlations mix slowly)")
     f.add_argument("--tune", type=int, default=1000)
     f.add_argument("--seed", type=int, default=20261124)
     f.add_argument("--target-accept", type=float, default=0.9)
@@ -56,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="exit 0 even when convergence checks fail (they are still reported)")
     f.add_argument("--force", action="store_true", help="replace an existing run in --out")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.add_argument("--no-report", action="store_true",
+                   help="skip report.html / report.md and figures ('report RUN_DIR' makes them)")
+    f.add_argument("--rope", type=rope_width, default=DEFAULT_ROPE, help="half-width of the "
+                   "region of practical equivalence for hypotheses, std.all scale (0.05)")
 
     s = sub.add_parser("simulate", help="simulate survey answers from a model and a truth file")
     _add_model_options(s)
@@ -84,14 +100,16 @@ def _fit(args: argparse.Namespace) -> int:
     result = fit(args.model, args.data, likelihood=args.likelihood,
                  identification=args.identification, ordinal=args.ordinal, scale=args.scale,
                  missing=args.missing, settings=settings, ci_prob=args.ci, hdi=args.hdi,
-                 save_latent=args.save_latent)
-    write_run(result, out, force=args.force)
+                 save_latent=args.save_latent, cov=args.cov, cor=args.cor, sd=args.sd,
+                 nobs=args.nobs)
+    write_run(result, out, force=args.force, report=not args.no_report, rope=args.rope)
     shown = result.effects[result.effects.kind.isin(
         ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]
     with pd.option_context("display.width", 120, "display.max_rows", 200):
         print(shown[["effect", "kind", "moderator_value", "mean", "ci.lower", "ci.upper",
                      "p_positive"]].round(3).to_string(index=False))
-    print(f"\nwrote {out}/ (posterior.nc, estimates.csv, effects.csv, report.md)")
+    report = "" if args.no_report else ", report.html, report.md"
+    print(f"\nwrote {out}/ (posterior.nc, estimates.csv, effects.csv{report})")
     if result.diagnostics.ok:
         print("diagnostics: passed")
         return EXIT_OK
@@ -106,19 +124,20 @@ def _simulate(args: argparse.Namespace) -> int:
     from bayes_sor.fit import read_model
     from bayes_sor.output import write_atomic
     from bayes_sor.partable import build_partable
-    from bayes_sor.simulate import prior_draw, simulate, truth_table, truth_vector
+    from bayes_sor.simulate import prior_draw, scale_thresholds, simulate, truth_table, truth_vector
 
     partable = build_partable(read_model(args.model), identification=args.identification,
                               ordinal=args.ordinal)
     if args.nobs < 1:
         raise BayesSORError("--nobs must be at least 1")
+    scale = parse_scale(args.scale or partable.options.get("scale"))
+    partable = scale_thresholds(partable, scale)
     if args.truth is not None:
         from bayes_sor.data import read_csv
 
         par = truth_vector(partable, read_csv(args.truth))
     else:
         par = prior_draw(partable, args.seed)
-    scale = parse_scale(args.scale or partable.options.get("scale"))
     data = simulate(partable, par, args.nobs, args.seed, scale=scale)
     if scale is not None:
         data = data.astype(int)

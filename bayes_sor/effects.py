@@ -153,12 +153,19 @@ def defined_draws(partable: ParTable, par: np.ndarray) -> list[Effect]:
     return out
 
 
-def effects_dataarray(effects: list[Effect]) -> xr.DataArray:
-    """Stack effects into one (chain, draw, effect_id) DataArray with descriptive coords."""
+def effects_dataarray(effects: list[Effect],
+                      sample_shape: tuple[int, int] = (1, 0)) -> xr.DataArray:
+    """Stack effects into one (chain, draw, effect_id) DataArray with descriptive coords.
+
+    A model without paths or definitions (a pure CFA) has no effects: the array is then empty
+    along ``effect_id`` with the given ``(chain, draw)`` shape.
+    """
     keys = [f"{e.kind}: {e.effect}" + (f" @ {e.moderator_value}" if e.moderator_value else "")
             for e in effects]
+    values = (np.stack([e.draws for e in effects], axis=-1) if effects
+              else np.zeros((*sample_shape, 0)))
     return xr.DataArray(
-        np.stack([e.draws for e in effects], axis=-1),
+        values,
         dims=("chain", "draw", "effect_id"),
         coords={
             "effect_id": keys,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -17,8 +19,11 @@ from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
 from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.estimates import parameter_estimates
 from bayes_sor.hypotheses import evaluate
-from bayes_sor.partable import ParTable, build_partable
+from bayes_sor.moments import SummaryData, load_summary
+from bayes_sor.ordinal import prepare as add_ordinal_thresholds
+from bayes_sor.partable import ParTable, build_partable, without_mean_structure
 from bayes_sor.sampling import SamplerSettings, sample
+from bayes_sor.scores import marginal_latent_scores
 
 PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
 
@@ -28,7 +33,7 @@ class FitResult:
     """Everything one fit produced; :func:`bayes_sor.output.write_run` saves it."""
 
     partable: ParTable
-    dataset: Dataset
+    dataset: Dataset | SummaryData
     built: BuiltModel
     idata: xr.DataTree
     estimates: pd.DataFrame
@@ -60,7 +65,7 @@ def read_model(model: str | Path) -> str:
         return raw.decode("latin-1")
 
 
-def provenance(partable: ParTable, dataset: Dataset, settings: SamplerSettings,
+def provenance(partable: ParTable, dataset: Dataset | SummaryData, settings: SamplerSettings,
                likelihood: str) -> dict[str, str]:
     """Attributes stored on the posterior so a run can be traced and repeated."""
     versions = {}
@@ -73,7 +78,8 @@ def provenance(partable: ParTable, dataset: Dataset, settings: SamplerSettings,
         "bayes_sor_model_text": partable.text,
         "bayes_sor_data_sha256": dataset.sha256,
         "bayes_sor_data_source": dataset.source,
-        "bayes_sor_n_obs": str(len(dataset.frame)),
+        "bayes_sor_n_obs": str(dataset.nobs if isinstance(dataset, SummaryData)
+                               else len(dataset.frame)),
         "bayes_sor_seed": str(settings.seed),
         "bayes_sor_likelihood": likelihood,
         "bayes_sor_identification": partable.options.get("identification", "std.lv"),
@@ -84,7 +90,7 @@ def provenance(partable: ParTable, dataset: Dataset, settings: SamplerSettings,
 
 def fit(
     model: str | Path | ParTable,
-    data: str | Path | pd.DataFrame,
+    data: str | Path | pd.DataFrame | None = None,
     *,
     likelihood: str = "auto",
     identification: str | None = None,
@@ -95,8 +101,17 @@ def fit(
     ci_prob: float = 0.95,
     hdi: bool = False,
     save_latent: bool = False,
+    cov: str | Path | pd.DataFrame | None = None,
+    cor: str | Path | pd.DataFrame | None = None,
+    sd: str | Path | pd.DataFrame | None = None,
+    nobs: int | None = None,
 ) -> FitResult:
-    """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics."""
+    """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics.
+
+    ``data``: raw answers; or, instead, ``cov`` (a covariance matrix) or ``cor`` (correlations,
+    with ``sd`` or standardised without) and ``nobs``: the marginal likelihood of the sample
+    covariance, without mean structure (:mod:`bayes_sor.moments`).
+    """
     settings = settings or SamplerSettings()
     settings.validate()
     if not 0 < ci_prob < 1:
@@ -109,23 +124,24 @@ def fit(
         scale = None  # the user's explicit "no Likert range", overriding the model file
     if not isinstance(scale, Scale):
         scale = parse_scale(scale)
-    dataset = load_data(data, partable.indicators, scale=scale, missing=missing,
-                        ordinal=partable.ordinal_items())
-    built = pymc_model(partable, dataset.frame, likelihood=likelihood)
+    summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
+    dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
+    built = pymc_model(partable, dataset if isinstance(dataset, SummaryData) else dataset.frame,
+                       likelihood=likelihood, save_latent=save_latent)
     idata = sample(built, settings)
     posterior = idata["posterior"].to_dataset()
     quantiles = posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior \
         else None
     effects = effects_dataarray(effect_draws(partable, built.representation,
-                                             posterior["par"].values, quantiles))
+                                             posterior["par"].values, quantiles),
+                                sample_shape=posterior["par"].shape[:2])
     posterior["effects"] = effects
+    if save_latent and built.likelihood == "marginal":
+        posterior["latent_scores"] = _marginal_scores(built, posterior, dataset, settings.seed)
     if not save_latent and "latent_z" in posterior:
         posterior = posterior.drop_vars("latent_z")
     idata["posterior"] = xr.DataTree(dataset=posterior)
-    idata["observed_data"] = xr.DataTree(
-        dataset=xr.Dataset({"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
-                           coords={"obs": dataset.frame.index.to_numpy(),
-                                   "item": partable.indicators}))
+    idata["observed_data"] = xr.DataTree(dataset=_observed_data(dataset, partable))
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
     estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
     return FitResult(
@@ -141,3 +157,46 @@ def fit(
         ci_prob=ci_prob,
         hdi=hdi,
     )
+
+
+def _load_inputs(partable: ParTable, data, summary: dict, scale: Scale | None, missing: str,
+                 save_latent: bool) -> tuple[Dataset | SummaryData, ParTable]:
+    """Raw answers (ordinal thresholds added from them) or a covariance matrix (intercepts
+    dropped: without means they are not identified)."""
+    if not any(v is not None for k, v in summary.items() if k != "nobs"):
+        if data is None:
+            raise BayesSORError("give the data (--data), or a covariance matrix (--cov) or "
+                                "correlation matrix (--cor) with --nobs")
+        dataset = load_data(data, partable.indicators, scale=scale, missing=missing,
+                            ordinal=partable.ordinal_items())
+        scale_range = (scale.low, scale.high) if scale is not None else None
+        return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
+    if data is not None:
+        raise BayesSORError("give either raw data (--data) or a summary matrix (--cov/--cor), "
+                            "not both")
+    if save_latent:
+        raise BayesSORError("--save-latent needs the raw answers; a covariance matrix has no "
+                            "respondents to score")
+    dataset = load_summary(partable.indicators, **summary)
+    warnings.warn("summary-statistics input has no item means: the mean structure is dropped "
+                  "(no intercepts are estimated)", stacklevel=3)
+    return dataset, without_mean_structure(partable)
+
+
+def _observed_data(dataset: Dataset | SummaryData, partable: ParTable) -> xr.Dataset:
+    if isinstance(dataset, SummaryData):
+        return xr.Dataset({"sample_cov": (("item", "item_"), dataset.cov.to_numpy())},
+                          coords={"item": dataset.items, "item_": dataset.items},
+                          attrs={"n_obs": dataset.nobs, "standardized": int(dataset.standardized)})
+    return xr.Dataset({"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
+                      coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators})
+
+
+def _marginal_scores(built: BuiltModel, posterior: xr.Dataset, dataset: Dataset,
+                     seed: int) -> xr.DataArray:
+    """Latent scores of a marginal fit, drawn from their conditional normal per draw."""
+    rep = built.representation
+    y = dataset.frame[rep.items].to_numpy(dtype=float)
+    draws = marginal_latent_scores(rep, posterior["par"].values, y, seed)
+    return xr.DataArray(draws, dims=("chain", "draw", "obs", "latent"),
+                        coords={"obs": np.arange(y.shape[0]), "latent": rep.latents})

@@ -31,8 +31,8 @@ from scipy import stats
 from bayes_sor.effects import effect_draws
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.estimates import standardized_draws
-from bayes_sor.matrices import Representation, extend, representation
-from bayes_sor.partable import ParTable, build_partable
+from bayes_sor.matrices import Representation, extend, implied_moments, representation
+from bayes_sor.partable import ParTable, build_partable, row_name
 from bayes_sor.syntax import ModelSpec, Statement
 
 ESTIMATE_COLUMNS = ["lhs", "op", "rhs", "label", "est", "se", "z", "pvalue", "ci.lower",
@@ -44,8 +44,12 @@ DMC_METHOD = ("ML (semopy) with the latent interaction as double-mean-centred pr
 #: (direct effects are the regression rows themselves).
 EFFECT_KINDS = {"indirect": "indirect", "total_indirect": "total_indirect", "total": "total",
                 "defined": ":="}
-#: SLSQP's default tolerance stops about 1e-3 short of lavaan's optimum; this reaches 1e-5.
-_SOLVER = {"solver": "SLSQP", "options": {"ftol": 1e-12, "maxiter": 10000}}
+#: BFGS first: from a good start (every bootstrap resample starts at the full-sample estimates)
+#: it is about 20 times faster than semopy's default SLSQP, and reaches lavaan's optimum to
+#: about 1e-5; SLSQP (whose default tolerance stops about 1e-3 short) is the fallback.
+_SOLVERS = ({"solver": "BFGS", "options": {"gtol": 1e-6, "maxiter": 10000}},
+            {"solver": "SLSQP", "options": {"ftol": 1e-12, "maxiter": 10000}})
+_GRAD_TOL = 1e-4
 _COVARIANCE_OPS = ("=~", "~", "~~")
 
 
@@ -68,13 +72,15 @@ class _Layout:
     n_cov: int
     fixed: np.ndarray
     source: np.ndarray
+    products: tuple[tuple[int, int, int], ...] = ()
 
     def rows(self, theta: np.ndarray) -> np.ndarray:
         """Parameter-row values (..., n_par) from free parameters (..., n_theta)."""
         return np.where(self.source >= 0, extend(theta)[..., self.source], self.fixed)
 
 
-def _layout(partable: ParTable) -> _Layout:
+def _layout(partable: ParTable, products: list[tuple[str, str, str]]) -> _Layout:
+    """``products``: (product indicator, first item, second item) of a rewritten model."""
     params = partable.parameters.reset_index(drop=True)
     # semopy's parser accepts only word-like names, so every variable gets a neutral alias.
     variables = {v: f"v{i}" for i, v in enumerate([*partable.latents, *partable.indicators])}
@@ -95,12 +101,15 @@ def _layout(partable: ParTable) -> _Layout:
     fixed = np.where(params.free.to_numpy() > 0, np.nan, params.value.to_numpy(dtype=float))
     items = [variables[v] for v in partable.indicators]
     first = {variables[f]: variables[_items_of(partable, f)[0]] for f in partable.latents}
-    return _Layout("\n".join(lines), variables, items, first, len(cov_free), fixed, source)
+    position = {v: i for i, v in enumerate(partable.indicators)}
+    index = tuple((position[n], position[a], position[b]) for n, a, b in products)
+    return _Layout("\n".join(lines), variables, items, first, len(cov_free), fixed, source,
+                   index)
 
 
 def _check_ml(partable: ParTable) -> None:
     t = partable.table
-    if (t.op == "|").any():
+    if partable.ordinal_items():
         raise ModelSpecError(
             "ml_sem fits continuous items; the model declares ordinal items: build the "
             "parameter table without 'ordinal' for the ML comparison"
@@ -165,22 +174,31 @@ class _Semopy:
 
     def fit(self, data: pd.DataFrame, start: np.ndarray | None = None) -> np.ndarray:
         """Free parameters at the optimum, in ParTable order (NaN when the optimiser fails)."""
-        failed = np.full(len(self.order), np.nan)
         try:
             # load() computes the covariance matrix and, the first time, semopy's own start.
             self.model.load(data)
-            if start is not None:
-                values = np.empty(len(start))
-                values[self.order] = start
-                self.model.param_vals = values
-            result = self.model.fit(obj="MLW", **_SOLVER)
+            if start is None:
+                initial = self.model.param_vals.copy()
+            else:
+                initial = np.empty(len(start))
+                initial[self.order] = start
+            for solver in _SOLVERS:
+                self.model.param_vals = initial.copy()
+                result = self.model.fit(obj="MLW", **solver)
+                if self._converged(result):
+                    # semopy's MLW is lavaan's F_ML: its covariance matrix has divisor N.
+                    self.objective = float(result.fun)
+                    return np.asarray(result.x, dtype=float)[self.order]
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
-            return failed
-        if not result.success or not np.isfinite(result.fun):
-            return failed
-        # semopy's MLW is F_ML of lavaan: it uses the covariance matrix with divisor N.
-        self.objective = float(result.fun)
-        return np.asarray(result.x, dtype=float)[self.order]
+            pass
+        return np.full(len(self.order), np.nan)
+
+    def _converged(self, result) -> bool:
+        if not np.isfinite(result.fun):
+            return False
+        # BFGS reports "precision loss" near an optimum it cannot improve further; the
+        # gradient tells whether that point is one.
+        return bool(result.success or np.abs(self.model.grad_mlw(result.x)).max() < _GRAD_TOL)
 
     def vcov(self) -> np.ndarray:
         """Inverse expected information (semopy uses N), in ParTable order."""
@@ -194,15 +212,17 @@ class _Semopy:
         return sigma[np.ix_(index, index)]
 
 
-def _item_data(partable: ParTable, data: pd.DataFrame) -> pd.DataFrame:
+def _numeric_items(partable: ParTable, data: pd.DataFrame) -> pd.DataFrame:
+    """The model's item columns as numbers (non-numeric answers become missing)."""
     missing = [c for c in partable.indicators if c not in data.columns]
     if missing:
         raise DataError(f"the data lack the model's item column(s) {missing}")
-    items = data[partable.indicators].apply(pd.to_numeric, errors="coerce")
-    if items.isna().all(axis=None):
-        raise DataError("the item columns hold no numeric values")
+    return data[partable.indicators].apply(pd.to_numeric, errors="coerce")
+
+
+def _item_data(partable: ParTable, data: pd.DataFrame) -> pd.DataFrame:
     # Listwise deletion, as lavaan's default.
-    items = items.dropna().reset_index(drop=True)
+    items = _numeric_items(partable, data).dropna().reset_index(drop=True)
     if len(items) <= len(partable.indicators):
         raise DataError(
             f"{len(items)} complete rows for {len(partable.indicators)} items: too few for ML"
@@ -229,23 +249,34 @@ def product_indicator_model(partable: ParTable, data: pd.DataFrame) -> tuple[Par
         return partable, data
     statements = _user_statements(partable)
     data = data.copy()
-    taken = set(partable.latents) | set(partable.indicators) | set(data.columns)
-    for first, second in dict.fromkeys((m, w) for _, m, w in partable.interactions):
+    for (first, second), products in _product_pairs(partable).items():
         latent = _product_name(first, second)
-        pairs = list(zip(_items_of(partable, first), _items_of(partable, second), strict=False))
-        names = [_product_name(a, b) for a, b in pairs]
-        clash = sorted({latent, *names} & taken)
+        clash = sorted({latent, *(n for n, _, _ in products)} & set(data.columns))
         if clash:
             raise ModelSpecError(
                 f"the product-indicator names {clash} are already used; rename those variables"
             )
-        for (a, b), name in zip(pairs, names, strict=True):
-            data[name] = _centred(_centred(data[a]) * _centred(data[b]))
+        for name, a, b in products:
+            data[name] = _double_centred(data[a].to_numpy(float), data[b].to_numpy(float))
         statements = [_with_product(s, first, second, latent) for s in statements]
-        statements += [Statement(latent, "=~", name, 0) for name in names]
+        statements += [Statement(latent, "=~", name, 0) for name, _, _ in products]
         statements += [Statement(v, "~~", latent, 0, fixed=0.0) for v in (first, second)]
     spec = ModelSpec(statements, dict(partable.options), list(partable.hypotheses), "")
     return build_partable(spec, identification=partable.options.get("identification")), data
+
+
+def _product_pairs(partable: ParTable) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
+    """(M, W) -> matched pairs (product indicator, item of M, item of W) of each interaction."""
+    out = {}
+    for first, second in dict.fromkeys((m, w) for _, m, w in partable.interactions):
+        pairs = zip(_items_of(partable, first), _items_of(partable, second), strict=False)
+        out[first, second] = [(_product_name(a, b), a, b) for a, b in pairs]
+    return out
+
+
+def _double_centred(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    product = (a - a.mean(axis=0)) * (b - b.mean(axis=0))
+    return product - product.mean(axis=0)
 
 
 def _user_statements(partable: ParTable) -> list[Statement]:
@@ -264,10 +295,6 @@ def _with_product(s: Statement, first: str, second: str, latent: str) -> Stateme
 def _items_of(partable: ParTable, latent: str) -> list[str]:
     t = partable.table
     return list(t.rhs[(t.op == "=~") & (t.lhs == latent)])
-
-
-def _centred(x: pd.Series) -> pd.Series:
-    return x - x.mean()
 
 
 def _restore_interaction_names(table: pd.DataFrame, partable: ParTable) -> pd.DataFrame:
@@ -340,6 +367,60 @@ def _fit_measures(s: np.ndarray, fun: float, n: int, n_free: int) -> dict[str, f
     }
 
 
+def _fit_sample(layout: _Layout, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """ML estimates (free parameters, then item means), their covariance and fit measures."""
+    with _quiet_semopy():
+        fitted = _Semopy(layout)
+        theta_cov = fitted.fit(pd.DataFrame(data, columns=layout.items))
+        if not np.isfinite(theta_cov).all():
+            raise ModelSpecError(
+                "the ML optimiser did not converge for this model and data (a Heywood case or "
+                "an empirically unidentified model?)"
+            )
+        sigma = fitted.sigma(layout.items)
+        vcov = _theta_covariance(fitted, sigma, len(data))
+        fit = _fit_measures(fitted.model.mx_cov, fitted.objective, len(data), layout.n_cov)
+    return np.concatenate([theta_cov, data.mean(axis=0)]), vcov, fit
+
+
+@dataclass(frozen=True)
+class MLFit:
+    """:func:`ml_sem_fit`'s result: the table plus the parameter rows behind it.
+
+    ``rows`` are the parameter rows of ``fitted`` (the model as semopy fitted it: latent
+    interactions as product-indicator latents) at the ML estimates, ``boot_rows`` those of
+    every kept bootstrap resample (None without bootstrap).
+    """
+
+    table: pd.DataFrame
+    model: ParTable
+    fitted: ParTable
+    rows: np.ndarray
+    boot_rows: np.ndarray | None
+
+    def model_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Rows (..., n_fitted) -> parameter rows of ``model`` (..., n_model).
+
+        A product latent ``M.W`` has its own scale (its first loading or its variance fixed),
+        so its coefficient is rescaled to the scale of the product M x W, whose variance is
+        Var(M) Var(W) + Cov(M, W)^2 under normality: then ``Y ~ M:W`` means what it means in
+        the Bayesian model (the change in M's slope per unit of W).
+        """
+        position = {name: k for k, name in enumerate(self.fitted.names)}
+        names = {f"{m}:{w}": _product_name(m, w) for _, m, w in self.model.interactions}
+        index = [position[row_name(r.lhs, r.op, names.get(r.rhs, r.rhs))]
+                 for r in self.model.parameters.itertuples()]
+        out = rows[..., index]
+        rep = representation(self.model)
+        if rep.interactions:
+            product_var = implied_moments(rep, out).product_var
+            for k, t in enumerate(rep.interactions):
+                latent = _product_name(rep.latents[t.first], rep.latents[t.second])
+                own_var = rows[..., position[f"{latent}~~{latent}"]]
+                out[..., t.param] *= np.sqrt(own_var / product_var[..., k])
+        return out
+
+
 def ml_sem(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
            workers: int = 1, level: float = 0.95) -> pd.DataFrame:
     """ML SEM of the ParTable's model with semopy: a lavaan ``parameterEstimates()``-like table.
@@ -353,29 +434,26 @@ def ml_sem(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed: int
     ``numpy.random.default_rng(seed)`` and fitted in ``workers`` processes (results do not
     depend on ``workers``). As lavaan does, inadmissible resamples (negative variances,
     non-positive-definite covariance matrices) are kept and counted; failed ones are dropped.
-    ``table.attrs``: ``method``, ``fit`` (chi-square, df, CFI, RMSEA),
-    ``ci`` and, with bootstrap, ``bootstrap`` (B, ``failed``, ``inadmissible``).
+    ``table.attrs``: ``method``, ``fit`` (chi-square, df, CFI, RMSEA; ``npar`` counts the
+    covariance structure), ``ci`` and, with bootstrap, ``bootstrap`` (``B``, ``failed``,
+    ``inadmissible``, ``kept``).
     """
+    return ml_sem_fit(partable, data, bootstrap, seed, workers, level).table
+
+
+def ml_sem_fit(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
+               workers: int = 1, level: float = 0.95) -> MLFit:
+    """:func:`ml_sem`, keeping the parameter rows of the estimates and resamples."""
     _check_ml(partable)
     original = partable
     items = _item_data(partable, data)
     partable, items = product_indicator_model(partable, items)
     method = DMC_METHOD if original.interactions else ML_METHOD
-    layout = _layout(partable)
+    products = [p for pairs in _product_pairs(original).values() for p in pairs]
+    layout = _layout(partable, products)
     rep = representation(partable)
-    semopy_data = items[partable.indicators].rename(columns=layout.variables)
-    with _quiet_semopy():
-        fitted = _Semopy(layout)
-        theta_cov = fitted.fit(semopy_data)
-        if not np.isfinite(theta_cov).all():
-            raise ModelSpecError(
-                "the ML optimiser did not converge for this model and data (a Heywood case or "
-                "an empirically unidentified model?)"
-            )
-        sigma = fitted.sigma(layout.items)
-        theta = np.concatenate([theta_cov, items[partable.indicators].mean().to_numpy()])
-        vcov = _theta_covariance(fitted, sigma, len(items))
-        fit = _fit_measures(fitted.model.mx_cov, fitted.objective, len(items), layout.n_cov)
+    data_matrix = items[partable.indicators].to_numpy(dtype=float)
+    theta, vcov, fit = _fit_sample(layout, data_matrix)
 
     def quantities(th: np.ndarray) -> np.ndarray:
         rows = layout.rows(th)
@@ -387,30 +465,32 @@ def ml_sem(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed: int
     columns = _wald_table(est, se, level)
     attrs: dict = {"method": method, "fit": fit,
                    "ci": f"Wald {level:.0%} (delta method for effects)"}
+    boot_rows = None
     if bootstrap > 0:
-        data_matrix = items[partable.indicators].to_numpy(dtype=float)
         draws, info = _bootstrap(layout, rep, data_matrix, theta, bootstrap, seed, workers)
         columns.update(_percentile_columns(est, quantities(draws), level))
         attrs["bootstrap"] = info
         attrs["ci"] = f"percentile bootstrap {level:.0%}, B = {bootstrap}, seed = {seed}"
-    rows = layout.rows(theta)
-    std_rows = standardized_draws(partable, rep, rows)
-    std = np.concatenate([std_rows, _effects(partable, rep, std_rows)[1]])
-    table = _label_columns(partable, rep, rows)
-    for name, values in columns.items():
-        table[name] = values
-    table["std.all"] = std
-    table["method"] = method
-    table = _restore_interaction_names(table[ESTIMATE_COLUMNS], original)
+        boot_rows = layout.rows(draws)
+    table = _assemble(partable, rep, layout.rows(theta), columns, method)
+    table = _restore_interaction_names(table, original)
     table.attrs = attrs
-    return table
+    return MLFit(table, original, partable, layout.rows(theta), boot_rows)
 
 
-def _label_columns(partable: ParTable, rep: Representation, rows: np.ndarray) -> pd.DataFrame:
+def _assemble(partable: ParTable, rep: Representation, rows: np.ndarray, columns: dict,
+              method: str) -> pd.DataFrame:
+    """Parameter rows then effect rows, with estimates, intervals and ``std.all``."""
     params = partable.parameters.reset_index(drop=True)[["lhs", "op", "rhs", "label"]]
     keys, _ = _effects(partable, rep, rows)
-    effects = pd.DataFrame(keys, columns=["lhs", "op", "rhs", "label"])
-    return pd.concat([params, effects], ignore_index=True)
+    table = pd.concat([params, pd.DataFrame(keys, columns=params.columns)], ignore_index=True)
+    for name, values in columns.items():
+        table[name] = values
+    # lavaan standardises defined effects by evaluating them on the standardised parameters.
+    std_rows = standardized_draws(partable, rep, rows)
+    table["std.all"] = np.concatenate([std_rows, _effects(partable, rep, std_rows)[1]])
+    table["method"] = method
+    return table[ESTIMATE_COLUMNS]
 
 
 # ---- bootstrap --------------------------------------------------------------------------------
@@ -426,9 +506,20 @@ def _bootstrap_chunk(layout: _Layout, data: np.ndarray, indices: np.ndarray,
     with _quiet_semopy():
         fitted = _Semopy(layout)
         for b, idx in enumerate(indices):
-            out[b, :k] = fitted.fit(pd.DataFrame(data[idx], columns=layout.items), start[:k])
-            out[b, k:] = data[idx].mean(axis=0)
+            sample = _resample(data, idx, layout.products)
+            out[b, :k] = fitted.fit(pd.DataFrame(sample, columns=layout.items), start[:k])
+            out[b, k:] = sample.mean(axis=0)
     return out
+
+
+def _resample(data: np.ndarray, idx: np.ndarray,
+              products: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+    """Rows ``idx`` of the data, product indicators double-centred again within the resample
+    (the centring is part of the estimator, so it is bootstrapped with it)."""
+    sample = data[idx]
+    for target, a, b in products:
+        sample[:, target] = _double_centred(sample[:, a], sample[:, b])
+    return sample
 
 
 def _bootstrap(layout: _Layout, rep: Representation, data: np.ndarray, theta: np.ndarray,
@@ -494,10 +585,7 @@ def composite_scores(partable: ParTable, data: pd.DataFrame) -> pd.DataFrame:
 
     Rows with a missing item get the mean of the items answered (SPSS ``MEAN()``).
     """
-    missing = [c for c in partable.indicators if c not in data.columns]
-    if missing:
-        raise DataError(f"the data lack the model's item column(s) {missing}")
-    items = data[partable.indicators].apply(pd.to_numeric, errors="coerce")
+    items = _numeric_items(partable, data)
     return pd.DataFrame({f: items[_items_of(partable, f)].mean(axis=1)
                          for f in partable.latents})
 
@@ -560,7 +648,7 @@ def baron_kenny(scores: pd.DataFrame, x: str, m: str, y: str,
 def moderation(scores: pd.DataFrame, x: str, w: str, y: str,
                controls: Sequence[str] = ()) -> OLSFit:
     """Y on mean-centred X, W and their product (term ``x:w``) plus controls, as published."""
-    xc, wc = _centred(scores[x]), _centred(scores[w])
+    xc, wc = scores[x] - scores[x].mean(), scores[w] - scores[w].mean()
     design = pd.concat([xc, wc, (xc * wc).rename(f"{x}:{w}"), scores[list(controls)]], axis=1)
     return ols(scores[y], design)
 

@@ -12,6 +12,12 @@ from pathlib import Path
 from bayes_sor.errors import OutputError
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def check_destination(out: Path, force: bool) -> None:
     """Refuse early (before any sampling) if ``out`` cannot receive a run."""
     if out.exists() and not out.is_dir():
@@ -35,6 +41,8 @@ def staging(out: Path, force: bool):
     check_destination(out, force)
     parent = out.resolve().parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    # mkdtemp makes a private (0700) folder; a run folder is shared like any other output.
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
     except BaseException:
@@ -53,6 +61,7 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
     """Write one file through a temporary name in the same folder, then rename it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's files are private (0600)
     try:
         writer(Path(tmp))
         os.replace(tmp, path)

@@ -10,6 +10,7 @@ derived by the functions below each time they are needed, never stored in the ta
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -121,7 +122,22 @@ class ParTable:
         return int(self.table.free.max()) if len(self.table) else 0
 
     def ordinal_items(self) -> list[str]:
-        return list(dict.fromkeys(self.table.loc[self.table.op == "|", "lhs"]))
+        """Items declared ordinal (option ``ordinal``) or carrying thresholds (``x | t1``)."""
+        declared = self.options.get("ordinal")
+        declared = declared if isinstance(declared, list) else []
+        return list(dict.fromkeys([*declared, *self.table.loc[self.table.op == "|", "lhs"]]))
+
+    @cached_property
+    def observed_structural(self) -> list[str]:
+        """Observed variables of the structural model (not indicators, not latents).
+
+        Each is its own single indicator: a row ``v =~ v`` fixed to 1 and no residual
+        variance, so ``v ~~ v`` is its (residual) variance in the structural model and
+        ``v ~ 1`` its intercept (lavaan's treatment of observed variables in regressions).
+        """
+        loads = self.table[self.table.op == "=~"]
+        own = loads[loads.lhs == loads.rhs]
+        return [f for f in own.lhs if (loads.lhs == f).sum() == 1]
 
 
 def row_name(lhs: str, op: str, rhs: str) -> str:
@@ -185,8 +201,25 @@ def _user_rows(statements: list[Statement]) -> list[dict]:
     return rows
 
 
-def _check_roles(rows: list[dict], latents: set[str], observed: set[str]) -> None:
+def _structural_observed(rows: list[dict], latents: set[str], indicators: set[str]) -> list[str]:
+    """Names in regressions that are neither latents nor indicators: observed variables."""
+    names = []
+    for r in rows:
+        if r["op"] == "~":
+            names += [r["lhs"], *r["rhs"].split(":")]
+    return [n for n in dict.fromkeys(names) if n not in latents | indicators]
+
+
+def _observed_rows(names: list[str]) -> list[dict]:
+    """``v =~ 1*v`` for each observed structural variable (its own error-free indicator)."""
+    return [{"lhs": v, "op": "=~", "rhs": v, "label": "", "fixed": 1.0, "start": None,
+             "prior": "", "user": 0, "line": 0} for v in names]
+
+
+def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
+                 structural: set[str] = frozenset()) -> None:
     defined = {r["lhs"] for r in rows if r["op"] == ":="}
+    latents = latents | structural  # observed structural variables play the latents' role
     for r in rows:
         if r["op"] == "=~" and r["rhs"] in latents:
             raise ModelSpecError(
@@ -196,18 +229,18 @@ def _check_roles(rows: list[dict], latents: set[str], observed: set[str]) -> Non
             )
         if r["op"] == "~":
             if r["lhs"] not in latents:
-                what = "an indicator" if r["lhs"] in observed else "not a latent variable"
                 raise ModelSpecError(
-                    f"model line {r['line']}: the outcome {r['lhs']!r} of a regression is {what}; "
-                    "regressions in bayes_sor are among latent variables: define it with "
+                    f"model line {r['line']}: the outcome {r['lhs']!r} of a regression is an "
+                    "indicator; regressions in bayes_sor are among latent variables and observed "
+                    "variables that are not indicators: define it with "
                     f"'{r['lhs']} =~ item1 + item2 + item3'"
                 )
             for part in r["rhs"].split(":"):
                 if part not in latents:
                     raise ModelSpecError(
                         f"model line {r['line']}: the predictor {part!r} in '{r['lhs']} ~ "
-                        f"{r['rhs']}' is not a latent variable of the model; define it with "
-                        f"'{part} =~ ...' or correct the name"
+                        f"{r['rhs']}' is an indicator, not a latent variable of the model; "
+                        f"define it with '{part} =~ ...' or correct the name"
                     )
             if r["rhs"].count(":") > 1:
                 raise ModelSpecError(
@@ -356,15 +389,21 @@ def build_partable(
         )
     rows = _user_rows(spec.statements)
     latents = list(dict.fromkeys(r["lhs"] for r in rows if r["op"] == "=~"))
-    if not latents:
+    indicators = list(dict.fromkeys(r["rhs"] for r in rows if r["op"] == "=~"))
+    structural = _structural_observed(rows, set(latents), set(indicators))
+    if not latents and not structural:
         raise ModelSpecError(
             "the model has no measurement part; define each construct with "
             "'name =~ item1 + item2 + item3'"
         )
-    indicators = list(dict.fromkeys(r["rhs"] for r in rows if r["op"] == "=~"))
-    _check_roles(rows, set(latents), set(indicators))
+    _check_roles(rows, set(latents), set(indicators), set(structural))
+    measured = indicators
+    rows += _observed_rows(structural)
+    latents += structural
+    indicators = indicators + structural
     ordinal = options.get("ordinal") if ordinal is None else ordinal
-    ordinal_items = _resolve_ordinal(ordinal, indicators)
+    ordinal_items = _resolve_ordinal(ordinal, measured)
+    ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
     rows += _default_rows(rows, latents, indicators, identification, ordinal_items)
     table = pd.DataFrame(rows)
     table["fixed_flag"] = table.fixed.notna()
@@ -386,8 +425,9 @@ def build_partable(
     ]
     table = table[COLUMNS].reset_index(drop=True)
     table["label"] = table["label"].fillna("")
-    partable = ParTable(table, {**options, "identification": identification}, spec.hypotheses,
-                        spec.text)
+    options.update(identification=identification, ordinal=list(dict.fromkeys(ordinal_items)),
+                   priors=merged_priors)
+    partable = ParTable(table, options, spec.hypotheses, spec.text)
     partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
     _check_identification(partable)
     return partable
@@ -437,7 +477,8 @@ def _check_identification(pt: ParTable) -> None:
                 f"latent {f!r} has no scale: fix its variance ('{f} ~~ 1*{f}') or one loading "
                 f"('{f} =~ 1*{loads.rhs.iloc[0]}'), or use identification std.lv"
             )
-        if len(loads) == 1 and (t[(t.op == "~~") & (t.lhs == loads.rhs.iloc[0])].free > 0).all():
+        single = len(loads) == 1 and f not in pt.observed_structural
+        if single and (t[(t.op == "~~") & (t.lhs == loads.rhs.iloc[0])].free > 0).all():
             raise ModelSpecError(
                 f"latent {f!r} has a single indicator {loads.rhs.iloc[0]!r} with a free residual "
                 f"variance: fix it ('{loads.rhs.iloc[0]} ~~ 0*{loads.rhs.iloc[0]}') or add items"
@@ -474,3 +515,62 @@ def _check_identification(pt: ParTable) -> None:
                 f"{missing}{hint}; label the paths first, e.g. 'CT ~ a1*PI'"
             )
         known.add(r.lhs)
+
+
+# ---- tables completed from the data -------------------------------------------------------
+def _with_rows(partable: ParTable, table: pd.DataFrame) -> ParTable:
+    """A copy of ``partable`` with another table (parameters first, ``:=`` rows last)."""
+    table = pd.concat([table[table.op != ":="], table[table.op == ":="]], ignore_index=True)
+    return ParTable(table[COLUMNS], dict(partable.options), list(partable.hypotheses),
+                    partable.text)
+
+
+def add_thresholds(partable: ParTable, categories: dict[str, int]) -> ParTable:
+    """Threshold rows ``item | t1 .. t{K-1}`` for ordinal items with K observed categories.
+
+    Thresholds the model file states are kept (their number must match the data); the others
+    are added as free parameters with the ``thresholds`` prior, numbered after the existing
+    free parameters.
+    """
+    t = partable.table
+    prior = {**DEFAULT_PRIORS, **(partable.options.get("priors") or {})}["thresholds"]
+    new, free = [], partable.n_free
+    for item, k in categories.items():
+        stated = t[(t.op == "|") & (t.lhs == item)]
+        if len(stated) and len(stated) != k - 1:
+            raise ModelSpecError(
+                f"the model states {len(stated)} threshold(s) for {item!r} (model lines "
+                f"{sorted(set(stated.line))}) but the data have {k} categories of it, which "
+                f"need {k - 1}; state t1..t{k - 1} or leave the thresholds out"
+            )
+        if len(stated):
+            continue
+        for j in range(1, k):
+            free += 1
+            new.append({"lhs": item, "op": "|", "rhs": f"t{j}", "label": "", "free": free,
+                        "value": np.nan, "prior": prior, "user": 0, "line": 0})
+    if not new:
+        return partable
+    return _with_rows(partable, pd.concat([t, pd.DataFrame(new)], ignore_index=True))
+
+
+def without_mean_structure(partable: ParTable) -> ParTable:
+    """The table without item intercepts, for data that are a covariance matrix only.
+
+    Without sample means the intercepts are not identified (lavaan drops the mean structure
+    in that case too); the remaining free parameters are renumbered 1..K.
+    """
+    t = partable.table
+    dropped = t[t.op == "~1"]
+    used = {r.label for r in dropped.itertuples() if r.label} & {
+        n for expr in partable.defined.rhs for n in re.findall(r"[A-Za-z_.][\w.]*", expr)
+    }
+    if used:
+        raise ModelSpecError(
+            f"the definitions use intercept label(s) {sorted(used)}, but a covariance matrix "
+            "has no means: give raw data, or drop those definitions"
+        )
+    kept = t[t.op != "~1"].reset_index(drop=True)
+    numbers = {f: k + 1 for k, f in enumerate(dict.fromkeys(kept.free[kept.free > 0]))}
+    kept["free"] = [numbers.get(f, 0) for f in kept.free]
+    return _with_rows(partable, kept)

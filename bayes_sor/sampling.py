@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import pymc as pm
@@ -19,7 +20,7 @@ class SamplerSettings:
 
     sampler: str = "nutpie"
     chains: int = 4
-    draws: int = 1000
+    draws: int = 2000
     tune: int = 1000
     seed: int = 20261124
     target_accept: float = 0.9
@@ -45,6 +46,9 @@ def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
     settings.validate()
     model = built.model
     cores = settings.cores or min(settings.chains, _available_cores())
+    if settings.progressbar:
+        print(f"compiling the {built.likelihood} model for {settings.sampler} (cached after the "
+              "first run of a model) ...", file=sys.stderr, flush=True)
     if settings.sampler == "nutpie":
         import nutpie
 

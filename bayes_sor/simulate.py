@@ -3,7 +3,9 @@
 The generative story is the conditional model's: exogenous latents ~ MvNormal(0, Psi_exo),
 endogenous latents in causal order (linear paths, latent products, normal disturbances), items
 ~ MvNormal(nu + Lambda eta, Theta). Likert answers are the continuous scores rounded to the
-nearest category and clipped to the scale (equally spaced thresholds at k + 1/2).
+nearest category and clipped to the scale (equally spaced thresholds at k + 1/2). Ordinal
+items (theta parameterisation) are cut at their thresholds: category ``low + k`` when
+``t_k <= y* < t_{k+1}``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import pymc as pm
 from bayes_sor.data import Scale
 from bayes_sor.errors import DataError
 from bayes_sor.matrices import Representation, extend, representation
-from bayes_sor.partable import ParTable, row_name
+from bayes_sor.ordinal import sort_thresholds
+from bayes_sor.partable import ParTable, add_thresholds, row_name
 
 TRUTH_COLUMNS = ["lhs", "op", "rhs", "value"]
 
@@ -52,14 +55,27 @@ def truth_table(partable: ParTable, par: np.ndarray) -> pd.DataFrame:
     return out
 
 
+def scale_thresholds(partable: ParTable, scale: Scale | None) -> ParTable:
+    """Thresholds for every ordinal item: one fewer than the scale's categories."""
+    items = partable.ordinal_items()
+    if not items:
+        return partable
+    if scale is None:
+        raise DataError(f"the ordinal items {items} need a Likert scale (--scale 1-7) to know "
+                        "how many categories to simulate")
+    return add_thresholds(partable, dict.fromkeys(items, scale.high - scale.low + 1))
+
+
 def prior_draw(partable: ParTable, seed: int) -> np.ndarray:
-    """One draw of the parameter vector from the model's prior (PyMC forward sampling)."""
+    """One draw of the parameter vector from the model's prior (PyMC forward sampling).
+
+    Forward sampling ignores the ordering transform, so thresholds are sorted afterwards (the
+    ordered prior is the distribution of the sorted values).
+    """
     from bayes_sor.build import pymc_model
 
-    dummy = pd.DataFrame(np.eye(len(partable.indicators) + 1, len(partable.indicators)),
-                         columns=partable.indicators)
-    built = pymc_model(partable, dummy, likelihood="conditional")
-    return np.asarray(pm.draw(built.model["par"], random_seed=seed))
+    built = pymc_model(partable, None)
+    return sort_thresholds(partable, np.asarray(pm.draw(built.model["par"], random_seed=seed)))
 
 
 def latent_draws(rep: Representation, partable: ParTable, par: np.ndarray, nobs: int,
@@ -94,4 +110,13 @@ def simulate(partable: ParTable, par: np.ndarray, nobs: int, seed: int,
     scores = ext[rep.nu] + eta @ ext[rep.lambda_].T + errors
     if scale is not None:
         scores = np.clip(np.rint(scores), scale.low, scale.high)
+    ordinal = partable.ordinal_items()
+    if ordinal:
+        latent_response = ext[rep.nu] + eta @ ext[rep.lambda_].T + errors
+        params = partable.parameters.reset_index(drop=True)
+        low = scale.low if scale is not None else 1
+        for item in ordinal:
+            cuts = np.sort(par[params.index[(params.op == "|") & (params.lhs == item)]])
+            k = rep.items.index(item)
+            scores[:, k] = low + np.searchsorted(cuts, latent_response[:, k], side="right")
     return pd.DataFrame(scores, columns=rep.items)

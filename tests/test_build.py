@@ -101,3 +101,81 @@ def test_starting_values_put_every_loading_on_the_positive_side():
     starts = {**built.initial_values}
     assert (starts["halfnormal_params"] > 0).all()
     assert (starts["normal_params"][:3] > 0).all()
+
+
+# ---- observed variables in the structural model -----------------------------------------
+PROCESS_14 = """
+negtone ~ a*dysfunc
+perform ~ cp*dysfunc + b*negtone + negexp + d*negtone:negexp
+"""
+
+
+def _observed(n: int = 25, seed: int = 2) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, 4)), columns=["dysfunc", "negtone", "negexp",
+                                                           "perform"])
+
+
+def _value(pt, par, name):
+    return par[pt.names.index(name)]
+
+
+def test_observed_structural_variables_are_data_with_regression_likelihoods():
+    pt = build_partable(PROCESS_14)
+    data = _observed()
+    model = pymc_model(pt, data).model
+    assert "latent_z" not in model.named_vars  # nothing latent to sample
+    observed = [model["exogenous_observed"], model["observed_outcomes"]]
+    par, logp = _evaluate(model, [model["par"], model.logp(vars=observed)])
+    v = {name: _value(pt, par, name) for name in pt.names}
+    centred = {c: data[c].to_numpy() - v[f"{c}~1"] for c in data}
+    cov = [[v["dysfunc~~dysfunc"], v["dysfunc~~negexp"]],
+           [v["dysfunc~~negexp"], v["negexp~~negexp"]]]
+    expected = stats.multivariate_normal(np.zeros(2), cov).logpdf(
+        np.column_stack([centred["dysfunc"], centred["negexp"]])).sum()
+    m_mean = v["negtone~dysfunc"] * centred["dysfunc"]
+    expected += stats.norm(m_mean, np.sqrt(v["negtone~~negtone"])).logpdf(centred["negtone"]).sum()
+    y_mean = (v["perform~dysfunc"] * centred["dysfunc"] + v["perform~negtone"] * centred["negtone"]
+              + v["perform~negexp"] * centred["negexp"]
+              + v["perform~negtone:negexp"] * centred["negtone"] * centred["negexp"])
+    expected += stats.norm(y_mean, np.sqrt(v["perform~~perform"])).logpdf(centred["perform"]).sum()
+    assert logp == pytest.approx(expected, rel=1e-9)
+
+
+def test_observed_variables_without_interaction_use_the_marginal_likelihood():
+    pt = build_partable("m ~ a*x\ny ~ b*m + x\n")
+    assert pt.observed_structural == ["m", "x", "y"]
+    assert pt.table.query("op == '=~'").value.eq(1.0).all()
+    data = _observed().rename(columns={"dysfunc": "x", "negtone": "m", "perform": "y"})
+    built = pymc_model(pt, data)
+    assert built.likelihood == "marginal"
+    par, loglik = _evaluate(built.model, [built.model["par"], built.model.potentials[0]])
+    from bayes_sor.matrices import implied_moments
+
+    mom = implied_moments(built.representation, par)
+    y = data[built.representation.items].to_numpy()
+    expected = stats.multivariate_normal(mom.nu, mom.item_cov).logpdf(y).sum()
+    assert loglik == pytest.approx(expected, rel=1e-9)
+
+
+def test_latent_exogenous_scores_are_drawn_given_observed_exogenous_ones():
+    pt = build_partable("F =~ f1 + f2 + f3\nY =~ y1 + y2 + y3\nY ~ F + x\n")
+    rng = np.random.default_rng(5)
+    data = pd.DataFrame(rng.normal(size=(12, 7)), columns=pt.indicators)
+    model = pymc_model(pt, data, likelihood="conditional", save_latent=True).model
+    assert list(model.coords["measured_latent"]) == ["F", "Y"]
+    par, z, eta = _evaluate(model, [model["par"], model["latent_z"], model["latent_scores"]])
+    v = {name: _value(pt, par, name) for name in pt.names}
+    x = data["x"].to_numpy() - v["x~1"]
+    cov = np.array([[v["x~~x"], v["F~~x"]], [v["F~~x"], v["F~~F"]]])
+    chol = np.linalg.cholesky(cov)  # ordered (observed x, latent F)
+    f = chol[1, 0] * x / chol[0, 0] + chol[1, 1] * z[:, 0]
+    np.testing.assert_allclose(eta[:, pt.latents.index("F")], f, rtol=1e-9)
+    np.testing.assert_allclose(eta[:, pt.latents.index("x")], x, rtol=1e-9)
+    y = v["Y~F"] * f + v["Y~x"] * x + np.sqrt(v["Y~~Y"]) * z[:, 1]
+    np.testing.assert_allclose(eta[:, pt.latents.index("Y")], y, rtol=1e-9)
+
+
+def test_prior_only_model_has_no_likelihood():
+    built = pymc_model(build_partable(ONE_FACTOR), None)
+    assert not built.model.observed_RVs and not built.model.potentials

@@ -23,7 +23,7 @@ Y ~ b*M + X
 # H1: indirect(X -> M -> Y) > 0
 ab := a*b
 """
-FAST = ["--chains", "4", "--draws", "300", "--tune", "300", "--seed", "7", "--no-progress"]
+FAST = ["--chains", "4", "--draws", "500", "--tune", "500", "--seed", "7", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,8 @@ def test_existing_run_is_refused_without_force_and_kept(run, project, capsys):
 
 def test_failed_diagnostics_exit_1_unless_allowed(project, capsys):
     args = ["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-            "--chains", "2", "--draws", "20", "--tune", "20", "--no-progress", "--scale", "none"]
+            "--chains", "2", "--draws", "20", "--tune", "20", "--no-progress", "--scale", "none",
+            "--no-report"]
     assert main([*args, "--out", str(project / "short")]) == 1
     assert "ESS" in capsys.readouterr().err
     assert main([*args, "--out", str(project / "short2"), "--allow-warnings"]) == 0
@@ -104,7 +105,7 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(project):
 
 def test_syntax_error_names_line_and_column(project, capsys):
     broken = project / "broken.lav"
-    broken.write_text("X =~ x1 + x2 + x3\nM =~ m1 +\nY ~ ~ M\n")
+    broken.write_text("X =~ x1 + x2 + x3\nM =~ m1 + m2 + m3\nY ~ ~ M\n")
     code = main(["fit", str(broken), "--data", str(project / "data.csv"), "--out",
                  str(project / "x")])
     assert code == 2
@@ -127,7 +128,7 @@ def test_same_seed_gives_the_same_posterior(run, project):
     _, out = run
     again = project / "again"
     code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                 "--out", str(again), "--scale", "none", *FAST])
+                 "--out", str(again), "--scale", "none", "--no-report", *FAST])
     assert code == 0
     first = az.from_netcdf(out / "posterior.nc")["posterior"]["par"].values
     second = az.from_netcdf(again / "posterior.nc")["posterior"]["par"].values

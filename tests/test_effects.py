@@ -90,3 +90,11 @@ def test_effects_table_has_the_documented_columns_and_intervals():
     assert (table["ci.lower"] <= table["mean"]).all() and (table["mean"] <= table["ci.upper"]).all()
     assert set(table.kind) == {"direct", "indirect", "total_indirect", "total",
                                "conditional_indirect", "index_moderated_mediation", "defined"}
+
+
+def test_a_model_without_paths_has_an_empty_effects_table():
+    pt = build_partable("F =~ y1 + y2 + y3\nG =~ z1 + z2 + z3")
+    par = _par(pt, {}, draws=1) + np.zeros((2, 50, len(pt.names)))
+    effects = effects_dataarray(effect_draws(pt, representation(pt), par), sample_shape=(2, 50))
+    assert effects.shape == (2, 50, 0)
+    assert effects_table(effects).empty

@@ -310,11 +310,6 @@ def test_prior_overrides():
         (BASE + "q ~~ x1\n", {}, r"model line 3: 'q' is not a variable"),
         (BASE + "q ~ 1\n", {}, r"model line 3: 'q' is not a variable"),
         (BASE + "q | t1\n", {}, r"model line 3: 'q' is not a variable"),
-        (BASE + "G ~ F + Q\n", {},
-         r"model line 3: the predictor 'Q' in 'G ~ Q' is not a latent .*define it with 'Q =~"),
-        (BASE + "G ~ F:Q\n", {}, r"model line 3: the predictor 'Q' in 'G ~ F:Q'"),
-        (BASE + "Q ~ F\n", {},
-         r"model line 3: the outcome 'Q' of a regression is not a latent variable.*'Q =~"),
         # regressions onto / from indicators
         (BASE + "x1 ~ F\n", {},
          r"model line 3: the outcome 'x1' of a regression is an indicator.*define it"),
@@ -365,7 +360,6 @@ def test_prior_overrides():
          r"\(define \['d'\] before this line\)"),
         (BASE + "G ~ b*F\nd := d + b\n", {}, r"definition of 'd' uses unknown label\(s\) \['d'\]"),
         # no measurement part, bad options
-        ("H ~ F\n", {}, r"no measurement part; define each construct with 'name =~"),
         (BASE, {"identification": "fixed"}, r"unknown identification 'fixed'; use 'std.lv'"),
         ("---\nidentification: effects\n---\n" + BASE, {}, r"unknown identification 'effects'"),
         (BASE, {"priors": {"slopes": "normal(0,1)"}},
@@ -392,3 +386,12 @@ def test_model_spec_errors(text, kwargs, pattern):
 def test_syntax_errors_pass_through():
     with pytest.raises(ModelSyntaxError):
         build_partable("F =~ x1 +")
+
+
+def test_names_in_regressions_that_are_not_items_are_observed_variables():
+    # lavaan treats them as observed (PROCESS-style models); they were errors before.
+    pt = build_partable(BASE + "G ~ F + Q + F:Q\n")
+    assert pt.observed_structural == ["Q"]
+    assert ("G", "F", "Q") in pt.interactions
+    only_observed = build_partable("M ~ X\nY ~ M + X\n")
+    assert set(only_observed.observed_structural) == {"X", "M", "Y"}

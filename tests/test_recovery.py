@@ -27,7 +27,7 @@ def recovery(root):
 
 
 def test_structural_paths_and_interaction_cover_the_truth(recovery):
-    pt, truth, result = recovery
+    _, truth, result = recovery
     est = result.estimates.assign(truth=truth)
     paths = est[est.op == "~"]
     outside = paths[(paths.truth < paths["ci.lower"]) | (paths.truth > paths["ci.upper"])]
@@ -46,7 +46,7 @@ def test_indirect_effects_cover_the_truth(recovery):
 
 
 def test_posterior_means_are_unbiased_on_average(recovery):
-    pt, truth, result = recovery
+    _, truth, result = recovery
     est = result.estimates.assign(truth=truth)
     free = est[est.free > 0]
     z = (free["mean"] - free.truth) / free["sd"]

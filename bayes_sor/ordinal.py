@@ -1,0 +1,208 @@
+"""Ordinal items: observed categories, thresholds and the ordered-probit likelihood.
+
+Theta parameterisation (lavaan's ``parameterization = "theta"``): an ordinal item's latent
+response is ``y* = Lambda eta + e`` with ``Var(e) = 1`` and intercept 0 (fixed in the parameter
+table); the answer is category ``k`` when ``t_k <= y* < t_{k+1}``. Each answer contributes
+``log(Phi(t_{k+1} - mu) - Phi(t_k - mu))`` and nothing else is evaluated: ``pm.OrderedProbit``
+builds every category's probability for every answer, which was measured far too slow on an
+S-O-R model (stack-notes).
+
+Categories come from the data: the observed answers of each item are recoded to consecutive codes
+0..K-1, so an item has K - 1 thresholds (as lavaan). Categories never chosen are reported.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytensor.tensor as pt
+from pymc.logprob.transforms import Transform
+
+from bayes_sor.errors import ModelSpecError
+from bayes_sor.partable import ParTable, add_thresholds
+
+#: Stand-in for an infinite threshold (in latent-response SD units). Finite so that the
+#: gradient of the extreme categories stays finite: Phi(-1e4) is exactly 0 in log space too.
+BIG = 1e4
+#: Categories with fewer answers than this are reported as sparse.
+SPARSE = 5
+_SQRT2 = np.sqrt(2.0)
+
+
+# ---- data side ---------------------------------------------------------------------------
+def observed_categories(frame: pd.DataFrame, items: list[str]) -> dict[str, np.ndarray]:
+    """The sorted distinct answers of each ordinal item (missing answers ignored)."""
+    return {item: np.sort(frame[item].dropna().unique()) for item in items}
+
+
+def codes(column: pd.Series | np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """Answers -> consecutive codes 0..K-1 (the rank of each answer among the categories)."""
+    return np.searchsorted(categories, np.asarray(column, dtype=float)).astype("int64")
+
+
+def category_notes(frame: pd.DataFrame, items: list[str],
+                   scale_range: tuple[int, int] | None = None) -> list[str]:
+    """Items whose categories are empty (never chosen) or sparse (< :data:`SPARSE` answers)."""
+    notes = []
+    for item, cats in observed_categories(frame, items).items():
+        counts = frame[item].value_counts()
+        low, high = scale_range or (int(cats.min()), int(cats.max()))
+        whole = np.all(cats == np.round(cats))
+        empty = [k for k in range(low, high + 1) if k not in set(cats)] if whole else []
+        sparse = [f"{_fmt(c)} ({int(counts[c])}x)" for c in cats if counts[c] < SPARSE]
+        parts = []
+        if empty:
+            parts.append(f"categories {', '.join(map(str, empty))} never chosen")
+        if sparse:
+            parts.append(f"sparse categories {', '.join(sparse)}")
+        if parts:
+            notes.append(f"{item!r}: {'; '.join(parts)} -> modelled with {len(cats)} observed "
+                         f"categories ({len(cats) - 1} thresholds)")
+    return notes
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def prepare(partable: ParTable, frame: pd.DataFrame,
+            scale_range: tuple[int, int] | None = None) -> ParTable:
+    """Add the thresholds the data imply (observed categories - 1 per ordinal item).
+
+    Warns, naming the items, when categories are empty or sparse: thresholds are defined
+    between observed categories only, and a threshold next to a sparse category rests largely
+    on its prior.
+    """
+    items = partable.ordinal_items()
+    if not items:
+        return partable
+    notes = category_notes(frame, items, scale_range)
+    if notes:
+        warnings.warn("ordinal items with empty or sparse categories: " + "; ".join(notes),
+                      stacklevel=2)
+    counts = {item: len(cats) for item, cats in observed_categories(frame, items).items()}
+    return add_thresholds(partable, counts)
+
+
+# ---- the ordered transform of all thresholds ---------------------------------------------
+class GroupedOrdered(Transform):
+    """Thresholds increasing within each item: one unconstrained vector for all items.
+
+    Element ``i`` starts a new item when ``first[i]``; later elements are the previous threshold
+    plus ``exp(y_i)`` (PyMC's ``ordered`` transform, applied blockwise).
+    """
+
+    name = "grouped_ordered"
+    ndim_supp = 1
+
+    def __init__(self, first: np.ndarray) -> None:
+        self.first = np.asarray(first, dtype=bool)
+        self.start = np.maximum.accumulate(np.where(self.first, np.arange(len(first)), 0))
+
+    def backward(self, value, *inputs):
+        steps = pt.switch(self.first, value, pt.exp(value))
+        total = pt.cumsum(steps, axis=-1)
+        return total - total[..., self.start] + value[..., self.start]
+
+    def forward(self, value, *inputs):
+        previous = pt.concatenate([value[..., :1], value[..., :-1]], axis=-1)
+        # switch twice: log() never sees the (meaningless) difference at an item's first element
+        gap = pt.switch(self.first, 1.0, value - previous)
+        return pt.switch(self.first, value, pt.log(gap))
+
+    def log_jac_det(self, value, *inputs):
+        return pt.sum(pt.switch(self.first, 0.0, value), axis=-1)
+
+
+# ---- likelihood --------------------------------------------------------------------------
+def log_ndtr(z: pt.TensorVariable) -> pt.TensorVariable:
+    """log Phi(z), accurate in both tails, with finite gradients everywhere.
+
+    ``erfcx`` form below -1 (no underflow), ``log1p(-erfc/2)`` above; each branch sees only
+    arguments valid for it, so the branch not taken cannot put NaN into the gradient.
+    """
+    lower = pt.lt(z, -1.0)
+    z_low = pt.switch(lower, z, -1.0)
+    z_high = pt.switch(lower, 0.0, z)
+    return pt.switch(
+        lower,
+        pt.log(pt.erfcx(-z_low / _SQRT2) / 2.0) - z_low**2 / 2.0,
+        pt.log1p(-pt.erfc(z_high / _SQRT2) / 2.0),
+    )
+
+
+def log_interval_probability(a: pt.TensorVariable, b: pt.TensorVariable) -> pt.TensorVariable:
+    """log(Phi(b) - Phi(a)) for a < b, stable in both tails.
+
+    Intervals above zero are mirrored (Phi(b) - Phi(a) = Phi(-a) - Phi(-b)) so the difference
+    is always taken between lower-tail probabilities, where log Phi is exact; then
+    log(Phi(b) - Phi(a)) = log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b))).
+    """
+    flip = pt.gt(a, 0.0)
+    low = pt.switch(flip, -b, a)
+    high = pt.switch(flip, -a, b)
+    log_high = log_ndtr(high)
+    return log_high + pt.log1mexp(log_ndtr(low) - log_high)
+
+
+def threshold_layout(partable: ParTable, items: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of each item's thresholds in ``par`` and its offset in the padded vector.
+
+    The padded vector is, per item, ``[-BIG, t_1, ..., t_{K-1}, +BIG]``; returns the ``par``
+    position of every padded entry (-1 for the padding) and each item's first padded index.
+    """
+    params = partable.parameters.reset_index(drop=True)
+    positions: list[int] = []
+    offsets = []
+    for item in items:
+        rows = params.index[(params.op == "|") & (params.lhs == item)].to_numpy()
+        if not len(rows):
+            raise ModelSpecError(
+                f"the ordinal item {item!r} has no thresholds; add them from the data with "
+                "bayes_sor.ordinal.prepare(partable, data) before building the model"
+            )
+        offsets.append(len(positions))
+        positions += [-1, *rows.tolist(), -2]
+    return np.array(positions), np.array(offsets)
+
+
+def padded_thresholds(par: pt.TensorVariable, positions: np.ndarray) -> pt.TensorVariable:
+    """``[-BIG, t_1.., +BIG]`` per item, concatenated (see :func:`threshold_layout`)."""
+    values = par[np.maximum(positions, 0)]
+    values = pt.switch(np.equal(positions, -1), -BIG, values)
+    return pt.switch(np.equal(positions, -2), BIG, values)
+
+
+def ordinal_logp(value: pt.TensorVariable, mu: pt.TensorVariable, sigma: pt.TensorVariable,
+                 tau: pt.TensorVariable, offsets: pt.TensorVariable) -> pt.TensorVariable:
+    """Elementwise log-probability of category codes ``value`` (obs x item).
+
+    ``mu``: latent-response means, ``sigma``: residual SDs per item (1 in the theta
+    parameterisation), ``tau``: padded thresholds, ``offsets``: each item's start in ``tau``.
+    """
+    lower = tau[offsets + value]
+    upper = tau[offsets + value + 1]
+    return log_interval_probability((lower - mu) / sigma, (upper - mu) / sigma)
+
+
+def sort_thresholds(partable: ParTable, par: np.ndarray) -> np.ndarray:
+    """Thresholds sorted within each item (prior draws of an ordered vector come unsorted)."""
+    par = np.array(par, dtype=float)
+    params = partable.parameters.reset_index(drop=True)
+    for item in partable.ordinal_items():
+        rows = params.index[(params.op == "|") & (params.lhs == item)].to_numpy()
+        par[..., rows] = np.sort(par[..., rows], axis=-1)
+    return par
+
+
+def start_thresholds(y_codes: np.ndarray, n_thresholds: int, loading: float) -> np.ndarray:
+    """Starting thresholds from the cumulative proportions (probit of them, scaled to y*)."""
+    counts = np.bincount(y_codes, minlength=n_thresholds + 1)[: n_thresholds + 1]
+    cumulative = np.cumsum(counts)[:-1] / max(counts.sum(), 1)
+    from scipy.special import ndtri
+
+    start = ndtri(np.clip(cumulative, 0.01, 0.99)) * np.sqrt(1.0 + loading**2)
+    # strictly increasing even when two cumulative proportions were clipped to the same value
+    return start + 1e-3 * np.arange(n_thresholds)

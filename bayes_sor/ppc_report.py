@@ -1,0 +1,194 @@
+"""The ``ppc`` command's figures and its "Model checking" section of ``report.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayes_sor.ppc import PPCResult, item_constructs
+from bayes_sor.rundir import Run, append_report_section, markdown_table, write_csv
+
+#: One-sided predictive p below which an under-predicted pair enters the misfit patterns.
+HINT_P = 0.05
+
+
+# ---- figures -----------------------------------------------------------------------------------
+def _grid(n: int, cols: int = 6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def plot_items(result: PPCResult, path: Path) -> None:
+    """Observed item ECDFs (black) over those of replicated data sets (blue)."""
+    fig, axes = _grid(len(result.item_names))
+    for j, (ax, item) in enumerate(zip(axes, result.item_names, strict=False)):
+        for rep in result.replicated:
+            ax.ecdf(rep[:, j], color="tab:blue", alpha=0.12, linewidth=0.8)
+        ax.ecdf(result.observed[:, j], color="black", linewidth=1.4)
+        ax.set_title(item, fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"Item distributions: observed (black) vs {len(result.replicated)} replicated "
+                 "data sets (blue)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def plot_residuals(result: PPCResult, path: Path) -> None:
+    """Heat map of observed minus predicted correlations; x marks pairs outside the interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = result.item_names
+    pos = {n: i for i, n in enumerate(names)}
+    mat = np.full((len(names), len(names)), np.nan)
+    for r in result.residuals.itertuples():
+        mat[pos[r.item2], pos[r.item1]] = r.residual
+    bound = max(float(np.nanmax(np.abs(mat))) if np.isfinite(mat).any() else 0.0, 0.05)
+    size = 1.2 + 0.42 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(mat, cmap="RdBu_r", vmin=-bound, vmax=bound)
+    for r in result.residuals[result.residuals.outside].itertuples():
+        ax.text(pos[r.item1], pos[r.item2], "x", ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    fig.colorbar(image, ax=ax, label="observed - predicted correlation")
+    ax.set_title("Residual correlations (x: outside the predictive interval)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- report --------------------------------------------------------------------------------------
+def _measure(result: PPCResult, name: str) -> float:
+    rows = result.fit_measures[result.fit_measures.measure == name]
+    return float(rows.value.iloc[0]) if len(rows) else np.nan
+
+
+def _ppp_sentence(ppp: float) -> str:
+    if np.isnan(ppp):
+        return "No posterior predictive p-value was computed (see the notes)."
+    if ppp < 0.05:
+        return (f"**PPP = {ppp:.3f}**: the data are further from the model than data the model "
+                "itself generates, in nearly every posterior draw: the model does not reproduce "
+                "the observed associations (misfit).")
+    if ppp > 0.95:
+        return (f"**PPP = {ppp:.3f}**: the data fit better than the model's own replications "
+                "(over-fitting or a discrepancy insensitive to this model).")
+    return (f"**PPP = {ppp:.3f}**: the observed discrepancy is typical of data the model "
+            "generates: no evidence of global misfit.")
+
+
+def _pair_sentence(r: dict) -> str:
+    more = r["residual"] > 0
+    verb = "more strongly" if more else "less strongly"
+    flag = " (outside its interval)" if r["outside"] else ""
+    return (f"- {r['item1']} and {r['item2']} ({r['constructs']}) correlate {verb} than the "
+            f"model predicts: observed {r['observed']:.2f}, predicted {r['predicted']:.2f} "
+            f"{_bracket(r)}{flag}")
+
+
+def _bracket(r: dict) -> str:
+    return f"[{r['pi.lower']:.2f}, {r['pi.upper']:.2f}]"
+
+
+def _under_predicted(residuals: pd.DataFrame) -> pd.DataFrame:
+    """Pairs correlated more than (nearly) every replication: one-sided p < HINT_P."""
+    return residuals[(residuals.residual > 0) & (residuals.p_rep_ge_obs < HINT_P)]
+
+
+def misfit_hints(residuals: pd.DataFrame, constructs: dict[str, str]) -> list[str]:
+    """What under-predicted pairs suggest: a cross-loading when one item is under-predicted
+    with two or more items of another construct, a residual covariance within a construct."""
+    under = _under_predicted(residuals)
+    counts: dict[tuple[str, str], int] = {}
+    for r in under[under.constructs.str.contains("/")].itertuples():
+        for item, other in ((r.item1, r.item2), (r.item2, r.item1)):
+            key = (item, constructs[other])
+            counts[key] = counts.get(key, 0) + 1
+    hints = [f"- {item} is under-predicted with {n} items of {construct}: it may also measure "
+             f"{construct} (a cross-loading '{construct} =~ {item}'; check the item's wording "
+             "before adding it)" for (item, construct), n in sorted(counts.items()) if n >= 2]
+    hints += [f"- {r.item1} and {r.item2} share more than their construct {r.constructs} "
+              f"explains: a residual covariance '{r.item1} ~~ {r.item2}' (shared wording or "
+              "method) or a further factor"
+              for r in under[~under.constructs.str.contains("/")].itertuples()]
+    return hints
+
+
+def _shape_sentence(items: pd.DataFrame, shown: int = 12) -> str:
+    """Item statistics outside their predictive intervals, the first ``shown`` in words."""
+    if items.empty:
+        return "No item distributions to check (no respondent-level data)."
+    shape = items[items.outside]
+    if shape.empty:
+        return ("Every item's mean, SD, skewness and kurtosis lie within their predictive "
+                "intervals (`ppc_items.png`).")
+    words = [f"{r['item']} {r['statistic']} (observed {r['observed']:.2f}, predicted "
+             f"{_bracket(r)})" for r in shape.head(shown).to_dict("records")]
+    more = f"; and {len(shape) - shown} more" if len(shape) > shown else ""
+    return ("Item distributions the model does not reproduce (`ppc_items.png`, "
+            "`ppc_items.csv`): " + "; ".join(words) + more + ".")
+
+
+def report_section(run: Run, result: PPCResult, ci: float) -> str:
+    """The "Model checking" section: fit measures and, in words, what the model misses."""
+    show = result.fit_measures[~result.fit_measures.measure.str.contains(r"\.ci\.")]
+    residuals = result.residuals
+    outside = residuals[residuals.outside]
+    lines = ["## Model checking (posterior predictive)", "",
+             _ppp_sentence(_measure(result, "ppp")), ""]
+    if not np.isnan(_measure(result, "srmr")):
+        lines += [", ".join(f"{name.upper()} {_measure(result, name):.3f} "
+                            f"[{_measure(result, name + '.ci.lower'):.3f}, "
+                            f"{_measure(result, name + '.ci.upper'):.3f}]"
+                            for name in ("srmr", "brmsea", "bcfi"))
+                  + f" ({ci:.0%} intervals; conventional cut-offs SRMR < .08, RMSEA < .06-.08, "
+                  "CFI > .90-.95).", ""]
+    largest = residuals.head(6) if _measure(result, "ppp") < 0.05 else residuals.iloc[:0]
+    shown = pd.concat([outside.head(10), largest]).drop_duplicates(["item1", "item2"])
+    lines += ["### Where the model misses", "",
+              f"{len(outside)} of {len(residuals)} item pairs have an observed correlation "
+              f"outside its {ci:.0%} posterior predictive interval (`residuals.csv`, "
+              "`ppc_residuals.png`)" + ("; the largest residual correlations:" if len(shown)
+                                         else ".")]
+    lines += [_pair_sentence(r) for r in shown.to_dict("records")]
+    hints = misfit_hints(residuals, item_constructs(run))
+    if hints:
+        lines += ["", f"Patterns (pairs correlated more than in {1 - HINT_P:.0%} of the "
+                  "replications):", *hints]
+    lines += ["", _shape_sentence(result.items)]
+    k_bad = _measure(result, "pareto_k_gt_0.7")
+    if k_bad > 0:
+        lines += ["", f"LOO: {k_bad:.0f} respondent(s) have Pareto k > 0.7: their influence "
+                  "makes elpd_loo unreliable; inspect them or use moment matching / K-fold."]
+    lines += ["", "### Fit measures", "", markdown_table(show), ""]
+    if result.notes:
+        lines += ["Notes:", *[f"- {n}" for n in result.notes], ""]
+    return "\n".join(lines)
+
+
+def write_outputs(run: Run, result: PPCResult, ci: float) -> None:
+    out = run.path
+    write_csv(result.fit_measures, out / "fit_measures.csv")
+    write_csv(result.residuals, out / "residuals.csv")
+    write_csv(result.items, out / "ppc_items.csv")
+    if result.observed is not None:
+        plot_items(result, out / "ppc_items.png")
+    plot_residuals(result, out / "ppc_residuals.png")
+    append_report_section(out, "ppc", report_section(run, result, ci))

@@ -1,0 +1,286 @@
+"""The marginal likelihood: summary-statistics input (covariance / correlation matrix + N),
+latent scores drawn after a marginal fit, and (slow) agreement of the marginal posterior with
+the conditional one and with the raw-data posterior."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from posterior_helpers import fit_posterior
+from scipy import stats
+
+from bayes_sor.build import pymc_model
+from bayes_sor.errors import DataError, ModelSpecError
+from bayes_sor.matrices import implied_moments, representation
+from bayes_sor.moments import load_summary
+from bayes_sor.partable import build_partable, without_mean_structure
+from bayes_sor.scores import marginal_latent_scores
+
+ONE_FACTOR = "F =~ y1 + y2 + y3 + y4"
+ITEMS = ["y1", "y2", "y3", "y4"]
+HS_ITEMS = [f"x{i}" for i in range(1, 10)]
+
+
+def _data(n: int = 50, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=n)
+    return pd.DataFrame({f"y{i}": 2 + 0.8 * f + rng.normal(0, 0.6, n) for i in range(1, 5)})
+
+
+def _summary(data: pd.DataFrame):
+    return load_summary(list(data.columns), cov=data.cov(), nobs=len(data))
+
+
+def _loglik_at(model, seed: int) -> tuple[np.ndarray, float]:
+    rng = np.random.default_rng(seed)
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    outputs = model.replace_rvs_by_values([model["par"], model.potentials[0]])
+    return model.compile_fn(outputs, inputs=model.value_vars, point_fn=True,
+                            on_unused_input="ignore")(point)
+
+
+def _sigma(pt_, par: np.ndarray) -> np.ndarray:
+    return implied_moments(representation(pt_), par).item_cov
+
+
+# ---- the Wishart likelihood of a covariance matrix ----------------------------------------
+def test_covariance_input_likelihood_is_the_wishart_density_of_the_sample_covariance():
+    data = _data()
+    pt_ = without_mean_structure(build_partable(ONE_FACTOR))
+    model = pymc_model(pt_, _summary(data)).model
+    n = len(data)
+    scatter = (n - 1) * data.cov().to_numpy()
+    values = []
+    for seed in (1, 2):
+        par, loglik = _loglik_at(model, seed)
+        wishart = stats.wishart(df=n - 1, scale=_sigma(pt_, par)).logpdf(scatter)
+        values.append((loglik, wishart))
+    # equal up to a constant that does not depend on the parameters
+    (l1, w1), (l2, w2) = values
+    assert l1 - l2 == pytest.approx(w1 - w2, rel=1e-9)
+    assert l1 != pytest.approx(l2)
+
+
+def test_covariance_input_drops_the_mean_structure_and_renumbers_free_parameters():
+    pt_ = without_mean_structure(build_partable(ONE_FACTOR + "\ny1 ~~ y2"))
+    assert not (pt_.table.op == "~1").any()
+    free = sorted(set(pt_.table.free[pt_.table.free > 0]))
+    assert free == list(range(1, len(free) + 1)) and pt_.n_free == 4 + 4 + 1
+    with pytest.raises(ModelSpecError, match=r"intercept label.*'m'.*no means"):
+        without_mean_structure(build_partable(ONE_FACTOR + "\ny1 ~ m*1\nd := 2*m"))
+
+
+def test_a_covariance_matrix_needs_the_marginal_likelihood():
+    data = _data()
+    moderated = build_partable("X =~ a1+a2+a3\nW =~ b1+b2+b3\nY =~ c1+c2+c3\nY ~ X + W + X:W")
+    rng = np.random.default_rng(0)
+    cov = pd.DataFrame(np.cov(rng.normal(size=(9, 40))), index=moderated.indicators,
+                       columns=moderated.indicators)
+    summary = load_summary(moderated.indicators, cov=cov, nobs=40)
+    with pytest.raises(ModelSpecError, match=r"only be analysed with the marginal.*interaction"):
+        pymc_model(without_mean_structure(moderated), summary)
+    with pytest.raises(ModelSpecError, match="only be analysed with the marginal"):
+        pymc_model(build_partable(ONE_FACTOR), _summary(data), likelihood="conditional")
+
+
+# ---- reading and checking the matrix ------------------------------------------------------
+def _write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_reads_a_labelled_full_matrix_and_a_lower_triangle(tmp_path):
+    full = _write(tmp_path, "full.csv", ",a,b\na,2.0,0.5\nb,0.5,1.0\n")
+    lower = _write(tmp_path, "lower.csv", "a,b\n2.0,\n0.5,1.0\n")
+    for path in (full, lower):
+        summary = load_summary(["b", "a"], cov=path, nobs=10)
+        np.testing.assert_allclose(summary.cov.to_numpy(), [[1.0, 0.5], [0.5, 2.0]])
+        assert summary.statistics()["n"] == 9  # the Wishart's N - 1 degrees of freedom
+
+
+def test_correlations_with_sds_become_covariances_and_without_are_standardised(tmp_path):
+    cor = _write(tmp_path, "cor.csv", "a,b\n1,0.5\n0.5,1\n")
+    sd = _write(tmp_path, "sd.csv", "a,b\n2,3\n")
+    summary = load_summary(["a", "b"], cor=cor, sd=sd, nobs=20)
+    np.testing.assert_allclose(summary.cov.to_numpy(), [[4.0, 3.0], [3.0, 9.0]])
+    assert not summary.standardized
+    with pytest.warns(UserWarning, match="standardised"):
+        assert load_summary(["a", "b"], cor=cor, nobs=20).standardized
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "pattern"),
+    [
+        (",a,b\na,2,0.5\nb,0.7,1\n", {}, r"not symmetric: \['a', 'b'\] = 0.5 but \['b', 'a'\] = "
+                                         r"0.7"),
+        ("a,b\n1,2\n2,1\n", {}, r"not positive definite \(smallest eigenvalue -1.*items"),
+        ("a,b\n1,0\n0,-1\n", {}, r"variance of \['b'\] is not positive"),
+        ("a,b\n1,0.2\n0.2,1\n", {"nobs": 2}, r"--nobs 2 is not larger than the number of items.*"
+                                             r"\(2\)"),
+        ("a,b\n1,0.2\n0.2,1\n", {"nobs": None}, r"needs the sample size: give --nobs"),
+        ("a,c\n1,0.2\n0.2,1\n", {}, r"no row/column for the model's item\(s\) \['b'\]"),
+        ("a,b\n1,x\nx,1\n", {}, r"row 'a', column 'b' \('x'\) is not a number"),
+        ("a,b,c\n1,0.2,0\n0.2,1,0\n", {}, r"2 rows and 3 columns"),
+    ],
+)
+def test_bad_matrices_are_refused_with_where(tmp_path, text, kwargs, pattern):
+    path = _write(tmp_path, "cov.csv", text)
+    with pytest.raises(DataError, match=pattern):
+        load_summary(["a", "b"], cov=path, **{"nobs": 10, **kwargs})
+
+
+def test_a_correlation_matrix_must_look_like_one(tmp_path):
+    path = _write(tmp_path, "cor.csv", "a,b\n2,0.5\n0.5,1\n")
+    with pytest.raises(DataError, match=r"1 on the diagonal, but not for \['a'\].*--cov"):
+        load_summary(["a", "b"], cor=path, nobs=10)
+    with pytest.raises(DataError, match="either a covariance matrix"):
+        load_summary(["a", "b"], cov=path, cor=path, nobs=10)
+
+
+# ---- latent scores after a marginal fit ----------------------------------------------------
+def test_marginal_latent_scores_follow_their_conditional_normal():
+    pt_ = build_partable(ONE_FACTOR)
+    rep = representation(pt_)
+    data = _data(5)
+    par = pt_.parameters.value.fillna(0.0).to_numpy(dtype=float, copy=True)
+    names = pt_.names
+    lam, theta = np.array([0.9, 0.7, 1.1, 0.5]), np.array([0.4, 0.5, 0.3, 0.6])
+    par[[names.index(f"F=~{i}") for i in ITEMS]] = lam
+    par[[names.index(f"{i}~~{i}") for i in ITEMS]] = theta
+    par[[names.index(f"{i}~1") for i in ITEMS]] = 2.0
+    draws = marginal_latent_scores(rep, np.broadcast_to(par, (2, 20000, len(par))),
+                                   data[ITEMS].to_numpy(), seed=1)
+    assert draws.shape == (2, 20000, 5, 1)
+    # regression factor score and its posterior variance for one factor with variance 1
+    precision = 1 + np.sum(lam**2 / theta)
+    mean = ((data[ITEMS].to_numpy() - 2.0) @ (lam / theta)) / precision
+    np.testing.assert_allclose(draws[..., 0].mean(axis=(0, 1)), mean, atol=0.02)
+    np.testing.assert_allclose(draws[..., 0].var(axis=(0, 1)), 1 / precision, rtol=0.03)
+
+
+def test_observed_structural_variables_score_as_their_centred_data():
+    pt_ = build_partable("F =~ y1 + y2 + y3\nF ~ x\n")
+    rep = representation(pt_)
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(6, 4))
+    par = pt_.parameters.value.fillna(0.5).to_numpy(dtype=float, copy=True)
+    par[pt_.names.index("x~1")] = 0.25
+    draws = marginal_latent_scores(rep, par[None, None], y, seed=2)
+    np.testing.assert_allclose(draws[0, 0, :, rep.latents.index("x")],
+                               y[:, rep.items.index("x")] - 0.25, atol=1e-9)
+
+
+# ---- posteriors (slow) ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_covariance_input_gives_the_raw_data_posterior(reference):
+    """HS CFA from the raw data (marginal likelihood, free intercepts) and from its covariance
+    matrix + N. Integrating the intercepts out of the raw-data likelihood under their flat-ish
+    normal(0,32) prior leaves exactly the Wishart likelihood the matrix path uses, so the two
+    posteriors are the same distribution: the means may differ only by Monte Carlo error, about
+    sd * sqrt(2 / ESS) ~ 0.04 sd at ESS ~ 1500; 0.15 sd is a 3.5-sigma bound."""
+    data = pd.read_csv(reference / "lavaan" / "holzinger_swineford_1939.csv")[HS_ITEMS]
+    model = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9\n"
+    pt_ = build_partable(model)
+    _, raw = fit_posterior(pt_, data, chains=4, draws=1000, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = load_summary(HS_ITEMS, cov=data.cov(), nobs=len(data))
+    _, matrix = fit_posterior(without_mean_structure(pt_), summary, chains=4, draws=1000, seed=12)
+    free = matrix.index[matrix.free > 0]
+    gap = (raw.loc[free, "mean"] - matrix.loc[free, "mean"]).abs() / raw.loc[free, "sd"]
+    assert gap.max() < 0.15, gap.sort_values().tail()
+    np.testing.assert_allclose(matrix.loc[free, "sd"], raw.loc[free, "sd"], rtol=0.1)
+
+
+@pytest.mark.slow
+def test_marginal_and_conditional_posteriors_agree():
+    """One factor, 6 items, N = 300 (simulated). The conditional likelihood samples the 300
+    latent scores, the marginal integrates them out: the same posterior. Means must agree within
+    0.1 posterior SD; with ESS >= 2500 in both fits the Monte Carlo error of the difference is
+    <= 0.03 SD, so 0.1 SD is a > 3-sigma bound that a wrong likelihood term would exceed."""
+    rng = np.random.default_rng(7)
+    eta = rng.normal(size=300)
+    lam = np.array([0.9, 0.8, 0.7, 1.0, 0.6, 0.5])
+    data = pd.DataFrame(3 + np.outer(eta, lam) + rng.normal(0, 0.7, (300, 6)),
+                        columns=[f"y{i}" for i in range(1, 7)])
+    pt_ = build_partable("F =~ " + " + ".join(data.columns))
+    _, marginal = fit_posterior(pt_, data, likelihood="marginal", chains=4, draws=1500, seed=3)
+    _, conditional = fit_posterior(pt_, data, likelihood="conditional", chains=4, draws=1500,
+                                   seed=4)
+    free = marginal.index[marginal.free > 0]
+    assert min(marginal.loc[free, "ess_bulk"].min(), conditional.loc[free, "ess_bulk"].min()) > 1000
+    gap = (marginal.loc[free, "mean"] - conditional.loc[free, "mean"]).abs()
+    assert (gap / marginal.loc[free, "sd"]).max() < 0.1, (gap / marginal.loc[free, "sd"])
+
+
+# ---- the command line ---------------------------------------------------------------------
+TWO_FACTOR = "F =~ y1 + y2 + y3\nG =~ z1 + z2 + z3\nG ~ F\n"
+
+
+def _two_factor_files(tmp_path, n: int = 200):
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=n)
+    g = 0.5 * f + rng.normal(size=n)
+    data = pd.DataFrame({**{f"y{i}": f + rng.normal(0, 0.6, n) for i in (1, 2, 3)},
+                         **{f"z{i}": g + rng.normal(0, 0.6, n) for i in (1, 2, 3)}})
+    model = _write(tmp_path, "model.lav", TWO_FACTOR)
+    data_path = tmp_path / "data.csv"
+    data.to_csv(data_path, index=False)
+    cov_path = tmp_path / "cov.csv"
+    data.cov().to_csv(cov_path)
+    return model, data_path, cov_path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--cov", "{cov}"], "needs the sample size: give --nobs"),
+        (["--cov", "{cov}", "--nobs", "200", "--data", "{data}"], "not both"),
+        (["--cov", "{cov}", "--nobs", "200", "--save-latent"], "--save-latent needs the raw"),
+        (["--cov", "{cov}", "--nobs", "5"], "--nobs 5 is not larger than the number of items"),
+        ([], "give the data"),
+    ],
+)
+def test_cli_refuses_bad_summary_input(tmp_path, capsys, extra, message):
+    from bayes_sor.cli import main
+
+    model, data, cov = _two_factor_files(tmp_path)
+    args = [a.format(cov=cov, data=data) for a in extra]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["fit", str(model), "--out", str(tmp_path / "run"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_fits_a_covariance_matrix_and_saves_marginal_latent_scores(tmp_path):
+    import xarray as xr
+
+    from bayes_sor.cli import main
+
+    model, data, cov = _two_factor_files(tmp_path)
+    quick = ["--chains", "2", "--draws", "200", "--tune", "300", "--no-progress",
+             "--allow-warnings"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(model), "--cov", str(cov), "--nobs", "200",
+                     "--out", str(tmp_path / "cov_run"), *quick]) == 0
+        assert main(["fit", str(model), "--data", str(data), "--save-latent",
+                     "--out", str(tmp_path / "raw_run"), *quick]) == 0
+    estimates = pd.read_csv(tmp_path / "cov_run" / "estimates.csv")
+    assert not (estimates.op == "~1").any()  # no means, no intercepts
+    assert estimates.query("lhs == 'G' and op == '~'")["mean"].iloc[0] > 0.2
+    tree = xr.open_datatree(tmp_path / "cov_run" / "posterior.nc")
+    assert tree.attrs["bayes_sor_n_obs"] == "200"
+    assert "sample_cov" in tree["observed_data"].to_dataset()
+    scores = xr.open_datatree(tmp_path / "raw_run" / "posterior.nc")["posterior"]["latent_scores"]
+    assert scores.dims == ("chain", "draw", "obs", "latent") and scores.shape[2:] == (200, 2)
+    # the scores track the data: F's mean score correlates with the mean of its items
+    items = pd.read_csv(data)[["y1", "y2", "y3"]].mean(axis=1)
+    mean_f = scores.sel(latent="F").mean(("chain", "draw")).values
+    assert np.corrcoef(mean_f, items)[0, 1] > 0.95

@@ -1,0 +1,266 @@
+"""Posterior predictive checks: PPP, fit indices, residual correlations, the ppc command.
+
+Fast tests use Laplace-approximate posteriors (tests/fakes.py); the sampled ones are slow.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes import laplace_draws, truth, write_run
+from scipy.stats import multivariate_normal
+
+from bayes_sor.cli import main
+from bayes_sor.fit_indices import bayes_fit_indices
+from bayes_sor.matrices import representation
+from bayes_sor.partable import build_partable, row_name
+from bayes_sor.ppc import check
+from bayes_sor.predictive import (
+    Implied,
+    bvn_cdf,
+    implied,
+    ml_discrepancy,
+    pair_probabilities,
+    sample_moments,
+    srmr,
+)
+from bayes_sor.rundir import load_run
+from bayes_sor.simulate import simulate
+
+CFA = """
+F1 =~ x1 + x2 + x3
+F2 =~ x4 + x5 + x6
+F3 =~ x7 + x8 + x9
+"""
+HS = """
+visual  =~ x1 + x2 + x3
+textual =~ x4 + x5 + x6
+speed   =~ x7 + x8 + x9
+"""
+
+
+def simulate_data(values: dict[str, float], seed: int, extra: str = "", n: int = 500):
+    """Data from the 3-factor CFA plus ``extra`` lines (the misspecification), at ``values``."""
+    pt = build_partable(CFA + extra)
+    return simulate(pt, truth(pt, values), n, seed)
+
+
+def laplace_run(tmp_path, data: pd.DataFrame, model: str = CFA, name: str = "run"):
+    pt = build_partable(model)
+    return write_run(tmp_path / name, pt, laplace_draws(pt, data, n_draws=400), data)
+
+
+# ---- numerical pieces ----------------------------------------------------------------------
+def test_chisq_and_srmr_at_the_ml_estimates_equal_lavaan(reference, root):
+    """The ML estimates as a one-point posterior give lavaan's chi-square and SRMR exactly."""
+    pt = build_partable(HS)
+    ml = pd.read_csv(reference / "lavaan/ref_holzinger_cfa_lavaan_ml_stdlv_meanstructure.csv",
+                     keep_default_na=False)
+    est = {row_name(r.lhs, r.op, r.rhs): float(r.est) for r in ml.itertuples()}
+    par = np.array([est[n] for n in pt.names])[None]
+    rep = representation(pt)
+    y = pd.read_csv(root / "data/holzinger_swineford.csv")[rep.items].to_numpy()
+    mean, cov = sample_moments(y)
+    moments = implied(rep, par)
+    assert ml_discrepancy(len(y), mean, cov, moments)[0] == pytest.approx(85.3055, abs=1e-3)
+    assert srmr(cov, moments.cov)[0] == pytest.approx(0.065205, abs=1e-5)
+
+
+def test_bivariate_normal_cdf_matches_scipy():
+    rng = np.random.default_rng(3)
+    h, k, rho = rng.normal(size=20), rng.normal(size=20), np.tanh(rng.normal(size=20))
+    ours = bvn_cdf(h, k, rho)
+    ref = [multivariate_normal([0, 0], [[1, r], [r, 1]]).cdf([a, b])
+           for a, b, r in zip(h, k, rho, strict=True)]
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+    assert bvn_cdf(np.array(0.0), np.array(0.0), np.array(0.5)) == pytest.approx(1 / 3)
+
+
+def test_pair_probabilities_sum_to_one_and_match_the_margins():
+    cov = np.array([[[1.5, 0.6], [0.6, 2.0]]])
+    moments = Implied(np.array([[0.2, -0.1]]), cov, False)
+    taus = [np.array([[-0.5, 0.7]]), np.array([[0.0, 1.0, 2.0]])]
+    prob = pair_probabilities(moments, taus, 0, 1)[0]
+    assert prob.shape == (3, 4) and prob.sum() == pytest.approx(1.0)
+    from scipy.stats import norm
+    first = np.diff(norm.cdf(np.r_[-np.inf, taus[0][0], np.inf], 0.2, np.sqrt(1.5)))
+    np.testing.assert_allclose(prob.sum(axis=1), first, atol=1e-7)
+
+
+def test_bayesian_fit_indices_follow_blavaan_formulas():
+    out = bayes_fit_indices(np.array([100.0, 40.0]), 30.0, np.array([900.0, 900.0]), 18.0,
+                            n=300, moments=54)
+    assert out["brmsea"][0] == pytest.approx(np.sqrt((100 - 54) / (24 * 300)))
+    assert out["brmsea"][1] == 0.0  # chi2 below p*: no noncentrality
+    assert out["bcfi"][0] == pytest.approx(1 - 46 / (900 - 54))
+
+
+# ---- PPP and residuals on Laplace posteriors -------------------------------------------------
+def test_ppp_is_not_extreme_when_the_model_is_true(tmp_path):
+    ppps = []
+    for seed in range(4):
+        data = simulate_data({}, seed, n=250)
+        result = check(load_run(laplace_run(tmp_path, data, name=f"r{seed}")), max_draws=200)
+        ppps.append(float(result.fit_measures.set_index("measure").value["ppp"]))
+        assert result.residuals.outside.sum() <= 2
+    assert sum(0.05 < p < 0.95 for p in ppps) >= 3, ppps
+
+
+def test_omitted_residual_covariance_is_found(tmp_path):
+    # across constructs: within a three-item construct the loadings would absorb it
+    data = simulate_data({"x3~~x7": 0.25}, seed=11, extra="x3 ~~ x7\n")
+    run = laplace_run(tmp_path, data)
+    result = check(load_run(run), max_draws=400)
+    assert result.fit_measures.set_index("measure").value["ppp"] < 0.05
+    top = result.residuals.iloc[0]
+    assert {top.item1, top.item2} == {"x3", "x7"} and top.outside and top.residual > 0
+
+
+def test_omitted_cross_loading_is_found_and_named_in_the_report(tmp_path):
+    data = simulate_data({"F1=~x9": 0.6}, seed=12, extra="F1 =~ x9\n")
+    run = laplace_run(tmp_path, data)
+    assert main(["ppc", str(run), "--draws", "400"]) == 0
+    measures = pd.read_csv(run / "fit_measures.csv").set_index("measure").value
+    assert measures["ppp"] < 0.05
+    residuals = pd.read_csv(run / "residuals.csv")
+    top = residuals.head(3)
+    assert (top.item2 == "x9").all() and set(top.item1) == {"x1", "x2", "x3"}
+    assert residuals.outside.sum() >= 2
+    report = (run / "report.md").read_text()
+    assert "x9 is under-predicted with 3 items of F1" in report
+    for name in ("ppc_items.png", "ppc_residuals.png", "reliability.csv", "ppc_items.csv"):
+        assert (run / name).is_file()
+
+
+def test_report_sections_are_replaced_not_duplicated(tmp_path):
+    from bayes_sor.rundir import append_report_section
+
+    (tmp_path / "report.md").write_text("# bayes_sor run report\n\nbody\n")
+    for text in ("## Checks\nfirst", "## Checks\nsecond"):
+        append_report_section(tmp_path, "ppc", text)
+    append_report_section(tmp_path, "reliability", "## Reliability\nthird")
+    report = (tmp_path / "report.md").read_text()
+    assert report.count("## Checks") == 1 and "second" in report and "first" not in report
+    assert report.startswith("# bayes_sor run report\n\nbody")
+    assert report.index("## Checks") < report.index("## Reliability")
+
+
+def test_fit_measures_layout_and_loo(tmp_path):
+    result = check(load_run(laplace_run(tmp_path, simulate_data({}, 6))), max_draws=200)
+    m = result.fit_measures.set_index("measure").value
+    for name in ("ppp", "srmr", "srmr.ci.lower", "srmr.ci.upper", "brmsea", "bcfi",
+                 "elpd_loo", "se_elpd_loo", "p_loo", "pareto_k_gt_0.7"):
+        assert np.isfinite(m[name]), name
+    assert 20 < m["p_loo"] < 40  # 30 free parameters
+    assert m["srmr.ci.lower"] <= m["srmr"] <= m["srmr.ci.upper"]
+
+
+def test_ppc_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["ppc", str(tmp_path)]) == 2
+    assert "not a bayes_sor run folder" in capsys.readouterr().err
+
+
+def test_covariance_matrix_runs_get_ppp_and_residuals_without_loo(tmp_path):
+    from bayes_sor.partable import without_mean_structure
+
+    data = simulate_data({"F1=~x9": 0.6}, seed=12, extra="F1 =~ x9\n")
+    full = build_partable(CFA)
+    draws = laplace_draws(full, data, n_draws=200)
+    pt = without_mean_structure(full)
+    keep = [full.names.index(n) for n in pt.names]
+    run = write_run(tmp_path / "cov", pt, draws[..., keep], data, summary=True)
+    assert main(["ppc", str(run), "--draws", "200"]) == 0
+    m = pd.read_csv(run / "fit_measures.csv").set_index("measure")
+    assert m.value["ppp"] < 0.05 and "covariances only" in m.note["ppp"]
+    assert np.isnan(m.value["elpd_loo"]) and "DIC" in m.note["pd"]
+    assert 0 < m.value["brmsea"] < 1
+    top = pd.read_csv(run / "residuals.csv").head(3)
+    assert (top.item2 == "x9").all()
+    assert not (run / "ppc_items.png").exists() and (run / "reliability.csv").is_file()
+
+
+# ---- ordinal items ---------------------------------------------------------------------------
+def ordinal_run(tmp_path, extra_truth: str = "", name: str = "ord"):
+    """Three-category items (simulate cuts the latent responses); posterior = truth + noise."""
+    from bayes_sor.partable import add_thresholds
+
+    gen = add_thresholds(build_partable(CFA + extra_truth, ordinal="all"),
+                         {f"x{i}": 3 for i in range(1, 10)})
+    values = {f"x{i}|t1": -0.5 for i in range(1, 10)} | {f"x{i}|t2": 0.8 for i in range(1, 10)}
+    par = truth(gen, values | {"F1=~x9": 0.8})
+    data = simulate(gen, par, 600, seed=4)
+    assert set(np.unique(data)) == {1, 2, 3}
+    pt = add_thresholds(build_partable(CFA, ordinal="all"), {f"x{i}": 3 for i in range(1, 10)})
+    centre = truth(pt, values)
+    draws = centre + np.random.default_rng(0).normal(0, 0.01, (2, 200, len(centre)))
+    fixed = (pt.parameters.free == 0).to_numpy()
+    draws[..., fixed] = centre[fixed]
+    return write_run(tmp_path / name, pt, draws, data, likelihood="conditional")
+
+
+def test_ordinal_ppp_uses_pairwise_tables(tmp_path):
+    good = check(load_run(ordinal_run(tmp_path)), max_draws=200)
+    m = good.fit_measures.set_index("measure")
+    assert 0.05 < m.value["ppp"] < 0.95
+    assert "G^2" in m.note["ppp"]
+    assert np.isnan(m.value["elpd_loo"])  # no latent scores stored: no LOO, said so
+    bad = check(load_run(ordinal_run(tmp_path, "F1 =~ x9\n", "bad")), max_draws=200)
+    assert bad.fit_measures.set_index("measure").value["ppp"] < 0.05
+
+
+# ---- sampled posteriors (slow) ------------------------------------------------------------------
+def _fit_run(model: str, data: pd.DataFrame, out, seed: int = 1):
+    from bayes_sor.fit import fit
+    from bayes_sor.report import write_run as write_fit
+    from bayes_sor.sampling import SamplerSettings
+
+    settings = SamplerSettings(chains=2, draws=500, tune=500, seed=seed, progressbar=False)
+    result = fit(_with_effect(model), data, scale="none", settings=settings)
+    write_fit(result, out)
+    return out
+
+
+def _with_effect(model: str) -> str:
+    """A CFA with its first loading labelled and a ':=' copy of it: the same model (std.lv keeps
+    the first loading positive either way), but fit() gets one effect to report. fit() currently
+    fails on a model with no structural paths and no definitions (no effects to stack)."""
+    return model.replace("=~ x1", "=~ l1*x1", 1) + "l1_copy := l1\n"
+
+
+@pytest.mark.slow
+def test_holzinger_swineford_misfit_is_found(tmp_path, reference):
+    data = pd.read_csv(reference / "lavaan/holzinger_swineford_1939.csv")
+    run = _fit_run(HS, data, tmp_path / "hs")
+    assert main(["ppc", str(run)]) == 0
+    m = pd.read_csv(run / "fit_measures.csv").set_index("measure").value
+    assert m["ppp"] < 0.01  # blavaan: 0.000
+    assert m["brmsea"] == pytest.approx(0.099, abs=0.01)  # blavaan: 0.099
+    assert m["bcfi"] == pytest.approx(0.930, abs=0.015)  # blavaan: 0.930
+    residuals = pd.read_csv(run / "residuals.csv")
+    top = {frozenset(p) for p in zip(residuals.item1.head(8), residuals.item2.head(8),
+                                     strict=True)}
+    assert {frozenset({"x1", "x9"}), frozenset({"x3", "x9"}), frozenset({"x7", "x8"})} <= top
+    assert "x9 is under-predicted with 2 items of visual" in (run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_sampled_ppp_true_vs_omitted_cross_loading(tmp_path):
+    good = _fit_run(CFA, simulate_data({}, 21, n=400), tmp_path / "good")
+    bad = _fit_run(CFA, simulate_data({"F1=~x9": 0.6}, 22, "F1 =~ x9\n", n=400),
+                   tmp_path / "bad")
+    ppp = [check(load_run(r)).fit_measures.set_index("measure").value["ppp"]
+           for r in (good, bad)]
+    assert 0.05 < ppp[0] < 0.95 and ppp[1] < 0.05, ppp
+
+
+def test_mixed_ordinal_and_continuous_items_get_residuals_but_no_ppp(tmp_path):
+    from bayes_sor.partable import add_thresholds
+
+    pt = add_thresholds(build_partable(CFA, ordinal="x1,x2,x3"), dict.fromkeys(
+        ["x1", "x2", "x3"], 3))
+    par = truth(pt, {f"x{i}|t1": -0.5 for i in (1, 2, 3)} | {f"x{i}|t2": 0.8 for i in (1, 2, 3)})
+    data = simulate(pt, par, 300, seed=5)
+    draws = np.tile(par, (2, 100, 1))
+    result = check(load_run(write_run(tmp_path / "mixed", pt, draws, data)), max_draws=100)
+    m = result.fit_measures.set_index("measure").value
+    assert np.isnan(m["ppp"]) and len(result.residuals) == 36
+    assert result.residuals.outside.sum() <= 3

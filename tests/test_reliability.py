@@ -1,0 +1,73 @@
+"""Reliability and validity: omega, AVE, HTMT, Fornell-Larcker, Cronbach's alpha."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from fakes import truth, write_run
+
+from bayes_sor.cli import main
+from bayes_sor.partable import build_partable
+from bayes_sor.reliability import cronbach_alpha, reliability
+from bayes_sor.rundir import load_run
+from bayes_sor.simulate import simulate
+
+TWO = """
+A =~ a1 + a2 + a3
+B =~ b1 + b2 + b3
+"""
+
+
+def point_run(tmp_path, model: str, values: dict, name: str = "run"):
+    """A run whose posterior sits at ``values`` (with a little noise), data simulated there."""
+    pt = build_partable(model)
+    par = truth(pt, values)
+    data = simulate(pt, par, 400, seed=1)
+    draws = par + np.random.default_rng(0).normal(0, 1e-4, (2, 100, len(par)))
+    fixed = (pt.parameters.free == 0).to_numpy()
+    draws[..., fixed] = par[fixed]
+    return write_run(tmp_path / name, pt, draws, data)
+
+
+def test_omega_and_ave_of_one_factor(tmp_path):
+    lam = np.array([0.8, 0.7, 0.6, 0.5])
+    values = {f"F=~y{i + 1}": v for i, v in enumerate(lam)}
+    values |= {f"y{i + 1}~~y{i + 1}": 1 - v**2 for i, v in enumerate(lam)}
+    run = load_run(point_run(tmp_path, "F =~ y1 + y2 + y3 + y4", values))
+    table = reliability(run).set_index(["measure", "construct"])
+    omega = lam.sum() ** 2 / (lam.sum() ** 2 + (1 - lam**2).sum())
+    assert table.loc[("omega", "F"), "mean"] == pytest.approx(omega, abs=1e-3)
+    assert table.loc[("ave", "F"), "mean"] == pytest.approx(np.mean(lam**2), abs=1e-3)
+    assert table.loc[("alpha", "F"), "sample"] == pytest.approx(
+        cronbach_alpha(np.cov(run.y, rowvar=False)), abs=1e-12)
+
+
+def test_htmt_equals_the_factor_correlation_for_equal_loadings(tmp_path):
+    run = load_run(point_run(tmp_path, TWO, {"A~~B": 0.5}))
+    table = reliability(run).set_index(["measure", "construct", "with"])
+    htmt = table.loc[("htmt", "A", "B")]
+    assert htmt["mean"] == pytest.approx(0.5, abs=1e-3)
+    assert htmt["p_criterion"] == 1.0 and htmt["criterion"] == "HTMT < 0.85"
+    assert abs(htmt["sample"] - 0.5) < 0.1  # from the simulated data
+    assert table.loc[("latent_r2", "A", "B"), "p_criterion"] == 1.0
+
+
+def test_discriminant_validity_failure_is_reported(tmp_path):
+    run_dir = point_run(tmp_path, TWO, {"A~~B": 0.95})
+    assert main(["reliability", str(run_dir)]) == 0
+    table = pd.read_csv(run_dir / "reliability.csv", keep_default_na=False, na_values=[""])
+    htmt = table[(table.measure == "htmt")].iloc[0]
+    assert htmt["mean"] == pytest.approx(0.95, abs=1e-3) and htmt["p_criterion"] == 0.0
+    fornell = table[table.measure == "latent_r2"].iloc[0]
+    assert fornell["p_criterion"] == 0.0
+    report = (run_dir / "report.md").read_text()
+    assert "## Reliability and validity" in report
+    assert "Discriminant validity is uncertain" in report and "A / B" in report
+
+
+def test_cronbach_alpha_formula():
+    y = np.random.default_rng(2).normal(size=(200, 3)) + np.random.default_rng(3).normal(
+        size=(200, 1))
+    cov = np.cov(y, rowvar=False)
+    expected = 3 / 2 * (1 - np.trace(cov) / cov.sum())
+    assert cronbach_alpha(cov) == pytest.approx(expected)
+    assert np.isnan(cronbach_alpha(cov[:1, :1]))

@@ -1,0 +1,309 @@
+"""The run report: report.html (self-contained, every hypothesis and effect), report.md, the
+``report`` command working from a run folder's files alone, and hypotheses with a ROPE."""
+
+import base64
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from bayes_sor.cli import main
+from bayes_sor.document import (
+    Document,
+    Markdown,
+    Paragraph,
+    Section,
+    appended_sections,
+    to_html,
+    to_markdown,
+)
+from bayes_sor.fit import fit
+from bayes_sor.hypotheses import evaluate, verdict
+from bayes_sor.partable import build_partable
+from bayes_sor.report import FIGURE_FILES, write_report, write_run
+from bayes_sor.rundir import append_report_section
+from bayes_sor.sampling import SamplerSettings
+from bayes_sor.simulate import simulate
+
+MODEL = """---
+scale: none
+---
+# A small S-O-R model for the report tests
+X =~ x1 + x2 + x3
+M =~ m1 + m2 + m3
+Y =~ y1 + y2 + y3
+M ~ a*X
+Y ~ b*M + c*X
+ab := a*b
+# H1: M ~ X > 0
+# H2: indirect(X -> M -> Y) > 0
+# H3: Y ~ X > 0
+# H4: ab > 0
+"""
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """One small marginal fit (2 chains x 200 draws) and its run folder."""
+    folder = tmp_path_factory.mktemp("report")
+    pt = build_partable(MODEL)
+    values = {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.0}
+    params = pt.parameters.reset_index(drop=True)
+    par = np.array([values.get(n, r.value if r.free == 0 else
+                               {"=~": 0.9, "~1": 4.0, "~~": 0.5}.get(r.op, 0.2))
+                    for n, r in zip(pt.names, params.itertuples(), strict=True)])
+    data = simulate(pt, par, 250, seed=5, scale=None)
+    settings = SamplerSettings(chains=2, draws=200, tune=200, seed=3, progressbar=False)
+    result = fit(MODEL, data.round(3), settings=settings)
+    out = write_run(result, folder / "run")
+    return result, out
+
+
+class _Page(HTMLParser):
+    """Collects what the tests look at: tags, image sources and tables (rows of cells)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.images: list[str] = []
+        self.tables: list[dict] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        elif tag == "table":
+            self.tables.append({"caption": "", "header": [], "rows": []})
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append([])
+        elif tag in ("td", "th", "caption"):
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1]["rows"][-1].append("".join(self._cell))
+        elif tag == "caption" and self._cell is not None:
+            self.tables[-1]["caption"] = "".join(self._cell)
+        if tag in ("td", "th", "caption"):
+            self._cell = None
+
+    def table(self, caption_start: str) -> list[list[str]]:
+        """Body rows of the table whose caption starts with ``caption_start``."""
+        found = [t for t in self.tables if t["caption"].startswith(caption_start)]
+        assert found, f"no table captioned {caption_start!r}"
+        return found[0]["rows"][1:]
+
+
+def _page(folder: Path) -> _Page:
+    page = _Page()
+    page.feed((folder / "report.html").read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+def _hypothesis_rows(page: _Page) -> list[list[str]]:
+    return next(t["rows"][1:] for t in page.tables if t["rows"] and t["rows"][0][:2]
+                == ["hypothesis", "statement"])
+
+
+def test_fit_writes_a_self_contained_html_report(fitted):
+    _, out = fitted
+    page = _page(out)
+    assert {"html", "head", "body", "h1", "table", "figure"} <= set(page.tags)
+    assert not {"script", "link", "iframe"} & set(page.tags)  # nothing to fetch or run
+    assert len(page.images) == 3  # path diagram, forest plot, rank plots (no moderator)
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
+    assert "http://" not in (out / "report.html").read_text()
+
+
+def test_html_has_every_hypothesis_and_effect(fitted):
+    _, out = fitted
+    page = _page(out)
+    hypotheses = pd.read_csv(out / "hypotheses.csv")
+    rows = _hypothesis_rows(page)
+    assert [r[0] for r in rows] == list(hypotheses.hypothesis)
+    assert [r[1] for r in rows] == list(hypotheses.statement)
+    effects = pd.read_csv(out / "effects.csv", keep_default_na=False)
+    shown = page.table("Effects (effects.csv)")
+    assert len(shown) == len(effects)
+    assert [r[0] for r in shown] == list(effects.effect)
+    assert [float(r[3]) for r in shown] == pytest.approx(effects["mean"].astype(float), abs=6e-4)
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert len(page.table("Parameter estimates")) == len(estimates)
+
+
+def test_sections_figures_and_markdown_agree(fitted):
+    _, out = fitted
+    html_text = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    for title in ("1. Model and data", "2. Hypotheses", "3. Path diagram", "4. Effects",
+                  "5. Diagnostics", "6. Checks and comparison", "7. Parameter estimates"):
+        assert title in html_text and f"## {title}" in markdown
+    for name in ("diagram", "forest", "rank"):
+        path = out / FIGURE_FILES[name]
+        assert path.read_bytes().startswith(PNG)
+        assert f"]({path.name})" in markdown
+    assert not (out / FIGURE_FILES["conditional"]).exists()  # the model has no moderator
+    # Provenance a co-author needs to repeat the run.
+    for text in ("N = 250", "sha256", "seed", "chains = 2", "pymc", "normal(0,10)",
+                 "x1, x2, x3"):
+        assert text in markdown
+
+
+def test_hypotheses_carry_rope_and_standardised_values(fitted):
+    result, out = fitted
+    table = pd.read_csv(out / "hypotheses.csv")
+    assert list(table.rope_scale) == ["std.all", "std.all", "std.all", "raw"]
+    assert (table.rope == 0.05).all()
+    assert table.verdict.iloc[0] == "strong support"
+    # std.all of the a path is the std.all column of estimates.csv
+    est = result.estimates.set_index(["lhs", "op", "rhs"])
+    assert table["std.mean"].iloc[0] == pytest.approx(est.loc[("M", "~", "X"), "std.all"])
+    # the ROPE is read on |std| <= rope: a wide ROPE makes the null path practically zero
+    wide = evaluate(result.partable, result.idata["posterior"].to_dataset(), rope=2.0)
+    assert (wide.p_rope == 1).all() and (wide.verdict == "practically zero").all()
+
+
+def test_verdict_words_follow_the_stated_thresholds():
+    assert verdict(0.995) == "strong support"
+    assert verdict(0.96, p_rope=0.2) == "support"
+    assert verdict(0.96, p_rope=0.6) == "support, probably negligible"
+    assert verdict(0.5, p_rope=0.97) == "practically zero"
+    assert verdict(0.03) == "evidence against"
+    assert verdict(0.5) == "inconclusive"
+
+
+def test_report_command_rebuilds_everything_from_the_folder(fitted, tmp_path, capsys):
+    _, out = fitted
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for name in ["report.html", "report.md", *FIGURE_FILES.values()]:
+        (copy / name).unlink(missing_ok=True)
+    assert main(["report", str(copy), "--rope", "0.1"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert (copy / "report.html").is_file() and (copy / FIGURE_FILES["diagram"]).is_file()
+    assert (pd.read_csv(copy / "hypotheses.csv").rope == 0.1).all()
+    assert "P(ROPE ±0.1)" in (copy / "report.md").read_text()
+
+
+def test_sections_other_stages_add_are_kept_and_shown(fitted, tmp_path):
+    _, out = fitted
+    copy = tmp_path / "checks"
+    shutil.copytree(out, copy)
+    append_report_section(copy, "ppc", "## Model checking\n\n**PPP = 0.42**: no misfit.")
+    pd.DataFrame({"parameter": ["M~X"], "ml": [0.61], "bayes": [0.60]}).to_csv(
+        copy / "comparison.csv", index=False)
+    pd.DataFrame({"construct": ["X"], "omega": [0.83]}).to_csv(copy / "reliability.csv",
+                                                                index=False)
+    shutil.copy(copy / FIGURE_FILES["forest"], copy / "ppc_items.png")
+    elsewhere = tmp_path / "cmp"
+    elsewhere.mkdir()
+    shutil.copy(copy / FIGURE_FILES["forest"], elsewhere / "comparison.png")
+    append_report_section(copy, "compare", "### Method comparison\n\n"
+                          "![by method](../cmp/comparison.png)\n\n![gone](missing.png)")
+    write_report(copy)
+    write_report(copy)  # twice: the appended section must not be duplicated
+    markdown = (copy / "report.md").read_text()
+    assert markdown.count("<!-- bayes_sor:ppc:begin -->") == 1
+    assert markdown.index("## 6. Checks") < markdown.index("PPP = 0.42") < markdown.index(
+        "## 7. Parameter")
+    page = _page(copy)
+    # the compare stage wrote its own section, so its table is not repeated from the CSV
+    assert not any(t["caption"].startswith("comparison.csv") for t in page.tables)
+    assert len(page.images) == 5  # ppc_items.png and the linked comparison figure too
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    html_text = (copy / "report.html").read_text()
+    assert "[figure not embedded: gone]" in html_text
+    assert page.table("reliability.csv")[0] == ["X", "0.830"]  # no section: the CSV itself
+    assert "<strong>PPP = 0.42</strong>" in html_text and "<h3>Model checking</h3>" in html_text
+    # the ppc command's own rerun still replaces its section in place
+    append_report_section(copy, "ppc", "## Model checking\n\nPPP = 0.50 now.")
+    markdown = (copy / "report.md").read_text()
+    assert "PPP = 0.50 now." in markdown and "PPP = 0.42" not in markdown
+
+
+def test_no_report_and_a_failing_report_keep_the_fit(fitted, tmp_path, monkeypatch):
+    result, _ = fitted
+    plain = write_run(result, tmp_path / "plain", report=False)
+    assert (plain / "posterior.nc").is_file() and not (plain / "report.html").exists()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr("bayes_sor.report.write_report", broken)
+    with pytest.warns(UserWarning, match="python -m bayes_sor report"):
+        kept = write_run(result, tmp_path / "kept")
+    assert (kept / "estimates.csv").is_file()
+
+
+def test_a_replaced_run_keeps_its_readme(fitted, tmp_path):
+    result, _ = fitted
+    out = write_run(result, tmp_path / "noted", report=False)
+    (out / "README.md").write_text("how to regenerate")
+    (out / "ppc_items.png").write_bytes(PNG)  # belongs to the old posterior: must go
+    write_run(result, out, force=True, report=False)
+    assert (out / "README.md").read_text() == "how to regenerate"
+    assert not (out / "ppc_items.png").exists()
+
+
+def test_report_of_a_missing_folder_is_one_clear_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "run folder" in capsys.readouterr().err
+
+
+def test_documents_escape_text_and_round_trip_appended_sections(tmp_path):
+    doc = Document("T <1>", "sub", [Section("S & s", [
+        Paragraph("a <script>x</script> `code` **bold**"),
+        Markdown("## Added\n\n| a |\n|---|\n| <b> |", "extra")])])
+    page = to_html(doc)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<code>code</code>" in page and "<strong>bold</strong>" in page
+    assert "<h3>Added</h3>" in page and "&lt;b&gt;" in page
+    markdown = to_markdown(doc)
+    assert appended_sections(markdown) == {"extra": "## Added\n\n| a |\n|---|\n| <b> |"}
+
+
+def _chromium() -> str | None:
+    return next((p for name in ("chromium", "chromium-browser", "google-chrome")
+                 if (p := shutil.which(name))), None)
+
+
+@pytest.mark.slow
+def test_html_opens_in_headless_chromium_without_console_errors(fitted, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed")
+    _, out = fitted
+    run = subprocess.run(
+        [browser, "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr",
+         "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         (out / "report.html").resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0
+    assert "</table>" in run.stdout and "data:image/png;base64," in run.stdout
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line
+               or re.search(r"Uncaught|Failed to load", line)]
+    assert not console, console
+
+
+def test_run_folder_attributes_record_interval_rope_and_missingness(fitted):
+    _, out = fitted
+    tree = xr.load_datatree(out / "posterior.nc")
+    assert tree.attrs["bayes_sor_ci_prob"] == "0.95"
+    assert tree.attrs["bayes_sor_rope"] == "0.05"
+    assert tree.attrs["bayes_sor_missing"].startswith("{")
