@@ -1,5 +1,7 @@
 """Parameter recovery of the Study A model (conditional likelihood, latent interaction)."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,13 +14,14 @@ from bayes_sor.sampling import SamplerSettings
 from bayes_sor.simulate import simulate, truth_vector
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def recovery(root):
-    text = (root / "models" / "impulse_buying.lav").read_text()
+def recovery():
+    text = (ROOT / "models" / "impulse_buying.lav").read_text()
     pt = build_partable(text)
-    truth = truth_vector(pt, pd.read_csv(root / "data" / "impulse_buying_truth.csv"))
+    truth = truth_vector(pt, pd.read_csv(ROOT / "data" / "impulse_buying_truth.csv"))
     # Continuous scores: the data then come exactly from the fitted model.
     data = simulate(pt, truth, 357, seed=2024)
     result = fit(pt, data, scale="none",
@@ -30,8 +33,14 @@ def test_structural_paths_and_interaction_cover_the_truth(recovery):
     _, truth, result = recovery
     est = result.estimates.assign(truth=truth)
     paths = est[est.op == "~"]
+    # With 11 paths, a calibrated posterior misses at least one 95% interval in about 40% of
+    # data sets, so "all inside" would be a coin flip. Asserted instead: every path within 3
+    # posterior SDs of the truth (family-wise false alarm about 3%) and at most one path
+    # outside its 95% interval (about 10%). SBC (tests/test_sbc.py) checks calibration itself.
+    z = (paths["mean"] - paths.truth) / paths["sd"]
+    assert (z.abs() < 3).all(), paths.assign(z=z)[["lhs", "rhs", "truth", "mean", "z"]]
     outside = paths[(paths.truth < paths["ci.lower"]) | (paths.truth > paths["ci.upper"])]
-    assert outside.empty, outside[["lhs", "rhs", "truth", "mean", "ci.lower", "ci.upper"]]
+    assert len(outside) <= 1, outside[["lhs", "rhs", "truth", "mean", "ci.lower", "ci.upper"]]
 
 
 def test_indirect_effects_cover_the_truth(recovery):
