@@ -24,7 +24,7 @@ ALPHA = 0.05
 MIN_SIMS = 20
 TEST = "pot_c"
 RECORD_COLUMNS = ["sim", "seed", "L", "thin", "ess_min", "divergences", "fit_seconds",
-                  "sim_seconds", "error"]
+                  "sim_seconds", "cpu_seconds", "error"]
 MAX_PANELS = 48
 
 
