@@ -105,9 +105,12 @@ def _fit(args: argparse.Namespace) -> int:
     write_run(result, out, force=args.force, report=not args.no_report, rope=args.rope)
     shown = result.effects[result.effects.kind.isin(
         ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]
-    with pd.option_context("display.width", 120, "display.max_rows", 200):
-        print(shown[["effect", "kind", "moderator_value", "mean", "ci.lower", "ci.upper",
-                     "p_positive"]].round(3).to_string(index=False))
+    if shown.empty:
+        print("no indirect, total or defined effects: the model has no mediation paths")
+    else:
+        with pd.option_context("display.width", 120, "display.max_rows", 200):
+            print(shown[["effect", "kind", "moderator_value", "mean", "ci.lower", "ci.upper",
+                         "p_positive"]].round(3).to_string(index=False))
     report = "" if args.no_report else ", report.html, report.md"
     print(f"\nwrote {out}/ (posterior.nc, estimates.csv, effects.csv{report})")
     if result.diagnostics.ok:
