@@ -2,21 +2,11 @@
 
 import numpy as np
 import pytest
+from sem_models import MODERATED
 
 from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
 from bayes_sor.matrices import representation
 from bayes_sor.partable import build_partable
-
-MODERATED = """
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-W =~ w1 + w2 + w3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ c*X + b*M + W + d*M:W
-ab := a*b
-ab2 := ab * 2
-"""
 
 
 def _par(partable, values: dict[str, float], draws: int = 3) -> np.ndarray:

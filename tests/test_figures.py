@@ -10,19 +10,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 from matplotlib.patches import Ellipse, FancyArrowPatch
+from sem_models import MODERATED
 
 from bayes_sor import figures
 from bayes_sor.diagram import layout, path_diagram, structural_edges
 from bayes_sor.partable import build_partable
 
-MODERATED = """
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-W =~ w1 + w2 + w3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ b*M + X + W + d*M:W
-"""
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
