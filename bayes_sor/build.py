@@ -22,11 +22,12 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_sor import ordinal as ordinal_model
-from bayes_sor.errors import ModelSpecError
+from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.matrices import Representation, representation
+from bayes_sor.missing import LOG_2PI, Patterns, PatternStatistics, psd_root
 from bayes_sor.moments import SummaryData
 from bayes_sor.partable import ParTable
-from bayes_sor.priors import POSITIVE, group_rv, parse_prior
+from bayes_sor.priors import FAMILIES, POSITIVE, Prior, group_rv, parse_prior
 
 LIKELIHOODS = ("auto", "marginal", "conditional")
 Data = pd.DataFrame | SummaryData | None
@@ -105,14 +106,26 @@ def threshold_vector(partable: ParTable) -> tuple[pt.TensorVariable, list[int]]:
     return rv, rows.free.tolist()
 
 
-def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariable:
-    """Free parameters with their priors -> the full parameter vector (Deterministic ``par``).
+def centred_intercepts(partable: ParTable) -> list[int]:
+    """Free ids of intercepts that the conditional model samples centred (see pymc_model)."""
+    free = _free_rows(partable)
+    ordinal = set(partable.ordinal_items()) | set(partable.observed_structural)
+    counts = partable.parameters.free.value_counts()
+    rows = free[(free.op == "~1") & ~free.lhs.isin(ordinal) & ~free.prior.str.endswith("[sd]")]
+    return [f for f in rows.index if counts.get(f, 0) == 1]
+
+
+def parameter_vector(partable: ParTable, rep: Representation,
+                     centred: list[int] | None = None) -> pt.TensorVariable:
+    """Free parameters with their priors -> the full parameter vector (named ``par`` by
+    :func:`pymc_model` once the centred intercepts, if any, are shifted back).
 
     Free parameters sharing a prior family form one vector random variable named
     ``<family>_params`` (``[sd]`` priors: ``<family>_sd_params``), so the graph stays small.
     Covariances are built from correlations: an LKJ matrix for the exogenous latents,
     ``beta`` priors on (rho + 1) / 2 for residual covariances. Thresholds form one ordered
-    vector ``thresholds``.
+    vector ``thresholds``. ``centred``: free ids of intercepts sampled as the flat
+    ``intercept_centred_params`` (:func:`_uncentre`).
     """
     params = partable.parameters.reset_index(drop=True)
     free = _free_rows(partable)
@@ -121,27 +134,22 @@ def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariab
     res_cov = free[(free.lhs != free.rhs) & (free.op == "~~") & ~free.index.isin(exo_cov.index)]
     thresholds = free[free.op == "|"]
     ordinary = free.drop(exo_cov.index).drop(res_cov.index).drop(thresholds.index)
+    ordinary = ordinary.drop(centred or [])
 
     values: dict[int, pt.TensorVariable] = {}
-    groups: dict[tuple[str, bool], list[int]] = defaultdict(list)
-    priors = {}
-    for f, r in ordinary.iterrows():
-        prior = parse_prior(r.prior, f"'{r.lhs} {r.op} {r.rhs}'")
-        if r.op == "~~" and prior.family not in POSITIVE:
-            raise ModelSpecError(
-                f"the variance '{r.lhs} ~~ {r.rhs}' needs a positive prior (e.g. "
-                f"gamma(1,0.5)[sd]); {r.prior!r} is not"
-            )
-        priors[f] = prior
-        groups[(prior.family, prior.on_sd)].append(f)
-    for (family, on_sd), members in groups.items():
+    for (family, on_sd), members in _prior_groups(ordinary).items():
         name = f"{family}{'_sd' if on_sd else ''}_params"
-        args = np.array([priors[f].args for f in members])
+        args = np.array([p.args for p in members.values()])
         dim = f"{name}_dim"
         pm.modelcontext(None).add_coord(dim, [partable.names[free.loc[f, "pos"]] for f in members])
         rv = group_rv(name, family, args, dim)
         for k, f in enumerate(members):
             values[f] = rv[k] ** 2 if on_sd else rv[k]
+    if centred:
+        dim = "intercept_centred_params_dim"
+        pm.modelcontext(None).add_coord(dim, [partable.names[free.loc[f, "pos"]] for f in centred])
+        rv = pm.Flat("intercept_centred_params", dims=dim)
+        values.update({f: rv[k] for k, f in enumerate(centred)})
     if len(thresholds):
         rv, numbers = threshold_vector(partable)
         values.update({f: rv[k] for k, f in enumerate(numbers)})
@@ -189,7 +197,11 @@ def parameter_vector(partable: ParTable, rep: Representation) -> pt.TensorVariab
                 positions.append(pos)
                 corr_values.append(rho * scale)
         stage = pt.set_subtensor(stage[np.array(positions)], pt.stack(corr_values))
-    return pm.Deterministic("par", stage, dims="param")
+    return stage
+
+
+def _named(par: pt.TensorVariable) -> pt.TensorVariable:
+    return pm.Deterministic("par", par, dims="param")
 
 
 def _matrices(par: pt.TensorVariable, rep: Representation) -> dict[str, pt.TensorVariable]:
@@ -220,10 +232,7 @@ def marginal_likelihood(par: pt.TensorVariable, rep: Representation, stats: dict
     unbiased S: the Wishart likelihood of S.
     """
     mats = _matrices(par, rep)
-    m = len(rep.latents)
-    inv = pt.linalg.inv(pt.eye(m) - mats["beta"])
-    sigma = mats["lambda"] @ inv @ mats["psi"] @ inv.T @ mats["lambda"].T + mats["theta"]
-    chol = pt.linalg.cholesky(sigma)
+    chol = pt.linalg.cholesky(_implied_cov(mats, rep))
     n = pm.Data("n_obs", stats["n"])
     cov_chol = pm.Data("item_cov_chol", stats["cov_chol"], dims=("item", "item_"))
     solve = pt.linalg.solve_triangular
@@ -235,6 +244,49 @@ def marginal_likelihood(par: pt.TensorVariable, rep: Representation, stats: dict
         quad = pt.sum(solve(chol, mean - mats["nu"], lower=True) ** 2)
     p = len(rep.items)
     pm.Potential("loglik", -0.5 * n * (logdet + trace + quad + p * np.log(2 * np.pi)))
+
+
+def _implied_cov(mats: dict, rep: Representation) -> pt.TensorVariable:
+    """Sigma = Lambda (I - B)^-1 Psi (I - B)^-T Lambda' + Theta."""
+    inv = pt.linalg.inv(pt.eye(len(rep.latents)) - mats["beta"])
+    return mats["lambda"] @ inv @ mats["psi"] @ inv.T @ mats["lambda"].T + mats["theta"]
+
+
+def _padded_cholesky(sigma: pt.TensorVariable, patterns: Patterns) -> pt.TensorVariable:
+    """Cholesky factor of Sigma per missingness pattern (K, p, p): the answered block, the
+    identity on unanswered items (:mod:`bayes_sor.missing`), one batched factorisation."""
+    eye = np.eye(patterns.mask.shape[1])
+    return pt.linalg.cholesky(pt.where(patterns.pairs, sigma[None], eye))
+
+
+def _log_diagonal(chol: pt.TensorVariable) -> pt.TensorVariable:
+    """log|Sigma| per matrix of a batch of Cholesky factors."""
+    return 2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+
+
+def casewise_likelihood(par: pt.TensorVariable, rep: Representation,
+                        stats: PatternStatistics) -> None:
+    """The marginal likelihood of incomplete answers (FIML): per missingness pattern, the
+    answered items ~ MvNormal(nu_o, Sigma_oo), from the pattern's n, mean and scatter.
+
+    logL = -1/2 sum_k n_k [log|Sigma_oo| + tr(Sigma_oo^-1 S_k) + d_k' Sigma_oo^-1 d_k
+    + p_k log 2 pi]; the cost grows with the number of patterns, not with N.
+    """
+    mats = _matrices(par, rep)
+    patterns = stats.patterns
+    chol = _padded_cholesky(_implied_cov(mats, rep), patterns)
+    _coord("pattern", list(range(len(patterns.mask))))
+    n = pm.Data("pattern_n", patterns.n, dims="pattern")
+    root = pm.Data("pattern_scatter_root", psd_root(stats.scatter),
+                   dims=("pattern", "item", "item_"))
+    mean = pm.Data("pattern_mean", stats.mean, dims=("pattern", "item"))
+    solve = pt.linalg.solve_triangular
+    trace = pt.sum(solve(chol, root, lower=True) ** 2, axis=(-2, -1))
+    diff = pt.where(patterns.mask, mean - mats["nu"], 0.0)
+    quad = pt.sum(solve(chol, diff[..., None], lower=True) ** 2, axis=(-2, -1))
+    answered = patterns.mask.sum(axis=1)
+    pm.Potential("loglik", -0.5 * pt.sum(n * (_log_diagonal(chol) + trace + quad
+                                              + answered * LOG_2PI)))
 
 
 def _coord(name: str, labels: list[str]) -> str:
@@ -273,6 +325,13 @@ def _observed_block(mats: dict, rep: Representation, partable: ParTable,
     if not names:
         return None
     idx = [rep.items.index(v) for v in names]
+    incomplete = [v for v, k in zip(names, idx, strict=True) if np.isnan(y[:, k]).any()]
+    if incomplete:
+        raise DataError(
+            f"the observed variable(s) {incomplete} have missing values, which the conditional "
+            "likelihood cannot model (they enter the structural model as data); use --missing "
+            "listwise, or the marginal likelihood if the model has no latent interaction"
+        )
     data = pm.Data("y_observed", y[:, idx], dims=("obs", _coord("observed_variable", names)))
     return _ObservedBlock(names, data, mats["nu"][idx])
 
@@ -372,7 +431,8 @@ def _item_blocks(rep: Representation, partable: ParTable) -> tuple[list[int], li
 
 
 def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable: ParTable,
-                           y: np.ndarray, save_latent: bool = False) -> None:
+                           y: np.ndarray, save_latent: bool = False,
+                           centred: list[int] | None = None) -> None:
     """Items given sampled latent scores eta: continuous items Normal(nu + eta Lambda', theta),
     ordinal items ordered probit (:mod:`bayes_sor.ordinal`)."""
     psi = partable.table[(partable.table.op == "~~") & (partable.table.lhs != partable.table.rhs)]
@@ -384,8 +444,9 @@ def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable
             "the marginal likelihood; remove them or drop the latent interaction"
         )
     continuous, ordinal_pos = _item_blocks(rep, partable)
-    mats = _matrices(par, rep)
     eta = latent_scores(par, rep, partable, y)
+    par = _named(_uncentre(par, rep, partable, eta, centred or []))
+    mats = _matrices(par, rep)
     if continuous:
         _continuous_items(mats, rep, eta, y, continuous)
     if ordinal_pos:
@@ -395,14 +456,59 @@ def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable
     _moderator_quantiles(eta, rep, partable)
 
 
+def _uncentre(par: pt.TensorVariable, rep: Representation, partable: ParTable,
+              eta: pt.TensorVariable, centred: list[int]) -> pt.TensorVariable:
+    """Intercepts from their centred versions: nu_j = m_j - lambda_j' mean(eta).
+
+    NUTS samples m_j (flat) instead of nu_j, with nu_j's prior as a Potential (the map m -> nu
+    is a shift, Jacobian 1, so the posterior is unchanged). The likelihood then reads
+    m_j + lambda_j' (eta_i - mean(eta)): the intercepts no longer move with the sample mean of
+    the latent scores, which made them the slowest-mixing parameters of the S-O-R models.
+    """
+    if not centred:
+        return par
+    params = partable.parameters.reset_index(drop=True)
+    free = _free_rows(partable)
+    positions = np.array([int(free.loc[f, "pos"]) for f in centred])
+    items = [rep.items.index(params.lhs[p]) for p in positions]
+    lam = _matrices(par, rep)["lambda"][items]
+    nu = par[positions] - lam @ eta.mean(axis=0)
+    for (family, _), members in _prior_groups(free.loc[centred]).items():
+        args = np.array([p.args for p in members.values()])
+        _, dist, names = FAMILIES[family]
+        which = [centred.index(f) for f in members]
+        prior = dist.dist(**{n: args[:, i] for i, n in enumerate(names)})
+        pm.Potential(f"intercept_prior_{family}", pm.logp(prior, nu[which]).sum())
+    return pt.set_subtensor(par[positions], nu)
+
+
+def _prior_groups(rows: pd.DataFrame) -> dict[tuple[str, bool], dict[int, Prior]]:
+    """Free parameters by (prior family, on the SD scale): one random variable per group."""
+    groups: dict[tuple[str, bool], dict[int, Prior]] = defaultdict(dict)
+    for f, r in rows.iterrows():
+        prior = parse_prior(r.prior, f"'{r.lhs} {r.op} {r.rhs}'")
+        if r.op == "~~" and prior.family not in POSITIVE:
+            raise ModelSpecError(
+                f"the variance '{r.lhs} ~~ {r.rhs}' needs a positive prior (e.g. "
+                f"gamma(1,0.5)[sd]); {r.prior!r} is not"
+            )
+        groups[(prior.family, prior.on_sd)][f] = prior
+    return groups
+
+
 def _continuous_items(mats: dict, rep: Representation, eta: pt.TensorVariable, y: np.ndarray,
                       block: list[int]) -> None:
     names = [rep.items[k] for k in block]
     dim = _dim("continuous_item", names, rep.items, "item")
-    data = pm.Data("y", y[:, block], dims=("obs", dim))
     mu = mats["nu"][block] + eta @ mats["lambda"][block].T
     theta = mats["theta"][np.ix_(block, block)]
-    if np.any((rep.theta[np.ix_(block, block)] != rep.zero) & ~np.eye(len(block), dtype=bool)):
+    correlated = np.any((rep.theta[np.ix_(block, block)] != rep.zero)
+                        & ~np.eye(len(block), dtype=bool))
+    if np.isnan(y[:, block]).any():
+        _masked_items(mu, theta, y[:, block], correlated, dim)
+        return
+    data = pm.Data("y", y[:, block], dims=("obs", dim))
+    if correlated:
         pm.MvNormal("items", mu=mu, chol=pt.linalg.cholesky(theta), observed=data,
                     dims=("obs", dim))
     else:
@@ -410,15 +516,39 @@ def _continuous_items(mats: dict, rep: Representation, eta: pt.TensorVariable, y
                   dims=("obs", dim))
 
 
+def _masked_items(mu: pt.TensorVariable, theta: pt.TensorVariable, answers: np.ndarray,
+                  correlated: bool, dim: str) -> None:
+    """Continuous items with missing answers: only the answered cells enter the likelihood
+    (no imputed values are sampled). Uncorrelated residuals: one Normal over the answered
+    cells; correlated ones: per respondent, MvNormal of the answered items, with Theta's
+    Cholesky factor per missingness pattern."""
+    answered = ~np.isnan(answers)
+    if not correlated:
+        rows, cols = np.nonzero(answered)
+        dim = _coord("answered_cell", list(range(len(rows))))
+        data = pm.Data("y", answers[rows, cols], dims=dim)
+        pm.Normal("items", mu=mu[rows, cols], sigma=pt.sqrt(pt.diag(theta))[cols],
+                  observed=data, dims=dim)
+        return
+    patterns = Patterns.of(answers)
+    chol = _padded_cholesky(theta, patterns)[patterns.index]
+    data = pm.Data("y", np.where(answered, answers, 0.0), dims=("obs", dim))
+    resid = pt.where(answered, data - mu, 0.0)
+    z = pt.linalg.solve_triangular(chol, resid[..., None], lower=True)
+    logp = pt.sum(z**2, axis=(-2, -1)) + _log_diagonal(chol) + answered.sum(axis=1) * LOG_2PI
+    pm.Potential("items_loglik", -0.5 * pt.sum(logp))
+
+
 def _ordinal_items(par: pt.TensorVariable, mats: dict, rep: Representation, partable: ParTable,
                    eta: pt.TensorVariable, y: np.ndarray, block: list[int]) -> None:
     """Ordered probit per answer: only the interval of the observed category is evaluated."""
     names = [rep.items[k] for k in block]
     positions, offsets = ordinal_model.threshold_layout(partable, names)
-    params = partable.parameters.reset_index(drop=True)
-    codes = np.column_stack([_ordinal_codes(y[:, k], name, params) for k, name in
-                             zip(block, names, strict=True)])
+    codes = np.column_stack([ordinal_model.answer_codes(y[:, k], name, partable)
+                             for k, name in zip(block, names, strict=True)])
     dim = _dim("ordinal_item", names, rep.items, "item")
+    answered = ~np.isnan(y[:, block])
+    codes = np.where(answered, codes, 0)  # a valid placeholder; unanswered cells are left out
     data = pm.Data("y_ordinal", codes, dims=("obs", dim))
     mu = mats["nu"][block] + eta @ mats["lambda"][block].T
     sigma = pt.sqrt(pt.diag(mats["theta"])[block])
@@ -426,20 +556,8 @@ def _ordinal_items(par: pt.TensorVariable, mats: dict, rep: Representation, part
     logp = ordinal_model.ordinal_logp(data, mu, sigma, tau, offsets)
     # A Potential, not a CustomDist: the padded thresholds of all items form one vector that
     # CustomDist would try to broadcast against the answers.
-    pm.Potential("ordinal_loglik", logp.sum())
-
-
-def _ordinal_codes(column: np.ndarray, item: str, params: pd.DataFrame) -> np.ndarray:
-    """Consecutive category codes; their number must match the item's thresholds."""
-    categories = np.unique(column)
-    n_thresholds = int(((params.op == "|") & (params.lhs == item)).sum())
-    if len(categories) != n_thresholds + 1:
-        raise ModelSpecError(
-            f"the ordinal item {item!r} has {len(categories)} observed categories but "
-            f"{n_thresholds} thresholds in the model (it needs {len(categories) - 1}); "
-            "add them with bayes_sor.ordinal.prepare(partable, data)"
-        )
-    return ordinal_model.codes(column, categories)
+    pm.Potential("ordinal_loglik", logp.sum() if answered.all()
+                 else logp[np.nonzero(answered)].sum())
 
 
 def _moderator_quantiles(eta: pt.TensorVariable, rep: Representation,
@@ -484,11 +602,12 @@ class ItemMoments:
         if data is None:
             return cls(dict.fromkeys(items, 0.0), dict.fromkeys(items, 1.0), {})
         y = data[items].to_numpy(dtype=float)
-        codes = {i: ordinal_model.codes(data[i], np.unique(data[i]))
+        codes = {i: ordinal_model.answer_codes(data[i].dropna(), i, partable)
                  for i in partable.ordinal_items()}
-        var = y.var(axis=0) + 1e-6
-        z = pd.DataFrame((y - y.mean(axis=0)) / np.sqrt(var), columns=items)
-        return cls(dict(zip(items, np.nan_to_num(y.mean(axis=0)), strict=True)),
+        # over the answered cells: missing answers (NaN) stay missing in the scores
+        mean, var = np.nanmean(y, axis=0), np.nanvar(y, axis=0) + 1e-6
+        z = pd.DataFrame((y - mean) / np.sqrt(var), columns=items)
+        return cls(dict(zip(items, np.nan_to_num(mean), strict=True)),
                    dict(zip(items, var, strict=True)), codes, z)
 
 
@@ -538,7 +657,8 @@ def _start_scores(model: pm.Model, partable: ParTable, moments: ItemMoments) -> 
     t = partable.table
     for k, f in enumerate(latents):
         score = moments.standardized[t.loc[(t.op == "=~") & (t.lhs == f), "rhs"]].mean(axis=1)
-        noise[:, k] += 0.8 * (score - score.mean()).to_numpy() / max(score.std(), 1e-6)
+        score = (score - score.mean()) / max(score.std(), 1e-6)
+        noise[:, k] += 0.8 * score.fillna(0.0).to_numpy()  # 0: no answer to any of its items
     return noise
 
 
@@ -574,13 +694,18 @@ def _first_indicator(partable: ParTable, latent: str) -> str:
 
 
 def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
-               save_latent: bool = False) -> BuiltModel:
+               save_latent: bool = False, centre_intercepts: bool = True) -> BuiltModel:
     """Build the PyMC model for ``partable`` and ``data``.
 
-    ``data``: complete-case answers (items as columns), a :class:`SummaryData` (covariance
-    matrix and N; marginal likelihood, no mean structure) or ``None`` (prior only).
+    ``data``: answers (items as columns; NaN where an answer is missing: the marginal
+    likelihood then sums over missingness patterns, the conditional one over answered cells),
+    a :class:`SummaryData` (covariance matrix and N; marginal likelihood, no mean structure) or
+    ``None`` (prior only).
     ``save_latent``: keep the latent scores as the deterministic ``latent_scores`` (conditional
     likelihood; marginal fits draw them afterwards, :mod:`bayes_sor.scores`).
+    ``centre_intercepts``: in the conditional likelihood, sample continuous items' intercepts
+    centred on the latent scores' sample mean (:func:`_uncentre`; the same posterior, better
+    mixing); ``False`` samples them directly, for comparisons.
     """
     summary = isinstance(data, SummaryData)
     kind = choose_likelihood(partable, likelihood, summary=summary)
@@ -597,12 +722,18 @@ def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
         "quantile": ["p16", "p50", "p84"],
     }
     with pm.Model(coords=coords) as model:
-        par = parameter_vector(partable, rep)
+        centred = (centred_intercepts(partable)
+                   if centre_intercepts and raw and kind == "conditional" else [])
+        par = parameter_vector(partable, rep, centred)
         if summary:
-            marginal_likelihood(par, rep, data.statistics())
+            marginal_likelihood(_named(par), rep, data.statistics())
+        elif raw and kind == "marginal" and np.isnan(y).any():
+            casewise_likelihood(_named(par), rep, PatternStatistics.of(y))
         elif raw and kind == "marginal":
-            marginal_likelihood(par, rep, sufficient_statistics(y))
+            marginal_likelihood(_named(par), rep, sufficient_statistics(y))
         elif raw:
-            conditional_likelihood(par, rep, partable, y, save_latent)
+            conditional_likelihood(par, rep, partable, y, save_latent, centred)
+        else:
+            _named(par)
     return BuiltModel(model, kind, rep, initial_values(model, partable,
                                                        ItemMoments.of(partable, data)))

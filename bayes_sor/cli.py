@@ -11,6 +11,7 @@ import importlib
 import sys
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
@@ -26,6 +27,13 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="lavaan-syntax model file (.lav)")
     p.add_argument("--identification", choices=["std.lv", "marker"],
@@ -37,7 +45,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bayes_sor", description=__doc__)
+    parser = _ArgumentParser(prog="python -m bayes_sor", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -52,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--nobs", type=int, help="sample size behind --cov / --cor")
     f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
     f.add_argument("--likelihood", default="auto", choices=["auto", "marginal", "conditional"])
-    f.add_argument("--missing", default="refuse", choices=["refuse", "listwise"])
+    f.add_argument("--missing", default="model", choices=["model", "listwise", "refuse"],
+                   help="missing answers: modelled (default; no respondent dropped), listwise "
+                   "deletion, or refused")
     f.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"])
     f.add_argument("--chains", type=int, default=4)
     f.add_argument("--draws", type=int, default=2000,
@@ -63,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--target-accept", type=float, default=0.9)
     f.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
     f.add_argument("--hdi", action="store_true", help="highest-density instead of equal-tailed")
+    f.add_argument("--prior-scale", type=float, default=1.0, metavar="K",
+                   help="widen every default prior by K (e.g. 2) for a direct prior-sensitivity "
+                   "check against the run with the defaults")
+    f.add_argument("--moderator-values", action="append", metavar="W=V1,V2,...",
+                   help="also report conditional indirect effects at these values of moderator "
+                   "W, in its own units (raw data units for an observed moderator); repeat for "
+                   "another moderator (default: the model file's 'moderator_values')")
     f.add_argument("--save-latent", action="store_true", help="keep latent scores in posterior")
     f.add_argument("--allow-warnings", action="store_true",
                    help="exit 0 even when convergence checks fail (they are still reported)")
@@ -86,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from bayes_sor.effects import parse_moderator_values
     from bayes_sor.fit import fit
     from bayes_sor.output import check_destination
     from bayes_sor.report import write_run
@@ -101,7 +119,9 @@ def _fit(args: argparse.Namespace) -> int:
                  identification=args.identification, ordinal=args.ordinal, scale=args.scale,
                  missing=args.missing, settings=settings, ci_prob=args.ci, hdi=args.hdi,
                  save_latent=args.save_latent, cov=args.cov, cor=args.cor, sd=args.sd,
-                 nobs=args.nobs)
+                 nobs=args.nobs, prior_scale=args.prior_scale,
+                 moderator_values=(parse_moderator_values(args.moderator_values)
+                                   if args.moderator_values else None))
     write_run(result, out, force=args.force, report=not args.no_report, rope=args.rope)
     shown = result.effects[result.effects.kind.isin(
         ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]
@@ -125,7 +145,7 @@ def _fit(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from bayes_sor.data import parse_scale
     from bayes_sor.fit import read_model
-    from bayes_sor.output import write_atomic
+    from bayes_sor.output import check_file_destination, write_atomic
     from bayes_sor.partable import build_partable
     from bayes_sor.simulate import prior_draw, scale_thresholds, simulate, truth_table, truth_vector
 
@@ -133,6 +153,9 @@ def _simulate(args: argparse.Namespace) -> int:
                               ordinal=args.ordinal)
     if args.nobs < 1:
         raise BayesSORError("--nobs must be at least 1")
+    for path in (args.out, args.truth_out):
+        if path is not None:
+            check_file_destination(path)
     scale = parse_scale(args.scale or partable.options.get("scale"))
     partable = scale_thresholds(partable, scale)
     if args.truth is not None:
@@ -157,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     # Sampling runs on PyTensor's numba backend (through nutpie), which does not use the C
     # backend's BLAS; its "could not link to a BLAS" warning would only mislead users.
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a malformed option that argparse has reported
+        return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     commands = {"fit": _fit, "simulate": _simulate}
     try:
         handler = commands.get(args.command) or args.handler

@@ -258,7 +258,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=20261124, help="seed of sampler and bootstraps")
     p.add_argument("--identification", choices=["std.lv", "marker"],
                    help="latent scaling when fitting (default: the model file's, else std.lv)")
-    p.add_argument("--missing", default="refuse", choices=["refuse", "listwise"])
+    p.add_argument("--missing", default="model", choices=["model", "listwise", "refuse"])
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)

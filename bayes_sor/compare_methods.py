@@ -226,6 +226,11 @@ def ml_estimates(partable: ParTable, items: pd.DataFrame, boot: int, seed: int, 
                    f"converged, {boot_info['inadmissible']} of them inadmissible and kept as "
                    f"lavaan does); chi2 = {fit_info['chisq']:.1f}, df = {fit_info['df']}, "
                    f"CFI = {fit_info['cfi']:.3f}, RMSEA = {fit_info['rmsea']:.3f}")
+    incomplete = int(items[partable.indicators].isna().any(axis=1).sum())
+    if incomplete:
+        description += (f"; listwise deletion: {incomplete} of {len(items)} respondents with a "
+                        "missing answer were left out of the ML fit (the Bayesian fit under "
+                        "--missing model keeps them)")
     if partable.interactions:
         description += ("; the product latent's coefficient is rescaled to the latent M x W "
                         "scale (normal-theory Var(M) Var(W) + Cov(M, W)^2) for raw rows and "

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import io
 import re
+import warnings
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from itertools import islice
@@ -29,7 +30,7 @@ from bayes_sor.errors import DataError
 
 __all__ = ["Dataset", "Scale", "load_data", "parse_scale", "read_csv"]
 
-MISSING_POLICIES = ("refuse", "listwise")
+MISSING_POLICIES = ("model", "refuse", "listwise")
 DELIMITERS = (",", ";", "\t")
 #: Cell texts read as a missing answer (besides an empty cell), as SPSS, R and Excel write them.
 NA_TOKENS = frozenset({"na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>"})
@@ -37,6 +38,7 @@ NA_TOKENS = frozenset({"na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>
 SHOW_LINES = 5
 SHOW_COLUMNS = 8
 SHOW_AVAILABLE = 20
+SHOW_TEXT = 40
 #: File signatures of formats people save instead of CSV, to name them in the message.
 SIGNATURES = {
     b"PK\x03\x04": "an Excel workbook (.xlsx) or another zip archive",
@@ -86,13 +88,16 @@ class Dataset:
     the original index (for a file: data row number from 0, so line = index + 2)."""
     items: list[str]
     n_dropped: int
-    """Rows dropped by listwise deletion (0 otherwise)."""
+    """Rows dropped: incomplete ones under listwise deletion, under the missing-data model the
+    respondents who answered none of the items (they carry no information)."""
     missing: dict[str, int]
     """Missing answers per item in the data as read (before any rows were dropped)."""
     sha256: str
     """Hash of the file bytes (of the frame's CSV text for a DataFrame): which data a run saw."""
     source: str
     """The path as given, or ``"<DataFrame>"``."""
+    policy: str = "refuse"
+    """The missing-data handling that produced ``frame`` (:data:`MISSING_POLICIES`)."""
 
 
 def parse_scale(text: str | None) -> Scale | None:
@@ -110,35 +115,36 @@ def parse_scale(text: str | None) -> Scale | None:
 
 
 # ---- reading a file ------------------------------------------------------------------------
-def read_csv(path: str | Path) -> pd.DataFrame:
+def read_csv(path: str | Path, what: str = "data file") -> pd.DataFrame:
     """Read a survey CSV: encoding and delimiter detected, every problem a :class:`DataError`.
 
     Fully numeric columns are float; other columns hold floats where a cell is a number and the
     cell's text where it is not, so :func:`load_data` can quote the bad answers. Empty cells and
     ``NA``-like texts are missing. The index is the data row number from 0 (line = index + 2);
-    blank lines are skipped but still counted, so line numbers match the file.
+    blank lines are skipped but still counted, so line numbers match the file. ``what`` names
+    the file in messages (e.g. "covariance file").
     """
-    return _read(path)[0]
+    return read_csv_bytes(path, what)[0]
 
 
-def _read(path: str | Path) -> tuple[pd.DataFrame, bytes]:
+def read_csv_bytes(path: str | Path, what: str = "data file") -> tuple[pd.DataFrame, bytes]:
+    """:func:`read_csv`, plus the file's bytes (to hash them: which data a run saw)."""
     path = Path(path).expanduser()
-    where = f"data file '{path}'"
-    raw = _read_bytes(path, where)
+    where = f"{what} '{path}'"
+    raw = _read_bytes(path, where, what)
     text, encoding = _decode(raw, where)
     if not text.strip():
-        raise DataError(f"{where} is empty; export the survey answers to it (one row a respondent)")
+        raise _empty(where, what)
     delimiter = _sniff(text)
     records = _records(text, delimiter, where)
     first = next((i for i, r in enumerate(records) if r), None)
     if first is None:  # unreachable after the check above; keeps `first` an int
-        raise DataError(f"{where} is empty; export the survey answers to it (one row a respondent)")
+        raise _empty(where, what)
     header = _column_names(records[first], where)
     rows, lines = _data_rows(records, first, len(header), delimiter, where)
     if not rows:
-        raise DataError(
-            f"{where} has a header but no data rows; export the answers too, one row a respondent"
-        )
+        rows_wanted = "the answers too, one row a respondent" if what == "data file" else "its rows"
+        raise DataError(f"{where} has a header but no data rows; export {rows_wanted}")
     decimal_comma = delimiter == ";"
     columns = zip(*rows, strict=True)
     frame = pd.DataFrame(
@@ -149,7 +155,12 @@ def _read(path: str | Path) -> tuple[pd.DataFrame, bytes]:
     return frame, raw
 
 
-def _read_bytes(path: Path, where: str) -> bytes:
+def _empty(where: str, what: str) -> DataError:
+    content = "the survey answers (one row a respondent)" if what == "data file" else "the table"
+    return DataError(f"{where} is empty; export {content} to it")
+
+
+def _read_bytes(path: Path, where: str, what: str) -> bytes:
     if path.is_dir():
         raise DataError(f"{where} is a folder, not a file; give the path of the CSV file in it")
     if not path.exists():
@@ -171,7 +182,7 @@ def _read_bytes(path: Path, where: str) -> bytes:
         what = kind or "a binary file (it contains NUL bytes)"
         raise DataError(f"{where} is {what}, not a CSV text file; {SAVE_AS_CSV}")
     if not raw.strip():
-        raise DataError(f"{where} is empty; export the survey answers to it (one row a respondent)")
+        raise _empty(where, what)
     return raw
 
 
@@ -320,14 +331,16 @@ def load_data(
     source: str | Path | pd.DataFrame,
     items: list[str],
     scale: Scale | None = None,
-    missing: str = "refuse",
+    missing: str = "model",
     ordinal: list[str] | None = None,
 ) -> Dataset:
     """Read (a path) or take (a DataFrame) the data and check the model's ``items`` in it.
 
     ``scale``: the declared answer range (answers outside it or not whole numbers are refused);
-    ``None`` for continuous items. ``missing``: ``"refuse"`` (incomplete rows are an error) or
-    ``"listwise"`` (incomplete rows are dropped). ``ordinal``: items modelled as ordered
+    ``None`` for continuous items. ``missing``: ``"model"`` (missing answers stay NaN and the
+    likelihood uses the answered items only; respondents without any answer are dropped with a
+    warning), ``"refuse"`` (incomplete rows are an error) or ``"listwise"`` (incomplete rows are
+    dropped). ``ordinal``: items modelled as ordered
     categories (``"all"`` for every item), which must be whole numbers with two or more
     categories. Columns other than the items are left out of the result.
     """
@@ -348,7 +361,7 @@ def load_data(
         name = "<DataFrame>"
         _check_unique_columns(frame, where)
     elif isinstance(source, str | Path):
-        frame, raw = _read(source)
+        frame, raw = read_csv_bytes(source)
         where, in_file = f"data file '{Path(source).expanduser()}'", True
         sha, name = hashlib.sha256(raw).hexdigest(), str(source)
     else:
@@ -381,11 +394,17 @@ def load_data(
         raise DataError(
             f"{where} has missing answers in {per_item}; incomplete rows: "
             f"{int(incomplete.sum())} of {len(values)} ({lines})"
-            "; use --missing listwise to drop incomplete rows (bayes_sor has no missing-data "
-            "model), or fill in the answers"
+            "; use --missing model to model them (every respondent kept) or --missing listwise "
+            "to drop incomplete rows, or fill in the answers"
         )
-    kept = values[~incomplete]
-    n_dropped = int(incomplete.sum())
+    dropped = values.isna().all(axis=1).to_numpy() if policy == "model" else incomplete
+    if policy == "model" and dropped.any():
+        warnings.warn(
+            f"{where}: {int(dropped.sum())} respondent(s) answered none of the model's items "
+            f"({_listed(values.index[dropped], in_file)}); they carry no information and are "
+            "left out", stacklevel=2)
+    kept = values[~dropped]
+    n_dropped = int(dropped.sum())
     needed = len(items) + 1
     if len(kept) < needed:
         have = (
@@ -402,10 +421,15 @@ def load_data(
         )
     if n_dropped:
         _check_variation(kept, ordinal, where, after_drop=True)
-    _check_singular(kept, [i for i in items if i not in ordinal], where, dropped=n_dropped)
+    complete = kept.dropna()
+    continuous = [i for i in items if i not in ordinal]
+    # Under the missing-data model only the complete rows can show an exact dependence; too
+    # few of them, or one that leaves an item constant, are singular for other reasons.
+    if len(complete) > len(continuous) and (complete[continuous].nunique() > 1).all():
+        _check_singular(complete, continuous, where, dropped=n_dropped)
     return Dataset(
         frame=kept.copy(), items=items, n_dropped=n_dropped, missing=counts, sha256=sha,
-        source=name,
+        source=name, policy=policy,
     )
 
 
@@ -616,7 +640,10 @@ def _whole(column: pd.Series) -> pd.Series:
 def _number(value: object) -> str:
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
-    return repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        # An unclosed quote swallows the rest of the file into one cell; show its start only.
+        return repr(value if len(value) <= SHOW_TEXT else value[:SHOW_TEXT] + "...")
+    return str(value)
 
 
 def _column_problem(item: str, where: list[str], values: Iterable[object]) -> str:

@@ -6,6 +6,13 @@ moderated (``Y ~ M:W``) has coefficient ``b + d w`` on that edge: its indirect e
 reported at the moderator's mean (w = 0), as conditional indirect effects at -1/0/+1 SD of the
 latent W and at its 16th/50th/84th percentiles, and as the index of moderated mediation
 (the product of the path's other coefficients and d).
+
+Explicit moderator values (the header option ``moderator_values: {W: [v1, v2]}`` or
+``fit(moderator_values=...)``) add conditional indirect effects at exactly those values, labelled
+``W=0.600``. They are in the moderator's own units: raw data units for an observed moderator
+(the structural model uses its deviation from its intercept, so ``w = v - nu_W`` per draw, as
+PROCESS probes W), the latent's scale for a latent moderator (mean 0; variance 1 under std.lv,
+the marker item's units under marker identification).
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_sor.matrices import Representation, extend, implied_moments
+from bayes_sor.errors import ModelSpecError
+from bayes_sor.matrices import Moments, Representation, extend, implied_moments
 from bayes_sor.partable import ParTable
 from bayes_sor.summary import summarize
 
@@ -63,6 +71,43 @@ def _moderation(rep: Representation) -> dict[tuple[int, int], list]:
     return out
 
 
+def moderator_values(partable: ParTable) -> dict[str, list[float]]:
+    """The explicit moderator values of the model's options, checked against its moderators."""
+    given = partable.options.get("moderator_values") or {}
+    unknown = [w for w in given if w not in partable.moderators]
+    if unknown:
+        have = (f"its moderators are {partable.moderators}" if partable.moderators
+                else "it has no moderated path ('Y ~ M:W')")
+        raise ModelSpecError(
+            f"moderator_values names {unknown}, which moderate no path of the model; {have}"
+        )
+    return given
+
+
+def parse_moderator_values(texts: list[str]) -> dict[str, list[float]]:
+    """Command-line ``W=-0.531,-0.060,0.600`` (one text per moderator) -> ``{W: [...]}``."""
+    out: dict[str, list[float]] = {}
+    for text in texts:
+        name, sep, values = text.partition("=")
+        try:
+            numbers = [float(v) for v in values.split(",")]
+        except ValueError:
+            numbers = []
+        if not sep or not name.strip() or not numbers:
+            raise ModelSpecError(
+                f"cannot read --moderator-values {text!r}; give the moderator and its values "
+                "as W=-0.5,0,0.5 (repeat the option for another moderator)"
+            )
+        out[name.strip()] = numbers
+    return out
+
+
+def value_label(moderator: str, value: float) -> str:
+    """``W=0.600``: three decimals, more only when they would change the value."""
+    text = f"{value:.3f}"
+    return f"{moderator}={text if float(text) == value else f'{value:.6g}'}"
+
+
 def _edge(ext: np.ndarray, rep: Representation, cause: int, outcome: int) -> np.ndarray:
     return ext[..., rep.beta[outcome, cause]]
 
@@ -78,7 +123,8 @@ def effect_draws(partable: ParTable, rep: Representation, par: np.ndarray,
     ext = extend(par)
     names = rep.latents
     moderated = _moderation(rep)
-    mom = implied_moments(rep, par) if moderated else None
+    points = (_moderator_points(partable, rep, ext, implied_moments(rep, par),
+                                moderator_quantiles) if moderated else {})
     effects: list[Effect] = []
     for x in range(len(names)):
         for y in range(len(names)):
@@ -104,17 +150,42 @@ def effect_draws(partable: ParTable, rep: Representation, par: np.ndarray,
                 value = np.prod([_edge(ext, rep, a, b) for a, b in edges], axis=0)
                 effects.append(Effect(path_name, "indirect", "", value))
                 total_ind = total_ind + value
-                effects += _conditional(path, path_name, ext, rep, moderated, mom,
-                                        moderator_quantiles, partable)
+                effects += _conditional(path, path_name, ext, rep, moderated, points)
             effects.append(Effect(label, "total_indirect", "", total_ind))
             effects.append(Effect(label, "total", "", total + total_ind))
     effects += defined_draws(partable, par)
     return effects
 
 
+def _moderator_points(partable: ParTable, rep: Representation, ext: np.ndarray, mom: Moments,
+                      moderator_quantiles: np.ndarray | None) -> dict[str, dict[str, np.ndarray]]:
+    """Moderator -> {label: its value w in the structural model, per draw}.
+
+    ``w`` is the moderator's deviation from its mean (an observed moderator: from its
+    intercept), the scale on which ``b + d w`` holds.
+    """
+    explicit = moderator_values(partable)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for w_name in partable.moderators:
+        k = rep.latents.index(w_name)
+        w_sd = np.sqrt(mom.latent_cov[..., k, k])
+        points = {f"{w_name}={lab}": z * w_sd for lab, z in SD_POINTS.items()}
+        if moderator_quantiles is not None:
+            q = moderator_quantiles[..., partable.moderators.index(w_name), :]
+            points.update({f"{w_name}={lab}": q[..., i]
+                           for i, lab in enumerate(("p16", "p50", "p84"))})
+        else:
+            points.update({f"{w_name}=p{p}": z * w_sd
+                           for p, z in ((16, -0.9945), (50, 0.0), (84, 0.9945))})
+        origin = (ext[..., rep.nu[rep.items.index(w_name)]]
+                  if w_name in partable.observed_structural else 0.0)
+        points.update({value_label(w_name, v): v - origin for v in explicit.get(w_name, [])})
+        out[w_name] = points
+    return out
+
+
 def _conditional(path: list[int], path_name: str, ext: np.ndarray, rep: Representation,
-                 moderated: dict, mom, moderator_quantiles: np.ndarray | None,
-                 partable: ParTable) -> list[Effect]:
+                 moderated: dict, points: dict[str, dict[str, np.ndarray]]) -> list[Effect]:
     out: list[Effect] = []
     for k, (a, b) in enumerate(itertools.pairwise(path)):
         for t in moderated.get((a, b), []):
@@ -123,16 +194,7 @@ def _conditional(path: list[int], path_name: str, ext: np.ndarray, rep: Represen
             rest = np.prod(others, axis=0)
             slope, d = _edge(ext, rep, a, b), ext[..., t.param]
             w_name = rep.latents[t.second]
-            w_sd = np.sqrt(mom.latent_cov[..., t.second, t.second])
-            points = {f"{w_name}={lab}": z * w_sd for lab, z in SD_POINTS.items()}
-            if moderator_quantiles is not None:
-                q = moderator_quantiles[..., partable.moderators.index(w_name), :]
-                points.update({f"{w_name}={lab}": q[..., i]
-                               for i, lab in enumerate(("p16", "p50", "p84"))})
-            else:
-                points.update({f"{w_name}=p{p}": z * w_sd
-                               for p, z in ((16, -0.9945), (50, 0.0), (84, 0.9945))})
-            for lab, w in points.items():
+            for lab, w in points[w_name].items():
                 out.append(Effect(path_name, "conditional_indirect", lab, rest * (slope + d * w)))
             out.append(Effect(path_name, "index_moderated_mediation", w_name, rest * d))
     return out

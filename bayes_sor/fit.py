@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -16,14 +16,18 @@ from bayes_sor.build import BuiltModel, pymc_model
 from bayes_sor.data import Dataset, Scale, load_data, parse_scale
 from bayes_sor.diagnostics import Diagnostics, check
 from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
+from bayes_sor.effects import moderator_values as named_moderator_values
 from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.estimates import parameter_estimates
+from bayes_sor.hypotheses import check as check_hypotheses
 from bayes_sor.hypotheses import evaluate
 from bayes_sor.moments import SummaryData, load_summary
+from bayes_sor.ordinal import category_notes
 from bayes_sor.ordinal import prepare as add_ordinal_thresholds
 from bayes_sor.partable import ParTable, build_partable, without_mean_structure
 from bayes_sor.sampling import SamplerSettings, sample
 from bayes_sor.scores import marginal_latent_scores
+from bayes_sor.syntax import moderator_values as check_moderator_values
 
 PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
 
@@ -50,10 +54,17 @@ def read_model(model: str | Path) -> str:
     path = Path(model) if isinstance(model, Path) or "\n" not in str(model) else None
     if path is None:
         return str(model)
+    if path.is_dir():
+        raise ModelSpecError(f"model file {str(path)!r} is a folder; give the path of the "
+                             "lavaan-syntax (.lav) file in it")
     if not path.is_file():
         raise ModelSpecError(f"model file {str(path)!r} does not exist; give the path of a "
                              "lavaan-syntax file such as models/impulse_buying.lav")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelSpecError(f"model file {str(path)!r} cannot be read ({exc.strerror}); check "
+                             "its permissions") from None
     if len(raw) > 1_000_000:
         raise ModelSpecError(f"model file {str(path)!r} is {len(raw)} bytes: far too long for "
                              "a model; check that you passed the model, not the data")
@@ -82,7 +93,9 @@ def provenance(partable: ParTable, dataset: Dataset | SummaryData, settings: Sam
                                else len(dataset.frame)),
         "bayes_sor_seed": str(settings.seed),
         "bayes_sor_likelihood": likelihood,
+        "bayes_sor_missing_method": getattr(dataset, "policy", "none (summary statistics)"),
         "bayes_sor_identification": partable.options.get("identification", "std.lv"),
+        "bayes_sor_prior_scale": str(partable.options.get("prior_scale", 1.0)),
         "bayes_sor_sampler_settings": json.dumps(asdict(settings)),
         "bayes_sor_versions": json.dumps(versions),
     }
@@ -96,7 +109,7 @@ def fit(
     identification: str | None = None,
     ordinal: list[str] | str | None = None,
     scale: Scale | str | None = None,
-    missing: str = "refuse",
+    missing: str = "model",
     settings: SamplerSettings | None = None,
     ci_prob: float = 0.95,
     hdi: bool = False,
@@ -105,19 +118,34 @@ def fit(
     cor: str | Path | pd.DataFrame | None = None,
     sd: str | Path | pd.DataFrame | None = None,
     nobs: int | None = None,
+    prior_scale: float = 1.0,
+    moderator_values: dict[str, list[float]] | None = None,
 ) -> FitResult:
     """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics.
 
     ``data``: raw answers; or, instead, ``cov`` (a covariance matrix) or ``cor`` (correlations,
     with ``sd`` or standardised without) and ``nobs``: the marginal likelihood of the sample
-    covariance, without mean structure (:mod:`bayes_sor.moments`).
+    covariance, without mean structure (:mod:`bayes_sor.moments`). ``prior_scale``: every
+    prior chosen by kind widened by this factor (:func:`bayes_sor.priors.widen`), for a direct
+    check of prior sensitivity against the run with the defaults. ``moderator_values``:
+    ``{W: [v1, v2, ...]}``, conditional indirect effects also at these values of each moderator
+    (its own units; replaces the model header's ``moderator_values``). ``missing``:
+    ``"model"`` (missing answers handled by the likelihood: case-wise over missingness patterns
+    in the marginal one, answered cells only in the conditional one; no respondent dropped),
+    ``"listwise"`` or ``"refuse"``.
     """
     settings = settings or SamplerSettings()
     settings.validate()
     if not 0 < ci_prob < 1:
         raise BayesSORError(f"--ci must lie between 0 and 1 (e.g. 0.95), got {ci_prob}")
     partable = model if isinstance(model, ParTable) else build_partable(
-        read_model(model), identification=identification, ordinal=ordinal)
+        read_model(model), identification=identification, ordinal=ordinal,
+        prior_scale=prior_scale)
+    if moderator_values is not None:
+        partable = replace(partable, options={
+            **partable.options, "moderator_values": check_moderator_values(moderator_values)})
+    named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
+    check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
     if scale is None:
         scale = partable.options.get("scale")
     if isinstance(scale, str) and scale.strip().lower() in ("", "none", "continuous"):
@@ -143,6 +171,13 @@ def fit(
     idata["posterior"] = xr.DataTree(dataset=posterior)
     idata["observed_data"] = xr.DataTree(dataset=_observed_data(dataset, partable))
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
+    if moderator_values is not None:
+        idata.attrs["bayes_sor_moderator_values"] = json.dumps(
+            partable.options["moderator_values"])
+    if isinstance(dataset, Dataset) and partable.ordinal_items():
+        scale_range = (scale.low, scale.high) if scale is not None else None
+        idata.attrs["bayes_sor_category_notes"] = json.dumps(
+            category_notes(dataset.frame, partable.ordinal_items(), scale_range))
     estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
     return FitResult(
         partable=partable,

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from bayes_sor.loglik import loglik_tree, loo, marginal_loglik, pointwise_loglik
-from bayes_sor.predictive import Implied, implied, ml_discrepancy
+from bayes_sor.predictive import CaseWise, Implied, implied, ml_discrepancy
 from bayes_sor.rundir import Run
 
 
@@ -21,17 +21,26 @@ def null_model(run: Run, n_draws: int, rng: np.random.Generator) -> tuple[np.nda
     p(mu, sigma^2) ~ 1 / sigma^2: sigma_j^2 | y ~ Inv-Gamma((N-1)/2, N s_jj / 2),
     mu_j | sigma_j^2, y ~ N(ybar_j, sigma_j^2 / N). (blavaan fits the null model by MCMC
     under its default priors; with N in the hundreds the two agree closely.) pD is p_loo with
-    raw data, else the DIC-style mean(chi2) - chi2(posterior mean).
+    raw data, else the DIC-style mean(chi2) - chi2(posterior mean). With missing answers each
+    item has its own N (its answers), ybar and s, and the chi-square is the case-wise one.
     """
     n, s = run.n_obs, np.diag(run.cov)
-    var = (n * s / 2) / rng.gamma((n - 1) / 2, size=(n_draws, len(s)))
     mean = np.zeros(len(s)) if run.mean is None else run.mean
+    incomplete = run.y is not None and np.isnan(run.y).any()
+    if incomplete:
+        n = (~np.isnan(run.y)).sum(axis=0)
+        mean, s = np.nanmean(run.y, axis=0), np.nanvar(run.y, axis=0)
+    var = (n * s / 2) / rng.gamma((n - 1) / 2, size=(n_draws, len(s)))
     mu = mean + rng.standard_normal(var.shape) * np.sqrt(var / n)
     moments = Implied(mu, var[:, :, None] * np.eye(len(s)), False)
-    chi2 = ml_discrepancy(n, run.mean, run.cov, moments)
+    if incomplete:
+        chi2 = CaseWise.of(run.y).chisq(moments)
+    else:
+        chi2 = ml_discrepancy(run.n_obs, run.mean, run.cov, moments)
     if run.y is None:
         centre = Implied(mu.mean(0)[None], var.mean(0)[None, :, None] * np.eye(len(s)), False)
-        return chi2, float(chi2.mean() - ml_discrepancy(n, run.mean, run.cov, centre)[0])
+        return chi2, float(chi2.mean() - ml_discrepancy(run.n_obs, run.mean, run.cov,
+                                                        centre)[0])
     ll = xr.DataArray(marginal_loglik(run.y, moments)[None], dims=("chain", "draw", "obs"))
     posterior = xr.Dataset({"mu": (("chain", "draw", "item"), mu[None])})
     tree = xr.DataTree.from_dict({"posterior": posterior,

@@ -7,7 +7,9 @@ built from, so that names agree everywhere:
   ``parameterEstimates()``: Wald intervals for parameters, delta-method or percentile-bootstrap
   intervals for specific indirect effects and ``:=`` quantities. semopy has no latent product
   terms, so ``Y ~ M:W`` becomes a latent measured by double-mean-centred product indicators
-  (Lin, Wen, Marsh & Lin 2010).
+  (Lin, Wen, Marsh & Lin 2010). Observed variables of the structural model (PROCESS-style
+  models) enter semopy as the observed variables they are, and a product of two of them is one
+  more observed (mean-centred) variable.
 * the studies' own approach: construct scores as item means (:func:`composite_scores`), OLS
   (:func:`ols`), Baron-Kenny steps (:func:`baron_kenny`), a mean-centred product term
   (:func:`moderation`) and Hayes' PROCESS model 14 with a percentile bootstrap
@@ -40,6 +42,7 @@ ESTIMATE_COLUMNS = ["lhs", "op", "rhs", "label", "est", "se", "z", "pvalue", "ci
 ML_METHOD = "ML (semopy; normal likelihood, expected information)"
 DMC_METHOD = ("ML (semopy) with the latent interaction as double-mean-centred product "
               "indicators (Lin et al. 2010)")
+PRODUCT_METHOD = f"{ML_METHOD}; a product of observed variables as their centred product"
 #: The effect kinds of :func:`bayes_sor.effects.effect_draws` that get rows in the ML table
 #: (direct effects are the regression rows themselves).
 EFFECT_KINDS = {"indirect": "indirect", "total_indirect": "total_indirect", "total": "total",
@@ -72,6 +75,7 @@ class _Layout:
     n_cov: int
     fixed: np.ndarray
     source: np.ndarray
+    measured: np.ndarray
     products: tuple[tuple[int, int, int], ...] = ()
 
     def rows(self, theta: np.ndarray) -> np.ndarray:
@@ -86,9 +90,14 @@ def _layout(partable: ParTable, products: list[tuple[str, str, str]]) -> _Layout
     variables = {v: f"v{i}" for i, v in enumerate([*partable.latents, *partable.indicators])}
     cov_free = sorted({int(f) for f in params.free[params.op.isin(_COVARIANCE_OPS)] if f > 0})
     position = {f: k for k, f in enumerate(cov_free)}
+    observed = set(partable.observed_structural)
     lines: list[str] = []
     source = np.full(len(params), -1)
     for k, r in enumerate(params.itertuples()):
+        if r.op == "=~" and r.lhs in observed:
+            # the table's single-indicator row 'v =~ 1*v' (zero residual variance) stands for
+            # an observed variable, which semopy takes as it is
+            continue
         if r.op in _COVARIANCE_OPS:
             # Every free parameter is named after its free number, so labels shared by several
             # rows (equality constraints) share one semopy parameter, and every fixed value is
@@ -100,11 +109,14 @@ def _layout(partable: ParTable, products: list[tuple[str, str, str]]) -> _Layout
             source[k] = len(cov_free) + partable.indicators.index(r.lhs)
     fixed = np.where(params.free.to_numpy() > 0, np.nan, params.value.to_numpy(dtype=float))
     items = [variables[v] for v in partable.indicators]
-    first = {variables[f]: variables[_items_of(partable, f)[0]] for f in partable.latents}
+    first = {variables[f]: variables[_items_of(partable, f)[0]] for f in partable.latents
+             if f not in observed}
     position = {v: i for i, v in enumerate(partable.indicators)}
     index = tuple((position[n], position[a], position[b]) for n, a, b in products)
+    measured = np.array([k for k, v in enumerate(partable.indicators) if v not in observed],
+                        dtype=int)
     return _Layout("\n".join(lines), variables, items, first, len(cov_free), fixed, source,
-                   index)
+                   measured, index)
 
 
 def _check_ml(partable: ParTable) -> None:
@@ -240,10 +252,14 @@ def product_indicator_model(partable: ParTable, data: pd.DataFrame) -> tuple[Par
     """Rewrite ``Y ~ M:W`` into a product-indicator latent ``M.W`` (Lin et al. 2010).
 
     Matched pairs: the i-th indicator of M times the i-th of W (as many pairs as the shorter
-    list), each indicator mean-centred before and each product mean-centred after
+    list; an observed M or W, its own single indicator, pairs with every indicator of the
+    other), each indicator mean-centred before and each product mean-centred after
     multiplying (double mean centring, so no mean structure is needed). The product latent's
     covariances with M and W are fixed to 0 (zero under normality); with other exogenous
-    latents they are free. Models without interactions are returned unchanged.
+    latents they are free. When M and W are both observed the product is observed too: one
+    column ``M.W``, the mean-centred product, with free covariances like any observed
+    predictor (ML then gives the OLS paths of a regression on the centred product, as
+    PROCESS). Models without interactions are returned unchanged.
     """
     if not partable.interactions:
         return partable, data
@@ -259,6 +275,8 @@ def product_indicator_model(partable: ParTable, data: pd.DataFrame) -> tuple[Par
         for name, a, b in products:
             data[name] = _double_centred(data[a].to_numpy(float), data[b].to_numpy(float))
         statements = [_with_product(s, first, second, latent) for s in statements]
+        if _observed_product(partable, first, second):
+            continue
         statements += [Statement(latent, "=~", name, 0) for name, _, _ in products]
         statements += [Statement(v, "~~", latent, 0, fixed=0.0) for v in (first, second)]
     spec = ModelSpec(statements, dict(partable.options), list(partable.hypotheses), "")
@@ -266,12 +284,29 @@ def product_indicator_model(partable: ParTable, data: pd.DataFrame) -> tuple[Par
 
 
 def _product_pairs(partable: ParTable) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
-    """(M, W) -> matched pairs (product indicator, item of M, item of W) of each interaction."""
+    """(M, W) -> matched pairs (product indicator, item of M, item of W) of each interaction.
+
+    Two observed variables give the single product column ``M.W``, the product's own name.
+    """
     out = {}
+    observed = set(partable.observed_structural)
     for first, second in dict.fromkeys((m, w) for _, m, w in partable.interactions):
-        pairs = zip(_items_of(partable, first), _items_of(partable, second), strict=False)
+        if _observed_product(partable, first, second):
+            out[first, second] = [(_product_name(first, second), first, second)]
+            continue
+        a_items, b_items = _items_of(partable, first), _items_of(partable, second)
+        if first in observed:
+            a_items = a_items * len(b_items)
+        if second in observed:
+            b_items = b_items * len(a_items)
+        pairs = zip(a_items, b_items, strict=False)
         out[first, second] = [(_product_name(a, b), a, b) for a, b in pairs]
     return out
+
+
+def _observed_product(partable: ParTable, first: str, second: str) -> bool:
+    """Whether ``first:second`` is a product of two observed variables (no latent needed)."""
+    return {first, second} <= set(partable.observed_structural)
 
 
 def _double_centred(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -415,7 +450,10 @@ class MLFit:
         if rep.interactions:
             product_var = implied_moments(rep, out).product_var
             for k, t in enumerate(rep.interactions):
-                latent = _product_name(rep.latents[t.first], rep.latents[t.second])
+                first, second = rep.latents[t.first], rep.latents[t.second]
+                if _observed_product(self.model, first, second):
+                    continue  # an observed product column is the product M x W itself
+                latent = _product_name(first, second)
                 own_var = rows[..., position[f"{latent}~~{latent}"]]
                 out[..., t.param] *= np.sqrt(own_var / product_var[..., k])
         return out
@@ -448,7 +486,10 @@ def ml_sem_fit(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed:
     original = partable
     items = _item_data(partable, data)
     partable, items = product_indicator_model(partable, items)
-    method = DMC_METHOD if original.interactions else ML_METHOD
+    method = ML_METHOD
+    if original.interactions:
+        observed = all(_observed_product(original, m, w) for _, m, w in original.interactions)
+        method = PRODUCT_METHOD if observed else DMC_METHOD
     products = [p for pairs in _product_pairs(original).values() for p in pairs]
     layout = _layout(partable, products)
     rep = representation(partable)
@@ -537,17 +578,21 @@ def _bootstrap(layout: _Layout, rep: Representation, data: np.ndarray, theta: np
         parts = [_bootstrap_chunk(layout, data, block, theta) for block in blocks]
     draws = np.concatenate(parts)
     ok = np.isfinite(draws).all(axis=1)
-    inadmissible = ~_admissible(rep, layout.rows(draws[ok]))
+    inadmissible = ~_admissible(rep, layout.rows(draws[ok]), layout.measured)
     info = {"B": n_boot, "failed": int((~ok).sum()), "inadmissible": int(inadmissible.sum()),
             "kept": int(ok.sum())}
     return draws[ok], info
 
 
-def _admissible(rep: Representation, rows: np.ndarray) -> np.ndarray:
-    """lavaan's post-fit check: positive-definite latent and residual covariance matrices."""
+def _admissible(rep: Representation, rows: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """lavaan's post-fit check: positive-definite latent and residual covariance matrices.
+
+    ``measured``: positions of the items with a residual (observed structural variables have
+    none; their variances are in the latent block).
+    """
     ext = extend(rows)
     ok = np.ones(len(rows), dtype=bool)
-    for index in (rep.psi, rep.theta):
+    for index in (rep.psi, rep.theta[np.ix_(measured, measured)]):
         if index.size:
             ok &= np.linalg.eigvalsh(ext[..., index])[:, 0] > 0
     return ok

@@ -144,6 +144,24 @@ def _parameter(k: int, posterior: xr.Dataset,
     return posterior["par"].isel(param=k).values, std.parameters[..., k]
 
 
+def check(partable: ParTable) -> None:
+    """Raise :class:`ModelSpecError` for a hypothesis that cannot be read or names nothing in
+    the model, before any sampling: :func:`evaluate` on one placeholder draw (every free
+    parameter 0.5), which finds every quantity exactly as a fit's posterior would."""
+    if not partable.hypotheses:
+        return
+    from bayes_sor.effects import effect_draws, effects_dataarray
+    from bayes_sor.matrices import representation
+
+    values = partable.parameters.value.to_numpy(dtype=float)
+    par = np.where(np.isnan(values), 0.5, values)[None, None, :]
+    effects = effect_draws(partable, representation(partable), par)
+    posterior = xr.Dataset({"par": (("chain", "draw", "param"), par),
+                            "effects": effects_dataarray(effects, sample_shape=(1, 1))})
+    with np.errstate(all="ignore"):
+        evaluate(partable, posterior)
+
+
 def evaluate(partable: ParTable, posterior: xr.Dataset, ci_prob: float = 0.95,
              rope: float = DEFAULT_ROPE) -> pd.DataFrame:
     """One row per declared hypothesis: mean, interval, P(direction), P(ROPE), verdict.

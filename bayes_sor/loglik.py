@@ -12,6 +12,10 @@ Which log-likelihood a run gets (:func:`loglik_kind`):
   own latent scores, a different target from the marginal one, and its Pareto k values are
   often high. (Models with observed structural variables always use the marginal form.)
 - ``None``: ordinal items without stored latent scores (no closed-form marginal).
+
+Missing answers (NaN, ``fit --missing model``): each respondent's log-likelihood is that of the
+items they answered (the marginal density of the answered sub-vector; the conditional density
+of the answered cells).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import xarray as xr
 from scipy.special import log_ndtr
 
 from bayes_sor.matrices import extend
+from bayes_sor.missing import pointwise_loglik as casewise_pointwise
 from bayes_sor.predictive import Implied, batches, implied, ordinal_codes
 from bayes_sor.rundir import Run
 
@@ -61,10 +66,14 @@ def mvn_logpdf(diff: np.ndarray, cov: np.ndarray) -> np.ndarray:
 
 
 def marginal_loglik(y: np.ndarray, moments: Implied) -> np.ndarray:
-    """log MvNormal(y_i | mu_s, Sigma_s): (S, N)."""
+    """log MvNormal(y_i | mu_s, Sigma_s) of the answered items: (S, N)."""
     out = np.empty((moments.mean.shape[0], y.shape[0]))
+    incomplete = np.isnan(y).any()
     for idx in batches(moments.mean.shape[0]):
-        out[idx] = mvn_logpdf(y[None, :, :] - moments.mean[idx, None, :], moments.cov[idx])
+        if incomplete:
+            out[idx] = casewise_pointwise(y, moments.mean[idx], moments.cov[idx])
+        else:
+            out[idx] = mvn_logpdf(y[None, :, :] - moments.mean[idx, None, :], moments.cov[idx])
     return out
 
 
@@ -93,7 +102,9 @@ def conditional_loglik(run: Run, draws: np.ndarray, eta: np.ndarray) -> np.ndarr
     for j in np.flatnonzero(is_ord):
         out += _ordinal_term(run, ext, mu[..., j], np.sqrt(theta[:, j, j])[:, None], j)
     cont = np.flatnonzero(~is_ord)
-    if len(cont):
+    if len(cont) and np.isnan(run.y[:, cont]).any():
+        out += casewise_pointwise(run.y[:, cont], mu[..., cont], theta[:, cont][:, :, cont])
+    elif len(cont):
         resid = run.y[None][..., cont] - mu[..., cont]
         out += mvn_logpdf(resid, theta[:, cont][:, :, cont])
     return out
@@ -101,15 +112,19 @@ def conditional_loglik(run: Run, draws: np.ndarray, eta: np.ndarray) -> np.ndarr
 
 def _ordinal_term(run: Run, ext: np.ndarray, mu: np.ndarray, sd: np.ndarray,
                   j: int) -> np.ndarray:
-    """log P(observed category of item j | mu) for each draw and respondent: (S, N)."""
+    """log P(observed category of item j | mu) for each draw and respondent (0 where the item
+    was not answered): (S, N)."""
     item = run.rep.items[j]
     tau = np.sort(ext[:, run.rep.thresholds[item]], axis=-1)
     inf = np.full((tau.shape[0], 1), np.inf)
     padded = np.concatenate([-inf, tau, inf], axis=1)
-    code = ordinal_codes(run.y[:, [j]], [np.unique(run.y[:, j])])[:, 0]
+    answers = run.y[:, j]
+    answered = ~np.isnan(answers)
+    code = ordinal_codes(answers[:, None], [np.unique(answers[answered])])[:, 0]
+    code = np.where(answered, code, 0).astype(int)
     lower = padded[:, code]
     upper = padded[:, code + 1]
-    return _log_interval((lower - mu) / sd, (upper - mu) / sd)
+    return np.where(answered, _log_interval((lower - mu) / sd, (upper - mu) / sd), 0.0)
 
 
 def pointwise_loglik(run: Run, kind: str | None = None) -> xr.DataArray | None:

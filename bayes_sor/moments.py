@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
+from bayes_sor.data import read_csv_bytes
 from bayes_sor.errors import DataError
 
 #: Relative tolerance for symmetry (published matrices are rounded, typically to 3 decimals).
@@ -49,17 +50,15 @@ class SummaryData:
 
 
 def _read(source: str | Path | pd.DataFrame, what: str) -> tuple[pd.DataFrame, str, bytes]:
+    """The matrix as read, where it came from (for messages), and the bytes to hash.
+
+    Files go through the survey-data reader, so an empty, binary or oddly encoded or
+    delimited file gets the same messages as a data file.
+    """
     if isinstance(source, pd.DataFrame):
         return source.copy(), f"<{what} DataFrame>", source.to_csv().encode()
-    path = Path(source)
-    if not path.is_file():
-        raise DataError(f"the {what} file {str(path)!r} does not exist")
-    raw = path.read_bytes()
-    try:
-        frame = pd.read_csv(path, sep=None, engine="python")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"the {what} file {str(path)!r} is not a readable CSV ({exc})") from None
-    return frame, str(path), raw
+    frame, raw = read_csv_bytes(source, f"{what} file")
+    return frame, str(source), raw
 
 
 def _square(frame: pd.DataFrame, where: str) -> pd.DataFrame:

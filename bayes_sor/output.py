@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,28 +20,91 @@ def _umask() -> int:
 
 
 def check_destination(out: Path, force: bool) -> None:
-    """Refuse early (before any sampling) if ``out`` cannot receive a run."""
+    """Refuse early (before any sampling) if ``out`` cannot receive a run.
+
+    What an earlier, killed run left beside ``out`` is cleaned up first (see
+    :func:`_recover_interrupted`), so a rerun starts from the last complete run.
+    """
+    out = Path(out)
+    if out.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise OutputError(f"--out {str(out)!r} is the current folder or holds it; a run is "
+                          "written to a folder of its own: choose e.g. reports/<name>")
+    _recover_interrupted(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {str(out)!r} is a file, not a folder; choose another path")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputError(f"--out {str(out)!r} already holds a run; pass --force to replace "
-                          "it (the old run is kept until the new one is complete)")
+    if out.exists() and any(out.iterdir()):
+        # A replaced folder is deleted: only ever a run, never the user's other files.
+        if not (out / "posterior.nc").is_file():
+            raise OutputError(f"--out {str(out)!r} holds files but not a bayes_sor run (no "
+                              "posterior.nc), which a run would delete; choose a new or empty "
+                              "folder")
+        if not force:
+            raise OutputError(f"--out {str(out)!r} already holds a run; pass --force to replace "
+                              "it (the old run is kept until the new one is complete)")
+    _writable_folder(out.resolve().parent, "--out")
+
+
+def _staging_name(out: Path, kind: str) -> str:
+    """Name (prefix) of a folder beside ``out`` while it is written: ``.NAME.tmp-PID``."""
+    return f".{out.name}.{kind}-{os.getpid()}"
+
+
+def _recover_interrupted(out: Path) -> None:
+    """Clear up after a run that was killed while writing ``out``.
+
+    Its staging folder (``.NAME.tmp-PID-...``) is removed; the previous run it had moved
+    aside (``.NAME.old-PID``, killed between the two renames) is put back if ``out`` is
+    missing, else removed. Folders of processes still running are left alone.
+    """
     parent = out.resolve().parent
-    if not parent.exists():
+    if not parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)(-.*)?")
+    for path in sorted(parent.iterdir()):  # 'old' sorts first: restore before clearing
+        match = pattern.fullmatch(path.name)
+        if match is None or not path.is_dir() or _running(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and not out.exists():
+            path.rename(out)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    # os.kill(pid, 0) probes on POSIX but terminates the process on Windows.
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
+
+
+def _writable_folder(folder: Path, option: str) -> None:
+    """Make ``folder`` (and its parents) if needed; refuse one that cannot take new files."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{str(folder)!r} is a file, so {option} cannot be inside it; choose "
+                          f"another {option}")
+    if not folder.exists():
         try:
-            parent.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)  # exist_ok: parallel writers race here
         except OSError as exc:
-            raise OutputError(f"cannot create the folder {str(parent)!r}: {exc.strerror}") from None
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"the folder {str(parent)!r} is not writable; choose another --out")
+            raise OutputError(f"cannot create the folder {str(folder)!r} ({exc.strerror}); "
+                              f"choose another {option}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"the folder {str(folder)!r} is not writable; choose another {option}")
 
 
 @contextmanager
 def staging(out: Path, force: bool):
     """Yield a temporary folder beside ``out``; on success it replaces ``out`` by rename."""
     check_destination(out, force)
-    parent = out.resolve().parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    out = Path(out).resolve()
+    parent = out.parent
+    tmp = Path(tempfile.mkdtemp(prefix=_staging_name(out, "tmp") + "-", dir=parent))
     # mkdtemp makes a private (0700) folder; a run folder is shared like any other output.
     tmp.chmod(0o777 & ~_umask())
     try:
@@ -50,15 +114,28 @@ def staging(out: Path, force: bool):
         raise
     backup = None
     if out.exists():
-        backup = parent / f".{out.name}.old-{os.getpid()}"
+        backup = parent / _staging_name(out, "old")
         out.rename(backup)
     tmp.rename(out)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+def check_file_destination(path: Path) -> None:
+    """Refuse early if the file ``path`` cannot be written (its folder is made if missing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{str(path)!r} is a folder; give the name of the file to write")
+    _writable_folder(path.resolve().parent, "the output file")
+
+
 def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
-    """Write one file through a temporary name in the same folder, then rename it."""
+    """Write one file through a temporary name in the same folder, then rename it.
+
+    The folder is made if it does not exist; an unwritable place is an :class:`OutputError`.
+    """
+    path = Path(path)
+    check_file_destination(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's files are private (0600)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.priors import positive_version
+from bayes_sor.priors import positive_version, widen
 from bayes_sor.syntax import Hypothesis, ModelSpec, Statement, parse
 
 COLUMNS = ["lhs", "op", "rhs", "label", "free", "value", "prior", "user", "line"]
@@ -354,6 +354,7 @@ def build_partable(
     identification: str | None = None,
     ordinal: list[str] | str | None = None,
     priors: dict[str, str] | None = None,
+    prior_scale: float = 1.0,
 ) -> ParTable:
     """Turn parsed syntax (or model text) into the full parameter table.
 
@@ -362,7 +363,9 @@ def build_partable(
     ``ordinal``: items to model as ordered categories (``"all"`` for every item); their
     intercepts are fixed to 0 and residual variances to 1 (theta parameterisation).
     ``priors``: overrides of :data:`DEFAULT_PRIORS` by kind. Arguments override the model
-    file's header options.
+    file's header options. ``prior_scale``: every prior chosen by kind (the defaults and the
+    ``priors`` overrides, not a statement's own ``prior()``) widened by this factor
+    (:func:`bayes_sor.priors.widen`), for a direct check of prior sensitivity.
     """
     if isinstance(spec, str):
         spec = parse(spec)
@@ -387,6 +390,8 @@ def build_partable(
         raise ModelSpecError(
             f"unknown prior kind(s) {sorted(unknown)}; the kinds are {sorted(DEFAULT_PRIORS)}"
         )
+    if prior_scale != 1:
+        merged_priors = {kind: widen(text, prior_scale) for kind, text in merged_priors.items()}
     rows = _user_rows(spec.statements)
     latents = list(dict.fromkeys(r["lhs"] for r in rows if r["op"] == "=~"))
     indicators = list(dict.fromkeys(r["rhs"] for r in rows if r["op"] == "=~"))
@@ -426,7 +431,7 @@ def build_partable(
     table = table[COLUMNS].reset_index(drop=True)
     table["label"] = table["label"].fillna("")
     options.update(identification=identification, ordinal=list(dict.fromkeys(ordinal_items)),
-                   priors=merged_priors)
+                   priors=merged_priors, prior_scale=prior_scale)
     partable = ParTable(table, options, spec.hypotheses, spec.text)
     partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
     _check_identification(partable)

@@ -12,6 +12,11 @@ moments (latent responses cut at the thresholds for ordinal items). From them:
 - observed minus predicted item correlations with 95% predictive intervals, and item means,
   SDs, skewness and kurtosis against their predictive intervals.
 
+Missing answers (``fit --missing model``): each replicated data set has the observed data's
+missing answers, the chi-square is the case-wise (FIML) likelihood ratio against the saturated
+model fitted by EM, as lavaan's and blavaan's, and correlations and SRMR use the saturated
+model's (EM) covariance matrix in place of the sample one (:mod:`bayes_sor.missing`).
+
 Writes ``fit_measures.csv``, ``residuals.csv``, ``ppc_items.csv``, ``ppc_items.png``,
 ``ppc_residuals.png``, ``reliability.csv`` and a "Model checking" section of ``report.md``
 (figures and text: :mod:`bayes_sor.ppc_report`; fit indices: :mod:`bayes_sor.fit_indices`).
@@ -29,7 +34,10 @@ import pandas as pd
 from bayes_sor.errors import BayesSORError, DataError
 from bayes_sor.fit_indices import bayes_fit_indices, effective_parameters, null_model
 from bayes_sor.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
+from bayes_sor.missing import Patterns, casewise_loglik, observed_moments
 from bayes_sor.predictive import (
+    CHUNK,
+    CaseWise,
     Implied,
     batches,
     correlations,
@@ -101,8 +109,13 @@ def _observed_scale(run: Run) -> tuple[np.ndarray | None, str]:
         return run.y, "continuous"
     observed = run.y.copy()
     observed[:, ordinal] = ordinal_codes(run.y[:, ordinal],
-                                         [np.unique(run.y[:, j]) for j in ordinal])
+                                         [_categories(run.y[:, j]) for j in ordinal])
     return observed, "mixed" if len(ordinal) < len(run.items) else "ordinal"
+
+
+def _categories(column: np.ndarray) -> np.ndarray:
+    """The distinct answers given (missing ones left out)."""
+    return np.unique(column[~np.isnan(column)])
 
 
 def _check_categories(run: Run, observed: np.ndarray) -> None:
@@ -110,7 +123,7 @@ def _check_categories(run: Run, observed: np.ndarray) -> None:
         if item not in run.rep.thresholds:
             continue
         want = len(run.rep.thresholds.get(item, [])) + 1
-        have = len(np.unique(observed[:, j]))
+        have = len(_categories(observed[:, j]))
         if have != want:
             raise DataError(f"ordinal item {item!r} has {have} observed categories but "
                             f"{want - 1} thresholds in the run; the run's data do not match it")
@@ -119,27 +132,47 @@ def _check_categories(run: Run, observed: np.ndarray) -> None:
 # ---- replication -------------------------------------------------------------------------------
 def replicate_all(run: Run, moments: Implied, draws: np.ndarray, kind: str,
                   rng: np.random.Generator) -> _Replications:
-    """Replicate one data set per draw and collect discrepancies and statistics."""
+    """Replicate one data set per draw and collect discrepancies and statistics.
+
+    With missing answers a replication misses the same answers as the data, and its moments
+    are the saturated model's (EM), fitted per replication (in smaller batches: EM holds a
+    p x p matrix per pattern and replication).
+    """
     observed, _ = _observed_scale(run)
+    answered = None if run.y is None else ~np.isnan(run.y)
+    incomplete = answered is not None and not answered.all()
+    patterns = Patterns.of(run.y) if incomplete else None
+    casewise = CaseWise.of(run.y) if incomplete and kind == "continuous" else None
     parts: dict[str, list[np.ndarray]] = {k: [] for k in _Replications.__dataclass_fields__}
-    for idx in batches(len(draws)):
+    for idx in batches(len(draws), CHUNK // 5 if incomplete else CHUNK):
         mom = moments.take(idx)
         y_rep = replicate(mom, run.n_obs, rng)
         if kind in ("ordinal", "mixed"):
             taus = threshold_draws(run.rep, draws[idx])
             y_rep = cut(y_rep, taus)
+            if incomplete:
+                y_rep = np.where(answered, y_rep, np.nan)
             none = np.full(len(y_rep), np.nan)  # no discrepancy for mixed items
             ordinal = kind == "ordinal"
             parts["d_obs"].append(pairwise_g2(observed, mom, taus) if ordinal else none)
             parts["d_rep"].append(pairwise_g2(y_rep, mom, taus) if ordinal else none)
             parts["srmr"].append(none)
+            cov_rep = CaseWise.of(y_rep, patterns).cov if incomplete else \
+                sample_moments(y_rep)[1]
+        elif incomplete:
+            y_rep = np.where(answered, y_rep, np.nan)
+            replicated = CaseWise.of(y_rep, patterns, start=mom)
+            parts["d_obs"].append(casewise.chisq(mom))
+            parts["d_rep"].append(replicated.chisq(mom))
+            parts["srmr"].append(srmr(run.cov, mom.cov))
+            cov_rep = replicated.cov
         else:
             mean_rep, cov_rep = sample_moments(y_rep)
             mean_rep = None if run.mean is None else mean_rep
             parts["d_obs"].append(ml_discrepancy(run.n_obs, run.mean, run.cov, mom))
             parts["d_rep"].append(ml_discrepancy(run.n_obs, mean_rep, cov_rep, mom))
             parts["srmr"].append(srmr(run.cov, mom.cov))
-        parts["corr"].append(correlations(sample_moments(y_rep)[1]))
+        parts["corr"].append(correlations(cov_rep))
         parts["stats"].append(item_moments(y_rep))
         kept = sum(len(k) for k in parts["kept"])
         parts["kept"].append(y_rep[: max(N_PLOTTED - kept, 0)])
@@ -208,7 +241,7 @@ def _chisq_index_rows(run: Run, reps: _Replications, ci: float, rng: np.random.G
     p_d, how = effective_parameters(run, reps.d_obs, p_loo)
     chi2_null, p_d_null = null_model(run, len(reps.d_obs), rng)
     moments = n_moments(len(run.items), run.mean is not None)
-    baseline = run.n_obs * (np.log(np.diag(run.cov)).sum() - np.linalg.slogdet(run.cov)[1])
+    baseline = _baseline_chisq(run)
     indices = bayes_fit_indices(reps.d_obs, p_d, chi2_null, p_d_null, run.n_obs, moments)
     null_note = "null model: independence model, closed-form posterior (Jeffreys prior)"
     notes.append(f"BCFI/BTLI: {null_note}; pD: {how}")
@@ -221,11 +254,23 @@ def _chisq_index_rows(run: Run, reps: _Replications, ci: float, rng: np.random.G
     return rows
 
 
+def _baseline_chisq(run: Run) -> float:
+    """ML chi-square of the independence model; with missing answers the case-wise one, whose
+    ML estimates are each item's answered mean and variance."""
+    if run.y is None or not np.isnan(run.y).any():
+        return float(run.n_obs * (np.log(np.diag(run.cov)).sum()
+                                  - np.linalg.slogdet(run.cov)[1]))
+    casewise = CaseWise.of(run.y)
+    independent = np.nanvar(run.y, axis=0) * np.eye(len(run.items))
+    return float(2 * (casewise.saturated
+                      - casewise_loglik(casewise.stats, np.nanmean(run.y, axis=0), independent)))
+
+
 # ---- residuals and item checks ----------------------------------------------------------------
 def residual_table(run: Run, observed: np.ndarray | None, corr_rep: np.ndarray,
                    ci: float) -> pd.DataFrame:
     """Observed minus posterior-predicted correlation of every item pair, largest first."""
-    r_obs = correlations(run.cov if observed is None else sample_moments(observed)[1])
+    r_obs = correlations(run.cov if observed is None else observed_moments(observed)[1])
     lo, hi = np.quantile(corr_rep, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
     constructs = item_constructs(run)
     rows = []

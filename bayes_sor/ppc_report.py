@@ -29,13 +29,18 @@ def _grid(n: int, cols: int = 6):
     return fig, axes.flat
 
 
+def _answered(values: np.ndarray) -> np.ndarray:
+    """The answers given (replications miss the same answers as the data)."""
+    return values[~np.isnan(values)]
+
+
 def plot_items(result: PPCResult, path: Path) -> None:
     """Observed item ECDFs (black) over those of replicated data sets (blue)."""
     fig, axes = _grid(len(result.item_names))
     for j, (ax, item) in enumerate(zip(axes, result.item_names, strict=False)):
         for rep in result.replicated:
-            ax.ecdf(rep[:, j], color="tab:blue", alpha=0.12, linewidth=0.8)
-        ax.ecdf(result.observed[:, j], color="black", linewidth=1.4)
+            ax.ecdf(_answered(rep[:, j]), color="tab:blue", alpha=0.12, linewidth=0.8)
+        ax.ecdf(_answered(result.observed[:, j]), color="black", linewidth=1.4)
         ax.set_title(item, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"Item distributions: observed (black) vs {len(result.replicated)} replicated "

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import ndtr, owens_t
 
 from bayes_sor.matrices import Representation, extend, implied_moments
+from bayes_sor.missing import Patterns, PatternStatistics, casewise_loglik, saturated_moments
 
 #: Draws per batch when data are replicated (bounds memory: batch x N x items floats).
 CHUNK = 100
@@ -115,18 +116,49 @@ def correlations(cov: np.ndarray) -> np.ndarray:
 
 
 def item_moments(y: np.ndarray) -> np.ndarray:
-    """Mean, SD, skewness and excess kurtosis of each item: (..., p, 4)."""
-    mean = y.mean(axis=-2)
+    """Mean, SD, skewness and excess kurtosis of each item over its answers: (..., p, 4)."""
+    mean = np.nanmean(y, axis=-2)
     dev = y - mean[..., None, :]
-    sd = np.sqrt((dev**2).mean(axis=-2))
+    sd = np.sqrt(np.nanmean(dev**2, axis=-2))
     z = dev / np.where(sd > 0, sd, 1.0)[..., None, :]
-    return np.stack([mean, sd, (z**3).mean(axis=-2), (z**4).mean(axis=-2) - 3.0], axis=-1)
+    return np.stack([mean, sd, np.nanmean(z**3, axis=-2), np.nanmean(z**4, axis=-2) - 3.0],
+                    axis=-1)
+
+
+@dataclass(frozen=True)
+class CaseWise:
+    """Data with missing answers, as the chi-square discrepancy needs them: per-pattern
+    statistics, the saturated model's ML moments (EM; they replace the sample moments) and its
+    log-likelihood. Leading axes hold several data sets (replications) with one set of patterns.
+    """
+
+    stats: PatternStatistics
+    mean: np.ndarray
+    cov: np.ndarray
+    saturated: np.ndarray
+
+    @classmethod
+    def of(cls, y: np.ndarray, patterns: Patterns | None = None,
+           start: Implied | None = None) -> CaseWise:
+        """``y`` (..., N, p) with NaN; ``start``: moments to start EM from (those the data
+        were replicated from converge in a few steps)."""
+        stats = PatternStatistics.of(y, patterns)
+        mean, cov = saturated_moments(stats, None if start is None else (start.mean, start.cov))
+        return cls(stats, mean, cov, casewise_loglik(stats, mean, cov))
+
+    def chisq(self, moments: Implied) -> np.ndarray:
+        """2 (logL_saturated - logL_model) per draw: lavaan's chi-square with missing data
+        (FIML), N F_ML when nothing is missing."""
+        return 2 * (self.saturated - casewise_loglik(self.stats, moments.mean, moments.cov))
 
 
 # ---- ordinal items -----------------------------------------------------------------------------
 def ordinal_codes(y: np.ndarray, categories: list[np.ndarray]) -> np.ndarray:
-    """Observed answers -> codes 0..K-1 per item (the rank among the item's categories)."""
-    return np.stack([np.searchsorted(c, y[:, j]) for j, c in enumerate(categories)], axis=1)
+    """Observed answers -> codes 0..K-1 per item (the rank among the item's categories);
+    missing answers (NaN) stay NaN."""
+    codes = np.stack([np.searchsorted(c, y[:, j]) for j, c in enumerate(categories)], axis=1)
+    missing = np.isnan(y)
+    return np.where(missing, np.nan, codes) if missing.any() else codes
 
 
 def threshold_draws(rep: Representation, draws: np.ndarray) -> list[np.ndarray | None]:
@@ -181,10 +213,14 @@ def pair_probabilities(moments: Implied, taus: list[np.ndarray], j: int, k: int)
 
 
 def pair_table(codes: np.ndarray, kj: int, kk: int, j: int, k: int) -> np.ndarray:
-    """Counts of the (j, k) table for each data set: codes (..., N, p) -> (..., K_j, K_k)."""
-    flat = codes.reshape(-1, *codes.shape[-2:]).astype(np.int64)
+    """Counts of the (j, k) table for each data set: codes (..., N, p) -> (..., K_j, K_k).
+    Respondents who left either item unanswered (NaN) are not counted."""
+    flat = codes.reshape(-1, *codes.shape[-2:])
+    both = ~(np.isnan(flat[:, :, j]) | np.isnan(flat[:, :, k]))
+    flat = np.nan_to_num(flat).astype(np.int64)
     cell = flat[:, :, j] * kk + flat[:, :, k] + (np.arange(flat.shape[0]) * kj * kk)[:, None]
-    counts = np.bincount(cell.ravel(), minlength=flat.shape[0] * kj * kk)
+    counts = np.bincount(cell.ravel(), weights=None if both.all() else both.ravel(),
+                         minlength=flat.shape[0] * kj * kk)
     return counts.reshape(*codes.shape[:-2], kj, kk)
 
 

@@ -86,6 +86,39 @@ def positive_version(text: str) -> str:
     )
 
 
+def widen(text: str, factor: float) -> str:
+    """The prior ``text`` with its scale multiplied by ``factor`` (``fit --prior-scale``).
+
+    Unbounded families scale the variable: ``normal(0,10)`` -> ``normal(0,20)`` for 2,
+    ``gamma(a,b)`` -> ``gamma(a,b/2)``, ``lognormal(m,s)`` -> ``lognormal(m+log 2,s)``. Bounded
+    ones (``beta``, ``lkj`` on correlations) cannot get wider than uniform, so their concentration
+    moves towards the uniform one: ``beta(1+(a-1)/2, 1+(b-1)/2)``; ``beta(1,1)`` and ``lkj(1)``
+    stay as they are. ``uniform(a,b)`` keeps its bounds: they are usually the parameter's support.
+    """
+    if factor <= 0 or not np.isfinite(factor):
+        raise ModelSpecError(f"--prior-scale must be a positive number, got {factor}")
+    prior = parse_prior(text)
+    a = prior.args
+    match prior.family:
+        case "normal":
+            args = (a[0], a[1] * factor)
+        case "lognormal":
+            args = (a[0] + float(np.log(factor)), a[1])
+        case "halfnormal":
+            args = (a[0] * factor,)
+        case "student_t":
+            args = (a[0], a[1], a[2] * factor)
+        case "gamma":
+            args = (a[0], a[1] / factor)
+        case "exponential":
+            args = (a[0] / factor,)
+        case "uniform":
+            args = a
+        case _:  # beta, lkj: shapes >= 1 move towards 1 (uniform) as the factor grows
+            args = tuple(1 + (x - 1) / factor if x >= 1 else x for x in a)
+    return Prior(prior.family, args, prior.on_sd).text
+
+
 def group_rv(name: str, family: str, args: np.ndarray, dims: str) -> pm.Distribution:
     """One vector random variable for all free parameters that share a prior family.
 

@@ -4,7 +4,8 @@ Per posterior draw, from the model-implied moments: composite reliability (omega
 the item sum's implied variance due to its construct), average variance extracted (AVE: mean
 squared standardised loading), squared latent correlations against both constructs' AVE
 (Fornell-Larcker), and the heterotrait-monotrait ratio (HTMT, Henseler et al. 2015) of the
-implied item correlations. Sample Cronbach's alpha and sample HTMT come from the data. Ordinal
+implied item correlations. Sample Cronbach's alpha and sample HTMT come from the data (with
+missing answers: from the saturated model's EM covariance matrix, which uses every answer). Ordinal
 items are measured on their latent-response scale (as lavaan's theta parameterisation).
 """
 
@@ -132,8 +133,10 @@ def reliability(run: Run, ci: float = 0.95) -> pd.DataFrame:
     return pd.concat([table, alphas], ignore_index=True)[COLUMNS]
 
 
-def report_section(table: pd.DataFrame, ci: float, ordinal: bool) -> str:
-    """The "Reliability and validity" section of ``report.md``."""
+def report_section(table: pd.DataFrame, ci: float, ordinal: bool,
+                   incomplete: bool = False) -> str:
+    """The "Reliability and validity" section of ``report.md``; ``incomplete``: the data have
+    missing answers (the sample alphas then come from the EM covariance matrix)."""
     def pick(measure: str) -> pd.DataFrame:
         return table[table.measure == measure].set_index(["construct", "with"])
 
@@ -148,7 +151,10 @@ def report_section(table: pd.DataFrame, ci: float, ordinal: bool) -> str:
     lines = ["## Reliability and validity", "",
              f"Posterior means with {ci:.0%} intervals (`reliability.csv`); omega and AVE from "
              "the model-implied moments" + (" on the latent-response scale of the ordinal items"
-                                            if ordinal else "") + ".", "",
+                                            if ordinal else "") + "."
+             + (" The data have missing answers: sample alpha is computed from the saturated "
+                "model's ML (EM) covariance matrix, which uses every answer given." if incomplete
+                else ""), "",
              markdown_table(pd.DataFrame(rows)), ""]
     if len(weak):
         lines.append("Discriminant validity is uncertain (posterior probability < .95) for: "
@@ -163,8 +169,10 @@ def report_section(table: pd.DataFrame, ci: float, ordinal: bool) -> str:
 
 def write_reliability(run: Run, table: pd.DataFrame, ci: float) -> None:
     write_csv(table, run.path / "reliability.csv")
+    incomplete = run.y is not None and bool(np.isnan(run.y).any())
     append_report_section(run.path, "reliability",
-                          report_section(table, ci, bool(run.partable.ordinal_items())))
+                          report_section(table, ci, bool(run.partable.ordinal_items()),
+                                         incomplete))
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ import re
 import shutil
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,12 +178,13 @@ def _model_section(run: Run) -> Section:
             f"`{attrs.get('bayes_sor_data_source', '?')}`, sha256 "
             f"`{attrs.get('bayes_sor_data_sha256', '?')}`",
             _missingness(attrs),
+            *_category_notes(attrs),
             f"identification: {attrs.get('bayes_sor_identification', '?')}; likelihood: "
             f"{attrs.get('bayes_sor_likelihood', '?')}; intervals: {run.interval}",
             "sampler: " + ", ".join(f"{k} = {v}" for k, v in settings.items()
                                     if k != "progressbar" and v is not None),
             f"seed: {attrs.get('bayes_sor_seed', settings.get('seed', '?'))}; sampled "
-            f"{run.idata['posterior'].attrs.get('created_at', '(time not recorded)')}",
+            f"{run.idata['posterior'].attrs.get('created_at') or _written(run.folder)}",
             "software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         ]),
         _titled(format_frame(constructs), "Constructs and their items"),
@@ -191,13 +193,40 @@ def _model_section(run: Run) -> Section:
     ])
 
 
+def _written(folder: Path) -> str:
+    """When posterior.nc was written (the file keeps no timestamp, so that runs of the same
+    seed are byte-identical)."""
+    stamp = (Path(folder) / "posterior.nc").stat().st_mtime
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+
 def _missingness(attrs: dict) -> str:
     if "bayes_sor_missing" not in attrs:
         return "missing answers: not recorded in this run folder"
     missing = {k: v for k, v in _json_attr(attrs, "bayes_sor_missing").items() if v}
     dropped = attrs.get("bayes_sor_n_dropped", "0")
     listed = ", ".join(f"{k} {v}" for k, v in missing.items()) or "none"
-    return f"missing answers per item: {listed}; respondents dropped (listwise): {dropped}"
+    method = attrs.get("bayes_sor_missing_method")
+    if method == "model":
+        how = ("case-wise (FIML) likelihood over the missingness patterns"
+               if attrs.get("bayes_sor_likelihood") == "marginal"
+               else "only the answered items enter the likelihood (no values imputed)")
+        handled = (f"missing-data model ({how}); respondents without any answer left out: "
+                   f"{dropped}")
+    elif method == "listwise":
+        handled = f"listwise deletion ({dropped} incomplete respondents dropped)"
+    elif method == "refuse":
+        handled = "none needed (incomplete data would have been refused)"
+    else:  # a run written before the method was recorded
+        return f"missing answers per item: {listed}; respondents dropped (listwise): {dropped}"
+    return f"missing answers per item: {listed}; handling: {handled}"
+
+
+def _category_notes(attrs: dict) -> list[str]:
+    """The fit's warning about ordinal items with empty or sparse categories, if any."""
+    notes = json.loads(attrs.get("bayes_sor_category_notes", "[]"))
+    return ["ordinal items with empty or sparse categories (thresholds lie between observed "
+            "categories only): " + "; ".join(notes)] if notes else []
 
 
 def _priors(estimates: pd.DataFrame) -> pd.DataFrame:

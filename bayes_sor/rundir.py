@@ -8,6 +8,7 @@ parameters through the same :mod:`bayes_sor.matrices` indices as the fit did.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,6 +20,7 @@ import xarray as xr
 
 from bayes_sor.errors import BayesSORError
 from bayes_sor.matrices import Representation, representation
+from bayes_sor.missing import observed_moments
 from bayes_sor.output import write_atomic
 from bayes_sor.partable import ParTable, build_partable
 
@@ -31,7 +33,8 @@ class Run:
     """A fitted run: parameter table, draws of ``par`` (chain, draw, param) and the data.
 
     ``y`` is None for runs fitted to a covariance matrix (``fit --cov/--cor``); ``cov`` is then
-    that matrix rescaled to divisor N and ``mean`` is None (no mean structure).
+    that matrix rescaled to divisor N and ``mean`` is None (no mean structure). With missing
+    answers (NaN in ``y``) ``mean`` and ``cov`` are the saturated model's ML (EM) moments.
     """
 
     path: Path
@@ -107,8 +110,7 @@ def load_run(path: str | Path) -> Run:
     if "items" in observed:
         y = observed["items"].sel(item=partable.indicators).transpose("obs", "item").values
         y = y.astype(float)
-        mean = y.mean(axis=0)
-        cov = (y - mean).T @ (y - mean) / len(y)
+        mean, cov = observed_moments(y)
         return Run(path, tree, partable, par, y, cov, mean, len(y))
     items = partable.indicators
     s = observed["sample_cov"].sel(item=items, item_=items).values.astype(float)
@@ -128,7 +130,10 @@ def _candidates(attrs: dict, names: list[str], summary: bool) -> list[ParTable]:
             thresholds[item] = thresholds.get(item, 1) + 1
     base = build_partable(attrs["bayes_sor_model_text"],
                           identification=attrs["bayes_sor_identification"],
-                          ordinal=list(thresholds) or None)
+                          ordinal=list(thresholds) or None,
+                          prior_scale=float(attrs.get("bayes_sor_prior_scale", 1.0)))
+    if "bayes_sor_moderator_values" in attrs:  # given to fit() rather than in the header
+        base.options["moderator_values"] = json.loads(attrs["bayes_sor_moderator_values"])
     if thresholds:
         base = add_thresholds(base, thresholds)
     return [without_mean_structure(base) if summary else base]

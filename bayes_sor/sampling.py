@@ -12,6 +12,8 @@ from bayes_sor.build import BuiltModel
 from bayes_sor.errors import ModelSpecError
 
 SAMPLERS = ("nutpie", "pymc")
+#: attributes ArviZ and PyMC stamp on a trace that differ between runs of the same seed
+RUN_SPECIFIC_ATTRS = ("created_at", "sampling_time")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,12 @@ class SamplerSettings:
             raise ModelSpecError(f"unknown sampler {self.sampler!r}; use one of {SAMPLERS}")
         if min(self.chains, self.draws) < 1 or self.tune < 0:
             raise ModelSpecError("--chains and --draws must be at least 1, --tune at least 0")
+        if self.sampler == "nutpie" and self.tune < 1:
+            raise ModelSpecError("nutpie needs at least one tuning step: give --tune 1 or more "
+                                 "(or --sampler pymc for no tuning)")
+        if not 0 <= self.seed < 2**64:
+            raise ModelSpecError(f"--seed must be a whole number from 0 to 2^64 - 1, got "
+                                 f"{self.seed}")
         if not 0 < self.target_accept < 1:
             raise ModelSpecError("--target-accept must lie between 0 and 1, e.g. 0.9")
 
@@ -55,7 +63,7 @@ def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
         compiled = nutpie.compile_pymc_model(
             model, backend="numba", initial_points=built.initial_values, jitter_rvs=set()
         )
-        return nutpie.sample(
+        sampler = nutpie.sample(
             compiled,
             draws=settings.draws,
             tune=settings.tune,
@@ -65,9 +73,16 @@ def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
             target_accept=settings.target_accept,
             progress_bar=settings.progressbar,
             save_warmup=False,
+            blocking=False,
         )
+        try:
+            return _complete(sampler.wait(), settings)
+        except KeyboardInterrupt:
+            # nutpie's blocking call would return the draws so far as if the run were done.
+            sampler.cancel()
+            raise
     with model:
-        return pm.sample(
+        trace = pm.sample(
             draws=settings.draws,
             tune=settings.tune,
             chains=settings.chains,
@@ -80,6 +95,23 @@ def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
             init="adapt_diag",
             compute_convergence_checks=False,
         )
+    return _complete(trace, settings)
+
+
+def _complete(trace: xr.DataTree, settings: SamplerSettings) -> xr.DataTree:
+    """The trace, if every chain has every draw, without the attributes that differ between
+    identical runs (so the same seed writes a byte-identical ``posterior.nc``).
+
+    An interrupted trace (PyMC and nutpie return the draws so far after Ctrl-C) raises
+    KeyboardInterrupt, so it never reaches a run folder.
+    """
+    sizes = trace["posterior"].sizes
+    if sizes.get("chain") != settings.chains or sizes.get("draw") != settings.draws:
+        raise KeyboardInterrupt
+    for node in trace.subtree:
+        for name in RUN_SPECIFIC_ATTRS:
+            node.attrs.pop(name, None)
+    return trace
 
 
 def _available_cores() -> int:

@@ -28,6 +28,16 @@ Y ~ b*F + c*X
 ind := a*b
 """
 
+#: Two factors with three items each and a path between them: issue 9's "small model".
+TWO_FACTOR = """---
+priors: {loadings: "halfnormal(1)", regressions: "normal(0,1)", intercepts: "normal(0,1)",
+         variances: "gamma(4,8)[sd]"}
+---
+F =~ y1 + y2 + y3
+G =~ y4 + y5 + y6
+G ~ b*F
+"""
+
 #: Priors for Study A's 1-7 Likert items (loading ~1, residual SD ~0.6, intercept ~4).
 STUDY_A_PRIORS = ('priors: {loadings: "gamma(5,5)", regressions: "normal(0,0.5)", '
                   'intercepts: "normal(4,1)", variances: "gamma(10,16)[sd]"}')

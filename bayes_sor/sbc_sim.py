@@ -38,7 +38,7 @@ from bayes_sor.errors import ModelSpecError
 from bayes_sor.matrices import Representation, representation
 from bayes_sor.ordinal import sort_thresholds
 from bayes_sor.partable import ParTable, build_partable
-from bayes_sor.priors import parse_prior
+from bayes_sor.priors import widen
 from bayes_sor.sampling import SamplerSettings, sample
 from bayes_sor.simulate import latent_draws, scale_thresholds, simulate
 
@@ -46,8 +46,6 @@ from bayes_sor.simulate import latent_draws, scale_thresholds, simulate
 #: parameters themselves, ranked already.
 EFFECT_KINDS = ("indirect", "total_indirect", "total", "conditional_indirect",
                 "index_moderated_mediation", "defined")
-#: Where the scale sits among a prior's arguments, for ``--prior-scale-fit``.
-SCALE_ARGUMENT = {"normal": 1, "halfnormal": 0, "student_t": 2}
 MODERATOR_QUANTILES = (0.16, 0.50, 0.84)
 
 
@@ -108,19 +106,6 @@ def partables(config: SBCConfig) -> tuple[ParTable, ParTable]:
     return simulating, scale_loading_priors(simulating, config.prior_scale_fit)
 
 
-def scale_prior(text: str, factor: float) -> str:
-    """``normal(0,1)`` scaled by 0.5 -> ``normal(0,0.5)`` (the scale argument only)."""
-    prior = parse_prior(text)
-    if prior.family not in SCALE_ARGUMENT:
-        raise ModelSpecError(
-            f"--prior-scale-fit can scale {sorted(SCALE_ARGUMENT)} loading priors, not "
-            f"{text!r}; give the loadings such a prior in the model header"
-        )
-    args = list(prior.args)
-    args[SCALE_ARGUMENT[prior.family]] *= factor
-    return dataclasses.replace(prior, args=tuple(args)).text
-
-
 def scale_loading_priors(partable: ParTable, factor: float) -> ParTable:
     """A copy of ``partable`` whose free loadings' prior scales are multiplied by ``factor``:
     a deliberately wrong fitting prior, which SBC must flag."""
@@ -130,7 +115,7 @@ def scale_loading_priors(partable: ParTable, factor: float) -> ParTable:
         return partable
     table = partable.table.copy()
     rows = (table.op == "=~") & (table.free > 0)
-    table.loc[rows, "prior"] = [scale_prior(p, factor) for p in table.loc[rows, "prior"]]
+    table.loc[rows, "prior"] = [widen(p, factor) for p in table.loc[rows, "prior"]]
     return ParTable(table, dict(partable.options), list(partable.hypotheses), partable.text)
 
 

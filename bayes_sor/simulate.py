@@ -17,7 +17,7 @@ import pymc as pm
 from bayes_sor.data import Scale
 from bayes_sor.errors import DataError
 from bayes_sor.matrices import Representation, extend, representation
-from bayes_sor.ordinal import sort_thresholds
+from bayes_sor.ordinal import declared_scale, sort_thresholds
 from bayes_sor.partable import ParTable, add_thresholds, row_name
 
 TRUTH_COLUMNS = ["lhs", "op", "rhs", "value"]
@@ -114,7 +114,10 @@ def simulate(partable: ParTable, par: np.ndarray, nobs: int, seed: int,
     if ordinal:
         latent_response = ext[rep.nu] + eta @ ext[rep.lambda_].T + errors
         params = partable.parameters.reset_index(drop=True)
-        low = scale.low if scale is not None else 1
+        # continuous scores (scale=None, as SBC simulates) keep ordinal answers on the scale
+        # the model declares, where the fitted model codes them
+        declared = scale or declared_scale(partable)
+        low = declared.low if declared is not None else 1
         for item in ordinal:
             cuts = np.sort(par[params.index[(params.op == "|") & (params.lhs == item)]])
             k = rep.items.index(item)

@@ -16,12 +16,14 @@ offending character of the physical line, also inside continued statements and a
 from __future__ import annotations
 
 import ast
+import math
+import numbers
 import re
 from dataclasses import dataclass, field, replace
 
 import yaml
 
-from bayes_sor.errors import ModelSyntaxError
+from bayes_sor.errors import ModelSpecError, ModelSyntaxError
 
 OPERATORS = ("=~", "~~", ":=", "~", "|")
 _TOKEN = re.compile(
@@ -35,6 +37,16 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+#: what a mistyped or unsupported operator looks like ('=>', '<~', '==', '->')
+_OPERATOR_LIKE = re.compile(r"[<>=!]+[~=>]*|-+>")
+_UNSUPPORTED_OPERATORS = {
+    "<~": " (lavaan's composite/formative operator, which bayes_sor does not support)",
+    "==": " (lavaan's equality constraint; give both terms the same label instead)",
+    "<": " (lavaan's inequality constraint, which bayes_sor does not support)",
+    ">": " (lavaan's inequality constraint, which bayes_sor does not support)",
+}
+_OPERATOR_WORDS = ("=~ (measured by), ~ (regressed on), ~~ (variance/covariance), := (defined "
+                   "as) or | (threshold)")
 #: line breaks as editors count them (not str.splitlines, which also breaks at \x0c, \x85 ...)
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _HYPOTHESIS = re.compile(r"^\s*#\s*(H\d+[A-Za-z]?)\s*:\s*(.+?)\s*$")
@@ -134,10 +146,17 @@ def _tokenize(piece: _Piece) -> list[_Token]:
         column = piece.column + pos
         if match is None:
             char = text[pos]
+            operator = _OPERATOR_LIKE.match(text, pos)
             if char in "\"'":
                 message = (
                     f"this {char} string is never closed; expected a closing {char} on the same "
                     "line"
+                )
+            elif operator is not None:
+                unsupported = _UNSUPPORTED_OPERATORS.get(operator.group(), "")
+                message = (
+                    f"unknown operator {operator.group()!r}{unsupported}; expected one of "
+                    f"{_OPERATOR_WORDS}"
                 )
             else:
                 message = (
@@ -195,6 +214,42 @@ def _split_header(text: str) -> tuple[dict, list[str], int]:
         1,
         lines[0],
     )
+
+
+def moderator_values(value: object) -> dict[str, list[float]]:
+    """The ``moderator_values`` option (``{W: [-0.5, 0, 0.5]}``) as finite floats per moderator.
+
+    The header option and ``fit(moderator_values=...)`` share this check; a problem is a
+    :class:`ModelSpecError` naming it (:func:`parse` reports it at the header line).
+    """
+    example = "e.g. 'moderator_values: {W: [-0.5, 0, 0.5]}'"
+    if not isinstance(value, dict) or not value:
+        raise ModelSpecError(
+            f"moderator_values must map each moderator to a list of its values, {example}; "
+            f"got {value!r}"
+        )
+    out = {}
+    for name, values in value.items():
+        values = list(values) if isinstance(values, list | tuple) else [values]
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
+               or not math.isfinite(v)]
+        if bad or not values:
+            raise ModelSpecError(
+                f"moderator_values of {name!r} must be a list of finite numbers, {example}; "
+                f"got {bad[0] if bad else values!r}"
+            )
+        out[str(name)] = [float(v) for v in values]
+    return out
+
+
+def _header_moderator_values(value: object, text: str) -> dict[str, list[float]]:
+    try:
+        return moderator_values(value)
+    except ModelSpecError as exc:
+        lines = _NEWLINE.split(text)
+        line = next((k + 1 for k, raw in enumerate(lines)
+                     if raw.lstrip().startswith("moderator_values")), 2)
+        raise ModelSyntaxError(f"in the YAML header, {exc}", line, 1, lines[line - 1]) from None
 
 
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
@@ -513,6 +568,8 @@ def parse(text: str) -> ModelSpec:
         )
     text = text.removeprefix("\ufeff")
     options, body, offset = _split_header(text)
+    if "moderator_values" in options:
+        options["moderator_values"] = _header_moderator_values(options["moderator_values"], text)
     hypotheses = [
         Hypothesis(m.group(1), m.group(2), i + 1 + offset)
         for i, raw in enumerate(body)

@@ -1,8 +1,9 @@
 """SBC throughput: simulations per minute for a small model and the Study A model, 1 and 2
 workers.
 
-    python benchmarks/sbc_throughput.py                 # small: 100 sims, Study A: 6 sims
-    python benchmarks/sbc_throughput.py --quick         # small: 30 sims, Study A: 2 sims
+    python benchmarks/sbc_throughput.py                 # two_factor: 200 sims, small: 100,
+                                                        # Study A: 6
+    python benchmarks/sbc_throughput.py --quick         # 30, 30 and 2 sims
     python benchmarks/sbc_throughput.py --only small --workers 2
 
 Each row is a fresh :func:`bayes_sor.sbc.run_sbc` run (new worker processes, so compilation is
@@ -23,15 +24,19 @@ from pathlib import Path
 import pandas as pd
 
 from bayes_sor.sbc import make_config, run_sbc
-from bayes_sor.sbc_models import mediation_model, study_a_model
+from bayes_sor.sbc_models import TWO_FACTOR, mediation_model, study_a_model
 
 ROOT = Path(__file__).resolve().parents[1]
 #: name -> (model, N, sampler settings, simulations in a full / quick run)
 WORKLOADS = {
+    "two_factor (2 factors, 6 items, N = 150, marginal)": (
+        TWO_FACTOR, 150, {"draws": 1000, "tune": 1000}, (200, 30)),
     "small (1 factor + 2 single items, marginal)": (
         mediation_model(), 200, {"draws": 1000, "tune": 1000}, (100, 30)),
     "study_a (7 latents, interaction, conditional)": (
         study_a_model(ROOT), 357, {"draws": 500, "tune": 500}, (6, 2)),
+    "study_a_ordinal (7 latents, interaction, 33 ordinal items)": (
+        study_a_model(ROOT), 357, {"draws": 500, "tune": 500, "ordinal": "all"}, (4, 2)),
 }
 
 

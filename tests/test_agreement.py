@@ -107,11 +107,15 @@ def test_hayes_process_model_14_with_observed_variables(reference, root):
     the b and W paths are converted to PROCESS's raw-product metric per draw before comparing.
     With normal(0,10) priors the posterior of each path is centred at OLS: means within 0.15
     posterior SD of PROCESS's OLS estimates and of the published brms posterior means (flat
-    priors; Monte Carlo error of both ~0.03 SD). Conditional indirect effects a (b + d w) at
-    PROCESS's W = -0.531 / -0.060 / 0.600 and the index of moderated mediation a d likewise.
+    priors; Monte Carlo error of both ~0.03 SD). The conditional indirect effects come from the
+    effects layer at PROCESS's W = -0.531 / -0.060 / 0.600, given in W's raw units through
+    ``moderator_values``, and are held to the same tolerance, as is the index of moderated
+    mediation a d.
     """
     data = pd.read_csv(reference / "hayes" / "hayes_teams.csv")
+    probes = {"negexp=-0.531": "-0.531", "negexp=-0.060": "-0.060", "negexp=0.600": "0.600"}
     result = fit(root / "models" / "hayes_teams.lav", data,
+                 moderator_values={"negexp": [float(v) for v in probes.values()]},
                  settings=SamplerSettings(chains=4, draws=1000, seed=9, progressbar=False))
     assert result.diagnostics.ok, result.diagnostics.problems
     posterior = result.idata["posterior"].to_dataset()
@@ -125,9 +129,11 @@ def test_hayes_process_model_14_with_observed_variables(reference, root):
         "perform: negtone:negexp": d,
         "index_modmed": p["negtone~dysfunc"] * d,
     }
-    for w in (-0.531, -0.06, 0.6):
-        draws[f"cond_ind_W{w:g}"] = p["negtone~dysfunc"] * (
-            p["perform~negtone"] + d * (w - p["negexp~1"]))
+    effects = posterior["effects"]
+    for label, value in probes.items():
+        at = (effects.kind == "conditional_indirect") & (effects.moderator_value == label)
+        assert int(at.sum()) == 1, label
+        draws[f"cond_ind_W{float(value):g}"] = effects.isel(effect_id=at.values).values.ravel()
     process = pd.read_csv(reference / "hayes" / "ref_teams_process_model14_ols_bootstrap.csv")
     process = process.set_index("effect").estimate
     for name, value in draws.items():

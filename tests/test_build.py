@@ -58,6 +58,32 @@ def test_conditional_item_logp_equals_scipy_normal_given_latent_scores():
     assert logp == pytest.approx(stats.norm(mu, sd).logpdf(data.to_numpy()).sum(), rel=1e-9)
 
 
+def test_centred_intercepts_are_an_exact_reparameterisation():
+    """Sampling m = nu + lambda' mean(eta) instead of nu (Jacobian 1, nu's prior as a
+    Potential) must give the same joint density at corresponding points."""
+    pt = build_partable(ONE_FACTOR)
+    data = _data(n=20)
+    centred = pymc_model(pt, data, likelihood="conditional").model
+    direct = pymc_model(pt, data, likelihood="conditional", centre_intercepts=False).model
+    assert "intercept_centred_params" in centred.named_vars
+    assert "intercept_centred_params" not in direct.named_vars
+    rng = np.random.default_rng(2)
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v))
+             for k, v in centred.initial_point().items()}
+    par = centred.compile_fn(centred.replace_rvs_by_values([centred["par"]])[0],
+                             inputs=centred.value_vars, on_unused_input="ignore")(point)
+    logp = centred.compile_logp()(point)
+    nu = [par[pt.names.index(f"y{i}~1")] for i in range(1, 5)]
+    moved = {k: v for k, v in point.items() if k != "intercept_centred_params"}
+    members = list(direct.coords["normal_params_dim"])
+    kept = list(centred.coords["normal_params_dim"])
+    moved["normal_params"] = np.array(
+        [nu[int(m[1]) - 1] if m.endswith("~1") else point["normal_params"][kept.index(m)]
+         for m in members])
+    assert direct.compile_logp()(moved) == pytest.approx(logp, rel=1e-10)
+    assert not np.allclose(nu, point["intercept_centred_params"])  # the shift is not zero
+
+
 def test_structural_latent_scores_follow_the_regression_and_interaction():
     model_text = """
     X =~ x1 + x2 + x3

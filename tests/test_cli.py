@@ -10,6 +10,7 @@ import pytest
 
 from bayes_sor.cli import main
 from bayes_sor.partable import build_partable
+from bayes_sor.rundir import load_run
 from bayes_sor.simulate import simulate
 
 MODEL = """---
@@ -68,6 +69,28 @@ def test_fit_writes_every_output_in_the_documented_layout(run):
     assert "M ~ a*X" in post.attrs["bayes_sor_model_text"]
     report = (out / "report.md").read_text()
     assert "H1" in report and "Diagnostics" in report
+
+
+def test_prior_scale_refits_with_every_default_prior_widened(run, project):
+    """``--prior-scale 2``: priors doubled in the table and the run folder, and the indirect
+    effect of a well-identified model barely moves (the direct sensitivity check)."""
+    _, default = run
+    out = project / "wide"
+    assert main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
+                 "--out", str(out), "--scale", "none", "--prior-scale", "2", "--no-report",
+                 *FAST]) == 0
+    estimates = pd.read_csv(out / "estimates.csv", keep_default_na=False)
+    regression = estimates[(estimates.op == "~") & (estimates.rhs == "X")]
+    assert set(regression.prior) == {"normal(0,20)"}
+    assert load_run(out).partable.table.prior.str.contains("normal\\(0,20\\)").any()
+    assert az.from_netcdf(out / "posterior.nc").attrs["bayes_sor_prior_scale"] == "2.0"
+
+    def indirect(folder):
+        effects = pd.read_csv(folder / "effects.csv", keep_default_na=False)
+        return effects.loc[effects.effect == "X -> M -> Y", ["mean", "sd"]].iloc[0]
+
+    wide, base = indirect(out), indirect(default)
+    assert abs(wide["mean"] - base["mean"]) < 0.5 * base["sd"]
 
 
 def test_existing_run_is_refused_without_force_and_kept(run, project, capsys):

@@ -197,9 +197,9 @@ BAD = {
     "missing answers refused": (
         edited(q1_2="", q3_2="NA", q3_6="N/A"),
         ITEMS,
-        {},
+        {"missing": "refuse"},
         r"missing answers in 'q1' \(1 missing\), 'q3' \(2 missing\); incomplete rows: 2 of 8 "
-        r"\(lines 4, 8\); use --missing listwise",
+        r"\(lines 4, 8\); use --missing model .* or --missing listwise",
     ),
     "too few rows after listwise": (
         edited(**{f"q1_{k}": "" for k in range(5)}),
@@ -226,7 +226,7 @@ BAD = {
         csv_bytes(),
         ITEMS,
         {"missing": "pairwise"},
-        r"unknown missing-data handling 'pairwise'; use one of 'refuse' and 'listwise'",
+        r"unknown missing-data handling 'pairwise'; use one of 'model', 'refuse' and 'listwise'",
     ),
     "copied column": (
         csv_bytes([[*r[:3], r[0]] for r in ROWS], header=["q1", "q2", "q3", "q1copy"]),

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 from sem_models import MODERATED
 
-from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
+from bayes_sor.effects import (
+    effect_draws,
+    effects_dataarray,
+    effects_table,
+    parse_moderator_values,
+    value_label,
+)
+from bayes_sor.errors import ModelSpecError, ModelSyntaxError
 from bayes_sor.matrices import representation
 from bayes_sor.partable import build_partable
+from bayes_sor.syntax import moderator_values as check_moderator_values
 
 
 def _par(partable, values: dict[str, float], draws: int = 3) -> np.ndarray:
@@ -88,3 +96,76 @@ def test_a_model_without_paths_has_an_empty_effects_table():
     effects = effects_dataarray(effect_draws(pt, representation(pt), par), sample_shape=(2, 50))
     assert effects.shape == (2, 50, 0)
     assert effects_table(effects).empty
+
+
+# ---- explicit moderator values ------------------------------------------------------------
+HEADER = "---\nmoderator_values: {W: [-0.5, 0.6]}\n---\n"
+
+
+def test_explicit_values_of_a_latent_moderator_are_on_its_scale():
+    pt = build_partable(HEADER + MODERATED)
+    assert pt.options["moderator_values"] == {"W": [-0.5, 0.6]}
+    par = _par(pt, {"M~X": 0.5, "Y~M": 0.4, "Y~M:W": 0.3})
+    a, b, d = (par[..., pt.names.index(n)] for n in ("M~X", "Y~M", "Y~M:W"))
+    effects = effect_draws(pt, representation(pt), par)
+    for value, label in ((-0.5, "W=-0.500"), (0.6, "W=0.600")):
+        np.testing.assert_allclose(
+            _find(effects, "X -> M -> Y", "conditional_indirect", label), a * (b + d * value))
+    # the SD and percentile points are still there
+    _find(effects, "X -> M -> Y", "conditional_indirect", "W=+1SD")
+    _find(effects, "X -> M -> Y", "conditional_indirect", "W=p84")
+
+
+def test_explicit_values_of_an_observed_moderator_are_in_raw_data_units(root):
+    """The structural model uses an observed W as its deviation from its intercept, so the
+    effect at a raw value v is a (b + d (v - nu_W)): PROCESS's probe at W = v."""
+    text = (root / "models" / "hayes_teams.lav").read_text()
+    pt = build_partable("---\nmoderator_values: {negexp: [-0.531, 0.6]}\n---\n" + text)
+    par = _par(pt, {"negtone~dysfunc": 0.6, "perform~negtone": -0.4,
+                    "perform~negtone:negexp": -0.5, "negexp~1": 0.2})
+    a, b, d, nu = (par[..., pt.names.index(n)] for n in
+                   ("negtone~dysfunc", "perform~negtone", "perform~negtone:negexp", "negexp~1"))
+    effects = effect_draws(pt, representation(pt), par)
+    path = "dysfunc -> negtone -> perform"
+    np.testing.assert_allclose(_find(effects, path, "conditional_indirect", "negexp=-0.531"),
+                               a * (b + d * (-0.531 - nu)))
+    np.testing.assert_allclose(_find(effects, path, "conditional_indirect", "negexp=0.600"),
+                               a * (b + d * (0.6 - nu)))
+
+
+def test_value_labels_keep_three_decimals_unless_more_are_needed():
+    assert value_label("W", 0.6) == "W=0.600"
+    assert value_label("W", -0.06) == "W=-0.060"
+    assert value_label("W", 2.0e-5) == "W=2e-05"
+
+
+def test_moderator_values_from_the_command_line():
+    assert parse_moderator_values(["W=-0.531,-0.060,0.600", " V = 1"]) == {
+        "W": [-0.531, -0.06, 0.6], "V": [1.0]}
+    for bad in ("W", "W=", "W=a,b", "=1,2"):
+        with pytest.raises(ModelSpecError, match=r"W=-0\.5,0,0\.5"):
+            parse_moderator_values([bad])
+
+
+def test_bad_moderator_values_are_clear_errors():
+    with pytest.raises(ModelSyntaxError, match=r"line 2.*moderator_values of 'W' must be"):
+        build_partable("---\nmoderator_values: {W: [low, high]}\n---\n" + MODERATED)
+    with pytest.raises(ModelSyntaxError, match=r"line 3.*must map each moderator"):
+        build_partable("---\nscale: 1-7\nmoderator_values: [1, 2]\n---\n" + MODERATED)
+    pt = build_partable("---\nmoderator_values: {M: [1]}\n---\n" + MODERATED)
+    with pytest.raises(ModelSpecError, match=r"\['M'\], which moderate no path.*\['W'\]"):
+        effect_draws(pt, representation(pt), _par(pt, {}))
+    with pytest.raises(ModelSpecError, match="finite numbers"):
+        check_moderator_values({"W": [float("nan")]})
+
+
+def test_cli_rejects_bad_moderator_values_before_sampling(root, tmp_path, capsys):
+    from bayes_sor.cli import main
+
+    model, data = root / "models" / "hayes_teams.lav", tmp_path / "teams.csv"
+    data.write_text("dysfunc,negtone,negexp,perform\n" + "0,0,0,0\n1,2,1,0\n" * 5)
+    for values, message in (("negexp", "cannot read --moderator-values 'negexp'"),
+                            ("dysfunc=1", "moderator_values names ['dysfunc']")):
+        code = main(["fit", str(model), "--data", str(data), "--out", str(tmp_path / "run"),
+                     "--moderator-values", values])
+        assert code == 2 and message in capsys.readouterr().err

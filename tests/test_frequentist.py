@@ -14,17 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bayes_sor.effects import effect_draws
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.frequentist import (
     DMC_METHOD,
+    PRODUCT_METHOD,
     baron_kenny,
     composite_scores,
     ml_sem,
+    ml_sem_fit,
     moderation,
     moderator_points,
     ols,
     process_model14,
 )
+from bayes_sor.matrices import representation
 from bayes_sor.partable import build_partable
 
 ROOT = Path(__file__).parents[1]
@@ -211,6 +215,55 @@ def test_latent_interaction_by_double_mean_centred_product_indicators(hanoi):
     assert ours.attrs["fit"]["chisq"] == pytest.approx(189.768, abs=ML_TOL)
     indirect = ours.set_index("lhs").loc["PAR -> HED -> URG"]
     assert indirect.est == pytest.approx(1.048042 * 0.288059, abs=ML_TOL)
+
+
+def test_observed_variables_enter_semopy_as_observed_variables(teams):
+    """The table's 'v =~ 1*v' rows (no residual variance) are not written for semopy, which
+    takes v as the observed variable it is; ML of this recursive model (free covariances of
+    the observed exogenous variables) gives each equation's OLS paths."""
+    pt = build_partable("negtone ~ dysfunc\nperform ~ dysfunc + negtone + negexp")
+    table = ml_sem(pt, teams).set_index(["lhs", "op", "rhs"])
+    assert table.loc[("negtone", "~", "dysfunc"), "est"] == pytest.approx(
+        ols(teams.negtone, teams[["dysfunc"]]).coef["dysfunc"], abs=ML_TOL)
+    paths = ols(teams.perform, teams[["dysfunc", "negtone", "negexp"]]).coef
+    for term in ("dysfunc", "negtone", "negexp"):
+        assert table.loc[("perform", "~", term), "est"] == pytest.approx(paths[term],
+                                                                        abs=ML_TOL)
+    # an observed variable has no measurement part: its loading is the fixed 1, exactly
+    assert table.loc[("negexp", "=~", "negexp"), ["est", "se"]].tolist() == [1.0, 0.0]
+    # chi-square df = 10 moments - 9 parameters (paths, variances, 1 exogenous covariance)
+    assert table.attrs["fit"]["df"] == 1
+
+
+def test_ml_of_process_model14_with_observed_variables_matches_process(teams):
+    """hayes_teams.lav (observed X, M, W, Y): the product of two observed variables is one
+    observed centred column, so ML gives PROCESS's OLS paths and, through the effects layer
+    at W = -0.531 / -0.060 / 0.600 (``moderator_values``, raw W units), its conditional
+    indirect effects and index of moderated mediation (ML_TOL: the same estimator)."""
+    ref = reference("hayes/ref_teams_process_model14_ols_bootstrap.csv").set_index("effect")
+    text = (ROOT / "models" / "hayes_teams.lav").read_text()
+    pt = build_partable("---\nmoderator_values: {negexp: [-0.531, -0.060, 0.600]}\n---\n"
+                        + text)
+    fit = ml_sem_fit(pt, teams, bootstrap=20, seed=1)
+    table = fit.table.set_index(["lhs", "op", "rhs"])
+    assert fit.table.attrs["method"] == PRODUCT_METHOD
+    for (lhs, rhs), effect in {("negtone", "dysfunc"): "negtone: dysfunc",
+                               ("perform", "dysfunc"): "perform: dysfunc",
+                               ("perform", "negtone:negexp"): "perform: negtone:negexp"}.items():
+        assert table.loc[(lhs, "~", rhs), "est"] == pytest.approx(ref.estimate[effect],
+                                                                  abs=ML_TOL)
+    rows = fit.model_rows(fit.rows)
+    effects = {(e.kind, e.moderator_value): float(e.draws)
+               for e in effect_draws(pt, representation(pt), rows)}
+    for label, effect in {"negexp=-0.531": "cond_ind_W-0.531",
+                          "negexp=-0.060": "cond_ind_W-0.06",
+                          "negexp=0.600": "cond_ind_W0.6"}.items():
+        assert effects["conditional_indirect", label] == pytest.approx(ref.estimate[effect],
+                                                                       abs=ML_TOL)
+    assert effects["index_moderated_mediation", "negexp"] == pytest.approx(
+        ref.estimate["index_modmed"], abs=ML_TOL)
+    # observed variables have no residual matrix to be non-positive-definite
+    assert fit.table.attrs["bootstrap"]["inadmissible"] == 0
 
 
 def test_ml_rejects_what_it_cannot_fit(political_democracy):

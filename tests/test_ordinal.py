@@ -16,7 +16,7 @@ from scipy import stats
 from scipy.special import log_ndtr
 
 from bayes_sor.build import pymc_model
-from bayes_sor.errors import ModelSpecError
+from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.estimates import standardized_draws
 from bayes_sor.matrices import representation
 from bayes_sor.ordinal import (
@@ -91,6 +91,108 @@ def test_empty_and_sparse_categories_are_recoded_and_named():
     assert counts["y2"] == 2 and counts["y3"] == 4
     built = pymc_model(pt_, data)  # the gap does not fail the build
     assert np.isfinite(built.model.compile_logp()(built.model.initial_point()))
+
+
+def test_answers_only_inside_a_declared_scale_get_thresholds_between_observed_categories():
+    """lavaan's rule: a 1-7 item answered only 2-6 has 4 thresholds, t1 between 2 and 3."""
+    data = _answers(60) + 1  # categories 2..5
+    data.loc[data.y1 == 5, "y1"] = 6
+    with pytest.warns(UserWarning, match=r"'y1': categories 1, 5, 7 never chosen.*"
+                      r"3 thresholds: t1 2\|3, t2 3\|4, t3 4\|6"):
+        pt_ = prepare(build_partable(ONE_FACTOR, ordinal="all"), data, (1, 7))
+    built = pymc_model(pt_, data)
+    codes = built.model["y_ordinal"].get_value()
+    np.testing.assert_array_equal(codes[:, 0], data.y1.map({2: 0, 3: 1, 4: 2, 6: 3}))
+
+
+def test_a_fit_names_empty_categories_and_reports_the_thresholds_it_estimated():
+    """A short fit (the warning, the run's record of it, estimates.csv rows) on 1-5 answers
+    where nobody chose 5, and y2's category 2 is empty too."""
+    from bayes_sor.fit import fit
+    from bayes_sor.report import _category_notes
+    from bayes_sor.sampling import SamplerSettings
+
+    data = _answers(40)
+    data.loc[data.y2 == 2, "y2"] = 3
+    model = "---\nscale: 1-5\n---\n" + ONE_FACTOR
+    with pytest.warns(UserWarning, match=r"'y2': categories 2, 5 never chosen"):
+        result = fit(model, data, ordinal="all", settings=SamplerSettings(
+            chains=1, draws=50, tune=50, seed=1, progressbar=False))
+    rows = result.estimates[result.estimates.op == "|"]
+    assert rows.groupby("lhs").size().to_dict() == {"y1": 3, "y2": 2, "y3": 3, "y4": 3}
+    assert (rows.groupby("lhs")["mean"].diff().dropna() > 0).all()
+    notes = _category_notes(result.idata.attrs)
+    assert len(notes) == 1 and "'y2': categories 2, 5 never chosen" in notes[0]
+    assert "t1 1|3, t2 3|4" in notes[0]
+
+
+def _declared(text: str = ONE_FACTOR, scale: str = "1-7"):
+    """A table with the thresholds of the declared scale, as SBC and simulation make it."""
+    from bayes_sor.data import parse_scale
+
+    pt_ = build_partable(f"---\nscale: {scale}\n---\n{text}", ordinal="all")
+    return scale_thresholds(pt_, parse_scale(scale))
+
+
+def test_declared_thresholds_keep_categories_nobody_chose():
+    """SBC fits the simulating model, whose thresholds come from the scale: a simulated data
+    set without some categories (extreme, interior, both ends) still builds, each answer is
+    coded by its place on the scale, and the starting point is valid."""
+    pt_ = _declared()
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"y1": rng.integers(2, 7, 50),  # 1 and 7 empty
+                         "y2": rng.choice([1, 2, 3, 5, 6, 7], 50),  # 4 empty
+                         "y3": rng.integers(1, 7, 50),  # 7 empty
+                         "y4": rng.integers(1, 8, 50)}).astype(float)
+    built = pymc_model(pt_, data)
+    np.testing.assert_array_equal(built.model["y_ordinal"].get_value(), data.to_numpy() - 1)
+    point = built.model.initial_point()
+    assert np.isfinite(built.model.compile_logp()(point))
+    assert np.isfinite(built.model.compile_dlogp()(point)).all()
+    starts = built.initial_values["thresholds"].reshape(4, 6)
+    assert (np.diff(starts, axis=1) > 0).all()
+
+
+def test_answers_matching_neither_rule_are_a_clear_error():
+    pt_ = _declared(scale="1-5")
+    data = pd.DataFrame(np.tile([[1.0], [2.0], [6.0]], (4, 4)), columns=pt_.indicators)
+    with pytest.raises(ModelSpecError, match=r"'y1' has 3 observed categories \(1, 2, 6\).*"
+                       r"neither its 4 thresholds.*nor the declared scale 1-5"):
+        pymc_model(pt_, data)
+
+
+def test_an_item_with_a_single_category_is_refused():
+    data = _answers()
+    data["y3"] = 2.0
+    with pytest.raises(DataError, match=r"'y3' \(only 2\) have fewer than two"):
+        prepare(build_partable(ONE_FACTOR, ordinal="all"), data)
+
+
+def test_simulated_answers_lie_on_the_declared_scale():
+    """SBC simulates continuous scores (no scale passed): ordinal answers still use the
+    model's declared categories, where the fitted model codes them."""
+    pt_ = _declared(scale="0-4")
+    data = simulate(pt_, prior_draw(pt_, seed=2), 300, seed=2)
+    assert set(np.unique(data.to_numpy())) <= {0, 1, 2, 3, 4}
+
+
+def test_ordinal_sbc_runs_on_data_sets_with_empty_categories(tmp_path):
+    """A tiny ordinal SBC (N = 25, 5 categories: most simulated data sets miss a category of
+    some item) fits every simulation and ranks every threshold."""
+    from bayes_sor import sbc_sim
+    from bayes_sor.sbc import make_config, run_sbc
+
+    model = ("---\nscale: 1-5\npriors: {loadings: 'halfnormal(1)'}\n---\n"
+             "F =~ y1 + y2 + y3\n")
+    config = make_config(model, 25, ordinal="all", draws=100, tune=100, chains=1, seed=3)
+    result = run_sbc(config, tmp_path / "sbc", 3, workers=1, progress=False)
+    assert (result.ranks.error == "").all(), result.ranks.error.tolist()
+    assert {f"y{i}|t{j}" for i in (1, 2, 3) for j in (1, 2, 3, 4)} <= set(result.ranks.columns)
+    simulator = sbc_sim.Simulator(config)
+    seeds = sbc_sim.simulation_seeds(config.seed, 3)
+    datasets = [sbc_sim.simulate_dataset(simulator.sim_table, simulator.draw_prior(seed), 25,
+                                         seed)[0] for seed in seeds]
+    assert any(d[c].nunique() < 5 for d in datasets for c in d), "no empty category drawn"
 
 
 # ---- numerics ----------------------------------------------------------------------------

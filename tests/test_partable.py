@@ -295,6 +295,18 @@ def test_prior_overrides():
     assert row(user, "F", "=~", "x1").prior == "normal(0,3)"  # user's prior kept verbatim
 
 
+def test_prior_scale_widens_every_prior_chosen_by_kind_but_not_a_statements_own():
+    text = 'F =~ x1 + prior("normal(0,3)")*x2 + x3\nG =~ y1 + y2 + y3\nG ~ F\n'
+    wide = build_partable(text, prior_scale=2, priors={"regressions": "normal(0,1)"})
+    assert row(wide, "F", "=~", "x1").prior == "halfnormal(20)"  # sign-constrained first loading
+    assert row(wide, "F", "=~", "x2").prior == "normal(0,3)"
+    assert row(wide, "F", "=~", "x3").prior == "normal(0,20)"
+    assert row(wide, "G", "~", "F").prior == "normal(0,2)"  # the override is widened too
+    assert row(wide, "x1", "~~", "x1").prior == "gamma(1,0.25)[sd]"
+    assert row(wide, "x1", "~1").prior == "normal(0,64)"
+    assert wide.options["prior_scale"] == 2
+
+
 # ---- errors ------------------------------------------------------------------------------------
 
 

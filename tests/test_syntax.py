@@ -403,7 +403,7 @@ def mutated_model(draw) -> str:
     text = draw(st.sampled_from(sorted(MODEL_TEXTS.values())))
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["insert", "delete", "replace", "drop_line", "dup_line",
-                                     "swap_word"]))
+                                     "swap_lines", "swap_word"]))
         position = draw(st.integers(0, max(len(text) - 1, 0)))
         if kind == "insert":
             text = text[:position] + draw(ALPHABET) + text[position:]
@@ -421,6 +421,9 @@ def mutated_model(draw) -> str:
                 del lines[index]
             elif kind == "dup_line":
                 lines.insert(index, lines[index])
+            elif kind == "swap_lines":
+                other = draw(st.integers(0, len(lines) - 1))
+                lines[index], lines[other] = lines[other], lines[index]
             else:
                 words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text)
                 if words:
@@ -448,12 +451,25 @@ def test_fuzz_mutated_models_parse(text):
     _parse_or_syntax_error(text)
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(mutated_model(), st.sampled_from([None, "std.lv", "marker"]))
-def test_fuzz_mutated_models_build(text, identification):
+def _partable_or_own_error(text: str, identification: str | None = None) -> None:
     try:
         table = build_partable(text, identification=identification)
     except BayesSORError:
         return
     assert isinstance(table, ParTable)
+
+
+BUILD_FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+                      suppress_health_check=[HealthCheck.too_slow])
+
+
+@BUILD_FUZZ
+@given(mutated_model(), st.sampled_from([None, "std.lv", "marker"]))
+def test_fuzz_mutated_models_build(text, identification):
+    _partable_or_own_error(text, identification)
+
+
+@BUILD_FUZZ
+@given(st.one_of(st.text(max_size=200), st.lists(ALPHABET, max_size=60).map("".join)))
+def test_fuzz_random_text_build(text):
+    _partable_or_own_error(text)
