@@ -242,7 +242,7 @@ def marginal_likelihood(par: pt.TensorVariable, rep: Representation, stats: dict
     cov_chol = pm.Data("item_cov_chol", stats["cov_chol"], dims=("item", "item_"))
     solve = pt.linalg.solve_triangular
     trace = pt.sum(solve(chol, cov_chol, lower=True) ** 2)
-    logdet = 2 * pt.sum(pt.log(pt.diag(chol)))
+    logdet = _log_diagonal(chol)
     quad = 0.0
     if stats.get("mean") is not None:
         mean = pm.Data("item_mean", stats["mean"], dims="item")
@@ -296,7 +296,7 @@ def casewise_likelihood(par: pt.TensorVariable, rep: Representation,
     diff = pt.where(patterns.mask, mean - mats["nu"], 0.0)
     solved = diff @ precision
     quad = pt.sum(solved * diff, axis=-1)
-    logdet = pt.zeros(k) + 2 * pt.sum(pt.log(pt.diag(chol)))
+    logdet = pt.zeros(k) + _log_diagonal(chol)
     # the scatter term only for patterns of two or more respondents (a single one's is 0)
     spread = patterns.n > 1
     trace = pt.zeros(k)
