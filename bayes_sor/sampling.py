@@ -60,9 +60,9 @@ def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
     if settings.sampler == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(
-            model, backend="numba", initial_points=built.initial_values, jitter_rvs=set()
-        )
+        from bayes_sor.nutpie_cache import compile_pymc_model
+
+        compiled = compile_pymc_model(model, initial_points=built.initial_values)
         sampler = nutpie.sample(
             compiled,
             draws=settings.draws,

@@ -36,6 +36,7 @@ from bayes_sor.data import parse_scale
 from bayes_sor.effects import effect_draws, effects_dataarray
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.matrices import Representation, representation
+from bayes_sor.nutpie_cache import compile_pymc_model
 from bayes_sor.ordinal import sort_thresholds
 from bayes_sor.partable import ParTable, build_partable
 from bayes_sor.priors import widen
@@ -206,12 +207,9 @@ class Fitter:
         self.compiled = self._compile() if sampler == "nutpie" else None
 
     def _compile(self):
-        import nutpie
-
         keep = [v for v in ("par", "moderator_quantiles") if v in self.built.model.named_vars]
-        return nutpie.compile_pymc_model(self.built.model, backend="numba",
-                                         initial_points=self.built.initial_values,
-                                         jitter_rvs=set(), var_names=keep)
+        return compile_pymc_model(self.built.model, initial_points=self.built.initial_values,
+                                  var_names=keep)
 
     def _rebuilt(self, data: pd.DataFrame) -> Prepared:
         """Data containers and starting values exactly as ``fit`` would build them (0.2-1 s)."""

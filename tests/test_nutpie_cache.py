@@ -1,0 +1,86 @@
+"""The cached C callbacks compute what nutpie's own do, and load from disk the second time."""
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+import nutpie
+import pandas as pd
+import pytest
+
+from bayes_sor.build import pymc_model
+from bayes_sor.nutpie_cache import compile_pymc_model
+from bayes_sor.partable import build_partable
+from bayes_sor.syntax import parse
+
+ROOT = Path(__file__).parents[1]
+DOUBLE = ctypes.POINTER(ctypes.c_double)
+MODEL = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\n"
+
+
+@pytest.fixture(scope="module")
+def hs() -> pd.DataFrame:
+    return pd.read_csv(ROOT / "data/holzinger_swineford.csv")
+
+
+def _built(data: pd.DataFrame):
+    return pymc_model(build_partable(parse(MODEL)), data, likelihood="marginal")
+
+
+def _logp(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
+    grad, logp = np.zeros(compiled.n_dim), np.zeros(())
+    rc = compiled.compiled_logp_func.ctypes(compiled.n_dim, x.ctypes.data_as(DOUBLE),
+                                            grad.ctypes.data_as(DOUBLE),
+                                            logp.ctypes.data_as(DOUBLE),
+                                            compiled.user_data.ctypes.data)
+    return rc, float(logp), grad
+
+
+def _expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
+    out = np.zeros(compiled.n_expanded)
+    rc = compiled.compiled_expand_func.ctypes(compiled.n_dim, compiled.n_expanded,
+                                              x.ctypes.data_as(DOUBLE),
+                                              out.ctypes.data_as(DOUBLE),
+                                              compiled.user_data.ctypes.data)
+    return rc, out
+
+
+def test_callbacks_equal_nutpies_own_and_load_from_disk_the_second_time(hs):
+    built = _built(hs)
+    ours = compile_pymc_model(built.model, initial_points=built.initial_values)
+    again = compile_pymc_model(built.model, initial_points=built.initial_values)
+    theirs = nutpie.compile_pymc_model(built.model, backend="numba", jitter_rvs=set(),
+                                       initial_points=built.initial_values)
+    assert again.compiled_logp_func.cache_hits == again.compiled_expand_func.cache_hits == 1
+    x = ours.initial_point_func(0) + np.linspace(-0.2, 0.2, ours.n_dim)
+    rc, logp, grad = _logp(ours, x)
+    assert rc == 0 and np.isfinite(logp)
+    for other in (again, theirs):
+        other_rc, other_logp, other_grad = _logp(other, x)
+        assert (other_rc, other_logp) == (rc, logp)
+        np.testing.assert_array_equal(other_grad, grad)
+        np.testing.assert_array_equal(_expand(other, x)[1], _expand(ours, x)[1])
+    assert ours.shapes == theirs.shapes and ours.dims == theirs.dims
+    # a point outside the support is reported to nutpie as such, not as a number
+    assert _logp(ours, np.full(ours.n_dim, np.nan))[0] in (3, 4)
+
+
+def test_data_swapped_in_with_data_is_what_the_callback_reads(hs):
+    built, half = _built(hs), _built(hs.iloc[:150])
+    compiled = compile_pymc_model(built.model, initial_points=built.initial_values)
+    fresh = compile_pymc_model(half.model, initial_points=half.initial_values)
+    swapped = compiled.with_data(**{v.name: v.get_value() for v in half.model.data_vars})
+    x = compiled.initial_point_func(0)
+    assert _logp(swapped, x)[1] == pytest.approx(_logp(fresh, x)[1], rel=1e-12)
+    assert _logp(swapped, x)[1] != pytest.approx(_logp(compiled, x)[1], rel=1e-6)
+
+
+def test_two_models_in_one_process_keep_their_own_callbacks(hs):
+    one, two = _built(hs), pymc_model(build_partable(parse("visual =~ x1 + x2 + x3\n")), hs,
+                                      likelihood="marginal")
+    first = compile_pymc_model(one.model, initial_points=one.initial_values)
+    second = compile_pymc_model(two.model, initial_points=two.initial_values)
+    assert first.compiled_logp_func.native_name != second.compiled_logp_func.native_name
+    assert first.n_dim != second.n_dim
+    for compiled in (first, second):
+        assert _logp(compiled, compiled.initial_point_func(0))[0] == 0
