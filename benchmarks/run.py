@@ -1,7 +1,11 @@
-"""Benchmark the CLI's fits: wall time (import + compile + sample), min bulk ESS, ESS/s, RSS.
+"""Benchmark the CLI's fits: wall time (import + compile + sample), min bulk ESS, ESS/s, RSS;
+then SBC throughput (the rows of issue 9's table).
 
-    python benchmarks/run.py            # 4 chains x 1000 draws after 1000 tuning
-    python benchmarks/run.py --quick    # 4 rows, 2 chains x 300 draws: a 2-minute smoke version
+    python benchmarks/run.py            # fits: 4 chains x 1000 draws after 1000 tuning; SBC of
+                                        # the small model, 200 simulations, 2 workers
+    python benchmarks/run.py --quick    # 4 fits of 2 chains x 300 draws, SBC of 30 simulations:
+                                        # a 2-minute smoke version
+    python benchmarks/run.py --slow     # adds SBC of the Study A model, 200 simulations (~25 min)
     python benchmarks/run.py --only hs  # rows whose name contains 'hs'
 
 Each row runs ``python -m bayes_sor fit`` in a fresh process, as a user would, so the wall time
@@ -107,6 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--slow", action="store_true",
+                        help="also the 200-simulation SBC of the Study A model")
     parser.add_argument("--only", default="")
     parser.add_argument("--limit", type=float, default=1200,
                         help="seconds after which a workload is killed and reported as such")
@@ -123,6 +129,28 @@ def main() -> None:
                   flush=True)
     print()
     print(pd.DataFrame(rows).to_string(index=False))
+    sbc_rows = sbc_benchmarks(args.only, args.quick, args.slow)
+    if sbc_rows:
+        print()
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(pd.DataFrame(sbc_rows).to_string(index=False))
+
+
+def sbc_benchmarks(only: str, quick: bool, slow: bool) -> list[dict]:
+    """SBC rows, each a fresh run on 2 workers (compilation included in the wall time)."""
+    from sbc_throughput import WORKLOADS as SBC
+    from sbc_throughput import measure
+
+    chosen = {"two_factor": 30 if quick else 200}
+    if slow:
+        chosen["study_a (7"] = 200
+    rows = []
+    for name, (model, nobs, settings, _) in SBC.items():
+        sims = next((n for prefix, n in chosen.items() if name.startswith(prefix)), None)
+        if sims and only in f"sbc {name}":
+            rows.append({"workload": f"sbc {name}", **measure(model, nobs, settings, sims, 2)})
+            print(rows[-1], flush=True)
+    return rows
 
 
 if __name__ == "__main__":
