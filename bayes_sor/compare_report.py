@@ -47,10 +47,12 @@ def display_name(row: dict) -> str:
 
 
 def _shown(table: pd.DataFrame, scale: str, kinds: tuple[str, ...]) -> pd.DataFrame:
-    """Rows for a Markdown table or the figure: conditional effects at -1/0/+1 SD only (the
-    percentile rows are in comparison.csv)."""
+    """Rows for a Markdown table or the figure: conditional effects at -1/0/+1 SD and at the
+    moderator values the model names (``W=0.600``); the percentile rows (``W=p16``) are in
+    comparison.csv only."""
     rows = table[(table.scale == scale) & table.kind.isin(kinds)]
-    percentile = (rows.kind == "conditional_indirect") & ~rows.moderator_value.str.contains("SD")
+    percentile = ((rows.kind == "conditional_indirect")
+                  & rows.moderator_value.str.fullmatch(r".+=p\d+"))
     return rows[~percentile]
 
 
@@ -302,7 +304,8 @@ def build_document(table: pd.DataFrame, methods: list[MethodEstimates], model_na
                 [Paragraph(t) for t in explanation(table, methods)]),
         Section("Standardised estimates (std.all)",
                 [_markdown_table(model_rows, names, "estimate [interval]; conditional effects "
-                                 "at -1/0/+1 SD of W (percentile rows in comparison.csv)")]),
+                                 "at -1/0/+1 SD of W and at any values the model names "
+                                 "(percentile rows in comparison.csv)")]),
     ]
     study_rows = _shown(table, "std", STUDY_KINDS)
     if len(study_rows):

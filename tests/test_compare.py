@@ -29,6 +29,7 @@ from bayes_sor.compare_methods import (
     published_estimates,
     study_estimates,
 )
+from bayes_sor.compare_report import _shown
 from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
 from bayes_sor.errors import DataError
 from bayes_sor.estimates import parameter_estimates
@@ -330,3 +331,11 @@ def test_compare_fits_the_bayesian_model_when_no_run_is_given(project):
     paths = table[(table.kind == "path") & (table.scale == "std")]
     # weak priors, N = 300: posterior means sit close to the ML estimates
     assert (paths.bayes_est - paths.ml_est).abs().max() < 0.1
+
+
+def test_tables_show_sd_and_named_moderator_values_but_not_percentiles():
+    labels = ["W=-1SD", "W=0SD", "W=+1SD", "W=p16", "W=p50", "W=p84", "W=0.600", "W=-0.531"]
+    table = pd.DataFrame({"quantity": "X -> M -> Y", "kind": "conditional_indirect",
+                          "moderator_value": labels, "scale": "std"})
+    shown = _shown(table, "std", ("conditional_indirect",))
+    assert shown.moderator_value.tolist() == ["W=-1SD", "W=0SD", "W=+1SD", "W=0.600", "W=-0.531"]
