@@ -10,6 +10,7 @@ import xarray as xr
 
 from bayes_sor.build import BuiltModel
 from bayes_sor.errors import ModelSpecError
+from bayes_sor.nutpie_cache import compile_pymc_model
 
 SAMPLERS = ("nutpie", "pymc")
 #: attributes ArviZ and PyMC stamp on a trace that differ between runs of the same seed
@@ -59,8 +60,6 @@ def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
               "first run of a model) ...", file=sys.stderr, flush=True)
     if settings.sampler == "nutpie":
         import nutpie
-
-        from bayes_sor.nutpie_cache import compile_pymc_model
 
         compiled = compile_pymc_model(model, initial_points=built.initial_values)
         sampler = nutpie.sample(
