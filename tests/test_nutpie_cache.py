@@ -84,3 +84,24 @@ def test_two_models_in_one_process_keep_their_own_callbacks(hs):
     assert first.n_dim != second.n_dim
     for compiled in (first, second):
         assert _logp(compiled, compiled.initial_point_func(0))[0] == 0
+
+
+def test_a_graph_pytensor_cannot_cache_gets_working_uncached_callbacks(hs, monkeypatch):
+    import weakref
+
+    import pytensor.link.numba.cache as pytensor_cache
+
+    class NoKeys(weakref.WeakKeyDictionary):
+        """PyTensor still caches its kernels; the callbacks find no key for the graph."""
+
+        def get(self, key, default=None):
+            return default
+
+    built = _built(hs)
+    cached = compile_pymc_model(built.model, initial_points=built.initial_values)
+    monkeypatch.setattr(pytensor_cache, "CACHED_SRC_FUNCTIONS", NoKeys())
+    uncached = compile_pymc_model(built.model, initial_points=built.initial_values)
+    assert uncached.compiled_logp_func.cache_hits == 0
+    assert uncached.compiled_logp_func._cache.__class__.__name__ == "NullCache"
+    x = cached.initial_point_func(0)
+    assert _logp(uncached, x)[1] == _logp(cached, x)[1]
