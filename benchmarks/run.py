@@ -137,21 +137,19 @@ def main() -> None:
 
 
 def sbc_benchmarks(only: str, quick: bool, slow: bool) -> list[dict]:
-    """SBC rows, each a fresh run on 2 workers (compilation included in the wall time)."""
+    """SBC rows, each a fresh run on 2 workers (compilation included in the wall time): the
+    small model at sbc_throughput's simulation counts; with ``slow``, 200 of Study A."""
     from sbc_throughput import WORKLOADS as SBC
     from sbc_throughput import measure
 
-    chosen = {"two_factor": 30 if quick else 200}
-    if slow:
-        chosen["study_a (7"] = 200
     rows = []
-    for name, (model, nobs, settings, _) in SBC.items():
-        sims = next((n for prefix, n in chosen.items() if name.startswith(prefix)), None)
-        if sims and only in f"sbc {name}":
-            rows.append({"workload": f"sbc {name}", **measure(model, nobs, settings, sims, 2)})
+    for name, (model, nobs, settings, sims) in SBC.items():
+        n_sims = (sims[quick] if name.startswith("two_factor")
+                  else 200 if slow and name.startswith("study_a ") else 0)
+        if n_sims and only in f"sbc {name}":
+            rows.append({"workload": f"sbc {name}", **measure(model, nobs, settings, n_sims, 2)})
             print(rows[-1], flush=True)
     return rows
-
 
 if __name__ == "__main__":
     main()
