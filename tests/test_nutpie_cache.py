@@ -1,6 +1,7 @@
 """The cached C callbacks compute what nutpie's own do, and load from disk the second time."""
 
 import ctypes
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import nutpie
 import pandas as pd
 import pytest
 
+from bayes_sor import nutpie_cache
 from bayes_sor.build import pymc_model
 from bayes_sor.nutpie_cache import compile_pymc_model
 from bayes_sor.partable import build_partable
@@ -23,8 +25,20 @@ def hs() -> pd.DataFrame:
     return pd.read_csv(ROOT / "data/holzinger_swineford.csv")
 
 
-def _built(data: pd.DataFrame):
-    return pymc_model(build_partable(parse(MODEL)), data, likelihood="marginal")
+@pytest.fixture(autouse=True)
+def model_cache(tmp_path, monkeypatch) -> Path:
+    """Each test starts with no compiled-model entries (numba's callback cache stays)."""
+    monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", tmp_path / "models")
+    return tmp_path / "models"
+
+
+def _built(data: pd.DataFrame, prior_scale: float = 1.0):
+    return pymc_model(build_partable(parse(MODEL), prior_scale=prior_scale), data,
+                      likelihood="marginal")
+
+
+def _compile(built):
+    return compile_pymc_model(built.model, initial_points=built.initial_values)
 
 
 def _logp(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
@@ -105,3 +119,81 @@ def test_a_graph_pytensor_cannot_cache_gets_working_uncached_callbacks(hs, monke
     assert uncached.compiled_logp_func._cache.__class__.__name__ == "NullCache"
     x = cached.initial_point_func(0)
     assert _logp(uncached, x)[1] == _logp(cached, x)[1]
+
+
+def _same_density(one, other, x: np.ndarray) -> None:
+    assert _logp(one, x)[:2] == _logp(other, x)[:2]
+    np.testing.assert_array_equal(_logp(one, x)[2], _logp(other, x)[2])
+    np.testing.assert_array_equal(_expand(one, x)[1], _expand(other, x)[1])
+
+
+@pytest.fixture(scope="module")
+def entered(hs, tmp_path_factory):
+    """The HS model compiled once into a module-wide entry folder: (folder, compiled, entry)."""
+    folder = tmp_path_factory.mktemp("entered")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nutpie_cache, "MODEL_CACHE", folder)
+        compiled = _compile(_built(hs))
+    (entry,) = folder.glob("*.json")
+    return folder, compiled, entry
+
+
+def test_a_model_compiled_before_is_assembled_from_its_entry_without_pytensor(
+        hs, entered, monkeypatch):
+    folder, first, _ = entered
+    monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", folder)
+    again = _compile(_built(hs))  # a new PyMC model object, as in a new process
+    assert first.logp_func is not None and again.logp_func is None  # nothing compiled
+    assert again.compiled_logp_func.cache_hits == again.compiled_expand_func.cache_hits == 1
+    x = first.initial_point_func(0) + np.linspace(-0.3, 0.3, first.n_dim)
+    _same_density(first, again, x)
+    np.testing.assert_array_equal(again.initial_point_func(0), first.initial_point_func(0))
+    assert (again.n_dim, again.n_expanded, again.shapes, again.dims) == \
+        (first.n_dim, first.n_expanded, first.shapes, first.dims)
+    names, slices, shapes = first.shape_info
+    assert again.shape_info == (names, slices, [tuple(int(d) for d in s) for s in shapes])
+
+
+def test_other_answers_of_the_same_shape_reuse_the_compiled_model(hs, entered, model_cache,
+                                                                  monkeypatch):
+    resampled = hs.sample(frac=1.0, replace=True, random_state=7).reset_index(drop=True)
+    fresh = _compile(_built(resampled))  # into the test's own, empty folder
+    monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", entered[0])
+    reused = _compile(_built(resampled))
+    assert fresh.logp_func is not None and reused.logp_func is None
+    x = fresh.initial_point_func(0) + 0.1
+    _same_density(fresh, reused, x)
+    # SBC swaps data into a compiled model: that works on an assembled one too
+    half = _built(hs.iloc[:150])
+    swapped = reused.with_data(**{v.name: v.get_value() for v in half.model.data_vars})
+    assert _logp(swapped, x)[1] == pytest.approx(_logp(_compile(half), x)[1], rel=1e-12)
+
+
+def test_a_changed_model_is_compiled_afresh(hs, entered, monkeypatch):
+    monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", entered[0])
+    assert _compile(_built(hs, prior_scale=2.0)).logp_func is not None
+
+
+@pytest.mark.parametrize("damage", ["callback gone", "not json", "another shape"])
+def test_an_entry_that_no_longer_fits_means_compiling_not_failing(hs, entered, model_cache,
+                                                                   damage):
+    _, first, entry_path = entered
+    entry = json.loads(entry_path.read_text())
+    if damage == "callback gone":  # e.g. numba's cache folder was cleared
+        entry["inner_keys"]["logp"] = "0" * 64
+    elif damage == "another shape":
+        entry["shape_info"][2][0] = [99]
+    model_cache.mkdir()
+    (model_cache / entry_path.name).write_text("{" if damage == "not json" else json.dumps(entry))
+    again = _compile(_built(hs))
+    assert again.logp_func is not None
+    _same_density(first, again, first.initial_point_func(0))
+
+
+def test_a_graph_without_a_key_is_compiled_and_not_entered(hs, model_cache, monkeypatch):
+    def unkeyable(*args):
+        raise nutpie_cache.Unkeyable("test")
+
+    monkeypatch.setattr(nutpie_cache, "graph_key", unkeyable)
+    assert _compile(_built(hs)).logp_func is not None
+    assert not model_cache.exists()
