@@ -103,6 +103,7 @@ def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] 
     """
     from pymc.initial_point import make_initial_point_fn
 
+    var_names = None if var_names is None else list(var_names)
     point_fn = make_initial_point_fn(model=model, overrides=initial_points, jitter_rvs=set(),
                                      return_transformed=True)
     graph = _ModelGraph.of(model, point_fn(0), var_names)
@@ -135,8 +136,9 @@ class _ModelGraph:
 
         value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
         joined = {v.name: tuple(np.shape(point[v.name])) for v in value_vars}
+        wanted = None if var_names is None else set(var_names)
         traced = [v for v in model.unobserved_value_vars if v.name not in joined
-                  and (var_names is None or v.name in set(var_names))]
+                  and (wanted is None or v.name in wanted)]
         outputs = [model.logp(), *traced]
         shared: dict[str | None, list] = {}
         for var in graph_inputs(outputs):
@@ -194,25 +196,21 @@ def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
     try:
         entry = json.loads(path.read_text())
         names, slices, shapes = entry["shape_info"]
+        shape_info = (names, [slice(*s) for s in slices], [tuple(s) for s in shapes])
         shared_vars = [graph.shared[name] for name in entry["shared"]]
-    except (OSError, ValueError, KeyError):
-        return None
-    if any(len(found) != 1 for found in shared_vars):
-        return None
-    shape_info = (names, [slice(*s) for s in slices], [tuple(s) for s in shapes])
-    joined = dict(zip(names, shape_info[2], strict=True))
-    if any(joined.get(name) != shape for name, shape in graph.joined.items()):
-        return None
-    initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(
-        nutpie_pymc._wrap_with_lock(point_fn), names=list(graph.joined),
-        shapes=list(graph.joined.values()))
-    try:
+        if any(len(found) != 1 for found in shared_vars) or any(
+                dict(zip(names, shape_info[2], strict=True)).get(name) != shape
+                for name, shape in graph.joined.items()):
+            return None
+        initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(
+            nutpie_pymc._wrap_with_lock(point_fn), names=list(graph.joined),
+            shapes=list(graph.joined.values()))
         return _assemble(model, entry["n_dim"], entry["n_expanded"], shape_info,
                          entry["reparameterized"], [found[0] for found in shared_vars],
                          entry["uses"], dict.fromkeys(entry["inner_keys"]),
                          entry["inner_keys"], initial_point_fn, None, None)
-    except _NotCached:
-        return None
+    except (_NotCached, OSError, KeyError, TypeError, ValueError):
+        return None  # a damaged or outdated entry: compile instead
 
 
 def _assemble(model, n_dim: int, n_expanded: int, shape_info, reparameterized: list[str],

@@ -174,7 +174,8 @@ def test_a_changed_model_is_compiled_afresh(hs, entered, monkeypatch):
     assert _compile(_built(hs, prior_scale=2.0)).logp_func is not None
 
 
-@pytest.mark.parametrize("damage", ["callback gone", "not json", "another shape"])
+@pytest.mark.parametrize("damage", ["callback gone", "not json", "another shape",
+                                    "a field missing"])
 def test_an_entry_that_no_longer_fits_means_compiling_not_failing(hs, entered, model_cache,
                                                                    damage):
     _, first, entry_path = entered
@@ -183,6 +184,8 @@ def test_an_entry_that_no_longer_fits_means_compiling_not_failing(hs, entered, m
         entry["inner_keys"]["logp"] = "0" * 64
     elif damage == "another shape":
         entry["shape_info"][2][0] = [99]
+    elif damage == "a field missing":
+        del entry["n_dim"]
     model_cache.mkdir()
     (model_cache / entry_path.name).write_text("{" if damage == "not json" else json.dumps(entry))
     again = _compile(_built(hs))
