@@ -5,10 +5,12 @@ part of compiling (1.7 s of a 9 s Holzinger-Swineford fit). :mod:`bayes_sor.nutp
 needs a key of the graph *before* them, to find a compiled model without rewriting. No library
 offers one (``Op.__hash__`` of most ops is per process), so it is built here from what PyTensor
 itself uses to decide that two ops compute the same thing: an op's class and its ``__props__``
-(the equality PyTensor generates for them), or, for scalar ops without props, the class and
-``output_types_preference`` (``ScalarOp.__eq__``). Constants and shared variables enter with their
-values. Anything whose equality is defined otherwise raises :class:`Unkeyable`, so a graph is
-either keyed soundly or not cached at all.
+(the equality PyTensor generates for them); the few hand-written equalities it follows
+(Elemwise's, the scalar ops', OpFromGraph's inner graph) are listed below and checked by a
+test against PyTensor's own ``==``. Constants enter with their values; shared variables (data
+a compiled function reads when it runs) with their name, type and shape. Anything whose
+equality is defined otherwise raises :class:`Unkeyable`, so a graph is either keyed soundly
+or not cached at all.
 """
 
 from __future__ import annotations
