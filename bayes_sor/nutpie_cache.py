@@ -198,9 +198,9 @@ def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
         names, slices, shapes = entry["shape_info"]
         shape_info = (names, [slice(*s) for s in slices], [tuple(s) for s in shapes])
         shared_vars = [graph.shared[name] for name in entry["shared"]]
+        entered = dict(zip(names, shape_info[2], strict=True))
         if any(len(found) != 1 for found in shared_vars) or any(
-                dict(zip(names, shape_info[2], strict=True)).get(name) != shape
-                for name, shape in graph.joined.items()):
+                entered.get(name) != shape for name, shape in graph.joined.items()):
             return None
         initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(
             nutpie_pymc._wrap_with_lock(point_fn), names=list(graph.joined),

@@ -59,21 +59,24 @@ def _expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
     return rc, out
 
 
+def _same_density(one, other, x: np.ndarray) -> None:
+    assert _logp(one, x)[:2] == _logp(other, x)[:2]
+    np.testing.assert_array_equal(_logp(one, x)[2], _logp(other, x)[2])
+    np.testing.assert_array_equal(_expand(one, x)[1], _expand(other, x)[1])
+
+
 def test_callbacks_equal_nutpies_own_and_load_from_disk_the_second_time(hs):
     built = _built(hs)
-    ours = compile_pymc_model(built.model, initial_points=built.initial_values)
-    again = compile_pymc_model(built.model, initial_points=built.initial_values)
+    ours = _compile(built)
+    again = _compile(built)
     theirs = nutpie.compile_pymc_model(built.model, backend="numba", jitter_rvs=set(),
                                        initial_points=built.initial_values)
     assert again.compiled_logp_func.cache_hits == again.compiled_expand_func.cache_hits == 1
     x = ours.initial_point_func(0) + np.linspace(-0.2, 0.2, ours.n_dim)
-    rc, logp, grad = _logp(ours, x)
+    rc, logp, _ = _logp(ours, x)
     assert rc == 0 and np.isfinite(logp)
     for other in (again, theirs):
-        other_rc, other_logp, other_grad = _logp(other, x)
-        assert (other_rc, other_logp) == (rc, logp)
-        np.testing.assert_array_equal(other_grad, grad)
-        np.testing.assert_array_equal(_expand(other, x)[1], _expand(ours, x)[1])
+        _same_density(ours, other, x)
     assert ours.shapes == theirs.shapes and ours.dims == theirs.dims
     # a point outside the support is reported to nutpie as such, not as a number
     assert _logp(ours, np.full(ours.n_dim, np.nan))[0] in (3, 4)
@@ -81,8 +84,8 @@ def test_callbacks_equal_nutpies_own_and_load_from_disk_the_second_time(hs):
 
 def test_data_swapped_in_with_data_is_what_the_callback_reads(hs):
     built, half = _built(hs), _built(hs.iloc[:150])
-    compiled = compile_pymc_model(built.model, initial_points=built.initial_values)
-    fresh = compile_pymc_model(half.model, initial_points=half.initial_values)
+    compiled = _compile(built)
+    fresh = _compile(half)
     swapped = compiled.with_data(**{v.name: v.get_value() for v in half.model.data_vars})
     x = compiled.initial_point_func(0)
     assert _logp(swapped, x)[1] == pytest.approx(_logp(fresh, x)[1], rel=1e-12)
@@ -92,15 +95,16 @@ def test_data_swapped_in_with_data_is_what_the_callback_reads(hs):
 def test_two_models_in_one_process_keep_their_own_callbacks(hs):
     one, two = _built(hs), pymc_model(build_partable(parse("visual =~ x1 + x2 + x3\n")), hs,
                                       likelihood="marginal")
-    first = compile_pymc_model(one.model, initial_points=one.initial_values)
-    second = compile_pymc_model(two.model, initial_points=two.initial_values)
+    first = _compile(one)
+    second = _compile(two)
     assert first.compiled_logp_func.native_name != second.compiled_logp_func.native_name
     assert first.n_dim != second.n_dim
     for compiled in (first, second):
         assert _logp(compiled, compiled.initial_point_func(0))[0] == 0
 
 
-def test_a_graph_pytensor_cannot_cache_gets_working_uncached_callbacks(hs, monkeypatch):
+def test_a_graph_pytensor_cannot_cache_gets_working_uncached_callbacks(hs, model_cache,
+                                                                      monkeypatch):
     import weakref
 
     import pytensor.link.numba.cache as pytensor_cache
@@ -112,19 +116,15 @@ def test_a_graph_pytensor_cannot_cache_gets_working_uncached_callbacks(hs, monke
             return default
 
     built = _built(hs)
-    cached = compile_pymc_model(built.model, initial_points=built.initial_values)
+    cached = _compile(built)
+    monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", model_cache.parent / "empty")
     monkeypatch.setattr(pytensor_cache, "CACHED_SRC_FUNCTIONS", NoKeys())
-    uncached = compile_pymc_model(built.model, initial_points=built.initial_values)
+    uncached = _compile(built)
+    assert uncached.logp_func is not None  # compiled, not assembled from an entry
     assert uncached.compiled_logp_func.cache_hits == 0
     assert uncached.compiled_logp_func._cache.__class__.__name__ == "NullCache"
     x = cached.initial_point_func(0)
     assert _logp(uncached, x)[1] == _logp(cached, x)[1]
-
-
-def _same_density(one, other, x: np.ndarray) -> None:
-    assert _logp(one, x)[:2] == _logp(other, x)[:2]
-    np.testing.assert_array_equal(_logp(one, x)[2], _logp(other, x)[2])
-    np.testing.assert_array_equal(_expand(one, x)[1], _expand(other, x)[1])
 
 
 @pytest.fixture(scope="module")
