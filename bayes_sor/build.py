@@ -23,7 +23,7 @@ import pytensor.tensor as pt
 
 from bayes_sor import ordinal as ordinal_model
 from bayes_sor.errors import DataError, ModelSpecError
-from bayes_sor.matrices import Representation, representation
+from bayes_sor.matrices import Representation, path_depth, representation
 from bayes_sor.missing import LOG_2PI, Patterns, PatternStatistics, psd_root, unanswered_blocks
 from bayes_sor.moments import SummaryData
 from bayes_sor.partable import ParTable
@@ -240,21 +240,32 @@ def marginal_likelihood(par: pt.TensorVariable, rep: Representation, stats: dict
     chol = pt.linalg.cholesky(_implied_cov(mats, rep))
     n = pm.Data("n_obs", stats["n"])
     cov_chol = pm.Data("item_cov_chol", stats["cov_chol"], dims=("item", "item_"))
-    solve = pt.linalg.solve_triangular
-    trace = pt.sum(solve(chol, cov_chol, lower=True) ** 2)
-    logdet = _log_diagonal(chol)
-    quad = 0.0
+    scatter = cov_chol
     if stats.get("mean") is not None:
         mean = pm.Data("item_mean", stats["mean"], dims="item")
-        quad = pt.sum(solve(chol, mean - mats["nu"], lower=True) ** 2)
+        scatter = pt.concatenate([cov_chol, (mean - mats["nu"])[:, None]], axis=1)
+    # tr(Sigma^-1 S) + quad = ||L^-1 [chol(S), ybar - nu]||^2: one triangular solve for both
+    mahalanobis = pt.sum(pt.linalg.solve_triangular(chol, scatter, lower=True) ** 2)
     p = len(rep.items)
-    pm.Potential("loglik", -0.5 * n * (logdet + trace + quad + p * np.log(2 * np.pi)))
+    pm.Potential("loglik", -0.5 * n * (_log_diagonal(chol) + mahalanobis + p * np.log(2 * np.pi)))
 
 
 def _implied_cov(mats: dict, rep: Representation) -> pt.TensorVariable:
-    """Sigma = Lambda (I - B)^-1 Psi (I - B)^-T Lambda' + Theta."""
-    inv = pt.linalg.inv(pt.eye(len(rep.latents)) - mats["beta"])
-    return mats["lambda"] @ inv @ mats["psi"] @ inv.T @ mats["lambda"].T + mats["theta"]
+    """Sigma = Lambda (I - B)^-1 Psi (I - B)^-T Lambda' + Theta.
+
+    The structural model is recursive (the parameter table refuses cycles), so B is nilpotent
+    and (I - B)^-1 = I + B + ... + B^d, d the longest path: a few small products in Horner
+    form instead of an LU factorisation (whose LAPACK call, and its gradient's, numba links
+    anew in every process), and for a CFA (d = 0) nothing at all.
+    """
+    latent_cov = mats["psi"]
+    if depth := path_depth(rep):
+        eye = pt.eye(len(rep.latents))
+        total = eye
+        for _ in range(depth):
+            total = eye + mats["beta"] @ total
+        latent_cov = total @ latent_cov @ total.T
+    return mats["lambda"] @ latent_cov @ mats["lambda"].T + mats["theta"]
 
 
 def _padded_cholesky(sigma: pt.TensorVariable, patterns: Patterns) -> pt.TensorVariable:

@@ -22,7 +22,7 @@ def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray)
     variance, covariances by the two variances they connect, intercepts by the item SD.
     """
     mom = implied_moments(rep, par)
-    item_sd = np.sqrt(np.diagonal(mom.item_cov, axis1=-2, axis2=-1))
+    item_sd = np.sqrt(mom.item_var)
     lat_sd = np.sqrt(np.diagonal(mom.latent_cov, axis1=-2, axis2=-1))
     sd = {**dict(zip(rep.items, np.moveaxis(item_sd, -1, 0), strict=True)),
           **dict(zip(rep.latents, np.moveaxis(lat_sd, -1, 0), strict=True))}
@@ -30,6 +30,8 @@ def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray)
         sd[f"{rep.latents[t.first]}:{rep.latents[t.second]}"] = np.sqrt(mom.product_var[..., k])
     out = np.full(par.shape, np.nan)
     params = partable.parameters.reset_index(drop=True)
+    variance_rows = {r.lhs: k for k, r in enumerate(params.itertuples())
+                     if r.op == "~~" and r.lhs == r.rhs}
     for k, r in enumerate(params.itertuples()):
         value = par[..., k]
         if r.op in ("=~",):
@@ -39,16 +41,12 @@ def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray)
         elif r.op in ("~1", "|"):
             out[..., k] = value / sd[r.lhs]
         elif r.op == "~~":
-            own = {v: par[..., _variance_row(params, v)] for v in {r.lhs, r.rhs}}
             if r.lhs == r.rhs:
                 out[..., k] = value / sd[r.lhs] ** 2
             else:
-                out[..., k] = value / np.sqrt(own[r.lhs] * own[r.rhs])
+                out[..., k] = value / np.sqrt(par[..., variance_rows[r.lhs]]
+                                              * par[..., variance_rows[r.rhs]])
     return out
-
-
-def _variance_row(params: pd.DataFrame, var: str) -> int:
-    return int(np.flatnonzero((params.op == "~~") & (params.lhs == var) & (params.rhs == var))[0])
 
 
 def parameter_estimates(partable: ParTable, rep: Representation, posterior: xr.Dataset,

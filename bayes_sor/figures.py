@@ -143,10 +143,11 @@ def moderated_paths(partable: ParTable, effects: pd.DataFrame) -> list[tuple[str
     return out
 
 
-def conditional_curve(partable: ParTable, par: np.ndarray, path: str, moderator: str,
-                      kind: str, ci_prob: float = 0.95, z: np.ndarray = Z_GRID,
-                      ) -> ConditionalCurve:
-    """The product of a path's coefficients, each moderated edge at b + d w, along ``z``.
+def conditional_curves(partable: ParTable, par: np.ndarray,
+                       moderated: list[tuple[str, str, str]], ci_prob: float = 0.95,
+                       z: np.ndarray = Z_GRID) -> list[ConditionalCurve]:
+    """For each ``(path, moderator, kind)`` of :func:`moderated_paths`, the product of the
+    path's coefficients, each moderated edge at b + d w, along ``z``.
 
     ``w = z * sd(W)`` with the model-implied SD of the latent moderator per draw, as for the
     conditional indirect effects in ``effects.csv``; ``par`` is (chain, draw, param).
@@ -154,21 +155,23 @@ def conditional_curve(partable: ParTable, par: np.ndarray, path: str, moderator:
     names = partable.names
     draws = par.reshape(-1, par.shape[-1])
     rep = representation(partable)
-    k = rep.latents.index(moderator)
-    w_sd = np.sqrt(implied_moments(rep, draws).latent_cov[:, k, k])
-    w = w_sd[:, None] * z[None, :]
-    value = np.ones((len(draws), len(z)))
-    for cause, outcome in itertools.pairwise(p.strip() for p in path.split("->")):
-        coefficient = np.broadcast_to(draws[:, [names.index(row_name(outcome, "~", cause))]],
-                                      value.shape).copy()
-        product = row_name(outcome, "~", f"{cause}:{moderator}")
-        if product in names:
-            coefficient += draws[:, [names.index(product)]] * w
-        value *= coefficient
+    latent_sd = np.sqrt(np.diagonal(implied_moments(rep, draws).latent_cov, axis1=-2, axis2=-1))
     tail = (1 - ci_prob) / 2
-    return ConditionalCurve(path, moderator, kind, z, value.mean(axis=0),
-                            np.quantile(value, tail, axis=0), np.quantile(value, 1 - tail, axis=0),
-                            (value > 0).mean(axis=0))
+    curves = []
+    for path, moderator, kind in moderated:
+        w = latent_sd[:, [rep.latents.index(moderator)]] * z[None, :]
+        value = np.ones((len(draws), len(z)))
+        for cause, outcome in itertools.pairwise(p.strip() for p in path.split("->")):
+            coefficient = np.broadcast_to(draws[:, [names.index(row_name(outcome, "~", cause))]],
+                                          value.shape).copy()
+            product = row_name(outcome, "~", f"{cause}:{moderator}")
+            if product in names:
+                coefficient += draws[:, [names.index(product)]] * w
+            value *= coefficient
+        lower, upper = np.quantile(value, [tail, 1 - tail], axis=0)
+        curves.append(ConditionalCurve(path, moderator, kind, z, value.mean(axis=0), lower,
+                                       upper, (value > 0).mean(axis=0)))
+    return curves
 
 
 def conditional_plot(curves: list[ConditionalCurve], interval: str = "95% interval",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -60,7 +61,9 @@ def _recover_interrupted(out: Path) -> None:
     if not parent.is_dir():
         return
     pattern = re.compile(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)(-.*)?")
-    for path in sorted(parent.iterdir()):  # 'old' sorts first: restore before clearing
+    # only the names this run could have left: a crowded parent folder (/tmp) costs nothing
+    leftovers = parent.glob(glob.escape(f".{out.name}.") + "*")
+    for path in sorted(leftovers):  # 'old' sorts first: restore before clearing
         match = pattern.fullmatch(path.name)
         if match is None or not path.is_dir() or _running(int(match.group(2))):
             continue

@@ -112,7 +112,7 @@ class ParTable:
     def defined(self) -> pd.DataFrame:
         return self.table[self.table.op == ":="]
 
-    @property
+    @cached_property  # read per draw and per parameter downstream: built once
     def names(self) -> list[str]:
         """Row names ``lhs op rhs`` (``CT=~ct1``, ``IB~CT:IT``, ``ct1~1``) of the parameters."""
         return [row_name(r.lhs, r.op, r.rhs) for r in self.parameters.itertuples()]

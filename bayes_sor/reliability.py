@@ -72,7 +72,7 @@ def _draws(run: Run) -> dict[tuple[str, str, str], np.ndarray]:
         lam, phi = m.lambda_[..., idx, i], m.latent_cov[..., i, i]
         total = m.item_cov[..., idx[:, None], idx[None, :]].sum(axis=(-2, -1))
         out["omega", f, ""] = lam.sum(axis=-1) ** 2 * phi / total
-        item_var = np.diagonal(m.item_cov, axis1=-2, axis2=-1)[..., idx]
+        item_var = m.item_var[..., idx]
         out["ave", f, ""] = (lam**2 * phi[..., None] / item_var).mean(axis=-1)
     for k, f in enumerate(constructs):
         for g in constructs[k + 1 :]:

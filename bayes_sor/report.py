@@ -435,8 +435,8 @@ def make_figures(run: Run) -> tuple[dict[str, Path], list[ConditionalCurve]]:
     from bayes_sor.diagram import path_diagram
 
     par = run.posterior["par"].values
-    curves = [fg.conditional_curve(run.partable, par, path, w, kind, run.ci_prob)
-              for path, w, kind in fg.moderated_paths(run.partable, run.effects)]
+    curves = fg.conditional_curves(run.partable, par,
+                                   fg.moderated_paths(run.partable, run.effects), run.ci_prob)
     drawn = {
         "diagram": path_diagram(run.partable, run.estimates, run.interval),
         "forest": fg.forest_plot(run.effects, run.interval),

@@ -7,6 +7,7 @@ from scipy import stats
 
 from bayes_sor.build import choose_likelihood, pymc_model
 from bayes_sor.errors import ModelSpecError
+from bayes_sor.matrices import extend, representation
 from bayes_sor.partable import build_partable
 
 ONE_FACTOR = "F =~ y1 + y2 + y3 + y4"
@@ -41,6 +42,32 @@ def test_marginal_loglik_equals_scipy_multivariate_normal():
     nu = np.array([par[names.index(f"y{i}~1")] for i in range(1, 5)])
     sigma = np.outer(lam, lam) + np.diag(theta)
     expected = stats.multivariate_normal(nu, sigma).logpdf(data.to_numpy()).sum()
+    assert loglik == pytest.approx(expected, rel=1e-9)
+
+
+MEDIATION = """
+X =~ x1 + x2 + x3
+M =~ m1 + m2 + m3
+Y =~ y1 + y2 + y3
+M ~ X
+Y ~ M + X
+"""
+
+
+def test_marginal_loglik_of_a_mediation_model_equals_scipy_with_an_explicit_inverse():
+    # (I - B)^-1 is a Neumann series in the model: check it against numpy's inverse
+    pt = build_partable(MEDIATION)
+    rng = np.random.default_rng(2)
+    data = pd.DataFrame(rng.normal(size=(40, 9)), columns=pt.indicators)
+    model = pymc_model(pt, data, likelihood="marginal").model
+    par, loglik = _evaluate(model, [model["par"], model.potentials[0]])
+    rep = representation(pt)
+    ext = extend(par)
+    inv = np.linalg.inv(np.eye(3) - ext[rep.beta])
+    sigma = ext[rep.lambda_] @ inv @ ext[rep.psi] @ inv.T @ ext[rep.lambda_].T + ext[rep.theta]
+    expected = stats.multivariate_normal(ext[rep.nu], sigma).logpdf(data.to_numpy()).sum()
+    beta = ext[rep.beta]
+    assert abs((beta @ beta)[2, 0]) > 0.01  # the two-step path X -> M -> Y is in play
     assert loglik == pytest.approx(expected, rel=1e-9)
 
 

@@ -91,7 +91,7 @@ def _fake_draws(pt, values: dict[str, float], n: int = 400, seed: int = 0) -> np
 def test_conditional_indirect_curve_is_a_times_b_plus_d_w():
     pt = build_partable(MODERATED)
     par = _fake_draws(pt, {"M~X": 0.5, "Y~M": 0.3, "Y~M:W": 0.2, "Y~X": 0.1})
-    curve = figures.conditional_curve(pt, par, "X -> M -> Y", "W", "conditional indirect")
+    (curve,) = figures.conditional_curves(pt, par, [("X -> M -> Y", "W", "conditional indirect")])
     a, b, d = (par[0, :, pt.names.index(n)] for n in ("M~X", "Y~M", "Y~M:W"))
     # W is exogenous with variance 1 (std.lv), so w = z
     for z in (-1.0, 0.0, 2.0):
@@ -117,9 +117,8 @@ def test_moderated_paths_lists_the_path_itself_and_each_indirect_path():
 def test_conditional_plot_has_one_panel_per_curve():
     pt = build_partable(MODERATED)
     par = _fake_draws(pt, {"M~X": 0.5, "Y~M": 0.3, "Y~M:W": 0.2})
-    curves = [figures.conditional_curve(pt, par, p, "W", k)
-              for p, k in (("M -> Y", "conditional direct"),
-                           ("X -> M -> Y", "conditional indirect"))]
+    curves = figures.conditional_curves(pt, par, [("M -> Y", "W", "conditional direct"),
+                                                  ("X -> M -> Y", "W", "conditional indirect")])
     fig = figures.conditional_plot(curves)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2

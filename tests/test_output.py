@@ -65,10 +65,14 @@ def test_a_complete_write_replaces_the_run_and_leaves_nothing_beside_it(tmp_path
     assert _snapshot(tmp_path) == {"run/posterior.nc": b"new posterior"}
 
 
-def test_a_rerun_removes_the_staging_folder_of_a_killed_run(tmp_path):
-    old = _old_run(tmp_path / "run")
+@pytest.mark.parametrize("name", ["run", "run[1]*"])
+def test_a_rerun_removes_the_staging_folder_of_a_killed_run(tmp_path, name):
+    old = _old_run(tmp_path / name)
+    other = tmp_path / f".{name}2.tmp-{_dead_pid()}-x1y2"  # another run's: not ours to clear
+    other.mkdir()
+    (other / "posterior.nc").write_bytes(b"theirs")
     before = _snapshot(tmp_path)
-    stale = tmp_path / f".run.tmp-{_dead_pid()}-x1y2"
+    stale = tmp_path / f".{name}.tmp-{_dead_pid()}-x1y2"
     stale.mkdir()
     (stale / "posterior.nc").write_bytes(b"half written")
     check_destination(old, force=True)
