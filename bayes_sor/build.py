@@ -14,7 +14,8 @@ for prior draws).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_sor import ordinal as ordinal_model
+from bayes_sor import parameterisation
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.matrices import Representation, path_depth, representation
 from bayes_sor.missing import LOG_2PI, Patterns, PatternStatistics, psd_root, unanswered_blocks
@@ -30,6 +32,8 @@ from bayes_sor.partable import ParTable
 from bayes_sor.priors import FAMILIES, POSITIVE, Prior, group_rv, parse_prior
 
 LIKELIHOODS = ("auto", "marginal", "conditional")
+#: the centred latent-score variables: the exogenous block, and one per endogenous latent
+CENTRED_EXOGENOUS, CENTRED_PREFIX = "latent_exogenous", "latent_eta_"
 Data = pd.DataFrame | SummaryData | None
 
 
@@ -74,11 +78,14 @@ def _free_rows(partable: ParTable) -> pd.DataFrame:
     return params[params.free > 0].drop_duplicates("free").set_index("free", drop=False)
 
 
-def threshold_vector(partable: ParTable) -> tuple[pt.TensorVariable, list[int]]:
+def threshold_vector(partable: ParTable, centred: bool = False
+                     ) -> tuple[pt.TensorVariable, list[int]]:
     """All thresholds as one ``thresholds`` random variable, increasing within each item.
 
     Returns the variable and the free-parameter numbers of its elements. Each threshold keeps
     its own normal prior; the grouped ordered transform makes them increase within an item.
+    ``centred``: the flat, ordered ``thresholds_centred`` instead, whose priors
+    :func:`_uncentre` adds once they are shifted back.
     """
     params = partable.parameters.reset_index(drop=True)
     rows = params[params.op == "|"]
@@ -101,18 +108,21 @@ def threshold_vector(partable: ParTable) -> tuple[pt.TensorVariable, list[int]]:
     # An ordered initval: the default (every prior mean, 0) is not strictly increasing, and
     # the transform's log(t_k - t_{k-1}) would start at -inf.
     rank = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
-    rv = pm.Normal("thresholds", mu=args[:, 0], sigma=args[:, 1], dims="thresholds_dim",
-                   transform=ordinal_model.GroupedOrdered(first), initval=0.5 * rank - 0.5)
+    ordered = {"dims": "thresholds_dim", "transform": ordinal_model.GroupedOrdered(first),
+               "initval": 0.5 * rank - 0.5}
+    rv = (pm.Flat("thresholds_centred", **ordered) if centred
+          else pm.Normal("thresholds", mu=args[:, 0], sigma=args[:, 1], **ordered))
     return rv, rows.free.tolist()
 
 
-def centred_intercepts(partable: ParTable) -> list[int]:
-    """Free ids of intercepts that the conditional model samples centred (see pymc_model)."""
+def centred_locations(partable: ParTable) -> list[int]:
+    """Free ids of the intercepts and thresholds that the conditional model samples centred on
+    the latent scores' mean (:func:`_uncentre`)."""
     free = _free_rows(partable)
     ordinal = set(partable.ordinal_items()) | set(partable.observed_structural)
     counts = partable.parameters.free.value_counts()
     rows = free[(free.op == "~1") & ~free.lhs.isin(ordinal) & ~free.prior.str.endswith("[sd]")]
-    return [f for f in rows.index if counts.get(f, 0) == 1]
+    return [f for f in rows.index if counts.get(f, 0) == 1] + free.index[free.op == "|"].tolist()
 
 
 def parameter_vector(partable: ParTable, rep: Representation,
@@ -125,7 +135,8 @@ def parameter_vector(partable: ParTable, rep: Representation,
     Covariances are built from correlations: an LKJ matrix for the exogenous latents,
     ``beta`` priors on (rho + 1) / 2 for residual covariances. Thresholds form one ordered
     vector ``thresholds``. ``centred``: free ids of intercepts sampled as the flat
-    ``intercept_centred_params`` (:func:`_uncentre`).
+    ``intercept_centred_params`` and of thresholds sampled as ``thresholds_centred``
+    (:func:`_uncentre`).
     """
     params = partable.parameters.reset_index(drop=True)
     free = _free_rows(partable)
@@ -134,7 +145,9 @@ def parameter_vector(partable: ParTable, rep: Representation,
     res_cov = free[(free.lhs != free.rhs) & (free.op == "~~") & ~free.index.isin(exo_cov.index)]
     thresholds = free[free.op == "|"]
     ordinary = free.drop(exo_cov.index).drop(res_cov.index).drop(thresholds.index)
-    ordinary = ordinary.drop(centred or [])
+    centred = centred or []
+    intercepts = [f for f in centred if f not in thresholds.index]
+    ordinary = ordinary.drop(intercepts)
 
     # One vector per prior group, gathered into ``par`` by index arrays: per-parameter scalar
     # nodes made graphs of ~1000 nodes whose rewriting dominated compilation (Study A: 16.8 s of
@@ -149,12 +162,13 @@ def parameter_vector(partable: ParTable, rep: Representation,
         # a product, not rv**2: two compilations of the same graph (compile-once SBC, fresh
         # fit) evaluated the vectorised power an ulp apart; a product rounds the same way
         groups.append((list(members), rv * rv if on_sd else rv))
-    if centred:
+    if intercepts:
         dim = "intercept_centred_params_dim"
-        pm.modelcontext(None).add_coord(dim, [partable.names[free.loc[f, "pos"]] for f in centred])
-        groups.append((list(centred), pm.Flat("intercept_centred_params", dims=dim)))
+        pm.modelcontext(None).add_coord(dim, [partable.names[free.loc[f, "pos"]]
+                                              for f in intercepts])
+        groups.append((intercepts, pm.Flat("intercept_centred_params", dims=dim)))
     if len(thresholds):
-        rv, numbers = threshold_vector(partable)
+        rv, numbers = threshold_vector(partable, centred=bool(set(centred) & set(thresholds.index)))
         groups.append((numbers, rv))
 
     stage = pt.as_tensor_variable(params.value.fillna(0.0).to_numpy(dtype=float))
@@ -379,12 +393,15 @@ def _observed_block(mats: dict, rep: Representation, partable: ParTable,
 
 
 def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTable,
-                  y: np.ndarray) -> pt.TensorVariable:
-    """Latent scores (obs x latent), non-centred, built in causal order.
+                  y: np.ndarray, centred: Sequence[str] = ()) -> pt.TensorVariable:
+    """Latent scores (obs x latent), built in causal order.
 
-    Exogenous latents: standard normal scores times the Cholesky factor of their covariance.
-    Endogenous latents: linear predictors, latent products for interactions, plus a scaled
-    standard normal disturbance. Observed structural variables
+    The latents in ``centred`` have their scores sampled themselves (exogenous ones as the
+    MvNormal ``latent_exogenous``, an endogenous one ``f`` as the Normal ``latent_eta_f``
+    around its linear predictor); the others are non-centred, standard normal deviates
+    ``latent_z`` scaled by the Cholesky factor of the exogenous covariance or by the
+    disturbance SD (:mod:`bayes_sor.parameterisation` says which, and why). Latent products
+    enter the predictors of interactions. Observed structural variables
     (:attr:`~bayes_sor.partable.ParTable.observed_structural`) enter as data, ``y - nu``, with
     their structural equations as likelihood terms (as indicators their residual variance is
     0, which a Normal cannot carry).
@@ -393,11 +410,11 @@ def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTabl
     pos = {f: i for i, f in enumerate(rep.latents)}
     block = _observed_block(mats, rep, partable, y)
     observed = block.names if block else []
-    sampled = [f for f in rep.latents if f not in observed]
-    z_dim = _dim("measured_latent", sampled, rep.latents, "latent")
-    z = pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim)) if sampled else None
-    z_of = {f: z[:, k] for k, f in enumerate(sampled)}
-    columns = _exogenous_scores(mats, pos, partable, block, z_of)
+    deviates = [f for f in rep.latents if f not in observed and f not in centred]
+    z_dim = _dim("noncentred_latent", deviates, rep.latents, "latent")
+    z = pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim)) if deviates else None
+    z_of = {f: z[:, k] for k, f in enumerate(deviates)}
+    columns = _exogenous_scores(mats, pos, partable, block, z_of, centred)
     outcomes: dict[str, pt.TensorVariable] = {}
     ext = pt.concatenate([par, pt.zeros(1)])
     for f in partable.order:
@@ -414,6 +431,9 @@ def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTabl
         if f in observed:
             outcomes[f] = mean
             columns[i] = block.centred(f)
+        elif f in centred:
+            columns[i] = pm.Normal(f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][i, i]),
+                                   dims="obs")
         else:
             columns[i] = mean + pt.sqrt(mats["psi"][i, i]) * z_of[f]
     if outcomes:
@@ -427,32 +447,60 @@ def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTabl
 
 
 def _exogenous_scores(mats: dict, pos: dict[str, int], partable: ParTable,
-                      block: _ObservedBlock | None,
-                      z_of: dict[str, pt.TensorVariable]) -> dict[int, pt.TensorVariable]:
-    """Exogenous scores. With observed exogenous variables O, Psi is ordered (O, latent L)
-    and factored L L'; the data of O are MvNormal(nu_O, L_OO L_OO'), and the latents are
-    drawn conditionally on them: eta_L = L_LO z_O + L_LL z_L with z_O = L_OO^-1 (y_O - nu_O)."""
+                      block: _ObservedBlock | None, z_of: dict[str, pt.TensorVariable],
+                      centred: Sequence[str]) -> dict[int, pt.TensorVariable]:
+    """Exogenous scores, in three blocks: observed variables O, centred latents C, non-centred
+    latents N. Psi is ordered (O, C, N) and factored L L'; each block is drawn given the
+    standardised scores of the blocks before it: the data of O are MvNormal(nu_O, L_OO L_OO'),
+    ``latent_exogenous`` (C) is MvNormal(L_CO z_O, L_CC L_CC'), and eta_N = L_NO z_O + L_NC z_C
+    + L_NN z_N, with z_B = L_BB^-1 (scores_B - mean_B)."""
     observed = block.names if block else []
     exo_obs = [f for f in partable.exogenous if f in observed]
-    exo_lat = [f for f in partable.exogenous if f not in observed]
-    idx = [pos[f] for f in exo_obs + exo_lat]
+    exo_centred = [f for f in partable.exogenous if f in centred]
+    exo_lat = [f for f in partable.exogenous if f not in observed and f not in centred]
+    idx = [pos[f] for f in exo_obs + exo_centred + exo_lat]
     if not idx:
         return {}
     chol = pt.linalg.cholesky(mats["psi"][np.ix_(idx, idx)])
-    k = len(exo_obs)
     columns: dict[int, pt.TensorVariable] = {pos[f]: block.centred(f) for f in exo_obs}
-    z_obs = None
+    standardised: list[pt.TensorVariable] = []  # z of the blocks drawn so far, in order
+
+    def given(lo: int, hi: int) -> pt.TensorVariable:
+        """The mean of rows lo:hi of the factor given the blocks before them (lo > 0)."""
+        return pt.concatenate(standardised, axis=1) @ chol[lo:hi, :lo].T
+
+    def standardise(lo: int, hi: int, scores, mean) -> None:
+        if hi < len(idx):  # a later block is drawn given these
+            standardised.append(pt.linalg.solve_triangular(
+                chol[lo:hi, lo:hi], (scores - mean).T, lower=True).T)
+
+    k = len(exo_obs)
     if exo_obs:
         data, nu = block.take(exo_obs)
         pm.MvNormal("exogenous_observed", mu=nu, chol=chol[:k, :k], observed=data,
                     dims=("obs", _coord("observed_exogenous", exo_obs)))
-        z_obs = pt.linalg.solve_triangular(chol[:k, :k], (data - nu).T, lower=True).T
+        standardise(0, k, data, nu)
+    if exo_centred:
+        hi = k + len(exo_centred)
+        mean = given(k, hi) if k else pt.zeros(len(exo_centred))
+        scores = pm.MvNormal(CENTRED_EXOGENOUS, mu=mean, chol=chol[k:hi, k:hi],
+                             dims=("obs", _coord("centred_exogenous", exo_centred)))
+        columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
+        standardise(k, hi, scores, mean)
+        k = hi
     if exo_lat:
         scores = pt.stack([z_of[f] for f in exo_lat], axis=1) @ chol[k:, k:].T
-        if z_obs is not None:
-            scores = scores + z_obs @ chol[k:, :k].T
+        if k:
+            scores = scores + given(k, len(idx))
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_lat)})
     return columns
+
+
+def raw_latent_names(model: pm.Model) -> list[str]:
+    """The sampler's latent-score variables (``latent_z`` and the centred ones): what a run
+    folder leaves out unless latent scores are asked for."""
+    return [rv.name for rv in model.free_RVs if rv.name in ("latent_z", CENTRED_EXOGENOUS)
+            or rv.name.startswith(CENTRED_PREFIX)]
 
 
 def _item_blocks(rep: Representation, partable: ParTable) -> tuple[list[int], list[int]]:
@@ -474,9 +522,12 @@ def _item_blocks(rep: Representation, partable: ParTable) -> tuple[list[int], li
 
 def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable: ParTable,
                            y: np.ndarray, save_latent: bool = False,
-                           centred: list[int] | None = None) -> None:
+                           centred: list[int] | None = None,
+                           centred_latents: Sequence[str] = ()) -> None:
     """Items given sampled latent scores eta: continuous items Normal(nu + eta Lambda', theta),
-    ordinal items ordered probit (:mod:`bayes_sor.ordinal`)."""
+    ordinal items ordered probit (:mod:`bayes_sor.ordinal`). ``centred``: free ids of the
+    intercepts and thresholds sampled centred (:func:`_uncentre`); ``centred_latents``:
+    latents whose scores are sampled centred (:func:`latent_scores`)."""
     psi = partable.table[(partable.table.op == "~~") & (partable.table.lhs != partable.table.rhs)]
     endo_cov = psi[psi.lhs.isin(partable.endogenous) | psi.rhs.isin(partable.endogenous)]
     if len(endo_cov):
@@ -486,7 +537,7 @@ def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable
             "the marginal likelihood; remove them or drop the latent interaction"
         )
     continuous, ordinal_pos = _item_blocks(rep, partable)
-    eta = latent_scores(par, rep, partable, y)
+    eta = latent_scores(par, rep, partable, y, centred_latents)
     par = _named(_uncentre(par, rep, partable, eta, centred or []))
     mats = _matrices(par, rep)
     if continuous:
@@ -500,12 +551,16 @@ def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable
 
 def _uncentre(par: pt.TensorVariable, rep: Representation, partable: ParTable,
               eta: pt.TensorVariable, centred: list[int]) -> pt.TensorVariable:
-    """Intercepts from their centred versions: nu_j = m_j - lambda_j' mean(eta).
+    """Intercepts and thresholds from their centred versions: nu_j = m_j - lambda_j' mean(eta),
+    t_jk = s_jk + lambda_j' mean(eta).
 
-    NUTS samples m_j (flat) instead of nu_j, with nu_j's prior as a Potential (the map m -> nu
-    is a shift, Jacobian 1, so the posterior is unchanged). The likelihood then reads
-    m_j + lambda_j' (eta_i - mean(eta)): the intercepts no longer move with the sample mean of
-    the latent scores, which made them the slowest-mixing parameters of the S-O-R models.
+    NUTS samples m_j (flat) instead of nu_j, and s_jk (flat, ordered) instead of t_jk, with
+    their priors as Potentials (the maps are shifts, Jacobian 1, so the posterior is
+    unchanged). The likelihood then reads m_j + lambda_j' (eta_i - mean(eta)), and
+    s_jk - lambda_j' (eta_i - mean(eta)) for thresholds: they no longer move with the sample
+    mean of the latent scores, which made the intercepts the slowest-mixing parameters of the
+    S-O-R models, and each ordinal item's anchor threshold those of its ordinal fit (Study A,
+    4 x 1000 draws: min ESS 467 at the CT items' anchors, R-hat 1.011, before centring).
     """
     if not centred:
         return par
@@ -514,14 +569,15 @@ def _uncentre(par: pt.TensorVariable, rep: Representation, partable: ParTable,
     positions = np.array([int(free.loc[f, "pos"]) for f in centred])
     items = [rep.items.index(params.lhs[p]) for p in positions]
     lam = _matrices(par, rep)["lambda"][items]
-    nu = par[positions] - lam @ eta.mean(axis=0)
+    sign = np.where(params.op[positions] == "|", 1.0, -1.0)
+    located = par[positions] + sign * (lam @ eta.mean(axis=0))
     for (family, _), members in _prior_groups(free.loc[centred]).items():
         args = np.array([p.args for p in members.values()])
         _, dist, names = FAMILIES[family]
         which = [centred.index(f) for f in members]
         prior = dist.dist(**{n: args[:, i] for i, n in enumerate(names)})
-        pm.Potential(f"intercept_prior_{family}", pm.logp(prior, nu[which]).sum())
-    return pt.set_subtensor(par[positions], nu)
+        pm.Potential(f"centred_prior_{family}", pm.logp(prior, located[which]).sum())
+    return pt.set_subtensor(par[positions], located)
 
 
 def _prior_groups(rows: pd.DataFrame) -> dict[tuple[str, bool], dict[int, Prior]]:
@@ -623,6 +679,8 @@ class BuiltModel:
     likelihood: str
     representation: Representation
     initial_values: dict[str, np.ndarray]
+    #: latents whose scores the conditional likelihood samples centred (the rest non-centred)
+    centred_latents: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -666,7 +724,7 @@ def initial_values(model: pm.Model, partable: ParTable,
     values: dict[str, np.ndarray] = {}
     for rv in model.free_RVs:
         dims = model.named_vars_to_dims.get(rv.name, ())
-        if rv.name.endswith("_params") or rv.name == "thresholds":
+        if rv.name.endswith("_params") or rv.name in ("thresholds", "thresholds_centred"):
             members = model.coords[dims[0]]
             vals = np.array([start[m] for m in members])
             values[rv.name] = np.sqrt(vals) if rv.name.endswith("_sd_params") else vals
@@ -677,13 +735,15 @@ def initial_values(model: pm.Model, partable: ParTable,
     if "residual_cor_raw" in model.named_vars:
         values["residual_cor_raw"] = np.full(
             model.named_vars["residual_cor_raw"].eval().shape, 0.5)
-    if "latent_z" in model.named_vars:
-        values["latent_z"] = _start_scores(model, partable, moments)
+    for name in raw_latent_names(model):
+        values[name] = _start_scores(model, partable, moments, name, start)
     return values
 
 
-def _start_scores(model: pm.Model, partable: ParTable, moments: ItemMoments) -> np.ndarray:
-    """Starting latent scores: each factor's standardised mean item score, shrunk by 0.8.
+def _start_scores(model: pm.Model, partable: ParTable, moments: ItemMoments, name: str,
+                  start: dict[str, float]) -> np.ndarray:
+    """Starting values of one latent-score variable: each factor's standardised mean item
+    score, shrunk by 0.8 (times the factor's starting SD for centred scores).
 
     Together with the positive starting loadings this puts every chain in the orientation the
     sign constraint selects; from random scores a chain can settle in the sign-flipped mode
@@ -691,17 +751,21 @@ def _start_scores(model: pm.Model, partable: ParTable, moments: ItemMoments) -> 
     keeps respondents with equal answers apart: exact ties make nutpie reject the start (its
     gradient is not finite there).
     """
-    latents = list(model.coords[model.named_vars_to_dims["latent_z"][1]])
+    single = name.startswith(CENTRED_PREFIX)  # one endogenous latent: a vector over obs
+    latents = ([name.removeprefix(CENTRED_PREFIX)] if single
+               else list(model.coords[model.named_vars_to_dims[name][1]]))
+    n = len(model.coords["obs"])
     rng = np.random.default_rng(0)
-    noise = rng.normal(0.0, 0.1, model.named_vars["latent_z"].eval().shape)
-    if moments.standardized is None:
-        return noise
-    t = partable.table
-    for k, f in enumerate(latents):
-        score = moments.standardized[t.loc[(t.op == "=~") & (t.lhs == f), "rhs"]].mean(axis=1)
-        score = (score - score.mean()) / max(score.std(), 1e-6)
-        noise[:, k] += 0.8 * score.fillna(0.0).to_numpy()  # 0: no answer to any of its items
-    return noise
+    noise = rng.normal(0.0, 0.1, (n, len(latents)))
+    if moments.standardized is not None:
+        t = partable.table
+        for k, f in enumerate(latents):
+            score = moments.standardized[t.loc[(t.op == "=~") & (t.lhs == f), "rhs"]].mean(axis=1)
+            score = (score - score.mean()) / max(score.std(), 1e-6)
+            noise[:, k] += 0.8 * score.fillna(0.0).to_numpy()  # 0: no answer to any of its items
+    if name != "latent_z":
+        noise *= np.sqrt([start[f"{f}~~{f}"] for f in latents])
+    return noise[:, 0] if single else noise
 
 
 def _start_by_name(partable: ParTable, moments: ItemMoments) -> dict[str, float]:
@@ -713,6 +777,8 @@ def _start_by_name(partable: ParTable, moments: ItemMoments) -> dict[str, float]
             start[name] = 1.0 if r.rhs in ordinal else 0.7 * np.sqrt(moments.var[r.rhs])
         elif r.op == "~1":
             start[name] = float(moments.mean[r.lhs])
+        elif r.op == "~~" and r.lhs == r.rhs and r.free == 0 and not pd.isna(r.value):
+            start[name] = float(r.value)  # std.lv's unit variance: centred scores' start SD
         elif r.op == "~~" and r.lhs == r.rhs:
             base = moments.var.get(r.lhs) or moments.var[_first_indicator(partable, r.lhs)]
             start[name] = 0.5 * base
@@ -736,7 +802,8 @@ def _first_indicator(partable: ParTable, latent: str) -> str:
 
 
 def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
-               save_latent: bool = False, centre_intercepts: bool = True) -> BuiltModel:
+               save_latent: bool = False, centre_locations: bool = True,
+               latent_scores: str | Sequence[str] | None = None) -> BuiltModel:
     """Build the PyMC model for ``partable`` and ``data``.
 
     ``data``: answers (items as columns; NaN where an answer is missing: the marginal
@@ -745,9 +812,14 @@ def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
     ``None`` (prior only).
     ``save_latent``: keep the latent scores as the deterministic ``latent_scores`` (conditional
     likelihood; marginal fits draw them afterwards, :mod:`bayes_sor.scores`).
-    ``centre_intercepts``: in the conditional likelihood, sample continuous items' intercepts
-    centred on the latent scores' sample mean (:func:`_uncentre`; the same posterior, better
-    mixing); ``False`` samples them directly, for comparisons.
+    ``centre_locations``: in the conditional likelihood, sample continuous items' intercepts
+    and ordinal items' thresholds centred on the latent scores' sample mean
+    (:func:`_uncentre`; the same posterior, better mixing); ``False`` samples them directly,
+    for comparisons.
+    ``latent_scores``: which latent scores the conditional likelihood samples centred:
+    ``"auto"`` (the well-measured constructs), ``"centred"``, ``"non-centred"``, or a list of
+    latents (:func:`bayes_sor.parameterisation.centred_latents`; ``None``: the model header's
+    ``latent_scores`` option, else ``auto``).
     """
     summary = isinstance(data, SummaryData)
     kind = choose_likelihood(partable, likelihood, summary=summary)
@@ -763,9 +835,10 @@ def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
         "moderator": partable.moderators,
         "quantile": ["p16", "p50", "p84"],
     }
+    centred_latents: list[str] = []
     with pm.Model(coords=coords) as model:
-        centred = (centred_intercepts(partable)
-                   if centre_intercepts and raw and kind == "conditional" else [])
+        centred = (centred_locations(partable)
+                   if centre_locations and raw and kind == "conditional" else [])
         par = parameter_vector(partable, rep, centred)
         if summary:
             marginal_likelihood(_named(par), rep, data.statistics())
@@ -774,8 +847,10 @@ def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
         elif raw and kind == "marginal":
             marginal_likelihood(_named(par), rep, sufficient_statistics(y))
         elif raw:
-            conditional_likelihood(par, rep, partable, y, save_latent, centred)
+            centred_latents = parameterisation.centred_latents(partable, data, latent_scores)
+            conditional_likelihood(par, rep, partable, y, save_latent, centred, centred_latents)
         else:
             _named(par)
     return BuiltModel(model, kind, rep, initial_values(model, partable,
-                                                       ItemMoments.of(partable, data)))
+                                                       ItemMoments.of(partable, data)),
+                      centred_latents)

@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="also report conditional indirect effects at these values of moderator "
                    "W, in its own units (raw data units for an observed moderator); repeat for "
                    "another moderator (default: the model file's 'moderator_values')")
+    f.add_argument("--latent-scores", choices=["auto", "centred", "non-centred"],
+                   help="conditional likelihood: sample latent scores centred or as standard "
+                   "normal deviates (default: the model file's, else auto: centred where a "
+                   "construct's items carry 1.5 times its prior's information); the same "
+                   "posterior")
     f.add_argument("--save-latent", action="store_true", help="keep latent scores in posterior")
     f.add_argument("--allow-warnings", action="store_true",
                    help="exit 0 even when convergence checks fail (they are still reported)")
@@ -121,7 +126,8 @@ def _fit(args: argparse.Namespace) -> int:
                  save_latent=args.save_latent, cov=args.cov, cor=args.cor, sd=args.sd,
                  nobs=args.nobs, prior_scale=args.prior_scale,
                  moderator_values=(parse_moderator_values(args.moderator_values)
-                                   if args.moderator_values else None))
+                                   if args.moderator_values else None),
+                 latent_scores=args.latent_scores)
     write_run(result, out, force=args.force, report=not args.no_report, rope=args.rope)
     shown = result.effects[result.effects.kind.isin(
         ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_sor.build import BuiltModel, pymc_model
+from bayes_sor.build import BuiltModel, pymc_model, raw_latent_names
 from bayes_sor.data import Dataset, Scale, load_data, parse_scale
 from bayes_sor.diagnostics import Diagnostics, check
 from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
@@ -24,6 +24,7 @@ from bayes_sor.hypotheses import evaluate
 from bayes_sor.moments import SummaryData, load_summary
 from bayes_sor.ordinal import category_notes
 from bayes_sor.ordinal import prepare as add_ordinal_thresholds
+from bayes_sor.parameterisation import centred_latents
 from bayes_sor.partable import ParTable, build_partable, without_mean_structure
 from bayes_sor.sampling import SamplerSettings, sample
 from bayes_sor.scores import marginal_latent_scores
@@ -120,6 +121,7 @@ def fit(
     nobs: int | None = None,
     prior_scale: float = 1.0,
     moderator_values: dict[str, list[float]] | None = None,
+    latent_scores: str | None = None,
 ) -> FitResult:
     """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics.
 
@@ -132,7 +134,10 @@ def fit(
     (its own units; replaces the model header's ``moderator_values``). ``missing``:
     ``"model"`` (missing answers handled by the likelihood: case-wise over missingness patterns
     in the marginal one, answered cells only in the conditional one; no respondent dropped),
-    ``"listwise"`` or ``"refuse"``.
+    ``"listwise"`` or ``"refuse"``. ``latent_scores``: the conditional likelihood samples the
+    scores of well-measured constructs centred and the others non-centred (``"auto"``, or the
+    model header's ``latent_scores``), or all ``"centred"`` / ``"non-centred"``: the same
+    posterior, sampled in other coordinates (:mod:`bayes_sor.parameterisation`).
     """
     settings = settings or SamplerSettings()
     settings.validate()
@@ -146,6 +151,7 @@ def fit(
             **partable.options, "moderator_values": check_moderator_values(moderator_values)})
     named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
     check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
+    centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
     if scale is None:
         scale = partable.options.get("scale")
     if isinstance(scale, str) and scale.strip().lower() in ("", "none", "continuous"):
@@ -155,7 +161,8 @@ def fit(
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
     dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
     built = pymc_model(partable, dataset if isinstance(dataset, SummaryData) else dataset.frame,
-                       likelihood=likelihood, save_latent=save_latent)
+                       likelihood=likelihood, save_latent=save_latent,
+                       latent_scores=latent_scores)
     idata = sample(built, settings)
     posterior = idata["posterior"].to_dataset()
     quantiles = posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior \
@@ -166,11 +173,14 @@ def fit(
     posterior["effects"] = effects
     if save_latent and built.likelihood == "marginal":
         posterior["latent_scores"] = _marginal_scores(built, posterior, dataset, settings.seed)
-    if not save_latent and "latent_z" in posterior:
-        posterior = posterior.drop_vars("latent_z")
+    if not save_latent:
+        posterior = posterior.drop_vars([v for v in raw_latent_names(built.model)
+                                         if v in posterior])
     idata["posterior"] = xr.DataTree(dataset=posterior)
     idata["observed_data"] = xr.DataTree(dataset=_observed_data(dataset, partable))
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
+    if built.likelihood == "conditional":
+        idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
     if moderator_values is not None:
         idata.attrs["bayes_sor_moderator_values"] = json.dumps(
             partable.options["moderator_values"])

@@ -96,10 +96,10 @@ def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] 
     """``nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())`` with cached
     C callbacks; returns nutpie's ``CompiledPyMCModel``.
 
-    A model compiled before (same :func:`model_key`) is assembled from its cache entry and the
-    two cached callbacks, without PyTensor rewriting or compiling anything but the initial
-    point; its ``logp_func``/``expand_func`` (PyTensor functions nutpie keeps but does not call
-    when sampling) are then ``None``.
+    A model compiled before (same :class:`_ModelGraph` key) is assembled from its cache entry
+    and the two cached callbacks, without PyTensor rewriting or compiling anything but the
+    initial point; its ``logp_func``/``expand_func`` (PyTensor functions nutpie keeps but does
+    not call when sampling) are then ``None``.
     """
     from pymc.initial_point import make_initial_point_fn
 
@@ -130,7 +130,6 @@ class _ModelGraph:
 
     @classmethod
     def of(cls, model, point: dict[str, np.ndarray], var_names: Iterable[str] | None):
-        from pytensor import config
         from pytensor.compile.sharedvalue import SharedVariable
         from pytensor.graph.traversal import graph_inputs
 

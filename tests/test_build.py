@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_sor.build import choose_likelihood, pymc_model
+from bayes_sor.build import choose_likelihood, pymc_model, raw_latent_names
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.matrices import extend, representation
 from bayes_sor.partable import build_partable
@@ -74,7 +74,7 @@ def test_marginal_loglik_of_a_mediation_model_equals_scipy_with_an_explicit_inve
 def test_conditional_item_logp_equals_scipy_normal_given_latent_scores():
     pt = build_partable(ONE_FACTOR)
     data = _data(n=20)
-    model = pymc_model(pt, data, likelihood="conditional").model
+    model = pymc_model(pt, data, likelihood="conditional", latent_scores="non-centred").model
     items = model.observed_RVs[0]
     par, z, logp = _evaluate(model, [model["par"], model["latent_z"], model.logp(vars=[items])])
     names = pt.names
@@ -91,7 +91,7 @@ def test_centred_intercepts_are_an_exact_reparameterisation():
     pt = build_partable(ONE_FACTOR)
     data = _data(n=20)
     centred = pymc_model(pt, data, likelihood="conditional").model
-    direct = pymc_model(pt, data, likelihood="conditional", centre_intercepts=False).model
+    direct = pymc_model(pt, data, likelihood="conditional", centre_locations=False).model
     assert "intercept_centred_params" in centred.named_vars
     assert "intercept_centred_params" not in direct.named_vars
     rng = np.random.default_rng(2)
@@ -121,7 +121,7 @@ def test_structural_latent_scores_follow_the_regression_and_interaction():
     pt = build_partable(model_text)
     rng = np.random.default_rng(3)
     data = pd.DataFrame(rng.normal(size=(15, 9)), columns=pt.indicators)
-    model = pymc_model(pt, data).model
+    model = pymc_model(pt, data, latent_scores="non-centred").model
     items = model.observed_RVs[0]
     par, z, logp = _evaluate(model, [model["par"], model["latent_z"], model.logp(vars=[items])])
     names = pt.names
@@ -215,8 +215,9 @@ def test_latent_exogenous_scores_are_drawn_given_observed_exogenous_ones():
     pt = build_partable("F =~ f1 + f2 + f3\nY =~ y1 + y2 + y3\nY ~ F + x\n")
     rng = np.random.default_rng(5)
     data = pd.DataFrame(rng.normal(size=(12, 7)), columns=pt.indicators)
-    model = pymc_model(pt, data, likelihood="conditional", save_latent=True).model
-    assert list(model.coords["measured_latent"]) == ["F", "Y"]
+    model = pymc_model(pt, data, likelihood="conditional", save_latent=True,
+                       latent_scores="non-centred").model
+    assert list(model.coords["noncentred_latent"]) == ["F", "Y"]
     par, z, eta = _evaluate(model, [model["par"], model["latent_z"], model["latent_scores"]])
     v = {name: _value(pt, par, name) for name in pt.names}
     x = data["x"].to_numpy() - v["x~1"]
@@ -232,3 +233,108 @@ def test_latent_exogenous_scores_are_drawn_given_observed_exogenous_ones():
 def test_prior_only_model_has_no_likelihood():
     built = pymc_model(build_partable(ONE_FACTOR), None)
     assert not built.model.observed_RVs and not built.model.potentials
+
+
+# ---- centred and non-centred latent scores: one posterior in other coordinates -------------
+MIXED = """
+F =~ f1 + f2 + f3
+G =~ g1 + g2 + g3
+Y =~ y1 + y2 + y3
+Y ~ F + G + x + F:G
+"""
+
+
+def _raw_latents(model) -> list:
+    return [model[name] for name in raw_latent_names(model)]
+
+
+def _joint_density(model, point: dict) -> tuple[float, np.ndarray]:
+    """log p(par, eta, y) at ``point``: the model's log density (over its raw latent
+    variables) minus log |d eta / d raw|, the Jacobian from them to the latent scores (finite
+    differences); and the scores eta of the sampled latents (obs x latent)."""
+    sampled = [f for f in model.coords["latent"] if f != "x"]
+    cols = [list(model.coords["latent"]).index(f) for f in sampled]
+    eta_fn = model.compile_fn(model.replace_rvs_by_values([model["latent_scores"]])[0],
+                              inputs=model.value_vars, on_unused_input="ignore")
+    raw = [v.name for v in model.value_vars
+           if v.name in {r.name for r in _raw_latents(model)}]
+    columns = []
+    for name in raw:
+        for k in np.ndindex(np.shape(point[name])):
+            up, down = dict(point), dict(point)
+            up[name], down[name] = point[name].copy(), point[name].copy()
+            up[name][k] += 1e-6
+            down[name][k] -= 1e-6
+            # copies: a compiled function may hand back the same output buffer on each call
+            rise, fall = eta_fn(up).copy(), eta_fn(down).copy()
+            columns.append(((rise - fall)[:, cols] / 2e-6).ravel())
+    jacobian = np.column_stack(columns)
+    return (model.compile_logp()(point) - np.linalg.slogdet(jacobian)[1],
+            eta_fn(point)[:, cols])
+
+
+@pytest.mark.parametrize("other", ["non-centred", ["F", "Y"], ["G"]])
+def test_every_latent_score_parameterisation_has_the_same_joint_density(other):
+    """Centred, non-centred and mixed latent scores (observed exogenous x, then centred, then
+    non-centred exogenous latents; centred or not endogenous ones) are the same model of
+    (par, eta): the log density less the log Jacobian to eta agrees at the same point."""
+    pt = build_partable(MIXED)
+    rng = np.random.default_rng(6)
+    data = pd.DataFrame(rng.normal(size=(8, 10)), columns=pt.indicators)
+    model = pymc_model(pt, data, save_latent=True, latent_scores=other).model
+    centred = pymc_model(pt, data, save_latent=True, latent_scores="centred").model
+    assert set(raw_latent_names(centred)) == {"latent_exogenous", "latent_eta_Y"}
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v))
+             for k, v in model.initial_point().items()}
+    density, eta = _joint_density(model, point)
+    same = {k: v for k, v in point.items() if k in centred.initial_point()}
+    same["latent_exogenous"] = eta[:, :2]  # F, G
+    same["latent_eta_Y"] = eta[:, 2]
+    assert set(same) == set(centred.initial_point())
+    centred_density, centred_eta = _joint_density(centred, same)
+    np.testing.assert_allclose(centred_eta, eta, rtol=1e-12)
+    assert centred_density == pytest.approx(density, rel=1e-8)
+
+
+def test_centred_latent_scores_have_the_structural_model_as_their_prior():
+    """Against scipy: exogenous scores MvNormal given the observed exogenous variable, the
+    endogenous scores Normal around their predictor with the latent product."""
+    pt = build_partable(MIXED)
+    rng = np.random.default_rng(7)
+    data = pd.DataFrame(rng.normal(size=(9, 10)), columns=pt.indicators)
+    model = pymc_model(pt, data, latent_scores="centred").model
+    latent = [model["latent_exogenous"], model["latent_eta_Y"]]
+    par, exo, y_eta, logp = _evaluate(model, [model["par"], *latent, model.logp(vars=latent)])
+    v = {name: _value(pt, par, name) for name in pt.names}
+    order = ["x", "F", "G"]
+    cov = np.array([[v.get(f"{a}~~{b}", v.get(f"{b}~~{a}")) for b in order] for a in order])
+    x = data["x"].to_numpy() - v["x~1"]
+    expected = 0.0
+    for i in range(len(data)):  # (F, G) | x from the joint normal of (x, F, G)
+        mean = cov[1:, :1] @ [x[i]] / cov[0, 0]
+        cond = cov[1:, 1:] - cov[1:, :1] @ cov[:1, 1:] / cov[0, 0]
+        expected += stats.multivariate_normal(mean, cond).logpdf(exo[i])
+    f, g = exo[:, 0], exo[:, 1]
+    mean_y = v["Y~F"] * f + v["Y~G"] * g + v["Y~x"] * x + v["Y~F:G"] * f * g
+    expected += stats.norm(mean_y, np.sqrt(v["Y~~Y"])).logpdf(y_eta).sum()
+    assert logp == pytest.approx(expected, rel=1e-9)
+
+
+def test_centred_scores_start_at_the_item_scores_in_the_latent_units():
+    pt = build_partable(MIXED)
+    data = _data(n=30).rename(columns={"y1": "f1", "y2": "f2", "y3": "f3", "y4": "x"})
+    rng = np.random.default_rng(8)
+    for item in ["g1", "g2", "g3", "y1", "y2", "y3"]:
+        data[item] = data["f1"] + rng.normal(0, 0.5, 30)
+    built = pymc_model(pt, data, latent_scores="centred")
+    start = built.initial_values
+    assert np.shape(start["latent_exogenous"]) == (30, 2)
+    assert np.shape(start["latent_eta_Y"]) == (30,)
+    score = data[["f1", "f2", "f3"]].apply(lambda c: (c - c.mean()) / c.std(ddof=0)).mean(axis=1)
+    # std.lv: unit latent variances, so the starting scores are standardised item scores
+    assert np.corrcoef(start["latent_exogenous"][:, 0], score)[0, 1] > 0.95
+    assert start["latent_exogenous"][:, 0].std() == pytest.approx(0.8, abs=0.05)
+    marker = pymc_model(build_partable(MIXED, identification="marker"), data,
+                        latent_scores="centred").initial_values
+    sd = np.sqrt(0.5 * data["f1"].var(ddof=0))  # the marker item's starting latent variance
+    assert marker["latent_exogenous"][:, 0].std() == pytest.approx(0.8 * sd, rel=0.1)

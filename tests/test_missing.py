@@ -148,9 +148,9 @@ def test_complete_data_keep_the_sufficient_statistics_likelihood():
 def test_conditional_likelihood_sums_over_the_answered_cells_only(extra, term):
     pt = build_partable(ONE_FACTOR + extra)
     data = _one_factor_data(n=30)
-    model = pymc_model(pt, data, likelihood="conditional").model
+    model = pymc_model(pt, data, likelihood="conditional", save_latent=True).model
     logp = model.logp(vars=[model[term]]) if term == "items" else model[term]
-    par, z, value = _evaluate(model, ["par", "latent_z", logp])
+    par, z, value = _evaluate(model, ["par", "latent_scores", logp])
     m = implied_moments(representation(pt), par)
     y = data.to_numpy()
     mu = m.nu + np.outer(z[:, 0], m.lambda_[:, 0])
@@ -168,7 +168,8 @@ def test_ordinal_likelihood_leaves_unanswered_cells_out():
     with warnings.catch_warnings():  # sparse categories of 40 answers
         warnings.simplefilter("ignore", UserWarning)
         pt = prepare(build_partable(ONE_FACTOR, ordinal="all"), data)
-    par, z, loglik = _evaluate(pymc_model(pt, data).model, ["par", "latent_z", "ordinal_loglik"])
+    par, z, loglik = _evaluate(pymc_model(pt, data, save_latent=True).model,
+                               ["par", "latent_scores", "ordinal_loglik"])
     expected = 0.0
     for item in pt.indicators:
         answered = data[item].notna().to_numpy()

@@ -149,7 +149,7 @@ def test_declared_thresholds_keep_categories_nobody_chose():
     point = built.model.initial_point()
     assert np.isfinite(built.model.compile_logp()(point))
     assert np.isfinite(built.model.compile_dlogp()(point)).all()
-    starts = built.initial_values["thresholds"].reshape(4, 6)
+    starts = built.initial_values["thresholds_centred"].reshape(4, 6)
     assert (np.diff(starts, axis=1) > 0).all()
 
 
@@ -233,7 +233,10 @@ def test_grouped_ordered_transform_round_trips_and_has_the_right_jacobian():
     raw = np.array([-0.3, 0.2, -1.0, 1.5, 0.4])
     values = backward(raw)
     assert (np.diff(values[:3]) > 0).all() and values[3] < values[4]  # ordered within items
-    assert values[3] == pytest.approx(1.5)  # a new item starts afresh
+    # each item's middle threshold is the free anchor; the others are log gaps from it
+    np.testing.assert_allclose(values[[1, 4]], raw[[1, 4]], rtol=1e-12)
+    np.testing.assert_allclose(values[[0, 2, 3]], [0.2 - np.exp(-0.3), 0.2 + np.exp(-1.0),
+                                                   0.4 - np.exp(1.5)], rtol=1e-12)
     np.testing.assert_allclose(forward(values), raw)
     numeric = np.column_stack([(backward(raw + h) - backward(raw - h)) / 2e-6
                                for h in np.eye(5) * 1e-6])
@@ -252,8 +255,8 @@ def _point_values(model, names, seed=1):
 def test_ordinal_loglik_equals_scipy_given_latent_scores():
     data = _answers()
     pt_ = _ordinal_table(data)
-    model = pymc_model(pt_, data).model
-    par, z, loglik = _point_values(model, ["par", "latent_z", "ordinal_loglik"])
+    model = pymc_model(pt_, data, save_latent=True).model
+    par, z, loglik = _point_values(model, ["par", "latent_scores", "ordinal_loglik"])
     names = pt_.names
     expected = 0.0
     for item in pt_.indicators:
@@ -264,6 +267,39 @@ def test_ordinal_loglik_equals_scipy_given_latent_scores():
                            ).sum()
         assert np.all(np.diff(cuts) > 0)  # the transform keeps each item's thresholds ordered
     assert loglik == pytest.approx(expected, rel=1e-9)
+
+
+def test_centred_thresholds_are_an_exact_reparameterisation():
+    """Sampling s = t - lambda' mean(eta) (flat, ordered; t's prior as a Potential) instead of
+    the thresholds t gives the same joint density at corresponding points."""
+    data = _answers()
+    pt_ = _ordinal_table(data)
+    centred = pymc_model(pt_, data).model
+    direct = pymc_model(pt_, data, centre_locations=False).model
+    assert "thresholds_centred" in centred.named_vars and "thresholds" in direct.named_vars
+    rng = np.random.default_rng(3)
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v))
+             for k, v in centred.initial_point().items()}
+    par = centred.compile_fn(centred.replace_rvs_by_values([centred["par"]])[0],
+                             inputs=centred.value_vars, on_unused_input="ignore")(point)
+    names = list(direct.coords["thresholds_dim"])
+    t = np.array([par[pt_.names.index(n)] for n in names])
+    forward = pytensor.function([y := pt.dvector()],
+                                direct.rvs_to_transforms[direct["thresholds"]].forward(y))
+    moved = {k: v for k, v in point.items() if not k.startswith("thresholds_centred")}
+    moved[direct.rvs_to_values[direct["thresholds"]].name] = forward(t)
+    assert set(moved) == set(direct.initial_point())
+    assert direct.compile_logp()(moved) == pytest.approx(centred.compile_logp()(point),
+                                                         rel=1e-10)
+    shift = t - _sampled_thresholds(centred, point)
+    assert np.ptp(shift[:3]) < 1e-12 and abs(shift[0]) > 1e-3  # one shift per item, not zero
+
+
+def _sampled_thresholds(model, point):
+    """The sampled (centred) thresholds s at ``point``."""
+    rv = model["thresholds_centred"]
+    fn = pytensor.function([y := pt.dvector()], model.rvs_to_transforms[rv].backward(y))
+    return fn(point[model.rvs_to_values[rv].name])
 
 
 def test_ordinal_items_work_with_a_latent_interaction_and_continuous_items():
