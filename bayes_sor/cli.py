@@ -7,7 +7,9 @@ Exit codes: 0 success; 1 the fit ran but failed its convergence checks (unless
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -202,3 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was written; earlier results are untouched", file=sys.stderr)
         return 130
+
+
+def run(argv: list[str] | None = None) -> NoReturn:
+    """``python -m bayes_sor`` and the ``bayes_sor`` script: :func:`main`, then exit at once.
+
+    Tearing the interpreter down (numba's and LLVM's compiled code, PyTensor's graphs, every
+    module) takes 0.5-0.9 s, a tenth of a small fit (benchmarks/RESULTS.md, run 7), and
+    nothing is left to write once :func:`main` has returned: its files are closed and renamed
+    into place. The exit handlers (PyTensor's cache housekeeping) still run.
+    """
+    code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)

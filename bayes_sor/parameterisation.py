@@ -24,7 +24,8 @@ draw, non-centred 121), and two exogenous latents correlated 0.9 make each one's
 the other ten times as precise (all centred: 341 steps; non-centred: 66; ``auto``, which
 leaves the weaker of the two non-centred: 31). On Study A (information 5.4-10.5 against prior
 precisions of 1.1-1.5) every latent is centred: the minimum bulk ESS of the continuous fit
-rose from 654 to 1155 at 4 x 2000 draws (benchmarks/RESULTS.md, run 7).
+rose from 654 to 1029 at 4 x 2000 draws, and the ordinal fit needs 31 leapfrog steps per draw
+instead of 52 (benchmarks/RESULTS.md, run 7).
 """
 
 from __future__ import annotations

@@ -126,6 +126,17 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(project):
     assert not (project / "never").exists()
 
 
+def test_run_exits_with_mains_code_after_the_exit_handlers_and_flushed_output():
+    """``python -m bayes_sor`` skips the interpreter's teardown: main's exit code, everything
+    printed reaches the pipes, and the exit handlers (PyTensor's housekeeping) still run."""
+    script = ("import atexit; atexit.register(print, 'exit handlers ran'); "
+              "from bayes_sor.cli import run; print('before', end=''); run(['simulate'])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == "beforeexit handlers ran\n"
+    assert "required" in result.stderr and "Traceback" not in result.stderr
+
 def test_syntax_error_names_line_and_column(project, capsys):
     broken = project / "broken.lav"
     broken.write_text("X =~ x1 + x2 + x3\nM =~ m1 + m2 + m3\nY ~ ~ M\n")
