@@ -137,6 +137,7 @@ def test_run_exits_with_mains_code_after_the_exit_handlers_and_flushed_output():
     assert result.stdout == "beforeexit handlers ran\n"
     assert "required" in result.stderr and "Traceback" not in result.stderr
 
+
 def test_syntax_error_names_line_and_column(project, capsys):
     broken = project / "broken.lav"
     broken.write_text("X =~ x1 + x2 + x3\nM =~ m1 + m2 + m3\nY ~ ~ M\n")
