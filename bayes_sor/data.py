@@ -18,7 +18,7 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -333,6 +333,8 @@ def load_data(
     scale: Scale | None = None,
     missing: str = "model",
     ordinal: list[str] | None = None,
+    observed: Sequence[str] = (),
+    latents: Sequence[str] = (),
 ) -> Dataset:
     """Read (a path) or take (a DataFrame) the data and check the model's ``items`` in it.
 
@@ -342,7 +344,10 @@ def load_data(
     warning), ``"refuse"`` (incomplete rows are an error) or ``"listwise"`` (incomplete rows are
     dropped). ``ordinal``: items modelled as ordered
     categories (``"all"`` for every item), which must be whole numbers with two or more
-    categories. Columns other than the items are left out of the result.
+    categories. Columns other than the items are left out of the result. ``observed``: the
+    items that are observed variables of the structural model (named in a regression, not
+    measured by ``=~``), and ``latents`` the model's constructs: such a name missing from the
+    data is most often a misspelt latent, and is reported as one.
     """
     policy = str(missing).strip().lower()
     if policy not in MISSING_POLICIES:
@@ -370,6 +375,7 @@ def load_data(
             "or a pandas DataFrame"
         )
     ordinal = _resolve_ordinal(ordinal, items)
+    _check_regression_names(frame, list(observed), list(latents), where)
     _check_columns(frame, items, where)
     if frame.empty:
         raise DataError(f"{where} has no rows of data; give the data with one row a respondent")
@@ -454,6 +460,27 @@ def _check_unique_columns(frame: pd.DataFrame, where: str) -> None:
             f"{where} has repeated column names {_quoted(duplicated)}; give every column a "
             "unique name, so it is clear which one the model uses"
         )
+
+
+def _check_regression_names(frame: pd.DataFrame, observed: list[str], latents: list[str],
+                            where: str) -> None:
+    """A name in a regression that is neither a latent nor a column: suggest the nearest of
+    both (``PU ~ AXX`` for the latent ``AX``)."""
+    absent = [name for name in observed if name not in frame.columns]
+    if not absent:
+        return
+    columns = [str(c) for c in frame.columns if str(c) not in latents]
+    described = []
+    for name in absent:
+        close = difflib.get_close_matches(name, [*latents, *columns], n=3, cutoff=0.6)
+        roles = [f"the {'latent' if c in latents else 'column'} {c!r}" for c in close]
+        guess = f" (did you mean {' or '.join(roles)}?)" if roles else ""
+        described.append(f"{name!r}{guess}")
+    raise DataError(
+        f"{', '.join(described)} in a regression of the model is neither a latent of the model "
+        f"({', '.join(latents) or 'none'}) nor a column of {where}; correct the name in the "
+        "model, or add the observed variable to the data"
+    )
 
 
 def _check_columns(frame: pd.DataFrame, items: list[str], where: str) -> None:

@@ -212,8 +212,10 @@ def _load_inputs(partable: ParTable, data, summary: dict, scale: Scale | None, m
         if data is None:
             raise BayesSORError("give the data (--data), or a covariance matrix (--cov) or "
                                 "correlation matrix (--cor) with --nobs")
+        observed = partable.observed_structural
         dataset = load_data(data, partable.indicators, scale=scale, missing=missing,
-                            ordinal=partable.ordinal_items())
+                            ordinal=partable.ordinal_items(), observed=observed,
+                            latents=[f for f in partable.latents if f not in observed])
         scale_range = (scale.low, scale.high) if scale is not None else None
         return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
     if data is not None:

@@ -35,14 +35,49 @@ def check_destination(out: Path, force: bool) -> None:
         raise OutputError(f"--out {str(out)!r} is a file, not a folder; choose another path")
     if out.exists() and any(out.iterdir()):
         # A replaced folder is deleted: only ever a run, never the user's other files.
-        if not (out / "posterior.nc").is_file():
-            raise OutputError(f"--out {str(out)!r} holds files but not a bayes_sor run (no "
-                              "posterior.nc), which a run would delete; choose a new or empty "
-                              "folder")
+        if not is_run_folder(out):
+            raise OutputError(f"--out {str(out)!r} holds files but not a bayes_sor run (neither "
+                              f"posterior.nc nor a run's tables {', '.join(RUN_TABLES)}), which "
+                              "a run would delete; choose a new or empty folder")
         if not force:
             raise OutputError(f"--out {str(out)!r} already holds a run; pass --force to replace "
                               "it (the old run is kept until the new one is complete)")
     _writable_folder(out.resolve().parent, "--out")
+
+
+#: The tables ``fit`` writes into every run folder, with the start of their header. They mark a
+#: folder as a run also without its ``posterior.nc``, which git does not keep (a committed
+#: example run such as ``reports/impulse_buying``), so ``--force`` can replace it.
+RUN_TABLES = {"estimates.csv": "lhs,op,rhs,label,mean,", "effects.csv": "effect,kind,",
+              "partable.csv": "lhs,op,rhs,label,free,"}
+
+
+def is_run_folder(folder: Path) -> bool:
+    """True if ``folder`` holds a bayes_sor run: its ``posterior.nc``, or all its tables."""
+    folder = Path(folder)
+    if (folder / "posterior.nc").is_file():
+        return True
+    for name, header in RUN_TABLES.items():
+        try:
+            with open(folder / name, encoding="utf-8") as table:
+                if not table.readline().startswith(header):
+                    return False
+        except (OSError, UnicodeDecodeError):
+            return False
+    return True
+
+
+def refit_command(folder: Path) -> str:
+    """The command that (re)makes the run in ``folder``: the one its ``README.md`` gives (a
+    committed example says how it was made), else the general form with ``--force``."""
+    folder = Path(folder)
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else ""
+    for line in text.splitlines():
+        line = line.strip().strip("`")
+        if line.startswith("python -m bayes_sor fit ") and " --out " in line:
+            return line
+    return f"python -m bayes_sor fit MODEL --data DATA --out {folder} --force"
 
 
 def _staging_name(out: Path, kind: str) -> str:

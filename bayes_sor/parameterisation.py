@@ -38,8 +38,9 @@ import pandas as pd
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.partable import ParTable
+from bayes_sor.syntax import LATENT_SCORES
 
-CHOICES = ("auto", "centred", "non-centred")
+CHOICES = LATENT_SCORES
 #: centre a latent's scores when its items carry this multiple of its prior's information
 INFORMATION_RATIO = 1.5
 #: standardised loadings are kept inside (0.1, 0.995): information stays finite

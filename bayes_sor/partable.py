@@ -19,7 +19,7 @@ import pandas as pd
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.priors import positive_version, widen
-from bayes_sor.syntax import Hypothesis, ModelSpec, Statement, parse
+from bayes_sor.syntax import IDENTIFICATIONS, Hypothesis, ModelSpec, Statement, parse
 
 COLUMNS = ["lhs", "op", "rhs", "label", "free", "value", "prior", "user", "line"]
 
@@ -34,7 +34,6 @@ DEFAULT_PRIORS = {
     "latent_correlations": "lkj(1)",
     "thresholds": "normal(0,1.5)",
 }
-IDENTIFICATIONS = ("std.lv", "marker")
 
 
 def kind_of(op: str, lhs: str, rhs: str) -> str:

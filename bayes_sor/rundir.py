@@ -21,7 +21,7 @@ import xarray as xr
 from bayes_sor.errors import BayesSORError
 from bayes_sor.matrices import Representation, representation
 from bayes_sor.missing import observed_moments
-from bayes_sor.output import write_atomic
+from bayes_sor.output import is_run_folder, refit_command, write_atomic
 from bayes_sor.partable import ParTable, build_partable
 
 REQUIRED_ATTRS = ("bayes_sor_model_text", "bayes_sor_data_sha256", "bayes_sor_likelihood",
@@ -93,6 +93,11 @@ def load_run(path: str | Path) -> Run:
     nc = path / "posterior.nc"
     if not path.is_dir():
         raise _not_a_run(path, "no such folder")
+    if not nc.is_file() and is_run_folder(path):
+        raise BayesSORError(
+            f"{str(path)!r} holds a run's tables but not its posterior.nc (git does not keep it: "
+            f"it is large); recreate it with '{refit_command(path)}'"
+        )
     if not nc.is_file():
         raise _not_a_run(path, "no posterior.nc in it")
     try:

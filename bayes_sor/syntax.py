@@ -16,6 +16,7 @@ offending character of the physical line, also inside continued statements and a
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import numbers
 import re
@@ -49,6 +50,15 @@ _OPERATOR_WORDS = ("=~ (measured by), ~ (regressed on), ~~ (variance/covariance)
                    "as) or | (threshold)")
 #: line breaks as editors count them (not str.splitlines, which also breaks at \x0c, \x85 ...)
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+IDENTIFICATIONS = ("std.lv", "marker")
+LATENT_SCORES = ("auto", "centred", "non-centred")
+#: The YAML header's options; for those with a fixed set of values, the values. Anything else
+#: is refused: an ignored line (a misspelt key, a feature bayes_sor lacks) would fit another
+#: model than the one the user wrote.
+HEADER_OPTIONS: dict[str, tuple[str, ...] | None] = {
+    "scale": None, "identification": IDENTIFICATIONS, "ordinal": None, "priors": None,
+    "moderator_values": None, "latent_scores": LATENT_SCORES,
+}
 _HYPOTHESIS = re.compile(r"^\s*#\s*(H\d+[A-Za-z]?)\s*:\s*(.+?)\s*$")
 _MODIFIER_FUNCTIONS = ("label", "start", "prior", "equal")
 _DEFINITION = re.compile(r"^\s*([A-Za-z_.][A-Za-z0-9_.]*)\s*:=(.*)$")
@@ -207,6 +217,7 @@ def _split_header(text: str) -> tuple[dict, list[str], int]:
                 raise ModelSyntaxError(
                     "the YAML header must be 'key: value' lines", 2, 1, lines[1] if end > 1 else ""
                 )
+            _check_header(options, lines, end)
             return options, lines[end + 1 :], end + 1
     raise ModelSyntaxError(
         "the YAML header opened with '---' is never closed; end it with a second '---' line",
@@ -214,6 +225,35 @@ def _split_header(text: str) -> tuple[dict, list[str], int]:
         1,
         lines[0],
     )
+
+
+def _nearest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_header(options: dict, lines: list[str], end: int) -> None:
+    """Refuse a header key or value that bayes_sor does not know, naming the known ones."""
+    def located(key: str) -> tuple[int, str]:
+        line = next((k + 1 for k in range(1, end) if lines[k].lstrip().startswith(key)), 2)
+        return line, lines[line - 1]
+
+    known = list(HEADER_OPTIONS)
+    for key, value in options.items():
+        key = str(key)
+        if key not in HEADER_OPTIONS:
+            line, raw = located(key)
+            raise ModelSyntaxError(
+                f"unknown header option {key!r}{_nearest(key, known)}; the options are "
+                f"{', '.join(known)}", line, 1, raw)
+        values = HEADER_OPTIONS[key]
+        if values is not None and str(value) not in values:
+            line, raw = located(key)
+            raise ModelSyntaxError(
+                f"unknown {key} {str(value)!r}{_nearest(str(value), values)}; use one of "
+                f"{', '.join(values)}", line,
+                len(raw) - len(raw.partition(":")[2].lstrip()) + 1, raw)
 
 
 def moderator_values(value: object) -> dict[str, list[float]]:

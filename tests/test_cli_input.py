@@ -91,7 +91,15 @@ CASES = [
     case("copied item", FIT, "perfectly correlated: 'x1' and 'x2'",
          **{"data.csv": "x1,x2,x3\n" + "".join(f"{k % 5 + 1},{k % 5 + 1},{k * 7 % 5}\n"
                                                 for k in range(10))}),
+    case("misspelt latent in a regression", FIT, "'AXX' (did you mean the latent 'AX'?) in a "
+         "regression of the model is neither a latent of the model (AX, PU) nor a column",
+         **{"model.lav": "AX =~ x1 + x2\nPU =~ x3 + x4\nPU ~ AXX\n"}),
     # ---- the model file
+    case("unknown header option", FIT, "unknown header option 'identificaton' (did you mean "
+         "'identification'?); the options are scale,",
+         **{"model.lav": "---\nidentificaton: marker\n---\n" + MODEL}),
+    case("unknown header value", FIT, "unknown identification 'markr' (did you mean 'marker'?)",
+         **{"model.lav": "---\nidentification: markr\n---\n" + MODEL}),
     case("binary model", FIT, "is binary, not lavaan text", **{"model.lav": b"\x7fELF\x00\x01"}),
     case("10 MB model", FIT, "far too long for a model",
          **{"model.lav": MODEL + "# padding\n" * 1_000_000}),

@@ -108,6 +108,47 @@ def test_force_replaces_only_a_run_folder(tmp_path):
         check_destination(Path("."), force=True)
 
 
+def _committed_example(folder: Path) -> Path:
+    """reports/impulse_buying as git has it: a run's files without posterior.nc."""
+    source = ROOT / "reports/impulse_buying"
+    folder.mkdir(parents=True)
+    tracked = subprocess.run(["git", "ls-files", "."], cwd=source, capture_output=True, text=True,
+                             check=True).stdout.split()
+    for name in tracked:
+        (folder / name).write_bytes((source / name).read_bytes())
+    assert not (folder / "posterior.nc").exists() and (folder / "estimates.csv").is_file()
+    return folder
+
+
+def test_force_replaces_a_run_whose_posterior_git_did_not_keep(tmp_path):
+    """The README's first command (--force) on a fresh clone's committed example run."""
+    example = _committed_example(tmp_path / "impulse_buying")
+    with pytest.raises(OutputError, match="already holds a run; pass --force"):
+        check_destination(example, force=False)
+    check_destination(example, force=True)
+
+
+@pytest.mark.parametrize("table", ["estimates.csv", "effects.csv", "partable.csv"])
+def test_force_refuses_a_folder_with_a_run_table_missing_or_foreign(tmp_path, table):
+    folder = _committed_example(tmp_path / "notes")
+    (folder / table).write_text("name,value\nmy own table,1\n")
+    with pytest.raises(OutputError, match=r"not a bayes_sor run .* choose a new or empty folder"):
+        check_destination(folder, force=True)
+    (folder / table).unlink()
+    with pytest.raises(OutputError, match="not a bayes_sor run"):
+        check_destination(folder, force=True)
+
+
+def test_a_check_on_the_committed_example_names_the_command_that_recreates_it(tmp_path,
+                                                                             capsys):
+    example = _committed_example(tmp_path / "impulse_buying")
+    assert main(["ppc", str(example)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run's tables but not its posterior.nc" in err
+    assert ("'python -m bayes_sor fit models/impulse_buying.lav --data data/impulse_buying.csv "
+            "--out reports/impulse_buying --force'") in err
+
+
 def test_ctrl_c_during_sampling_keeps_the_old_run(tmp_path, monkeypatch, capsys):
     old = _old_run(tmp_path / "run")
     before = _snapshot(tmp_path)

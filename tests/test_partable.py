@@ -373,7 +373,6 @@ def test_prior_scale_widens_every_prior_chosen_by_kind_but_not_a_statements_own(
         (BASE + "G ~ b*F\nd := d + b\n", {}, r"definition of 'd' uses unknown label\(s\) \['d'\]"),
         # no measurement part, bad options
         (BASE, {"identification": "fixed"}, r"unknown identification 'fixed'; use 'std.lv'"),
-        ("---\nidentification: effects\n---\n" + BASE, {}, r"unknown identification 'effects'"),
         (BASE, {"priors": {"slopes": "normal(0,1)"}},
          r"unknown prior kind\(s\) \['slopes'\]; the kinds are \['intercepts'"),
         (BASE, {"priors": {"loadings": "normal(1,1)"}},

@@ -345,6 +345,16 @@ def test_definition_errors(text, line, column, message):
         ("---\na: b: c\n---\nF =~ x", 2, 5, r"not valid YAML"),
         ("---\n- a\n- b\n---\nF =~ x", 2, 1, r"must be 'key: value' lines"),
         ("---\njust text\n---\nF =~ x", 2, 1, r"must be 'key: value' lines"),
+        # an unknown option or value is refused, not ignored (it would fit another model)
+        ("---\nfoo: bar\n---\nF =~ x", 2, 1,
+         r"unknown header option 'foo'; the options are scale, identification, ordinal, priors"),
+        ("---\nscale: 1-7\nidentificaton: marker\n---\nF =~ x", 3, 1,
+         r"unknown header option 'identificaton' \(did you mean 'identification'\?\)"),
+        ("---\ngroup: school\n---\nF =~ x", 2, 1, r"unknown header option 'group'; the"),
+        ("---\nidentification: markr\n---\nF =~ x", 2, 17,
+         r"unknown identification 'markr' \(did you mean 'marker'\?\); use one of std.lv, marker"),
+        ("---\nlatent_scores: centered\n---\nF =~ x", 2, 16,
+         r"unknown latent_scores 'centered' \(did you mean 'centred'\?\)"),
     ],
 )
 def test_header_errors(text, line, column, message):
