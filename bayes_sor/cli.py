@@ -112,10 +112,13 @@ def _parser() -> argparse.ArgumentParser:
 def _fit(args: argparse.Namespace) -> int:
     from bayes_sor.effects import parse_moderator_values
     from bayes_sor.fit import fit
+    from bayes_sor.hypotheses import console_table
     from bayes_sor.output import check_destination
-    from bayes_sor.report import write_run
+    from bayes_sor.report import write_report, write_run
     from bayes_sor.sampling import SamplerSettings
+    from bayes_sor.stages import Stages
 
+    stage = Stages()
     out = args.out or Path("reports") / args.model.stem
     check_destination(out, args.force)
     settings = SamplerSettings(
@@ -129,8 +132,19 @@ def _fit(args: argparse.Namespace) -> int:
                  nobs=args.nobs, prior_scale=args.prior_scale,
                  moderator_values=(parse_moderator_values(args.moderator_values)
                                    if args.moderator_values else None),
-                 latent_scores=args.latent_scores)
-    write_run(result, out, force=args.force, report=not args.no_report, rope=args.rope)
+                 latent_scores=args.latent_scores, stage=stage)
+    stage(f"writing {out}/ (posterior.nc, estimates.csv, effects.csv, hypotheses.csv)")
+    write_run(result, out, force=args.force, report=False, rope=args.rope)
+    if not args.no_report:
+        stage("writing the report (report.html, report.md, figures)")
+        try:
+            write_report(out, args.rope)
+        except Exception as exc:  # the posterior is safe on disk; the report can be redone
+            _warn(f"the report could not be written ({type(exc).__name__}: {exc}); the fit "
+                  f"is saved: run 'python -m bayes_sor report {out}'")
+    stage("finished")
+    # a blank line: the progress bar's last line ends without one
+    print()
     shown = result.effects[result.effects.kind.isin(
         ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]
     if shown.empty:
@@ -139,15 +153,32 @@ def _fit(args: argparse.Namespace) -> int:
         with pd.option_context("display.width", 120, "display.max_rows", 200):
             print(shown[["effect", "kind", "moderator_value", "mean", "ci.lower", "ci.upper",
                          "p_positive"]].round(3).to_string(index=False))
+    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+        print("\n" + console_table(pd.read_csv(out / "hypotheses.csv")))
     report = "" if args.no_report else ", report.html, report.md"
     print(f"\nwrote {out}/ (posterior.nc, estimates.csv, effects.csv{report})")
-    if result.diagnostics.ok:
+    problems = result.diagnostics.problems
+    for problem in problems:
+        _warn(f"convergence check failed: {problem}")
+    if not problems:
         print("diagnostics: passed")
         return EXIT_OK
-    for problem in result.diagnostics.problems:
-        warnings.warn(f"convergence check failed: {problem}", stacklevel=1)
-        print(f"WARNING: {problem}", file=sys.stderr)
-    return EXIT_OK if args.allow_warnings else EXIT_DIAGNOSTICS
+    code = EXIT_OK if args.allow_warnings else EXIT_DIAGNOSTICS
+    print(f"diagnostics: {len(problems)} check(s) failed (each named in a WARNING line and in "
+          f"the report): exit {code}" + ("" if args.allow_warnings else
+                                         " (--allow-warnings exits 0)"), flush=True)
+    return code
+
+
+def _warn(message: str) -> None:
+    """A warning as the user sees it: one ``WARNING:`` line on stderr, no source line."""
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the command line: Python's own format adds the source
+    line of the library code that warned, which means nothing to a user."""
+    _warn(str(message))
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -195,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"fit": _fit, "simulate": _simulate}
     try:
         handler = commands.get(args.command) or args.handler
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return handler(args)
     except BayesSORError as exc:
         if args.debug:
             raise

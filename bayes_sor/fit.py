@@ -28,6 +28,7 @@ from bayes_sor.parameterisation import centred_latents
 from bayes_sor.partable import ParTable, build_partable, without_mean_structure
 from bayes_sor.sampling import SamplerSettings, sample
 from bayes_sor.scores import marginal_latent_scores
+from bayes_sor.stages import StageReporter, quiet
 from bayes_sor.syntax import moderator_values as check_moderator_values
 
 PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
@@ -122,6 +123,7 @@ def fit(
     prior_scale: float = 1.0,
     moderator_values: dict[str, list[float]] | None = None,
     latent_scores: str | None = None,
+    stage: StageReporter = quiet,
 ) -> FitResult:
     """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics.
 
@@ -137,7 +139,8 @@ def fit(
     ``"listwise"`` or ``"refuse"``. ``latent_scores``: the conditional likelihood samples the
     scores of well-measured constructs centred and the others non-centred (``"auto"``, or the
     model header's ``latent_scores``), or all ``"centred"`` / ``"non-centred"``: the same
-    posterior, sampled in other coordinates (:mod:`bayes_sor.parameterisation`).
+    posterior, sampled in other coordinates (:mod:`bayes_sor.parameterisation`). ``stage``
+    is told as each stage begins (:class:`bayes_sor.stages.Stages` prints them).
     """
     settings = settings or SamplerSettings()
     settings.validate()
@@ -159,11 +162,15 @@ def fit(
     if not isinstance(scale, Scale):
         scale = parse_scale(scale)
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
+    source = next((v for v in (data, cov, cor) if v is not None), None)
+    stage("reading the data" + (f" ({source})" if isinstance(source, str | Path) else ""))
     dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
+    stage("building the PyMC model")
     built = pymc_model(partable, dataset if isinstance(dataset, SummaryData) else dataset.frame,
                        likelihood=likelihood, save_latent=save_latent,
                        latent_scores=latent_scores)
-    idata = sample(built, settings)
+    idata = sample(built, settings, stage)
+    stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
     posterior = idata["posterior"].to_dataset()
     quantiles = posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior \
         else None

@@ -203,3 +203,23 @@ def evaluate(partable: ParTable, posterior: xr.Dataset, ci_prob: float = 0.95,
             "verdict": verdict(p_direction, p_rope),
         })
     return pd.DataFrame(rows, columns=HYPOTHESIS_COLUMNS)
+
+
+def console_table(table: pd.DataFrame) -> str:
+    """The verdicts of a :func:`evaluate` table as the console shows them after a fit: the
+    statement, the standardised (std.all, else raw) mean and interval, P(direction), P(ROPE)."""
+    if table.empty:
+        return "hypotheses: none declared (# H1: ... comments in the model file)"
+    standard = table["std.mean"].notna()
+    shown = pd.DataFrame({
+        "hypothesis": table["hypothesis"], "statement": table["statement"],
+        "scale": np.where(standard, "std.all", "raw"),
+        "mean": table["std.mean"].where(standard, table["mean"]),
+        "ci.lower": table["std.ci.lower"].where(standard, table["ci.lower"]),
+        "ci.upper": table["std.ci.upper"].where(standard, table["ci.upper"]),
+        "p_direction": table["p_direction"], "p_rope": table["p_rope"],
+        "verdict": table["verdict"],
+    })
+    rope = float(table["rope"].iloc[0])
+    return (f"hypotheses (ROPE +/- {rope:g}):\n"
+            + shown.round(3).to_string(index=False))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -92,15 +92,19 @@ def {name}(dim, expanded, x_, out_, user_data_):
 """
 
 
-def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] | None = None):
+def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] | None = None,
+                       announce: Callable[[bool], None] | None = None):
     """``nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())`` with cached
     C callbacks; returns nutpie's ``CompiledPyMCModel``.
 
     A model compiled before (same :class:`_ModelGraph` key) is assembled from its cache entry
     and the two cached callbacks, without PyTensor rewriting or compiling anything but the
     initial point; its ``logp_func``/``expand_func`` (PyTensor functions nutpie keeps but does
-    not call when sampling) are then ``None``.
+    not call when sampling) are then ``None``. ``announce(cached)`` is called before the
+    model is assembled from the cache (``True``) or compiled (``False``; also after an entry
+    that turned out not to fit), so a caller can say how long the wait will be.
     """
+    announce = announce or (lambda cached: None)
     from pymc.initial_point import make_initial_point_fn
 
     var_names = None if var_names is None else list(var_names)
@@ -109,9 +113,11 @@ def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] 
     graph = _ModelGraph.of(model, point_fn(0), var_names)
     entry_path = None if graph.key is None else MODEL_CACHE / f"{graph.key}.json"
     if entry_path is not None and entry_path.is_file():
+        announce(True)
         compiled = _from_entry(entry_path, graph, model, point_fn)
         if compiled is not None:
             return compiled
+    announce(False)
     compiled, entry = _compile(model, point_fn, var_names)
     if entry_path is not None and entry is not None:
         # an unwritable cache costs the next run its compile time, nothing else

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import pymc as pm
@@ -11,8 +10,13 @@ import xarray as xr
 from bayes_sor.build import BuiltModel
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.nutpie_cache import compile_pymc_model
+from bayes_sor.stages import StageReporter, quiet
 
 SAMPLERS = ("nutpie", "pymc")
+#: what a fit says before compiling a model graph not in the cache (benchmarks/RESULTS.md:
+#: 15-60 s for a small marginal model, 1.5-4 minutes for Study A on two busy cores)
+FIRST_COMPILE = ("not cached, compiling (a model's first run: up to a few minutes; its later "
+                 "runs load it in seconds)")
 #: attributes ArviZ and PyMC stamp on a trace that differ between runs of the same seed
 RUN_SPECIFIC_ATTRS = ("created_at", "sampling_time")
 
@@ -45,23 +49,30 @@ class SamplerSettings:
             raise ModelSpecError("--target-accept must lie between 0 and 1, e.g. 0.9")
 
 
-def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
+def sample(built: BuiltModel, settings: SamplerSettings,
+           stage: StageReporter = quiet) -> xr.DataTree:
     """Sample the posterior; returns an ArviZ DataTree with ``posterior`` and ``sample_stats``.
 
     Chains start from the data-based values of :func:`bayes_sor.build.initial_values`, without
     jitter: a jittered start can put a loading on the wrong side of zero, and the chain then
-    explores a sign-flipped copy of the posterior.
+    explores a sign-flipped copy of the posterior. ``stage`` is told when compiling (cached or
+    not) and sampling begin.
     """
     settings.validate()
     model = built.model
     cores = settings.cores or min(settings.chains, _available_cores())
-    if settings.progressbar:
-        print(f"compiling the {built.likelihood} model for {settings.sampler} (cached after the "
-              "first run of a model) ...", file=sys.stderr, flush=True)
+    sampling = (f"sampling: {settings.chains} chains x {settings.draws} draws after "
+                f"{settings.tune} tuning steps")
     if settings.sampler == "nutpie":
         import nutpie
 
-        compiled = compile_pymc_model(model, initial_points=built.initial_values)
+        def announce(cached: bool) -> None:
+            stage(f"compiling the {built.likelihood} model for nutpie: "
+                  + ("cached" if cached else FIRST_COMPILE))
+
+        compiled = compile_pymc_model(model, initial_points=built.initial_values,
+                                      announce=announce)
+        stage(sampling)
         sampler = nutpie.sample(
             compiled,
             draws=settings.draws,
@@ -80,6 +91,8 @@ def sample(built: BuiltModel, settings: SamplerSettings) -> xr.DataTree:
             # nutpie's blocking call would return the draws so far as if the run were done.
             sampler.cancel()
             raise
+    stage(f"compiling the {built.likelihood} model for PyMC's NUTS (C code, cached after the "
+          f"first run), then {sampling}")
     with model:
         trace = pm.sample(
             draws=settings.draws,

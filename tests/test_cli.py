@@ -1,7 +1,9 @@
 """End-to-end CLI runs on a small model: outputs, exit codes 0/1/2, atomic replacement."""
 
+import re
 import subprocess
 import sys
+import time
 
 import arviz as az
 import numpy as np
@@ -192,3 +194,59 @@ def test_centred_and_non_centred_latent_scores_give_the_same_posterior(project):
     gap = (centred["mean"] - other["mean"]).abs()[free] / centred["sd"][free]
     assert gap.max() < 0.25, centred.assign(gap=gap).nlargest(3, "gap")
     assert centred.ess_bulk[free].min() > 200 and other.ess_bulk[free].min() > 200
+
+
+# ---- what the console shows while and after a fit runs ----------------------------------------
+STAGES = (r"reading the data \(.*data\.csv\)$", r"building the PyMC model$",
+          r"compiling the marginal model for nutpie: (cached|not cached, compiling \(a model's "
+          r"first run: up to a few minutes)", r"sampling: 2 chains x 20 draws after 20 tuning",
+          r"summarising the posterior", r"writing .*console/ \(posterior\.nc",
+          r"writing the report \(report\.html", r"finished$")
+
+
+def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(project):
+    """``python -m bayes_sor fit`` with stdout a pipe: a timed line per stage, in order and as
+    they happen (flushed), a blank line before the effects table, the hypotheses' verdicts,
+    each convergence warning once (no raw ``UserWarning`` with its source line), and the
+    ``diagnostics:`` line also when a check fails (20 draws: ESS too low)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bayes_sor", "fit", str(project / "model.lav"), "--data",
+         str(project / "data.csv"), "--out", str(project / "console"), "--scale", "none",
+         "--chains", "2", "--draws", "20", "--tune", "20", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    arrived = [(line.rstrip("\n"), time.perf_counter()) for line in process.stdout]
+    stderr = process.stderr.read()
+    assert process.wait(timeout=600) == 1, stderr
+    lines = [line for line, _ in arrived]
+    result = subprocess.CompletedProcess(process.args, 1, "\n".join(lines), stderr)
+    building = next(t for line, t in arrived if line.endswith("building the PyMC model"))
+    finished = next(t for line, t in arrived if line.endswith("] finished"))
+    assert finished - building > 1, "stage lines must arrive as they happen, not at the exit"
+    stamped = [re.match(r"\[ *(\d+\.\d) s\] (.*)", line) for line in lines]
+    stamped = [m for m in stamped if m is not None]
+    assert [next((k for k, s in enumerate(STAGES) if re.match(s, m.group(2))), None)
+            for m in stamped] == list(range(len(STAGES))), result.stdout
+    seconds = [float(m.group(1)) for m in stamped]
+    assert seconds == sorted(seconds)
+    table = next(k for k, line in enumerate(lines) if line.split()[:2] == ["effect", "kind"])
+    assert lines[table - 1] == "" and "finished" in lines[table - 2]
+    verdicts = next(k for k, line in enumerate(lines) if line.startswith("hypotheses (ROPE"))
+    assert re.match(r"\s*H1\s+indirect\(X -> M -> Y\) > 0\s+std.all .*support", lines[verdicts + 2])
+    assert re.search(r"^diagnostics: \d+ check\(s\) failed .* exit 1", result.stdout, re.M)
+    warned = [line for line in result.stderr.splitlines() if line.strip()]
+    assert warned and all(line.startswith("WARNING: ") for line in warned), result.stderr
+    assert len(warned) == len(set(warned)) and "UserWarning" not in result.stderr
+
+
+def test_the_compiling_line_says_whether_the_compiled_model_is_cached(project, tmp_path,
+                                                                     monkeypatch, capsys):
+    """A model graph not in the compiled-model cache is announced with the expected wait; the
+    same model's next run says "cached"."""
+    monkeypatch.setattr("bayes_sor.nutpie_cache.MODEL_CACHE", tmp_path / "models")
+    args = ["fit", str(project / "model.lav"), "--data", str(project / "data.csv"), "--out",
+            str(tmp_path / "run"), "--scale", "none", "--chains", "1", "--draws", "10",
+            "--tune", "10", "--no-progress", "--no-report", "--allow-warnings", "--force"]
+    for said in ("nutpie: not cached, compiling (a model's first run: up to a few minutes",
+                 "compiling the marginal model for nutpie: cached\n"):
+        assert main(args) == 0
+        assert said in capsys.readouterr().out

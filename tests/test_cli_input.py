@@ -189,7 +189,7 @@ def stop_before_sampling(monkeypatch) -> list[pd.DataFrame]:
         seen.append(data)
         return build(partable, data, **kwargs)
 
-    def stop(built, settings):
+    def stop(built, settings, stage):
         raise Sampled
 
     monkeypatch.setattr(fit_module, "pymc_model", recording_build)
@@ -285,3 +285,15 @@ def test_debug_shows_the_traceback(tmp_path):
     assert result.returncode == 1  # Python's own exit code for an uncaught exception
     assert "Traceback (most recent call last)" in result.stderr
     assert "bayes_sor.errors.DataError: " in result.stderr and "'agree'" in result.stderr
+
+
+def test_a_warning_is_printed_once_as_one_line_without_python_source(tmp_path, capsys,
+                                                                      stop_before_sampling):
+    """A respondent who answered nothing is dropped with a warning: the console shows one
+    ``WARNING:`` line, not Python's ``file:line: UserWarning`` with the warning's source."""
+    names = _files(tmp_path, {"data.csv": GOOD + ",,,1\n"})
+    with pytest.raises(Sampled):
+        main([a.format(**names) for a in FIT])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("WARNING: data file"), err
+    assert "1 respondent(s) answered none of the model's items (line 22)" in err[0]
