@@ -484,3 +484,18 @@ def test_arbitrary_small_files_raise_only_data_errors(tmp_path_factory, rows, se
         return
     assert data.frame.notna().all().all()
     assert len(data.frame) >= 3
+
+
+@pytest.mark.parametrize(
+    ("observed", "pattern"),
+    [("AXX", r"'AXX' \(did you mean the latent 'AX'\?\) in a regression of the model is neither "
+             r"a latent of the model \(AX, PU\) nor a column of the data frame"),
+     ("agee", r"'agee' \(did you mean the column 'age'\?\)"),
+     ("zzz", r"'zzz' in a regression")],
+)
+def test_a_regression_name_neither_latent_nor_column_suggests_the_nearest_of_both(observed,
+                                                                                  pattern):
+    """``PU ~ AXX``: a misspelt latent, not a missing item column with items suggested."""
+    frame = pd.DataFrame({"x1": [1.0, 2.0], "x2": [2.0, 1.0], "age": [30.0, 40.0]})
+    with pytest.raises(DataError, match=pattern):
+        load_data(frame, ["x1", "x2", observed], observed=[observed], latents=["AX", "PU"])

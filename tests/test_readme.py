@@ -131,6 +131,43 @@ def test_ci_finds_python_through_pyenv_when_the_shims_refuse(tmp_path):
     assert result.stdout.strip() == str(new)
 
 
+# ---- what ships beside the code: licences, changelog, where a model's data come from --------
+def test_the_licence_texts_are_shipped():
+    """pyproject says MIT: the text is in LICENSE; the third-party data name their source and
+    licence (with its text) in data/NOTICE, which data/README.md points to."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License\n") and "Permission is hereby granted" in licence
+    notice = (ROOT / "data" / "NOTICE").read_text()
+    for name in ("holzinger_swineford.csv", "political_democracy.csv"):
+        assert (ROOT / "data" / name).is_file() and name in notice
+    assert "semopy" in notice and notice.count("Permission is hereby granted") == 1
+    assert "NOTICE" in (ROOT / "data" / "README.md").read_text()
+
+
+def test_the_changelog_has_a_section_for_this_version_and_the_unreleased_changes():
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    headings = re.findall(r"^## (\S+)", changelog, re.MULTILINE)
+    assert headings[:2] == ["Unreleased", version], headings
+
+
+def test_a_model_without_bundled_data_says_where_they_are_and_how_to_fit_it(reference):
+    """models/hayes_teams.lav: its data are not in data/; the file names their origin and the
+    exact command, whose data file holds every variable of the model."""
+    text = (ROOT / "models" / "hayes_teams.lav").read_text()
+    assert "PROCESS" in text and "afhayes.com" in text
+    command = re.search(r"^#\s+(python -m bayes_sor fit .*)$", text, re.MULTILINE)
+    assert command is not None, "the model file names no fit command"
+    words = shlex.split(command.group(1))
+    assert words[4] == "models/hayes_teams.lav"
+    data = ROOT / words[words.index("--data") + 1]
+    assert data.resolve().is_relative_to(reference.resolve()) and data.is_file()
+    header = data.read_text().splitlines()[0].replace('"', "").split(",")
+    assert set(header) >= {"dysfunc", "negtone", "negexp", "perform"}
+
+
 # ---- slow: the commands for real, in a fresh copy of the repository ---------------------------
 def _fresh_copy(folder: Path) -> Path:
     """The repository's files as a clone has them (tracked and new, nothing git ignores)."""
