@@ -419,14 +419,15 @@ def _moderation_rows(partable: ParTable, frame: pd.DataFrame,
 
 
 def _alphas(partable: ParTable, data: pd.DataFrame) -> dict[str, float]:
-    """Cronbach's alpha of each multi-item composite (what attenuates composite paths)."""
+    """Cronbach's alpha of each multi-item composite (what attenuates composite paths), from
+    the covariance matrix of the respondents who answered all its items."""
     t = partable.table
     out = {}
     for latent in partable.latents:
         items = list(t.rhs[(t.op == "=~") & (t.lhs == latent)])
         if len(items) > 1:
             values = data[items].apply(pd.to_numeric, errors="coerce").dropna()
-            out[latent] = float(cronbach_alpha(values.to_numpy(float)))
+            out[latent] = cronbach_alpha(np.cov(values.to_numpy(float), rowvar=False))
     return out
 
 

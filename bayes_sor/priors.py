@@ -4,15 +4,20 @@
 the variance is its square), ``lognormal(0,1)``, ``exponential(1)``, ``student_t(3,0,2.5)``,
 ``beta(1,1)`` (for correlations: on (rho + 1) / 2, as blavaan does), ``uniform(a,b)`` and
 ``lkj(eta)`` (the correlation matrix of the exogenous latents).
+
+A prior file (``sbc --priors FILE``; the bundled ``models/<name>.sbc_priors.yaml``) holds
+the header option ``priors:`` alone, so the same lines can be pasted into a model's header.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pymc as pm
+import yaml
 
 from bayes_sor.errors import ModelSpecError
 
@@ -128,3 +133,32 @@ def group_rv(name: str, family: str, args: np.ndarray, dims: str) -> pm.Distribu
     _, dist, names = FAMILIES[family]
     kwargs = {n: args[:, i] for i, n in enumerate(names)}
     return dist(name, **kwargs, dims=dims)
+
+
+def read_prior_file(path: str | Path) -> dict[str, str]:
+    """Priors by parameter kind from a YAML file holding ``priors: {kind: text, ...}``."""
+    from bayes_sor.partable import DEFAULT_PRIORS
+
+    path = Path(path)
+    example = "priors: {loadings: \"gamma(4,5)\", intercepts: \"normal(4,1)\"}"
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelSpecError(f"prior file {str(path)!r} cannot be read ({exc.strerror}); give "
+                             "a YAML file such as models/holzinger_swineford.sbc_priors.yaml"
+                             ) from None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise ModelSpecError(f"prior file {str(path)!r} is not valid YAML; write one line "
+                             f"such as {example}") from None
+    if not isinstance(content, dict) or set(content) != {"priors"} or not isinstance(
+            content["priors"], dict):
+        raise ModelSpecError(f"prior file {str(path)!r} must hold one key, 'priors', mapping "
+                             f"parameter kinds to prior text, e.g. {example}")
+    priors = content["priors"]
+    unknown = sorted(str(k) for k in set(priors) - set(DEFAULT_PRIORS))
+    if unknown:
+        raise ModelSpecError(f"prior file {str(path)!r}: unknown parameter kind(s) {unknown}; "
+                             f"the kinds are {sorted(DEFAULT_PRIORS)}")
+    for kind, text in priors.items():
+        parse_prior(str(text), f"{kind} in {path}")
+    return {kind: str(text) for kind, text in priors.items()}

@@ -48,9 +48,13 @@ CLI_DESCRIPTION = (
     "truth among the thinned posterior draws, for every free parameter and every indirect, "
     "conditional, total and defined effect. Writes ranks.csv, sbc_summary.csv, sbc_ecdf.png "
     "and sbc.md to --out; rerunning the same command resumes the run. Exit code 0: calibrated; "
-    "1: quantities flagged or fits failed. Give the model proper, informative priors (header "
-    "'priors:'): the vague defaults simulate implausible surveys."
+    "1: quantities flagged or fits failed. Give the model priors on the answers' scale "
+    "(--priors FILE, e.g. the bundled models/<name>.sbc_priors.yaml, or the header's "
+    "'priors:'): blavaan's vague defaults simulate implausible surveys."
 )
+#: blavaan's defaults that simulate no real survey: loadings and paths of +-20, item means of
+#: +-60, residual SDs up to 6 on items whose answers span a few points
+VAGUE_KINDS = ("loadings", "regressions", "intercepts", "variances")
 
 __all__ = ["SBCConfig", "SBCResult", "add_command", "make_config", "run_sbc"]
 
@@ -73,6 +77,40 @@ def make_config(model: str | Path, nobs: int, **options) -> SBCConfig:
     config = SBCConfig(read_model(model), nobs, **options)
     validate(config)
     return config
+
+
+def vague_default_priors(config: SBCConfig) -> dict[str, str]:
+    """The kinds of free parameters whose truths SBC would draw from blavaan's vague default
+    priors (:data:`VAGUE_KINDS`), with that prior."""
+    from bayes_sor.partable import DEFAULT_PRIORS, kind_of
+    from bayes_sor.priors import positive_version
+
+    simulating, _ = partables(config)
+    t = simulating.table
+    vague = {}
+    for row in t[t.free > 0].itertuples():
+        kind = kind_of(row.op, row.lhs, row.rhs)
+        default = DEFAULT_PRIORS.get(kind)
+        if kind in VAGUE_KINDS and row.prior in (default, positive_version(default)):
+            vague[kind] = default
+    return {kind: vague[kind] for kind in VAGUE_KINDS if kind in vague}
+
+
+def vague_prior_warning(config: SBCConfig, model: Path | None = None) -> str:
+    """What to tell a user before an SBC run whose truths come from the vague defaults ("" when
+    none do); ``model``: the model file, beside which a bundled prior file is looked for."""
+    vague = vague_default_priors(config)
+    if not vague:
+        return ""
+    listed = ", ".join(f"{kind} {text}" for kind, text in vague.items())
+    bundled = model.with_name(f"{model.stem}.sbc_priors.yaml") if model else None
+    fix = (f"--priors {bundled} (bundled with the model)" if bundled and bundled.is_file()
+           else "--priors FILE (a YAML file like models/holzinger_swineford.sbc_priors.yaml)")
+    return (f"the model uses blavaan's vague default priors for {listed}. SBC draws every "
+            "truth from the priors, so it would simulate surveys unlike any real one (loadings "
+            "and paths of +-20, item means of +-60) and flag the sampler's trouble there, not "
+            "a problem of fits to real answers: expect 'miscalibrated'. Give priors on the "
+            f"answers' scale: {fix}, or the model header's 'priors:'.")
 
 
 def validate(config: SBCConfig) -> None:
@@ -241,7 +279,9 @@ def run_sbc(config: SBCConfig, out: str | Path, n_sims: int = 200, *,
 def _finish(out: Path, config: SBCConfig, records: dict[int, dict], n_sims: int,
             rate: float | None) -> SBCResult:
     chosen = [r for i, r in records.items() if i < n_sims]
-    ranks, summary, verdict = write_outputs(out, asdict(config), chosen, n_sims, rate)
+    priors = partables(config)[0].options["priors"]
+    ranks, summary, verdict = write_outputs(out, asdict(config), chosen, n_sims, rate,
+                                            priors, vague_prior_warning(config))
     return SBCResult(out, ranks, summary, verdict, rate)
 
 
@@ -283,14 +323,23 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prior-scale-fit", type=float, default=1.0,
                    help="multiply the fitting model's loading-prior scales by this factor (a "
                    "deliberately wrong prior, to see SBC flag it)")
+    p.add_argument("--priors", type=Path, metavar="FILE",
+                   help="YAML file 'priors: {kind: prior, ...}' over the model header's priors "
+                   "(the bundled models have models/<name>.sbc_priors.yaml)")
     p.add_argument("--no-progress", action="store_true", help="no line per simulation")
     p.set_defaults(handler=_command)
 
 
 def _command(args: argparse.Namespace) -> int:
-    names = {f.name for f in fields(SBCConfig)} - {"model_text", "nobs"}
+    from bayes_sor.priors import read_prior_file
+
+    names = {f.name for f in fields(SBCConfig)} - {"model_text", "nobs", "priors"}
     options = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    config = make_config(args.model, args.nobs, **options)
+    priors = read_prior_file(args.priors) if args.priors else None
+    config = make_config(args.model, args.nobs, priors=priors, **options)
+    warning = vague_prior_warning(config, args.model)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     try:
         result = run_sbc(config, args.out, args.sims, workers=args.workers,
                          executor=args.executor, scheduler=args.scheduler,
@@ -299,16 +348,19 @@ def _command(args: argparse.Namespace) -> int:
         print(f"interrupted: finished simulations are saved in {args.out}/; rerun the same "
               "command to continue", file=sys.stderr)
         return 130
-    return _conclude(result)
+    return _conclude(result, bool(warning))
 
 
-def _conclude(result: SBCResult) -> int:
+def _conclude(result: SBCResult, vague_priors: bool) -> int:
     verdict = result.verdict
     print(f"\nSBC verdict: {verdict.text} ({verdict.n_flagged} quantities flagged; "
           f"{verdict.n_done} simulations, {verdict.n_failed} failed)")
     flagged = result.summary[result.summary.verdict == "miscalibrated"]
     for row in flagged.head(10).itertuples():
         print(f"  {row.quantity}: p = {row.p_value:.3g}")
+    if vague_priors and len(flagged):
+        print("  (the truths came from blavaan's vague default priors: see the warning before "
+              "the run)")
     if result.sims_per_minute:
         print(f"throughput: {result.sims_per_minute:.1f} simulations per minute")
     print(f"wrote {result.out}/ (ranks.csv, sbc_summary.csv, sbc_ecdf.png, sbc.md)")

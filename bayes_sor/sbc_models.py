@@ -5,12 +5,16 @@ vague defaults (loadings ~ normal(0, 10), intercepts ~ normal(0, 32)) simulate a
 more traps, both seen in this package's SBC runs: under std.lv a first loading drawn near zero
 leaves the factor's sign unidentified (a bimodal posterior that one chain cannot cover), and a
 residual SD drawn near zero gives the latent-score likelihood a funnel short chains do not
-cross. The priors below keep loadings positive and residual SDs away from zero.
+cross. The priors below, and the bundled models' ``models/<name>.sbc_priors.yaml``, keep
+loadings positive and residual SDs away from zero.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from bayes_sor.priors import read_prior_file
 
 #: One factor with four items mediating between two single-indicator latents; ``{scale}`` is
 #: the loadings' halfnormal scale.
@@ -38,10 +42,6 @@ G =~ y4 + y5 + y6
 G ~ b*F
 """
 
-#: Priors for Study A's 1-7 Likert items (loading ~1, residual SD ~0.6, intercept ~4).
-STUDY_A_PRIORS = ('priors: {loadings: "gamma(5,5)", regressions: "normal(0,0.5)", '
-                  'intercepts: "normal(4,1)", variances: "gamma(10,16)[sd]"}')
-
 
 def mediation_model(loading_scale: float = 1.0) -> str:
     """The small mediation model with loadings ~ halfnormal(``loading_scale``)."""
@@ -49,6 +49,10 @@ def mediation_model(loading_scale: float = 1.0) -> str:
 
 
 def study_a_model(root: Path) -> str:
-    """``models/impulse_buying.lav`` with :data:`STUDY_A_PRIORS` added to its header."""
-    text = (root / "models" / "impulse_buying.lav").read_text()
-    return text.replace("---\n", f"---\n{STUDY_A_PRIORS}\n", 1)
+    """``models/impulse_buying.lav`` with its SBC-ready priors
+    (``models/impulse_buying.sbc_priors.yaml``) in its header."""
+    models = root / "models"
+    priors = read_prior_file(models / "impulse_buying.sbc_priors.yaml")
+    text = (models / "impulse_buying.lav").read_text()
+    # JSON is YAML's flow style: the header reads the mapping as written
+    return text.replace("---\n", f"---\npriors: {json.dumps(priors)}\n", 1)

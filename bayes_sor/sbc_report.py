@@ -157,8 +157,11 @@ def plot_ecdf(pit: pd.DataFrame, summary: pd.DataFrame, path: Path) -> list[str]
 
 
 def markdown(config: dict, ranks: pd.DataFrame, summary: pd.DataFrame, verdict: Verdict,
-             n_sims: int, throughput: float | None, shown: list[str]) -> str:
-    """``sbc.md``: what was run, the verdict, the worst quantities, how to read the plot."""
+             n_sims: int, throughput: float | None, shown: list[str], priors: dict[str, str],
+             warning: str) -> str:
+    """``sbc.md``: what was run, the verdict, the worst quantities, how to read the plot;
+    ``priors``: the priors by kind the truths were drawn from; ``warning``: what is wrong
+    with them ("" when nothing is)."""
     ok = ranks[ranks.error.fillna("") == ""]
     failed = ranks[ranks.error.fillna("") != ""]
     tests = summary[summary.kind != "overall"].sort_values("p_value")
@@ -171,6 +174,8 @@ def markdown(config: dict, ranks: pd.DataFrame, summary: pd.DataFrame, verdict: 
         f"- fitting: {config['likelihood']} likelihood, {config['sampler']}, {config['chains']} "
         f"chain(s) x {config['draws']} draws after {config['tune']} tuning; loading-prior scale "
         f"in the fit x {config['prior_scale_fit']}",
+        "- priors (the truths are drawn from them): "
+        + ", ".join(f"{kind} `{text}`" for kind, text in priors.items()),
     ]
     if len(ok):
         lines.append(
@@ -180,6 +185,8 @@ def markdown(config: dict, ranks: pd.DataFrame, summary: pd.DataFrame, verdict: 
             f"{ok.fit_seconds.median():.2f} s")
     if throughput:
         lines.append(f"- throughput this session: {throughput:.1f} simulations per minute")
+    if warning:
+        lines += ["", f"**Warning:** {warning}"]
     if len(failed):
         lines += ["", "## Failed simulations", "", "| sim | seed | error |", "|---|---|---|"]
         lines += [f"| {r.sim} | {r.seed} | {r.error} |" for r in failed.head(20).itertuples()]
@@ -202,8 +209,10 @@ def markdown(config: dict, ranks: pd.DataFrame, summary: pd.DataFrame, verdict: 
 
 
 def write_outputs(out: Path, config: dict, records: list[dict], n_sims: int,
-                  throughput: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
-    """Write ``ranks.csv``, ``sbc_summary.csv``, ``sbc_ecdf.png`` and ``sbc.md``."""
+                  throughput: float | None, priors: dict[str, str], warning: str
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, Verdict]:
+    """Write ``ranks.csv``, ``sbc_summary.csv``, ``sbc_ecdf.png`` and ``sbc.md`` (``priors``,
+    ``warning``: see :func:`markdown`)."""
     quantities = next((list(r["ranks"]) for r in records if r["ranks"]), [])
     ranks = ranks_frame(records, quantities)
     write_atomic(out / "ranks.csv", lambda p: ranks.to_csv(p, index=False))
@@ -212,6 +221,6 @@ def write_outputs(out: Path, config: dict, records: list[dict], n_sims: int,
     verdict = replace(verdict, n_failed=int((ranks.error.fillna("") != "").sum()))
     write_atomic(out / "sbc_summary.csv", lambda p: summary.to_csv(p, index=False))
     shown = plot_ecdf(pit, summary, out / "sbc_ecdf.png") if quantities else []
-    text = markdown(config, ranks, summary, verdict, n_sims, throughput, shown)
+    text = markdown(config, ranks, summary, verdict, n_sims, throughput, shown, priors, warning)
     write_atomic(out / "sbc.md", lambda p: p.write_text(text))
     return ranks, summary, verdict

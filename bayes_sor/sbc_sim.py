@@ -67,6 +67,8 @@ class SBCConfig:
     chains: int = 1
     target_accept: float = 0.9
     prior_scale_fit: float = 1.0
+    #: priors by parameter kind, over the model header's (``sbc --priors FILE``)
+    priors: dict[str, str] | None = None
 
     def key(self) -> str:
         """A digest identifying the run: a folder's simulations are reused only under it."""
@@ -96,7 +98,7 @@ def partables(config: SBCConfig) -> tuple[ParTable, ParTable]:
     when ``prior_scale_fit`` != 1). Ordinal items get one threshold fewer than the model's
     scale has categories."""
     simulating = build_partable(config.model_text, identification=config.identification,
-                                ordinal=config.ordinal)
+                                ordinal=config.ordinal, priors=config.priors)
     if simulating.ordinal_items():
         scale = parse_scale(simulating.options.get("scale"))
         if scale is None:
@@ -380,7 +382,13 @@ def _cached(cache: dict, key: str, make: Callable):
 
 
 def pin_blas_threads() -> None:
-    """One BLAS thread per process: workers share the cores (oversubscription cost 9x)."""
+    """One BLAS thread per process: workers share the cores (oversubscription cost 9x).
+
+    Also what ``cli.main`` does for its own process, in each spawned worker: PyTensor's "could
+    not link to a BLAS" warning is silenced (the numba backend does not use that BLAS), or
+    every worker would print it.
+    """
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # the environment variables set by bayes_sor/__init__ still apply

@@ -24,12 +24,13 @@ from bayes_sor.compare import (
     read_comparison,
 )
 from bayes_sor.compare_methods import (
+    _alphas,
     comparable_effects,
     ml_estimates,
     published_estimates,
     study_estimates,
 )
-from bayes_sor.compare_report import _shown
+from bayes_sor.compare_report import MIN_PATH, _shown
 from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
 from bayes_sor.errors import DataError
 from bayes_sor.estimates import parameter_estimates
@@ -213,7 +214,52 @@ def test_study_effects_are_process_model14(partable, data):
     imm = rows.loc[("X -> M -> Y", "index_moderated_mediation", "W", "std")]
     assert imm.est * sd.Y / (sd.X * sd.W) == pytest.approx(ref.loc["index_modmed", "estimate"],
                                                            abs=1e-10)
-    assert study.info["n"] == len(data) and set(study.info["alphas"]) == {"X", "M", "W", "Y"}
+    assert study.info["n"] == len(data)
+    assert study.info["alphas"] == pytest.approx(textbook_alphas(partable, data), abs=1e-12)
+
+
+def textbook_alphas(partable, data: pd.DataFrame) -> dict[str, float]:
+    """k/(k-1) (1 - sum of the item variances / variance of the item sum), per construct."""
+    t = partable.table
+    out = {}
+    for latent in partable.latents:
+        items = data[list(t.rhs[(t.op == "=~") & (t.lhs == latent)])]
+        k = items.shape[1]
+        out[latent] = k / (k - 1) * (1 - items.var().sum() / items.sum(axis=1).var())
+    return out
+
+
+def test_alpha_of_parallel_items_has_its_closed_form():
+    # parallel items y_j = eta + e_j, var(eta) = 1, var(e_j) = s2: item correlation
+    # rho = 1 / (1 + s2) and alpha = k rho / (1 + (k - 1) rho) (Spearman-Brown); an alpha
+    # computed from the n x k answers instead of their covariance matrix is 1.00
+    rng = np.random.default_rng(25)
+    n, columns, expected = 20_000, {}, {}
+    for latent, k, s2 in (("F", 4, 1.0), ("G", 3, 0.5)):
+        eta = rng.normal(size=(n, 1))
+        answers = eta + rng.normal(scale=np.sqrt(s2), size=(n, k))
+        columns.update({f"{latent.lower()}{j + 1}": answers[:, j] for j in range(k)})
+        rho = 1 / (1 + s2)
+        expected[latent] = k * rho / (1 + (k - 1) * rho)
+    data = pd.DataFrame(columns)
+    partable = build_partable("F =~ f1 + f2 + f3 + f4\nG =~ g1 + g2 + g3\nG ~ F")
+    alphas = _alphas(partable, data)
+    assert expected == {"F": 0.8, "G": pytest.approx(6 / 7)}
+    assert alphas == pytest.approx(expected, abs=0.01)
+    assert alphas == pytest.approx(textbook_alphas(partable, data), abs=1e-12)
+
+
+def test_attenuation_factor_uses_the_composites_alphas(compared, project, partable, data):
+    alphas = textbook_alphas(partable, data)
+    paths = compared[(compared.kind == "path") & (compared.scale == "std")
+                     & ~compared.quantity.str.contains(":")
+                     & (compared.bayes_est.abs() >= MIN_PATH)]
+    factors = [np.sqrt(alphas[x] * alphas[y])
+               for y, x in (q.split(" ~ ") for q in paths.quantity)]
+    text = (project / "out" / "comparison.md").read_text()
+    assert f"Cronbach's alpha {min(alphas.values()):.2f}-{max(alphas.values()):.2f}" in text
+    assert f"sqrt(alpha_X alpha_Y) = {min(factors):.2f}-{max(factors):.2f}" in text
+    assert len(factors) >= 2 and max(factors) < 0.95
 
 
 def test_controls_are_dummy_coded(data):

@@ -1,11 +1,12 @@
-"""Prior text: parsing, the sign-constrained first loading, and widening (``--prior-scale``)."""
+"""Prior text: parsing, the sign-constrained first loading, widening (``--prior-scale``) and
+prior files (``sbc --priors FILE``)."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.priors import parse_prior, positive_version, widen
+from bayes_sor.priors import parse_prior, positive_version, read_prior_file, widen
 
 
 @pytest.mark.parametrize(("text", "factor", "widened"), [
@@ -47,3 +48,28 @@ def test_positive_version_of_a_centred_normal():
     assert positive_version("normal(0,10)") == "halfnormal(10)"
     with pytest.raises(ModelSpecError, match="centred at 0"):
         positive_version("normal(1,10)")
+
+
+def test_prior_file_holds_the_header_option(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text('# why\npriors: {loadings: "gamma(5,5)", variances: "gamma(10,16)[sd]"}\n')
+    assert read_prior_file(path) == {"loadings": "gamma(5,5)", "variances": "gamma(10,16)[sd]"}
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('priors: {loading: "gamma(5,5)"}', r"unknown parameter kind\(s\) \['loading'\].*'loadings'"),
+    ('priors: {loadings: "gama(5,5)"}', r"cannot read the prior 'gama\(5,5\)' for loadings in"),
+    ('loadings: "gamma(5,5)"', "must hold one key, 'priors'"),
+    ("priors: normal(0,1)", "must hold one key, 'priors'"),
+    ("priors: {loadings: [", "is not valid YAML"),
+])
+def test_bad_prior_file_is_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(content)
+    with pytest.raises(ModelSpecError, match=message):
+        read_prior_file(path)
+
+
+def test_missing_prior_file_names_the_path(tmp_path):
+    with pytest.raises(ModelSpecError, match=r"nope\.yaml' cannot be read"):
+        read_prior_file(tmp_path / "nope.yaml")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import shutil
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -20,13 +21,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_sor import sbc_sim
+from bayes_sor import sbc, sbc_sim
 from bayes_sor.build import pymc_model
 from bayes_sor.cli import main
 from bayes_sor.matrices import extend, representation
 from bayes_sor.partable import build_partable
+from bayes_sor.priors import read_prior_file
 from bayes_sor.sampling import SamplerSettings, sample
-from bayes_sor.sbc import make_config, run_sbc
+from bayes_sor.sbc import make_config, run_sbc, vague_default_priors
 from bayes_sor.sbc_models import mediation_model, study_a_model
 from bayes_sor.sbc_report import holm, pit_values, summary_frame
 from bayes_sor.sbc_sim import (
@@ -153,6 +155,80 @@ def test_failed_fit_is_recorded_and_the_others_go_on(monkeypatch, tmp_path):
     assert "Failed simulations" in (tmp_path / "run" / "sbc.md").read_text()
 
 
+# ---- vague default priors ------------------------------------------------------------------------
+HS = "models/holzinger_swineford.lav"
+HS_PRIORS = "models/holzinger_swineford.sbc_priors.yaml"
+
+
+def test_vague_default_priors_are_named_by_kind(root: Path):
+    hs = root / HS
+    assert vague_default_priors(make_config(hs, 301)) == {
+        "loadings": "normal(0,10)", "intercepts": "normal(0,32)",
+        "variances": "gamma(1,0.5)[sd]"}
+    study_a = make_config(root / "models" / "impulse_buying.lav", 357)
+    assert vague_default_priors(study_a)["regressions"] == "normal(0,10)"
+    only_loadings = '---\npriors: {loadings: "gamma(5,5)"}\n---\nF =~ y1 + y2 + y3'
+    assert set(vague_default_priors(make_config(only_loadings, 50))) == {"intercepts",
+                                                                         "variances"}
+    assert vague_default_priors(make_config(mediation_model(1), 50)) == {}
+    assert vague_default_priors(make_config(hs, 301, priors=read_prior_file(root / HS_PRIORS))
+                                ) == {}
+
+
+def test_cli_warns_about_vague_priors_before_running(monkeypatch, root: Path, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        print("the run starts", file=sys.stderr)
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sbc, "run_sbc", interrupted)
+    command = ["sbc", HS, "--sims", "20", "--nobs", "301", "--out", str(tmp_path / "run")]
+    assert main(command) == 130
+    err = capsys.readouterr().err
+    assert err.index("WARNING: the model uses blavaan's vague default priors for loadings "
+                     "normal(0,10), intercepts normal(0,32)") < err.index("the run starts")
+    assert f"--priors {HS_PRIORS} (bundled with the model)" in err
+    assert main([*command, "--priors", HS_PRIORS]) == 130
+    assert "WARNING" not in capsys.readouterr().err
+    assert main([*command, "--priors", "missing.yaml"]) == 2
+    assert "prior file 'missing.yaml' cannot be read" in capsys.readouterr().err
+
+
+class PiledUpRanks:
+    """A stand-in for the simulator (no fits): quantity ``a`` always ranks the truth lowest."""
+
+    def __init__(self, config):
+        pass
+
+    def run(self, index, seed):
+        return {"sim": index, "seed": seed, "L": 99, "thin": 1, "ess_min": 100.0,
+                "divergences": 0, "fit_seconds": 0.0, "error": "", "ranks": {"a": 0},
+                "truth": {}}
+
+
+def test_sbc_md_names_the_priors_and_warns_about_vague_ones(monkeypatch, root: Path, tmp_path):
+    monkeypatch.setattr(sbc_sim, "Simulator", PiledUpRanks)
+    vague = run_sbc(make_config(root / HS, 301), tmp_path / "vague", 3, workers=1,
+                    progress=False)
+    text = (vague.out / "sbc.md").read_text()
+    assert "**Warning:** the model uses blavaan's vague default priors" in text
+    assert "loadings `normal(0,10)`" in text
+    ready = make_config(root / HS, 301, priors=read_prior_file(root / HS_PRIORS))
+    text = (run_sbc(ready, tmp_path / "ready", 3, workers=1, progress=False).out
+            / "sbc.md").read_text()
+    assert "Warning" not in text and "loadings `gamma(4,5)`" in text
+
+
+def test_flagged_verdict_recalls_the_vague_priors(monkeypatch, root: Path, tmp_path, capsys):
+    monkeypatch.setattr(sbc_sim, "Simulator", PiledUpRanks)
+    monkeypatch.chdir(root)
+    command = ["sbc", HS, "--sims", "20", "--nobs", "301", "--workers", "1", "--no-progress"]
+    assert main([*command, "--out", str(tmp_path / "vague")]) == 1
+    assert "a: p = " in (out := capsys.readouterr().out) and "vague default priors" in out
+    assert main([*command, "--out", str(tmp_path / "ready"), "--priors", HS_PRIORS]) == 1
+    assert "vague" not in capsys.readouterr().out
+
+
 # ---- pieces --------------------------------------------------------------------------------------
 def test_seeds_are_spawned_and_stable_when_a_run_grows():
     assert simulation_seeds(5, 10) == simulation_seeds(5, 20)[:10]
@@ -232,3 +308,17 @@ def test_study_a_model_is_calibrated(root: Path, tmp_path, ordinal: str | None):
     result = run_sbc(config, tmp_path / "study_a", 200, progress=False)
     assert result.verdict.n_failed == 0
     assert result.verdict.calibrated, result.summary.sort_values("p_value").head(10)
+
+
+@pytest.mark.slow
+def test_bundled_model_with_its_sbc_ready_priors_is_calibrated(monkeypatch, root: Path, tmp_path,
+                                                               capsys):
+    """The README's sbc command on Holzinger-Swineford (marginal likelihood): 100 simulations
+    at N = 301, about 2-3 minutes on 2 cores."""
+    monkeypatch.chdir(root)
+    code = main(["sbc", HS, "--priors", HS_PRIORS, "--sims", "100", "--nobs", "301", "--out",
+                 str(tmp_path / "hs"), "--no-progress"])
+    out = capsys.readouterr()
+    assert "WARNING" not in out.err
+    assert code == 0, out.out
+    assert "SBC verdict: calibrated (0 quantities flagged; 100 simulations, 0 failed)" in out.out
