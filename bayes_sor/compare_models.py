@@ -18,7 +18,7 @@ import pandas as pd
 from bayes_sor.errors import BayesSORError, DataError
 from bayes_sor.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
 from bayes_sor.output import write_atomic
-from bayes_sor.rundir import Run, load_run, markdown_table
+from bayes_sor.rundir import Run, append_report_section, load_run, markdown_table
 
 K_BAD = 0.7
 COLUMNS = ["model", "rank", "elpd_loo", "se", "elpd_diff", "dse", "p_worse", "p_loo", "weight",
@@ -125,19 +125,25 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare-models", help="LOO comparison of runs fitted to the same data")
     p.add_argument("runs", nargs="+", type=Path, help="two or more run folders")
     p.add_argument("--out", type=Path,
-                   help="folder for model_comparison.csv and model_comparison.md")
+                   help="folder for model_comparison.csv and model_comparison.md (a run "
+                   "folder also gets the comparison as a section of its report)")
     p.set_defaults(handler=_handler)
 
 
 def _handler(args: argparse.Namespace) -> int:
     table = compare(args.runs)
     text = summary_text(table)
+    written = []
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         write_atomic(args.out / "model_comparison.csv",
                      lambda p: table.to_csv(p, index=False))
         write_atomic(args.out / "model_comparison.md", lambda p: p.write_text(text))
+        written = ["model_comparison.csv", "model_comparison.md"]
+        if (args.out / "posterior.nc").is_file():  # into a run folder: a section of its report
+            append_report_section(args.out, "compare-models", text)
+            written.append("a section of report.md and report.html")
     print(text)
-    if args.out is not None:
-        print(f"wrote {args.out}/model_comparison.csv and model_comparison.md")
+    if written:
+        print(f"wrote {args.out}/" + ", ".join(written))
     return 0

@@ -16,7 +16,17 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from bayes_sor.compare import LABELS, OUTPUT_FILES, MethodEstimates, excludes_zero
-from bayes_sor.document import Bullets, Document, Figure, Paragraph, Section, Table, to_markdown
+from bayes_sor.document import (
+    Bullets,
+    Document,
+    Figure,
+    Paragraph,
+    Section,
+    Table,
+    agree,
+    nest_headings,
+    to_markdown,
+)
 from bayes_sor.figures import save_png
 from bayes_sor.output import write_atomic
 from bayes_sor.rundir import append_report_section
@@ -92,8 +102,9 @@ def _flags_text(table: pd.DataFrame) -> str:
     listed = "; ".join(f"`{display_name(r)}` ({r['scale']}): {r['flag']}"
                        for r in flagged.head(SHOW_FLAGS).to_dict("records"))
     more = f"; and {len(flagged) - SHOW_FLAGS} more" if len(flagged) > SHOW_FLAGS else ""
-    return (f"**Disagreements.** {int(table.sign_disagree.sum())} rows differ in sign and "
-            f"{int(table.zero_disagree.sum())} in whether the interval excludes zero: "
+    sign = int(table.sign_disagree.sum())
+    return (f"**Disagreements.** {sign} {agree(sign, 'row differs', 'rows differ')} in sign "
+            f"and {int(table.zero_disagree.sum())} in whether the interval excludes zero: "
             f"{listed}{more}.")
 
 
@@ -323,12 +334,9 @@ def build_document(table: pd.DataFrame, methods: list[MethodEstimates], model_na
 
 
 def _run_section(markdown: str, run_dir: Path, figure: Path) -> str:
-    """The comparison as a section of the run's report: headings one level down, the figure
-    linked from the run folder."""
-    lines = []
-    for line in markdown.splitlines():
-        lines.append("#" + line if line.startswith("#") else line)
-    text = "\n".join(lines)
+    """The comparison as a section of the run's report: headings nested under the report's
+    section, the figure linked from the run folder."""
+    text = nest_headings(markdown)
     link = Path(os.path.relpath(figure.resolve(), run_dir.resolve())).as_posix()
     return text.replace(f"]({figure.name})", f"]({link})")
 

@@ -86,6 +86,11 @@ class Document:
     sections: list[Section]
 
 
+def agree(count: int, one: str, many: str) -> str:
+    """``one`` or ``many`` (a noun, a verb) as ``count`` asks: "1 pair has", "2 pairs have"."""
+    return one if count == 1 else many
+
+
 def format_frame(frame: pd.DataFrame, digits: int = 3) -> Table:
     """Format numbers with ``digits`` decimals (integers as such, NaN blank) into a Table."""
     numeric = tuple(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
@@ -137,6 +142,18 @@ def _md_table(table: Table) -> str:
     return "\n".join(lines)
 
 
+def nest_headings(text: str, top: int = 3) -> str:
+    """Shift the Markdown headings of ``text`` so that its highest one is at level ``top``
+    (a stage's section sits under a ``##`` report section); idempotent, so a section read back
+    from ``report.md`` keeps its levels."""
+    found = [len(m) for m in re.findall(r"(?m)^(#{1,6}) ", text)]
+    if not found:
+        return text
+    shift = top - min(found)
+    return re.sub(r"(?m)^(#{1,6}) ",
+                  lambda m: "#" * min(6, max(1, len(m.group(1)) + shift)) + " ", text)
+
+
 def _md_block(block: Block) -> str:
     if isinstance(block, Paragraph):
         return block.text
@@ -147,10 +164,11 @@ def _md_block(block: Block) -> str:
     if isinstance(block, Table):
         return _md_table(block)
     if isinstance(block, Markdown):
+        text = nest_headings(block.text.strip())
         if not block.key:
-            return block.text.strip()
+            return text
         begin, end = section_markers(block.key)
-        return f"{begin}\n{block.text.strip()}\n{end}"
+        return f"{begin}\n{text}\n{end}"
     return f"![{block.caption}]({block.path.name})\n\n*{block.caption}*"
 
 
@@ -179,9 +197,11 @@ tbody tr:nth-child(even){background:#fafafa}caption{caption-side:top;text-align:
 font-style:italic;padding:.3em 0}
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:.8em;overflow-x:auto;font-size:.85em}
 code{background:#f3f3f3;padding:0 .2em;font-size:.92em}
-figure{margin:1em 0 1.6em}figure img{max-width:100%;height:auto;border:1px solid #eee}
+img{max-width:100%;height:auto}
+figure{margin:1em 0 1.6em}figure img{border:1px solid #eee}
 figcaption{font-size:.9em;color:#444;margin-top:.3em}
-.table-wrap{overflow-x:auto}
+.table-wrap{overflow-x:auto;max-width:100%}.table-wrap table{margin-top:0}
+h3{margin-top:1.4em}h4{margin-bottom:.4em}
 """
 
 
@@ -212,17 +232,25 @@ def _html_table(table: Table) -> str:
 
 
 def _markdown_html(block: Markdown) -> str:
-    """Markdown -> HTML (markdown-it-py, a dependency of PyMC's ``rich``); headings one level
-    down, since they sit inside a report section; raw HTML in the text escaped; linked local
-    images embedded, so the page stays self-contained."""
-    text = re.sub(r"(?m)^(#{1,5}) ", r"#\1 ", block.text)
+    """Markdown -> HTML (markdown-it-py, a dependency of PyMC's ``rich``); headings nested
+    under the report section they sit in; raw HTML in the text escaped; linked local images
+    embedded, so the page stays self-contained; tables in the scrolling box of the report's
+    own tables."""
+    text = nest_headings(block.text)
     try:
         from markdown_it import MarkdownIt
     except ImportError:  # pragma: no cover - markdown-it-py comes with PyMC
         return f"<pre>{html.escape(text)}</pre>"
     rendered = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    rendered = rendered.replace("<table>", '<div class="table-wrap"><table>').replace(
+        "</table>", "</table></div>")
     return re.sub(r'<img src="([^"]*)" alt="([^"]*)"[^>]*>',
                   lambda m: _embedded_img(m.group(1), m.group(2), block.base), rendered)
+
+
+def image_links(markdown: str) -> list[str]:
+    """Targets of the Markdown image links (``![alt](target)``) in ``markdown``."""
+    return [unquote(m) for m in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", markdown)]
 
 
 def _embedded_img(src: str, alt: str, base: Path | None) -> str:

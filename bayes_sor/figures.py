@@ -30,6 +30,7 @@ FOREST_KINDS = {"direct": "#1f3b73", "indirect": "#c0392b", "total_indirect": "#
 Z_GRID = np.linspace(-2.5, 2.5, 101)
 #: posterior probability that defines the Johnson-Neyman-style region
 JN_PROB = 0.95
+RANK_TITLE_PT = 12  # rank-plot panel titles, in points
 
 
 def write_readable(path: Path, writer: Callable[[Path], None]) -> Path:
@@ -124,13 +125,13 @@ def describe_regions(curve: ConditionalCurve, prob: float = JN_PROB) -> str:
     """The Johnson-Neyman-style regions in words."""
     positive, negative = curve.regions(prob)
 
-    def words(runs: list[tuple[float, float]]) -> str:
-        return " and ".join(f"{lo:+.2f} to {hi:+.2f} SD" for lo, hi in runs) or "nowhere"
+    def words(sign: str, runs: list[tuple[float, float]]) -> str:
+        where = (" and ".join(f"from {lo:+.2f} to {hi:+.2f} SD" for lo, hi in runs)
+                 if runs else "at no value on the grid")
+        return f"P(effect {sign} 0) > {prob:.2f} for {curve.moderator} {where}"
 
     span = f"{curve.z[0]:+.1f} to {curve.z[-1]:+.1f} SD"
-    return (f"P(effect > 0) > {prob:.2f} for {curve.moderator} from {words(positive)}; "
-            f"P(effect < 0) > {prob:.2f} {'for ' if negative else ''}{words(negative)} "
-            f"(grid {span})")
+    return f"{words('>', positive)}; {words('<', negative)} (grid {span})"
 
 
 def moderated_paths(partable: ParTable, effects: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -245,8 +246,13 @@ def rank_plot(idata: xr.DataTree, params: list[str]) -> Figure | None:
                        figure_kwargs={"figsize": (3.6 * ncols, 2.9 * nrows + 0.6),
                                       "layout": "constrained", "sharey": True})
     fig = pc.viz["figure"].item()
+    # readable where the figure is scaled to a page's text column (about 900 px)
+    for ax in fig.axes:
+        ax.title.set_fontsize(RANK_TITLE_PT)
+        ax.tick_params(labelsize=9)
+        ax.xaxis.label.set_fontsize(10)
     fig.suptitle("Fractional-rank ECDF minus uniform, one line per chain, draws thinned to "
-                 "about their effective sample size (ideal: flat near 0). "
+                 "about their effective sample size (ideal: flat near 0).\n"
                  "p: ArviZ's multi-chain uniformity test; small p and highlighted points mean "
-                 "the chains disagree", fontsize=8.5)
+                 "the chains disagree", fontsize=RANK_TITLE_PT - 1)
     return fig

@@ -18,8 +18,9 @@ model fitted by EM, as lavaan's and blavaan's, and correlations and SRMR use the
 model's (EM) covariance matrix in place of the sample one (:mod:`bayes_sor.missing`).
 
 Writes ``fit_measures.csv``, ``residuals.csv``, ``ppc_items.csv``, ``ppc_items.png``,
-``ppc_residuals.png``, ``reliability.csv`` and a "Model checking" section of ``report.md``
-(figures and text: :mod:`bayes_sor.ppc_report`; fit indices: :mod:`bayes_sor.fit_indices`).
+``ppc_residuals.png``, ``reliability.csv`` and a "Model checking" section of ``report.md``,
+rewriting ``report.html`` with it (figures and text: :mod:`bayes_sor.ppc_report`; fit indices:
+:mod:`bayes_sor.fit_indices`).
 """
 
 from __future__ import annotations
@@ -228,11 +229,13 @@ def _loo_rows(elpd, kind: str | None, why: str, notes: list[str]) -> list[tuple]
     if kind != "marginal":
         notes.append(f"LOO: {why}")
     k = np.asarray(elpd.pareto_k).ravel()
-    return [("elpd_loo", float(elpd.elpd), why), ("se_elpd_loo", float(elpd.se), ""),
+    rows = [("elpd_loo", float(elpd.elpd), why), ("se_elpd_loo", float(elpd.se), ""),
             ("p_loo", float(elpd.p), ""), ("looic", -2 * float(elpd.elpd), ""),
-            ("pareto_k_gt_0.7", float(np.sum(k > K_BAD)), "respondents with Pareto k > 0.7"),
-            (f"pareto_k_gt_{elpd.good_k:.2f}", float(np.sum(k > elpd.good_k)),
-             "ArviZ's sample-size dependent threshold")]
+            ("pareto_k_gt_0.7", float(np.sum(k > K_BAD)), "respondents with Pareto k > 0.7")]
+    if round(elpd.good_k, 2) != K_BAD:  # ArviZ's threshold is 0.7 from about 2200 draws on
+        rows.append((f"pareto_k_gt_{elpd.good_k:.2f}", float(np.sum(k > elpd.good_k)),
+                     "ArviZ's sample-size dependent threshold"))
+    return rows
 
 
 def _chisq_index_rows(run: Run, reps: _Replications, ci: float, rng: np.random.Generator,
@@ -341,7 +344,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    from bayes_sor.ppc_report import write_outputs
+    from bayes_sor.document import agree
+    from bayes_sor.ppc_report import counts_as_integers, write_outputs
     from bayes_sor.reliability import reliability, write_reliability
 
     if not 0 < args.ci < 1 or args.draws < 1:
@@ -351,9 +355,10 @@ def _handler(args: argparse.Namespace) -> int:
     write_outputs(run, result, args.ci)
     write_reliability(run, reliability(run, args.ci), args.ci)
     shown = result.fit_measures[~result.fit_measures.measure.str.contains(r"\.ci\.")]
-    print(shown[["measure", "value"]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(counts_as_integers(shown)[["measure", "value"]].to_string(
+        index=False, formatters={"value": lambda v: v if isinstance(v, int) else f"{v:.3f}"}))
     n_out = int(result.residuals.outside.sum())
-    print(f"\n{n_out} item pair(s) outside the predictive interval; wrote fit_measures.csv, "
-          f"residuals.csv, ppc_items.csv/.png, ppc_residuals.png, reliability.csv and a section "
-          f"of report.md in {run.path}/")
+    print(f"\n{n_out} item {agree(n_out, 'pair', 'pairs')} outside the predictive interval; "
+          "wrote fit_measures.csv, residuals.csv, ppc_items.csv/.png, ppc_residuals.png, "
+          f"reliability.csv and their sections of report.md and report.html in {run.path}/")
     return 0

@@ -6,12 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure as MplFigure
 
+from bayes_sor.document import agree
 from bayes_sor.ppc import PPCResult, item_constructs
 from bayes_sor.rundir import Run, append_report_section, markdown_table, write_csv
 
 #: One-sided predictive p below which an under-predicted pair enters the misfit patterns.
 HINT_P = 0.05
+#: the command's figures, linked from its section (so report.html embeds them there)
+FIGURES = {"ppc_items.png": "Item distributions: observed vs replicated data",
+           "ppc_residuals.png": "Residual correlations (observed - predicted)"}
+COUNT_MEASURES = ("npar", "ntotal", "ppp.draws", "pareto_k_gt_0.7")
 
 
 # ---- figures -----------------------------------------------------------------------------------
@@ -52,13 +58,9 @@ def plot_items(result: PPCResult, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_residuals(result: PPCResult, path: Path) -> None:
-    """Heat map of observed minus predicted correlations; x marks pairs outside the interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def residual_figure(result: PPCResult) -> MplFigure:
+    """Heat map of observed minus predicted correlations; a white cross outlined in black (seen
+    on the darkest and the palest cell alike) marks pairs outside the interval."""
     names = result.item_names
     pos = {n: i for i, n in enumerate(names)}
     mat = np.full((len(names), len(names)), np.nan)
@@ -66,17 +68,19 @@ def plot_residuals(result: PPCResult, path: Path) -> None:
         mat[pos[r.item2], pos[r.item1]] = r.residual
     bound = max(float(np.nanmax(np.abs(mat))) if np.isfinite(mat).any() else 0.0, 0.05)
     size = 1.2 + 0.42 * len(names)
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    fig = MplFigure(figsize=(size + 1.2, size))
+    ax = fig.add_subplot()
     image = ax.imshow(mat, cmap="RdBu_r", vmin=-bound, vmax=bound)
-    for r in result.residuals[result.residuals.outside].itertuples():
-        ax.text(pos[r.item1], pos[r.item2], "x", ha="center", va="center", fontsize=9)
+    flagged = result.residuals[result.residuals.outside]
+    ax.scatter([pos[i] for i in flagged.item1], [pos[i] for i in flagged.item2], marker="X",
+               s=60, facecolor="white", edgecolor="black", linewidth=0.9, zorder=3)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
-    fig.colorbar(image, ax=ax, label="observed - predicted correlation")
-    ax.set_title("Residual correlations (x: outside the predictive interval)", fontsize=10)
+    fig.colorbar(image, ax=ax, label="observed - predicted correlation", shrink=0.8)
+    ax.set_title("Residual correlations (white cross: outside the predictive interval)",
+                 fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -168,24 +172,37 @@ def report_section(run: Run, result: PPCResult, ci: float) -> str:
     largest = residuals.head(6) if _measure(result, "ppp") < 0.05 else residuals.iloc[:0]
     shown = pd.concat([outside.head(10), largest]).drop_duplicates(["item1", "item2"])
     lines += ["### Where the model misses", "",
-              f"{len(outside)} of {len(residuals)} item pairs have an observed correlation "
-              f"outside its {ci:.0%} posterior predictive interval (`residuals.csv`, "
-              "`ppc_residuals.png`)" + ("; the largest residual correlations:" if len(shown)
-                                         else ".")]
+              f"{len(outside)} of {len(residuals)} item pairs "
+              f"{agree(len(outside), 'has', 'have')} an observed correlation outside "
+              f"{agree(len(outside), 'its', 'their')} {ci:.0%} posterior predictive "
+              "interval (`residuals.csv`)" + ("; the largest residual correlations:"
+                                               if len(shown) else ".")]
     lines += [_pair_sentence(r) for r in shown.to_dict("records")]
     hints = misfit_hints(residuals, item_constructs(run))
     if hints:
         lines += ["", f"Patterns (pairs correlated more than in {1 - HINT_P:.0%} of the "
                   "replications):", *hints]
     lines += ["", _shape_sentence(result.items)]
+    lines += ["", *(f"![{title}]({name})" for name, title in FIGURES.items()
+                    if (run.path / name).is_file())]
     k_bad = _measure(result, "pareto_k_gt_0.7")
     if k_bad > 0:
-        lines += ["", f"LOO: {k_bad:.0f} respondent(s) have Pareto k > 0.7: their influence "
-                  "makes elpd_loo unreliable; inspect them or use moment matching / K-fold."]
-    lines += ["", "### Fit measures", "", markdown_table(show), ""]
+        lines += ["", f"LOO: {k_bad:.0f} {agree(int(k_bad), 'respondent has', 'respondents have')}"
+                  " Pareto k > 0.7: their influence makes elpd_loo unreliable; inspect them or "
+                  "use moment matching / K-fold."]
+    lines += ["", "### Fit measures", "", markdown_table(counts_as_integers(show)), ""]
     if result.notes:
         lines += ["Notes:", *[f"- {n}" for n in result.notes], ""]
     return "\n".join(lines)
+
+
+def counts_as_integers(measures: pd.DataFrame) -> pd.DataFrame:
+    """Counts (parameters, respondents, draws, respondents with high Pareto k) print as
+    integers, the other measures with decimals."""
+    counts = measures.measure.isin(COUNT_MEASURES)
+    values = [int(v) if count and np.isfinite(v) else v
+              for v, count in zip(measures.value, counts, strict=True)]
+    return measures.assign(value=pd.Series(values, index=measures.index, dtype=object))
 
 
 def write_outputs(run: Run, result: PPCResult, ci: float) -> None:
@@ -195,5 +212,7 @@ def write_outputs(run: Run, result: PPCResult, ci: float) -> None:
     write_csv(result.items, out / "ppc_items.csv")
     if result.observed is not None:
         plot_items(result, out / "ppc_items.png")
-    plot_residuals(result, out / "ppc_residuals.png")
+    else:  # a figure of an earlier check must not be shown as this one's
+        (out / "ppc_items.png").unlink(missing_ok=True)
+    residual_figure(result).savefig(out / "ppc_residuals.png", dpi=110)
     append_report_section(out, "ppc", report_section(run, result, ci))

@@ -193,5 +193,5 @@ def _handler(args: argparse.Namespace) -> int:
     cols = ["measure", "construct", "with", "mean", "ci.lower", "ci.upper", "sample",
             "p_criterion"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\nwrote {run.path}/reliability.csv and a section of report.md")
+    print(f"\nwrote {run.path}/reliability.csv and a section of report.md and report.html")
     return 0

@@ -35,6 +35,7 @@ from bayes_sor.document import (
     Table,
     appended_sections,
     format_frame,
+    image_links,
     to_html,
     to_markdown,
 )
@@ -42,6 +43,7 @@ from bayes_sor.errors import OutputError
 from bayes_sor.hypotheses import DEFAULT_ROPE, evaluate, rope_width, verdict_rules
 from bayes_sor.output import staging
 from bayes_sor.partable import ParTable, kind_of, row_name
+from bayes_sor.rsquared import r_squared
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -100,6 +102,11 @@ class Run:
     @cached_property
     def hypotheses(self) -> pd.DataFrame:
         return evaluate(self.partable, self.posterior, self.ci_prob, self.rope)
+
+    @cached_property
+    def r2(self) -> pd.DataFrame:
+        """Each endogenous construct's R^2: posterior mean and interval."""
+        return r_squared(self.partable, self.posterior["par"].values, self.ci_prob)
 
     @cached_property
     def diagnostics(self) -> Diagnostics:
@@ -281,15 +288,31 @@ def _hypotheses_section(run: Run) -> Section:
 
 
 def _diagram_section(run: Run, figure: Path | None) -> Section:
-    if figure is None:
-        return Section("3. Path diagram", [Paragraph(
-            "The model has no structural paths (a measurement model only).")])
-    return Section("3. Path diagram", [Figure(figure, (
-        f"Structural model. Labels: posterior mean [{run.interval}] on the model's "
-        f"({run.attrs.get('bayes_sor_identification', 'std.lv')}) scale. Solid arrows: the "
-        "interval excludes zero; dashed grey arrows: it includes zero. An arrow from a "
-        "moderator onto a path is the latent interaction (moderator × cause). Covariances "
-        "among exogenous constructs are estimated but not drawn."))])
+    scale = f"on the model's ({run.attrs.get('bayes_sor_identification', 'std.lv')}) scale"
+    if not run.partable.endogenous:
+        if figure is None:
+            return Section("3. Path diagram", [Paragraph("The model has no latent variables "
+                                                         "and no structural paths to draw.")])
+        return Section("3. Measurement model", [Figure(figure, (
+            "The model has no structural paths: its factors and their items. Arrow labels: "
+            f"the loadings' posterior means {scale}; arcs: factor covariances, posterior mean "
+            f"[{run.interval}]. Solid: the interval excludes zero; dashed grey: it includes "
+            "zero. Intervals of every loading are in section 7."))])
+    r2 = run.r2.assign(**{"R²": [_interval(*v) for v in run.r2[
+        ["mean", "ci.lower", "ci.upper"]].itertuples(index=False, name=None)]})
+    return Section("3. Path diagram", [
+        Figure(figure, (
+            f"Structural model. Labels: posterior mean [{run.interval}] {scale}. Solid "
+            "arrows: the interval excludes zero; dashed grey arrows: it includes zero. An "
+            "arrow from a moderator onto a path is the latent interaction (moderator × "
+            "cause). Under each endogenous construct: its R² (explained variance). "
+            "Covariances among exogenous constructs are estimated but not drawn.")),
+        Paragraph("R² of each endogenous construct: 1 − its residual variance / its total "
+                  "variance implied by the model (the latent interaction's share included), "
+                  f"per posterior draw; posterior mean [{run.ci_prob:.0%} equal-tailed "
+                  "interval]."),
+        _titled(format_frame(r2[["construct", "R²"]]), "Explained variance (R²)"),
+    ])
 
 
 def _effects_section(run: Run, figures: dict[str, Path], curves: list[ConditionalCurve]) -> Section:
@@ -317,10 +340,15 @@ def _effects_section(run: Run, figures: dict[str, Path], curves: list[Conditiona
                 "one-sided, so it can reach where the two-sided band touches zero.")),
             Bullets([f"{c.kind} {c.path}: {describe_regions(c)}" for c in curves]),
         ]
+    if e.empty:
+        return Section("4. Effects", [Paragraph(
+            "The model has no structural paths, so there are no direct, indirect or total "
+            "effects to report.")])
+    moderated = (" Conditional indirect effects are at -1/0/+1 SD of the latent moderator "
+                 "and at the 16th/50th/84th percentiles of its latent scores; the index of "
+                 "moderated mediation is a·d." if run.partable.interactions else "")
     blocks += [
-        Paragraph(f"All effects ({run.interval}). Conditional indirect effects are at "
-                  "-1/0/+1 SD of the latent moderator and at the 16th/50th/84th percentiles "
-                  "of its latent scores; the index of moderated mediation is a·d."),
+        Paragraph(f"All effects ({run.interval}).{moderated}"),
         _titled(format_frame(table), "Effects (effects.csv)"),
     ]
     return Section("4. Effects", blocks)
@@ -376,6 +404,7 @@ EXTRAS = (
     Extra("reliability", "Reliability", ("reliability.csv",), ()),
     Extra("sensitivity", "Prior sensitivity", ("sensitivity.csv",), ("sensitivity*.png",)),
     Extra("compare", "Frequentist comparison", ("comparison.csv",), ("comparison*.png",)),
+    Extra("compare-models", "Model comparison (PSIS-LOO)", ("model_comparison.csv",), ()),
 )
 
 
@@ -391,28 +420,44 @@ def _csv_blocks(folder: Path, names: tuple[str, ...]) -> list[Block]:
     return blocks
 
 
+def _linked(folder: Path, markdown: str) -> set[Path]:
+    """The local figures a stage's section links (shown there, so not again)."""
+    return {(folder / target).resolve() for target in image_links(markdown)}
+
+
 def _checks_section(run: Run, appended: dict[str, str]) -> Section:
     blocks: list[Block] = []
+    shown = {(run.folder / name).resolve() for name in FIGURE_FILES.values()}
     for extra in EXTRAS:
         tables = [] if extra.key in appended else _csv_blocks(run.folder, extra.tables)
         own = appended.get(extra.key, "")
+        shown |= _linked(run.folder, own)
         images = sorted(p for pattern in extra.images for p in run.folder.glob(pattern)
-                        if p.name not in own)  # a figure the section links is shown there
+                        if p.resolve() not in shown)
+        shown |= {p.resolve() for p in images}
         if own:  # the stage's own words, headed by itself
             blocks.append(Markdown(own, extra.key, run.folder))
         elif tables or images:
             blocks.append(Paragraph(f"**{extra.title}** (from the files in the run folder)"))
-        blocks += [*tables, *(Figure(p, p.name) for p in images)]
+        blocks += [*tables, *(Figure(p, f"`{p.name}`") for p in images)]
     known = {e.key for e in EXTRAS}
-    blocks += [Markdown(text, key, run.folder) for key, text in appended.items()
-               if key not in known]
+    for key, text in appended.items():
+        if key not in known:
+            blocks.append(Markdown(text, key, run.folder))
+            shown |= _linked(run.folder, text)
+    # Whatever else a stage drew into the folder: a co-author with report.html alone sees it.
+    others = sorted(p for suffix in ("png", "svg") for p in run.folder.glob(f"*.{suffix}")
+                    if p.resolve() not in shown)
+    if others:
+        blocks += [Paragraph("**Other figures in the run folder**"),
+                   *(Figure(p, f"`{p.name}`") for p in others)]
     if not blocks:
         files = ", ".join(f"`{f}`" for e in EXTRAS for f in (*e.tables, *e.images))
         blocks.append(Paragraph(
-            "No posterior predictive, reliability, sensitivity or frequentist-comparison "
-            f"results in this run folder yet ({files} and the sections that `python -m "
-            "bayes_sor ppc`, `reliability` and `sensitivity` add to report.md are shown here "
-            "when present)."))
+            "No posterior predictive, reliability, sensitivity or comparison results in this "
+            f"run folder yet ({files} and the sections that `python -m bayes_sor ppc`, "
+            "`reliability`, `sensitivity`, `compare` and `compare-models` add to report.md "
+            "are shown here when present)."))
     return Section("6. Checks and comparison", blocks)
 
 
@@ -429,23 +474,31 @@ def _estimates_section(run: Run) -> Section:
 
 # ---- figures and the whole report ----------------------------------------------------------
 
-def make_figures(run: Run) -> tuple[dict[str, Path], list[ConditionalCurve]]:
-    """Draw and save the report's figures; returns {name: path} and the conditional curves."""
+def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path],
+                                                        list[ConditionalCurve]]:
+    """Draw and save the report's figures; returns {name: path} and the conditional curves.
+    ``redraw=False`` keeps the figures already in the folder (they depend on the posterior
+    alone, which a model check does not change)."""
     from bayes_sor import figures as fg
     from bayes_sor.diagram import path_diagram
 
     par = run.posterior["par"].values
     curves = fg.conditional_curves(run.partable, par,
                                    fg.moderated_paths(run.partable, run.effects), run.ci_prob)
-    drawn = {
-        "diagram": path_diagram(run.partable, run.estimates, run.interval),
-        "forest": fg.forest_plot(run.effects, run.interval),
-        "conditional": fg.conditional_plot(curves, f"{run.ci_prob:.0%} interval"),
-        "rank": fg.rank_plot(run.idata, fg.worst_parameters(run.estimates)),
+    drawers = {
+        "diagram": lambda: path_diagram(run.partable, run.estimates, run.interval,
+                                        run.r2),
+        "forest": lambda: fg.forest_plot(run.effects, run.interval),
+        "conditional": lambda: fg.conditional_plot(curves, f"{run.ci_prob:.0%} interval"),
+        "rank": lambda: fg.rank_plot(run.idata, fg.worst_parameters(run.estimates)),
     }
     saved = {}
-    for name, fig in drawn.items():
+    for name, draw in drawers.items():
         path = run.folder / FIGURE_FILES[name]
+        if not redraw and path.is_file():
+            saved[name] = path
+            continue
+        fig = draw()
         if fig is None:
             path.unlink(missing_ok=True)  # a figure of an earlier report must not linger
             continue
@@ -482,22 +535,41 @@ def build_document(run: Run, figures: dict[str, Path], curves: list[ConditionalC
     ])
 
 
-def write_report(folder: Path, rope: float | None = None) -> list[Path]:
+def write_report(folder: Path, rope: float | None = None, redraw: bool = True) -> list[Path]:
     """(Re)write ``report.html``, ``report.md``, the figures and ``hypotheses.csv`` (with the
-    ROPE used) of a finished run folder, from its files alone."""
+    ROPE used) of a finished run folder, from its files alone; ``redraw=False`` keeps the
+    figures already drawn (see :func:`make_figures`)."""
     from bayes_sor.figures import write_readable
 
     run = load_run(folder, rope)
     folder = run.folder
     old = folder / "report.md"
     appended = appended_sections(old.read_text(encoding="utf-8")) if old.is_file() else {}
-    figures, curves = make_figures(run)
+    figures, curves = make_figures(run, redraw)
     doc = build_document(run, figures, curves, appended)
     written = [folder / "hypotheses.csv", folder / "report.md", folder / "report.html"]
     write_readable(written[0], lambda p: run.hypotheses.to_csv(p, index=False))
     write_readable(written[1], lambda p: p.write_text(to_markdown(doc), encoding="utf-8"))
     write_readable(written[2], lambda p: p.write_text(to_html(doc), encoding="utf-8"))
     return [*written, *figures.values()]
+
+
+def refresh_report(folder: Path) -> bool:
+    """Rewrite ``report.md`` and ``report.html`` after a stage added its section, keeping the
+    figures; False (and ``report.md`` as the stage left it) where the folder holds no complete
+    run for a report (``estimates.csv`` and ``effects.csv`` beside ``posterior.nc``) or the
+    report fails, which is a warning: the stage's results are saved, and ``python -m bayes_sor
+    report`` can redo the report."""
+    if not all((Path(folder) / name).is_file() for name in RUN_FILES):
+        return False
+    try:
+        write_report(folder, redraw=False)
+    except Exception as exc:  # as in write_run: the results on disk are what counts
+        warnings.warn(f"report.html could not be rewritten ({type(exc).__name__}: {exc}); the "
+                      f"section is in report.md: run 'python -m bayes_sor report {folder}'",
+                      stacklevel=2)
+        return False
+    return True
 
 
 # ---- writing a fit -------------------------------------------------------------------------

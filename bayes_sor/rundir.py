@@ -165,15 +165,16 @@ def _partable(attrs: dict, names: list[str], path: Path, summary: bool) -> ParTa
 
 
 # ---- report.md sections ----------------------------------------------------------------------
-def _markers(key: str) -> tuple[str, str]:
-    return f"<!-- bayes_sor:{key}:begin -->", f"<!-- bayes_sor:{key}:end -->"
-
-
 def append_report_section(run_dir: Path, key: str, markdown: str) -> Path:
-    """Append ``markdown`` to ``report.md`` (atomically); a rerun replaces its own section."""
+    """Append ``markdown`` to ``report.md`` (atomically; a rerun replaces its own section), then
+    rewrite ``report.md`` and ``report.html`` together from the folder's files
+    (:func:`bayes_sor.report.refresh_report`), so the page a co-author opens has the section."""
+    from bayes_sor.document import section_markers
+    from bayes_sor.report import refresh_report
+
     report = Path(run_dir) / "report.md"
     old = report.read_text() if report.is_file() else "# bayes_sor run report\n"
-    begin, end = _markers(key)
+    begin, end = section_markers(key)
     block = f"{begin}\n{markdown.strip()}\n{end}\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
     if pattern.search(old):
@@ -181,6 +182,7 @@ def append_report_section(run_dir: Path, key: str, markdown: str) -> Path:
     else:
         new = old.rstrip("\n") + "\n\n" + block
     write_atomic(report, lambda p: p.write_text(new))
+    refresh_report(run_dir)
     return report
 
 

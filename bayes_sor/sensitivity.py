@@ -293,10 +293,15 @@ def report_section(table: pd.DataFrame, notes: list[str], alphas: tuple[float, f
         lines += ["", "No structural path or effect changes its conclusion (sign, interval "
                   "excluding 0) under the power-scaled priors, and none is flagged as prior "
                   "sensitive."]
-    cols = ["quantity", "median", "ci.lower", "ci.upper", f"ci.lower_alpha{alphas[0]:g}",
-            f"ci.upper_alpha{alphas[0]:g}", f"ci.lower_alpha{alphas[1]:g}",
-            f"ci.upper_alpha{alphas[1]:g}", "prior_sensitivity", "likelihood_sensitivity"]
-    lines += ["", markdown_table(table[cols]), "", "Notes:", *[f"- {n}" for n in notes], ""]
+    # readable headers (the CSV keeps its names): interval ends under each power-scaled prior
+    names = {"quantity": "quantity", "median": "median", "ci.lower": "lower",
+             "ci.upper": "upper"}
+    for a in alphas:
+        names |= {f"ci.lower_alpha{a:g}": f"lower (α={a:g})",
+                  f"ci.upper_alpha{a:g}": f"upper (α={a:g})"}
+    names |= {"prior_sensitivity": "prior sens.", "likelihood_sensitivity": "likelihood sens."}
+    shown = table[list(names)].rename(columns=names)
+    lines += ["", markdown_table(shown), "", "Notes:", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)
 
 
@@ -322,5 +327,6 @@ def _handler(args: argparse.Namespace) -> int:
     cols = ["quantity", "median", "ci.lower", "ci.upper", "prior_sensitivity",
             "likelihood_sensitivity", "prior_dependent"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("\n".join(["", *notes, f"wrote {run.path}/sensitivity.csv and a section of report.md"]))
+    print("\n".join(["", *notes, f"wrote {run.path}/sensitivity.csv and a section of report.md "
+                                 "and report.html"]))
     return 0

@@ -5,11 +5,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from matplotlib.patches import Ellipse, FancyArrowPatch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.patches import Ellipse, FancyArrowPatch, Rectangle
 from sem_models import MODERATED
 
 from bayes_sor import figures
@@ -53,10 +56,63 @@ def test_diagram_draws_solid_credible_and_dashed_uncertain_paths():
     assert "0.02 [-0.20, 0.25]" in labels and "M×W: 0.20 [0.05, 0.35]" in labels
 
 
-def test_diagram_of_a_measurement_model_is_none(root):
+def _label_boxes(fig) -> list:
+    """Display-space boxes of the drawn labels (their white boxes) and R^2 notes."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    return [(t.get_text(), t.get_bbox_patch().get_window_extent(renderer)
+             if t.get_bbox_patch() is not None else t.get_window_extent(renderer))
+            for t in fig.axes[0].texts if t.get_bbox_patch() is not None or "R²" in t.get_text()]
+
+
+@pytest.mark.parametrize("model", ["impulse_buying", "purchase_intention"])
+def test_diagram_labels_never_overlap_and_are_readable(root, model):
+    # Study A: MI -> IB and SI -> IB cross; Study B: 8 crossing stimulus -> organism arrows
+    pt = build_partable((root / "models" / f"{model}.lav").read_text())
+    rng = np.random.default_rng(3)
+    regs = pt.table[pt.table.op == "~"]
+    means = rng.uniform(-0.3, 0.6, len(regs))
+    est = _estimates(pt, {f"{r.lhs}~{r.rhs}": (m, m - 0.16, m + 0.14)
+                          for r, m in zip(regs.itertuples(), means, strict=True)})
+    r2 = pd.DataFrame({"construct": pt.endogenous, "mean": 0.41, "ci.lower": 0.3,
+                       "ci.upper": 0.52})
+    fig = path_diagram(pt, est, r2=r2)
+    boxes = _label_boxes(fig)
+    assert len(boxes) == len(regs) + len(pt.endogenous)  # every path and every R^2
+    for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
+        assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
+    sizes = [t.get_fontsize() for t in fig.axes[0].texts if t.get_bbox_patch() is not None]
+    # 9 pt on a figure at most 11 inches wide: >= 8 px high where a 900 px page shows it
+    assert min(sizes) >= 9 and fig.get_figwidth() <= 11
+
+
+def test_diagram_shows_each_endogenous_constructs_r2(root):
+    pt = build_partable((root / "models" / "impulse_buying.lav").read_text())
+    r2 = pd.DataFrame({"construct": ["CT", "IB"], "mean": [0.33, 0.52],
+                       "ci.lower": [0.24, 0.41], "ci.upper": [0.42, 0.63]})
+    fig = path_diagram(pt, _estimates(pt, {}), r2=r2)
+    texts = {t.get_text(): t.get_position() for t in fig.axes[0].texts}
+    pos = layout(pt, *structural_edges(pt, _estimates(pt, {})))
+    for name, text in (("CT", "R² = 0.33 [0.24, 0.42]"), ("IB", "R² = 0.52 [0.41, 0.63]")):
+        x, y = texts[text]
+        assert x == pytest.approx(pos[name][0]) and y < pos[name][1]  # under its construct
+
+
+def test_a_cfa_gets_a_measurement_diagram(root):
     pt = build_partable((root / "models" / "holzinger_swineford.lav").read_text())
-    assert path_diagram(pt, pt.table.assign(mean=0.0, **{"ci.lower": 0.0,
-                                                          "ci.upper": 0.0})) is None
+    est = pt.table.assign(mean=0.7, **{"ci.lower": 0.5, "ci.upper": 0.9})
+    fig = path_diagram(pt, est)
+    ax = fig.axes[0]
+    assert sum(isinstance(p, Ellipse) for p in ax.patches) == 3  # the factors
+    assert sum(isinstance(p, Rectangle) for p in ax.patches) == 9  # their items
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    assert len(arrows) == 9 + 3  # loadings and the factor covariances
+    labels = [t.get_text() for t in ax.texts if t.get_bbox_patch() is not None]
+    assert labels.count("0.70") == 9 and labels.count("0.70 [0.50, 0.90]") == 3
+    for (a, box_a), (b, box_b) in itertools.combinations(_label_boxes(fig), 2):
+        assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
+    assert path_diagram(pt, est[est.op == "~~"]) is None  # nothing to draw
 
 
 def test_forest_plot_has_one_row_per_effect_grouped_by_kind(tmp_path):
@@ -103,7 +159,11 @@ def test_conditional_indirect_curve_is_a_times_b_plus_d_w():
     # from w = -0.95 on; P(effect < 0) never exceeds .95 on the grid (at w = -2.5: z = -1.48)
     assert len(positive) == 1 and -1.05 < positive[0][0] < -0.85 and positive[0][1] == 2.5
     assert negative == []
-    assert "P(effect > 0) > 0.95 for W from" in figures.describe_regions(curve)
+    words = figures.describe_regions(curve)
+    assert "P(effect > 0) > 0.95 for W from -0.9" in words
+    # no region is said so, not "from nowhere"
+    assert "P(effect < 0) > 0.95 for W at no value on the grid" in words
+    assert "nowhere" not in words
 
 
 def test_moderated_paths_lists_the_path_itself_and_each_indirect_path():
@@ -146,4 +206,7 @@ def test_rank_plot_shows_the_worst_parameters():
     fig = figures.rank_plot(xr.DataTree.from_dict({"posterior": posterior}), worst)
     titles = {ax.get_title() for ax in fig.axes}
     assert {"M~X", "Y~M"} <= titles
+    # readable once the figure is scaled into a page's text column
+    assert min(ax.title.get_fontsize() for ax in fig.axes if ax.get_title()) >= 11
+    assert fig._suptitle.get_fontsize() >= 10
     assert figures.rank_plot(xr.DataTree(), []) is None

@@ -264,3 +264,32 @@ def test_mixed_ordinal_and_continuous_items_get_residuals_but_no_ppp(tmp_path):
     m = result.fit_measures.set_index("measure").value
     assert np.isnan(m["ppp"]) and len(result.residuals) == 36
     assert result.residuals.outside.sum() <= 3
+
+
+def test_report_counts_read_as_counts_in_words_and_tables(tmp_path):
+    from dataclasses import replace
+
+    from matplotlib.collections import PathCollection
+    from matplotlib.colors import to_rgba
+
+    from bayes_sor.ppc_report import report_section, residual_figure
+
+    pt = build_partable(CFA)
+    data = simulate_data({}, 6)
+    # 2 x 1100 draws: ArviZ's Pareto-k threshold is then 0.7 itself, which gets one row
+    run = load_run(write_run(tmp_path / "run", pt, laplace_draws(pt, data, n_draws=1100), data))
+    result = check(run, max_draws=200)
+    assert [m for m in result.fit_measures.measure if m.startswith("pareto_k")] == [
+        "pareto_k_gt_0.7"]
+    one = result.residuals.assign(outside=[True] + [False] * (len(result.residuals) - 1))
+    text = report_section(run, replace(result, residuals=one), 0.95)
+    assert f"1 of {len(one)} item pairs has an observed correlation outside its 95%" in text
+    assert "| npar | 30 |" in text and "| ntotal | 500 |" in text and "| ppp.draws | 200 |" in text
+    assert "30.000" not in text
+    # the flagged pair's marker: white, outlined in black, so it shows on a near-black cell too
+    ax = residual_figure(replace(result, residuals=one)).axes[0]
+    assert not [t for t in ax.texts if t.get_text() == "x"]
+    (marker,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(marker.get_offsets()) == 1
+    assert tuple(marker.get_facecolor()[0]) == to_rgba("white")
+    assert tuple(marker.get_edgecolor()[0]) == to_rgba("black")

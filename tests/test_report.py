@@ -20,6 +20,7 @@ from bayes_sor.document import (
     Paragraph,
     Section,
     appended_sections,
+    data_uri,
     to_html,
     to_markdown,
 )
@@ -274,8 +275,95 @@ def test_documents_escape_text_and_round_trip_appended_sections(tmp_path):
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<code>code</code>" in page and "<strong>bold</strong>" in page
     assert "<h3>Added</h3>" in page and "&lt;b&gt;" in page
+    assert '<div class="table-wrap"><table>' in page  # a stage's wide table scrolls in its box
     markdown = to_markdown(doc)
-    assert appended_sections(markdown) == {"extra": "## Added\n\n| a |\n|---|\n| <b> |"}
+    # report.md nests the stage's heading under the report's "## S & s" as well
+    assert appended_sections(markdown) == {"extra": "### Added\n\n| a |\n|---|\n| <b> |"}
+    assert appended_sections(to_markdown(Document("T", "s", [Section("S", [Markdown(
+        appended_sections(markdown)["extra"], "extra")])]))) == appended_sections(markdown)
+
+
+def _not_embedded(folder: Path) -> list[str]:
+    """The PNG files of a run folder that its report.html does not carry as data URIs."""
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    return [p.name for p in sorted(folder.glob("*.png"))
+            if f"data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" not in page]
+
+
+def _section_commands(fitted, tmp_path) -> Path:
+    """A copy of the fitted run after each command that adds a section, checking report.html
+    after every one of them; returns the folder."""
+    result, out = fitted
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    # without the header's "scale: none", which compare does not read yet (the same model)
+    (tmp_path / "model.lav").write_text(MODEL.split("---\n")[-1])
+    result.dataset.frame.to_csv(tmp_path / "data.csv", index=False)
+    shutil.copytree(out, tmp_path / "other")
+    commands = [
+        (["reliability", str(run)], "Reliability and validity"),
+        (["ppc", str(run), "--draws", "100"], "Model checking (posterior predictive)"),
+        (["sensitivity", str(run)], "Prior sensitivity (power-scaling)"),
+        (["compare", str(tmp_path / "model.lav"), "--data", str(tmp_path / "data.csv"),
+          "--run", str(run), "--out", str(run), "--boot", "10", "--process-boot", "20",
+          "--workers", "1"], "Method comparison: model"),
+        (["compare-models", str(run), str(tmp_path / "other"), "--out", str(run)],
+         "Model comparison (PSIS-LOO)"),
+    ]
+    for command, heading in commands:
+        assert main(command) == 0, command
+        page = (run / "report.html").read_text(encoding="utf-8")
+        assert f"<h3>{heading}</h3>" in page, command[0]
+        assert not _not_embedded(run), command[0]
+    return run
+
+
+def test_every_section_command_rewrites_report_html_with_every_figure(fitted, tmp_path):
+    run = _section_commands(fitted, tmp_path)
+    assert {"ppc_items.png", "ppc_residuals.png", "comparison.png"} <= {
+        p.name for p in run.glob("*.png")}
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "[figure not embedded" not in page
+    assert page.count(data_uri(run / "ppc_items.png")) == 1  # shown once, in its section
+    # the sensitivity table keeps readable column names, in the report's scrolling box
+    assert "<th>lower (α=0.8)</th>" in page and "ci.lower_alpha0.8" not in page
+    assert page.count('<div class="table-wrap">') == page.count("<table>")
+    markdown = (run / "report.md").read_text(encoding="utf-8")
+    # a stage's headings nest under "## 6. Checks and comparison": every "##" is numbered
+    assert re.findall(r"(?m)^## (.*)$", markdown) == [
+        "1. Model and data", "2. Hypotheses", "3. Path diagram", "4. Effects",
+        "5. Diagnostics", "6. Checks and comparison", "7. Parameter estimates"]
+    assert "### Model checking (posterior predictive)" in markdown
+    assert "#### Where the model misses" in markdown
+
+
+def test_r2_table_and_a_cfa_report_without_effects(fitted, root):
+    from types import SimpleNamespace
+
+    from bayes_sor.report import _diagram_section, _effects_section
+
+    _, out = fitted
+    page = _page(out)
+    r2 = dict(page.table("Explained variance"))
+    assert set(r2) == {"M", "Y"} and re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", r2["M"])
+    cfa = build_partable((root / "models" / "holzinger_swineford.lav").read_text())
+    run = SimpleNamespace(partable=cfa, effects=pd.read_csv(out / "effects.csv").iloc[:0],
+                          attrs={}, interval="95% equal-tailed interval", ci_prob=0.95)
+    effects = to_markdown(Document("T", "", [_effects_section(run, {}, [])]))
+    assert "no structural paths" in effects and "moderated mediation" not in effects
+    assert "|" not in effects  # no empty table
+    diagram = _diagram_section(run, out / FIGURE_FILES["diagram"])
+    assert diagram.title == "3. Measurement model" and "loadings" in diagram.blocks[0].caption
+
+
+def test_counts_agree_with_their_nouns():
+    from bayes_sor.compare_report import _flags_text
+
+    table = pd.DataFrame({"flag": ["sign", ""], "sign_disagree": [True, False],
+                          "zero_disagree": [False, False], "scale": ["std", "std"],
+                          "kind": ["path", "path"], "quantity": ["Y ~ X", "M ~ X"],
+                          "moderator_value": ["", ""]})
+    assert "1 row differs in sign and 0 in whether" in _flags_text(table)
 
 
 def _chromium() -> str | None:
@@ -299,6 +387,30 @@ def test_html_opens_in_headless_chromium_without_console_errors(fitted, tmp_path
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line
                or re.search(r"Uncaught|Failed to load", line)]
     assert not console, console
+
+
+@pytest.mark.slow
+def test_report_after_every_section_stays_inside_the_window(fitted, tmp_path):
+    """Every section added, rendered at 900 and 1400 px: no figure or table is painted into
+    the page's right margin (what overflows its text column lands there)."""
+    from PIL import Image
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed")
+    run = _section_commands(fitted, tmp_path)
+    for width in (900, 1400):
+        shot = tmp_path / f"shot_{width}.png"
+        subprocess.run(
+            [browser, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+             f"--window-size={width},20000", (run / "report.html").resolve().as_uri()],
+            capture_output=True, text=True, timeout=180, check=True)
+        pixels = np.asarray(Image.open(shot).convert("L"))
+        assert pixels.shape[1] == width
+        margin = pixels[:, -8:]  # the body's padding (900 px) or its side margin (1400 px)
+        assert margin.min() >= 245, f"something overflows the text column at {width} px"
+        assert (pixels[:, : width - 8] < 128).any()  # and the page did render
 
 
 def test_run_folder_attributes_record_interval_rope_and_missingness(fitted):
