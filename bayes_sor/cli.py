@@ -143,8 +143,7 @@ def _fit(args: argparse.Namespace) -> int:
             _warn(f"the report could not be written ({type(exc).__name__}: {exc}); the fit "
                   f"is saved: run 'python -m bayes_sor report {out}'")
     stage("finished")
-    # a blank line: the progress bar's last line ends without one
-    print()
+    print()  # the stage lines end here; the results follow
     shown = result.effects[result.effects.kind.isin(
         ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]
     if shown.empty:

@@ -104,9 +104,9 @@ def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] 
     model is assembled from the cache (``True``) or compiled (``False``; also after an entry
     that turned out not to fit), so a caller can say how long the wait will be.
     """
-    announce = announce or (lambda cached: None)
     from pymc.initial_point import make_initial_point_fn
 
+    announce = announce or (lambda cached: None)
     var_names = None if var_names is None else list(var_names)
     point_fn = make_initial_point_fn(model=model, overrides=initial_points, jitter_rvs=set(),
                                      return_transformed=True)

@@ -86,7 +86,10 @@ def sample(built: BuiltModel, settings: SamplerSettings,
             blocking=False,
         )
         try:
-            return _complete(sampler.wait(), settings)
+            trace = sampler.wait()
+            if settings.progressbar:
+                print(flush=True)  # nutpie's progress bar leaves its last line unterminated
+            return _complete(trace, settings)
         except KeyboardInterrupt:
             # nutpie's blocking call would return the draws so far as if the run were done.
             sampler.cancel()

@@ -1,5 +1,7 @@
 """End-to-end CLI runs on a small model: outputs, exit codes 0/1/2, atomic replacement."""
 
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -250,3 +252,29 @@ def test_the_compiling_line_says_whether_the_compiled_model_is_cached(project, t
                  "compiling the marginal model for nutpie: cached\n"):
         assert main(args) == 0
         assert said in capsys.readouterr().out
+
+
+def test_the_line_after_the_progress_bar_starts_on_a_line_of_its_own(project, tmp_path):
+    """On a terminal nutpie draws its progress bar and leaves the last line unterminated; the
+    next stage line must not be glued to it."""
+    main_fd, child_fd = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bayes_sor", "fit", str(project / "model.lav"), "--data",
+         str(project / "data.csv"), "--out", str(tmp_path / "tty"), "--scale", "none",
+         "--chains", "2", "--draws", "50", "--tune", "50", "--no-report", "--allow-warnings"],
+        stdin=child_fd, stdout=child_fd, stderr=child_fd)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    assert process.wait(timeout=600) == 0
+    screen = b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
+    assert "Progress" in screen  # a progress bar was drawn
+    assert re.search(r"\n\[ *\d+\.\d s\] summarising the posterior", screen), screen[-2000:]

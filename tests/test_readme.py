@@ -46,9 +46,12 @@ def fit_argv() -> list[str]:
 
 
 def readme_command(name: str) -> list[str]:
-    """The README's ``python -m bayes_sor NAME ...`` text (its first occurrence), as words
-    with optional parts (``[--run RUN]``) kept."""
-    found = re.search(rf"`python -m bayes_sor {re.escape(name)} ([^`]*)`", README)
+    """The README's ``python -m bayes_sor NAME ...`` text as words, optional parts
+    (``[--run RUN]``) kept: the "Other commands" table's, else the first in the README."""
+    table = README[README.index("## Other commands"):]
+    table = table[:table.index("\n\n", table.index("| command |"))]
+    pattern = rf"`python -m bayes_sor {re.escape(name)} ([^`]*)`"
+    found = re.search(pattern, table) or re.search(pattern, README)
     assert found is not None, f"README.md shows no 'python -m bayes_sor {name}' command"
     return [name, *shlex.split(re.sub(r"\[([^\]]*)\]", r"\1", found.group(1)))]
 
