@@ -223,7 +223,7 @@ class _Placer:
         probe = self.ax.text(0, 0, text, fontsize=fontsize)
         extent = probe.get_window_extent(self.renderer)
         probe.remove()
-        pad_px = 2 * pad * fontsize * self.ax.figure.dpi / 72 + 2
+        pad_px = 2 * pad * fontsize * self.ax.figure.dpi / 72 + 8  # and a gap between boxes
         inverse = self.ax.transData.inverted()
         (x0, y0), (x1, y1) = inverse.transform([(0, 0), (extent.width + pad_px,
                                                            extent.height + pad_px)])

@@ -146,12 +146,18 @@ def nest_headings(text: str, top: int = 3) -> str:
     """Shift the Markdown headings of ``text`` so that its highest one is at level ``top``
     (a stage's section sits under a ``##`` report section); idempotent, so a section read back
     from ``report.md`` keeps its levels."""
-    found = [len(m) for m in re.findall(r"(?m)^(#{1,6}) ", text)]
-    if not found:
+    lines = text.split("\n")
+    fenced, inside = [], False
+    for line in lines:  # a "# comment" in a code block is no heading
+        inside ^= line.lstrip().startswith("```")
+        fenced.append(inside or line.lstrip().startswith("```"))
+    levels = [len(m.group(1)) if (m := re.match(r"(#{1,6}) ", line)) and not code else 0
+              for line, code in zip(lines, fenced, strict=True)]
+    if not any(levels):
         return text
-    shift = top - min(found)
-    return re.sub(r"(?m)^(#{1,6}) ",
-                  lambda m: "#" * min(6, max(1, len(m.group(1)) + shift)) + " ", text)
+    shift = top - min(v for v in levels if v)
+    return "\n".join("#" * min(6, max(1, level + shift)) + line[level:] if level else line
+                     for line, level in zip(lines, levels, strict=True))
 
 
 def _md_block(block: Block) -> str:

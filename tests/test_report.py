@@ -21,6 +21,7 @@ from bayes_sor.document import (
     Section,
     appended_sections,
     data_uri,
+    nest_headings,
     to_html,
     to_markdown,
 )
@@ -281,6 +282,9 @@ def test_documents_escape_text_and_round_trip_appended_sections(tmp_path):
     assert appended_sections(markdown) == {"extra": "### Added\n\n| a |\n|---|\n| <b> |"}
     assert appended_sections(to_markdown(Document("T", "s", [Section("S", [Markdown(
         appended_sections(markdown)["extra"], "extra")])]))) == appended_sections(markdown)
+    # a comment line in a stage's code block is no heading
+    assert nest_headings("# Fit\n```\n# H1: M ~ X > 0\n```\n## Notes") == (
+        "### Fit\n```\n# H1: M ~ X > 0\n```\n#### Notes")
 
 
 def _not_embedded(folder: Path) -> list[str]:

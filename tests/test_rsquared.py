@@ -2,25 +2,23 @@
 
 import numpy as np
 from fakes import truth
+from sem_models import MODERATED
 
 from bayes_sor.partable import build_partable
 from bayes_sor.rsquared import r_squared, r_squared_draws
 
-MEDIATION = """
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-Y =~ y1 + y2 + y3
-M ~ X
-Y ~ M + X
-"""
 
-
-def test_r_squared_of_a_mediation_model_matches_the_closed_form():
-    pt = build_partable(MEDIATION)  # std.lv: Var(X) = 1
-    a, b, c, psi_m, psi_y = 0.6, 0.5, 0.2, 0.64, 0.5
-    par = truth(pt, {"M~X": a, "Y~M": b, "Y~X": c, "M~~M": psi_m, "Y~~Y": psi_y})
+def test_r_squared_of_a_moderated_mediation_matches_the_closed_form():
+    pt = build_partable(MODERATED)  # std.lv: Var(X) = Var(W) = 1
+    a, b, c, e, d, phi, psi_m, psi_y = 0.6, 0.5, 0.2, 0.3, 0.25, 0.4, 0.64, 0.5
+    par = truth(pt, {"M~X": a, "Y~M": b, "Y~X": c, "Y~W": e, "Y~M:W": d, "X~~W": phi,
+                     "M~~M": psi_m, "Y~~Y": psi_y})
     var_m = a**2 + psi_m
-    explained_y = b**2 * var_m + c**2 + 2 * b * c * a  # Cov(M, X) = a
+    cov_mw = a * phi
+    linear = (c**2 + b**2 * var_m + e**2 + 2 * c * b * a + 2 * c * e * phi
+              + 2 * b * e * cov_mw)
+    product = var_m * 1.0 + cov_mw**2  # Var(M W) of normal M, W (uncorrelated with the rest)
+    explained_y = linear + d**2 * product
     r2 = r_squared_draws(pt, par[None, None, :])
     assert set(r2) == {"M", "Y"}
     np.testing.assert_allclose(r2["M"], a**2 / var_m)
@@ -28,7 +26,7 @@ def test_r_squared_of_a_mediation_model_matches_the_closed_form():
 
 
 def test_r_squared_summary_has_mean_and_interval_per_endogenous_construct():
-    pt = build_partable(MEDIATION)
+    pt = build_partable(MODERATED)
     rng = np.random.default_rng(4)
     base = truth(pt)
     draws = np.tile(base, (2, 300, 1))
