@@ -35,7 +35,7 @@ from bayes_sor.build import ItemMoments, initial_values, pymc_model, sufficient_
 from bayes_sor.data import parse_scale
 from bayes_sor.effects import effect_draws, effects_dataarray
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.matrices import Representation, representation
+from bayes_sor.matrices import Representation, extend, representation
 from bayes_sor.nutpie_cache import compile_pymc_model
 from bayes_sor.ordinal import sort_thresholds
 from bayes_sor.partable import ParTable, build_partable
@@ -152,6 +152,34 @@ class PriorSampler:
         with _LOCK:  # the generators are shared state (Dask workers may run threads)
             reseed_rngs(self._rngs, seed)
             return sort_thresholds(self.partable, np.asarray(self._fn()))
+
+
+#: prior draws tried per simulation for one whose residual covariance matrix is one
+MAX_PRIOR_DRAWS = 200
+
+
+def valid_prior_draw(draw: Callable[[int], np.ndarray], rep: Representation,
+                     seed: int) -> np.ndarray:
+    """A prior draw whose residual covariance matrix Theta is a covariance matrix.
+
+    Independent priors on residual correlations (``y1 ~~ y5``, ``y2 ~~ y4 + y6``, ...) also
+    draw matrices that are no covariance matrix (56 % of the PoliticalDemocracy model's draws
+    under its SBC priors), from which no data can be simulated: NumPy's multivariate normal
+    then returns data of another distribution with only a RuntimeWarning, and SBC flagged the
+    residual (co)variances. Redrawing until Theta is positive semi-definite draws from the prior
+    restricted to valid models; the first draw is ``seed``'s own, so a model without residual
+    covariances simulates exactly what it did before.
+    """
+    for attempt in range(MAX_PRIOR_DRAWS):
+        par = draw(seed if attempt == 0 else int(
+            np.random.SeedSequence([seed, attempt]).generate_state(1)[0]))
+        theta = extend(par)[rep.theta]
+        # positive semi-definite: a single indicator's residual variance may be fixed to 0
+        if np.linalg.eigvalsh(theta).min() >= -1e-9 * max(1.0, np.abs(theta).max()):
+            return par
+    raise ModelSpecError(f"none of {MAX_PRIOR_DRAWS} prior draws gave a positive "
+                         "semi-definite residual covariance matrix: concentrate the residual "
+                         "correlations' priors towards 0, e.g. residual_covariances: 'beta(3,3)'")
 
 
 # ---- simulated data ------------------------------------------------------------------------
@@ -334,7 +362,7 @@ class Simulator:
 
     def run(self, index: int, seed: int) -> dict:
         """Prior draw -> data -> fit -> ranks; the record that ``ranks.csv`` gets a row of."""
-        truth_par = self.draw_prior(seed)
+        truth_par = valid_prior_draw(self.draw_prior, self.rep, seed)
         data, eta = simulate_dataset(self.sim_table, truth_par, self.config.nobs, seed)
         config = self.config
         # The first simulated data set serves as the example the model is built on (any data

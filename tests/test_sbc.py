@@ -24,6 +24,7 @@ import pytest
 from bayes_sor import sbc, sbc_sim
 from bayes_sor.build import pymc_model
 from bayes_sor.cli import main
+from bayes_sor.errors import ModelSpecError
 from bayes_sor.matrices import extend, representation
 from bayes_sor.partable import build_partable
 from bayes_sor.priors import read_prior_file
@@ -255,6 +256,29 @@ def test_compiled_once_fit_equals_a_fresh_fit():
     swapped = fitter.fit(second, settings)["posterior"]["par"].values
     fresh = sample(pymc_model(pt, second), settings)["posterior"]["par"].values
     np.testing.assert_array_equal(swapped, fresh)
+
+
+def test_prior_draws_are_valid_models(root: Path):
+    """Residual correlations drawn independently can form no covariance matrix (56 % of
+    PoliticalDemocracy's prior draws): SBC redraws those and keeps every other draw."""
+    pd_model = root / "models" / "political_democracy.lav"
+    priors = read_prior_file(root / "models" / "political_democracy.sbc_priors.yaml")
+    table = build_partable(pd_model.read_text(), priors=priors)
+    rep, draw = representation(table), PriorSampler(table)
+
+    def smallest_eigenvalue(par):
+        return np.linalg.eigvalsh(extend(par)[rep.theta]).min()
+
+    seeds = simulation_seeds(1, 20)
+    invalid = [s for s in seeds if smallest_eigenvalue(draw(s)) <= 0]
+    assert len(invalid) >= 5
+    for seed in seeds:
+        chosen = sbc_sim.valid_prior_draw(draw, rep, seed)
+        assert smallest_eigenvalue(chosen) >= 0
+        if seed not in invalid:
+            np.testing.assert_array_equal(chosen, draw(seed))
+    with pytest.raises(ModelSpecError, match="beta\\(3,3\\)"):
+        sbc_sim.valid_prior_draw(lambda seed: draw(invalid[0]), rep, 1)
 
 
 def test_latent_scores_are_those_behind_the_simulated_data():
