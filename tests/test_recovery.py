@@ -56,7 +56,7 @@ def test_structural_paths_and_interaction_cover_the_truth(recovery):
     # posterior SDs of the truth (family-wise false alarm about 3%) and at most one path
     # outside its 95% interval (about 10%). SBC (tests/test_sbc.py) checks calibration itself.
     z = (paths["mean"] - paths.truth) / paths["sd"]
-    assert (z.abs() < 3).all(), paths.assign(z=z)[["lhs", "rhs", "truth", "mean", "z"]]
+    assert (z.abs() < 3).all(), paths.assign(z=z)[["lhs", "rhs", "truth", "mean", "z"]].to_string()
     outside = paths[(paths.truth < paths["ci.lower"]) | (paths.truth > paths["ci.upper"])]
     assert len(outside) <= 1, outside[["lhs", "rhs", "truth", "mean", "ci.lower", "ci.upper"]]
 
@@ -114,7 +114,30 @@ def test_effects_recover_their_closed_form_truths(recovery):
             rows.append((path, kind, at, value, row["mean"], _z(row, value)))
     frame = pd.DataFrame(rows, columns=["effect", "kind", "at", "truth", "mean", "z"])
     assert len(frame) == 4 * 8
-    assert (frame.z.abs() < 3).all(), frame
+    assert (frame.z.abs() < 3).all(), frame.to_string()
+
+
+def test_effects_table_is_the_closed_form_of_each_draw(recovery):
+    """The reported effects are a*b, a*(b + d w) and a*d evaluated on every posterior draw,
+    with w = -1/0/+1 (IT's SD is 1 under std.lv) and w = that draw's IT percentiles: a wrong
+    probe point fails here even where the data cannot tell it from the truth."""
+    _, _, result = recovery
+    posterior = result.idata["posterior"]
+    par = posterior["par"]
+    b, d = (par.sel(param=n).values.ravel() for n in ("IB~CT", "IB~CT:IT"))
+    q = posterior["moderator_quantiles"].sel(moderator="IT").values.reshape(-1, 3)
+    points = {"IT=-1SD": -1.0, "IT=0SD": 0.0, "IT=+1SD": 1.0}
+    points.update({f"IT=p{p}": q[:, k] for k, p in enumerate(PERCENTILES)})
+    table = result.effects.set_index(["effect", "kind", "moderator_value"])["mean"]
+    for s in STIMULI:
+        a = par.sel(param=f"CT~{s}").values.ravel()
+        path = f"{s} -> CT -> IB"
+        expected = {("indirect", ""): a * b, ("index_moderated_mediation", "IT"): a * d}
+        expected.update({("conditional_indirect", lab): a * (b + d * w)
+                         for lab, w in points.items()})
+        for (kind, at), draws in expected.items():
+            assert table[(path, kind, at)] == pytest.approx(draws.mean(), rel=1e-9), (
+                path, kind, at)
 
 
 def test_posterior_means_are_unbiased_on_average(recovery):
