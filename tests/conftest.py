@@ -8,17 +8,15 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from reference_data import require_reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
 
 
 @pytest.fixture
 def reference() -> Path:
-    """The shared reference folder; tests that need it skip where it is absent."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference data not found at {REFERENCE} (CI has ../shared/reference)")
-    return REFERENCE
+    """The shared reference folder; tests that need it skip where it is absent, fail in CI."""
+    return require_reference()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Agreement with lavaan (ML), blavaan (published posteriors) and PROCESS / brms on the classic
-data sets (slow: each test compiles and samples a model).
+data sets (slow: each test compiles and samples a model; HS and Hayes model 14 are also in CI's
+correctness tier).
 
 Tolerances are in posterior SDs. Against blavaan (same model, same default priors) the two
 posteriors are the same distribution, so only Monte Carlo error separates the means: about
@@ -47,6 +48,7 @@ def _free(est: pd.DataFrame, ops: tuple[str, ...]) -> list[str]:
     return [n for n in est.index[est.free > 0] if est.loc[n, "op"] in ops]
 
 
+@pytest.mark.correctness
 def test_holzinger_swineford_cfa_agrees_with_lavaan_ml_and_blavaan(reference, root):
     """N = 301, weak priors: every loading, residual variance and factor correlation within
     0.3 posterior SD of lavaan's ML (std.lv; measured max 0.23), every parameter within 0.15 SD
@@ -100,6 +102,7 @@ def test_political_democracy_blavaan_model_reproduces_blavaan(reference):
     np.testing.assert_allclose(est.loc[free, "sd"], sd[free], rtol=0.15)
 
 
+@pytest.mark.correctness
 def test_hayes_process_model_14_with_observed_variables(reference, root):
     """PROCESS model 14 on the teams data (N = 60), observed X, M, W, Y.
 

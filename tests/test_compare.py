@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from fakes import truth, write_run
+from reference_data import REFERENCE, require_reference
 
 from bayes_sor.cli import main
 from bayes_sor.compare import (
@@ -41,7 +42,6 @@ from bayes_sor.published import KEY, baron_kenny_quantity, moderation_quantity, 
 from bayes_sor.simulate import simulate
 
 ROOT = Path(__file__).parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
 MODEL = """
 X =~ x1 + x2 + x3
 M =~ m1 + m2 + m3
@@ -352,8 +352,7 @@ def test_hanoi_command_errs_cleanly_without_the_shared_folder(tmp_path, capsys):
 
 
 def test_hanoi_ml_column_reproduces_the_published_sem():
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference data folder {REFERENCE} is absent (CI provides it)")
+    require_reference()
     pt = build_partable((ROOT / "models" / "hanoi_sem.lav").read_text())
     data = pd.read_csv(HANOI_DATA)
     ml = ml_estimates(pt, data, boot=4, seed=1, workers=1, level=0.95)

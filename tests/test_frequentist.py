@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from reference_data import REFERENCE, require_reference
 
 from bayes_sor.effects import effect_draws
 from bayes_sor.errors import DataError, ModelSpecError
@@ -32,7 +33,6 @@ from bayes_sor.matrices import representation
 from bayes_sor.partable import build_partable
 
 ROOT = Path(__file__).parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
 #: An ML engine fitting the same model reproduces lavaan to this (README of the references).
 ML_TOL = 1e-3
 TEAMS = {"x": "dysfunc", "m": "negtone", "w": "negexp", "y": "perform"}
@@ -60,9 +60,8 @@ URG ~ PAR + HED + CON + HED:CON
 
 
 def reference(relative: str) -> pd.DataFrame:
-    """A reference CSV, or a skip when the shared reference folder is absent."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference data folder {REFERENCE} is absent (CI provides it)")
+    """A reference CSV; a skip when the shared reference folder is absent (a failure in CI)."""
+    require_reference()
     return pd.read_csv(REFERENCE / relative)
 
 

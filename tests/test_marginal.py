@@ -200,6 +200,7 @@ def test_covariance_input_gives_the_raw_data_posterior(reference):
 
 
 @pytest.mark.slow
+@pytest.mark.correctness
 def test_marginal_and_conditional_posteriors_agree():
     """One factor, 6 items, N = 300 (simulated). The conditional likelihood samples the 300
     latent scores, the marginal integrates them out: the same posterior. Means must agree within

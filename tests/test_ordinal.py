@@ -12,6 +12,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from posterior_helpers import fit_posterior, reference_table
+from reference_scripts.holzinger_ordinal_fiml import fiml_negloglik
 from scipy import stats
 from scipy.special import log_ndtr
 
@@ -356,37 +357,12 @@ def test_simulated_ordinal_answers_follow_the_thresholds():
 
 
 # ---- agreement with full-information ML, WLSMV and PML ------------------------------------
-#: Full-information probit ML of the 3-category HS CFA (theta parameterisation, std.lv): scipy
-#: L-BFGS-B on :func:`_fiml_negloglik` from lavaan's WLSMV estimates; std.all loadings,
-#: factor correlations, and the minimum. Independent of bayes_sor's code.
-FIML_STD_LOADINGS = [0.838, 0.434, 0.588, 0.848, 0.945, 0.838, 0.634, 0.752, 0.663]
-FIML_CORRELATIONS = [0.421, 0.367, 0.294]
+#: Full-information probit ML of the 3-category HS CFA (theta parameterisation, std.lv): std.all
+#: loadings, factor correlations and the minimum of -log L, made (numpy/scipy only, independent
+#: of bayes_sor's code) by ``python tests/reference_scripts/holzinger_ordinal_fiml.py``.
+FIML_STD_LOADINGS = [0.838, 0.434, 0.588, 0.848, 0.945, 0.838, 0.634, 0.751, 0.663]
+FIML_CORRELATIONS = [0.421, 0.367, 0.295]
 FIML_MINIMUM = 2119.018
-
-
-def _fiml_negloglik(codes: np.ndarray, lam: np.ndarray, cuts: np.ndarray,
-                    cor: np.ndarray) -> float:
-    """-log L of a 3-factor, 3-items-per-factor ordinal probit CFA, by grid quadrature.
-
-    Each item loads on one factor, so the 3-dimensional integral factorises into per-factor
-    item likelihoods on a 41-point grid, combined with the trivariate normal weights.
-    """
-    grid = np.linspace(-5, 5, 41)
-    per_factor = []
-    for f in range(3):
-        log_lik = np.zeros((len(codes), len(grid)))
-        for j in range(3 * f, 3 * f + 3):
-            edges = np.r_[-np.inf, cuts[j], np.inf]
-            mu = lam[j] * grid
-            upper = stats.norm.cdf(edges[codes[:, j] + 1][:, None] - mu)
-            lower = stats.norm.cdf(edges[codes[:, j]][:, None] - mu)
-            log_lik += np.log(np.clip(upper - lower, 1e-300, None))
-        per_factor.append(np.exp(log_lik))
-    points = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), axis=-1).reshape(-1, 3)
-    weights = stats.multivariate_normal(np.zeros(3), cor).pdf(points).reshape(41, 41, 41)
-    weights *= (grid[1] - grid[0]) ** 3
-    likelihood = np.einsum("na,nb,nc,abc->n", *per_factor, weights, optimize=True)
-    return float(-np.log(likelihood).sum())
 
 
 @pytest.mark.slow
@@ -421,7 +397,7 @@ def test_holzinger_swineford_ordinal_agrees_with_full_information_ml(reference, 
     cor = np.eye(3)
     cor[[0, 0, 1], [1, 2, 2]] = cor[[1, 2, 2], [0, 0, 1]] = est.loc[correlations, "mean"]
     codes = data[pt_.indicators].to_numpy() - 1
-    assert _fiml_negloglik(codes, std / scale, cuts, cor) - FIML_MINIMUM < 1.0
+    assert fiml_negloglik(codes, std / scale, cuts, cor) - FIML_MINIMUM < 1.0
     first_two = loadings[:6]
     for name in ("ref_holzinger_ordinal3_cfa_lavaan_wlsmv_theta_stdlv.csv",
                  "ref_holzinger_ordinal3_cfa_lavaan_pml_stdlv.csv"):

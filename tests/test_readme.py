@@ -56,6 +56,16 @@ def readme_command(name: str) -> list[str]:
     return [name, *shlex.split(re.sub(r"\[([^\]]*)\]", r"\1", found.group(1)))]
 
 
+def test_ci_runs_exactly_the_readmes_test_command():
+    """The second ```bash block is the test command; .ci/run ends by running that very line."""
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.DOTALL)
+    command = blocks[1].strip()
+    assert "\n" not in command and command.startswith("python -m pytest"), command
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+    assert ci[-1] == command
+
+
 # ---- fast: the text of the first command ----------------------------------------------------
 def test_the_install_part_makes_a_python_312_venv_and_installs_the_test_extra():
     venv, activate, install, fit = first_command()
