@@ -101,8 +101,9 @@ class Dataset:
 
 
 def parse_scale(text: str | None) -> Scale | None:
-    """``"1-7"``, ``"1..7"`` or ``"1,7"`` -> ``Scale(1, 7)``; ``None`` or blank -> ``None``."""
-    if text is None or not str(text).strip():
+    """``"1-7"``, ``"1..7"`` or ``"1,7"`` -> ``Scale(1, 7)``; ``None``, blank, ``"none"`` or
+    ``"continuous"`` (the user's explicit "no Likert range") -> ``None``."""
+    if text is None or str(text).strip().lower() in ("", "none", "continuous"):
         return None
     # The en dash is what word processors turn a typed "1-7" into.
     match = re.fullmatch(r"\s*([+-]?\d+)\s*(?:\.\.|-|–|,)\s*([+-]?\d+)\s*", str(text))

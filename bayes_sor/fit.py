@@ -157,8 +157,6 @@ def fit(
     centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
     if scale is None:
         scale = partable.options.get("scale")
-    if isinstance(scale, str) and scale.strip().lower() in ("", "none", "continuous"):
-        scale = None  # the user's explicit "no Likert range", overriding the model file
     if not isinstance(scale, Scale):
         scale = parse_scale(scale)
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}

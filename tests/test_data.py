@@ -437,6 +437,8 @@ def test_text_columns_outside_the_model_are_ignored(tmp_path):
         (None, None),
         ("", None),
         ("  ", None),
+        ("none", None),
+        ("Continuous", None),
     ],
 )
 def test_parse_scale(text, expected):

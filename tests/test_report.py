@@ -300,8 +300,7 @@ def _section_commands(fitted, tmp_path) -> Path:
     result, out = fitted
     run = tmp_path / "run"
     shutil.copytree(out, run)
-    # without the header's "scale: none", which compare does not read yet (the same model)
-    (tmp_path / "model.lav").write_text(MODEL.split("---\n")[-1])
+    (tmp_path / "model.lav").write_text(MODEL)  # its header's "scale: none" read by compare too
     result.dataset.frame.to_csv(tmp_path / "data.csv", index=False)
     shutil.copytree(out, tmp_path / "other")
     commands = [
