@@ -343,7 +343,8 @@ def _run_section(markdown: str, run_dir: Path, figure: Path) -> str:
 
 def write_outputs(table: pd.DataFrame, methods: list[MethodEstimates], out: Path,
                   model_name: str) -> list[Path]:
-    """comparison.csv / .md / .png in ``out`` and the section in the run's report.md."""
+    """comparison.csv / .md / .png in ``out`` and the section in the run's report.md, which
+    rewrites its report.html too (both returned)."""
     out = Path(out)
     csv, md, png = (out / name for name in OUTPUT_FILES)
     write_atomic(csv, lambda p: table.to_csv(p, index=False))
@@ -353,4 +354,4 @@ def write_outputs(table: pd.DataFrame, methods: list[MethodEstimates], out: Path
     write_atomic(md, lambda p: p.write_text(text, encoding="utf-8"))
     run_dir = Path(methods[0].info["run"])
     report = append_report_section(run_dir, "compare", _run_section(text, run_dir, png))
-    return [csv, md, png, report]
+    return [csv, md, png, report, report.with_suffix(".html")]
