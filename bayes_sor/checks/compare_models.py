@@ -12,6 +12,7 @@ import argparse
 import warnings
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -74,7 +75,6 @@ def _names(paths: list[Path]) -> list[str]:
 
 def compare(paths: list[str | Path]) -> pd.DataFrame:
     """The comparison table, best model first."""
-    import arviz as az
 
     paths = [Path(p) for p in paths]
     if len(paths) < 2:

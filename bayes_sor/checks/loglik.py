@@ -20,6 +20,9 @@ of the answered cells).
 
 from __future__ import annotations
 
+import warnings
+
+import arviz as az
 import numpy as np
 import xarray as xr
 from scipy.special import log_ndtr
@@ -152,9 +155,6 @@ def loglik_tree(run: Run, ll: xr.DataArray, posterior: xr.Dataset | None = None)
 
 def loo(tree: xr.DataTree):
     """PSIS-LOO of a tree from :func:`loglik_tree` (ArviZ's Pareto-k warnings silenced)."""
-    import warnings
-
-    import arviz as az
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

@@ -26,6 +26,7 @@ COUNT_MEASURES = ("npar", "ntotal", "ppp.draws", "pareto_k_gt_0.7")
 
 # ---- figures -----------------------------------------------------------------------------------
 def _grid(n: int, cols: int = 6):
+    # matplotlib: the Agg backend (no display) is chosen when a figure is drawn, not on import
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,6 +58,7 @@ def plot_items(result: PPCResult, path: Path) -> None:
                  "data sets (blue)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    # pyplot after the Agg backend was chosen (in _grid)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -235,7 +236,6 @@ def _verdict(row: pd.Series, alphas: tuple[float, float]) -> tuple[bool, str]:
 def sensitivity(run: Run, ci: float = 0.95,
                 alphas: tuple[float, float] = ALPHAS) -> tuple[pd.DataFrame, list[str]]:
     """The ``sensitivity.csv`` table and notes on what was approximated."""
-    import arviz as az
 
     posterior, what = quantities(run)
     log_prior = log_prior_terms(run)
@@ -318,7 +318,6 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _handler(args: argparse.Namespace) -> int:
-
     if not 0 < args.ci < 1 or not 0 < args.alpha < 1:
         raise BayesSORError("--ci and --alpha must lie between 0 and 1 (e.g. 0.95 and 0.8)")
     alphas = (args.alpha, 1 / args.alpha)

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
+from markdown_it import MarkdownIt
 
 
 @dataclass(frozen=True)
@@ -243,10 +244,6 @@ def _markdown_html(block: Markdown) -> str:
     embedded, so the page stays self-contained; tables in the scrolling box of the report's
     own tables."""
     text = nest_headings(block.text)
-    try:
-        from markdown_it import MarkdownIt
-    except ImportError:  # pragma: no cover - markdown-it-py comes with PyMC
-        return f"<pre>{html.escape(text)}</pre>"
     rendered = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     rendered = rendered.replace("<table>", '<div class="table-wrap"><table>').replace(
         "</table>", "</table></div>")

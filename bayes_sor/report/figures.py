@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import arviz_plots as azp
 import numpy as np
 import pandas as pd
 import xarray as xr
+from arviz_base.labels import NoVarLabeller
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -48,6 +50,7 @@ def save_png(fig: Figure, path: Path, dpi: int = 150) -> Path:
     write_readable(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
                                                  bbox_inches="tight", facecolor="white"))
     if fig.canvas.manager is not None:  # made through pyplot (ArviZ's plots): unregister it
+        # pyplot only for figures made through it; ours are made without it
         import matplotlib.pyplot as plt
 
         plt.close(fig)
@@ -231,8 +234,6 @@ def rank_plot(idata: xr.DataTree, params: list[str]) -> Figure | None:
     """ArviZ's fractional-rank Delta-ECDF plots (one panel per parameter, chains as lines)."""
     if not params:
         return None
-    import arviz_plots as azp
-    from arviz_base.labels import NoVarLabeller
 
     ncols = min(3, len(params))
     nrows = -(-len(params) // ncols)

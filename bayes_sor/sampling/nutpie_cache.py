@@ -39,7 +39,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from pymc.initial_point import make_initial_point_fn
 from pytensor import config
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.traversal import graph_inputs
 
 from bayes_sor.errors import OutputError
 from bayes_sor.files import write_atomic
@@ -103,7 +106,6 @@ def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] 
     model is assembled from the cache (``True``) or compiled (``False``; also after an entry
     that turned out not to fit), so a caller can say how long the wait will be.
     """
-    from pymc.initial_point import make_initial_point_fn
 
     announce = announce or (lambda cached: None)
     var_names = None if var_names is None else list(var_names)
@@ -135,9 +137,6 @@ class _ModelGraph:
 
     @classmethod
     def of(cls, model, point: dict[str, np.ndarray], var_names: Iterable[str] | None):
-        from pytensor.compile.sharedvalue import SharedVariable
-        from pytensor.graph.traversal import graph_inputs
-
         value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
         joined = {v.name: tuple(np.shape(point[v.name])) for v in value_vars}
         wanted = None if var_names is None else set(var_names)
@@ -168,6 +167,7 @@ class _ModelGraph:
 def _compile(model, point_fn, var_names) -> tuple:
     """nutpie's compile (PyTensor graph functions) with our callbacks; returns the compiled
     model and its cache entry (``None`` when the callbacks cannot be cached)."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
     from nutpie import compile_pymc as nutpie_pymc
 
     n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info, reparameterized = (
@@ -195,6 +195,7 @@ def _compile(model, point_fn, var_names) -> tuple:
 def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
     """The compiled model from a cache entry, or ``None`` if the entry does not fit or a
     callback is no longer in numba's cache (the caller then compiles)."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
     from nutpie import compile_pymc as nutpie_pymc
 
     try:
@@ -222,6 +223,7 @@ def _assemble(model, n_dim: int, n_expanded: int, shape_info, reparameterized: l
               initial_point_fn, logp_fn, expand_fn):
     """nutpie's ``CompiledPyMCModel`` around our two callbacks (compiled, or, with ``inner``
     ``None``, only loaded from numba's cache)."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
     from nutpie import compile_pymc as nutpie_pymc
 
     # Stable keys (nutpie uses uuid4): the record layout is part of the callbacks' code.
@@ -257,6 +259,7 @@ def _assemble(model, n_dim: int, n_expanded: int, shape_info, reparameterized: l
 
 
 def _inner_key(inner) -> str | None:
+    # PyTensor's numba backend loads numba (seconds): only when a model is compiled for nutpie
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
 
     return CACHED_SRC_FUNCTIONS.get(inner.py_func)
@@ -271,6 +274,7 @@ def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: i
     """One C callback around the compiled PyTensor function ``inner``, cached when PyTensor
     cached ``inner`` (``inner_key``); ``inner=None`` loads it from the cache or raises
     :class:`_NotCached`."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
     import numba
     from numba.core import sigutils
     from numba.core.ccallback import CFunc
@@ -308,6 +312,7 @@ def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: i
 
 def _signature(kind: str):
     """nutpie's C signatures of the two callbacks."""
+    # numba (seconds to import) loads only when a model is compiled for nutpie
     import numba.types as nt
 
     double = nt.CPointer(nt.double)

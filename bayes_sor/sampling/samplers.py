@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pymc as pm
@@ -64,6 +65,7 @@ def sample(built: BuiltModel, settings: SamplerSettings,
     sampling = (f"sampling: {settings.chains} chains x {settings.draws} draws after "
                 f"{settings.tune} tuning steps")
     if settings.sampler == "nutpie":
+        # nutpie and numba (seconds to import) load only when the nutpie sampler runs
         import nutpie
 
         def announce(cached: bool) -> None:
@@ -130,6 +132,4 @@ def _complete(trace: xr.DataTree, settings: SamplerSettings) -> xr.DataTree:
 
 
 def _available_cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from arviz_stats.base import array_stats
+from arviz_stats.ecdf_utils import ecdf_pit
 
 from bayes_sor.files import write_atomic
 
@@ -84,7 +86,6 @@ def kind_of_quantity(name: str) -> str:
 
 def summary_frame(pit: pd.DataFrame) -> tuple[pd.DataFrame, Verdict]:
     """Per-quantity uniformity test with Holm-adjusted verdicts, plus an overall row."""
-    from arviz_stats.base import array_stats
 
     quantities = list(pit.columns)
     n = len(pit)
@@ -118,11 +119,11 @@ def plot_ecdf(pit: pd.DataFrame, summary: pd.DataFrame, path: Path) -> list[str]
     Large models have hundreds of quantities: the panels show the lowest p-values first, at
     most :data:`MAX_PANELS` of them.
     """
+    # matplotlib: the Agg backend (no display) is chosen when a figure is drawn, not on import
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from arviz_stats.ecdf_utils import ecdf_pit
 
     tests = summary[summary.kind != "overall"].sort_values("p_value", na_position="last")
     shown = list(tests.quantity[: MAX_PANELS])

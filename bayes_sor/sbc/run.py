@@ -211,6 +211,7 @@ def _check_executor(executor: str, scheduler: str | None, workers: int | None) -
         raise BayesSORError("--workers must be at least 1")
     if executor != "dask":
         return
+    # Dask is optional (pip install 'bayes_sor[dask]')
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -221,6 +222,7 @@ def _check_executor(executor: str, scheduler: str | None, workers: int | None) -
 
 
 def _dask(config: SBCConfig, jobs: list[tuple[int, int]], scheduler: str) -> Iterator[dict]:
+    # Dask is optional (pip install 'bayes_sor[dask]')
     from distributed import Client
 
     with Client(scheduler) as client:

@@ -29,7 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import xarray as xr
+from arviz_stats.base import array_stats
+from pymc.initial_point import make_initial_point_fn
+from pymc.pytensorf import compile as compile_pymc
+from pymc.pytensorf import reseed_rngs
 
 from bayes_sor.data.load import parse_scale
 from bayes_sor.errors import ModelSpecError
@@ -138,8 +143,6 @@ class PriorSampler:
     """
 
     def __init__(self, partable: ParTable) -> None:
-        from pymc.pytensorf import compile as compile_pymc
-
         self.partable = partable
         model = pymc_model(partable, None).model
         self._fn, updates = compile_pymc([], model["par"], random_seed=False,
@@ -147,8 +150,6 @@ class PriorSampler:
         self._rngs = list(updates)
 
     def __call__(self, seed: int) -> np.ndarray:
-        from pymc.pytensorf import reseed_rngs
-
         with _LOCK:  # the generators are shared state (Dask workers may run threads)
             reseed_rngs(self._rngs, seed)
             return sort_thresholds(self.partable, np.asarray(self._fn()))
@@ -261,8 +262,6 @@ class Fitter:
         """Posterior for ``data``, starting from the data-based values ``fit`` uses."""
         updates, start = self._shortcut(data) if self.fast else self._rebuilt(data)
         if self.compiled is None:
-            import pymc as pm
-
             with _LOCK, self.built.model, _quiet("pymc"):  # set_data changes the model
                 pm.set_data(updates)
                 return sample(dataclasses.replace(self.built, initial_values=start), settings)
@@ -271,8 +270,8 @@ class Fitter:
     def _sample_nutpie(self, updates: dict, start: dict, settings: SamplerSettings):
         # sampling.sample compiles on every call; here the compiled model is reused and only
         # its data and starting point change (~1 s instead of ~17 s per simulation).
+        # nutpie and numba (seconds to import) load only when a simulation is fitted
         import nutpie
-        from pymc.initial_point import make_initial_point_fn
 
         model = self.built.model
         point = make_initial_point_fn(model=model, overrides=start, jitter_rvs=set(),
@@ -320,7 +319,6 @@ def quantities(partable: ParTable, rep: Representation, par: np.ndarray,
 
 def effective_size(draws: np.ndarray) -> float:
     """Smallest bulk or tail ESS over the quantities (draws: chain, draw, quantity)."""
-    from arviz_stats.base import array_stats
 
     bulk = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk")
     tail = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail", prob=(0.05, 0.95))
@@ -417,6 +415,7 @@ def pin_blas_threads() -> None:
     every worker would print it.
     """
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    # threadpoolctl is optional (it comes with scipy's wheels, not as our dependency)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # the environment variables set by bayes_sor/__init__ still apply
