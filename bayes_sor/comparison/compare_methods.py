@@ -35,8 +35,7 @@ from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.posterior.effects import Effect, defined_draws, effect_draws
 from bayes_sor.posterior.estimates import standardized_draws
 from bayes_sor.posterior.summary import summarize
-from bayes_sor.report.run_report import read_table
-from bayes_sor.runs.rundir import Run
+from bayes_sor.runs.rundir import Run, read_table
 from bayes_sor.spec.matrices import Representation, implied_moments, representation
 from bayes_sor.spec.partable import ParTable, build_partable
 from bayes_sor.spec.syntax import ModelSpec, parse

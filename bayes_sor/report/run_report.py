@@ -16,17 +16,14 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bayes_sor.errors import OutputError
 from bayes_sor.files import write_atomic
-from bayes_sor.posterior.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX, check_convergence
+from bayes_sor.posterior.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate, rope_width, verdict_rules
-from bayes_sor.posterior.rsquared import r_squared
 from bayes_sor.report.diagram import path_diagram
 from bayes_sor.report.document import (
     Block,
@@ -58,99 +55,21 @@ from bayes_sor.report.figures import (
     worst_rows,
     write_readable,
 )
-from bayes_sor.runs import rundir
 from bayes_sor.runs.output import staging
+from bayes_sor.runs.rundir import RUN_FILES, Run, load_run
 from bayes_sor.spec.partable import ParTable, kind_of, row_name
 
 if TYPE_CHECKING:
-    import xarray as xr
 
-    from bayes_sor.posterior.diagnostics import Diagnostics
     from bayes_sor.report.figures import ConditionalCurve
     from bayes_sor.runs.fit import FitResult
 
-RUN_FILES = ("estimates.csv", "effects.csv")  # beside posterior.nc
 FIGURE_FILES = {"diagram": "path_diagram.png", "forest": "effects_forest.png",
                 "conditional": "conditional_effects.png", "rank": "rank_plots.png"}
-TEXT_COLUMNS = ("lhs", "op", "rhs", "label", "prior", "effect", "kind", "moderator_value")
 #: files of a replaced run (``fit --force``) carried into the new one: the user's notes
 KEPT_FILES = ("README.md",)
 #: rows shown of a table another stage wrote (residual matrices can be large)
 MAX_EXTRA_ROWS = 60
-
-
-# ---- reading a run folder ------------------------------------------------------------------
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A run CSV: empty cells NaN in numeric columns and '' in text columns (and names such
-    as 'NA' stay names)."""
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    text = [c for c in frame.columns if c in TEXT_COLUMNS]
-    frame[text] = frame[text].astype(object).fillna("").astype(str)
-    return frame
-
-
-@dataclass
-class Run:
-    """A finished run folder, read back from its files."""
-
-    folder: Path
-    idata: xr.DataTree
-    partable: ParTable
-    estimates: pd.DataFrame
-    effects: pd.DataFrame
-    ci_prob: float
-    hdi: bool
-    rope: float
-
-    @property
-    def attrs(self) -> dict:
-        return dict(self.idata.attrs)
-
-    @cached_property
-    def posterior(self) -> xr.Dataset:
-        return self.idata["posterior"].to_dataset()
-
-    @property
-    def interval(self) -> str:
-        """How the tables' intervals were computed, in words."""
-        return f"{self.ci_prob:.0%} {'HDI' if self.hdi else 'equal-tailed interval'}"
-
-    @cached_property
-    def hypotheses(self) -> pd.DataFrame:
-        return evaluate(self.partable, self.posterior, self.ci_prob, self.rope)
-
-    @cached_property
-    def r2(self) -> pd.DataFrame:
-        """Each endogenous construct's R^2: posterior mean and interval."""
-        return r_squared(self.partable, self.posterior["par"].values, self.ci_prob)
-
-    @cached_property
-    def diagnostics(self) -> Diagnostics:
-
-        return check_convergence(self.idata, self.estimates)
-
-
-def load_run(folder: Path, rope: float | None = None) -> Run:
-    """Read a run folder; ``rope`` overrides the half-width recorded with the run."""
-
-    fitted = rundir.load_run(folder)  # posterior.nc and the parameter table rebuilt from it
-    folder = fitted.path
-    absent = [f for f in RUN_FILES if not (folder / f).is_file()]
-    if absent:
-        raise OutputError(f"{str(folder)!r} is not a complete run folder: {', '.join(absent)} "
-                          "missing; rerun the fit")
-    attrs = fitted.attrs
-    return Run(
-        folder=folder,
-        idata=fitted.tree,
-        partable=fitted.partable,
-        estimates=read_table(folder / "estimates.csv"),
-        effects=read_table(folder / "effects.csv"),
-        ci_prob=float(attrs.get("bayes_sor_ci_prob", 0.95)),
-        hdi=attrs.get("bayes_sor_hdi", "false") == "true",
-        rope=float(rope if rope is not None else attrs.get("bayes_sor_rope", DEFAULT_ROPE)),
-    )
 
 
 # ---- small formatting helpers --------------------------------------------------------------
@@ -206,7 +125,7 @@ def _model_section(run: Run) -> Section:
             "sampler: " + ", ".join(f"{k} = {v}" for k, v in settings.items()
                                     if k != "progressbar" and v is not None),
             f"seed: {attrs.get('bayes_sor_seed', settings.get('seed', '?'))}; sampled "
-            f"{run.idata['posterior'].attrs.get('created_at') or _written(run.folder)}",
+            f"{run.tree['posterior'].attrs.get('created_at') or _written(run.path)}",
             "software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         ]),
         _titled(format_frame(constructs), "Constructs and their items"),
@@ -440,26 +359,26 @@ def _linked(folder: Path, markdown: str) -> set[Path]:
 
 def _checks_section(run: Run, appended: dict[str, str]) -> Section:
     blocks: list[Block] = []
-    shown = {(run.folder / name).resolve() for name in FIGURE_FILES.values()}
+    shown = {(run.path / name).resolve() for name in FIGURE_FILES.values()}
     for extra in EXTRAS:
-        tables = [] if extra.key in appended else _csv_blocks(run.folder, extra.tables)
+        tables = [] if extra.key in appended else _csv_blocks(run.path, extra.tables)
         own = appended.get(extra.key, "")
-        shown |= _linked(run.folder, own)
-        images = sorted(p for pattern in extra.images for p in run.folder.glob(pattern)
+        shown |= _linked(run.path, own)
+        images = sorted(p for pattern in extra.images for p in run.path.glob(pattern)
                         if p.resolve() not in shown)
         shown |= {p.resolve() for p in images}
         if own:  # the stage's own words, headed by itself
-            blocks.append(Markdown(own, extra.key, run.folder))
+            blocks.append(Markdown(own, extra.key, run.path))
         elif tables or images:
             blocks.append(Paragraph(f"**{extra.title}** (from the files in the run folder)"))
         blocks += [*tables, *(Figure(p, f"`{p.name}`") for p in images)]
     known = {e.key for e in EXTRAS}
     for key, text in appended.items():
         if key not in known:
-            blocks.append(Markdown(text, key, run.folder))
-            shown |= _linked(run.folder, text)
+            blocks.append(Markdown(text, key, run.path))
+            shown |= _linked(run.path, text)
     # Whatever else a stage drew into the folder: a co-author with report.html alone sees it.
-    others = sorted(p for suffix in ("png", "svg") for p in run.folder.glob(f"*.{suffix}")
+    others = sorted(p for suffix in ("png", "svg") for p in run.path.glob(f"*.{suffix}")
                     if p.resolve() not in shown)
     if others:
         blocks += [Paragraph("**Other figures in the run folder**"),
@@ -501,11 +420,11 @@ def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path],
                                         run.r2),
         "forest": lambda: forest_plot(run.effects, run.interval),
         "conditional": lambda: conditional_plot(curves, f"{run.ci_prob:.0%} interval"),
-        "rank": lambda: rank_plot(run.idata, worst_parameters(run.estimates)),
+        "rank": lambda: rank_plot(run.tree, worst_parameters(run.estimates)),
     }
     saved = {}
     for name, draw in drawers.items():
-        path = run.folder / FIGURE_FILES[name]
+        path = run.path / FIGURE_FILES[name]
         if not redraw and path.is_file():
             saved[name] = path
             continue
@@ -533,7 +452,7 @@ def build_document(run: Run, figures: dict[str, Path], curves: list[ConditionalC
     diag = run.diagnostics
     status = "diagnostics passed" if diag.ok else "**diagnostics FAILED** (section 5)"
     description = f": {_title(run)}" if _title(run) else ""
-    subtitle = (f"bayes_sor run `{run.folder.name}`{description}. N = "
+    subtitle = (f"bayes_sor run `{run.path.name}`{description}. N = "
                 f"{run.attrs.get('bayes_sor_n_obs', '?')}; {status}.")
     return Document("Bayesian S-O-R model report", subtitle, [
         _model_section(run),
@@ -552,7 +471,8 @@ def write_report(folder: Path, rope: float | None = None, redraw: bool = True) -
     figures already drawn (see :func:`make_figures`)."""
 
     run = load_run(folder, rope)
-    folder = run.folder
+    run.require_tables()
+    folder = run.path
     old = folder / "report.md"
     appended = appended_sections(old.read_text(encoding="utf-8")) if old.is_file() else {}
     figures, curves = make_figures(run, redraw)

@@ -1,9 +1,11 @@
-"""Reading a finished run folder back, and appending sections to its ``report.md``.
+"""Reading a finished run folder back: one :class:`Run`, one loader (:func:`load_run`).
 
-The model-checking commands (``ppc``, ``reliability``, ``compare-models``, ``sensitivity``) work
-on what ``fit`` stored: the parameter draws ``par``, the observed items and the provenance
-attributes. The parameter table is rebuilt from the stored model text, so every check reads the
-parameters through the same :mod:`bayes_sor.spec.matrices` indices as the fit did.
+The report and the model-checking commands (``report``, ``ppc``, ``reliability``,
+``compare-models``, ``sensitivity``, ``compare --run``) work on what ``fit`` stored: the
+parameter draws ``par``, the observed items, the provenance attributes and the tables
+``estimates.csv`` / ``effects.csv``. The parameter table is rebuilt from the stored model
+text, so every check reads the parameters through the same :mod:`bayes_sor.spec.matrices`
+indices as the fit did.
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.data.missing import observed_moments
-from bayes_sor.errors import BayesSORError
+from bayes_sor.errors import BayesSORError, OutputError
 from bayes_sor.files import write_atomic
+from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
+from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate
+from bayes_sor.posterior.rsquared import r_squared
 from bayes_sor.runs.output import is_run_folder, refit_command
 from bayes_sor.spec.matrices import Representation, representation
 from bayes_sor.spec.partable import ParTable, add_thresholds, build_partable, without_mean_structure
 
+#: the tables a complete run folder holds beside posterior.nc
+RUN_FILES = ("estimates.csv", "effects.csv")
+TEXT_COLUMNS = ("lhs", "op", "rhs", "label", "prior", "effect", "kind", "moderator_value")
 REQUIRED_ATTRS = ("bayes_sor_model_text", "bayes_sor_data_sha256", "bayes_sor_likelihood",
                   "bayes_sor_identification")
 
@@ -45,6 +53,8 @@ class Run:
     cov: np.ndarray
     mean: np.ndarray | None
     n_obs: int
+    #: half-width of the ROPE for hypotheses (``report --rope`` overrides the run's)
+    rope: float = DEFAULT_ROPE
 
     @property
     def attrs(self) -> dict:
@@ -71,6 +81,47 @@ class Run:
     def posterior(self) -> xr.Dataset:
         return self.tree["posterior"].to_dataset()
 
+    @property
+    def ci_prob(self) -> float:
+        return float(self.attrs.get("bayes_sor_ci_prob", 0.95))
+
+    @property
+    def hdi(self) -> bool:
+        return self.attrs.get("bayes_sor_hdi", "false") == "true"
+
+    @property
+    def interval(self) -> str:
+        """How the tables' intervals were computed, in words."""
+        return f"{self.ci_prob:.0%} {'HDI' if self.hdi else 'equal-tailed interval'}"
+
+    def require_tables(self) -> None:
+        """Refuse a folder without the tables the report reads."""
+        absent = [f for f in RUN_FILES if not (self.path / f).is_file()]
+        if absent:
+            raise OutputError(f"{str(self.path)!r} is not a complete run folder: "
+                              f"{', '.join(absent)} missing; rerun the fit")
+
+    @cached_property
+    def estimates(self) -> pd.DataFrame:
+        return read_table(self.path / "estimates.csv")
+
+    @cached_property
+    def effects(self) -> pd.DataFrame:
+        return read_table(self.path / "effects.csv")
+
+    @cached_property
+    def hypotheses(self) -> pd.DataFrame:
+        return evaluate(self.partable, self.posterior, self.ci_prob, self.rope)
+
+    @cached_property
+    def r2(self) -> pd.DataFrame:
+        """Each endogenous construct's R^2: posterior mean and interval."""
+        return r_squared(self.partable, self.posterior["par"].values, self.ci_prob)
+
+    @cached_property
+    def diagnostics(self) -> Diagnostics:
+        return check_convergence(self.tree, self.estimates)
+
     def latent_scores(self) -> np.ndarray | None:
         """Stored latent scores (chain, draw, obs, latent) of ``fit --save-latent``, if any."""
         post = self.posterior
@@ -80,6 +131,15 @@ class Run:
         return scores.transpose("chain", "draw", "obs", "latent").values
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """A run CSV: empty cells NaN in numeric columns and '' in text columns (and names such
+    as 'NA' stay names)."""
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    text = [c for c in frame.columns if c in TEXT_COLUMNS]
+    frame[text] = frame[text].astype(object).fillna("").astype(str)
+    return frame
+
+
 def _not_a_run(path: Path, why: str) -> BayesSORError:
     return BayesSORError(
         f"{str(path)!r} is not a bayes_sor run folder ({why}); make one with "
@@ -87,8 +147,9 @@ def _not_a_run(path: Path, why: str) -> BayesSORError:
     )
 
 
-def load_run(path: str | Path) -> Run:
-    """Open a run folder written by ``python -m bayes_sor fit`` (fully loaded, file closed)."""
+def load_run(path: str | Path, rope: float | None = None) -> Run:
+    """Open a run folder written by ``python -m bayes_sor fit`` (fully loaded, file closed);
+    ``rope`` overrides the half-width recorded with the run."""
     path = Path(path)
     nc = path / "posterior.nc"
     if not path.is_dir():
@@ -116,12 +177,16 @@ def load_run(path: str | Path) -> Run:
         y = observed["items"].sel(item=partable.indicators).transpose("obs", "item").values
         y = y.astype(float)
         mean, cov = observed_moments(y)
-        return Run(path, tree, partable, par, y, cov, mean, len(y))
+        return Run(path, tree, partable, par, y, cov, mean, len(y), _rope(tree.attrs, rope))
     items = partable.indicators
     s = observed["sample_cov"].sel(item=items, item_=items).values.astype(float)
     n = int(observed["sample_cov"].attrs.get("n_obs", observed.attrs.get("n_obs", 0))
             or tree.attrs.get("bayes_sor_n_obs"))
-    return Run(path, tree, partable, par, None, s * (n - 1) / n, None, n)
+    return Run(path, tree, partable, par, None, s * (n - 1) / n, None, n, _rope(tree.attrs, rope))
+
+
+def _rope(attrs: dict, rope: float | None) -> float:
+    return float(rope if rope is not None else attrs.get("bayes_sor_rope", DEFAULT_ROPE))
 
 
 def _candidates(attrs: dict, names: list[str], summary: bool) -> list[ParTable]:
