@@ -246,8 +246,8 @@ def run(argv: list[str] | None = None) -> NoReturn:
     """``python -m bayes_sor`` and the ``bayes_sor`` script: :func:`main`, then exit at once.
 
     Tearing the interpreter down (numba's and LLVM's compiled code, PyTensor's graphs, every
-    module) takes 0.5-1 s, a tenth of a small fit (benchmarks/RESULTS.md, run 7), and
-    nothing is left to write once :func:`main` has returned: its files are closed and renamed
+    module) takes a noticeable part of a small fit (``benchmarks/RESULTS.md``), and nothing is
+    left to write once :func:`main` has returned: its files are closed and renamed
     into place. The exit handlers (PyTensor's cache housekeeping) still run.
     """
     code = main(argv)

@@ -18,14 +18,11 @@ The comparison is made per latent, in units of its SD, before sampling:
   reliability (omega).
 
 ``auto`` centres a latent when the first is at least :data:`INFORMATION_RATIO` times the
-second. Alpha alone misjudges both ends, as prior-drawn SBC data sets showed: one near-perfect
-item makes a construct far better measured than its alpha says (centred: 31 leapfrog steps per
-draw, non-centred 121), and two exogenous latents correlated 0.9 make each one's prior given
-the other ten times as precise (all centred: 341 steps; non-centred: 66; ``auto``, which
-leaves the weaker of the two non-centred: 31). On Study A (information 5.4-10.5 against prior
-precisions of 1.1-1.5) every latent is centred: the minimum bulk ESS of the continuous fit
-rose from 654 to 1029 at 4 x 2000 draws, and the ordinal fit needs 31 leapfrog steps per draw
-instead of 52 (benchmarks/RESULTS.md, run 7).
+second. Alpha alone misjudges both ends: one near-perfect item makes a construct far better
+measured than its alpha says, and two strongly correlated exogenous latents make each one's
+prior given the other far more precise, so its items no longer dominate. On Study A every
+latent is centred. What each choice cost in leapfrog steps and ESS, on prior-drawn SBC data
+sets and on Study A: ``benchmarks/RESULTS.md``, section 4.
 """
 
 from __future__ import annotations

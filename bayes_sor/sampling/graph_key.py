@@ -1,7 +1,7 @@
 """A content key of a PyTensor graph, stable across processes: equal keys, same computation.
 
 PyTensor keys its compiled kernels on the graph *after* its rewrites, which is the expensive
-part of compiling (1.7 s of a 9 s Holzinger-Swineford fit). :mod:`bayes_sor.sampling.nutpie_cache`
+part of compiling. :mod:`bayes_sor.sampling.nutpie_cache`
 needs a key of the graph *before* them, to find a compiled model without rewriting. No library
 offers one (``Op.__hash__`` of most ops is per process), so it is built here from what PyTensor
 itself uses to decide that two ops compute the same thing: an op's class and its ``__props__``

@@ -4,23 +4,24 @@ nutpie (0.16) wraps PyTensor's compiled log density (with gradient) and its "exp
 (the traced variables) in two ``numba.cfunc`` callbacks on every ``compile_pymc_model`` call.
 numba re-lowers the whole log density into each callback, and it can never reuse a cached copy:
 the callbacks are closures over dispatchers, and shared variables are named with a fresh uuid4
-per process (nutpie PR #334, which would have fixed it, was closed unmerged). That cost 6-10 s
-of every CLI run, more than sampling the Holzinger-Swineford CFA.
+per process (nutpie PR #334, which would have fixed it, was closed unmerged), so every CLI run
+paid for the compilation again, more than sampling a small CFA costs (``benchmarks/RESULTS.md``,
+section 4).
 
 Hand-written because no library offers it, in two layers:
 
 - The two callbacks are generated here as source with stable names and registered with
   PyTensor's own numba cache under a key built from PyTensor's key of the compiled graph
-  (``pytensor.link.numba.cache``, the mechanism PyTensor uses for its own kernels): loading
-  them takes ~0.3 s.
+  (``pytensor.link.numba.cache``, the mechanism PyTensor uses for its own kernels), so a later
+  process loads them instead of compiling them.
 - A compiled model is recorded as one small JSON entry (shapes, shared-variable layout, the
   callbacks' keys) under a :func:`bayes_sor.sampling.graph_key.graph_key` of its log density and
   traced variables *before* PyTensor's rewrites, plus everything else the compile reads (shapes,
   settings, library versions, this code). A model seen before, also with other answers of the
   same shape (data are shared variables, read at run time), is then assembled from the entry
-  and the cached callbacks without rewriting or compiling anything: 3-4 s -> ~0.5 s for the
-  Holzinger-Swineford CFA. An entry that no longer fits, a callback gone from numba's cache or
-  a graph the key cannot describe means compiling as before, never failing.
+  and the cached callbacks without rewriting or compiling anything. An entry that no longer
+  fits, a callback gone from numba's cache or a graph the key cannot describe means compiling
+  as before, never failing.
 
 Everything else is nutpie's: its graph functions, data record and ``CompiledPyMCModel`` (so
 ``with_data`` keeps working); nutpie is pinned to 0.16.x in ``pyproject.toml`` because these
