@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from fakes import laplace_draws, truth, write_run
 
-from bayes_sor.checks.compare_models import check_same_data, compare
+from bayes_sor.checks.loo_comparison import check_same_data, compare
 from bayes_sor.cli.main import main
 from bayes_sor.errors import DataError
 from bayes_sor.model.simulate import simulate

@@ -12,7 +12,7 @@ import pytest
 from posterior_helpers import fit_posterior
 from scipy import stats
 
-from bayes_sor.data.moments import load_summary
+from bayes_sor.data.summary_statistics import load_summary
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.model.build import pymc_model
 from bayes_sor.posterior.scores import marginal_latent_scores

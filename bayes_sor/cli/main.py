@@ -41,7 +41,7 @@ EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
 #: whose ``handler`` default is a function ``(args) -> exit code``.
 COMMAND_MODULES: tuple[str, ...] = (
     "bayes_sor.checks.ppc_report", "bayes_sor.checks.reliability",
-    "bayes_sor.checks.compare_models", "bayes_sor.checks.sensitivity",
+    "bayes_sor.checks.loo_comparison", "bayes_sor.checks.sensitivity",
     "bayes_sor.report.run_report", "bayes_sor.sbc.run", "bayes_sor.comparison.compare",
 )
 

@@ -7,8 +7,8 @@ posterior as ``par`` with dim ``param``); :func:`marginal_likelihood` and
 :mod:`bayes_sor.spec.matrices` indices, so both likelihoods produce the same posterior names.
 
 Data may be raw answers (a DataFrame), a covariance matrix with N
-(:class:`~bayes_sor.data.moments.SummaryData`, marginal likelihood only) or ``None`` (the prior
-alone, for prior draws).
+(:class:`~bayes_sor.data.summary_statistics.SummaryData`, marginal likelihood only) or ``None``
+(the prior alone, for prior draws).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytensor.tensor as pt
 
 from bayes_sor.data.categories import answer_codes
 from bayes_sor.data.missing import LOG_2PI, Patterns, PatternStatistics, psd_root, unanswered_blocks
-from bayes_sor.data.moments import SummaryData
+from bayes_sor.data.summary_statistics import SummaryData
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.model import parameterisation
 from bayes_sor.model.ordinal import (

@@ -14,7 +14,7 @@ import xarray as xr
 
 from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
 from bayes_sor.data.load import Dataset, Scale, load_data, parse_scale
-from bayes_sor.data.moments import SummaryData, load_summary
+from bayes_sor.data.summary_statistics import SummaryData, load_summary
 from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.model.build import BuiltModel, pymc_model, raw_latent_names
 from bayes_sor.model.parameterisation import centred_latents
@@ -131,11 +131,12 @@ def fit(
 
     ``data``: raw answers; or, instead, ``cov`` (a covariance matrix) or ``cor`` (correlations,
     with ``sd`` or standardised without) and ``nobs``: the marginal likelihood of the sample
-    covariance, without mean structure (:mod:`bayes_sor.data.moments`). ``prior_scale``: every
-    prior chosen by kind widened by this factor (:func:`bayes_sor.spec.prior_text.widen`), for a
-    direct check of prior sensitivity against the run with the defaults. ``moderator_values``:
-    ``{W: [v1, v2, ...]}``, conditional indirect effects also at these values of each moderator
-    (its own units; replaces the model header's ``moderator_values``). ``missing``:
+    covariance, without mean structure (:mod:`bayes_sor.data.summary_statistics`).
+    ``prior_scale``: every prior chosen by kind widened by this factor
+    (:func:`bayes_sor.spec.prior_text.widen`), for a direct check of prior sensitivity against
+    the run with the defaults. ``moderator_values``: ``{W: [v1, v2, ...]}``, conditional
+    indirect effects also at these values of each moderator (its own units; replaces the model
+    header's ``moderator_values``). ``missing``:
     ``"model"`` (missing answers handled by the likelihood: case-wise over missingness patterns
     in the marginal one, answered cells only in the conditional one; no respondent dropped),
     ``"listwise"`` or ``"refuse"``. ``latent_scores``: the conditional likelihood samples the
