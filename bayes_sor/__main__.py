@@ -1,5 +1,5 @@
 """``python -m bayes_sor``: the command-line front door."""
 
-from bayes_sor.cli import run
+from bayes_sor.cli.main import run
 
 run()

@@ -6,7 +6,7 @@ workers.
     python benchmarks/sbc_throughput.py --quick         # 30, 30 and 2 sims
     python benchmarks/sbc_throughput.py --only small --workers 2
 
-Each row is a fresh :func:`bayes_sor.sbc.run_sbc` run (new worker processes, so compilation is
+Each row is a fresh :func:`bayes_sor.sbc.run.run_sbc` run (new worker processes, so compilation is
 included in the wall time). ``steady`` excludes it: workers / mean time per simulation, leaving
 out each worker's first simulation (the one that compiled the model). On a machine shared with
 other jobs, wall times measure the contention too; ``cpu_s_per_sim`` (CPU time of the worker
@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from bayes_sor.sbc import make_config, run_sbc
-from bayes_sor.sbc_models import TWO_FACTOR, mediation_model, study_a_model
+from bayes_sor.sbc.run import make_config, run_sbc
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the SBC models are the tests' (tests/sbc_models.py)
+from sbc_models import TWO_FACTOR, mediation_model, study_a_model  # noqa: E402
+
 #: name -> (model, N, sampler settings, simulations in a full / quick run)
 WORKLOADS = {
     "two_factor (2 factors, 6 items, N = 150, marginal)": (

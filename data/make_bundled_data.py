@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_sor.data import parse_scale
-from bayes_sor.partable import build_partable
-from bayes_sor.simulate import simulate, truth_table, truth_vector
+from bayes_sor.data.load import parse_scale
+from bayes_sor.model.simulate import simulate, truth_table, truth_vector
+from bayes_sor.spec.partable import build_partable
 
 HERE = Path(__file__).parent
 MODELS = HERE.parent / "models"

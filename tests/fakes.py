@@ -16,11 +16,11 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import minimize
 
-from bayes_sor.effects import effect_draws, effects_dataarray
-from bayes_sor.matrices import representation
-from bayes_sor.partable import ParTable
-from bayes_sor.predictive import implied, ml_discrepancy, sample_moments
-from bayes_sor.sensitivity import prior_plan, prior_terms
+from bayes_sor.checks.predictive import implied, ml_discrepancy, sample_moments
+from bayes_sor.checks.sensitivity import prior_plan, prior_terms
+from bayes_sor.posterior.effects import effect_draws, effects_dataarray
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import ParTable
 
 DEFAULTS = {"=~": 0.8, "~": 0.3, "~1": 0.0, "|": 0.0}
 

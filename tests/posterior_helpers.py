@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_sor.build import pymc_model
-from bayes_sor.estimates import parameter_estimates
-from bayes_sor.partable import ParTable
-from bayes_sor.sampling import SamplerSettings, sample
+from bayes_sor.model.build import pymc_model
+from bayes_sor.posterior.estimates import parameter_estimates
+from bayes_sor.sampling.samplers import SamplerSettings, sample
+from bayes_sor.spec.partable import ParTable
 
 
 def fit_posterior(partable: ParTable, data, likelihood: str = "auto", chains: int = 4,

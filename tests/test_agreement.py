@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from posterior_helpers import draws_of, fit_posterior, reference_table, z_distance
 
-from bayes_sor.fit import fit
-from bayes_sor.partable import build_partable
-from bayes_sor.sampling import SamplerSettings
+from bayes_sor.runs.fit import fit
+from bayes_sor.sampling.samplers import SamplerSettings
+from bayes_sor.spec.partable import build_partable
 
 pytestmark = pytest.mark.slow
 

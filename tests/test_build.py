@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_sor.build import choose_likelihood, pymc_model, raw_latent_names
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.matrices import extend, representation
-from bayes_sor.partable import build_partable
+from bayes_sor.model.build import choose_likelihood, pymc_model, raw_latent_names
+from bayes_sor.spec.matrices import extend, representation
+from bayes_sor.spec.partable import build_partable
 
 ONE_FACTOR = "F =~ y1 + y2 + y3 + y4"
 
@@ -203,7 +203,7 @@ def test_observed_variables_without_interaction_use_the_marginal_likelihood():
     built = pymc_model(pt, data)
     assert built.likelihood == "marginal"
     par, loglik = _evaluate(built.model, [built.model["par"], built.model.potentials[0]])
-    from bayes_sor.matrices import implied_moments
+    from bayes_sor.spec.matrices import implied_moments
 
     mom = implied_moments(built.representation, par)
     y = data[built.representation.items].to_numpy()

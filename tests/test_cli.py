@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_sor.cli import main
-from bayes_sor.partable import build_partable
-from bayes_sor.rundir import load_run
-from bayes_sor.simulate import simulate
+from bayes_sor.cli.main import main
+from bayes_sor.model.simulate import simulate
+from bayes_sor.runs.rundir import load_run
+from bayes_sor.spec.partable import build_partable
 
 MODEL = """---
 scale: 1-7
@@ -138,7 +138,7 @@ def test_run_exits_with_mains_code_after_the_exit_handlers_and_flushed_output():
     """``python -m bayes_sor`` skips the interpreter's teardown: main's exit code, everything
     printed reaches the pipes, and the exit handlers (PyTensor's housekeeping) still run."""
     script = ("import atexit; atexit.register(print, 'exit handlers ran'); "
-              "from bayes_sor.cli import run; print('before', end=''); run(['simulate'])")
+              "from bayes_sor.cli.main import run; print('before', end=''); run(['simulate'])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2
@@ -248,7 +248,7 @@ def test_the_compiling_line_says_whether_the_compiled_model_is_cached(project, t
                                                                      monkeypatch, capsys):
     """A model graph not in the compiled-model cache is announced with the expected wait; the
     same model's next run says "cached"."""
-    monkeypatch.setattr("bayes_sor.nutpie_cache.MODEL_CACHE", tmp_path / "models")
+    monkeypatch.setattr("bayes_sor.sampling.nutpie_cache.MODEL_CACHE", tmp_path / "models")
     args = ["fit", str(project / "model.lav"), "--data", str(project / "data.csv"), "--out",
             str(tmp_path / "run"), "--scale", "none", "--chains", "1", "--draws", "10",
             "--tune", "10", "--no-progress", "--no-report", "--allow-warnings", "--force"]

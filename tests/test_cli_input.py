@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_sor.cli import main
+from bayes_sor.cli.main import main
 
 MODEL = "F =~ x1 + x2 + x3\n"
 #: sampling options small enough that nothing would take long even if sampling were reached
@@ -181,7 +181,7 @@ class Sampled(Exception):
 def stop_before_sampling(monkeypatch) -> list[pd.DataFrame]:
     """Replace sampling by a stop; returns the data each built model received."""
     # The attribute `bayes_sor.fit` is the function; the module is in sys.modules.
-    fit_module = importlib.import_module("bayes_sor.fit")
+    fit_module = importlib.import_module("bayes_sor.runs.fit")
     build = fit_module.pymc_model
     seen: list[pd.DataFrame] = []
 

@@ -17,29 +17,30 @@ import xarray as xr
 from fakes import truth, write_run
 from reference_data import REFERENCE, require_reference
 
-from bayes_sor.cli import main
-from bayes_sor.compare import (
-    MethodEstimates,
-    comparison_table,
-    dummy_controls,
-    read_comparison,
-)
-from bayes_sor.compare_methods import (
+from bayes_sor.cli.main import main
+from bayes_sor.comparison.compare import dummy_controls
+from bayes_sor.comparison.compare_methods import (
     _alphas,
     comparable_effects,
     ml_estimates,
     published_estimates,
     study_estimates,
 )
-from bayes_sor.compare_report import MIN_PATH, _shown
-from bayes_sor.effects import effect_draws, effects_dataarray, effects_table
+from bayes_sor.comparison.compare_report import MIN_PATH, _shown
+from bayes_sor.comparison.frequentist import composite_scores, ml_sem, ml_sem_fit, process_model14
+from bayes_sor.comparison.published import (
+    KEY,
+    baron_kenny_quantity,
+    moderation_quantity,
+    read_published,
+)
+from bayes_sor.comparison.table import MethodEstimates, comparison_table, read_comparison
 from bayes_sor.errors import DataError
-from bayes_sor.estimates import parameter_estimates
-from bayes_sor.frequentist import composite_scores, ml_sem, ml_sem_fit, process_model14
-from bayes_sor.matrices import representation
-from bayes_sor.partable import build_partable
-from bayes_sor.published import KEY, baron_kenny_quantity, moderation_quantity, read_published
-from bayes_sor.simulate import simulate
+from bayes_sor.model.simulate import simulate
+from bayes_sor.posterior.effects import effect_draws, effects_dataarray, effects_table
+from bayes_sor.posterior.estimates import parameter_estimates
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import build_partable
 
 ROOT = Path(__file__).parents[1]
 MODEL = """

@@ -4,12 +4,12 @@ import pandas as pd
 import pytest
 from fakes import laplace_draws, truth, write_run
 
-from bayes_sor.cli import main
-from bayes_sor.compare_models import check_same_data, compare
+from bayes_sor.checks.loo_comparison import check_same_data, compare
+from bayes_sor.cli.main import main
 from bayes_sor.errors import DataError
-from bayes_sor.partable import build_partable
-from bayes_sor.rundir import load_run
-from bayes_sor.simulate import simulate
+from bayes_sor.model.simulate import simulate
+from bayes_sor.runs.rundir import load_run
+from bayes_sor.spec.partable import build_partable
 
 MEASURES = """
 X =~ x1 + x2 + x3
@@ -71,9 +71,9 @@ def test_one_run_is_not_a_comparison(tmp_path):
 
 @pytest.mark.slow
 def test_sampled_loo_prefers_the_true_model(tmp_path):
-    from bayes_sor.fit import fit
-    from bayes_sor.report import write_run as write_fit
-    from bayes_sor.sampling import SamplerSettings
+    from bayes_sor.report.run_report import write_run as write_fit
+    from bayes_sor.runs.fit import fit
+    from bayes_sor.sampling.samplers import SamplerSettings
 
     data = mediation_data(4)
     settings = SamplerSettings(chains=2, draws=500, tune=500, seed=3, progressbar=False)

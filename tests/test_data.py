@@ -1,4 +1,4 @@
-"""Tests for bayes_sor.data: every bad input is one DataError naming where and the fix."""
+"""Tests for bayes_sor.data.load: every bad input is one DataError naming where and the fix."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bayes_sor.data import Dataset, Scale, load_data, parse_scale, read_csv
+from bayes_sor.data.load import Dataset, Scale, load_data, parse_scale, read_csv
 from bayes_sor.errors import BayesSORError, DataError
 
 ITEMS = ["q1", "q2", "q3"]

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_sor.diagnostics import check
-from bayes_sor.summary import summarize
+from bayes_sor.posterior.diagnostics import check_convergence
+from bayes_sor.posterior.summary import summarize
 
 
 def _tree(draws: np.ndarray, diverging: int = 0) -> tuple[xr.DataTree, pd.DataFrame]:
@@ -30,7 +30,7 @@ def _tree(draws: np.ndarray, diverging: int = 0) -> tuple[xr.DataTree, pd.DataFr
 
 def test_independent_chains_pass():
     draws = np.random.default_rng(0).normal(size=(4, 1000, 3))
-    diag = check(*_tree(draws))
+    diag = check_convergence(*_tree(draws))
     assert diag.ok, diag.problems
     assert diag.max_r_hat < 1.01 and diag.min_ess_bulk > 400
 
@@ -38,7 +38,7 @@ def test_independent_chains_pass():
 def test_a_shifted_chain_fails_rhat_and_names_the_parameter():
     draws = np.random.default_rng(1).normal(size=(4, 1000, 3))
     draws[0, :, 2] += 3.0
-    diag = check(*_tree(draws))
+    diag = check_convergence(*_tree(draws))
     assert not diag.ok
     assert any("R-hat" in p and "F =~ y2" in p for p in diag.problems)
     assert not any("F =~ y0" in p for p in diag.problems if "R-hat" in p)
@@ -47,13 +47,13 @@ def test_a_shifted_chain_fails_rhat_and_names_the_parameter():
 def test_autocorrelated_chains_fail_ess():
     rng = np.random.default_rng(2)
     draws = np.cumsum(rng.normal(size=(4, 1000, 2)), axis=1) * 0.05
-    diag = check(*_tree(draws))
+    diag = check_convergence(*_tree(draws))
     assert any("ESS" in p for p in diag.problems)
 
 
 def test_divergences_are_counted_and_fail():
     draws = np.random.default_rng(3).normal(size=(4, 1000, 2))
-    diag = check(*_tree(draws, diverging=5))
+    diag = check_convergence(*_tree(draws, diverging=5))
     assert diag.divergences == 5
     assert any("divergent" in p for p in diag.problems)
 
@@ -62,7 +62,7 @@ def test_sign_flipped_chains_are_detected():
     rng = np.random.default_rng(4)
     draws = rng.normal(0.8, 0.05, size=(4, 1000, 2))
     draws[1] *= -1
-    diag = check(*_tree(draws))
+    diag = check_convergence(*_tree(draws))
     assert any("sign-flipped" in p and "F=~y0" in p for p in diag.problems)
 
 
@@ -70,6 +70,6 @@ def test_a_posterior_equal_to_its_prior_is_flagged():
     rng = np.random.default_rng(6)
     draws = rng.normal(0.0, 0.1, size=(4, 1000, 2))
     draws[..., 1] = rng.normal(0.0, 9.0, size=(4, 1000))
-    diag = check(*_tree(draws))
+    diag = check_convergence(*_tree(draws))
     flagged = [p for p in diag.problems if "nearly the prior" in p]
     assert flagged and "F =~ y1" in flagged[0] and "F =~ y0" not in flagged[0]

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 from sem_models import MODERATED
 
-from bayes_sor.effects import (
+from bayes_sor.errors import ModelSpecError, ModelSyntaxError
+from bayes_sor.posterior.effects import (
     effect_draws,
     effects_dataarray,
     effects_table,
     parse_moderator_values,
     value_label,
 )
-from bayes_sor.errors import ModelSpecError, ModelSyntaxError
-from bayes_sor.matrices import representation
-from bayes_sor.partable import build_partable
-from bayes_sor.syntax import moderator_values as check_moderator_values
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import build_partable
+from bayes_sor.spec.syntax import check_moderator_values
 
 
 def _par(partable, values: dict[str, float], draws: int = 3) -> np.ndarray:
@@ -160,7 +160,7 @@ def test_bad_moderator_values_are_clear_errors():
 
 
 def test_cli_rejects_bad_moderator_values_before_sampling(root, tmp_path, capsys):
-    from bayes_sor.cli import main
+    from bayes_sor.cli.main import main
 
     model, data = root / "models" / "hayes_teams.lav", tmp_path / "teams.csv"
     data.write_text("dysfunc,negtone,negexp,perform\n" + "0,0,0,0\n1,2,1,0\n" * 5)

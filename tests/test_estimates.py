@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from bayes_sor.estimates import standardized_draws
-from bayes_sor.matrices import representation
-from bayes_sor.partable import build_partable
+from bayes_sor.posterior.estimates import standardized_draws
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import build_partable
 
 MODEL = """
 X =~ x1 + x2 + x3

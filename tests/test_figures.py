@@ -15,9 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Ellipse, FancyArrowPatch, Rectangle
 from sem_models import MODERATED
 
-from bayes_sor import figures
-from bayes_sor.diagram import layout, path_diagram, structural_edges
-from bayes_sor.partable import build_partable
+from bayes_sor.report import figures
+from bayes_sor.report.diagram import layout, path_diagram, structural_edges
+from bayes_sor.spec.partable import build_partable
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -15,9 +15,7 @@ import pandas as pd
 import pytest
 from reference_data import REFERENCE, require_reference
 
-from bayes_sor.effects import effect_draws
-from bayes_sor.errors import DataError, ModelSpecError
-from bayes_sor.frequentist import (
+from bayes_sor.comparison.frequentist import (
     DMC_METHOD,
     PRODUCT_METHOD,
     baron_kenny,
@@ -29,8 +27,10 @@ from bayes_sor.frequentist import (
     ols,
     process_model14,
 )
-from bayes_sor.matrices import representation
-from bayes_sor.partable import build_partable
+from bayes_sor.errors import DataError, ModelSpecError
+from bayes_sor.posterior.effects import effect_draws
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import build_partable
 
 ROOT = Path(__file__).parents[1]
 #: An ML engine fitting the same model reproduces lavaan to this (README of the references).

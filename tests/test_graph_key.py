@@ -12,7 +12,7 @@ import pytest
 from pytensor.graph.op import Op
 from pytensor.tensor.elemwise import Elemwise
 
-from bayes_sor.graph_key import Unkeyable, graph_key, op_key
+from bayes_sor.sampling.graph_key import Unkeyable, graph_key, op_key
 
 GRAPH = """
 import numpy as np
@@ -55,7 +55,7 @@ def test_inputs_are_keyed_by_position():
 
 
 def test_the_key_is_the_same_in_another_process():
-    code = GRAPH + "from bayes_sor.graph_key import graph_key\nprint(graph_key(*graph()))"
+    code = GRAPH + "from bayes_sor.sampling.graph_key import graph_key\nprint(graph_key(*graph()))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.strip()
     assert other == graph_key(*graph())

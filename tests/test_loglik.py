@@ -5,12 +5,12 @@ import pytest
 from fakes import truth, write_run
 from scipy.stats import multivariate_normal, norm
 
-from bayes_sor.loglik import conditional_loglik, loglik_kind, marginal_loglik
-from bayes_sor.matrices import representation
-from bayes_sor.partable import build_partable
-from bayes_sor.predictive import implied
-from bayes_sor.rundir import load_run
-from bayes_sor.simulate import simulate
+from bayes_sor.checks.loglik import conditional_loglik, loglik_kind, marginal_loglik
+from bayes_sor.checks.predictive import implied
+from bayes_sor.model.simulate import simulate
+from bayes_sor.runs.rundir import load_run
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import build_partable
 
 MODERATED = """
 X =~ x1 + x2 + x3
@@ -60,7 +60,7 @@ def test_loglik_given_stored_latent_scores(tmp_path):
 
 
 def test_ordinal_loglik_given_latent_scores_is_the_probit_interval(tmp_path):
-    from bayes_sor.partable import add_thresholds
+    from bayes_sor.spec.partable import add_thresholds
 
     pt = add_thresholds(build_partable("F =~ u1 + u2 + u3", ordinal="all"),
                         dict.fromkeys(["u1", "u2", "u3"], 3))

@@ -12,12 +12,12 @@ import pytest
 from posterior_helpers import fit_posterior
 from scipy import stats
 
-from bayes_sor.build import pymc_model
+from bayes_sor.data.summary_statistics import load_summary
 from bayes_sor.errors import DataError, ModelSpecError
-from bayes_sor.matrices import implied_moments, representation
-from bayes_sor.moments import load_summary
-from bayes_sor.partable import build_partable, without_mean_structure
-from bayes_sor.scores import marginal_latent_scores
+from bayes_sor.model.build import pymc_model
+from bayes_sor.posterior.scores import marginal_latent_scores
+from bayes_sor.spec.matrices import implied_moments, representation
+from bayes_sor.spec.partable import build_partable, without_mean_structure
 
 ONE_FACTOR = "F =~ y1 + y2 + y3 + y4"
 ITEMS = ["y1", "y2", "y3", "y4"]
@@ -252,7 +252,7 @@ def _two_factor_files(tmp_path, n: int = 200):
     ],
 )
 def test_cli_refuses_bad_summary_input(tmp_path, capsys, extra, message):
-    from bayes_sor.cli import main
+    from bayes_sor.cli.main import main
 
     model, data, cov = _two_factor_files(tmp_path)
     args = [a.format(cov=cov, data=data) for a in extra]
@@ -267,7 +267,7 @@ def test_cli_refuses_bad_summary_input(tmp_path, capsys, extra, message):
 def test_cli_fits_a_covariance_matrix_and_saves_marginal_latent_scores(tmp_path):
     import xarray as xr
 
-    from bayes_sor.cli import main
+    from bayes_sor.cli.main import main
 
     model, data, cov = _two_factor_files(tmp_path)
     quick = ["--chains", "2", "--draws", "200", "--tune", "300", "--no-progress",

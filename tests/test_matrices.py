@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bayes_sor.matrices import implied_moments, path_depth, representation
-from bayes_sor.partable import build_partable
+from bayes_sor.spec.matrices import implied_moments, path_depth, representation
+from bayes_sor.spec.partable import build_partable
 
 MEASUREMENT = "A =~ a1 + a2 + a3\nB =~ b1 + b2 + b3\nC =~ c1 + c2 + c3\n"
 

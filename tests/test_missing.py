@@ -21,22 +21,22 @@ from pymc.initial_point import make_initial_point_fn
 from scipy import stats
 from scipy.optimize import minimize
 
-from bayes_sor.build import pymc_model
-from bayes_sor.cli import _parser
-from bayes_sor.data import load_data
+from bayes_sor.checks.loglik import conditional_loglik, marginal_loglik
+from bayes_sor.checks.ppc import predictive_check
+from bayes_sor.checks.predictive import CaseWise, Implied, pair_table
+from bayes_sor.checks.reliability import cronbach_alpha, reliability, report_section
+from bayes_sor.cli.main import _parser
+from bayes_sor.data.categories import add_ordinal_thresholds
+from bayes_sor.data.load import load_data
+from bayes_sor.data.missing import PatternStatistics, casewise_loglik, saturated_moments
 from bayes_sor.errors import DataError
-from bayes_sor.loglik import conditional_loglik, marginal_loglik
-from bayes_sor.matrices import implied_moments, representation
-from bayes_sor.missing import PatternStatistics, casewise_loglik, saturated_moments
-from bayes_sor.ordinal import prepare
-from bayes_sor.partable import add_thresholds, build_partable
-from bayes_sor.ppc import check
-from bayes_sor.predictive import CaseWise, Implied, pair_table
-from bayes_sor.reliability import cronbach_alpha, reliability, report_section
-from bayes_sor.report import _missingness
-from bayes_sor.rundir import load_run
-from bayes_sor.scores import marginal_latent_scores
-from bayes_sor.simulate import simulate
+from bayes_sor.model.build import pymc_model
+from bayes_sor.model.simulate import simulate
+from bayes_sor.posterior.scores import marginal_latent_scores
+from bayes_sor.report.run_report import _missingness
+from bayes_sor.runs.rundir import load_run
+from bayes_sor.spec.matrices import implied_moments, representation
+from bayes_sor.spec.partable import add_thresholds, build_partable
 
 ONE_FACTOR = "F =~ y1 + y2 + y3 + y4"
 TWO_FACTORS = "F =~ y1 + y2 + y3 + y4\nG =~ y5 + y6 + y7 + y8\nG ~ F"
@@ -167,7 +167,7 @@ def test_ordinal_likelihood_leaves_unanswered_cells_out():
     data = _remove(answers, 0.2, 1)
     with warnings.catch_warnings():  # sparse categories of 40 answers
         warnings.simplefilter("ignore", UserWarning)
-        pt = prepare(build_partable(ONE_FACTOR, ordinal="all"), data)
+        pt = add_ordinal_thresholds(build_partable(ONE_FACTOR, ordinal="all"), data)
     par, z, loglik = _evaluate(pymc_model(pt, data, save_latent=True).model,
                                ["par", "latent_scores", "ordinal_loglik"])
     expected = 0.0
@@ -222,7 +222,7 @@ def test_the_model_keeps_every_respondent_who_answered_an_item():
 def test_cli_and_api_default_to_the_missing_data_model():
     import inspect
 
-    from bayes_sor.fit import fit
+    from bayes_sor.runs.fit import fit
 
     args = _parser().parse_args(["fit", "m.lav", "--data", "d.csv", "--out", "o"])
     assert args.missing == "model"
@@ -284,7 +284,7 @@ def test_pointwise_loglik_of_incomplete_data_given_latent_scores(tmp_path):
 def test_ppc_of_incomplete_data_uses_the_casewise_chi_square(tmp_path):
     run = _incomplete_run(tmp_path)
     assert np.isnan(run.y).any() and np.isfinite(run.cov).all()
-    result = check(run, max_draws=200)
+    result = predictive_check(run, max_draws=200)
     m = result.fit_measures.set_index("measure").value
     assert 0.05 < m["ppp"] < 0.95
     assert m[["chisq", "srmr", "bcfi", "brmsea", "elpd_loo", "baseline.chisq"]].notna().all()
@@ -292,7 +292,8 @@ def test_ppc_of_incomplete_data_uses_the_casewise_chi_square(tmp_path):
     assert np.isfinite(result.items[["observed", "predicted"]].to_numpy()).all()
     # replications miss the answers the data miss
     assert (np.isnan(result.replicated) == np.isnan(run.y)).all()
-    misfit = check(_incomplete_run(tmp_path, extra="\nF1 =~ x9", name="bad"), max_draws=200)
+    misfit = predictive_check(_incomplete_run(tmp_path, extra="\nF1 =~ x9", name="bad"),
+                              max_draws=200)
     assert misfit.fit_measures.set_index("measure").value["ppp"] < 0.05
 
 
@@ -305,7 +306,7 @@ def test_ordinal_ppc_of_incomplete_data(tmp_path):
     fixed = (pt.parameters.free == 0).to_numpy()
     draws[..., fixed] = par[fixed]
     run = load_run(write_run(tmp_path / "ord", pt, draws, data, likelihood="conditional"))
-    result = check(run, max_draws=200)
+    result = predictive_check(run, max_draws=200)
     assert 0.05 < result.fit_measures.set_index("measure").value["ppp"] < 0.95
     assert np.isfinite(result.residuals[["observed", "predicted"]].to_numpy()).all()
 
@@ -372,9 +373,9 @@ def test_posterior_modes_under_the_model_are_closer_to_complete_data_than_listwi
 
 @pytest.mark.slow
 def test_posterior_under_the_model_is_closer_to_complete_data_than_listwise(tmp_path):
-    from bayes_sor.fit import fit
-    from bayes_sor.report import write_run as write_fit
-    from bayes_sor.sampling import SamplerSettings
+    from bayes_sor.report.run_report import write_run as write_fit
+    from bayes_sor.runs.fit import fit
+    from bayes_sor.sampling.samplers import SamplerSettings
 
     settings = SamplerSettings(chains=2, draws=500, tune=500, seed=1, progressbar=False)
     estimates = {}

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bayes_sor.partable import build_partable
-from bayes_sor.priors import read_prior_file
-from bayes_sor.sbc import make_config, vague_default_priors
+from bayes_sor.sbc.run import make_config, vague_default_priors
+from bayes_sor.spec.partable import build_partable, read_prior_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"

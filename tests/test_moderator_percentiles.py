@@ -5,8 +5,8 @@ the order statistics of the same draw's latent scores computed here."""
 import numpy as np
 import pandas as pd
 
-from bayes_sor.build import pymc_model
-from bayes_sor.partable import build_partable
+from bayes_sor.model.build import pymc_model
+from bayes_sor.spec.partable import build_partable
 
 MODEL = """X =~ x1 + x2 + x3
 W =~ w1 + w2 + w3

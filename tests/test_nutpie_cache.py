@@ -9,11 +9,11 @@ import nutpie
 import pandas as pd
 import pytest
 
-from bayes_sor import nutpie_cache
-from bayes_sor.build import pymc_model
-from bayes_sor.nutpie_cache import compile_pymc_model
-from bayes_sor.partable import build_partable
-from bayes_sor.syntax import parse
+from bayes_sor.model.build import pymc_model
+from bayes_sor.sampling import nutpie_cache
+from bayes_sor.sampling.nutpie_cache import compile_pymc_model
+from bayes_sor.spec.partable import build_partable
+from bayes_sor.spec.syntax import parse
 
 ROOT = Path(__file__).parents[1]
 DOUBLE = ctypes.POINTER(ctypes.c_double)

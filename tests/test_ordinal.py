@@ -16,19 +16,14 @@ from reference_scripts.holzinger_ordinal_fiml import fiml_negloglik
 from scipy import stats
 from scipy.special import log_ndtr
 
-from bayes_sor.build import pymc_model
+from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
 from bayes_sor.errors import DataError, ModelSpecError
-from bayes_sor.estimates import standardized_draws
-from bayes_sor.matrices import representation
-from bayes_sor.ordinal import (
-    GroupedOrdered,
-    category_notes,
-    log_interval_probability,
-    prepare,
-    sort_thresholds,
-)
-from bayes_sor.partable import add_thresholds, build_partable
-from bayes_sor.simulate import prior_draw, scale_thresholds, simulate
+from bayes_sor.model.build import pymc_model
+from bayes_sor.model.ordinal import GroupedOrdered, log_interval_probability, sort_thresholds
+from bayes_sor.model.simulate import prior_draw, scale_thresholds, simulate
+from bayes_sor.posterior.estimates import standardized_draws
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import add_thresholds, build_partable
 
 ONE_FACTOR = "F =~ y1 + y2 + y3 + y4"
 
@@ -44,7 +39,7 @@ def _answers(n: int = 40, seed: int = 0) -> pd.DataFrame:
 def _ordinal_table(data: pd.DataFrame, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return prepare(build_partable(ONE_FACTOR, ordinal="all", **kwargs), data)
+        return add_ordinal_thresholds(build_partable(ONE_FACTOR, ordinal="all", **kwargs), data)
 
 
 # ---- the parameter table ----------------------------------------------------------------
@@ -64,7 +59,7 @@ def test_threshold_prior_follows_the_header_and_the_argument():
     header = "---\npriors: {thresholds: 'normal(0,3)'}\n---\n" + ONE_FACTOR
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pt_ = prepare(build_partable(header, ordinal="all"), data)
+        pt_ = add_ordinal_thresholds(build_partable(header, ordinal="all"), data)
     assert set(pt_.table.loc[pt_.table.op == "|", "prior"]) == {"normal(0,3)"}
     assert set(_ordinal_table(data, priors={"thresholds": "normal(0,2)"}).table.query(
         "op == '|'").prior) == {"normal(0,2)"}
@@ -87,7 +82,7 @@ def test_empty_and_sparse_categories_are_recoded_and_named():
     assert any(n.startswith("'y2': categories 3, 5 never chosen") for n in notes)
     assert any("'y3'" in n and "sparse categories 5 (1x)" in n for n in notes)
     with pytest.warns(UserWarning, match="'y2': categories 3 never chosen.*3 observed"):
-        pt_ = prepare(build_partable(ONE_FACTOR, ordinal="all"), data)
+        pt_ = add_ordinal_thresholds(build_partable(ONE_FACTOR, ordinal="all"), data)
     counts = pt_.table[pt_.table.op == "|"].groupby("lhs").size()
     assert counts["y2"] == 2 and counts["y3"] == 4
     built = pymc_model(pt_, data)  # the gap does not fail the build
@@ -100,7 +95,7 @@ def test_answers_only_inside_a_declared_scale_get_thresholds_between_observed_ca
     data.loc[data.y1 == 5, "y1"] = 6
     with pytest.warns(UserWarning, match=r"'y1': categories 1, 5, 7 never chosen.*"
                       r"3 thresholds: t1 2\|3, t2 3\|4, t3 4\|6"):
-        pt_ = prepare(build_partable(ONE_FACTOR, ordinal="all"), data, (1, 7))
+        pt_ = add_ordinal_thresholds(build_partable(ONE_FACTOR, ordinal="all"), data, (1, 7))
     built = pymc_model(pt_, data)
     codes = built.model["y_ordinal"].get_value()
     np.testing.assert_array_equal(codes[:, 0], data.y1.map({2: 0, 3: 1, 4: 2, 6: 3}))
@@ -109,9 +104,9 @@ def test_answers_only_inside_a_declared_scale_get_thresholds_between_observed_ca
 def test_a_fit_names_empty_categories_and_reports_the_thresholds_it_estimated():
     """A short fit (the warning, the run's record of it, estimates.csv rows) on 1-5 answers
     where nobody chose 5, and y2's category 2 is empty too."""
-    from bayes_sor.fit import fit
-    from bayes_sor.report import _category_notes
-    from bayes_sor.sampling import SamplerSettings
+    from bayes_sor.report.run_report import _category_notes
+    from bayes_sor.runs.fit import fit
+    from bayes_sor.sampling.samplers import SamplerSettings
 
     data = _answers(40)
     data.loc[data.y2 == 2, "y2"] = 3
@@ -129,7 +124,7 @@ def test_a_fit_names_empty_categories_and_reports_the_thresholds_it_estimated():
 
 def _declared(text: str = ONE_FACTOR, scale: str = "1-7"):
     """A table with the thresholds of the declared scale, as SBC and simulation make it."""
-    from bayes_sor.data import parse_scale
+    from bayes_sor.data.load import parse_scale
 
     pt_ = build_partable(f"---\nscale: {scale}\n---\n{text}", ordinal="all")
     return scale_thresholds(pt_, parse_scale(scale))
@@ -166,7 +161,7 @@ def test_an_item_with_a_single_category_is_refused():
     data = _answers()
     data["y3"] = 2.0
     with pytest.raises(DataError, match=r"'y3' \(only 2\) have fewer than two"):
-        prepare(build_partable(ONE_FACTOR, ordinal="all"), data)
+        add_ordinal_thresholds(build_partable(ONE_FACTOR, ordinal="all"), data)
 
 
 def test_simulated_answers_lie_on_the_declared_scale():
@@ -180,8 +175,8 @@ def test_simulated_answers_lie_on_the_declared_scale():
 def test_ordinal_sbc_runs_on_data_sets_with_empty_categories(tmp_path):
     """A tiny ordinal SBC (N = 25, 5 categories: most simulated data sets miss a category of
     some item) fits every simulation and ranks every threshold."""
-    from bayes_sor import sbc_sim
-    from bayes_sor.sbc import make_config, run_sbc
+    from bayes_sor.sbc import simulations
+    from bayes_sor.sbc.run import make_config, run_sbc
 
     model = ("---\nscale: 1-5\npriors: {loadings: 'halfnormal(1)'}\n---\n"
              "F =~ y1 + y2 + y3\n")
@@ -189,9 +184,9 @@ def test_ordinal_sbc_runs_on_data_sets_with_empty_categories(tmp_path):
     result = run_sbc(config, tmp_path / "sbc", 3, workers=1, progress=False)
     assert (result.ranks.error == "").all(), result.ranks.error.tolist()
     assert {f"y{i}|t{j}" for i in (1, 2, 3) for j in (1, 2, 3, 4)} <= set(result.ranks.columns)
-    simulator = sbc_sim.Simulator(config)
-    seeds = sbc_sim.simulation_seeds(config.seed, 3)
-    datasets = [sbc_sim.simulate_dataset(simulator.sim_table, simulator.draw_prior(seed), 25,
+    simulator = simulations.Simulator(config)
+    seeds = simulations.simulation_seeds(config.seed, 3)
+    datasets = [simulations.simulate_dataset(simulator.sim_table, simulator.draw_prior(seed), 25,
                                          seed)[0] for seed in seeds]
     assert any(d[c].nunique() < 5 for d in datasets for c in d), "no empty category drawn"
 
@@ -315,7 +310,7 @@ def test_ordinal_items_work_with_a_latent_interaction_and_continuous_items():
         "x1", "x2", "x3", "w1", "w2", "w3", "y1", "y2", "y3"]).astype(float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pt_ = prepare(build_partable(text, ordinal="x1,x2,x3,y1"), data)
+        pt_ = add_ordinal_thresholds(build_partable(text, ordinal="x1,x2,x3,y1"), data)
     built = pymc_model(pt_, data)
     assert built.likelihood == "conditional"
     assert {"items", "ordinal_loglik", "moderator_quantiles"} <= set(built.model.named_vars)
@@ -339,7 +334,7 @@ def test_std_all_of_a_threshold_divides_by_the_latent_response_sd():
 
 
 def test_simulated_ordinal_answers_follow_the_thresholds():
-    from bayes_sor.data import Scale
+    from bayes_sor.data.load import Scale
 
     pt_ = scale_thresholds(build_partable(ONE_FACTOR, ordinal="all"), Scale(1, 5))
     par = sort_thresholds(pt_, prior_draw(pt_, seed=3))
@@ -380,7 +375,7 @@ def test_holzinger_swineford_ordinal_agrees_with_full_information_ml(reference, 
     """
     data = pd.read_csv(reference / "lavaan" / "holzinger_swineford_1939_ordinal3.csv")
     model = (root / "models" / "holzinger_swineford.lav").read_text()
-    pt_ = prepare(build_partable(model, ordinal="all"), data)
+    pt_ = add_ordinal_thresholds(build_partable(model, ordinal="all"), data)
     _, est = fit_posterior(pt_, data, chains=4, draws=1000, seed=3)
     # A chain in the sign-flipped mode gives R-hat ~1.5; the heavy right tail of the x1 and x5
     # theta-metric loadings alone gives up to ~1.02 at 4 x 1000 draws.
@@ -408,7 +403,7 @@ def test_holzinger_swineford_ordinal_agrees_with_full_information_ml(reference, 
 
 
 def test_cli_simulates_ordinal_answers_with_thresholds_in_the_truth_file(tmp_path):
-    from bayes_sor.cli import main
+    from bayes_sor.cli.main import main
 
     model = tmp_path / "model.lav"
     model.write_text(ONE_FACTOR)

@@ -1,7 +1,7 @@
 """Nothing is lost: a run folder is replaced only by a complete run, whatever stops the fit.
 
-Fast tests drive :mod:`bayes_sor.output` directly and interrupt an in-process fit; the slow ones
-kill ``python -m bayes_sor fit`` (SIGKILL, and SIGINT as Ctrl-C sends it) while it samples.
+Fast tests drive :mod:`bayes_sor.runs.output` directly and interrupt an in-process fit; the slow
+ones kill ``python -m bayes_sor fit`` (SIGKILL, and SIGINT as Ctrl-C sends it) while it samples.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from bayes_sor.cli import main
+from bayes_sor.cli.main import main
 from bayes_sor.errors import OutputError
-from bayes_sor.output import check_destination, staging
+from bayes_sor.runs.output import check_destination, staging
 
 ROOT = Path(__file__).resolve().parents[1]
 HS_FIT = ["fit", str(ROOT / "models/holzinger_swineford.lav"), "--data",
@@ -156,7 +156,7 @@ def test_ctrl_c_during_sampling_keeps_the_old_run(tmp_path, monkeypatch, capsys)
     def interrupted(built, settings, stage):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(importlib.import_module("bayes_sor.fit"), "sample", interrupted)
+    monkeypatch.setattr(importlib.import_module("bayes_sor.runs.fit"), "sample", interrupted)
     code = main([*HS_FIT, "--draws", "10", "--out", str(old)])
     assert code == 130
     assert "earlier results are untouched" in capsys.readouterr().err

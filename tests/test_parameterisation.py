@@ -6,7 +6,7 @@ import pytest
 
 import bayes_sor
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.parameterisation import (
+from bayes_sor.model.parameterisation import (
     INFORMATION_RATIO,
     centred_latents,
     prior_precision,
@@ -14,7 +14,7 @@ from bayes_sor.parameterisation import (
     score_information,
     standardized_loadings,
 )
-from bayes_sor.partable import build_partable
+from bayes_sor.spec.partable import build_partable
 
 MODEL = """
 F =~ f1 + f2 + f3

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bayes_sor.errors import BayesSORError, ModelSpecError, ModelSyntaxError
-from bayes_sor.partable import COLUMNS, DEFAULT_PRIORS, ParTable, build_partable, row_name
-from bayes_sor.syntax import parse
+from bayes_sor.spec.partable import COLUMNS, DEFAULT_PRIORS, ParTable, build_partable, row_name
+from bayes_sor.spec.syntax import parse
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 STUDY_A = (MODELS / "impulse_buying.lav").read_text()

@@ -9,12 +9,9 @@ import pytest
 from fakes import laplace_draws, truth, write_run
 from scipy.stats import multivariate_normal
 
-from bayes_sor.cli import main
-from bayes_sor.fit_indices import bayes_fit_indices
-from bayes_sor.matrices import representation
-from bayes_sor.partable import build_partable, row_name
-from bayes_sor.ppc import check
-from bayes_sor.predictive import (
+from bayes_sor.checks.fit_indices import bayes_fit_indices
+from bayes_sor.checks.ppc import predictive_check
+from bayes_sor.checks.predictive import (
     Implied,
     bvn_cdf,
     implied,
@@ -23,8 +20,11 @@ from bayes_sor.predictive import (
     sample_moments,
     srmr,
 )
-from bayes_sor.rundir import load_run
-from bayes_sor.simulate import simulate
+from bayes_sor.cli.main import main
+from bayes_sor.model.simulate import simulate
+from bayes_sor.runs.rundir import load_run
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import build_partable, row_name
 
 CFA = """
 F1 =~ x1 + x2 + x3
@@ -99,7 +99,8 @@ def test_ppp_is_not_extreme_when_the_model_is_true(tmp_path):
     ppps = []
     for seed in range(4):
         data = simulate_data({}, seed, n=250)
-        result = check(load_run(laplace_run(tmp_path, data, name=f"r{seed}")), max_draws=200)
+        result = predictive_check(load_run(laplace_run(tmp_path, data, name=f"r{seed}")),
+                                  max_draws=200)
         ppps.append(float(result.fit_measures.set_index("measure").value["ppp"]))
         assert result.residuals.outside.sum() <= 2
     assert sum(0.05 < p < 0.95 for p in ppps) >= 3, ppps
@@ -109,7 +110,7 @@ def test_omitted_residual_covariance_is_found(tmp_path):
     # across constructs: within a three-item construct the loadings would absorb it
     data = simulate_data({"x3~~x7": 0.25}, seed=11, extra="x3 ~~ x7\n")
     run = laplace_run(tmp_path, data)
-    result = check(load_run(run), max_draws=400)
+    result = predictive_check(load_run(run), max_draws=400)
     assert result.fit_measures.set_index("measure").value["ppp"] < 0.05
     top = result.residuals.iloc[0]
     assert {top.item1, top.item2} == {"x3", "x7"} and top.outside and top.residual > 0
@@ -132,7 +133,7 @@ def test_omitted_cross_loading_is_found_and_named_in_the_report(tmp_path):
 
 
 def test_report_sections_are_replaced_not_duplicated(tmp_path):
-    from bayes_sor.rundir import append_report_section
+    from bayes_sor.report.run_report import append_report_section
 
     (tmp_path / "report.md").write_text("# bayes_sor run report\n\nbody\n")
     for text in ("## Checks\nfirst", "## Checks\nsecond"):
@@ -145,7 +146,7 @@ def test_report_sections_are_replaced_not_duplicated(tmp_path):
 
 
 def test_fit_measures_layout_and_loo(tmp_path):
-    result = check(load_run(laplace_run(tmp_path, simulate_data({}, 6))), max_draws=200)
+    result = predictive_check(load_run(laplace_run(tmp_path, simulate_data({}, 6))), max_draws=200)
     m = result.fit_measures.set_index("measure").value
     for name in ("ppp", "srmr", "srmr.ci.lower", "srmr.ci.upper", "brmsea", "bcfi",
                  "elpd_loo", "se_elpd_loo", "p_loo", "pareto_k_gt_0.7"):
@@ -160,7 +161,7 @@ def test_ppc_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 
 def test_covariance_matrix_runs_get_ppp_and_residuals_without_loo(tmp_path):
-    from bayes_sor.partable import without_mean_structure
+    from bayes_sor.spec.partable import without_mean_structure
 
     data = simulate_data({"F1=~x9": 0.6}, seed=12, extra="F1 =~ x9\n")
     full = build_partable(CFA)
@@ -181,7 +182,7 @@ def test_covariance_matrix_runs_get_ppp_and_residuals_without_loo(tmp_path):
 # ---- ordinal items ---------------------------------------------------------------------------
 def ordinal_run(tmp_path, extra_truth: str = "", name: str = "ord"):
     """Three-category items (simulate cuts the latent responses); posterior = truth + noise."""
-    from bayes_sor.partable import add_thresholds
+    from bayes_sor.spec.partable import add_thresholds
 
     gen = add_thresholds(build_partable(CFA + extra_truth, ordinal="all"),
                          {f"x{i}": 3 for i in range(1, 10)})
@@ -198,20 +199,20 @@ def ordinal_run(tmp_path, extra_truth: str = "", name: str = "ord"):
 
 
 def test_ordinal_ppp_uses_pairwise_tables(tmp_path):
-    good = check(load_run(ordinal_run(tmp_path)), max_draws=200)
+    good = predictive_check(load_run(ordinal_run(tmp_path)), max_draws=200)
     m = good.fit_measures.set_index("measure")
     assert 0.05 < m.value["ppp"] < 0.95
     assert "G^2" in m.note["ppp"]
     assert np.isnan(m.value["elpd_loo"])  # no latent scores stored: no LOO, said so
-    bad = check(load_run(ordinal_run(tmp_path, "F1 =~ x9\n", "bad")), max_draws=200)
+    bad = predictive_check(load_run(ordinal_run(tmp_path, "F1 =~ x9\n", "bad")), max_draws=200)
     assert bad.fit_measures.set_index("measure").value["ppp"] < 0.05
 
 
 # ---- sampled posteriors (slow) ------------------------------------------------------------------
 def _fit_run(model: str, data: pd.DataFrame, out, seed: int = 1):
-    from bayes_sor.fit import fit
-    from bayes_sor.report import write_run as write_fit
-    from bayes_sor.sampling import SamplerSettings
+    from bayes_sor.report.run_report import write_run as write_fit
+    from bayes_sor.runs.fit import fit
+    from bayes_sor.sampling.samplers import SamplerSettings
 
     settings = SamplerSettings(chains=2, draws=500, tune=500, seed=seed, progressbar=False)
     result = fit(_with_effect(model), data, scale="none", settings=settings)
@@ -247,20 +248,21 @@ def test_sampled_ppp_true_vs_omitted_cross_loading(tmp_path):
     good = _fit_run(CFA, simulate_data({}, 21, n=400), tmp_path / "good")
     bad = _fit_run(CFA, simulate_data({"F1=~x9": 0.6}, 22, "F1 =~ x9\n", n=400),
                    tmp_path / "bad")
-    ppp = [check(load_run(r)).fit_measures.set_index("measure").value["ppp"]
+    ppp = [predictive_check(load_run(r)).fit_measures.set_index("measure").value["ppp"]
            for r in (good, bad)]
     assert 0.05 < ppp[0] < 0.95 and ppp[1] < 0.05, ppp
 
 
 def test_mixed_ordinal_and_continuous_items_get_residuals_but_no_ppp(tmp_path):
-    from bayes_sor.partable import add_thresholds
+    from bayes_sor.spec.partable import add_thresholds
 
     pt = add_thresholds(build_partable(CFA, ordinal="x1,x2,x3"), dict.fromkeys(
         ["x1", "x2", "x3"], 3))
     par = truth(pt, {f"x{i}|t1": -0.5 for i in (1, 2, 3)} | {f"x{i}|t2": 0.8 for i in (1, 2, 3)})
     data = simulate(pt, par, 300, seed=5)
     draws = np.tile(par, (2, 100, 1))
-    result = check(load_run(write_run(tmp_path / "mixed", pt, draws, data)), max_draws=100)
+    result = predictive_check(load_run(write_run(tmp_path / "mixed", pt, draws, data)),
+                              max_draws=100)
     m = result.fit_measures.set_index("measure").value
     assert np.isnan(m["ppp"]) and len(result.residuals) == 36
     assert result.residuals.outside.sum() <= 3
@@ -272,13 +274,13 @@ def test_report_counts_read_as_counts_in_words_and_tables(tmp_path):
     from matplotlib.collections import PathCollection
     from matplotlib.colors import to_rgba
 
-    from bayes_sor.ppc_report import report_section, residual_figure
+    from bayes_sor.checks.ppc_report import report_section, residual_figure
 
     pt = build_partable(CFA)
     data = simulate_data({}, 6)
     # 2 x 1100 draws: ArviZ's Pareto-k threshold is then 0.7 itself, which gets one row
     run = load_run(write_run(tmp_path / "run", pt, laplace_draws(pt, data, n_draws=1100), data))
-    result = check(run, max_draws=200)
+    result = predictive_check(run, max_draws=200)
     assert [m for m in result.fit_measures.measure if m.startswith("pareto_k")] == [
         "pareto_k_gt_0.7"]
     one = result.residuals.assign(outside=[True] + [False] * (len(result.residuals) - 1))

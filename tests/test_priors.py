@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.priors import parse_prior, positive_version, read_prior_file, widen
+from bayes_sor.spec.partable import read_prior_file
+from bayes_sor.spec.prior_text import parse_prior, positive_version, widen
 
 
 @pytest.mark.parametrize(("text", "factor", "widened"), [

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bayes_sor.cli import main
+from bayes_sor.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -103,7 +103,7 @@ def test_the_fit_command_passes_every_check_on_a_fresh_clones_example_folder(
     def stop(built, settings, stage):
         raise Sampled
 
-    monkeypatch.setattr(importlib.import_module("bayes_sor.fit"), "sample", stop)
+    monkeypatch.setattr(importlib.import_module("bayes_sor.runs.fit"), "sample", stop)
     for _ in range(2):
         with pytest.raises(Sampled):
             main(fit_argv())

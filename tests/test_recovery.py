@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_sor.fit import fit
-from bayes_sor.matrices import representation
-from bayes_sor.partable import build_partable
-from bayes_sor.sampling import SamplerSettings
-from bayes_sor.simulate import latent_draws, simulate, truth_vector
+from bayes_sor.model.simulate import latent_draws, simulate, truth_vector
+from bayes_sor.runs.fit import fit
+from bayes_sor.sampling.samplers import SamplerSettings
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import build_partable
 
 pytestmark = [pytest.mark.slow, pytest.mark.correctness]
 ROOT = Path(__file__).resolve().parents[1]

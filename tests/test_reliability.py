@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 from fakes import truth, write_run
 
-from bayes_sor.cli import main
-from bayes_sor.partable import build_partable
-from bayes_sor.reliability import cronbach_alpha, reliability
-from bayes_sor.rundir import load_run
-from bayes_sor.simulate import simulate
+from bayes_sor.checks.reliability import cronbach_alpha, reliability
+from bayes_sor.cli.main import main
+from bayes_sor.model.simulate import simulate
+from bayes_sor.runs.rundir import load_run
+from bayes_sor.spec.partable import build_partable
 
 TWO = """
 A =~ a1 + a2 + a3

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from bayes_sor.cli import main
-from bayes_sor.document import (
+from bayes_sor.cli.main import main
+from bayes_sor.model.simulate import simulate
+from bayes_sor.posterior.hypotheses import evaluate, verdict
+from bayes_sor.report.document import (
     Document,
     Markdown,
     Paragraph,
@@ -25,13 +27,10 @@ from bayes_sor.document import (
     to_html,
     to_markdown,
 )
-from bayes_sor.fit import fit
-from bayes_sor.hypotheses import evaluate, verdict
-from bayes_sor.partable import build_partable
-from bayes_sor.report import FIGURE_FILES, write_report, write_run
-from bayes_sor.rundir import append_report_section
-from bayes_sor.sampling import SamplerSettings
-from bayes_sor.simulate import simulate
+from bayes_sor.report.run_report import FIGURE_FILES, append_report_section, write_report, write_run
+from bayes_sor.runs.fit import fit
+from bayes_sor.sampling.samplers import SamplerSettings
+from bayes_sor.spec.partable import build_partable
 
 MODEL = """---
 scale: none
@@ -247,7 +246,7 @@ def test_no_report_and_a_failing_report_keep_the_fit(fitted, tmp_path, monkeypat
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr("bayes_sor.report.write_report", broken)
+    monkeypatch.setattr("bayes_sor.report.run_report.write_report", broken)
     with pytest.warns(UserWarning, match="python -m bayes_sor report"):
         kept = write_run(result, tmp_path / "kept")
     assert (kept / "estimates.csv").is_file()
@@ -343,7 +342,7 @@ def test_every_section_command_rewrites_report_html_with_every_figure(fitted, tm
 def test_r2_table_and_a_cfa_report_without_effects(fitted, root):
     from types import SimpleNamespace
 
-    from bayes_sor.report import _diagram_section, _effects_section
+    from bayes_sor.report.run_report import _diagram_section, _effects_section
 
     _, out = fitted
     page = _page(out)
@@ -360,7 +359,7 @@ def test_r2_table_and_a_cfa_report_without_effects(fitted, root):
 
 
 def test_counts_agree_with_their_nouns():
-    from bayes_sor.compare_report import _flags_text
+    from bayes_sor.comparison.compare_report import _flags_text
 
     table = pd.DataFrame({"flag": ["sign", ""], "sign_disagree": [True, False],
                           "zero_disagree": [False, False], "scale": ["std", "std"],

@@ -4,8 +4,8 @@ import numpy as np
 from fakes import truth
 from sem_models import MODERATED
 
-from bayes_sor.partable import build_partable
-from bayes_sor.rsquared import r_squared, r_squared_draws
+from bayes_sor.posterior.rsquared import r_squared, r_squared_draws
+from bayes_sor.spec.partable import build_partable
 
 
 def test_r_squared_of_a_moderated_mediation_matches_the_closed_form():

@@ -11,8 +11,8 @@ import xarray as xr
 
 from bayes_sor import fit
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.report import write_run
-from bayes_sor.sampling import SamplerSettings, _complete
+from bayes_sor.report.run_report import write_run
+from bayes_sor.sampling.samplers import SamplerSettings, _complete
 
 ROOT = Path(__file__).resolve().parents[1]
 #: attributes ArviZ / PyMC stamp on a trace that differ between otherwise identical runs;

@@ -2,7 +2,7 @@
 resume and give the same ranks on a Dask cluster as locally.
 
 The model: one factor with four items mediating between two single-indicator latents
-(:data:`bayes_sor.sbc_models.MEDIATION`).
+(:data:`sbc_models.MEDIATION`).
 
 The fast SBC runs share one pool of two worker processes, so the model is compiled once per
 worker: the miscalibrated run simulates loadings from a prior twice as wide and fits with
@@ -20,25 +20,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sbc_models import mediation_model, study_a_model
 
-from bayes_sor import sbc, sbc_sim
-from bayes_sor.build import pymc_model
-from bayes_sor.cli import main
+from bayes_sor.cli.main import main
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.matrices import extend, representation
-from bayes_sor.partable import build_partable
-from bayes_sor.priors import read_prior_file
-from bayes_sor.sampling import SamplerSettings, sample
-from bayes_sor.sbc import make_config, run_sbc, vague_default_priors
-from bayes_sor.sbc_models import mediation_model, study_a_model
-from bayes_sor.sbc_report import holm, pit_values, summary_frame
-from bayes_sor.sbc_sim import (
+from bayes_sor.model.build import pymc_model
+from bayes_sor.model.simulate import prior_draw
+from bayes_sor.sampling.samplers import SamplerSettings, sample
+from bayes_sor.sbc import simulations
+from bayes_sor.sbc.report import holm, pit_values, summary_frame
+from bayes_sor.sbc.run import make_config, run_sbc, vague_default_priors
+from bayes_sor.sbc.simulations import (
     PriorSampler,
     scale_loading_priors,
     simulate_dataset,
     simulation_seeds,
 )
-from bayes_sor.simulate import prior_draw
+from bayes_sor.spec.matrices import extend, representation
+from bayes_sor.spec.partable import build_partable, read_prior_file
 
 SETTINGS = {"draws": 200, "tune": 200, "chains": 1, "seed": 7}
 N_SIMS, NOBS = 100, 40
@@ -48,7 +47,7 @@ N_SIMS, NOBS = 100, 40
 def pool():
     """Two worker processes kept for the whole module: each compiles the fitting model once."""
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=sbc_sim.pin_blas_threads) as executor:
+                             initializer=simulations.pin_blas_threads) as executor:
         yield executor
 
 
@@ -147,7 +146,7 @@ def test_failed_fit_is_recorded_and_the_others_go_on(monkeypatch, tmp_path):
                     "ranks": {"a": int(rng.integers(100)), "b": int(rng.integers(100))},
                     "truth": {}}
 
-    monkeypatch.setattr(sbc_sim, "Simulator", FailingThird)
+    monkeypatch.setattr(simulations, "Simulator", FailingThird)
     config = make_config(mediation_model(1), NOBS, **{**SETTINGS, "seed": 99})
     result = run_sbc(config, tmp_path / "run", 30, workers=1, progress=False)
     failed = result.ranks[result.ranks.error != ""]
@@ -182,7 +181,7 @@ def test_cli_warns_about_vague_priors_before_running(monkeypatch, root: Path, tm
         raise KeyboardInterrupt
 
     monkeypatch.chdir(root)
-    monkeypatch.setattr(sbc, "run_sbc", interrupted)
+    monkeypatch.setattr("bayes_sor.sbc.run.run_sbc", interrupted)
     command = ["sbc", HS, "--sims", "20", "--nobs", "301", "--out", str(tmp_path / "run")]
     assert main(command) == 130
     err = capsys.readouterr().err
@@ -208,7 +207,7 @@ class PiledUpRanks:
 
 
 def test_sbc_md_names_the_priors_and_warns_about_vague_ones(monkeypatch, root: Path, tmp_path):
-    monkeypatch.setattr(sbc_sim, "Simulator", PiledUpRanks)
+    monkeypatch.setattr(simulations, "Simulator", PiledUpRanks)
     vague = run_sbc(make_config(root / HS, 301), tmp_path / "vague", 3, workers=1,
                     progress=False)
     text = (vague.out / "sbc.md").read_text()
@@ -221,7 +220,7 @@ def test_sbc_md_names_the_priors_and_warns_about_vague_ones(monkeypatch, root: P
 
 
 def test_flagged_verdict_recalls_the_vague_priors(monkeypatch, root: Path, tmp_path, capsys):
-    monkeypatch.setattr(sbc_sim, "Simulator", PiledUpRanks)
+    monkeypatch.setattr(simulations, "Simulator", PiledUpRanks)
     monkeypatch.chdir(root)
     command = ["sbc", HS, "--sims", "20", "--nobs", "301", "--workers", "1", "--no-progress"]
     assert main([*command, "--out", str(tmp_path / "vague")]) == 1
@@ -251,7 +250,7 @@ def test_compiled_once_fit_equals_a_fresh_fit():
     draw = PriorSampler(pt)
     first, _ = simulate_dataset(pt, draw(1), 30, seed=1)
     second, _ = simulate_dataset(pt, draw(2), 30, seed=2)
-    fitter = sbc_sim.Fitter(pt, "auto", "nutpie", 30, example=first)
+    fitter = simulations.Fitter(pt, "auto", "nutpie", 30, example=first)
     settings = SamplerSettings(chains=1, draws=100, tune=100, seed=5, progressbar=False, cores=1)
     swapped = fitter.fit(second, settings)["posterior"]["par"].values
     fresh = sample(pymc_model(pt, second), settings)["posterior"]["par"].values
@@ -273,12 +272,12 @@ def test_prior_draws_are_valid_models(root: Path):
     invalid = [s for s in seeds if smallest_eigenvalue(draw(s)) <= 0]
     assert len(invalid) >= 5
     for seed in seeds:
-        chosen = sbc_sim.valid_prior_draw(draw, rep, seed)
+        chosen = simulations.valid_prior_draw(draw, rep, seed)
         assert smallest_eigenvalue(chosen) >= 0
         if seed not in invalid:
             np.testing.assert_array_equal(chosen, draw(seed))
     with pytest.raises(ModelSpecError, match="beta\\(3,3\\)"):
-        sbc_sim.valid_prior_draw(lambda seed: draw(invalid[0]), rep, 1)
+        simulations.valid_prior_draw(lambda seed: draw(invalid[0]), rep, 1)
 
 
 def test_latent_scores_are_those_behind_the_simulated_data():

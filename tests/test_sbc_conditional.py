@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from bayes_sor.sbc import make_config, run_sbc
+from bayes_sor.sbc.run import make_config, run_sbc
 
 pytestmark = [pytest.mark.slow, pytest.mark.correctness]
 
-#: Proper priors that simulate plausible surveys (see :mod:`bayes_sor.sbc_models`): loadings
+#: Proper priors that simulate plausible surveys (see :mod:`sbc_models`): loadings
 #: positive and away from zero in practice, residual SDs away from zero, and the correlation of
 #: X and W away from +-1: under lkj(1) (uniform on (-1, 1) for two latents) draws near +-0.99
 #: make X and W collinear, and the short single chains then flagged X~~W (U-shaped ranks).

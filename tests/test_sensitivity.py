@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 from fakes import laplace_draws, truth, write_run
 
-from bayes_sor.build import pymc_model
-from bayes_sor.cli import main
-from bayes_sor.partable import build_partable
-from bayes_sor.sensitivity import prior_terms
-from bayes_sor.simulate import simulate
+from bayes_sor.checks.sensitivity import prior_terms
+from bayes_sor.cli.main import main
+from bayes_sor.model.build import pymc_model
+from bayes_sor.model.simulate import simulate
+from bayes_sor.spec.partable import build_partable
 
 MEDIATION = """
 X =~ x1 + x2 + x3
@@ -59,7 +59,7 @@ def test_a_conclusion_that_flips_under_a_stronger_prior_is_flagged():
     the prior raised to 1.25 pulls the posterior to N(0.088, 0.045), whose interval does not."""
     import xarray as xr
 
-    from bayes_sor.sensitivity import _verdict, conclusions
+    from bayes_sor.checks.sensitivity import _verdict, conclusions
 
     x = np.random.default_rng(0).normal(0.11, 0.05, (4, 20000))
     posterior = xr.Dataset({"path": (("chain", "draw", "path_id"), x[..., None])},

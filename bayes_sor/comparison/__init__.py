@@ -1,0 +1,1 @@
+"""Comparison with other methods: ML SEM, composite OLS/PROCESS, published values."""

@@ -1,0 +1,1 @@
+"""Data input: CSV answers, summary statistics, missing-data patterns, ordinal categories."""

@@ -1,0 +1,2 @@
+"""The PyMC backend: model graph, parameterisation, ordinal likelihood, prior families,
+simulation."""

@@ -1,0 +1,1 @@
+"""Posterior summaries: estimates, effects, hypotheses, diagnostics, latent scores, R-squared."""

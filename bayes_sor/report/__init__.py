@@ -1,0 +1,1 @@
+"""The run report: document model, path diagram, figures, report.md / report.html."""

@@ -1,0 +1,582 @@
+"""A run folder and its report.
+
+:func:`write_run` saves a fit (``posterior.nc``, ``estimates.csv``, ``effects.csv``,
+``hypotheses.csv``, ``partable.csv``) atomically and then calls :func:`write_report`, which
+works from those files alone (so ``python -m bayes_sor report RUN_DIR`` can redo it at any time):
+it writes ``report.html`` (one self-contained page to hand to a co-author), ``report.md`` (the
+same content, for diffs) and the figures as PNG files beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from bayes_sor.files import write_atomic
+from bayes_sor.posterior.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
+from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate, rope_width, verdict_rules
+from bayes_sor.report.diagram import path_diagram
+from bayes_sor.report.document import (
+    Block,
+    Bullets,
+    Code,
+    Document,
+    Figure,
+    Markdown,
+    Paragraph,
+    Section,
+    Table,
+    appended_sections,
+    format_frame,
+    image_links,
+    section_markers,
+    to_html,
+    to_markdown,
+)
+from bayes_sor.report.figures import (
+    JN_PROB,
+    conditional_curves,
+    conditional_plot,
+    describe_regions,
+    forest_plot,
+    moderated_paths,
+    rank_plot,
+    save_png,
+    worst_parameters,
+    worst_rows,
+    write_readable,
+)
+from bayes_sor.runs.output import staging
+from bayes_sor.runs.rundir import RUN_FILES, Run, load_run
+from bayes_sor.spec.partable import ParTable, kind_of, row_name
+
+if TYPE_CHECKING:
+
+    from bayes_sor.report.figures import ConditionalCurve
+    from bayes_sor.runs.fit import FitResult
+
+FIGURE_FILES = {"diagram": "path_diagram.png", "forest": "effects_forest.png",
+                "conditional": "conditional_effects.png", "rank": "rank_plots.png"}
+#: files of a replaced run (``fit --force``) carried into the new one: the user's notes
+KEPT_FILES = ("README.md",)
+#: rows shown of a table another stage wrote (residual matrices can be large)
+MAX_EXTRA_ROWS = 60
+
+
+# ---- small formatting helpers --------------------------------------------------------------
+
+def _interval(mean: float, lower: float, upper: float) -> str:
+    if pd.isna(mean):
+        return ""
+    return f"{mean:.3f} [{lower:.3f}, {upper:.3f}]"
+
+
+def _json_attr(attrs: dict, key: str) -> dict:
+    try:
+        return json.loads(attrs.get(key, "{}"))
+    except json.JSONDecodeError:
+        return {}
+
+
+def _roles(partable: ParTable) -> dict[str, str]:
+    """S-O-R role of each construct, as derived from the structural model."""
+    causes = {c for r in partable.regressions.itertuples() for c in r.rhs.split(":")}
+    roles = {}
+    for f in partable.latents:
+        if f in partable.moderators:
+            roles[f] = "moderator"
+        elif f in partable.exogenous:
+            roles[f] = "stimulus (exogenous)" if f in causes else "measured only"
+        else:
+            roles[f] = "organism (mediator)" if f in causes else "response (outcome)"
+    return roles
+
+
+# ---- sections ------------------------------------------------------------------------------
+
+def _model_section(run: Run) -> Section:
+    attrs, pt = run.attrs, run.partable
+    loads = pt.table[pt.table.op == "=~"]
+    roles = _roles(pt)
+    constructs = pd.DataFrame(
+        [{"construct": f, "role": roles[f], "items": int((loads.lhs == f).sum()),
+          "indicators": ", ".join(loads.rhs[loads.lhs == f])} for f in pt.latents])
+    settings = _json_attr(attrs, "bayes_sor_sampler_settings")
+    versions = _json_attr(attrs, "bayes_sor_versions")
+    return Section("1. Model and data", [
+        Code(pt.text),
+        Bullets([
+            f"N = {attrs.get('bayes_sor_n_obs', '?')} respondents; data "
+            f"`{attrs.get('bayes_sor_data_source', '?')}`, sha256 "
+            f"`{attrs.get('bayes_sor_data_sha256', '?')}`",
+            _missingness(attrs),
+            *_category_notes(attrs),
+            f"identification: {attrs.get('bayes_sor_identification', '?')}; likelihood: "
+            f"{attrs.get('bayes_sor_likelihood', '?')}; intervals: {run.interval}",
+            "sampler: " + ", ".join(f"{k} = {v}" for k, v in settings.items()
+                                    if k != "progressbar" and v is not None),
+            f"seed: {attrs.get('bayes_sor_seed', settings.get('seed', '?'))}; sampled "
+            f"{run.tree['posterior'].attrs.get('created_at') or _written(run.path)}",
+            "software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        ]),
+        _titled(format_frame(constructs), "Constructs and their items"),
+        _titled(format_frame(_priors(run.estimates)), "Priors of the free parameters "
+                "(blavaan notation; [sd]: the prior is on the standard deviation)"),
+    ])
+
+
+def _written(folder: Path) -> str:
+    """When posterior.nc was written (the file keeps no timestamp, so that runs of the same
+    seed are byte-identical)."""
+    stamp = (Path(folder) / "posterior.nc").stat().st_mtime
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+
+
+def _missingness(attrs: dict) -> str:
+    if "bayes_sor_missing" not in attrs:
+        return "missing answers: not recorded in this run folder"
+    missing = {k: v for k, v in _json_attr(attrs, "bayes_sor_missing").items() if v}
+    dropped = attrs.get("bayes_sor_n_dropped", "0")
+    listed = ", ".join(f"{k} {v}" for k, v in missing.items()) or "none"
+    method = attrs.get("bayes_sor_missing_method")
+    if method == "model":
+        how = ("case-wise (FIML) likelihood over the missingness patterns"
+               if attrs.get("bayes_sor_likelihood") == "marginal"
+               else "only the answered items enter the likelihood (no values imputed)")
+        handled = (f"missing-data model, {how}; respondents without any answer left out: "
+                   f"{dropped}")
+    elif method == "listwise":
+        handled = f"listwise deletion ({dropped} incomplete respondents dropped)"
+    elif method == "refuse":
+        handled = "none needed (incomplete data would have been refused)"
+    elif method is None:  # a run written before the method was recorded
+        return f"missing answers per item: {listed}; respondents dropped (listwise): {dropped}"
+    else:
+        handled = method  # e.g. "none (summary statistics)"
+    return f"missing answers per item: {listed}; handling: {handled}"
+
+
+def _category_notes(attrs: dict) -> list[str]:
+    """The fit's warning about ordinal items with empty or sparse categories, if any."""
+    notes = json.loads(attrs.get("bayes_sor_category_notes", "[]"))
+    return ["ordinal items with empty or sparse categories (thresholds lie between observed "
+            "categories only): " + "; ".join(notes)] if notes else []
+
+
+def _priors(estimates: pd.DataFrame) -> pd.DataFrame:
+    free = estimates[estimates.free > 0].drop_duplicates("free")
+    kinds = [kind_of(r.op, r.lhs, r.rhs) for r in free.itertuples()]
+    names = [row_name(r.lhs, r.op, r.rhs) for r in free.itertuples()]
+    frame = pd.DataFrame({"kind": kinds, "prior": free.prior.to_numpy(), "name": names})
+    rows = []
+    for (kind, prior), group in frame.groupby(["kind", "prior"], sort=False):
+        shown = ", ".join(group.name.head(4)) + (" ..." if len(group) > 4 else "")
+        rows.append({"parameters": kind, "prior": prior, "count": len(group),
+                     "examples": shown})
+    return pd.DataFrame(rows)
+
+
+def _titled(table: Table, caption: str) -> Table:
+    return Table(table.frame, caption, table.numeric)
+
+
+def _hypotheses_section(run: Run) -> Section:
+    h = run.hypotheses
+    if h.empty:
+        return Section("2. Hypotheses", [Paragraph(
+            "The model file declares no hypotheses. Declare them as comments, e.g. "
+            "`# H1: CT ~ PI > 0`, `# H6: indirect(PI -> CT -> IB) > 0`, "
+            "`# H10: IB ~ CT:IT > 0`.")])
+    ci = f"{run.ci_prob:.0%}"
+    table = pd.DataFrame({
+        "hypothesis": h.hypothesis,
+        "statement": h.statement,
+        f"mean [{ci} ETI]": [_interval(*v) for v in h[["mean", "ci.lower", "ci.upper"]]
+                             .itertuples(index=False, name=None)],
+        f"std.all mean [{ci} ETI]": [_interval(*v) for v in h[
+            ["std.mean", "std.ci.lower", "std.ci.upper"]].itertuples(index=False, name=None)],
+        "P(direction)": h.p_direction,
+        f"P(ROPE ±{run.rope:g})": h.p_rope,
+        "ROPE scale": h.rope_scale,
+        "verdict": h.verdict,
+    })
+    return Section("2. Hypotheses", [
+        Paragraph("Each hypothesis declared in the model file, judged from the posterior. "
+                  "P(direction) is the posterior probability that the stated sign holds; "
+                  "P(ROPE) the probability that the effect lies within the region of practical "
+                  f"equivalence ±{run.rope:g} around zero. Paths are standardised as lavaan's "
+                  "`std.all`; an effect of X on Y is scaled by sd(X)/sd(Y); defined "
+                  "parameters stay on their own (raw) scale. **Verdicts:** "
+                  f"{verdict_rules(run.rope)}."),
+        format_frame(table),
+    ])
+
+
+def _diagram_section(run: Run, figure: Path | None) -> Section:
+    scale = f"on the model's ({run.attrs.get('bayes_sor_identification', 'std.lv')}) scale"
+    if not run.partable.endogenous:
+        if figure is None:
+            return Section("3. Path diagram", [Paragraph("The model has no latent variables "
+                                                         "and no structural paths to draw.")])
+        return Section("3. Measurement model", [Figure(figure, (
+            "The model has no structural paths: its factors and their items. Arrow labels: "
+            f"the loadings' posterior means {scale}; arcs: factor covariances, posterior mean "
+            f"[{run.interval}]. Solid: the interval excludes zero; dashed grey: it includes "
+            "zero. Intervals of every loading are in section 7."))])
+    r2 = run.r2.assign(**{"R²": [_interval(*v) for v in run.r2[
+        ["mean", "ci.lower", "ci.upper"]].itertuples(index=False, name=None)]})
+    return Section("3. Path diagram", [
+        Figure(figure, (
+            f"Structural model. Labels: posterior mean [{run.interval}] {scale}. Solid "
+            "arrows: the interval excludes zero; dashed grey arrows: it includes zero. An "
+            "arrow from a moderator onto a path is the latent interaction (moderator × "
+            "cause). Under each endogenous construct: its R² (explained variance). "
+            "Covariances among exogenous constructs are estimated but not drawn.")),
+        Paragraph("R² of each endogenous construct: 1 − its residual variance / its total "
+                  "variance implied by the model (the latent interaction's share included), "
+                  f"per posterior draw; posterior mean [{run.ci_prob:.0%} equal-tailed "
+                  "interval]."),
+        _titled(format_frame(r2[["construct", "R²"]]), "Explained variance (R²)"),
+    ])
+
+
+def _effects_section(run: Run, figures: dict[str, Path], curves: list[ConditionalCurve]) -> Section:
+
+    e = run.effects
+    table = pd.DataFrame({
+        "effect": e.effect, "kind": e.kind.str.replace("_", " "),
+        "at": e.moderator_value, "mean": e["mean"], "sd": e["sd"],
+        "lower": e["ci.lower"], "upper": e["ci.upper"], "P(> 0)": e.p_positive})
+    blocks: list[Block] = []
+    if "forest" in figures:
+        blocks.append(Figure(figures["forest"], (
+            f"Direct, specific indirect, total indirect and total effects: posterior mean and "
+            f"{run.interval}. With a moderator on a path, effects through it are at the "
+            "moderator's mean.")))
+    if "conditional" in figures:
+        blocks += [
+            Figure(figures["conditional"], (
+                f"Conditional effects along the moderator (the moderated path b + d·w and "
+                f"each conditional indirect effect a·(b + d·w)), computed per posterior draw "
+                f"over a grid of w in SDs of the latent moderator: mean and {run.ci_prob:.0%} "
+                f"equal-tailed band. Shaded green: the Johnson-Neyman-style region where "
+                f"P(effect > 0) > {JN_PROB}; red: P(effect < 0) > {JN_PROB}. The region is "
+                "one-sided, so it can reach where the two-sided band touches zero.")),
+            Bullets([f"{c.kind} {c.path}: {describe_regions(c)}" for c in curves]),
+        ]
+    if e.empty:
+        return Section("4. Effects", [Paragraph(
+            "The model has no structural paths, so there are no direct, indirect or total "
+            "effects to report.")])
+    moderated = (" Conditional indirect effects are at -1/0/+1 SD of the latent moderator "
+                 "and at the 16th/50th/84th percentiles of its latent scores; the index of "
+                 "moderated mediation is a·d." if run.partable.interactions else "")
+    blocks += [
+        Paragraph(f"All effects ({run.interval}).{moderated}"),
+        _titled(format_frame(table), "Effects (effects.csv)"),
+    ]
+    return Section("4. Effects", blocks)
+
+
+def _diagnostics_section(run: Run, figures: dict[str, Path]) -> Section:
+    diag = run.diagnostics
+    status = ("**All checks passed.**" if diag.ok else "**Checks FAILED**: "
+              + "; ".join(diag.problems) + ". Do not interpret the estimates before fixing this.")
+    summary = pd.DataFrame([{
+        "max R-hat": diag.max_r_hat, "min bulk ESS": round(diag.min_ess_bulk),
+        "min tail ESS": round(diag.min_ess_tail), "divergences": diag.divergences,
+        "draws": diag.n_draws, "min E-BFMI": diag.min_bfmi}])
+    worst = _worst_table(run.estimates)
+    blocks: list[Block] = [
+        Paragraph(f"Thresholds: R-hat <= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN}, no "
+                  f"divergent transitions, E-BFMI >= {BFMI_MIN}. {status}"),
+        format_frame(summary),
+        _titled(format_frame(worst), "The free parameters with the highest R-hat"),
+    ]
+    if "rank" in figures:
+        blocks.append(Figure(figures["rank"], (
+            "Rank plots of the six worst-mixing free parameters (highest R-hat): with "
+            "converged chains each chain's ranks are uniform.")))
+    return Section("5. Diagnostics", blocks)
+
+
+def _worst_table(estimates: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+
+    free = worst_rows(estimates, n)
+    return pd.DataFrame({
+        "parameter": [f"{r.lhs} {r.op} {r.rhs}".strip() for r in free.itertuples()],
+        "mean": free["mean"].to_numpy(), "R-hat": free.r_hat.to_numpy(),
+        "bulk ESS": free.ess_bulk.round().astype("Int64").to_numpy(),
+        "tail ESS": free.ess_tail.round().astype("Int64").to_numpy()})
+
+
+@dataclass(frozen=True)
+class Extra:
+    """Results another stage may add to the run folder, shown when present: its section of
+    ``report.md`` (``key``) when it wrote one, else its tables; its figures in any case."""
+
+    key: str
+    title: str
+    tables: tuple[str, ...]
+    images: tuple[str, ...]  # glob patterns
+
+
+EXTRAS = (
+    Extra("ppc", "Posterior predictive checks", ("fit_measures.csv", "residuals.csv"),
+          ("ppc_*.png",)),
+    Extra("reliability", "Reliability", ("reliability.csv",), ()),
+    Extra("sensitivity", "Prior sensitivity", ("sensitivity.csv",), ("sensitivity*.png",)),
+    Extra("compare", "Frequentist comparison", ("comparison.csv",), ("comparison*.png",)),
+    Extra("compare-models", "Model comparison (PSIS-LOO)", ("model_comparison.csv",), ()),
+)
+
+
+def _csv_blocks(folder: Path, names: tuple[str, ...]) -> list[Block]:
+    blocks: list[Block] = []
+    for path in (folder / n for n in names):
+        if path.is_file():
+            frame = pd.read_csv(path)
+            note = (f" (first {MAX_EXTRA_ROWS} of {len(frame)} rows)"
+                    if len(frame) > MAX_EXTRA_ROWS else "")
+            blocks.append(_titled(format_frame(frame.head(MAX_EXTRA_ROWS)),
+                                  f"{path.name}{note}"))
+    return blocks
+
+
+def _linked(folder: Path, markdown: str) -> set[Path]:
+    """The local figures a stage's section links (shown there, so not again)."""
+    return {(folder / target).resolve() for target in image_links(markdown)}
+
+
+def _checks_section(run: Run, appended: dict[str, str]) -> Section:
+    blocks: list[Block] = []
+    shown = {(run.path / name).resolve() for name in FIGURE_FILES.values()}
+    for extra in EXTRAS:
+        tables = [] if extra.key in appended else _csv_blocks(run.path, extra.tables)
+        own = appended.get(extra.key, "")
+        shown |= _linked(run.path, own)
+        images = sorted(p for pattern in extra.images for p in run.path.glob(pattern)
+                        if p.resolve() not in shown)
+        shown |= {p.resolve() for p in images}
+        if own:  # the stage's own words, headed by itself
+            blocks.append(Markdown(own, extra.key, run.path))
+        elif tables or images:
+            blocks.append(Paragraph(f"**{extra.title}** (from the files in the run folder)"))
+        blocks += [*tables, *(Figure(p, f"`{p.name}`") for p in images)]
+    known = {e.key for e in EXTRAS}
+    for key, text in appended.items():
+        if key not in known:
+            blocks.append(Markdown(text, key, run.path))
+            shown |= _linked(run.path, text)
+    # Whatever else a stage drew into the folder: a co-author with report.html alone sees it.
+    others = sorted(p for suffix in ("png", "svg") for p in run.path.glob(f"*.{suffix}")
+                    if p.resolve() not in shown)
+    if others:
+        blocks += [Paragraph("**Other figures in the run folder**"),
+                   *(Figure(p, f"`{p.name}`") for p in others)]
+    if not blocks:
+        files = ", ".join(f"`{f}`" for e in EXTRAS for f in (*e.tables, *e.images))
+        blocks.append(Paragraph(
+            "No posterior predictive, reliability, sensitivity or comparison results in this "
+            f"run folder yet ({files} and the sections that `python -m bayes_sor ppc`, "
+            "`reliability`, `sensitivity`, `compare` and `compare-models` add to report.md "
+            "are shown here when present)."))
+    return Section("6. Checks and comparison", blocks)
+
+
+def _estimates_section(run: Run) -> Section:
+    e = run.estimates
+    table = e[["lhs", "op", "rhs", "label", "mean", "sd", "ci.lower", "ci.upper", "r_hat",
+               "ess_bulk", "ess_tail", "std.all", "prior"]].copy()
+    table[["ess_bulk", "ess_tail"]] = table[["ess_bulk", "ess_tail"]].round().astype("Int64")
+    return Section("7. Parameter estimates", [
+        Paragraph(f"Every parameter ({run.interval}); fixed parameters have no R-hat or ESS."),
+        _titled(format_frame(table), "Parameter estimates (estimates.csv)"),
+    ])
+
+
+# ---- figures and the whole report ----------------------------------------------------------
+
+def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path],
+                                                        list[ConditionalCurve]]:
+    """Draw and save the report's figures; returns {name: path} and the conditional curves.
+    ``redraw=False`` keeps the figures already in the folder (they depend on the posterior
+    alone, which a model check does not change)."""
+
+    par = run.posterior["par"].values
+    curves = conditional_curves(run.partable, par,
+                                   moderated_paths(run.partable, run.effects), run.ci_prob)
+    drawers = {
+        "diagram": lambda: path_diagram(run.partable, run.estimates, run.interval,
+                                        run.r2),
+        "forest": lambda: forest_plot(run.effects, run.interval),
+        "conditional": lambda: conditional_plot(curves, f"{run.ci_prob:.0%} interval"),
+        "rank": lambda: rank_plot(run.tree, worst_parameters(run.estimates)),
+    }
+    saved = {}
+    for name, draw in drawers.items():
+        path = run.path / FIGURE_FILES[name]
+        if not redraw and path.is_file():
+            saved[name] = path
+            continue
+        fig = draw()
+        if fig is None:
+            path.unlink(missing_ok=True)  # a figure of an earlier report must not linger
+            continue
+        saved[name] = save_png(fig, path)
+    return saved, curves
+
+
+def _title(run: Run) -> str:
+    """The model file's first comment (its description), or ''."""
+    for line in run.partable.text.splitlines():
+        match = re.match(r"^\s*#\s*(.+)$", line)
+        if match and not re.match(r"H\d+[A-Za-z]?\s*:", match.group(1)):
+            return match.group(1).strip().rstrip(".")
+    return ""
+
+
+def build_document(run: Run, figures: dict[str, Path], curves: list[ConditionalCurve],
+                   appended: dict[str, str] | None = None) -> Document:
+    """The report as blocks (rendered to both Markdown and HTML); ``appended``: sections other
+    stages added to ``report.md``, kept in section 6."""
+    diag = run.diagnostics
+    status = "diagnostics passed" if diag.ok else "**diagnostics FAILED** (section 5)"
+    description = f": {_title(run)}" if _title(run) else ""
+    subtitle = (f"bayes_sor run `{run.path.name}`{description}. N = "
+                f"{run.attrs.get('bayes_sor_n_obs', '?')}; {status}.")
+    return Document("Bayesian S-O-R model report", subtitle, [
+        _model_section(run),
+        _hypotheses_section(run),
+        _diagram_section(run, figures.get("diagram")),
+        _effects_section(run, figures, curves),
+        _diagnostics_section(run, figures),
+        _checks_section(run, appended or {}),
+        _estimates_section(run),
+    ])
+
+
+def write_report(folder: Path, rope: float | None = None, redraw: bool = True) -> list[Path]:
+    """(Re)write ``report.html``, ``report.md``, the figures and ``hypotheses.csv`` (with the
+    ROPE used) of a finished run folder, from its files alone; ``redraw=False`` keeps the
+    figures already drawn (see :func:`make_figures`)."""
+
+    run = load_run(folder, rope)
+    run.require_tables()
+    folder = run.path
+    old = folder / "report.md"
+    appended = appended_sections(old.read_text(encoding="utf-8")) if old.is_file() else {}
+    figures, curves = make_figures(run, redraw)
+    doc = build_document(run, figures, curves, appended)
+    written = [folder / "hypotheses.csv", folder / "report.md", folder / "report.html"]
+    write_readable(written[0], lambda p: run.hypotheses.to_csv(p, index=False))
+    write_readable(written[1], lambda p: p.write_text(to_markdown(doc), encoding="utf-8"))
+    write_readable(written[2], lambda p: p.write_text(to_html(doc), encoding="utf-8"))
+    return [*written, *figures.values()]
+
+
+def refresh_report(folder: Path) -> bool:
+    """Rewrite ``report.md`` and ``report.html`` after a stage added its section, keeping the
+    figures; False (and ``report.md`` as the stage left it) where the folder holds no complete
+    run for a report (``estimates.csv`` and ``effects.csv`` beside ``posterior.nc``) or the
+    report fails, which is a warning: the stage's results are saved, and ``python -m bayes_sor
+    report`` can redo the report."""
+    if not all((Path(folder) / name).is_file() for name in RUN_FILES):
+        return False
+    try:
+        write_report(folder, redraw=False)
+    except Exception as exc:  # as in write_run: the results on disk are what counts
+        warnings.warn(f"report.html could not be rewritten ({type(exc).__name__}: {exc}); the "
+                      f"section is in report.md: run 'python -m bayes_sor report {folder}'",
+                      stacklevel=2)
+        return False
+    return True
+
+
+# ---- writing a fit -------------------------------------------------------------------------
+
+def _report_attrs(result: FitResult, rope: float) -> dict[str, str]:
+    """What the report needs beyond the fit's provenance: interval, ROPE, missingness."""
+    data = result.dataset
+    return {
+        "bayes_sor_ci_prob": str(result.ci_prob),
+        "bayes_sor_hdi": "true" if result.hdi else "false",
+        "bayes_sor_rope": str(rope),
+        "bayes_sor_missing": json.dumps({k: int(v) for k, v in
+                                         getattr(data, "missing", {}).items()}),
+        "bayes_sor_n_dropped": str(getattr(data, "n_dropped", 0)),
+    }
+
+
+def write_run(result: FitResult, out: Path, force: bool = False, report: bool = True,
+              rope: float = DEFAULT_ROPE) -> Path:
+    """Write all outputs of ``result`` into ``out`` atomically (temporary folder, rename; a
+    ``README.md`` of the run it replaces is kept), then the report. A failing report never
+    costs the fit: it is a warning, and ``python -m bayes_sor report OUT`` can make it later."""
+    out = Path(out)
+    result.idata.attrs.update(_report_attrs(result, rope))
+    hypotheses = evaluate(result.partable, result.idata["posterior"].to_dataset(),
+                          result.ci_prob, rope)
+    with staging(out, force) as tmp:
+        result.idata.to_netcdf(tmp / "posterior.nc")
+        result.estimates.to_csv(tmp / "estimates.csv", index=False)
+        result.effects.to_csv(tmp / "effects.csv", index=False)
+        hypotheses.to_csv(tmp / "hypotheses.csv", index=False)
+        result.partable.table.to_csv(tmp / "partable.csv", index=False)
+        for name in KEPT_FILES:
+            if (out / name).is_file():
+                shutil.copy2(out / name, tmp / name)
+    if report:
+        try:
+            write_report(out, rope)
+        except Exception as exc:  # the posterior is safe on disk; the report can be redone
+            message = (f"the report could not be written ({type(exc).__name__}: {exc}); the "
+                       f"fit is saved: run 'python -m bayes_sor report {out}'")
+            warnings.warn(message, stacklevel=2)
+    return out
+
+
+# ---- command line --------------------------------------------------------------------------
+
+def _report_command(args: argparse.Namespace) -> int:
+    written = write_report(args.run_dir, args.rope)
+    print(f"wrote {', '.join(p.name for p in written)} in {args.run_dir}/")
+    return 0
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``python -m bayes_sor report RUN_DIR``."""
+    p = subparsers.add_parser("report", help="(re)write report.html / report.md and figures of "
+                              "a finished run folder")
+    p.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
+    p.add_argument("--rope", type=rope_width, default=None,
+                   help="half-width of the region of practical equivalence on the std.all "
+                   f"scale (default: the run's, else {DEFAULT_ROPE})")
+    p.set_defaults(handler=_report_command)
+
+
+def append_report_section(run_dir: Path, key: str, markdown: str) -> Path:
+    """Append ``markdown`` to ``report.md`` (atomically; a rerun replaces its own section), then
+    rewrite ``report.md`` and ``report.html`` together from the folder's files
+    (:func:`refresh_report`), so the page a co-author opens has the section."""
+    report = Path(run_dir) / "report.md"
+    old = report.read_text() if report.is_file() else "# bayes_sor run report\n"
+    begin, end = section_markers(key)
+    block = f"{begin}\n{markdown.strip()}\n{end}\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: block, old)
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    write_atomic(report, lambda p: p.write_text(new))
+    refresh_report(run_dir)
+    return report

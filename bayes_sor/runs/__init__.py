@@ -1,0 +1,1 @@
+"""A fit and its run folder: orchestration, atomic run-folder writes, reading a run back."""

@@ -1,0 +1,257 @@
+"""The Python API behind ``python -m bayes_sor fit``: model + data -> posterior and tables."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, replace
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
+from bayes_sor.data.load import Dataset, Scale, load_data, parse_scale
+from bayes_sor.data.summary_statistics import SummaryData, load_summary
+from bayes_sor.errors import BayesSORError, ModelSpecError
+from bayes_sor.model.build import BuiltModel, pymc_model, raw_latent_names
+from bayes_sor.model.parameterisation import centred_latents
+from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
+from bayes_sor.posterior.effects import (
+    effect_draws,
+    effects_dataarray,
+    effects_table,
+    named_moderator_values,
+)
+from bayes_sor.posterior.estimates import parameter_estimates
+from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate
+from bayes_sor.posterior.scores import marginal_latent_scores
+from bayes_sor.sampling.samplers import SamplerSettings, sample
+from bayes_sor.sampling.stages import StageReporter, quiet
+from bayes_sor.spec.partable import ParTable, build_partable, without_mean_structure
+from bayes_sor.spec.syntax import check_moderator_values
+
+PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
+
+
+@dataclass
+class FitResult:
+    """Everything one fit produced; :func:`bayes_sor.report.run_report.write_run` saves it."""
+
+    partable: ParTable
+    dataset: Dataset | SummaryData
+    built: BuiltModel
+    idata: xr.DataTree
+    estimates: pd.DataFrame
+    effects: pd.DataFrame
+    hypotheses: pd.DataFrame
+    diagnostics: Diagnostics
+    settings: SamplerSettings
+    ci_prob: float
+    hdi: bool
+
+
+def read_model(model: str | Path) -> str:
+    """Model text from a path (``.lav`` file) or the text itself."""
+    path = Path(model) if isinstance(model, Path) or "\n" not in str(model) else None
+    if path is None:
+        return str(model)
+    if path.is_dir():
+        raise ModelSpecError(f"model file {str(path)!r} is a folder; give the path of the "
+                             "lavaan-syntax (.lav) file in it")
+    if not path.is_file():
+        raise ModelSpecError(f"model file {str(path)!r} does not exist; give the path of a "
+                             "lavaan-syntax file such as models/impulse_buying.lav")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelSpecError(f"model file {str(path)!r} cannot be read ({exc.strerror}); check "
+                             "its permissions") from None
+    if len(raw) > 1_000_000:
+        raise ModelSpecError(f"model file {str(path)!r} is {len(raw)} bytes: far too long for "
+                             "a model; check that you passed the model, not the data")
+    if b"\x00" in raw:
+        raise ModelSpecError(f"model file {str(path)!r} is binary, not lavaan text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def provenance(partable: ParTable, dataset: Dataset | SummaryData, settings: SamplerSettings,
+               likelihood: str) -> dict[str, str]:
+    """Attributes stored on the posterior so a run can be traced and repeated."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except Exception:
+            versions[package] = "not installed"
+    return {
+        "bayes_sor_model_text": partable.text,
+        "bayes_sor_data_sha256": dataset.sha256,
+        "bayes_sor_data_source": dataset.source,
+        "bayes_sor_n_obs": str(dataset.nobs if isinstance(dataset, SummaryData)
+                               else len(dataset.frame)),
+        "bayes_sor_seed": str(settings.seed),
+        "bayes_sor_likelihood": likelihood,
+        "bayes_sor_missing_method": getattr(dataset, "policy", "none (summary statistics)"),
+        "bayes_sor_identification": partable.options.get("identification", "std.lv"),
+        "bayes_sor_prior_scale": str(partable.options.get("prior_scale", 1.0)),
+        "bayes_sor_sampler_settings": json.dumps(asdict(settings)),
+        "bayes_sor_versions": json.dumps(versions),
+    }
+
+
+def fit(
+    model: str | Path | ParTable,
+    data: str | Path | pd.DataFrame | None = None,
+    *,
+    likelihood: str = "auto",
+    identification: str | None = None,
+    ordinal: list[str] | str | None = None,
+    scale: Scale | str | None = None,
+    missing: str = "model",
+    settings: SamplerSettings | None = None,
+    ci_prob: float = 0.95,
+    hdi: bool = False,
+    save_latent: bool = False,
+    cov: str | Path | pd.DataFrame | None = None,
+    cor: str | Path | pd.DataFrame | None = None,
+    sd: str | Path | pd.DataFrame | None = None,
+    nobs: int | None = None,
+    prior_scale: float = 1.0,
+    moderator_values: dict[str, list[float]] | None = None,
+    latent_scores: str | None = None,
+    stage: StageReporter = quiet,
+) -> FitResult:
+    """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics.
+
+    ``data``: raw answers; or, instead, ``cov`` (a covariance matrix) or ``cor`` (correlations,
+    with ``sd`` or standardised without) and ``nobs``: the marginal likelihood of the sample
+    covariance, without mean structure (:mod:`bayes_sor.data.summary_statistics`).
+    ``prior_scale``: every prior chosen by kind widened by this factor
+    (:func:`bayes_sor.spec.prior_text.widen`), for a direct check of prior sensitivity against
+    the run with the defaults. ``moderator_values``: ``{W: [v1, v2, ...]}``, conditional
+    indirect effects also at these values of each moderator (its own units; replaces the model
+    header's ``moderator_values``). ``missing``:
+    ``"model"`` (missing answers handled by the likelihood: case-wise over missingness patterns
+    in the marginal one, answered cells only in the conditional one; no respondent dropped),
+    ``"listwise"`` or ``"refuse"``. ``latent_scores``: the conditional likelihood samples the
+    scores of well-measured constructs centred and the others non-centred (``"auto"``, or the
+    model header's ``latent_scores``), or all ``"centred"`` / ``"non-centred"``: the same
+    posterior, sampled in other coordinates (:mod:`bayes_sor.model.parameterisation`). ``stage``
+    is told as each stage begins (:class:`bayes_sor.sampling.stages.Stages` prints them).
+    """
+    settings = settings or SamplerSettings()
+    settings.validate()
+    if not 0 < ci_prob < 1:
+        raise BayesSORError(f"--ci must lie between 0 and 1 (e.g. 0.95), got {ci_prob}")
+    partable = model if isinstance(model, ParTable) else build_partable(
+        read_model(model), identification=identification, ordinal=ordinal,
+        prior_scale=prior_scale)
+    if moderator_values is not None:
+        partable = replace(partable, options={
+            **partable.options, "moderator_values": check_moderator_values(moderator_values)})
+    named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
+    check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
+    centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
+    if scale is None:
+        scale = partable.options.get("scale")
+    if not isinstance(scale, Scale):
+        scale = parse_scale(scale)
+    summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
+    source = next((v for v in (data, cov, cor) if v is not None), None)
+    stage("reading the data" + (f" ({source})" if isinstance(source, str | Path) else ""))
+    dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
+    stage("building the PyMC model")
+    built = pymc_model(partable, dataset if isinstance(dataset, SummaryData) else dataset.frame,
+                       likelihood=likelihood, save_latent=save_latent,
+                       latent_scores=latent_scores)
+    idata = sample(built, settings, stage)
+    stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
+    posterior = idata["posterior"].to_dataset()
+    quantiles = posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior \
+        else None
+    effects = effects_dataarray(effect_draws(partable, built.representation,
+                                             posterior["par"].values, quantiles),
+                                sample_shape=posterior["par"].shape[:2])
+    posterior["effects"] = effects
+    if save_latent and built.likelihood == "marginal":
+        posterior["latent_scores"] = _marginal_scores(built, posterior, dataset, settings.seed)
+    if not save_latent:
+        posterior = posterior.drop_vars([v for v in raw_latent_names(built.model)
+                                         if v in posterior])
+    idata["posterior"] = xr.DataTree(dataset=posterior)
+    idata["observed_data"] = xr.DataTree(dataset=_observed_data(dataset, partable))
+    idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
+    if built.likelihood == "conditional":
+        idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
+    if moderator_values is not None:
+        idata.attrs["bayes_sor_moderator_values"] = json.dumps(
+            partable.options["moderator_values"])
+    if isinstance(dataset, Dataset) and partable.ordinal_items():
+        scale_range = (scale.low, scale.high) if scale is not None else None
+        idata.attrs["bayes_sor_category_notes"] = json.dumps(
+            category_notes(dataset.frame, partable.ordinal_items(), scale_range))
+    estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
+    return FitResult(
+        partable=partable,
+        dataset=dataset,
+        built=built,
+        idata=idata,
+        estimates=estimates,
+        effects=effects_table(effects, ci_prob, hdi),
+        hypotheses=evaluate(partable, posterior, ci_prob),
+        diagnostics=check_convergence(idata, estimates),
+        settings=settings,
+        ci_prob=ci_prob,
+        hdi=hdi,
+    )
+
+
+def _load_inputs(partable: ParTable, data, summary: dict, scale: Scale | None, missing: str,
+                 save_latent: bool) -> tuple[Dataset | SummaryData, ParTable]:
+    """Raw answers (ordinal thresholds added from them) or a covariance matrix (intercepts
+    dropped: without means they are not identified)."""
+    if not any(v is not None for k, v in summary.items() if k != "nobs"):
+        if data is None:
+            raise BayesSORError("give the data (--data), or a covariance matrix (--cov) or "
+                                "correlation matrix (--cor) with --nobs")
+        observed = partable.observed_structural
+        dataset = load_data(data, partable.indicators, scale=scale, missing=missing,
+                            ordinal=partable.ordinal_items(), observed=observed,
+                            latents=[f for f in partable.latents if f not in observed])
+        scale_range = (scale.low, scale.high) if scale is not None else None
+        return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
+    if data is not None:
+        raise BayesSORError("give either raw data (--data) or a summary matrix (--cov/--cor), "
+                            "not both")
+    if save_latent:
+        raise BayesSORError("--save-latent needs the raw answers; a covariance matrix has no "
+                            "respondents to score")
+    dataset = load_summary(partable.indicators, **summary)
+    warnings.warn("summary-statistics input has no item means: the mean structure is dropped "
+                  "(no intercepts are estimated)", stacklevel=3)
+    return dataset, without_mean_structure(partable)
+
+
+def _observed_data(dataset: Dataset | SummaryData, partable: ParTable) -> xr.Dataset:
+    if isinstance(dataset, SummaryData):
+        return xr.Dataset({"sample_cov": (("item", "item_"), dataset.cov.to_numpy())},
+                          coords={"item": dataset.items, "item_": dataset.items},
+                          attrs={"n_obs": dataset.nobs, "standardized": int(dataset.standardized)})
+    return xr.Dataset({"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
+                      coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators})
+
+
+def _marginal_scores(built: BuiltModel, posterior: xr.Dataset, dataset: Dataset,
+                     seed: int) -> xr.DataArray:
+    """Latent scores of a marginal fit, drawn from their conditional normal per draw."""
+    rep = built.representation
+    y = dataset.frame[rep.items].to_numpy(dtype=float)
+    draws = marginal_latent_scores(rep, posterior["par"].values, y, seed)
+    return xr.DataArray(draws, dims=("chain", "draw", "obs", "latent"),
+                        coords={"obs": np.arange(y.shape[0]), "latent": rep.latents})

@@ -1,0 +1,1 @@
+"""Sampling: samplers, the compiled-model cache and its graph key, progress stages."""

@@ -1,0 +1,347 @@
+"""nutpie's numba backend, with its two C callbacks cached on disk between processes.
+
+nutpie (0.16) wraps PyTensor's compiled log density (with gradient) and its "expand" function
+(the traced variables) in two ``numba.cfunc`` callbacks on every ``compile_pymc_model`` call.
+numba re-lowers the whole log density into each callback, and it can never reuse a cached copy:
+the callbacks are closures over dispatchers, and shared variables are named with a fresh uuid4
+per process (nutpie PR #334, which would have fixed it, was closed unmerged), so every CLI run
+paid for the compilation again, more than sampling a small CFA costs (``benchmarks/RESULTS.md``,
+section 4).
+
+Hand-written because no library offers it, in two layers:
+
+- The two callbacks are generated here as source with stable names and registered with
+  PyTensor's own numba cache under a key built from PyTensor's key of the compiled graph
+  (``pytensor.link.numba.cache``, the mechanism PyTensor uses for its own kernels), so a later
+  process loads them instead of compiling them.
+- A compiled model is recorded as one small JSON entry (shapes, shared-variable layout, the
+  callbacks' keys) under a :func:`bayes_sor.sampling.graph_key.graph_key` of its log density and
+  traced variables *before* PyTensor's rewrites, plus everything else the compile reads (shapes,
+  settings, library versions, this code). A model seen before, also with other answers of the
+  same shape (data are shared variables, read at run time), is then assembled from the entry
+  and the cached callbacks without rewriting or compiling anything. An entry that no longer
+  fits, a callback gone from numba's cache or a graph the key cannot describe means compiling
+  as before, never failing.
+
+Everything else is nutpie's: its graph functions, data record and ``CompiledPyMCModel`` (so
+``with_data`` keeps working); nutpie is pinned to 0.16.x in ``pyproject.toml`` because these
+are its internals. A graph PyTensor cannot cache (no key) gets uncached callbacks, as nutpie's
+own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from pymc.initial_point import make_initial_point_fn
+from pytensor import config
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.traversal import graph_inputs
+
+from bayes_sor.errors import OutputError
+from bayes_sor.files import write_atomic
+from bayes_sor.sampling.graph_key import Unkeyable, graph_key
+
+#: bumped whenever the generated source changes, so no stale callback is ever loaded
+TEMPLATE_VERSION = "1"
+#: one small JSON file per compiled model, beside PyTensor's numba cache
+MODEL_CACHE = config.base_compiledir / "bayes_sor_models"
+#: PyTensor settings that change what a graph compiles to
+_CONFIG_FLAGS = ("floatX", "optimizer", "optimizer_excluding", "optimizer_including",
+                 "optimizer_requiring", "numba__fastmath")
+_LIBRARIES = ("pymc", "pytensor", "nutpie", "numba", "llvmlite", "numpy")
+
+_LOGP = """\
+def {name}(dim, x_, out_, logp_, user_data_):
+    if dim != {n_dim}:
+        return -1
+    try:
+{shared}        x = carray(x_, ({n_dim},))
+        out = carray(out_, ({n_dim},))
+        logp = carray(logp_, ())
+        logp_val, grad = inner(x{args})
+        logp[()] = logp_val
+        out[...] = grad
+        if not np.all(np.isfinite(out)):
+            return 3
+        if not np.isfinite(logp_val):
+            return 4
+    except Exception:
+        return 1
+    return 0
+"""
+
+_EXPAND = """\
+def {name}(dim, expanded, x_, out_, user_data_):
+    if dim != {n_dim}:
+        return -1
+    if expanded != {n_expanded}:
+        return -1
+    try:
+{shared}        x = carray(x_, ({n_dim},))
+        out = carray(out_, ({n_expanded},))
+        (values,) = inner(x{args})
+        out[...] = values
+    except Exception:
+        return -2
+    return 0
+"""
+
+
+def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] | None = None,
+                       announce: Callable[[bool], None] | None = None):
+    """``nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())`` with cached
+    C callbacks; returns nutpie's ``CompiledPyMCModel``.
+
+    A model compiled before (same :class:`_ModelGraph` key) is assembled from its cache entry
+    and the two cached callbacks, without PyTensor rewriting or compiling anything but the
+    initial point; its ``logp_func``/``expand_func`` (PyTensor functions nutpie keeps but does
+    not call when sampling) are then ``None``. ``announce(cached)`` is called before the
+    model is assembled from the cache (``True``) or compiled (``False``; also after an entry
+    that turned out not to fit), so a caller can say how long the wait will be.
+    """
+
+    announce = announce or (lambda cached: None)
+    var_names = None if var_names is None else list(var_names)
+    point_fn = make_initial_point_fn(model=model, overrides=initial_points, jitter_rvs=set(),
+                                     return_transformed=True)
+    graph = _ModelGraph.of(model, point_fn(0), var_names)
+    entry_path = None if graph.key is None else MODEL_CACHE / f"{graph.key}.json"
+    if entry_path is not None and entry_path.is_file():
+        announce(True)
+        compiled = _from_entry(entry_path, graph, model, point_fn)
+        if compiled is not None:
+            return compiled
+    announce(False)
+    compiled, entry = _compile(model, point_fn, var_names)
+    if entry_path is not None and entry is not None:
+        # an unwritable cache costs the next run its compile time, nothing else
+        with contextlib.suppress(OSError, OutputError):
+            write_atomic(entry_path, lambda tmp: tmp.write_text(json.dumps(entry)))
+    return compiled
+
+
+@dataclass(frozen=True)
+class _ModelGraph:
+    """What the cache needs to know of a PyMC model before compiling it."""
+
+    key: str | None
+    joined: dict[str, tuple[int, ...]]  # value variables (nutpie's order) and their shapes
+    shared: dict[str | None, list]  # the graph's shared variables by name
+
+    @classmethod
+    def of(cls, model, point: dict[str, np.ndarray], var_names: Iterable[str] | None):
+        value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
+        joined = {v.name: tuple(np.shape(point[v.name])) for v in value_vars}
+        wanted = None if var_names is None else set(var_names)
+        traced = [v for v in model.unobserved_value_vars if v.name not in joined
+                  and (wanted is None or v.name in wanted)]
+        outputs = [model.logp(), *traced]
+        shared: dict[str | None, list] = {}
+        for var in graph_inputs(outputs):
+            if isinstance(var, SharedVariable):
+                shared.setdefault(var.name, []).append(var)
+        if not config.numba__cache:
+            return cls(None, joined, shared)
+        try:
+            graph = graph_key(outputs, value_vars)
+        except Unkeyable:
+            return cls(None, joined, shared)
+        # Everything else nutpie's compile reads: the shapes (not in the graph's types), the
+        # bounds-check rewrite, the compile settings, the libraries and the code of the key.
+        parts = (graph, repr(list(joined.items())), repr([v.name for v in traced]),
+                 str(model.check_bounds),
+                 *(str(getattr(config, flag, None)) for flag in _CONFIG_FLAGS),
+                 *(f"{p}={metadata.version(p)}" for p in _LIBRARIES),
+                 *(hashlib.sha256(Path(f).read_bytes()).hexdigest()
+                   for f in (__file__, graph_key.__code__.co_filename)))
+        return cls(hashlib.sha256("\x00".join(parts).encode()).hexdigest(), joined, shared)
+
+
+def _compile(model, point_fn, var_names) -> tuple:
+    """nutpie's compile (PyTensor graph functions) with our callbacks; returns the compiled
+    model and its cache entry (``None`` when the callbacks cannot be cached)."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
+    from nutpie import compile_pymc as nutpie_pymc
+
+    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info, reparameterized = (
+        nutpie_pymc._make_functions(
+            model, mode="NUMBA", compute_grad=True, join_expanded=True,
+            pymc_initial_point_fn=nutpie_pymc._wrap_with_lock(point_fn), var_names=var_names))
+    shared_vars = list(dict.fromkeys([*logp_fn.get_shared(), *expand_fn.get_shared()]))
+    uses = {kind: [shared_vars.index(v) for v in fn.get_shared()]
+            for kind, fn in (("logp", logp_fn), ("expand", expand_fn))}
+    inner = {"logp": logp_fn.vm.jit_fn, "expand": expand_fn.vm.jit_fn}
+    inner_keys = {kind: _inner_key(fn) for kind, fn in inner.items()}
+    compiled = _assemble(model, n_dim, n_expanded, shape_info, reparameterized, shared_vars,
+                         uses, inner, inner_keys, initial_point_fn, logp_fn, expand_fn)
+    names = [v.name for v in shared_vars]
+    cacheable = None not in inner_keys.values() and len(set(names)) == len(names) \
+        and None not in names
+    entry = {"n_dim": int(n_dim), "n_expanded": int(n_expanded),
+             "shape_info": [shape_info[0], [[int(s.start), int(s.stop)] for s in shape_info[1]],
+                            [[int(d) for d in shape] for shape in shape_info[2]]],
+             "reparameterized": reparameterized, "shared": names, "uses": uses,
+             "inner_keys": inner_keys}
+    return compiled, entry if cacheable else None
+
+
+def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
+    """The compiled model from a cache entry, or ``None`` if the entry does not fit or a
+    callback is no longer in numba's cache (the caller then compiles)."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
+    from nutpie import compile_pymc as nutpie_pymc
+
+    try:
+        entry = json.loads(path.read_text())
+        names, slices, shapes = entry["shape_info"]
+        shape_info = (names, [slice(*s) for s in slices], [tuple(s) for s in shapes])
+        shared_vars = [graph.shared[name] for name in entry["shared"]]
+        entered = dict(zip(names, shape_info[2], strict=True))
+        if any(len(found) != 1 for found in shared_vars) or any(
+                entered.get(name) != shape for name, shape in graph.joined.items()):
+            return None
+        initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(
+            nutpie_pymc._wrap_with_lock(point_fn), names=list(graph.joined),
+            shapes=list(graph.joined.values()))
+        return _assemble(model, entry["n_dim"], entry["n_expanded"], shape_info,
+                         entry["reparameterized"], [found[0] for found in shared_vars],
+                         entry["uses"], dict.fromkeys(entry["inner_keys"]),
+                         entry["inner_keys"], initial_point_fn, None, None)
+    except (_NotCached, OSError, KeyError, TypeError, ValueError):
+        return None  # a damaged or outdated entry: compile instead
+
+
+def _assemble(model, n_dim: int, n_expanded: int, shape_info, reparameterized: list[str],
+              shared_vars: list, uses: dict[str, list[int]], inner: dict, inner_keys: dict,
+              initial_point_fn, logp_fn, expand_fn):
+    """nutpie's ``CompiledPyMCModel`` around our two callbacks (compiled, or, with ``inner``
+    ``None``, only loaded from numba's cache)."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
+    from nutpie import compile_pymc as nutpie_pymc
+
+    # Stable keys (nutpie uses uuid4): the record layout is part of the callbacks' code.
+    shared_var_keys = {var: f"shared{i}" for i, var in enumerate(shared_vars)}
+    shared_data = {key: np.array(var.get_value(), order="C", copy=True)
+                   for var, key in shared_var_keys.items()}
+    for value in shared_data.values():
+        value.flags.writeable = False
+    user_data = nutpie_pymc.make_user_data(shared_var_keys, shared_data)
+    callbacks = {
+        kind: _callback(kind, inner[kind], inner_keys[kind], n_dim, n_expanded, user_data,
+                        {f"shared{i}": shared_data[f"shared{i}"] for i in uses[kind]})
+        for kind in ("logp", "expand")
+    }
+    dims, coords = nutpie_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)
+    return nutpie_pymc.CompiledPyMCModel(
+        _n_dim=n_dim,
+        dims=dims,
+        _coords=coords,
+        _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
+        compiled_logp_func=callbacks["logp"],
+        compiled_expand_func=callbacks["expand"],
+        initial_point_func=initial_point_fn,
+        shared_data=shared_data,
+        shared_var_keys=shared_var_keys,
+        user_data=user_data,
+        n_expanded=n_expanded,
+        shape_info=shape_info,
+        logp_func=logp_fn,
+        expand_func=expand_fn,
+        reparameterized_names=reparameterized,
+    )
+
+
+def _inner_key(inner) -> str | None:
+    # PyTensor's numba backend loads numba (seconds): only when a model is compiled for nutpie
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    return CACHED_SRC_FUNCTIONS.get(inner.py_func)
+
+
+class _NotCached(LookupError):
+    """A callback asked only to load is not in numba's cache."""
+
+
+def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: int,
+              user_data: np.ndarray, shared: dict[str, np.ndarray]):
+    """One C callback around the compiled PyTensor function ``inner``, cached when PyTensor
+    cached ``inner`` (``inner_key``); ``inner=None`` loads it from the cache or raises
+    :class:`_NotCached`."""
+    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
+    import numba
+    from numba.core import sigutils
+    from numba.core.ccallback import CFunc
+    from nutpie.compile_pymc import address_as_void_pointer
+    from pytensor.link.numba.cache import compile_numba_function_src
+
+    views, args = _shared_arguments(user_data, shared)
+    template = _LOGP if kind == "logp" else _EXPAND
+    parts = (TEMPLATE_VERSION, template, str(n_dim), str(n_expanded), views, args,
+             str(inner_key))
+    key = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    # The key in the name keeps two models' callbacks apart in one process's symbol table.
+    name = f"nutpie_{kind}_{key[:20]}"
+    source = template.format(name=name, n_dim=n_dim, n_expanded=n_expanded, shared=views,
+                             args=args)
+    py_func = compile_numba_function_src(
+        source, name,
+        # __name__ lets numba rebuild the callback's environment when loading it from disk
+        global_env={"__name__": __name__, "np": np, "carray": numba.carray,
+                    "as_pointer": address_as_void_pointer, "inner": inner},
+        cache_key=None if inner_key is None else f"bayes_sor_{key}")
+    if inner is not None:
+        return numba.cfunc(_signature(kind), cache=inner_key is not None)(py_func)
+
+    class LoadOnly(CFunc):
+        def _compile_uncached(self):
+            raise _NotCached(name)
+
+    callback = LoadOnly(py_func, sigutils.normalize_signature(_signature(kind)), locals={},
+                        options={})
+    callback.enable_caching()
+    callback.compile()
+    return callback
+
+
+def _signature(kind: str):
+    """nutpie's C signatures of the two callbacks."""
+    # numba (seconds to import) loads only when a model is compiled for nutpie
+    import numba.types as nt
+
+    double = nt.CPointer(nt.double)
+    if kind == "logp":  # (dim, x, gradient, logp, user data)
+        return nt.int64(nt.uint64, double, double, double, nt.voidptr)
+    return nt.int64(nt.uint64, nt.uint64, double, double, nt.voidptr)  # (dim, expanded, ...)
+
+
+def _shared_arguments(user_data: np.ndarray, shared: dict[str, np.ndarray]) -> tuple[str, str]:
+    """Source lines that view each shared array through nutpie's data record, and the
+    argument list passing them on, in the order of ``shared``.
+
+    The record (``nutpie.compile_pymc.make_user_data``) holds, per shared variable, its data
+    address, size and shape, all 8-byte words; the callbacks read it as one uint64 array at
+    the offsets computed here, so data swapped in by ``with_data`` is seen without recompiling.
+    """
+    if not shared:
+        return "", ""
+    record = user_data.dtype["shared"]
+    base = user_data.dtype.fields["shared"][1]
+
+    def word(part: str, key: str) -> int:
+        return (base + record.fields[part][1] + record[part].fields[key][1]) // 8
+
+    lines = [f"        record = carray(user_data_, ({user_data.dtype.itemsize // 8},), "
+             "np.uint64)\n"]
+    for i, (key, value) in enumerate(shared.items()):
+        shape = "".join(f"int(record[{word('shape', key) + d}]), " for d in range(value.ndim))
+        lines.append(f"        shared{i} = carray(as_pointer(record[{word('data', key)}]), "
+                     f"({shape}), np.{value.dtype.name})\n")
+    return "".join(lines), "".join(f", shared{i}" for i in range(len(shared)))

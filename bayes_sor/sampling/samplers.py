@@ -1,0 +1,135 @@
+"""Run NUTS on a built model: nutpie (default, numba backend) or PyMC's own NUTS."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pymc as pm
+import xarray as xr
+
+from bayes_sor.errors import ModelSpecError
+from bayes_sor.model.build import BuiltModel
+from bayes_sor.sampling.nutpie_cache import compile_pymc_model
+from bayes_sor.sampling.stages import StageReporter, quiet
+
+SAMPLERS = ("nutpie", "pymc")
+#: what a fit says before compiling a model graph not in the cache (benchmarks/RESULTS.md:
+#: 15-60 s for a small marginal model, 1.5-4 minutes for Study A on two busy cores)
+FIRST_COMPILE = ("not cached, compiling (a model's first run: up to a few minutes; its later "
+                 "runs load it in seconds)")
+#: attributes ArviZ and PyMC stamp on a trace that differ between runs of the same seed
+RUN_SPECIFIC_ATTRS = ("created_at", "sampling_time")
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """What NUTS is asked to do; recorded in the posterior's attributes."""
+
+    sampler: str = "nutpie"
+    chains: int = 4
+    draws: int = 2000
+    tune: int = 1000
+    seed: int = 20261124
+    target_accept: float = 0.9
+    progressbar: bool = True
+    cores: int | None = None
+
+    def validate(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ModelSpecError(f"unknown sampler {self.sampler!r}; use one of {SAMPLERS}")
+        if min(self.chains, self.draws) < 1 or self.tune < 0:
+            raise ModelSpecError("--chains and --draws must be at least 1, --tune at least 0")
+        if self.sampler == "nutpie" and self.tune < 1:
+            raise ModelSpecError("nutpie needs at least one tuning step: give --tune 1 or more "
+                                 "(or --sampler pymc for no tuning)")
+        if not 0 <= self.seed < 2**64:
+            raise ModelSpecError(f"--seed must be a whole number from 0 to 2^64 - 1, got "
+                                 f"{self.seed}")
+        if not 0 < self.target_accept < 1:
+            raise ModelSpecError("--target-accept must lie between 0 and 1, e.g. 0.9")
+
+
+def sample(built: BuiltModel, settings: SamplerSettings,
+           stage: StageReporter = quiet) -> xr.DataTree:
+    """Sample the posterior; returns an ArviZ DataTree with ``posterior`` and ``sample_stats``.
+
+    Chains start from the data-based values of :func:`bayes_sor.model.build.initial_values`, without
+    jitter: a jittered start can put a loading on the wrong side of zero, and the chain then
+    explores a sign-flipped copy of the posterior. ``stage`` is told when compiling (cached or
+    not) and sampling begin.
+    """
+    settings.validate()
+    model = built.model
+    cores = settings.cores or min(settings.chains, _available_cores())
+    sampling = (f"sampling: {settings.chains} chains x {settings.draws} draws after "
+                f"{settings.tune} tuning steps")
+    if settings.sampler == "nutpie":
+        # nutpie and numba (seconds to import) load only when the nutpie sampler runs
+        import nutpie
+
+        def announce(cached: bool) -> None:
+            stage(f"compiling the {built.likelihood} model for nutpie: "
+                  + ("cached" if cached else FIRST_COMPILE))
+
+        compiled = compile_pymc_model(model, initial_points=built.initial_values,
+                                      announce=announce)
+        stage(sampling)
+        sampler = nutpie.sample(
+            compiled,
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=cores,
+            seed=settings.seed,
+            target_accept=settings.target_accept,
+            progress_bar=settings.progressbar,
+            save_warmup=False,
+            blocking=False,
+        )
+        try:
+            trace = sampler.wait()
+            if settings.progressbar:
+                print(flush=True)  # nutpie's progress bar leaves its last line unterminated
+            return _complete(trace, settings)
+        except KeyboardInterrupt:
+            # nutpie's blocking call would return the draws so far as if the run were done.
+            sampler.cancel()
+            raise
+    stage(f"compiling the {built.likelihood} model for PyMC's NUTS (C code, cached after the "
+          f"first run), then {sampling}")
+    with model:
+        trace = pm.sample(
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=cores,
+            random_seed=settings.seed,
+            target_accept=settings.target_accept,
+            progressbar=settings.progressbar,
+            nuts_sampler="pymc",
+            initvals=built.initial_values,
+            init="adapt_diag",
+            compute_convergence_checks=False,
+        )
+    return _complete(trace, settings)
+
+
+def _complete(trace: xr.DataTree, settings: SamplerSettings) -> xr.DataTree:
+    """The trace, if every chain has every draw, without the attributes that differ between
+    identical runs (so the same seed writes a byte-identical ``posterior.nc``).
+
+    An interrupted trace (PyMC and nutpie return the draws so far after Ctrl-C) raises
+    KeyboardInterrupt, so it never reaches a run folder.
+    """
+    sizes = trace["posterior"].sizes
+    if sizes.get("chain") != settings.chains or sizes.get("draw") != settings.draws:
+        raise KeyboardInterrupt
+    for node in trace.subtree:
+        for name in RUN_SPECIFIC_ATTRS:
+            node.attrs.pop(name, None)
+    return trace
+
+
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

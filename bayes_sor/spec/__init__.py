@@ -1,0 +1,1 @@
+"""The model specification: syntax, parameter table, prior text, model matrices (no PyMC)."""
