@@ -174,12 +174,29 @@ def test_a_changed_model_is_compiled_afresh(hs, entered, monkeypatch):
     assert _compile(_built(hs, prior_scale=2.0)).logp_func is not None
 
 
+def test_a_callbacks_key_names_the_module_that_compiled_it(monkeypatch):
+    """numba's cached callback imports the module that compiled it when loaded: after a move
+    (bayes_sor.nutpie_cache -> bayes_sor.sampling.nutpie_cache) the old copy must not match."""
+    here = nutpie_cache.callback_key("src", 3, 4, "views", "args", "inner")
+    monkeypatch.setattr(nutpie_cache, "__name__", "bayes_sor.nutpie_cache")
+    assert nutpie_cache.callback_key("src", 3, 4, "views", "args", "inner") != here
+
+
 @pytest.mark.parametrize("damage", ["callback gone", "not json", "another shape",
-                                    "a field missing"])
+                                    "a field missing", "callback of a moved module"])
 def test_an_entry_that_no_longer_fits_means_compiling_not_failing(hs, entered, model_cache,
-                                                                   damage):
+                                                                   monkeypatch, damage):
     _, first, entry_path = entered
     entry = json.loads(entry_path.read_text())
+    if damage == "callback of a moved module":  # numba's pickle imports a module now gone
+        compile_callback = nutpie_cache._callback
+
+        def moved(kind, inner, *args):
+            if inner is None:
+                raise ModuleNotFoundError("No module named 'bayes_sor.nutpie_cache'")
+            return compile_callback(kind, inner, *args)
+
+        monkeypatch.setattr(nutpie_cache, "_callback", moved)
     if damage == "callback gone":  # e.g. numba's cache folder was cleared
         entry["inner_keys"]["logp"] = "0" * 64
     elif damage == "another shape":

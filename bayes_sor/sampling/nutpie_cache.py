@@ -215,8 +215,8 @@ def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
                          entry["reparameterized"], [found[0] for found in shared_vars],
                          entry["uses"], dict.fromkeys(entry["inner_keys"]),
                          entry["inner_keys"], initial_point_fn, None, None)
-    except (_NotCached, OSError, KeyError, TypeError, ValueError):
-        return None  # a damaged or outdated entry: compile instead
+    except (_NotCached, ImportError, OSError, KeyError, TypeError, ValueError):
+        return None  # a damaged or outdated entry (ImportError: cached by a moved module)
 
 
 def _assemble(model, n_dim: int, n_expanded: int, shape_info, reparameterized: list[str],
@@ -284,9 +284,7 @@ def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: i
 
     views, args = _shared_arguments(user_data, shared)
     template = _LOGP if kind == "logp" else _EXPAND
-    parts = (TEMPLATE_VERSION, template, str(n_dim), str(n_expanded), views, args,
-             str(inner_key))
-    key = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    key = callback_key(template, n_dim, n_expanded, views, args, inner_key)
     # The key in the name keeps two models' callbacks apart in one process's symbol table.
     name = f"nutpie_{kind}_{key[:20]}"
     source = template.format(name=name, n_dim=n_dim, n_expanded=n_expanded, shared=views,
@@ -309,6 +307,16 @@ def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: i
     callback.enable_caching()
     callback.compile()
     return callback
+
+
+def callback_key(template: str, n_dim: int, n_expanded: int, views: str, args: str,
+                 inner_key) -> str:
+    """The disk-cache key of one callback: its source and the key of the PyTensor function it
+    calls, and this module's import path, since numba's cached copy names the module that
+    compiled it and cannot be loaded once that module has moved."""
+    parts = (TEMPLATE_VERSION, __name__, template, str(n_dim), str(n_expanded), views, args,
+             str(inner_key))
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
 def _signature(kind: str):
