@@ -27,7 +27,7 @@ COUNT_MEASURES = ("npar", "ntotal", "ppp.draws", "pareto_k_gt_0.7")
 
 
 # ---- figures -----------------------------------------------------------------------------------
-def _grid(n: int, cols: int = 6) -> tuple[MplFigure, np.ndarray]:
+def _grid(n: int, cols: int = 6) -> tuple[MplFigure, np.flatiter]:
     cols = min(cols, n)
     rows = -(-n // cols)
     fig = MplFigure(figsize=(2.6 * cols, 2.1 * rows))
