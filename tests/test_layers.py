@@ -221,3 +221,12 @@ def test_the_architecture_checks_catch_an_unlisted_module_and_a_stale_reference(
         test_architecture_lists_every_module()
     with pytest.raises(AssertionError):
         test_every_file_architecture_names_exists()
+
+
+def test_report_sections_are_written_through_the_check_result_writer_alone():
+    """Checks and the comparison add their report sections through ``write_result``, so the
+    files and the section of a result are written in one place."""
+    writers = sorted(m for m, targets in import_graph().items()
+                     if "bayes_sor.report.sections" in targets and not m.startswith(
+                         "bayes_sor.report."))
+    assert writers == ["bayes_sor.checks.result"]

@@ -133,7 +133,7 @@ def test_omitted_cross_loading_is_found_and_named_in_the_report(tmp_path):
 
 
 def test_report_sections_are_replaced_not_duplicated(tmp_path):
-    from bayes_sor.report.run_report import append_report_section
+    from bayes_sor.report.sections import append_report_section
 
     (tmp_path / "report.md").write_text("# bayes_sor run report\n\nbody\n")
     for text in ("## Checks\nfirst", "## Checks\nsecond"):

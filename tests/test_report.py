@@ -27,7 +27,8 @@ from bayes_sor.report.document import (
     to_html,
     to_markdown,
 )
-from bayes_sor.report.run_report import FIGURE_FILES, append_report_section, write_report, write_run
+from bayes_sor.report.run_report import FIGURE_FILES, write_report, write_run
+from bayes_sor.report.sections import append_report_section
 from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.spec.partable import build_partable

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from bayes_sor.checks.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
+from bayes_sor.checks.result import CheckResult, write_result
 from bayes_sor.errors import BayesSORError, DataError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import markdown_table
-from bayes_sor.report.run_report import append_report_section
 from bayes_sor.runs.rundir import Run, load_run
 
 K_BAD = 0.7
@@ -123,7 +123,18 @@ def summary_text(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def loo_comparison_check(paths: list[str | Path]) -> CheckResult:
+    """The comparison as a result: ``model_comparison.csv`` and its text (nothing written);
+    the text is also the command's output and, in a run folder, a section of its report."""
+    table = compare(paths)
+    text = summary_text(table)
+    return CheckResult("compare-models", text, tables={"model_comparison.csv": table},
+                       console=text)
+
+
 def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``python -m bayes_sor compare-models RUN ...`` (several runs, not one: its own
+    wiring, with the results' writer of every check)."""
     p = sub.add_parser("compare-models", help="LOO comparison of runs fitted to the same data")
     p.add_argument("runs", nargs="+", type=Path, help="two or more run folders")
     p.add_argument("--out", type=Path,
@@ -133,19 +144,17 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _handler(args: argparse.Namespace) -> int:
-    table = compare(args.runs)
-    text = summary_text(table)
+    result = loo_comparison_check(args.runs)
     written = []
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out / "model_comparison.csv",
-                     lambda p: table.to_csv(p, index=False))
-        write_atomic(args.out / "model_comparison.md", lambda p: p.write_text(text))
+        in_run = (args.out / "posterior.nc").is_file()  # a run folder: a section of its report
+        write_result(result, args.out, section=in_run)
+        write_atomic(args.out / "model_comparison.md", lambda p: p.write_text(result.text))
         written = ["model_comparison.csv", "model_comparison.md"]
-        if (args.out / "posterior.nc").is_file():  # into a run folder: a section of its report
-            append_report_section(args.out, "compare-models", text)
+        if in_run:
             written.append("a section of report.md and report.html")
-    print(text)
+    print(result.console)
     if written:
         print(f"wrote {args.out}/" + ", ".join(written))
     return 0

@@ -3,38 +3,35 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from bayes_sor.checks.ppc import PPCResult, item_constructs, predictive_check
-from bayes_sor.checks.reliability import reliability, write_reliability
+from bayes_sor.checks.reliability import reliability_check
+from bayes_sor.checks.result import CheckResult, add_check_command
 from bayes_sor.errors import BayesSORError
 from bayes_sor.report.document import agree, markdown_table
-from bayes_sor.report.run_report import append_report_section
-from bayes_sor.runs.rundir import Run, load_run, write_csv
+from bayes_sor.runs.rundir import Run
 
 #: One-sided predictive p below which an under-predicted pair enters the misfit patterns.
 HINT_P = 0.05
 #: the command's figures, linked from its section (so report.html embeds them there)
 FIGURES = {"ppc_items.png": "Item distributions: observed vs replicated data",
            "ppc_residuals.png": "Residual correlations (observed - predicted)"}
+#: posterior predictive p below which the data show global misfit
+PPP_MISFIT = 0.05
 COUNT_MEASURES = ("npar", "ntotal", "ppp.draws", "pareto_k_gt_0.7")
 
 
 # ---- figures -----------------------------------------------------------------------------------
-def _grid(n: int, cols: int = 6):
-    # matplotlib: the Agg backend (no display) is chosen when a figure is drawn, not on import
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _grid(n: int, cols: int = 6) -> tuple[MplFigure, np.flatiter]:
     cols = min(cols, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
+    fig = MplFigure(figsize=(2.6 * cols, 2.1 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat
@@ -45,7 +42,7 @@ def _answered(values: np.ndarray) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
-def plot_items(result: PPCResult, path: Path) -> None:
+def items_figure(result: PPCResult) -> MplFigure:
     """Observed item ECDFs (black) over those of replicated data sets (blue)."""
     fig, axes = _grid(len(result.item_names))
     for j, (ax, item) in enumerate(zip(axes, result.item_names, strict=False)):
@@ -57,11 +54,7 @@ def plot_items(result: PPCResult, path: Path) -> None:
     fig.suptitle(f"Item distributions: observed (black) vs {len(result.replicated)} replicated "
                  "data sets (blue)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    # pyplot after the Agg backend was chosen (in _grid)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    return fig
 
 
 def residual_figure(result: PPCResult) -> MplFigure:
@@ -98,7 +91,7 @@ def _measure(result: PPCResult, name: str) -> float:
 def _ppp_sentence(ppp: float) -> str:
     if np.isnan(ppp):
         return "No posterior predictive p-value was computed (see the notes)."
-    if ppp < 0.05:
+    if ppp < PPP_MISFIT:
         return (f"**PPP = {ppp:.3f}**: the data are further from the model than data the model "
                 "itself generates, in nearly every posterior draw: the model does not reproduce "
                 "the observed associations (misfit).")
@@ -190,7 +183,7 @@ def report_section(run: Run, result: PPCResult, ci: float) -> str:
                   "replications):", *hints]
     lines += ["", _shape_sentence(result.items)]
     lines += ["", *(f"![{title}]({name})" for name, title in FIGURES.items()
-                    if (run.path / name).is_file())]
+                    if name != "ppc_items.png" or result.observed is not None)]
     k_bad = _measure(result, "pareto_k_gt_0.7")
     if k_bad > 0:
         lines += ["", f"LOO: {k_bad:.0f} {agree(int(k_bad), 'respondent has', 'respondents have')}"
@@ -211,43 +204,50 @@ def counts_as_integers(measures: pd.DataFrame) -> pd.DataFrame:
     return measures.assign(value=pd.Series(values, index=measures.index, dtype=object))
 
 
-def write_outputs(run: Run, result: PPCResult, ci: float) -> None:
-    out = run.path
-    write_csv(result.fit_measures, out / "fit_measures.csv")
-    write_csv(result.residuals, out / "residuals.csv")
-    write_csv(result.items, out / "ppc_items.csv")
-    if result.observed is not None:
-        plot_items(result, out / "ppc_items.png")
-    else:  # a figure of an earlier check must not be shown as this one's
-        (out / "ppc_items.png").unlink(missing_ok=True)
-    residual_figure(result).savefig(out / "ppc_residuals.png", dpi=110)
-    append_report_section(out, "ppc", report_section(run, result, ci))
+def ppc_check(run: Run, draws: int = 1000, seed: int = 1, ci: float = 0.95) -> CheckResult:
+    """The check as a result: fit measures, residual correlations, item distributions, their
+    figures and the "Model checking" section (nothing written); passed: no evidence of misfit
+    (PPP >= 0.05), None where no PPP was computed."""
+    result = predictive_check(run, draws, seed, ci)
+    ppp = _measure(result, "ppp")
+    shown = result.fit_measures[~result.fit_measures.measure.str.contains(r"\.ci\.")]
+    n_out = int(result.residuals.outside.sum())
+    console = (counts_as_integers(shown)[["measure", "value"]].to_string(
+        index=False, formatters={"value": lambda v: v if isinstance(v, int) else f"{v:.3f}"})
+        + f"\n\n{n_out} item {agree(n_out, 'pair', 'pairs')} outside the predictive interval; "
+        "wrote fit_measures.csv, residuals.csv, ppc_items.csv/.png, ppc_residuals.png, "
+        f"reliability.csv and their sections of report.md and report.html in {run.path}/")
+    # without the observed answers (summary statistics) there are no item distributions to draw
+    items = items_figure(result) if result.observed is not None else None
+    return CheckResult(
+        "ppc", report_section(run, result, ci),
+        tables={"fit_measures.csv": result.fit_measures, "residuals.csv": result.residuals,
+                "ppc_items.csv": result.items},
+        figures={"ppc_items.png": items, "ppc_residuals.png": residual_figure(result)},
+        passed=None if np.isnan(ppp) else bool(ppp >= PPP_MISFIT), notes=tuple(result.notes),
+        console=console)
 
 
 # ---- command line ------------------------------------------------------------------------------
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ppc", help="posterior predictive checks, fit measures and LOO of a run")
-    p.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
+def _declare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=1000,
                    help="posterior draws to replicate (evenly thinned; default 1000)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
-    p.set_defaults(handler=_handler)
 
 
-def _handler(args: argparse.Namespace) -> int:
-
+def _validate(args: argparse.Namespace) -> None:
     if not 0 < args.ci < 1 or args.draws < 1:
         raise BayesSORError("--ci must lie in (0, 1) and --draws be at least 1")
-    run = load_run(args.run_dir)
-    result = predictive_check(run, args.draws, args.seed, args.ci)
-    write_outputs(run, result, args.ci)
-    write_reliability(run, reliability(run, args.ci), args.ci)
-    shown = result.fit_measures[~result.fit_measures.measure.str.contains(r"\.ci\.")]
-    print(counts_as_integers(shown)[["measure", "value"]].to_string(
-        index=False, formatters={"value": lambda v: v if isinstance(v, int) else f"{v:.3f}"}))
-    n_out = int(result.residuals.outside.sum())
-    print(f"\n{n_out} item {agree(n_out, 'pair', 'pairs')} outside the predictive interval; "
-          "wrote fit_measures.csv, residuals.csv, ppc_items.csv/.png, ppc_residuals.png, "
-          f"reliability.csv and their sections of report.md and report.html in {run.path}/")
-    return 0
+
+
+def _checks(run: Run, args: argparse.Namespace) -> list[CheckResult]:
+    """The predictive check and, as part of it, reliability (its lines are the ppc's)."""
+    return [ppc_check(run, args.draws, args.seed, args.ci),
+            replace(reliability_check(run, args.ci), console="")]
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``python -m bayes_sor ppc RUN_DIR``."""
+    add_check_command(sub, "ppc", "posterior predictive checks, fit measures and LOO of a run",
+                      _checks, declare=_declare, validate=_validate)

@@ -12,18 +12,17 @@ items are measured on their latent-response scale (as lavaan's theta parameteris
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from bayes_sor.checks.predictive import correlations
+from bayes_sor.checks.result import CheckResult, add_check_command
 from bayes_sor.errors import BayesSORError
 from bayes_sor.posterior.summary import summarize
 from bayes_sor.report.document import markdown_table
-from bayes_sor.report.run_report import append_report_section
-from bayes_sor.runs.rundir import Run, load_run, write_csv
+from bayes_sor.runs.rundir import Run
 from bayes_sor.spec.matrices import implied_moments
 
 HTMT_MAX = 0.85
@@ -170,30 +169,31 @@ def report_section(table: pd.DataFrame, ci: float, ordinal: bool,
     return "\n".join([*lines, ""])
 
 
-def write_reliability(run: Run, table: pd.DataFrame, ci: float) -> None:
-    write_csv(table, run.path / "reliability.csv")
+def reliability_check(run: Run, ci: float = 0.95) -> CheckResult:
+    """The check as a result: ``reliability.csv`` and the report section (nothing written)."""
+    table = reliability(run, ci)
     incomplete = run.y is not None and bool(np.isnan(run.y).any())
-    append_report_section(run.path, "reliability",
-                          report_section(table, ci, bool(run.partable.ordinal_items()),
-                                         incomplete))
+    text = report_section(table, ci, bool(run.partable.ordinal_items()), incomplete)
+    pairs = table[table.measure.isin(["htmt", "latent_r2"])]
+    cols = ["measure", "construct", "with", "mean", "ci.lower", "ci.upper", "sample",
+            "p_criterion"]
+    console = (table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+               + f"\n\nwrote {run.path}/reliability.csv and a section of report.md and "
+               "report.html")
+    return CheckResult("reliability", text, tables={"reliability.csv": table},
+                       passed=bool((pairs.p_criterion >= 0.95).all()), console=console)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    if not 0 < args.ci < 1:
+        raise BayesSORError("--ci must lie between 0 and 1, e.g. 0.95")
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reliability", help="omega, AVE, HTMT and Fornell-Larcker of a run")
-    p.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
-    p.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
-    p.set_defaults(handler=_handler)
-
-
-def _handler(args: argparse.Namespace) -> int:
-
-    if not 0 < args.ci < 1:
-        raise BayesSORError("--ci must lie between 0 and 1, e.g. 0.95")
-    run = load_run(args.run_dir)
-    table = reliability(run, args.ci)
-    write_reliability(run, table, args.ci)
-    cols = ["measure", "construct", "with", "mean", "ci.lower", "ci.upper", "sample",
-            "p_criterion"]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"\nwrote {run.path}/reliability.csv and a section of report.md and report.html")
-    return 0
+    """Register ``python -m bayes_sor reliability RUN_DIR``."""
+    add_check_command(
+        sub, "reliability", "omega, AVE, HTMT and Fornell-Larcker of a run",
+        lambda run, args: [reliability_check(run, args.ci)],
+        declare=lambda p: p.add_argument("--ci", type=float, default=0.95,
+                                         help="interval probability (0.95)"),
+        validate=_validate)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -29,10 +28,10 @@ from scipy import stats
 
 from bayes_sor.checks.loglik import loglik_kind, pointwise_loglik
 from bayes_sor.checks.predictive import implied, ml_discrepancy
+from bayes_sor.checks.result import CheckResult, add_check_command
 from bayes_sor.errors import BayesSORError
 from bayes_sor.report.document import markdown_table
-from bayes_sor.report.run_report import append_report_section
-from bayes_sor.runs.rundir import Run, load_run, write_csv
+from bayes_sor.runs.rundir import Run
 from bayes_sor.spec.partable import ParTable
 from bayes_sor.spec.prior_text import parse_prior
 
@@ -308,26 +307,36 @@ def report_section(table: pd.DataFrame, notes: list[str], alphas: tuple[float, f
     return "\n".join(lines)
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sensitivity", help="power-scaling prior/likelihood sensitivity of a run")
-    p.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
+def sensitivity_check(run: Run, ci: float = 0.95,
+                      alphas: tuple[float, float] = ALPHAS) -> CheckResult:
+    """The check as a result: ``sensitivity.csv`` and the report section (nothing written);
+    passed: no conclusion depends on the prior and none is flagged as sensitive."""
+    table, notes = sensitivity(run, ci, alphas)
+    cols = ["quantity", "median", "ci.lower", "ci.upper", "prior_sensitivity",
+            "likelihood_sensitivity", "prior_dependent"]
+    console = "\n".join([table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                         "", *notes, f"wrote {run.path}/sensitivity.csv and a section of "
+                         "report.md and report.html"])
+    flagged = table.prior_dependent | (table.diagnosis != "")
+    return CheckResult("sensitivity", report_section(table, notes, alphas),
+                       tables={"sensitivity.csv": table}, passed=not flagged.any(),
+                       notes=tuple(notes), console=console)
+
+
+def _declare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
     p.add_argument("--alpha", type=float, default=ALPHAS[0],
                    help="power-scale the prior by ALPHA and 1/ALPHA (default 0.8)")
-    p.set_defaults(handler=_handler)
 
 
-def _handler(args: argparse.Namespace) -> int:
+def _validate(args: argparse.Namespace) -> None:
     if not 0 < args.ci < 1 or not 0 < args.alpha < 1:
         raise BayesSORError("--ci and --alpha must lie between 0 and 1 (e.g. 0.95 and 0.8)")
-    alphas = (args.alpha, 1 / args.alpha)
-    run = load_run(args.run_dir)
-    table, notes = sensitivity(run, args.ci, alphas)
-    write_csv(table, run.path / "sensitivity.csv")
-    append_report_section(run.path, "sensitivity", report_section(table, notes, alphas))
-    cols = ["quantity", "median", "ci.lower", "ci.upper", "prior_sensitivity",
-            "likelihood_sensitivity", "prior_dependent"]
-    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print("\n".join(["", *notes, f"wrote {run.path}/sensitivity.csv and a section of report.md "
-                                 "and report.html"]))
-    return 0
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``python -m bayes_sor sensitivity RUN_DIR``."""
+    add_check_command(
+        sub, "sensitivity", "power-scaling prior/likelihood sensitivity of a run",
+        lambda run, args: [sensitivity_check(run, args.ci, (args.alpha, 1 / args.alpha))],
+        declare=_declare, validate=_validate)

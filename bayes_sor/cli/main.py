@@ -42,7 +42,7 @@ EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
 COMMAND_MODULES: tuple[str, ...] = (
     "bayes_sor.checks.ppc_report", "bayes_sor.checks.reliability",
     "bayes_sor.checks.loo_comparison", "bayes_sor.checks.sensitivity",
-    "bayes_sor.report.run_report", "bayes_sor.sbc.run", "bayes_sor.comparison.compare",
+    "bayes_sor.cli.report_command", "bayes_sor.sbc.run", "bayes_sor.comparison.compare",
 )
 
 

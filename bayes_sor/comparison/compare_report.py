@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
+from bayes_sor.checks.result import CheckResult, write_result
 from bayes_sor.comparison.table import LABELS, OUTPUT_FILES, MethodEstimates, excludes_zero
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import (
@@ -29,7 +30,6 @@ from bayes_sor.report.document import (
     to_markdown,
 )
 from bayes_sor.report.figures import save_png
-from bayes_sor.report.run_report import append_report_section
 
 SHORT_KIND = {"path": "path", "indirect": "indirect", "total_indirect": "total indirect",
               "total": "total", "conditional_indirect": "conditional indirect",
@@ -353,5 +353,8 @@ def write_outputs(table: pd.DataFrame, methods: list[MethodEstimates], out: Path
     text = to_markdown(build_document(table, methods, model_name, png))
     write_atomic(md, lambda p: p.write_text(text, encoding="utf-8"))
     run_dir = Path(methods[0].info["run"])
-    report = append_report_section(run_dir, "compare", _run_section(text, run_dir, png))
+    # the figure and tables stay in ``out``; the run folder gets the section, linking them
+    section = CheckResult("compare", _run_section(text, run_dir, png),
+                          passed=bool((table.flag == "").all()))
+    report = write_result(section, run_dir)[-1]
     return [csv, md, png, report, report.with_suffix(".html")]

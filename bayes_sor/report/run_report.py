@@ -9,7 +9,6 @@ same content, for diffs) and the figures as PNG files beside them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -21,9 +20,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bayes_sor.files import write_atomic
 from bayes_sor.posterior.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
-from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate, rope_width, verdict_rules
+from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate, verdict_rules
 from bayes_sor.report.diagram import path_diagram
 from bayes_sor.report.document import (
     Block,
@@ -38,7 +36,6 @@ from bayes_sor.report.document import (
     appended_sections,
     format_frame,
     image_links,
-    section_markers,
     to_html,
     to_markdown,
 )
@@ -543,40 +540,3 @@ def write_run(result: FitResult, out: Path, force: bool = False, report: bool = 
                        f"fit is saved: run 'python -m bayes_sor report {out}'")
             warnings.warn(message, stacklevel=2)
     return out
-
-
-# ---- command line --------------------------------------------------------------------------
-
-def _report_command(args: argparse.Namespace) -> int:
-    written = write_report(args.run_dir, args.rope)
-    print(f"wrote {', '.join(p.name for p in written)} in {args.run_dir}/")
-    return 0
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``python -m bayes_sor report RUN_DIR``."""
-    p = subparsers.add_parser("report", help="(re)write report.html / report.md and figures of "
-                              "a finished run folder")
-    p.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
-    p.add_argument("--rope", type=rope_width, default=None,
-                   help="half-width of the region of practical equivalence on the std.all "
-                   f"scale (default: the run's, else {DEFAULT_ROPE})")
-    p.set_defaults(handler=_report_command)
-
-
-def append_report_section(run_dir: Path, key: str, markdown: str) -> Path:
-    """Append ``markdown`` to ``report.md`` (atomically; a rerun replaces its own section), then
-    rewrite ``report.md`` and ``report.html`` together from the folder's files
-    (:func:`refresh_report`), so the page a co-author opens has the section."""
-    report = Path(run_dir) / "report.md"
-    old = report.read_text() if report.is_file() else "# bayes_sor run report\n"
-    begin, end = section_markers(key)
-    block = f"{begin}\n{markdown.strip()}\n{end}\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: block, old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    write_atomic(report, lambda p: p.write_text(new))
-    refresh_report(run_dir)
-    return report
