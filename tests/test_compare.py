@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from fakes import truth, write_run
+from paths import ROOT
 from reference_data import REFERENCE, require_reference
 
 from bayes_sor.cli.main import main
@@ -42,7 +43,6 @@ from bayes_sor.posterior.estimates import parameter_estimates
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
-ROOT = Path(__file__).parents[1]
 MODEL = """
 X =~ x1 + x2 + x3
 M =~ m1 + m2 + m3

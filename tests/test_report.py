@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from fakes import answers
 
 from bayes_sor.cli.main import main
-from bayes_sor.model.simulate import simulate
 from bayes_sor.posterior.hypotheses import evaluate, verdict
 from bayes_sor.report.document import (
     Document,
@@ -54,13 +54,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def fitted(tmp_path_factory):
     """One small marginal fit (2 chains x 200 draws) and its run folder."""
     folder = tmp_path_factory.mktemp("report")
-    pt = build_partable(MODEL)
-    values = {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.0}
-    params = pt.parameters.reset_index(drop=True)
-    par = np.array([values.get(n, r.value if r.free == 0 else
-                               {"=~": 0.9, "~1": 4.0, "~~": 0.5}.get(r.op, 0.2))
-                    for n, r in zip(pt.names, params.itertuples(), strict=True)])
-    data = simulate(pt, par, 250, seed=5, scale=None)
+    data = answers(build_partable(MODEL), {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.0}, 250, seed=5)
     settings = SamplerSettings(chains=2, draws=200, tune=200, seed=3, progressbar=False)
     result = fit(MODEL, data.round(3), settings=settings)
     out = write_run(result, folder / "run")

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import MODELS
 
 from bayes_sor.errors import BayesSORError, ModelSyntaxError
 from bayes_sor.spec.partable import ParTable, build_partable
 from bayes_sor.spec.syntax import ModelSpec, Statement, parse
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
 MODEL_TEXTS = {p.name: p.read_text() for p in sorted(MODELS.glob("*.lav"))}
 
 
