@@ -12,3 +12,11 @@ Y ~ c*X + b*M + W + d*M:W
 ab := a*b
 ab2 := ab * 2
 """
+
+#: A latent interaction without mediation: Y on X, W and their product.
+INTERACTION = """
+X =~ x1 + x2 + x3
+W =~ w1 + w2 + w3
+Y =~ y1 + y2 + y3
+Y ~ X + W + X:W
+"""
