@@ -12,22 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes import answers
+from sem_models import MEDIATION
 
 from bayes_sor.cli.main import main
 from bayes_sor.runs.rundir import load_run
 from bayes_sor.spec.partable import build_partable
 
-MODEL = """---
-scale: 1-7
----
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ b*M + X
-# H1: indirect(X -> M -> Y) > 0
-ab := a*b
-"""
+MODEL = "---\nscale: 1-7\n---" + MEDIATION + "# H1: indirect(X -> M -> Y) > 0\n"
 FAST = ["--chains", "4", "--draws", "500", "--tune", "500", "--seed", "7", "--no-progress"]
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from fakes import answers
+from sem_models import MEDIATION
 
 from bayes_sor.cli.main import main
 from bayes_sor.posterior.hypotheses import evaluate, verdict
@@ -32,21 +33,8 @@ from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.spec.partable import build_partable
 
-MODEL = """---
-scale: none
----
-# A small S-O-R model for the report tests
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ b*M + c*X
-ab := a*b
-# H1: M ~ X > 0
-# H2: indirect(X -> M -> Y) > 0
-# H3: Y ~ X > 0
-# H4: ab > 0
-"""
+MODEL = ("---\nscale: none\n---\n# A small S-O-R model for the report tests" + MEDIATION
+         + "# H1: M ~ X > 0\n# H2: indirect(X -> M -> Y) > 0\n# H3: Y ~ X > 0\n# H4: ab > 0\n")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
