@@ -18,17 +18,21 @@ from scipy.optimize import minimize
 
 from bayes_sor.checks.predictive import implied, ml_discrepancy, sample_moments
 from bayes_sor.checks.sensitivity import prior_plan, prior_terms
+from bayes_sor.model.simulate import simulate
 from bayes_sor.posterior.effects import effect_draws, effects_dataarray
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable
 
-DEFAULTS = {"=~": 0.8, "~": 0.3, "~1": 0.0, "|": 0.0}
 
-
-def truth(pt: ParTable, values: dict[str, float] | None = None) -> np.ndarray:
-    """A parameter vector: ``values`` by row name, else loadings .8, residual variances .4,
-    latent (co)variances .3, paths .3, intercepts 0; fixed rows at their value."""
+def truth(pt: ParTable, values: dict[str, float] | None = None, *, free: float | None = None,
+          loading: float = 0.8, path: float = 0.3, variance: float = 0.4,
+          covariance: float = 0.3, intercept: float = 0.0,
+          threshold: float = 0.0) -> np.ndarray:
+    """A parameter vector: ``values`` by row name, fixed rows at their value, every other free
+    row at ``free`` if given, else by kind (loading ``=~``, path ``~``, variance, covariance,
+    intercept ``~1``, threshold ``|``)."""
     values = values or {}
+    by_op = {"=~": loading, "~": path, "~1": intercept, "|": threshold}
     params = pt.parameters.reset_index(drop=True)
     out = []
     for name, r in zip(pt.names, params.itertuples(), strict=True):
@@ -36,11 +40,20 @@ def truth(pt: ParTable, values: dict[str, float] | None = None) -> np.ndarray:
             out.append(values[name])
         elif r.free == 0:
             out.append(float(r.value))
+        elif free is not None:
+            out.append(free)
         elif r.op == "~~":
-            out.append(0.4 if r.lhs == r.rhs else 0.3)
+            out.append(variance if r.lhs == r.rhs else covariance)
         else:
-            out.append(DEFAULTS[r.op])
+            out.append(by_op[r.op])
     return np.array(out)
+
+
+def answers(pt: ParTable, values: dict[str, float], n: int, seed: int) -> pd.DataFrame:
+    """``n`` unrounded answers simulated from ``truth(pt, values)`` with loadings .9, intercepts 4
+    (the middle of a 1-7 scale), (co)variances .5 and paths .2 elsewhere."""
+    par = truth(pt, values, loading=0.9, intercept=4.0, variance=0.5, covariance=0.5, path=0.2)
+    return simulate(pt, par, n, seed=seed, scale=None)
 
 
 def _free_index(pt: ParTable) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = ROOT.parent / "shared" / "reference"
 
 
 def reference_required() -> bool:

@@ -11,23 +11,14 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import answers
+from sem_models import MEDIATION
 
 from bayes_sor.cli.main import main
-from bayes_sor.model.simulate import simulate
 from bayes_sor.runs.rundir import load_run
 from bayes_sor.spec.partable import build_partable
 
-MODEL = """---
-scale: 1-7
----
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ b*M + X
-# H1: indirect(X -> M -> Y) > 0
-ab := a*b
-"""
+MODEL = "---\nscale: 1-7\n---" + MEDIATION + "# H1: indirect(X -> M -> Y) > 0\n"
 FAST = ["--chains", "4", "--draws", "500", "--tune", "500", "--seed", "7", "--no-progress"]
 
 
@@ -35,13 +26,7 @@ FAST = ["--chains", "4", "--draws", "500", "--tune", "500", "--seed", "7", "--no
 def project(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     (folder / "model.lav").write_text(MODEL)
-    pt = build_partable(MODEL)
-    values = {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}
-    params = pt.parameters.reset_index(drop=True)
-    par = np.array([values.get(n, r.value if r.free == 0 else
-                               {"=~": 0.9, "~1": 4.0, "~~": 0.5}.get(r.op, 0.2))
-                    for n, r in zip(pt.names, params.itertuples(), strict=True)])
-    data = simulate(pt, par, 300, seed=3, scale=None)
+    data = answers(build_partable(MODEL), {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}, 300, seed=3)
     data.round(3).to_csv(folder / "data.csv", index=False)
     return folder
 

@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 from fakes import truth, write_run
+from paths import ROOT
 from reference_data import REFERENCE, require_reference
+from sem_models import MODERATED
 
 from bayes_sor.cli.main import main
 from bayes_sor.comparison.compare import dummy_controls
@@ -42,16 +44,6 @@ from bayes_sor.posterior.estimates import parameter_estimates
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
-ROOT = Path(__file__).parents[1]
-MODEL = """
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-W =~ w1 + w2 + w3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ b*M + c*X + W + d*M:W
-ind := a*b
-"""
 TRUTH = {"M~X": 0.5, "Y~M": 0.4, "Y~X": 0.3, "Y~W": 0.3, "Y~M:W": 0.2}
 FLIPPED = "Y~X"
 PUBLISHED = """
@@ -71,7 +63,7 @@ moderation:
 
 @pytest.fixture(scope="module")
 def partable():
-    return build_partable(MODEL)
+    return build_partable(MODERATED)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +80,7 @@ def project(tmp_path_factory, partable, data) -> Path:
     """Data, model and published files, and a fake run whose ``Y ~ X`` has the wrong sign."""
     folder = tmp_path_factory.mktemp("compare")
     data.to_csv(folder / "data.csv", index=False)
-    (folder / "model.lav").write_text(MODEL)
+    (folder / "model.lav").write_text(MODERATED)
     (folder / "published.yaml").write_text(PUBLISHED)
     fit = ml_sem_fit(partable, data, bootstrap=40, seed=1)
     par = fit.model_rows(fit.boot_rows).reshape(2, 20, -1)
@@ -138,7 +130,7 @@ def test_compare_writes_every_row_and_column(compared, project):
         # composites have their own metric: no raw study values
         assert raw[["bayes_est", "ml_est"]].notna().all() and pd.isna(raw.study_est)
     effects = [("X -> M -> Y", "indirect", ""), ("X -> Y", "total", ""),
-               ("X -> M -> Y", "index_moderated_mediation", "W"), ("ind", "defined", "")]
+               ("X -> M -> Y", "index_moderated_mediation", "W"), ("ab", "defined", "")]
     effects += [("X -> M -> Y", "conditional_indirect", f"W={v}")
                 for v in ("-1SD", "0SD", "+1SD", "p16", "p50", "p84")]
     for quantity, kind, value in effects:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from fakes import truth
 from sem_models import MODERATED
 
 from bayes_sor.errors import ModelSpecError, ModelSyntaxError
@@ -19,11 +20,9 @@ from bayes_sor.spec.syntax import check_moderator_values
 
 def _par(partable, values: dict[str, float], draws: int = 3) -> np.ndarray:
     """Parameter draws (1 chain) with given values, fixed rows at their value, others 0.5."""
-    params = partable.parameters.reset_index(drop=True)
-    base = np.array([values.get(n, r.value if r.free == 0 else 0.5)
-                     for n, r in zip(partable.names, params.itertuples(), strict=True)])
     scale = np.linspace(1.0, 1.2, draws)[:, None]
-    return (base * np.where(params.free.to_numpy() > 0, scale, 1.0))[None]
+    free = partable.parameters.free.to_numpy() > 0
+    return (truth(partable, values, free=0.5) * np.where(free, scale, 1.0))[None]
 
 
 def _find(effects, effect, kind, moderator=""):

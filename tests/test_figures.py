@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from fakes import truth
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Ellipse, FancyArrowPatch, Rectangle
 from sem_models import MODERATED
@@ -134,10 +135,7 @@ def test_forest_plot_has_one_row_per_effect_grouped_by_kind(tmp_path):
 def _fake_draws(pt, values: dict[str, float], n: int = 400, seed: int = 0) -> np.ndarray:
     """(1 chain, n draws, param): structural paths varying around ``values``, rest fixed."""
     rng = np.random.default_rng(seed)
-    params = pt.parameters.reset_index(drop=True)
-    base = np.array([values.get(name, r.value if r.free == 0 else
-                                {"=~": 0.8, "~1": 0.0, "~~": 0.5}.get(r.op, 0.0))
-                     for name, r in zip(pt.names, params.itertuples(), strict=True)])
+    base = truth(pt, values, variance=0.5, covariance=0.5, path=0.0)
     par = np.tile(base, (1, n, 1))
     for name in values:
         par[0, :, pt.names.index(name)] += rng.normal(0, 0.05, n)

@@ -8,11 +8,10 @@ when it is absent.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from paths import ROOT
 from reference_data import REFERENCE, require_reference
 
 from bayes_sor.comparison.frequentist import (
@@ -32,7 +31,6 @@ from bayes_sor.posterior.effects import effect_draws
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
-ROOT = Path(__file__).parents[1]
 #: An ML engine fitting the same model reproduces lavaan to this (README of the references).
 ML_TOL = 1e-3
 TEAMS = {"x": "dysfunc", "m": "negtone", "w": "negexp", "y": "perform"}

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
-PACKAGE = Path(__file__).resolve().parents[1] / "bayes_sor"
+PACKAGE = ROOT / "bayes_sor"
 #: bottom to top; the package root's modules (errors, files) are layer 0
 LAYERS = ("", "spec", "data", "model", "sampling", "posterior", "runs", "report", "checks",
           "comparison", "sbc", "cli")

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["--chains", "2", "--draws", "200", "--tune", "200", "--seed", "1",
             "--allow-warnings", "--no-report", "--no-progress"]
 RUNS = {

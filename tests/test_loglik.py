@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from fakes import truth, write_run
 from scipy.stats import multivariate_normal, norm
+from sem_models import INTERACTION
 
 from bayes_sor.checks.loglik import conditional_loglik, loglik_kind, marginal_loglik
 from bayes_sor.checks.predictive import implied
@@ -12,17 +13,11 @@ from bayes_sor.runs.rundir import load_run
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
-MODERATED = """
-X =~ x1 + x2 + x3
-W =~ w1 + w2 + w3
-Y =~ y1 + y2 + y3
-Y ~ X + W + X:W
-"""
 VALUES = {"Y~X": 0.4, "Y~W": 0.2, "Y~X:W": 0.3, "X~~W": 0.5, "x1~1": 3.0}
 
 
 def test_marginal_loglik_matches_scipy():
-    pt = build_partable(MODERATED.replace(" + X:W", ""))
+    pt = build_partable(INTERACTION.replace(" + X:W", ""))
     par = truth(pt, VALUES)
     data = simulate(pt, par, 20, seed=0)
     moments = implied(representation(pt), par[None])
@@ -33,7 +28,7 @@ def test_marginal_loglik_matches_scipy():
 
 def test_implied_mean_of_an_interaction_model_includes_the_product_mean():
     """E[Y] = gamma Cov(X, W): the normal approximation keeps the product term's mean."""
-    pt = build_partable(MODERATED)
+    pt = build_partable(INTERACTION)
     par = truth(pt, VALUES)
     mean = implied(representation(pt), par[None]).mean[0]
     data = simulate(pt, par, 200_000, seed=1)
@@ -42,7 +37,7 @@ def test_implied_mean_of_an_interaction_model_includes_the_product_mean():
 
 
 def test_loglik_given_stored_latent_scores(tmp_path):
-    pt = build_partable(MODERATED)
+    pt = build_partable(INTERACTION)
     par = truth(pt, VALUES)
     data = simulate(pt, par, 30, seed=2)
     eta = np.random.default_rng(3).normal(size=(1, 2, 30, 3))

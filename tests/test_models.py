@@ -7,12 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from paths import MODELS, ROOT
 
 from bayes_sor.sbc.run import make_config, vague_default_priors
 from bayes_sor.spec.partable import build_partable, read_prior_file
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "models"
 PRIOR_FILES = sorted(MODELS.glob("*.sbc_priors.yaml"))
 #: a file name in a comment: a word with a known extension
 NAMED_FILE = re.compile(r"[\w./-]+\.(?:md|csv|yaml|lav|py|txt)\b")

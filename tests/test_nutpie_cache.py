@@ -8,6 +8,7 @@ import numpy as np
 import nutpie
 import pandas as pd
 import pytest
+from paths import ROOT
 
 from bayes_sor.model.build import pymc_model
 from bayes_sor.sampling import nutpie_cache
@@ -15,7 +16,6 @@ from bayes_sor.sampling.nutpie_cache import compile_pymc_model
 from bayes_sor.spec.partable import build_partable
 from bayes_sor.spec.syntax import parse
 
-ROOT = Path(__file__).parents[1]
 DOUBLE = ctypes.POINTER(ctypes.c_double)
 MODEL = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\n"
 

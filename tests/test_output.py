@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+from paths import ROOT
 
 from bayes_sor.cli.main import main
 from bayes_sor.errors import OutputError
 from bayes_sor.runs.output import check_destination, staging
 
-ROOT = Path(__file__).resolve().parents[1]
 HS_FIT = ["fit", str(ROOT / "models/holzinger_swineford.lav"), "--data",
           str(ROOT / "data/holzinger_swineford.csv"), "--scale", "none", "--likelihood",
           "marginal", "--chains", "2", "--tune", "100", "--no-report", "--no-progress",

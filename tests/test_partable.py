@@ -4,15 +4,14 @@ equality constraints, roles, and every ModelSpecError (with the line/variable an
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
+from paths import MODELS
 
 from bayes_sor.errors import BayesSORError, ModelSpecError, ModelSyntaxError
 from bayes_sor.spec.partable import COLUMNS, DEFAULT_PRIORS, ParTable, build_partable, row_name
 from bayes_sor.spec.syntax import parse
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
 STUDY_A = (MODELS / "impulse_buying.lav").read_text()
 STUDY_B = (MODELS / "purchase_intention.lav").read_text()
 LATENTS_A = ["PI", "AI", "MI", "SI", "CT", "IT", "IB"]

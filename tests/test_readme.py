@@ -19,10 +19,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
 from bayes_sor.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 EXAMPLE = "reports/impulse_buying"
 PYTHON_CHECK = "import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)"

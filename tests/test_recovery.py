@@ -5,11 +5,10 @@ a * d), not computed by the effects layer under test, and the moderator's latent
 are checked against the known distribution of its scores (IT ~ N(0, 1) under std.lv).
 """
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from paths import ROOT
 from scipy import stats
 
 from bayes_sor.model.simulate import latent_draws, simulate, truth_vector
@@ -19,7 +18,7 @@ from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
 pytestmark = [pytest.mark.slow, pytest.mark.correctness]
-ROOT = Path(__file__).resolve().parents[1]
+
 NOBS, SEED = 357, 2024
 STIMULI = ("PI", "AI", "MI", "SI")
 PERCENTILES = (16, 50, 84)

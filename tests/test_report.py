@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from fakes import answers
+from sem_models import MEDIATION
 
 from bayes_sor.cli.main import main
-from bayes_sor.model.simulate import simulate
 from bayes_sor.posterior.hypotheses import evaluate, verdict
 from bayes_sor.report.document import (
     Document,
@@ -33,21 +34,8 @@ from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.spec.partable import build_partable
 
-MODEL = """---
-scale: none
----
-# A small S-O-R model for the report tests
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ b*M + c*X
-ab := a*b
-# H1: M ~ X > 0
-# H2: indirect(X -> M -> Y) > 0
-# H3: Y ~ X > 0
-# H4: ab > 0
-"""
+MODEL = ("---\nscale: none\n---\n# A small S-O-R model for the report tests" + MEDIATION
+         + "# H1: M ~ X > 0\n# H2: indirect(X -> M -> Y) > 0\n# H3: Y ~ X > 0\n# H4: ab > 0\n")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -55,13 +43,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def fitted(tmp_path_factory):
     """One small marginal fit (2 chains x 200 draws) and its run folder."""
     folder = tmp_path_factory.mktemp("report")
-    pt = build_partable(MODEL)
-    values = {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.0}
-    params = pt.parameters.reset_index(drop=True)
-    par = np.array([values.get(n, r.value if r.free == 0 else
-                               {"=~": 0.9, "~1": 4.0, "~~": 0.5}.get(r.op, 0.2))
-                    for n, r in zip(pt.names, params.itertuples(), strict=True)])
-    data = simulate(pt, par, 250, seed=5, scale=None)
+    data = answers(build_partable(MODEL), {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.0}, 250, seed=5)
     settings = SamplerSettings(chains=2, draws=200, tune=200, seed=3, progressbar=False)
     result = fit(MODEL, data.round(3), settings=settings)
     out = write_run(result, folder / "run")

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from paths import ROOT
 
 from bayes_sor import fit
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.report.run_report import write_run
 from bayes_sor.sampling.samplers import SamplerSettings, _complete
 
-ROOT = Path(__file__).resolve().parents[1]
 #: attributes ArviZ / PyMC stamp on a trace that differ between otherwise identical runs;
 #: bayes_sor drops them, so that none is left to exempt from the comparison below
 RUN_SPECIFIC_ATTRS = {"created_at", "sampling_time"}

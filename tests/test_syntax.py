@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import MODELS
 
 from bayes_sor.errors import BayesSORError, ModelSyntaxError
 from bayes_sor.spec.partable import ParTable, build_partable
 from bayes_sor.spec.syntax import ModelSpec, Statement, parse
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
 MODEL_TEXTS = {p.name: p.read_text() for p in sorted(MODELS.glob("*.lav"))}
 
 
@@ -32,6 +31,17 @@ def syntax_error(text: str) -> ModelSyntaxError:
     with pytest.raises(ModelSyntaxError) as info:
         parse(text)
     return info.value
+
+
+def assert_error_at(text: str, line: int, column: int | None, pattern: str) -> ModelSyntaxError:
+    """``text`` fails to parse at ``line`` and ``column`` (None: any column) with a message
+    matching ``pattern``; the error, for further checks."""
+    error = syntax_error(text)
+    assert error.line == line, str(error)
+    if column is not None:
+        assert error.column == column, str(error)
+    assert re.search(pattern, str(error)), str(error)
+    return error
 
 
 # ---- golden parses of the bundled models -------------------------------------------------
@@ -281,9 +291,7 @@ def test_definition_over_several_lines():
     ],
 )
 def test_syntax_errors(text, line, column, message):
-    error = syntax_error(text)
-    assert (error.line, error.column) == (line, column), str(error)
-    assert re.search(message, str(error)), str(error)
+    error = assert_error_at(text, line, column, message)
     assert str(error).startswith(f"model line {line}, column {column}: ")
 
 
@@ -329,11 +337,7 @@ def test_errors_in_continued_statements_point_at_the_right_line():
     ],
 )
 def test_definition_errors(text, line, column, message):
-    error = syntax_error(text)
-    assert error.line == line, str(error)
-    if column is not None:
-        assert error.column == column, str(error)
-    assert re.search(message, str(error)), str(error)
+    assert_error_at(text, line, column, message)
 
 
 @pytest.mark.parametrize(
@@ -358,9 +362,7 @@ def test_definition_errors(text, line, column, message):
     ],
 )
 def test_header_errors(text, line, column, message):
-    error = syntax_error(text)
-    assert (error.line, error.column) == (line, column), str(error)
-    assert re.search(message, str(error)), str(error)
+    assert_error_at(text, line, column, message)
 
 
 @pytest.mark.parametrize(
@@ -368,9 +370,8 @@ def test_header_errors(text, line, column, message):
     [("\x00\x01\x02", 1, 1), ("F =~ x\nG =~\x00y", 2, 5), ("F =~ x\n\x00", 2, 1)],
 )
 def test_binary_text(text, line, column):
-    error = syntax_error(text)
-    assert (error.line, error.column) == (line, column)
-    assert "binary" in str(error) and "expected lavaan model syntax" in str(error)
+    error = assert_error_at(text, line, column, "binary")
+    assert "expected lavaan model syntax" in str(error)
 
 
 @pytest.mark.parametrize(
@@ -379,9 +380,7 @@ def test_binary_text(text, line, column):
      ("---\nscale: 1-7\n---\n# nothing", 4)],
 )
 def test_empty_models(text, line):
-    error = syntax_error(text)
-    assert (error.line, error.column) == (line, 1)
-    assert re.search(r"no statements; expected at least one 'factor =~ item1", str(error))
+    assert_error_at(text, line, 1, r"no statements; expected at least one 'factor =~ item1")
 
 
 def test_syntax_errors_are_bayes_sor_errors():
