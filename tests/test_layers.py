@@ -231,3 +231,24 @@ def test_report_sections_are_written_through_the_check_result_writer_alone():
                      if "bayes_sor.report.sections" in targets and not m.startswith(
                          "bayes_sor.report."))
     assert writers == ["bayes_sor.checks.result"]
+
+
+#: test files of a layer that test a behaviour across its modules rather than one module
+MIRROR_EXCEPTIONS = {
+    "cli_input",  # every bad input through the command line, one table
+    "moderator_percentiles",  # the moderator's latent percentiles, from model to effects
+    "marginal",  # the marginal likelihood against references, across model/
+}
+
+
+def test_test_folders_mirror_the_layers():
+    """tests/<layer>/ for each layer's tests; besides them only the whole-model correctness
+    checks and the reference scripts have folders of their own."""
+    folders = {p.name for p in (ROOT / "tests").iterdir()
+               if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders - set(LAYERS) <= {"correctness", "reference_scripts"}, folders
+    for folder in folders & set(LAYERS):
+        for test in (ROOT / "tests" / folder).glob("test_*.py"):
+            stem = test.stem.removeprefix("test_")
+            assert (PACKAGE / folder / f"{stem}.py").is_file() or stem in MIRROR_EXCEPTIONS, \
+                f"tests/{folder}/{test.name} has no module bayes_sor/{folder}/{stem}.py"

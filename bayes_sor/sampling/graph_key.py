@@ -37,7 +37,7 @@ from pytensor.tensor.type import TensorType
 #: the ``__eq__`` PyTensor's ``MetaType`` generates from ``__props__``
 _PROPS_EQ = "MetaType.__new__.<locals>.__eq__"
 #: hand-written ``__eq__`` methods that compare exactly the class's ``__props__`` (read in
-#: PyTensor 3.3's source; tests/test_graph_key.py fails if one stops doing so)
+#: PyTensor 3.3's source; tests/sampling/test_graph_key.py fails if one stops doing so)
 _PROPS_EQ_BY_HAND = (Elemwise.__eq__,)
 #: scalar ops' hand-written ``__eq__``: the class, ``output_types_preference`` and these
 _SCALAR_EQ = {ScalarOp.__eq__: (), LogicalComparison.__eq__: ("bool",),

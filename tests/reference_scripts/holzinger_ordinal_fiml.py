@@ -1,5 +1,5 @@
 """Full-information probit ML of the 3-category Holzinger-Swineford CFA: the constants
-``FIML_*`` of tests/test_ordinal.py.
+``FIML_*`` of tests/model/test_ordinal.py.
 
 Theta parameterisation (unit residual variances), std.lv (unit factor variances): 9 loadings,
 18 thresholds and 3 factor correlations maximise the likelihood computed by grid quadrature

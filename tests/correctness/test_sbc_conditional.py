@@ -3,7 +3,7 @@ latent constructs) fitted with the conditional likelihood: the sampled latent sc
 interaction term in the likelihood, the moderator's latent percentiles and the conditional
 indirect effects computed from them must give calibrated posteriors.
 
-Study A's own SBC (tests/test_sbc.py, 200 simulations, ~25 minutes) stays ``slow``; this one
+Study A's own SBC (tests/sbc/test_run.py, 200 simulations, ~25 minutes) stays ``slow``; this one
 fits in CI's correctness tier (``-m correctness``).
 """
 

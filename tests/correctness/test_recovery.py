@@ -53,7 +53,7 @@ def test_structural_paths_and_interaction_cover_the_truth(recovery):
     # With 11 paths, a calibrated posterior misses at least one 95% interval in about 40% of
     # data sets, so "all inside" would be a coin flip. Asserted instead: every path within 3
     # posterior SDs of the truth (family-wise false alarm about 3%) and at most one path
-    # outside its 95% interval (about 10%). SBC (tests/test_sbc.py) checks calibration itself.
+    # outside its 95% interval (about 10%). SBC (tests/sbc/test_run.py) checks calibration itself.
     z = (paths["mean"] - paths.truth) / paths["sd"]
     assert (z.abs() < 3).all(), paths.assign(z=z)[["lhs", "rhs", "truth", "mean", "z"]].to_string()
     outside = paths[(paths.truth < paths["ci.lower"]) | (paths.truth > paths["ci.upper"])]
