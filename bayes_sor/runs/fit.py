@@ -16,7 +16,8 @@ from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
 from bayes_sor.data.load import Dataset, Scale, load_data, parse_scale
 from bayes_sor.data.summary_statistics import SummaryData, load_summary
 from bayes_sor.errors import BayesSORError, ModelSpecError
-from bayes_sor.model.build import BuiltModel, pymc_model, raw_latent_names
+from bayes_sor.model.build import BuiltModel, pymc_model
+from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.parameterisation import centred_latents
 from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
 from bayes_sor.posterior.effects import (
