@@ -5,7 +5,7 @@ Four methods estimate the same quantities of one model, and one table sets them 
 * **Bayesian**: a finished run (``--run``) or a fit made here: posterior means and credible
   intervals, read from its ``estimates.csv`` / ``effects.csv`` (model metric) and, standardised,
   from its posterior draws.
-* **ML SEM** (:func:`bayes_sor.comparison.frequentist.ml_sem_fit`): the same parameter table by
+* **ML SEM** (:func:`bayes_sor.comparison.ml_sem.ml_sem_fit`): the same parameter table by
   maximum likelihood, every interval a percentile bootstrap; a latent interaction by
   double-mean-centred product indicators.
 * **the study's approach**: composite scores (item means), standardised OLS of each model
