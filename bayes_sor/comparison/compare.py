@@ -38,7 +38,8 @@ import pandas as pd
 from bayes_sor.comparison.compare_report import write_outputs
 from bayes_sor.comparison.published import read_published
 from bayes_sor.comparison.table import MethodEstimates, comparison_table
-from bayes_sor.data.load import load_data, read_csv
+from bayes_sor.data.csv_reader import read_csv
+from bayes_sor.data.load import load_data
 from bayes_sor.errors import BayesSORError, DataError, ModelSpecError
 from bayes_sor.report.run_report import write_run
 from bayes_sor.runs.fit import fit, read_model

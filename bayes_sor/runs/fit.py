@@ -13,7 +13,8 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
-from bayes_sor.data.load import Dataset, Scale, load_data, parse_scale
+from bayes_sor.data.load import Dataset, load_data
+from bayes_sor.data.scale import Scale, parse_scale
 from bayes_sor.data.summary_statistics import SummaryData, load_summary
 from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.model.build import BuiltModel, pymc_model

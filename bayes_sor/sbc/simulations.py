@@ -36,7 +36,7 @@ from pymc.initial_point import make_initial_point_fn
 from pymc.pytensorf import compile as compile_pymc
 from pymc.pytensorf import reseed_rngs
 
-from bayes_sor.data.load import parse_scale
+from bayes_sor.data.scale import parse_scale
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.build import pymc_model
 from bayes_sor.model.marginal import sufficient_statistics
