@@ -376,7 +376,26 @@ def build_partable(
         raise ModelSpecError(
             f"unknown identification {identification!r}; use 'std.lv' or 'marker'"
         )
-    for source, given in (("the header's 'priors'", options.get("priors")), ("priors", priors)):
+    merged_priors = _merged_priors(options.get("priors"), priors, prior_scale)
+    rows, latents, indicators, measured = _model_rows(spec)
+    ordinal = options.get("ordinal") if ordinal is None else ordinal
+    ordinal_items = _resolve_ordinal(ordinal, measured)
+    ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
+    rows += _default_rows(rows, latents, indicators, identification, ordinal_items)
+    table = _full_table(rows, latents, identification, merged_priors)
+    options.update(identification=identification, ordinal=list(dict.fromkeys(ordinal_items)),
+                   priors=merged_priors, prior_scale=prior_scale)
+    partable = ParTable(table, options, spec.hypotheses, spec.text)
+    partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
+    _check_identification(partable)
+    return partable
+
+
+def _merged_priors(header: object, priors: dict[str, str] | None,
+                   prior_scale: float) -> dict[str, str]:
+    """The prior of each kind: the defaults, overridden by the header's ``priors`` and then by
+    the ``priors`` argument, widened by ``prior_scale``."""
+    for source, given in (("the header's 'priors'", header), ("priors", priors)):
         if given and (
             not isinstance(given, dict)
             or not all(isinstance(v, str) for v in given.values())
@@ -385,7 +404,7 @@ def build_partable(
                 f"{source} must map parameter kinds to prior text, e.g. "
                 f"{{loadings: 'normal(0,5)'}}; got {given!r}"
             )
-    merged_priors = {**DEFAULT_PRIORS, **(options.get("priors") or {}), **(priors or {})}
+    merged_priors = {**DEFAULT_PRIORS, **(header or {}), **(priors or {})}
     unknown = set(merged_priors) - set(DEFAULT_PRIORS)
     if unknown:
         raise ModelSpecError(
@@ -393,6 +412,12 @@ def build_partable(
         )
     if prior_scale != 1:
         merged_priors = {kind: widen(text, prior_scale) for kind, text in merged_priors.items()}
+    return merged_priors
+
+
+def _model_rows(spec: ModelSpec) -> tuple[list[dict], list[str], list[str], list[str]]:
+    """The user's rows plus those of observed structural variables, with the latents (observed
+    structural variables included), the indicators (likewise) and the measured items."""
     rows = _user_rows(spec.statements)
     latents = list(dict.fromkeys(r["lhs"] for r in rows if r["op"] == "=~"))
     indicators = list(dict.fromkeys(r["rhs"] for r in rows if r["op"] == "=~"))
@@ -403,14 +428,13 @@ def build_partable(
             "'name =~ item1 + item2 + item3'"
         )
     _check_roles(rows, set(latents), set(indicators), set(structural))
-    measured = indicators
     rows += _observed_rows(structural)
-    latents += structural
-    indicators = indicators + structural
-    ordinal = options.get("ordinal") if ordinal is None else ordinal
-    ordinal_items = _resolve_ordinal(ordinal, measured)
-    ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
-    rows += _default_rows(rows, latents, indicators, identification, ordinal_items)
+    return rows, latents + structural, indicators + structural, indicators
+
+
+def _full_table(rows: list[dict], latents: list[str], identification: str,
+                merged_priors: dict[str, str]) -> pd.DataFrame:
+    """Rows -> the table: fixed values, exogenous pairs, free numbers and priors."""
     table = pd.DataFrame(rows)
     table["fixed_flag"] = table.fixed.notna()
     value = table.fixed.where(table.fixed_flag, table.start)
@@ -431,12 +455,7 @@ def build_partable(
     ]
     table = table[COLUMNS].reset_index(drop=True)
     table["label"] = table["label"].fillna("")
-    options.update(identification=identification, ordinal=list(dict.fromkeys(ordinal_items)),
-                   priors=merged_priors, prior_scale=prior_scale)
-    partable = ParTable(table, options, spec.hypotheses, spec.text)
-    partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
-    _check_identification(partable)
-    return partable
+    return table
 
 
 def _resolve_ordinal(ordinal: list[str] | str | None, indicators: list[str]) -> list[str]:
