@@ -219,7 +219,6 @@ def _observed_rows(names: list[str]) -> list[dict]:
 
 def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
                  structural: set[str] = frozenset()) -> None:
-    defined = {r["lhs"] for r in rows if r["op"] == ":="}
     latents = latents | structural  # observed structural variables play the latents' role
     for r in rows:
         if r["op"] == "=~" and r["rhs"] in latents:
@@ -229,26 +228,7 @@ def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
                 f"('{r['rhs']} ~ {r['lhs']}')"
             )
         if r["op"] == "~":
-            if r["lhs"] not in latents:
-                raise ModelSpecError(
-                    f"model line {r['line']}: the outcome {r['lhs']!r} of a regression is an "
-                    "indicator; regressions in bayes_sor are among latent variables and observed "
-                    "variables that are not indicators: define it with "
-                    f"'{r['lhs']} =~ item1 + item2 + item3'"
-                )
-            for part in r["rhs"].split(":"):
-                if part not in latents:
-                    raise ModelSpecError(
-                        f"model line {r['line']}: the predictor {part!r} in '{r['lhs']} ~ "
-                        f"{r['rhs']}' is an indicator, not a latent variable of the model; "
-                        f"define it with '{part} =~ ...' or correct the name"
-                    )
-            if r["rhs"].count(":") > 1:
-                raise ModelSpecError(
-                    f"model line {r['line']}: only two-way interactions are supported "
-                    f"('{r['rhs']}'); use products of two latents such as "
-                    f"'{r['lhs']} ~ {':'.join(r['rhs'].split(':')[:2])}'"
-                )
+            _check_regression(r, latents)
         if r["op"] in ("~~", "~1", "|") and r["lhs"] not in latents | observed:
             raise ModelSpecError(
                 f"model line {r['line']}: {r['lhs']!r} is not a variable of the model; "
@@ -264,12 +244,43 @@ def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
                 f"model line {r['line']}: the defined name {r['lhs']!r} is already a variable; "
                 "give the definition another name"
             )
-    if len(defined) != sum(r["op"] == ":=" for r in rows):
-        lines: dict[str, list[int]] = {}
-        for r in rows:
-            if r["op"] == ":=":
-                lines.setdefault(r["lhs"], []).append(r["line"])
-        name, where = next((n, ls) for n, ls in lines.items() if len(ls) > 1)
+    _check_defined_once(rows)
+
+
+def _check_regression(r: dict, latents: set[str]) -> None:
+    """A regression row: outcome and predictors are latents (or observed structural
+    variables), products of two at most."""
+    if r["lhs"] not in latents:
+        raise ModelSpecError(
+            f"model line {r['line']}: the outcome {r['lhs']!r} of a regression is an "
+            "indicator; regressions in bayes_sor are among latent variables and observed "
+            "variables that are not indicators: define it with "
+            f"'{r['lhs']} =~ item1 + item2 + item3'"
+        )
+    for part in r["rhs"].split(":"):
+        if part not in latents:
+            raise ModelSpecError(
+                f"model line {r['line']}: the predictor {part!r} in '{r['lhs']} ~ "
+                f"{r['rhs']}' is an indicator, not a latent variable of the model; "
+                f"define it with '{part} =~ ...' or correct the name"
+            )
+    if r["rhs"].count(":") > 1:
+        raise ModelSpecError(
+            f"model line {r['line']}: only two-way interactions are supported "
+            f"('{r['rhs']}'); use products of two latents such as "
+            f"'{r['lhs']} ~ {':'.join(r['rhs'].split(':')[:2])}'"
+        )
+
+
+def _check_defined_once(rows: list[dict]) -> None:
+    """Every ':=' name is defined on one line only."""
+    lines: dict[str, list[int]] = {}
+    for r in rows:
+        if r["op"] == ":=":
+            lines.setdefault(r["lhs"], []).append(r["line"])
+    twice = next(((n, ls) for n, ls in lines.items() if len(ls) > 1), None)
+    if twice:
+        name, where = twice
         raise ModelSpecError(
             f"model lines {', '.join(map(str, where))}: the ':=' name {name!r} is defined twice; "
             "give each definition its own name"
@@ -483,7 +494,16 @@ def _resolve_ordinal(ordinal: list[str] | str | None, indicators: list[str]) -> 
 
 
 def _check_identification(pt: ParTable) -> None:
-    """Counting rules and scale checks that catch unidentified models before sampling."""
+    """Counting rules and scale checks that catch unidentified models before sampling, then the
+    labels and ':=' definitions."""
+    _check_scales(pt)
+    _check_labels(pt)
+    _check_definitions(pt)
+
+
+def _check_scales(pt: ParTable) -> None:
+    """No more free parameters than moments; every latent scaled, none by a lone item with a
+    free residual variance."""
     t = pt.table
     p = len(pt.indicators)
     moments = p * (p + 1) // 2 + p
@@ -508,7 +528,11 @@ def _check_identification(pt: ParTable) -> None:
                 f"latent {f!r} has a single indicator {loads.rhs.iloc[0]!r} with a free residual "
                 f"variance: fix it ('{loads.rhs.iloc[0]} ~~ 0*{loads.rhs.iloc[0]}') or add items"
             )
-    labels = t[t.label != ""]
+
+
+def _check_labels(pt: ParTable) -> None:
+    """A label names one kind of parameter, all free or all fixed to one value, and no ':='."""
+    labels = pt.table[pt.table.label != ""]
     for label, group in labels.groupby("label"):
         kinds = {kind_of(r.op, r.lhs, r.rhs) for r in group.itertuples()}
         if len(kinds) > 1:
@@ -527,7 +551,12 @@ def _check_identification(pt: ParTable) -> None:
         raise ModelSpecError(
             f"the defined name(s) {clash} are also parameter labels; give each ':=' its own name"
         )
-    known = set(labels.label)  # and the names defined on earlier lines (added below)
+
+
+def _check_definitions(pt: ParTable) -> None:
+    """Each ':=' uses only labels and names defined on earlier lines."""
+    t = pt.table
+    known = set(t.label[t.label != ""])  # and the names defined on earlier lines (added below)
     for r in pt.defined.itertuples():
         names = {n.id for n in ast.walk(ast.parse(r.rhs.replace("^", "**"), mode="eval"))
                  if isinstance(n, ast.Name)}
