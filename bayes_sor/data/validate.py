@@ -135,16 +135,24 @@ def numeric_answers(
 
 
 def check_finite(values: pd.DataFrame, where: str, rows: Callable) -> None:
-    problems = []
-    for item in values:
-        bad = np.isinf(values[item].to_numpy())
-        if bad.any():
-            problems.append(column_problem(item, rows(values.index[bad]), values[item][bad]))
+    problems = _offending_cells(values, list(values), rows, np.isinf)
     if problems:
         raise DataError(
             f"{where} has infinite values: {summarised(problems)}; replace them with the "
             "actual answers (or empty cells if the answer is missing)"
         )
+
+
+def _offending_cells(values: pd.DataFrame, items: list[str], rows: Callable,
+                     offending: Callable[[pd.Series], pd.Series]) -> list[str]:
+    """One :func:`~bayes_sor.data.messages.column_problem` per item with offending cells."""
+    problems = []
+    for item in items:
+        column = values[item]
+        bad = np.asarray(offending(column))
+        if bad.any():
+            problems.append(column_problem(item, rows(values.index[bad]), column[bad]))
+    return problems
 
 
 def check_present(values: pd.DataFrame, where: str) -> None:
@@ -157,14 +165,10 @@ def check_present(values: pd.DataFrame, where: str) -> None:
 
 
 def check_scale(values: pd.DataFrame, scale: Scale, where: str, rows: Callable) -> None:
-    problems = []
-    for item in values:
-        column = values[item]
-        bad = (
-            column.notna() & ((column < scale.low) | (column > scale.high) | ~_whole(column))
-        ).to_numpy()
-        if bad.any():
-            problems.append(column_problem(item, rows(values.index[bad]), column[bad]))
+    problems = _offending_cells(
+        values, list(values), rows,
+        lambda column: column.notna()
+        & ((column < scale.low) | (column > scale.high) | ~_whole(column)))
     if problems:
         raise DataError(
             f"{where} has answers outside the declared scale {scale} or not whole numbers: "
@@ -176,12 +180,8 @@ def check_scale(values: pd.DataFrame, scale: Scale, where: str, rows: Callable) 
 def check_ordinal_whole(
     values: pd.DataFrame, ordinal: list[str], where: str, rows: Callable
 ) -> None:
-    problems = []
-    for item in ordinal:
-        column = values[item]
-        bad = (column.notna() & ~_whole(column)).to_numpy()
-        if bad.any():
-            problems.append(column_problem(item, rows(values.index[bad]), column[bad]))
+    problems = _offending_cells(values, ordinal, rows,
+                                lambda column: column.notna() & ~_whole(column))
     if problems:
         raise DataError(
             f"{where}: ordinal items must be whole-number categories, but some answers are "
