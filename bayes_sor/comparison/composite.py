@@ -42,6 +42,7 @@ def numeric_items(partable: ParTable, data: pd.DataFrame) -> pd.DataFrame:
 
 
 def items_of(partable: ParTable, latent: str) -> list[str]:
+    """The items measuring ``latent``."""
     t = partable.table
     return list(t.rhs[(t.op == "=~") & (t.lhs == latent)])
 

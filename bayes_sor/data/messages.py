@@ -16,6 +16,7 @@ SHOW_TEXT = 40
 
 
 def shown_value(value: object) -> str:
+    """A cell as a message shows it: whole floats without '.0', long texts cut."""
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     if isinstance(value, str):
@@ -25,6 +26,7 @@ def shown_value(value: object) -> str:
 
 
 def column_problem(item: str, where: list[str], values: Iterable[object]) -> str:
+    """'column 'x1' (line 4: 9, ...)': the first offending cells of one column."""
     values = list(values)
     shown = ", ".join(
         f"{w}: {shown_value(v)}" for w, v in zip(where[:SHOW_LINES], values, strict=False)
@@ -34,6 +36,7 @@ def column_problem(item: str, where: list[str], values: Iterable[object]) -> str
 
 
 def summarised(problems: list[str]) -> str:
+    """The first problems, joined, and how many more."""
     shown = "; ".join(problems[:SHOW_COLUMNS])
     more = len(problems) - SHOW_COLUMNS
     return shown + (f"; and {more} more" if more > 0 else "")
@@ -49,6 +52,7 @@ def listed_rows(labels: Iterable[Hashable], in_file: bool) -> str:
 
 
 def quoted(names: Iterable[object], last: str = "and") -> str:
+    """'a', 'b' and 'c' (or ``last``)."""
     names = [repr(str(n)) for n in names]
     if len(names) <= 1:
         return "".join(names)

@@ -26,6 +26,7 @@ from bayes_sor.errors import DataError
 
 
 def resolve_ordinal(ordinal: list[str] | str | None, items: list[str]) -> list[str]:
+    """``ordinal`` (``"all"``, comma-separated text or a list) as item names of the model."""
     if not ordinal:
         return []
     if isinstance(ordinal, str):
@@ -40,6 +41,7 @@ def resolve_ordinal(ordinal: list[str] | str | None, items: list[str]) -> list[s
 
 
 def check_unique_columns(frame: pd.DataFrame, where: str) -> None:
+    """A DataFrame repeats no column name (a file's header is checked when read)."""
     duplicated = list(dict.fromkeys(frame.columns[frame.columns.duplicated()]))
     if duplicated:
         raise DataError(
@@ -70,6 +72,7 @@ def check_regression_names(frame: pd.DataFrame, observed: list[str], latents: li
 
 
 def check_columns(frame: pd.DataFrame, items: list[str], where: str) -> None:
+    """Every item of the model is a column; the nearest names are suggested."""
     available = [str(c) for c in frame.columns]
     absent = [item for item in items if item not in frame.columns]
     if not absent:
@@ -100,6 +103,7 @@ def check_columns(frame: pd.DataFrame, items: list[str], where: str) -> None:
 def numeric_answers(
     frame: pd.DataFrame, items: list[str], where: str, rows: Callable, in_file: bool
 ) -> pd.DataFrame:
+    """The items' answers as floats; texts that are not numbers are refused, quoted."""
     columns, problems, hints = {}, [], set()
     for item in items:
         numbers, bad = coerce(frame[item])
@@ -135,6 +139,7 @@ def numeric_answers(
 
 
 def check_finite(values: pd.DataFrame, where: str, rows: Callable) -> None:
+    """No infinite answer."""
     problems = _offending_cells(values, list(values), rows, np.isinf)
     if problems:
         raise DataError(
@@ -156,6 +161,7 @@ def _offending_cells(values: pd.DataFrame, items: list[str], rows: Callable,
 
 
 def check_present(values: pd.DataFrame, where: str) -> None:
+    """Every item has at least one answer."""
     empty = [item for item in values if values[item].isna().all()]
     if empty:
         raise DataError(
@@ -165,6 +171,7 @@ def check_present(values: pd.DataFrame, where: str) -> None:
 
 
 def check_scale(values: pd.DataFrame, scale: Scale, where: str, rows: Callable) -> None:
+    """Every answer is a whole number inside the declared scale."""
     problems = _offending_cells(
         values, list(values), rows,
         lambda column: column.notna()
@@ -180,6 +187,7 @@ def check_scale(values: pd.DataFrame, scale: Scale, where: str, rows: Callable) 
 def check_ordinal_whole(
     values: pd.DataFrame, ordinal: list[str], where: str, rows: Callable
 ) -> None:
+    """Every answer of an ordinal item is a whole-number category."""
     problems = _offending_cells(values, ordinal, rows,
                                 lambda column: column.notna() & ~_whole(column))
     if problems:
@@ -193,6 +201,7 @@ def check_ordinal_whole(
 def check_variation(
     values: pd.DataFrame, ordinal: list[str], where: str, after_drop: bool
 ) -> None:
+    """Every item has two or more distinct answers."""
     problems = []
     for item in values:
         observed = values[item].dropna().unique()

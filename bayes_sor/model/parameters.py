@@ -195,10 +195,12 @@ def _place(stage: pt.TensorVariable, params: pd.DataFrame, ids: list[int],
 
 
 def named_par(par: pt.TensorVariable) -> pt.TensorVariable:
+    """``par`` as the deterministic the posterior stores (dim ``param``)."""
     return pm.Deterministic("par", par, dims="param")
 
 
 def model_matrices(par: pt.TensorVariable, rep: Representation) -> dict[str, pt.TensorVariable]:
+    """Lambda, B, Psi, Theta and nu read from ``par`` (0 where the table has no row)."""
     ext = pt.concatenate([par, pt.zeros(1)])
     return {
         "lambda": ext[rep.lambda_],
