@@ -238,6 +238,7 @@ MIRROR_EXCEPTIONS = {
     "cli_input",  # every bad input through the command line, one table
     "moderator_percentiles",  # the moderator's latent percentiles, from model to effects
     "marginal",  # the marginal likelihood against references, across model/
+    "frequentist",  # ml_sem and composite against the same lavaan / PROCESS references
 }
 
 

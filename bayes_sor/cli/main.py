@@ -17,7 +17,8 @@ from typing import NoReturn
 
 import pandas as pd
 
-from bayes_sor.data.load import parse_scale, read_csv
+from bayes_sor.data.csv_reader import read_csv
+from bayes_sor.data.scale import parse_scale
 from bayes_sor.errors import BayesSORError
 from bayes_sor.files import check_file_destination, write_atomic
 from bayes_sor.model.simulate import (

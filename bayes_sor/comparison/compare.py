@@ -5,7 +5,7 @@ Four methods estimate the same quantities of one model, and one table sets them 
 * **Bayesian**: a finished run (``--run``) or a fit made here: posterior means and credible
   intervals, read from its ``estimates.csv`` / ``effects.csv`` (model metric) and, standardised,
   from its posterior draws.
-* **ML SEM** (:func:`bayes_sor.comparison.frequentist.ml_sem_fit`): the same parameter table by
+* **ML SEM** (:func:`bayes_sor.comparison.ml_sem.ml_sem_fit`): the same parameter table by
   maximum likelihood, every interval a percentile bootstrap; a latent interaction by
   double-mean-centred product indicators.
 * **the study's approach**: composite scores (item means), standardised OLS of each model
@@ -38,7 +38,8 @@ import pandas as pd
 from bayes_sor.comparison.compare_report import write_outputs
 from bayes_sor.comparison.published import read_published
 from bayes_sor.comparison.table import MethodEstimates, comparison_table
-from bayes_sor.data.load import load_data, read_csv
+from bayes_sor.data.csv_reader import read_csv
+from bayes_sor.data.load import load_data
 from bayes_sor.errors import BayesSORError, DataError, ModelSpecError
 from bayes_sor.report.run_report import write_run
 from bayes_sor.runs.fit import fit, read_model

@@ -18,17 +18,17 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.checks.reliability import cronbach_alpha
-from bayes_sor.comparison.frequentist import (
+from bayes_sor.comparison.composite import (
     OLSFit,
     _batched_ols,
     _design,
     baron_kenny,
     composite_scores,
-    ml_sem_fit,
     moderation,
     moderator_points,
     ols,
 )
+from bayes_sor.comparison.ml_sem import ml_sem_fit
 from bayes_sor.comparison.published import KEY, Published, baron_kenny_quantity, moderation_quantity
 from bayes_sor.comparison.table import VALUE_COLUMNS, MethodEstimates
 from bayes_sor.errors import BayesSORError, ModelSpecError
@@ -295,7 +295,7 @@ def _composite_rows(cp: ParTable, centred: pd.DataFrame, equations: list[_Equati
 def _resampled_coefficients(equations: list[_Equation], centred: pd.DataFrame, boot: int,
                             seed: int) -> dict[str, np.ndarray]:
     """Each equation's term coefficients (1 + boot, n_terms): the estimates, then one row per
-    resample, drawn as :func:`~bayes_sor.comparison.frequentist.process_model14` draws them."""
+    resample, drawn as :func:`~bayes_sor.comparison.composite.process_model14` draws them."""
     n = len(centred)
     idx = np.random.default_rng(seed).integers(0, n, size=(boot, n))
     coefs = {}
@@ -327,7 +327,7 @@ def study_estimates(partable: ParTable, data: pd.DataFrame, controls: pd.DataFra
     Composites are mean-centred (so a product term is the mean-centred product and lower-order
     terms are effects at the other variable's mean, as in the Bayesian model). For one
     X -> M -> Y path with W on the b path and the other predictors as covariates the effects
-    equal :func:`~bayes_sor.comparison.frequentist.process_model14`'s, intervals included.
+    equal :func:`~bayes_sor.comparison.composite.process_model14`'s, intervals included.
     """
     if boot < 2:
         raise BayesSORError("--process-boot must be at least 2 (5000 for reported intervals)")

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from bayes_sor.data.load import Scale, parse_scale
+from bayes_sor.data.scale import Scale, parse_scale
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.spec.partable import ParTable, add_thresholds
 

@@ -11,10 +11,10 @@ its answers only through their number n_k, mean and scatter (biased covariance):
 so the cost grows with the number of patterns, not with N. Pattern means and scatters are
 stored padded to all p items (0 at unanswered items). Here the inverse and determinant of each
 Sigma_oo come from the precision matrix Sigma^-1 and the small block of the unanswered items
-(Schur complements). :func:`bayes_sor.model.build.casewise_likelihood` evaluates the same likelihood
-with the same identities in PyTensor (for sampling); this NumPy version serves draws in bulk
-(log-likelihood for LOO, posterior predictive checks), where a compiled graph per call would
-cost more than it saves.
+(Schur complements). :func:`bayes_sor.model.marginal.casewise_likelihood` evaluates the same
+likelihood with the same identities in PyTensor (for sampling); this NumPy version serves draws
+in bulk (log-likelihood for LOO, posterior predictive checks), where a compiled graph per call
+would cost more than it saves.
 
 The saturated model (unrestricted mean and covariance) is fitted by EM (Dempster, Laird & Rubin
 1977; lavaan's ``h1`` for ``missing = "ml"``), also from the pattern statistics. Its moments

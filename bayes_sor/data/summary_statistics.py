@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
-from bayes_sor.data.load import read_csv_bytes
+from bayes_sor.data.csv_reader import read_csv_bytes
 from bayes_sor.errors import DataError
 
 #: Relative tolerance for symmetry (published matrices are rounded, typically to 3 decimals).

@@ -15,7 +15,7 @@ import pandas as pd
 import pymc as pm
 
 from bayes_sor.data.categories import declared_scale
-from bayes_sor.data.load import Scale
+from bayes_sor.data.scale import Scale
 from bayes_sor.errors import DataError
 from bayes_sor.model.build import pymc_model
 from bayes_sor.model.ordinal import sort_thresholds

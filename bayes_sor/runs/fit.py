@@ -13,10 +13,12 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
-from bayes_sor.data.load import Dataset, Scale, load_data, parse_scale
+from bayes_sor.data.load import Dataset, load_data
+from bayes_sor.data.scale import Scale, parse_scale
 from bayes_sor.data.summary_statistics import SummaryData, load_summary
 from bayes_sor.errors import BayesSORError, ModelSpecError
-from bayes_sor.model.build import BuiltModel, pymc_model, raw_latent_names
+from bayes_sor.model.build import BuiltModel, pymc_model
+from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.parameterisation import centred_latents
 from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
 from bayes_sor.posterior.effects import (
@@ -149,19 +151,9 @@ def fit(
     settings.validate()
     if not 0 < ci_prob < 1:
         raise BayesSORError(f"--ci must lie between 0 and 1 (e.g. 0.95), got {ci_prob}")
-    partable = model if isinstance(model, ParTable) else build_partable(
-        read_model(model), identification=identification, ordinal=ordinal,
-        prior_scale=prior_scale)
-    if moderator_values is not None:
-        partable = replace(partable, options={
-            **partable.options, "moderator_values": check_moderator_values(moderator_values)})
-    named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
-    check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
-    centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
-    if scale is None:
-        scale = partable.options.get("scale")
-    if not isinstance(scale, Scale):
-        scale = parse_scale(scale)
+    partable = _checked_model(model, identification, ordinal, prior_scale, moderator_values,
+                              latent_scores)
+    scale = _declared_scale(partable, scale)
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
     source = next((v for v in (data, cov, cor) if v is not None), None)
     stage("reading the data" + (f" ({source})" if isinstance(source, str | Path) else ""))
@@ -172,6 +164,52 @@ def fit(
                        latent_scores=latent_scores)
     idata = sample(built, settings, stage)
     stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
+    posterior, effects = _posterior_with_effects(idata, built, partable, dataset,
+                                                 settings.seed, save_latent)
+    idata["posterior"] = xr.DataTree(dataset=posterior)
+    idata["observed_data"] = xr.DataTree(dataset=_observed_data(dataset, partable))
+    _record_provenance(idata, partable, dataset, settings, built, moderator_values is not None,
+                       scale)
+    estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
+    return FitResult(
+        partable=partable, dataset=dataset, built=built, idata=idata, estimates=estimates,
+        effects=effects_table(effects, ci_prob, hdi),
+        hypotheses=evaluate(partable, posterior, ci_prob),
+        diagnostics=check_convergence(idata, estimates), settings=settings, ci_prob=ci_prob,
+        hdi=hdi,
+    )
+
+
+def _checked_model(model: str | Path | ParTable, identification: str | None,
+                   ordinal: list[str] | str | None, prior_scale: float,
+                   moderator_values: dict[str, list[float]] | None,
+                   latent_scores: str | None) -> ParTable:
+    """The parameter table, with every mistake the model alone shows raised before the data
+    are read."""
+    partable = model if isinstance(model, ParTable) else build_partable(
+        read_model(model), identification=identification, ordinal=ordinal,
+        prior_scale=prior_scale)
+    if moderator_values is not None:
+        partable = replace(partable, options={
+            **partable.options, "moderator_values": check_moderator_values(moderator_values)})
+    named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
+    check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
+    centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
+    return partable
+
+
+def _declared_scale(partable: ParTable, scale: Scale | str | None) -> Scale | None:
+    """The Likert range given, else the model header's ``scale`` option."""
+    if scale is None:
+        scale = partable.options.get("scale")
+    return scale if isinstance(scale, Scale) else parse_scale(scale)
+
+
+def _posterior_with_effects(idata: xr.DataTree, built: BuiltModel, partable: ParTable,
+                            dataset: Dataset | SummaryData, seed: int,
+                            save_latent: bool) -> tuple[xr.Dataset, xr.DataArray]:
+    """The posterior plus ``effects`` per draw; latent scores kept only when asked for (drawn
+    afterwards for a marginal fit)."""
     posterior = idata["posterior"].to_dataset()
     quantiles = posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior \
         else None
@@ -180,36 +218,28 @@ def fit(
                                 sample_shape=posterior["par"].shape[:2])
     posterior["effects"] = effects
     if save_latent and built.likelihood == "marginal":
-        posterior["latent_scores"] = _marginal_scores(built, posterior, dataset, settings.seed)
+        posterior["latent_scores"] = _marginal_scores(built, posterior, dataset, seed)
     if not save_latent:
         posterior = posterior.drop_vars([v for v in raw_latent_names(built.model)
                                          if v in posterior])
-    idata["posterior"] = xr.DataTree(dataset=posterior)
-    idata["observed_data"] = xr.DataTree(dataset=_observed_data(dataset, partable))
+    return posterior, effects
+
+
+def _record_provenance(idata: xr.DataTree, partable: ParTable, dataset: Dataset | SummaryData,
+                       settings: SamplerSettings, built: BuiltModel, moderator_values: bool,
+                       scale: Scale | None) -> None:
+    """The run's attributes: :func:`provenance`, the centred latents, the moderator values
+    given, the category notes of ordinal items."""
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
     if built.likelihood == "conditional":
         idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
-    if moderator_values is not None:
+    if moderator_values:
         idata.attrs["bayes_sor_moderator_values"] = json.dumps(
             partable.options["moderator_values"])
     if isinstance(dataset, Dataset) and partable.ordinal_items():
         scale_range = (scale.low, scale.high) if scale is not None else None
         idata.attrs["bayes_sor_category_notes"] = json.dumps(
             category_notes(dataset.frame, partable.ordinal_items(), scale_range))
-    estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
-    return FitResult(
-        partable=partable,
-        dataset=dataset,
-        built=built,
-        idata=idata,
-        estimates=estimates,
-        effects=effects_table(effects, ci_prob, hdi),
-        hypotheses=evaluate(partable, posterior, ci_prob),
-        diagnostics=check_convergence(idata, estimates),
-        settings=settings,
-        ci_prob=ci_prob,
-        hdi=hdi,
-    )
 
 
 def _load_inputs(partable: ParTable, data, summary: dict, scale: Scale | None, missing: str,

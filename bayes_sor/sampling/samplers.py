@@ -54,7 +54,8 @@ def sample(built: BuiltModel, settings: SamplerSettings,
            stage: StageReporter = quiet) -> xr.DataTree:
     """Sample the posterior; returns an ArviZ DataTree with ``posterior`` and ``sample_stats``.
 
-    Chains start from the data-based values of :func:`bayes_sor.model.build.initial_values`, without
+    Chains start from the data-based values of
+    :func:`bayes_sor.model.start_values.initial_values`, without
     jitter: a jittered start can put a loading on the wrong side of zero, and the chain then
     explores a sign-flipped copy of the posterior. ``stage`` is told when compiling (cached or
     not) and sampling begin.

@@ -36,11 +36,13 @@ from pymc.initial_point import make_initial_point_fn
 from pymc.pytensorf import compile as compile_pymc
 from pymc.pytensorf import reseed_rngs
 
-from bayes_sor.data.load import parse_scale
+from bayes_sor.data.scale import parse_scale
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.model.build import ItemMoments, initial_values, pymc_model, sufficient_statistics
+from bayes_sor.model.build import pymc_model
+from bayes_sor.model.marginal import sufficient_statistics
 from bayes_sor.model.ordinal import sort_thresholds
 from bayes_sor.model.simulate import latent_draws, scale_thresholds, simulate
+from bayes_sor.model.start_values import ItemMoments, initial_values
 from bayes_sor.posterior.effects import effect_draws, effects_dataarray
 from bayes_sor.sampling.nutpie_cache import compile_pymc_model
 from bayes_sor.sampling.samplers import SamplerSettings, sample
@@ -231,7 +233,7 @@ class Fitter:
         self.likelihood = likelihood
         self.built = pymc_model(partable, example, likelihood=likelihood)
         # The shortcut computes what a rebuilt model would hold; it is used only where it
-        # agrees with the rebuild on this data set, so a change in model/build.py cannot make SBC
+        # agrees with the rebuild on this data set, so a change in model/ cannot make SBC
         # fit stale data: it would fall back to rebuilding (slower, never wrong).
         self.fast = (self.built.likelihood == "marginal"
                      and _same(self._shortcut(example), self._rebuilt(example)))

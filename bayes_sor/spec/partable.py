@@ -219,7 +219,6 @@ def _observed_rows(names: list[str]) -> list[dict]:
 
 def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
                  structural: set[str] = frozenset()) -> None:
-    defined = {r["lhs"] for r in rows if r["op"] == ":="}
     latents = latents | structural  # observed structural variables play the latents' role
     for r in rows:
         if r["op"] == "=~" and r["rhs"] in latents:
@@ -229,26 +228,7 @@ def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
                 f"('{r['rhs']} ~ {r['lhs']}')"
             )
         if r["op"] == "~":
-            if r["lhs"] not in latents:
-                raise ModelSpecError(
-                    f"model line {r['line']}: the outcome {r['lhs']!r} of a regression is an "
-                    "indicator; regressions in bayes_sor are among latent variables and observed "
-                    "variables that are not indicators: define it with "
-                    f"'{r['lhs']} =~ item1 + item2 + item3'"
-                )
-            for part in r["rhs"].split(":"):
-                if part not in latents:
-                    raise ModelSpecError(
-                        f"model line {r['line']}: the predictor {part!r} in '{r['lhs']} ~ "
-                        f"{r['rhs']}' is an indicator, not a latent variable of the model; "
-                        f"define it with '{part} =~ ...' or correct the name"
-                    )
-            if r["rhs"].count(":") > 1:
-                raise ModelSpecError(
-                    f"model line {r['line']}: only two-way interactions are supported "
-                    f"('{r['rhs']}'); use products of two latents such as "
-                    f"'{r['lhs']} ~ {':'.join(r['rhs'].split(':')[:2])}'"
-                )
+            _check_regression(r, latents)
         if r["op"] in ("~~", "~1", "|") and r["lhs"] not in latents | observed:
             raise ModelSpecError(
                 f"model line {r['line']}: {r['lhs']!r} is not a variable of the model; "
@@ -264,12 +244,43 @@ def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
                 f"model line {r['line']}: the defined name {r['lhs']!r} is already a variable; "
                 "give the definition another name"
             )
-    if len(defined) != sum(r["op"] == ":=" for r in rows):
-        lines: dict[str, list[int]] = {}
-        for r in rows:
-            if r["op"] == ":=":
-                lines.setdefault(r["lhs"], []).append(r["line"])
-        name, where = next((n, ls) for n, ls in lines.items() if len(ls) > 1)
+    _check_defined_once(rows)
+
+
+def _check_regression(r: dict, latents: set[str]) -> None:
+    """A regression row: outcome and predictors are latents (or observed structural
+    variables), products of two at most."""
+    if r["lhs"] not in latents:
+        raise ModelSpecError(
+            f"model line {r['line']}: the outcome {r['lhs']!r} of a regression is an "
+            "indicator; regressions in bayes_sor are among latent variables and observed "
+            "variables that are not indicators: define it with "
+            f"'{r['lhs']} =~ item1 + item2 + item3'"
+        )
+    for part in r["rhs"].split(":"):
+        if part not in latents:
+            raise ModelSpecError(
+                f"model line {r['line']}: the predictor {part!r} in '{r['lhs']} ~ "
+                f"{r['rhs']}' is an indicator, not a latent variable of the model; "
+                f"define it with '{part} =~ ...' or correct the name"
+            )
+    if r["rhs"].count(":") > 1:
+        raise ModelSpecError(
+            f"model line {r['line']}: only two-way interactions are supported "
+            f"('{r['rhs']}'); use products of two latents such as "
+            f"'{r['lhs']} ~ {':'.join(r['rhs'].split(':')[:2])}'"
+        )
+
+
+def _check_defined_once(rows: list[dict]) -> None:
+    """Every ':=' name is defined on one line only."""
+    lines: dict[str, list[int]] = {}
+    for r in rows:
+        if r["op"] == ":=":
+            lines.setdefault(r["lhs"], []).append(r["line"])
+    twice = next(((n, ls) for n, ls in lines.items() if len(ls) > 1), None)
+    if twice:
+        name, where = twice
         raise ModelSpecError(
             f"model lines {', '.join(map(str, where))}: the ':=' name {name!r} is defined twice; "
             "give each definition its own name"
@@ -376,7 +387,26 @@ def build_partable(
         raise ModelSpecError(
             f"unknown identification {identification!r}; use 'std.lv' or 'marker'"
         )
-    for source, given in (("the header's 'priors'", options.get("priors")), ("priors", priors)):
+    merged_priors = _merged_priors(options.get("priors"), priors, prior_scale)
+    rows, latents, indicators, measured = _model_rows(spec)
+    ordinal = options.get("ordinal") if ordinal is None else ordinal
+    ordinal_items = _resolve_ordinal(ordinal, measured)
+    ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
+    rows += _default_rows(rows, latents, indicators, identification, ordinal_items)
+    table = _full_table(rows, latents, identification, merged_priors)
+    options.update(identification=identification, ordinal=list(dict.fromkeys(ordinal_items)),
+                   priors=merged_priors, prior_scale=prior_scale)
+    partable = ParTable(table, options, spec.hypotheses, spec.text)
+    partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
+    _check_identification(partable)
+    return partable
+
+
+def _merged_priors(header: object, priors: dict[str, str] | None,
+                   prior_scale: float) -> dict[str, str]:
+    """The prior of each kind: the defaults, overridden by the header's ``priors`` and then by
+    the ``priors`` argument, widened by ``prior_scale``."""
+    for source, given in (("the header's 'priors'", header), ("priors", priors)):
         if given and (
             not isinstance(given, dict)
             or not all(isinstance(v, str) for v in given.values())
@@ -385,7 +415,7 @@ def build_partable(
                 f"{source} must map parameter kinds to prior text, e.g. "
                 f"{{loadings: 'normal(0,5)'}}; got {given!r}"
             )
-    merged_priors = {**DEFAULT_PRIORS, **(options.get("priors") or {}), **(priors or {})}
+    merged_priors = {**DEFAULT_PRIORS, **(header or {}), **(priors or {})}
     unknown = set(merged_priors) - set(DEFAULT_PRIORS)
     if unknown:
         raise ModelSpecError(
@@ -393,6 +423,12 @@ def build_partable(
         )
     if prior_scale != 1:
         merged_priors = {kind: widen(text, prior_scale) for kind, text in merged_priors.items()}
+    return merged_priors
+
+
+def _model_rows(spec: ModelSpec) -> tuple[list[dict], list[str], list[str], list[str]]:
+    """The user's rows plus those of observed structural variables, with the latents (observed
+    structural variables included), the indicators (likewise) and the measured items."""
     rows = _user_rows(spec.statements)
     latents = list(dict.fromkeys(r["lhs"] for r in rows if r["op"] == "=~"))
     indicators = list(dict.fromkeys(r["rhs"] for r in rows if r["op"] == "=~"))
@@ -403,14 +439,13 @@ def build_partable(
             "'name =~ item1 + item2 + item3'"
         )
     _check_roles(rows, set(latents), set(indicators), set(structural))
-    measured = indicators
     rows += _observed_rows(structural)
-    latents += structural
-    indicators = indicators + structural
-    ordinal = options.get("ordinal") if ordinal is None else ordinal
-    ordinal_items = _resolve_ordinal(ordinal, measured)
-    ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
-    rows += _default_rows(rows, latents, indicators, identification, ordinal_items)
+    return rows, latents + structural, indicators + structural, indicators
+
+
+def _full_table(rows: list[dict], latents: list[str], identification: str,
+                merged_priors: dict[str, str]) -> pd.DataFrame:
+    """Rows -> the table: fixed values, exogenous pairs, free numbers and priors."""
     table = pd.DataFrame(rows)
     table["fixed_flag"] = table.fixed.notna()
     value = table.fixed.where(table.fixed_flag, table.start)
@@ -431,12 +466,7 @@ def build_partable(
     ]
     table = table[COLUMNS].reset_index(drop=True)
     table["label"] = table["label"].fillna("")
-    options.update(identification=identification, ordinal=list(dict.fromkeys(ordinal_items)),
-                   priors=merged_priors, prior_scale=prior_scale)
-    partable = ParTable(table, options, spec.hypotheses, spec.text)
-    partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
-    _check_identification(partable)
-    return partable
+    return table
 
 
 def _resolve_ordinal(ordinal: list[str] | str | None, indicators: list[str]) -> list[str]:
@@ -464,7 +494,16 @@ def _resolve_ordinal(ordinal: list[str] | str | None, indicators: list[str]) -> 
 
 
 def _check_identification(pt: ParTable) -> None:
-    """Counting rules and scale checks that catch unidentified models before sampling."""
+    """Counting rules and scale checks that catch unidentified models before sampling, then the
+    labels and ':=' definitions."""
+    _check_scales(pt)
+    _check_labels(pt)
+    _check_definitions(pt)
+
+
+def _check_scales(pt: ParTable) -> None:
+    """No more free parameters than moments; every latent scaled, none by a lone item with a
+    free residual variance."""
     t = pt.table
     p = len(pt.indicators)
     moments = p * (p + 1) // 2 + p
@@ -489,7 +528,11 @@ def _check_identification(pt: ParTable) -> None:
                 f"latent {f!r} has a single indicator {loads.rhs.iloc[0]!r} with a free residual "
                 f"variance: fix it ('{loads.rhs.iloc[0]} ~~ 0*{loads.rhs.iloc[0]}') or add items"
             )
-    labels = t[t.label != ""]
+
+
+def _check_labels(pt: ParTable) -> None:
+    """A label names one kind of parameter, all free or all fixed to one value, and no ':='."""
+    labels = pt.table[pt.table.label != ""]
     for label, group in labels.groupby("label"):
         kinds = {kind_of(r.op, r.lhs, r.rhs) for r in group.itertuples()}
         if len(kinds) > 1:
@@ -508,7 +551,12 @@ def _check_identification(pt: ParTable) -> None:
         raise ModelSpecError(
             f"the defined name(s) {clash} are also parameter labels; give each ':=' its own name"
         )
-    known = set(labels.label)  # and the names defined on earlier lines (added below)
+
+
+def _check_definitions(pt: ParTable) -> None:
+    """Each ':=' uses only labels and names defined on earlier lines."""
+    t = pt.table
+    known = set(t.label[t.label != ""])  # and the names defined on earlier lines (added below)
     for r in pt.defined.itertuples():
         names = {n.id for n in ast.walk(ast.parse(r.rhs.replace("^", "**"), mode="eval"))
                  if isinstance(n, ast.Name)}

@@ -29,7 +29,8 @@ from bayes_sor.comparison.compare_methods import (
     study_estimates,
 )
 from bayes_sor.comparison.compare_report import MIN_PATH, _shown
-from bayes_sor.comparison.frequentist import composite_scores, ml_sem, ml_sem_fit, process_model14
+from bayes_sor.comparison.composite import composite_scores, process_model14
+from bayes_sor.comparison.ml_sem import ml_sem, ml_sem_fit
 from bayes_sor.comparison.published import (
     KEY,
     baron_kenny_quantity,

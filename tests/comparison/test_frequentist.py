@@ -14,18 +14,15 @@ import pytest
 from paths import ROOT
 from reference_data import REFERENCE, require_reference
 
-from bayes_sor.comparison.frequentist import (
-    DMC_METHOD,
-    PRODUCT_METHOD,
+from bayes_sor.comparison.composite import (
     baron_kenny,
     composite_scores,
-    ml_sem,
-    ml_sem_fit,
     moderation,
     moderator_points,
     ols,
     process_model14,
 )
+from bayes_sor.comparison.ml_sem import DMC_METHOD, PRODUCT_METHOD, ml_sem, ml_sem_fit
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.posterior.effects import effect_draws
 from bayes_sor.spec.matrices import representation

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bayes_sor.data.load import Dataset, Scale, load_data, parse_scale, read_csv
+from bayes_sor.data.csv_reader import read_csv
+from bayes_sor.data.load import Dataset, load_data
+from bayes_sor.data.scale import Scale, parse_scale
 from bayes_sor.errors import BayesSORError, DataError
 
 ITEMS = ["q1", "q2", "q3"]

@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.model.build import choose_likelihood, pymc_model, raw_latent_names
+from bayes_sor.model.build import choose_likelihood, pymc_model
+from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.spec.matrices import extend, representation
 from bayes_sor.spec.partable import build_partable
 

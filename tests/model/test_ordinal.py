@@ -124,7 +124,7 @@ def test_a_fit_names_empty_categories_and_reports_the_thresholds_it_estimated():
 
 def _declared(text: str = ONE_FACTOR, scale: str = "1-7"):
     """A table with the thresholds of the declared scale, as SBC and simulation make it."""
-    from bayes_sor.data.load import parse_scale
+    from bayes_sor.data.scale import parse_scale
 
     pt_ = build_partable(f"---\nscale: {scale}\n---\n{text}", ordinal="all")
     return scale_thresholds(pt_, parse_scale(scale))
@@ -334,7 +334,7 @@ def test_std_all_of_a_threshold_divides_by_the_latent_response_sd():
 
 
 def test_simulated_ordinal_answers_follow_the_thresholds():
-    from bayes_sor.data.load import Scale
+    from bayes_sor.data.scale import Scale
 
     pt_ = scale_thresholds(build_partable(ONE_FACTOR, ordinal="all"), Scale(1, 5))
     par = sort_thresholds(pt_, prior_draw(pt_, seed=3))

@@ -1,0 +1,168 @@
+"""Latent scores for the conditional likelihood, built in causal order: centred or non-centred
+(:mod:`bayes_sor.model.parameterisation`), latent products, observed structural variables as
+data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayes_sor.errors import DataError
+from bayes_sor.model.parameters import add_coord, block_dim, model_matrices
+from bayes_sor.spec.matrices import Representation
+from bayes_sor.spec.partable import ParTable
+
+#: the centred latent-score variables: the exogenous block, and one per endogenous latent
+CENTRED_EXOGENOUS, CENTRED_PREFIX = "latent_exogenous", "latent_eta_"
+
+
+@dataclass
+class _ObservedBlock:
+    """Observed structural variables: their data (constant) and intercepts (parameters)."""
+
+    names: list[str]
+    data: pt.TensorVariable
+    nu: pt.TensorVariable
+
+    def take(self, names: list[str]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+        """(data, intercepts) of some of the variables."""
+        idx = [self.names.index(v) for v in names]
+        return self.data[:, idx], self.nu[idx]
+
+    def centred(self, name: str) -> pt.TensorVariable:
+        """The variable's score in the structural model: data minus intercept."""
+        k = self.names.index(name)
+        return self.data[:, k] - self.nu[k]
+
+
+def _observed_block(mats: dict, rep: Representation, partable: ParTable,
+                    y: np.ndarray) -> _ObservedBlock | None:
+    names = partable.observed_structural
+    if not names:
+        return None
+    idx = [rep.items.index(v) for v in names]
+    incomplete = [v for v, k in zip(names, idx, strict=True) if np.isnan(y[:, k]).any()]
+    if incomplete:
+        raise DataError(
+            f"the observed variable(s) {incomplete} have missing values, which the conditional "
+            "likelihood cannot model (they enter the structural model as data); use --missing "
+            "listwise, or the marginal likelihood if the model has no latent interaction"
+        )
+    data = pm.Data("y_observed", y[:, idx], dims=("obs", add_coord("observed_variable", names)))
+    return _ObservedBlock(names, data, mats["nu"][idx])
+
+
+def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTable,
+                  y: np.ndarray, centred: Sequence[str] = ()) -> pt.TensorVariable:
+    """Latent scores (obs x latent), built in causal order.
+
+    The latents in ``centred`` have their scores sampled themselves (exogenous ones as the
+    MvNormal ``latent_exogenous``, an endogenous one ``f`` as the Normal ``latent_eta_f``
+    around its linear predictor); the others are non-centred, standard normal deviates
+    ``latent_z`` scaled by the Cholesky factor of the exogenous covariance or by the
+    disturbance SD (:mod:`bayes_sor.model.parameterisation` says which, and why). Latent products
+    enter the predictors of interactions. Observed structural variables
+    (:attr:`~bayes_sor.spec.partable.ParTable.observed_structural`) enter as data, ``y - nu``, with
+    their structural equations as likelihood terms (as indicators their residual variance is
+    0, which a Normal cannot carry).
+    """
+    mats = model_matrices(par, rep)
+    pos = {f: i for i, f in enumerate(rep.latents)}
+    block = _observed_block(mats, rep, partable, y)
+    observed = block.names if block else []
+    deviates = [f for f in rep.latents if f not in observed and f not in centred]
+    z_dim = block_dim("noncentred_latent", deviates, rep.latents, "latent")
+    z = pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim)) if deviates else None
+    z_of = {f: z[:, k] for k, f in enumerate(deviates)}
+    columns = _exogenous_scores(mats, pos, partable, block, z_of, centred)
+    outcomes: dict[str, pt.TensorVariable] = {}
+    ext = pt.concatenate([par, pt.zeros(1)])
+    for f in partable.order:
+        i = pos[f]
+        if i in columns:
+            continue
+        mean = pt.zeros(y.shape[0])
+        for j in columns:
+            if rep.beta[i, j] != rep.zero:
+                mean = mean + mats["beta"][i, j] * columns[j]
+        for t in rep.interactions:
+            if t.outcome == i:
+                mean = mean + ext[t.param] * columns[t.first] * columns[t.second]
+        if f in observed:
+            outcomes[f] = mean
+            columns[i] = block.centred(f)
+        elif f in centred:
+            columns[i] = pm.Normal(f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][i, i]),
+                                   dims="obs")
+        else:
+            columns[i] = mean + pt.sqrt(mats["psi"][i, i]) * z_of[f]
+    if outcomes:
+        names = list(outcomes)
+        data, nu = block.take(names)
+        idx = [pos[f] for f in names]
+        pm.Normal("observed_outcomes", mu=nu + pt.stack(list(outcomes.values()), axis=1),
+                  sigma=pt.sqrt(mats["psi"][idx, idx]), observed=data,
+                  dims=("obs", add_coord("observed_outcome", names)))
+    return pt.stack([columns[i] for i in range(len(rep.latents))], axis=1)
+
+
+def _exogenous_scores(mats: dict, pos: dict[str, int], partable: ParTable,
+                      block: _ObservedBlock | None, z_of: dict[str, pt.TensorVariable],
+                      centred: Sequence[str]) -> dict[int, pt.TensorVariable]:
+    """Exogenous scores, in three blocks: observed variables O, centred latents C, non-centred
+    latents N. Psi is ordered (O, C, N) and factored L L'; each block is drawn given the
+    standardised scores of the blocks before it: the data of O are MvNormal(nu_O, L_OO L_OO'),
+    ``latent_exogenous`` (C) is MvNormal(L_CO z_O, L_CC L_CC'), and eta_N = L_NO z_O + L_NC z_C
+    + L_NN z_N, with z_B = L_BB^-1 (scores_B - mean_B)."""
+    observed = block.names if block else []
+    exo_obs = [f for f in partable.exogenous if f in observed]
+    exo_centred = [f for f in partable.exogenous if f in centred]
+    exo_lat = [f for f in partable.exogenous if f not in observed and f not in centred]
+    idx = [pos[f] for f in exo_obs + exo_centred + exo_lat]
+    if not idx:
+        return {}
+    chol = pt.linalg.cholesky(mats["psi"][np.ix_(idx, idx)])
+    columns: dict[int, pt.TensorVariable] = {pos[f]: block.centred(f) for f in exo_obs}
+    standardised: list[pt.TensorVariable] = []  # z of the blocks drawn so far, in order
+
+    def given(lo: int, hi: int) -> pt.TensorVariable:
+        """The mean of rows lo:hi of the factor given the blocks before them (lo > 0)."""
+        return pt.concatenate(standardised, axis=1) @ chol[lo:hi, :lo].T
+
+    def standardise(lo: int, hi: int, scores, mean) -> None:
+        if hi < len(idx):  # a later block is drawn given these
+            standardised.append(pt.linalg.solve_triangular(
+                chol[lo:hi, lo:hi], (scores - mean).T, lower=True).T)
+
+    k = len(exo_obs)
+    if exo_obs:
+        data, nu = block.take(exo_obs)
+        pm.MvNormal("exogenous_observed", mu=nu, chol=chol[:k, :k], observed=data,
+                    dims=("obs", add_coord("observed_exogenous", exo_obs)))
+        standardise(0, k, data, nu)
+    if exo_centred:
+        hi = k + len(exo_centred)
+        mean = given(k, hi) if k else pt.zeros(len(exo_centred))
+        scores = pm.MvNormal(CENTRED_EXOGENOUS, mu=mean, chol=chol[k:hi, k:hi],
+                             dims=("obs", add_coord("centred_exogenous", exo_centred)))
+        columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
+        standardise(k, hi, scores, mean)
+        k = hi
+    if exo_lat:
+        scores = pt.stack([z_of[f] for f in exo_lat], axis=1) @ chol[k:, k:].T
+        if k:
+            scores = scores + given(k, len(idx))
+        columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_lat)})
+    return columns
+
+
+def raw_latent_names(model: pm.Model) -> list[str]:
+    """The sampler's latent-score variables (``latent_z`` and the centred ones): what a run
+    folder leaves out unless latent scores are asked for."""
+    return [rv.name for rv in model.free_RVs if rv.name in ("latent_z", CENTRED_EXOGENOUS)
+            or rv.name.startswith(CENTRED_PREFIX)]

@@ -1,0 +1,125 @@
+"""The marginal likelihood: items ~ MvNormal(nu, Sigma(theta)) from sufficient statistics, per
+missingness pattern for incomplete answers (FIML), or the Wishart likelihood of a covariance
+matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayes_sor.data.missing import LOG_2PI, Patterns, PatternStatistics, psd_root, unanswered_blocks
+from bayes_sor.model.parameters import add_coord, model_matrices
+from bayes_sor.spec.matrices import Representation, path_depth
+
+
+def sufficient_statistics(y: np.ndarray) -> dict[str, np.ndarray]:
+    """N, mean and the Cholesky factor of the (biased) sample covariance of complete data."""
+    n = y.shape[0]
+    mean = y.mean(axis=0)
+    cov = (y - mean).T @ (y - mean) / n
+    return {"n": np.array(n, dtype=float), "mean": mean, "cov_chol": np.linalg.cholesky(cov)}
+
+
+def marginal_likelihood(par: pt.TensorVariable, rep: Representation, stats: dict) -> None:
+    """Items ~ MvNormal(nu, Sigma(theta)) from sufficient statistics (cost independent of N).
+
+    logL = -N/2 [log|Sigma| + tr(Sigma^-1 S) + (ybar - nu)' Sigma^-1 (ybar - nu) + p log 2 pi],
+    evaluated through the Cholesky factor of Sigma: no explicit inverse. Without ``mean`` in
+    ``stats`` (a covariance matrix as data) the mean term is absent and ``n`` is N - 1 with the
+    unbiased S: the Wishart likelihood of S.
+    """
+    mats = model_matrices(par, rep)
+    chol = pt.linalg.cholesky(_implied_cov(mats, rep))
+    n = pm.Data("n_obs", stats["n"])
+    cov_chol = pm.Data("item_cov_chol", stats["cov_chol"], dims=("item", "item_"))
+    scatter = cov_chol
+    if stats.get("mean") is not None:
+        mean = pm.Data("item_mean", stats["mean"], dims="item")
+        scatter = pt.concatenate([cov_chol, (mean - mats["nu"])[:, None]], axis=1)
+    # tr(Sigma^-1 S) + quad = ||L^-1 [chol(S), ybar - nu]||^2: one triangular solve for both
+    mahalanobis = pt.sum(pt.linalg.solve_triangular(chol, scatter, lower=True) ** 2)
+    p = len(rep.items)
+    pm.Potential("loglik", -0.5 * n * (log_diagonal(chol) + mahalanobis + p * np.log(2 * np.pi)))
+
+
+def _implied_cov(mats: dict, rep: Representation) -> pt.TensorVariable:
+    """Sigma = Lambda (I - B)^-1 Psi (I - B)^-T Lambda' + Theta.
+
+    The structural model is recursive (the parameter table refuses cycles), so B is nilpotent
+    and (I - B)^-1 = I + B + ... + B^d, d the longest path: a few small products in Horner
+    form instead of an LU factorisation (whose LAPACK call, and its gradient's, numba links
+    anew in every process), and for a CFA (d = 0) nothing at all.
+    """
+    latent_cov = mats["psi"]
+    if depth := path_depth(rep):
+        eye = pt.eye(len(rep.latents))
+        total = eye
+        for _ in range(depth):
+            total = eye + mats["beta"] @ total
+        latent_cov = total @ latent_cov @ total.T
+    return mats["lambda"] @ latent_cov @ mats["lambda"].T + mats["theta"]
+
+
+def padded_cholesky(sigma: pt.TensorVariable, patterns: Patterns) -> pt.TensorVariable:
+    """Cholesky factor of Sigma per missingness pattern (K, p, p), one batched factorisation:
+    the answered block, and the identity on unanswered items, which leaves the log-determinant
+    and the solves against the answered items (zero elsewhere) unchanged. (For residual
+    covariances given the latent scores; the marginal Sigma uses the precision identities of
+    :func:`casewise_likelihood`.)"""
+    eye = np.eye(patterns.mask.shape[1])
+    return pt.linalg.cholesky(pt.where(patterns.pairs, sigma[None], eye))
+
+
+def log_diagonal(chol: pt.TensorVariable) -> pt.TensorVariable:
+    """log|Sigma| per matrix of a batch of Cholesky factors."""
+    return 2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+
+
+def casewise_likelihood(par: pt.TensorVariable, rep: Representation,
+                        stats: PatternStatistics) -> None:
+    """The marginal likelihood of incomplete answers (FIML): per missingness pattern, the
+    answered items ~ MvNormal(nu_o, Sigma_oo), from the pattern's n, mean and scatter.
+
+    logL = -1/2 sum_k n_k [log|Sigma_oo| + tr(Sigma_oo^-1 S_k) + d_k' Sigma_oo^-1 d_k
+    + p_k log 2 pi]; the cost grows with the number of patterns, not with N. As in
+    :func:`bayes_sor.data.missing.casewise_loglik`, through the precision matrix P = Sigma^-1 (one
+    p x p factorisation): with m a pattern's unanswered items, Sigma_oo^-1 = P_oo - P_om
+    P_mm^-1 P_mo and log|Sigma_oo| = log|Sigma| + log|P_mm|, so per pattern only the small
+    block P_mm is factorised, batched over the patterns with as many unanswered items (measured
+    5x faster per gradient than factorising each Sigma_oo on 20 items with 15 % missing).
+    """
+    mats = model_matrices(par, rep)
+    patterns = stats.patterns
+    k = len(patterns.mask)
+    chol = pt.linalg.cholesky(_implied_cov(mats, rep))
+    precision = pt.linalg.cho_solve((chol, True), pt.eye(len(rep.items)))
+    add_coord("pattern", list(range(k)))
+    n = pm.Data("pattern_n", patterns.n, dims="pattern")
+    mean = pm.Data("pattern_mean", stats.mean, dims=("pattern", "item"))
+    diff = pt.where(patterns.mask, mean - mats["nu"], 0.0)
+    solved = diff @ precision
+    quad = pt.sum(solved * diff, axis=-1)
+    logdet = pt.zeros(k) + log_diagonal(chol)
+    # the scatter term only for patterns of two or more respondents (a single one's is 0)
+    spread = patterns.n > 1
+    trace = pt.zeros(k)
+    if spread.any():
+        add_coord("spread_pattern", np.flatnonzero(spread).tolist())
+        scatter = pm.Data("pattern_scatter", stats.scatter[spread],
+                          dims=("spread_pattern", "item", "item_"))
+        trace = pt.set_subtensor(trace[spread], pt.sum(precision * scatter, axis=(-2, -1)))
+    root = psd_root(stats.scatter)
+    solve = pt.linalg.solve_triangular
+    for rows, missing in unanswered_blocks(patterns):
+        block = pt.linalg.cholesky(precision[missing[:, :, None], missing[:, None, :]])
+        w = solve(block, solved[rows[:, None], missing][..., None], lower=True)
+        quad = pt.inc_subtensor(quad[rows], -pt.sum(w**2, axis=(-2, -1)))
+        logdet = pt.inc_subtensor(logdet[rows], log_diagonal(block))
+        wide = spread[rows]
+        if wide.any():
+            z = solve(block[wide], precision[missing[wide]] @ root[rows[wide]], lower=True)
+            trace = pt.inc_subtensor(trace[rows[wide]], -pt.sum(z**2, axis=(-2, -1)))
+    answered = patterns.mask.sum(axis=1)
+    pm.Potential("loglik", -0.5 * pt.sum(n * (logdet + quad + trace + answered * LOG_2PI)))
