@@ -24,14 +24,17 @@ def process_umask() -> int:
 def writable_folder(folder: Path, option: str) -> None:
     """Make ``folder`` (and its parents) if needed; refuse one that cannot take new files."""
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{str(folder)!r} is a file, so {option} cannot be inside it; choose "
-                          f"another {option}")
+        raise OutputError(
+            f"{str(folder)!r} is a file, so {option} cannot be inside it; choose another {option}"
+        )
     if not folder.exists():
         try:
             folder.mkdir(parents=True, exist_ok=True)  # exist_ok: parallel writers race here
         except OSError as exc:
-            raise OutputError(f"cannot create the folder {str(folder)!r} ({exc.strerror}); "
-                              f"choose another {option}") from None
+            raise OutputError(
+                f"cannot create the folder {str(folder)!r} ({exc.strerror}); "
+                f"choose another {option}"
+            ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"the folder {str(folder)!r} is not writable; choose another {option}")
 

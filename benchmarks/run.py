@@ -32,43 +32,82 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: name -> (model, data, extra CLI arguments)
 WORKLOADS = {
-    "hs_cfa_marginal_nutpie": ("holzinger_swineford", "holzinger_swineford",
-                               ["--likelihood", "marginal", "--scale", "none"]),
+    "hs_cfa_marginal_nutpie": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        ["--likelihood", "marginal", "--scale", "none"],
+    ),
     # Same command again: PyTensor's numba cache now holds the compiled kernels.
-    "hs_cfa_marginal_nutpie_cached": ("holzinger_swineford", "holzinger_swineford",
-                                      ["--likelihood", "marginal", "--scale", "none"]),
-    "hs_cfa_marginal_pymc": ("holzinger_swineford", "holzinger_swineford",
-                             ["--likelihood", "marginal", "--scale", "none",
-                              "--sampler", "pymc"]),
-    "hs_cfa_conditional_nutpie": ("holzinger_swineford", "holzinger_swineford",
-                                  ["--likelihood", "conditional", "--scale", "none"]),
-    "hs_cfa_naive_pymc_latent_scores": ("holzinger_swineford", "holzinger_swineford",
-                                        ["--likelihood", "conditional", "--scale", "none",
-                                         "--sampler", "pymc"]),
-    "pd_sem_marginal_nutpie": ("political_democracy", "political_democracy",
-                               ["--likelihood", "marginal", "--scale", "none"]),
-    "pd_sem_marginal_nutpie_cached": ("political_democracy", "political_democracy",
-                                      ["--likelihood", "marginal", "--scale", "none"]),
+    "hs_cfa_marginal_nutpie_cached": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        ["--likelihood", "marginal", "--scale", "none"],
+    ),
+    "hs_cfa_marginal_pymc": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        ["--likelihood", "marginal", "--scale", "none", "--sampler", "pymc"],
+    ),
+    "hs_cfa_conditional_nutpie": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        ["--likelihood", "conditional", "--scale", "none"],
+    ),
+    "hs_cfa_naive_pymc_latent_scores": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        ["--likelihood", "conditional", "--scale", "none", "--sampler", "pymc"],
+    ),
+    "pd_sem_marginal_nutpie": (
+        "political_democracy",
+        "political_democracy",
+        ["--likelihood", "marginal", "--scale", "none"],
+    ),
+    "pd_sem_marginal_nutpie_cached": (
+        "political_democracy",
+        "political_democracy",
+        ["--likelihood", "marginal", "--scale", "none"],
+    ),
     "study_a_conditional_nutpie": ("impulse_buying", "impulse_buying", []),
     # The CLI's default draws (2000 per chain): what the ESS >= 400 gate needs for Study A.
-    "study_a_conditional_nutpie_default_draws": ("impulse_buying", "impulse_buying",
-                                                 ["--draws", "2000"]),
+    "study_a_conditional_nutpie_default_draws": (
+        "impulse_buying",
+        "impulse_buying",
+        ["--draws", "2000"],
+    ),
     "study_a_conditional_pymc": ("impulse_buying", "impulse_buying", ["--sampler", "pymc"]),
     "study_a_ordinal_nutpie": ("impulse_buying", "impulse_buying", ["--ordinal", "all"]),
 }
 
 #: The rows of ``--quick``: one of each kind of model, each well under a minute.
-QUICK = ("hs_cfa_marginal_nutpie", "hs_cfa_marginal_nutpie_cached", "pd_sem_marginal_nutpie",
-         "study_a_conditional_nutpie")
+QUICK = (
+    "hs_cfa_marginal_nutpie",
+    "hs_cfa_marginal_nutpie_cached",
+    "pd_sem_marginal_nutpie",
+    "study_a_conditional_nutpie",
+)
 
 
-def run_one(name: str, model: str, data: str, extra: list[str], sampling: list[str],
-            limit: float) -> dict:
+def run_one(
+    name: str, model: str, data: str, extra: list[str], sampling: list[str], limit: float
+) -> dict:
     """Fit one workload in a child process and read its figures back from the run folder."""
     out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "run"
-    command = [sys.executable, "-m", "bayes_sor", "fit", str(ROOT / "models" / f"{model}.lav"),
-               "--data", str(ROOT / "data" / f"{data}.csv"), "--out", str(out),
-               "--allow-warnings", "--no-progress", *sampling, *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "bayes_sor",
+        "fit",
+        str(ROOT / "models" / f"{model}.lav"),
+        "--data",
+        str(ROOT / "data" / f"{data}.csv"),
+        "--out",
+        str(out),
+        "--allow-warnings",
+        "--no-progress",
+        *sampling,
+        *extra,
+    ]
     start = time.perf_counter()
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
@@ -108,25 +147,37 @@ def _divergences(out: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--slow", action="store_true",
-                        help="also the 200-simulation SBC of the Study A model")
+    parser.add_argument(
+        "--slow", action="store_true", help="also the 200-simulation SBC of the Study A model"
+    )
     parser.add_argument("--only", default="")
-    parser.add_argument("--limit", type=float, default=1200,
-                        help="seconds after which a workload is killed and reported as such")
+    parser.add_argument(
+        "--limit",
+        type=float,
+        default=1200,
+        help="seconds after which a workload is killed and reported as such",
+    )
     args = parser.parse_args()
-    sampling = (["--chains", "2", "--draws", "300", "--tune", "300"] if args.quick
-                else ["--chains", "4", "--draws", "1000", "--tune", "1000"])
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or ''} "
-          f"Python {platform.python_version()}; sampling: {' '.join(sampling)}")
+    sampling = (
+        ["--chains", "2", "--draws", "300", "--tune", "300"]
+        if args.quick
+        else ["--chains", "4", "--draws", "1000", "--tune", "1000"]
+    )
+    print(
+        f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or ''} "
+        f"Python {platform.python_version()}; sampling: {' '.join(sampling)}"
+    )
     rows = []
     for name, (model, data, extra) in WORKLOADS.items():
         if args.only in name and (name in QUICK or not args.quick):
             rows.append(run_one(name, model, data, extra, sampling, args.limit))
-            print(pd.DataFrame([rows[-1]]).to_string(index=False, header=len(rows) == 1),
-                  flush=True)
+            print(
+                pd.DataFrame([rows[-1]]).to_string(index=False, header=len(rows) == 1), flush=True
+            )
     print()
     print(pd.DataFrame(rows).to_string(index=False))
     sbc_rows = sbc_benchmarks(args.only, args.quick, args.slow)
@@ -144,8 +195,13 @@ def sbc_benchmarks(only: str, quick: bool, slow: bool) -> list[dict]:
 
     rows = []
     for name, (model, nobs, settings, sims) in SBC.items():
-        n_sims = (sims[quick] if name.startswith("two_factor")
-                  else 200 if slow and name.startswith("study_a ") else 0)
+        n_sims = (
+            sims[quick]
+            if name.startswith("two_factor")
+            else 200
+            if slow and name.startswith("study_a ")
+            else 0
+        )
         if n_sims and only in f"sbc {name}":
             rows.append({"workload": f"sbc {name}", **measure(model, nobs, settings, n_sims, 2)})
             print(rows[-1], flush=True)

@@ -33,13 +33,29 @@ from sbc_models import TWO_FACTOR, mediation_model, study_a_model  # noqa: E402
 #: name -> (model, N, sampler settings, simulations in a full / quick run)
 WORKLOADS = {
     "two_factor (2 factors, 6 items, N = 150, marginal)": (
-        TWO_FACTOR, 150, {"draws": 1000, "tune": 1000}, (200, 30)),
+        TWO_FACTOR,
+        150,
+        {"draws": 1000, "tune": 1000},
+        (200, 30),
+    ),
     "small (1 factor + 2 single items, marginal)": (
-        mediation_model(), 200, {"draws": 1000, "tune": 1000}, (100, 30)),
+        mediation_model(),
+        200,
+        {"draws": 1000, "tune": 1000},
+        (100, 30),
+    ),
     "study_a (7 latents, interaction, conditional)": (
-        study_a_model(ROOT), 357, {"draws": 500, "tune": 500}, (6, 2)),
+        study_a_model(ROOT),
+        357,
+        {"draws": 500, "tune": 500},
+        (6, 2),
+    ),
     "study_a_ordinal (7 latents, interaction, 33 ordinal items)": (
-        study_a_model(ROOT), 357, {"draws": 500, "tune": 500, "ordinal": "all"}, (4, 2)),
+        study_a_model(ROOT),
+        357,
+        {"draws": 500, "tune": 500, "ordinal": "all"},
+        (4, 2),
+    ),
 }
 
 
@@ -54,7 +70,9 @@ def measure(model: str | Path, nobs: int, settings: dict, n_sims: int, workers: 
     # each worker's first simulation compiled the model: the largest times
     steady = ok.sort_values("sim_seconds").iloc[: max(len(ok) - workers, 1)]
     return {
-        "workers": workers, "sims": n_sims, "failed": len(ranks) - len(ok),
+        "workers": workers,
+        "sims": n_sims,
+        "failed": len(ranks) - len(ok),
         "wall_s": round(wall, 1),
         "first_sim_s": round(float(ok.sim_seconds.max()), 1),
         "fit_s_median": round(float(ok.fit_seconds.median()), 2),
@@ -69,8 +87,9 @@ def measure(model: str | Path, nobs: int, settings: dict, n_sims: int, workers: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", help="workloads whose name contains this text")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -80,12 +99,13 @@ def main() -> None:
         if args.only and args.only not in name:
             continue
         for workers in args.workers:
-            row = {"workload": name, **measure(model, nobs, settings, sims[args.quick],
-                                               workers)}
+            row = {"workload": name, **measure(model, nobs, settings, sims[args.quick], workers)}
             print(row, flush=True)
             rows.append(row)
-    print(f"\n{platform.node()}: {platform.processor() or platform.machine()}, "
-          f"draws/tune per workload: { {k: v[2] for k, v in WORKLOADS.items()} }, 1 chain")
+    print(
+        f"\n{platform.node()}: {platform.processor() or platform.machine()}, "
+        f"draws/tune per workload: { {k: v[2] for k, v in WORKLOADS.items()} }, 1 chain"
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(pd.DataFrame(rows).to_string(index=False))
 

@@ -23,8 +23,15 @@ HERE = Path(__file__).parent
 MODELS = HERE.parent / "models"
 
 
-def _truth(partable, loading: dict, paths: dict, exo_cor: float, intercept: float,
-           residual_var: float, special_cor: dict | None = None) -> pd.DataFrame:
+def _truth(
+    partable,
+    loading: dict,
+    paths: dict,
+    exo_cor: float,
+    intercept: float,
+    residual_var: float,
+    special_cor: dict | None = None,
+) -> pd.DataFrame:
     """Fill every free parameter: loadings per latent, named paths, one exogenous correlation."""
     params = partable.parameters.reset_index(drop=True)
     rng = np.random.default_rng(7)
@@ -49,21 +56,35 @@ def _truth(partable, loading: dict, paths: dict, exo_cor: float, intercept: floa
 
 def _controls(n: int, rng: np.random.Generator) -> pd.DataFrame:
     """Control variables with Study A's published proportions (independent of the model)."""
-    return pd.DataFrame({
-        "gender": rng.choice(["male", "female"], n, p=[0.431, 0.569]),
-        "age": rng.choice([1, 2, 3, 4], n, p=[0.35, 0.40, 0.18, 0.07]),
-        "education": rng.choice(["college", "undergraduate", "other"], n,
-                                p=[0.417, 0.289, 0.294]),
-        "frequency": rng.choice(["almost daily", "several per week", "monthly or less"], n,
-                                p=[0.129, 0.218, 0.653]),
-    })
+    return pd.DataFrame(
+        {
+            "gender": rng.choice(["male", "female"], n, p=[0.431, 0.569]),
+            "age": rng.choice([1, 2, 3, 4], n, p=[0.35, 0.40, 0.18, 0.07]),
+            "education": rng.choice(
+                ["college", "undergraduate", "other"], n, p=[0.417, 0.289, 0.294]
+            ),
+            "frequency": rng.choice(
+                ["almost daily", "several per week", "monthly or less"], n, p=[0.129, 0.218, 0.653]
+            ),
+        }
+    )
 
 
 def main() -> None:
     study_a = build_partable((MODELS / "impulse_buying.lav").read_text())
-    paths_a = {"CT~PI": 0.20, "CT~AI": 0.15, "CT~MI": 0.22, "CT~SI": 0.22,
-               "IB~CT": 0.25, "IB~PI": 0.10, "IB~AI": 0.02, "IB~MI": 0.10, "IB~SI": 0.14,
-               "IB~IT": 0.40, "IB~CT:IT": 0.12}
+    paths_a = {
+        "CT~PI": 0.20,
+        "CT~AI": 0.15,
+        "CT~MI": 0.22,
+        "CT~SI": 0.22,
+        "IB~CT": 0.25,
+        "IB~PI": 0.10,
+        "IB~AI": 0.02,
+        "IB~MI": 0.10,
+        "IB~SI": 0.14,
+        "IB~IT": 0.40,
+        "IB~CT:IT": 0.12,
+    }
     loading_a = {"PI": 1.0, "AI": 1.0, "MI": 0.95, "SI": 1.05, "CT": 0.95, "IT": 0.9, "IB": 0.9}
     it_cor = {f"{s}~~IT": 0.15 for s in ("PI", "AI", "MI", "SI")}
     truth_a = _truth(study_a, loading_a, paths_a, 0.30, 4.6, 0.5, it_cor)
@@ -77,14 +98,29 @@ def main() -> None:
     data_a.to_csv(HERE / "impulse_buying.csv", index=False)
 
     study_b = build_partable((MODELS / "purchase_intention.lav").read_text())
-    paths_b = {"PU~AE": 0.25, "PU~AX": 0.20, "PU~OL": 0.18, "PU~IQ": 0.30,
-               "SP~AE": 0.03, "SP~AX": 0.30, "SP~OL": 0.20, "SP~IQ": 0.22,
-               "PIN~PU": 0.35, "PIN~SP": 0.25, "PIN~AF": 0.18}
+    paths_b = {
+        "PU~AE": 0.25,
+        "PU~AX": 0.20,
+        "PU~OL": 0.18,
+        "PU~IQ": 0.30,
+        "SP~AE": 0.03,
+        "SP~AX": 0.30,
+        "SP~OL": 0.20,
+        "SP~IQ": 0.22,
+        "PIN~PU": 0.35,
+        "PIN~SP": 0.25,
+        "PIN~AF": 0.18,
+    }
     loading_b = dict.fromkeys(study_b.latents, 0.9)
     truth_b = _truth(study_b, loading_b, paths_b, 0.25, 4.8, 0.55)
     truth_b.to_csv(HERE / "purchase_intention_truth.csv", index=False)
-    data_b = simulate(study_b, truth_vector(study_b, truth_b), 410, seed=410,
-                      scale=parse_scale(study_b.options["scale"]))
+    data_b = simulate(
+        study_b,
+        truth_vector(study_b, truth_b),
+        410,
+        seed=410,
+        scale=parse_scale(study_b.options["scale"]),
+    )
     data_b.astype(int).to_csv(HERE / "purchase_intention.csv", index=False)
 
 

@@ -24,10 +24,18 @@ from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable
 
 
-def truth(pt: ParTable, values: dict[str, float] | None = None, *, free: float | None = None,
-          loading: float = 0.8, path: float = 0.3, variance: float = 0.4,
-          covariance: float = 0.3, intercept: float = 0.0,
-          threshold: float = 0.0) -> np.ndarray:
+def truth(
+    pt: ParTable,
+    values: dict[str, float] | None = None,
+    *,
+    free: float | None = None,
+    loading: float = 0.8,
+    path: float = 0.3,
+    variance: float = 0.4,
+    covariance: float = 0.3,
+    intercept: float = 0.0,
+    threshold: float = 0.0,
+) -> np.ndarray:
     """A parameter vector: ``values`` by row name, fixed rows at their value, every other free
     row at ``free`` if given, else by kind (loading ``=~``, path ``~``, variance, covariance,
     intercept ``~1``, threshold ``|``)."""
@@ -65,8 +73,14 @@ def _free_index(pt: ParTable) -> tuple[np.ndarray, np.ndarray]:
     return pos, variance
 
 
-def laplace_draws(pt: ParTable, data: pd.DataFrame, n_draws: int = 1000, seed: int = 0,
-                  chains: int = 2, prior: bool = False) -> np.ndarray:
+def laplace_draws(
+    pt: ParTable,
+    data: pd.DataFrame,
+    n_draws: int = 1000,
+    seed: int = 0,
+    chains: int = 2,
+    prior: bool = False,
+) -> np.ndarray:
     """Draws (chains, draws, param) of a Laplace approximation to the posterior.
 
     Mode of log-likelihood (+ log-prior with ``prior``); curvature from the expected (Fisher)
@@ -125,44 +139,58 @@ def _hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
     for i in range(n):
         for j in range(i, n):
             hess[i, j] = hess[j, i] = (
-                f(x + steps[i] + steps[j]) - f(x + steps[i] - steps[j])
-                - f(x - steps[i] + steps[j]) + f(x - steps[i] - steps[j])) / (4 * h * h)
+                f(x + steps[i] + steps[j])
+                - f(x + steps[i] - steps[j])
+                - f(x - steps[i] + steps[j])
+                + f(x - steps[i] - steps[j])
+            ) / (4 * h * h)
     return hess
 
 
-def write_run(path: Path, pt: ParTable, par: np.ndarray, data: pd.DataFrame,
-              latent_scores: np.ndarray | None = None, likelihood: str = "marginal",
-              summary: bool = False) -> Path:
+def write_run(
+    path: Path,
+    pt: ParTable,
+    par: np.ndarray,
+    data: pd.DataFrame,
+    latent_scores: np.ndarray | None = None,
+    likelihood: str = "marginal",
+    summary: bool = False,
+) -> Path:
     """A run folder in ``fit``'s layout: posterior.nc (par, effects), observed data, attrs.
 
     ``summary``: store only the (N - 1) covariance matrix of the data, as ``fit --cov`` does.
     """
     path.mkdir(parents=True, exist_ok=True)
     rep = representation(pt)
-    posterior = xr.Dataset({"par": (("chain", "draw", "param"), par)},
-                           coords={"param": pt.names})
+    posterior = xr.Dataset({"par": (("chain", "draw", "param"), par)}, coords={"param": pt.names})
     effects = effect_draws(pt, rep, par, None)
     if effects:
         posterior["effects"] = effects_dataarray(effects)
     if latent_scores is not None:
         posterior["latent_scores"] = xr.DataArray(
-            latent_scores, dims=("chain", "draw", "obs", "latent"),
-            coords={"latent": rep.latents})
+            latent_scores, dims=("chain", "draw", "obs", "latent"), coords={"latent": rep.latents}
+        )
     items = data[rep.items]
-    observed = xr.Dataset({"items": (("obs", "item"), items.to_numpy(float))},
-                          coords={"obs": np.arange(len(items)), "item": rep.items})
+    observed = xr.Dataset(
+        {"items": (("obs", "item"), items.to_numpy(float))},
+        coords={"obs": np.arange(len(items)), "item": rep.items},
+    )
     if summary:
-        observed = xr.Dataset({"sample_cov": (("item", "item_"), items.cov().to_numpy())},
-                              coords={"item": rep.items, "item_": rep.items})
+        observed = xr.Dataset(
+            {"sample_cov": (("item", "item_"), items.cov().to_numpy())},
+            coords={"item": rep.items, "item_": rep.items},
+        )
         observed["sample_cov"].attrs["n_obs"] = len(items)
     tree = xr.DataTree.from_dict({"posterior": posterior, "observed_data": observed})
-    tree.attrs.update({
-        "bayes_sor_model_text": pt.text,
-        "bayes_sor_data_sha256": hashlib.sha256(items.to_csv().encode()).hexdigest(),
-        "bayes_sor_n_obs": str(len(items)),
-        "bayes_sor_likelihood": likelihood,
-        "bayes_sor_identification": pt.options.get("identification", "std.lv"),
-    })
+    tree.attrs.update(
+        {
+            "bayes_sor_model_text": pt.text,
+            "bayes_sor_data_sha256": hashlib.sha256(items.to_csv().encode()).hexdigest(),
+            "bayes_sor_n_obs": str(len(items)),
+            "bayes_sor_likelihood": likelihood,
+            "bayes_sor_identification": pt.options.get("identification", "std.lv"),
+        }
+    )
     tree.to_netcdf(path / "posterior.nc")
     (path / "report.md").write_text("# bayes_sor run report\n")
     return path

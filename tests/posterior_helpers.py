@@ -16,12 +16,17 @@ from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.spec.partable import ParTable
 
 
-def fit_posterior(partable: ParTable, data, likelihood: str = "auto", chains: int = 4,
-                  draws: int = 1000, seed: int = 1) -> tuple[xr.Dataset, pd.DataFrame]:
+def fit_posterior(
+    partable: ParTable,
+    data,
+    likelihood: str = "auto",
+    chains: int = 4,
+    draws: int = 1000,
+    seed: int = 1,
+) -> tuple[xr.Dataset, pd.DataFrame]:
     """(posterior, estimates) of ``partable`` on ``data`` (a DataFrame or SummaryData)."""
     built = pymc_model(partable, data, likelihood=likelihood)
-    settings = SamplerSettings(chains=chains, draws=draws, tune=draws, seed=seed,
-                               progressbar=False)
+    settings = SamplerSettings(chains=chains, draws=draws, tune=draws, seed=seed, progressbar=False)
     posterior = sample(built, settings)["posterior"].to_dataset()
     estimates = parameter_estimates(partable, built.representation, posterior)
     estimates.index = estimates.lhs + estimates.op + estimates.rhs

@@ -19,8 +19,10 @@ REFERENCE = ROOT.parent / "shared" / "reference"
 
 def reference_required() -> bool:
     """Whether this run must have the reference folder (CI)."""
-    return (os.environ.get("BAYES_SOR_REQUIRE_REFERENCE", "") not in ("", "0")
-            or os.environ.get("CI", "").lower() == "true")
+    return (
+        os.environ.get("BAYES_SOR_REQUIRE_REFERENCE", "") not in ("", "0")
+        or os.environ.get("CI", "").lower() == "true"
+    )
 
 
 def require_reference(folder: Path = REFERENCE) -> Path:

@@ -15,8 +15,20 @@ from paths import ROOT
 
 PACKAGE = ROOT / "bayes_sor"
 #: bottom to top; the package root's modules (errors, files) are layer 0
-LAYERS = ("", "spec", "data", "model", "sampling", "posterior", "runs", "report", "checks",
-          "comparison", "sbc", "cli")
+LAYERS = (
+    "",
+    "spec",
+    "data",
+    "model",
+    "sampling",
+    "posterior",
+    "runs",
+    "report",
+    "checks",
+    "comparison",
+    "sbc",
+    "cli",
+)
 #: the package facade and ``python -m bayes_sor`` sit on top of everything
 FACADES = {"bayes_sor", "bayes_sor.__main__"}
 BACKEND_LIBRARIES = {"pymc", "pytensor", "nutpie", "numba"}
@@ -53,8 +65,11 @@ def imports(module: str) -> list[tuple[ast.stmt, str, bool]]:
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level:  # relative: resolve against this module's package
-                    package = module if MODULES[module].name == "__init__.py" else \
-                        module.rsplit(".", 1)[0]
+                    package = (
+                        module
+                        if MODULES[module].name == "__init__.py"
+                        else module.rsplit(".", 1)[0]
+                    )
                     for _ in range(child.level - 1):
                         package = package.rsplit(".", 1)[0]
                     base = f"{package}.{base}" if base else package
@@ -72,8 +87,9 @@ def ours(name: str) -> bool:
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {m: {target for _, target, _ in imports(m) if ours(target) and target != m}
-            for m in MODULES}
+    return {
+        m: {target for _, target, _ in imports(m) if ours(target) and target != m} for m in MODULES
+    }
 
 
 def test_the_layer_table_covers_every_subpackage():
@@ -82,10 +98,13 @@ def test_the_layer_table_covers_every_subpackage():
 
 
 def test_no_module_imports_from_a_higher_layer():
-    upward = [f"{m} (layer {LAYERS[layer(m)] or 'root'}) imports {t} "
-              f"(layer {LAYERS[layer(t)] if layer(t) < len(LAYERS) else 'facade'})"
-              for m, targets in import_graph().items() for t in sorted(targets)
-              if layer(t) > layer(m)]
+    upward = [
+        f"{m} (layer {LAYERS[layer(m)] or 'root'}) imports {t} "
+        f"(layer {LAYERS[layer(t)] if layer(t) < len(LAYERS) else 'facade'})"
+        for m, targets in import_graph().items()
+        for t in sorted(targets)
+        if layer(t) > layer(m)
+    ]
     assert upward == []
 
 
@@ -99,7 +118,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                return [*path[path.index(target):], target]
+                return [*path[path.index(target) :], target]
             if target not in state and (cycle := walk(target)):
                 return cycle
         path.pop()
@@ -124,15 +143,25 @@ def test_no_import_cycle():
 
 
 def test_the_specification_layer_does_not_import_the_pymc_backend():
-    found = [f"{m} imports {t}" for m in MODULES if layer(m) <= LAYERS.index("spec")
-             for _, t, _ in imports(m) if t.split(".")[0] in BACKEND_LIBRARIES]
+    found = [
+        f"{m} imports {t}"
+        for m in MODULES
+        if layer(m) <= LAYERS.index("spec")
+        for _, t, _ in imports(m)
+        if t.split(".")[0] in BACKEND_LIBRARIES
+    ]
     assert found == []
 
 
 def test_no_name_of_ours_is_imported_under_another_name():
-    aliased = [f"{m}:{stmt.lineno} {a.name} as {a.asname}"
-               for m in MODULES for stmt, target, _ in imports(m) if ours(target)
-               for a in stmt.names if a.asname]
+    aliased = [
+        f"{m}:{stmt.lineno} {a.name} as {a.asname}"
+        for m in MODULES
+        for stmt, target, _ in imports(m)
+        if ours(target)
+        for a in stmt.names
+        if a.asname
+    ]
     assert aliased == []
 
 
@@ -140,12 +169,13 @@ def reason_above(lines: list[str], lineno: int) -> bool:
     """Whether a comment precedes the import on line ``lineno`` (1-based), above the block of
     imports it belongs to (blank lines, other imports, ``try:`` and the choice of matplotlib's
     backend between them)."""
-    for line in reversed(lines[:lineno - 1]):
+    for line in reversed(lines[: lineno - 1]):
         text = line.strip()
         if text.startswith("#"):
             return True
-        if text and not (text.startswith(("import ", "from ", "matplotlib.use(")) or
-                         text == "try:"):
+        if text and not (
+            text.startswith(("import ", "from ", "matplotlib.use(")) or text == "try:"
+        ):
             return False
     return False
 
@@ -156,32 +186,46 @@ def test_every_function_level_import_says_why_in_a_comment_above():
     unexplained = []
     for m, path in MODULES.items():
         lines = path.read_text().splitlines()
-        unexplained += [f"{m}:{stmt.lineno} imports {target}"
-                        for stmt, target, in_function in imports(m)
-                        if in_function and not reason_above(lines, stmt.lineno)]
+        unexplained += [
+            f"{m}:{stmt.lineno} imports {target}"
+            for stmt, target, in_function in imports(m)
+            if in_function and not reason_above(lines, stmt.lineno)
+        ]
     assert unexplained == []
 
 
 def test_reason_above_needs_a_comment_above_the_import_block():
-    lines = ["def f():", "    # numba takes seconds", "    import numba", "", "    import nutpie",
-             "    x = 1", "    import os"]
+    lines = [
+        "def f():",
+        "    # numba takes seconds",
+        "    import numba",
+        "",
+        "    import nutpie",
+        "    x = 1",
+        "    import os",
+    ]
     assert reason_above(lines, 3) and reason_above(lines, 5)
     assert not reason_above(lines, 7)
 
 
-@pytest.mark.parametrize("source, problem", [
-    ("from bayes_sor.cli.main import run\n", "upward"),
-    ("from bayes_sor.errors import DataError as Bad\n", "alias"),
-    ("import pymc\n", "backend"),
-])
+@pytest.mark.parametrize(
+    "source, problem",
+    [
+        ("from bayes_sor.cli.main import run\n", "upward"),
+        ("from bayes_sor.errors import DataError as Bad\n", "alias"),
+        ("import pymc\n", "backend"),
+    ],
+)
 def test_the_checks_catch_a_violation(source, problem, tmp_path, monkeypatch):
     """A spec module that imports the CLI, renames an import, or imports PyMC is caught."""
     bad = tmp_path / "bad.py"
     bad.write_text(source)
     monkeypatch.setitem(MODULES, "bayes_sor.spec.bad", bad)
-    checks = {"upward": test_no_module_imports_from_a_higher_layer,
-              "alias": test_no_name_of_ours_is_imported_under_another_name,
-              "backend": test_the_specification_layer_does_not_import_the_pymc_backend}
+    checks = {
+        "upward": test_no_module_imports_from_a_higher_layer,
+        "alias": test_no_name_of_ours_is_imported_under_another_name,
+        "backend": test_the_specification_layer_does_not_import_the_pymc_backend,
+    }
     with pytest.raises(AssertionError):
         checks[problem]()
 
@@ -193,27 +237,35 @@ FILE_REFERENCE = re.compile(r"`([\w./<>-]+\.(?:py|md|lav|csv|yaml|toml))`")
 
 
 def referenced_files(text: str) -> set[str]:
-    return {m for m in FILE_REFERENCE.findall(text)
-            if "<" not in m and ("/" in m or m.endswith(".py"))}
+    return {
+        m for m in FILE_REFERENCE.findall(text) if "<" not in m and ("/" in m or m.endswith(".py"))
+    }
 
 
 def test_architecture_lists_every_module():
     listed = referenced_files(ARCHITECTURE.read_text())
-    modules = {str(p.relative_to(PACKAGE)) for p in MODULES.values()
-               if p.name != "__init__.py" or p.parent == PACKAGE}
+    modules = {
+        str(p.relative_to(PACKAGE))
+        for p in MODULES.values()
+        if p.name != "__init__.py" or p.parent == PACKAGE
+    }
     assert sorted(modules - listed) == []
 
 
 def test_every_file_architecture_names_exists():
     """A module under bayes_sor/, anything else from the repository's root."""
     root = PACKAGE.parent
-    missing = sorted(name for name in referenced_files(ARCHITECTURE.read_text())
-                     if not (PACKAGE / name).is_file() and not (root / name).is_file())
+    missing = sorted(
+        name
+        for name in referenced_files(ARCHITECTURE.read_text())
+        if not (PACKAGE / name).is_file() and not (root / name).is_file()
+    )
     assert missing == []
 
 
 def test_the_architecture_checks_catch_an_unlisted_module_and_a_stale_reference(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     text = ARCHITECTURE.read_text()
     fake = tmp_path / "ARCHITECTURE.md"
     fake.write_text(text.replace("`spec/matrices.py`", "`spec/matrix.py`"))
@@ -227,9 +279,11 @@ def test_the_architecture_checks_catch_an_unlisted_module_and_a_stale_reference(
 def test_report_sections_are_written_through_the_check_result_writer_alone():
     """Checks and the comparison add their report sections through ``write_result``, so the
     files and the section of a result are written in one place."""
-    writers = sorted(m for m, targets in import_graph().items()
-                     if "bayes_sor.report.sections" in targets and not m.startswith(
-                         "bayes_sor.report."))
+    writers = sorted(
+        m
+        for m, targets in import_graph().items()
+        if "bayes_sor.report.sections" in targets and not m.startswith("bayes_sor.report.")
+    )
     assert writers == ["bayes_sor.checks.result"]
 
 
@@ -245,11 +299,15 @@ MIRROR_EXCEPTIONS = {
 def test_test_folders_mirror_the_layers():
     """tests/<layer>/ for each layer's tests; besides them only the whole-model correctness
     checks and the reference scripts have folders of their own."""
-    folders = {p.name for p in (ROOT / "tests").iterdir()
-               if p.is_dir() and not p.name.startswith((".", "__"))}
+    folders = {
+        p.name
+        for p in (ROOT / "tests").iterdir()
+        if p.is_dir() and not p.name.startswith((".", "__"))
+    }
     assert folders - set(LAYERS) <= {"correctness", "reference_scripts"}, folders
     for folder in folders & set(LAYERS):
         for test in (ROOT / "tests" / folder).glob("test_*.py"):
             stem = test.stem.removeprefix("test_")
-            assert (PACKAGE / folder / f"{stem}.py").is_file() or stem in MIRROR_EXCEPTIONS, \
+            assert (PACKAGE / folder / f"{stem}.py").is_file() or stem in MIRROR_EXCEPTIONS, (
                 f"tests/{folder}/{test.name} has no module bayes_sor/{folder}/{stem}.py"
+            )

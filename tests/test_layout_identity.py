@@ -20,27 +20,61 @@ from pathlib import Path
 import pytest
 from paths import ROOT
 
-SETTINGS = ["--chains", "2", "--draws", "200", "--tune", "200", "--seed", "1",
-            "--allow-warnings", "--no-report", "--no-progress"]
+SETTINGS = [
+    "--chains",
+    "2",
+    "--draws",
+    "200",
+    "--tune",
+    "200",
+    "--seed",
+    "1",
+    "--allow-warnings",
+    "--no-report",
+    "--no-progress",
+]
 RUNS = {
-    "hs_marginal": (["models/holzinger_swineford.lav", "--data", "data/holzinger_swineford.csv",
-                     "--likelihood", "marginal"],
-                    "17f32f190c02db46f926a43b53862ad6ebebe3770f56d8e2c7e5e0c498fdad74"),
-    "study_a_conditional": (["models/impulse_buying.lav", "--data", "data/impulse_buying.csv",
-                             "--likelihood", "conditional"],
-                            "f6760b9abf67580dfd831a56215fb05f7dcd576765b47bf0a34250de6c8a7931"),
-    "study_a_ordinal": (["models/impulse_buying.lav", "--data", "data/impulse_buying.csv",
-                         "--ordinal", "all"],
-                        "1d014a2ab715d123a0167c7965786fef04616abece4ad98ac7fb9114b5618668"),
+    "hs_marginal": (
+        [
+            "models/holzinger_swineford.lav",
+            "--data",
+            "data/holzinger_swineford.csv",
+            "--likelihood",
+            "marginal",
+        ],
+        "17f32f190c02db46f926a43b53862ad6ebebe3770f56d8e2c7e5e0c498fdad74",
+    ),
+    "study_a_conditional": (
+        [
+            "models/impulse_buying.lav",
+            "--data",
+            "data/impulse_buying.csv",
+            "--likelihood",
+            "conditional",
+        ],
+        "f6760b9abf67580dfd831a56215fb05f7dcd576765b47bf0a34250de6c8a7931",
+    ),
+    "study_a_ordinal": (
+        ["models/impulse_buying.lav", "--data", "data/impulse_buying.csv", "--ordinal", "all"],
+        "1d014a2ab715d123a0167c7965786fef04616abece4ad98ac7fb9114b5618668",
+    ),
 }
 #: where the checksums were recorded
 RECORDED_ON = {
     "cpu": "AMD EPYC",
     "cpu_flags_sha256": "08328ec5383d0de42d99e1a4af044dc189aafdd643f9223ed91f454ddfa9b5b7",
     "python": "3.12.1",
-    "pymc": "6.4.0", "pytensor": "3.3.8", "nutpie": "0.16.11", "numba": "0.68.0",
-    "numpy": "2.5.5", "scipy": "1.18.1", "arviz": "1.3.0", "xarray": "2026.9.0",
-    "h5netcdf": "1.8.3", "h5py": "3.16.0", "pandas": "3.1.1",
+    "pymc": "6.4.0",
+    "pytensor": "3.3.8",
+    "nutpie": "0.16.11",
+    "numba": "0.68.0",
+    "numpy": "2.5.5",
+    "scipy": "1.18.1",
+    "arviz": "1.3.0",
+    "xarray": "2026.9.0",
+    "h5netcdf": "1.8.3",
+    "h5py": "3.16.0",
+    "pandas": "3.1.1",
 }
 
 
@@ -49,14 +83,18 @@ def _cpuinfo(key: str) -> str:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         return ""
-    return next((line.split(":", 1)[1].strip() for line in lines
-                 if line.split(":", 1)[0].strip() == key), "")
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == key),
+        "",
+    )
 
 
 def this_machine() -> dict[str, str]:
-    found = {"cpu": _cpuinfo("model name"),
-             "cpu_flags_sha256": hashlib.sha256(_cpuinfo("flags").encode()).hexdigest(),
-             "python": platform.python_version()}
+    found = {
+        "cpu": _cpuinfo("model name"),
+        "cpu_flags_sha256": hashlib.sha256(_cpuinfo("flags").encode()).hexdigest(),
+        "python": platform.python_version(),
+    }
     for package in RECORDED_ON:
         if package not in found:
             found[package] = importlib.metadata.version(package)
@@ -65,11 +103,13 @@ def this_machine() -> dict[str, str]:
 
 def _skip_elsewhere() -> None:
     found = this_machine()
-    differ = [f"{k} {found[k]!r} (recorded: {v!r})" for k, v in RECORDED_ON.items()
-              if found[k] != v]
+    differ = [
+        f"{k} {found[k]!r} (recorded: {v!r})" for k, v in RECORDED_ON.items() if found[k] != v
+    ]
     if differ:
-        pytest.skip("byte identity is a property of one machine and library set; here "
-                    + ", ".join(differ))
+        pytest.skip(
+            "byte identity is a property of one machine and library set; here " + ", ".join(differ)
+        )
 
 
 @pytest.mark.slow
@@ -78,15 +118,33 @@ def test_posterior_file_is_byte_identical_to_the_one_before_the_restructuring(na
     _skip_elsewhere()
     args, expected = RUNS[name]
     out = tmp_path / name
-    done = subprocess.run([sys.executable, "-m", "bayes_sor", "fit", *args, "--out", str(out),
-                           *SETTINGS], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bayes_sor", "fit", *args, "--out", str(out), *SETTINGS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     got = hashlib.sha256((out / "posterior.nc").read_bytes()).hexdigest()
     # The first run of a new graph compiles numba kernels whose last bits may differ from the
     # cached ones that every later run loads: a mismatch on a cold cache is retried once.
     if got != expected:
-        subprocess.run([sys.executable, "-m", "bayes_sor", "fit", *args, "--out", str(out),
-                        "--force", *SETTINGS], cwd=ROOT, capture_output=True, text=True,
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bayes_sor",
+                "fit",
+                *args,
+                "--out",
+                str(out),
+                "--force",
+                *SETTINGS,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         got = hashlib.sha256((out / "posterior.nc").read_bytes()).hexdigest()
     assert got == expected

@@ -19,19 +19,28 @@ NAMED_FILE = re.compile(r"[\w./-]+\.(?:md|csv|yaml|lav|py|txt)\b")
 OUTSIDE = "../shared/reference/"
 
 
-@pytest.mark.parametrize("path", sorted([*MODELS.glob("*.lav"), *MODELS.glob("*.yaml")]),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted([*MODELS.glob("*.lav"), *MODELS.glob("*.yaml")]), ids=lambda p: p.name
+)
 def test_files_named_in_model_comments_exist(path: Path):
     comments = [line for line in path.read_text().splitlines() if line.lstrip().startswith("#")]
     named = {m.group() for line in comments for m in NAMED_FILE.finditer(line)}
-    missing = [name for name in sorted(named) if not name.startswith(OUTSIDE)
-               and not (ROOT / name).exists() and not (path.parent / name).exists()]
+    missing = [
+        name
+        for name in sorted(named)
+        if not name.startswith(OUTSIDE)
+        and not (ROOT / name).exists()
+        and not (path.parent / name).exists()
+    ]
     assert not missing, f"{path.name} names files the repository does not hold: {missing}"
 
 
 def test_the_bundled_survey_models_have_sbc_ready_priors():
     assert {p.name.removesuffix(".sbc_priors.yaml") for p in PRIOR_FILES} >= {
-        "holzinger_swineford", "impulse_buying", "purchase_intention"}
+        "holzinger_swineford",
+        "impulse_buying",
+        "purchase_intention",
+    }
 
 
 @pytest.mark.parametrize("path", PRIOR_FILES, ids=lambda p: p.name)

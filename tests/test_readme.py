@@ -48,8 +48,8 @@ def fit_argv() -> list[str]:
 def readme_command(name: str) -> list[str]:
     """The README's ``python -m bayes_sor NAME ...`` text as words, optional parts
     (``[--run RUN]``) kept: the "Other commands" table's, else the first in the README."""
-    table = README[README.index("## Other commands"):]
-    table = table[:table.index("\n\n", table.index("| command |"))]
+    table = README[README.index("## Other commands") :]
+    table = table[: table.index("\n\n", table.index("| command |"))]
     pattern = rf"`python -m bayes_sor {re.escape(name)} ([^`]*)`"
     found = re.search(pattern, table) or re.search(pattern, README)
     assert found is not None, f"README.md shows no 'python -m bayes_sor {name}' command"
@@ -61,8 +61,11 @@ def test_ci_runs_exactly_the_readmes_test_command():
     blocks = re.findall(r"```bash\n(.*?)```", README, re.DOTALL)
     command = blocks[1].strip()
     assert "\n" not in command and command.startswith("python -m pytest"), command
-    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
-          if line.strip() and not line.startswith("#")]
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ci[-1] == command
 
 
@@ -84,12 +87,12 @@ def test_the_readme_says_what_to_do_when_python312_is_a_refusing_shim():
     assert "$(pyenv root)/versions/3.12" in README
 
 
-def test_the_fit_command_passes_every_check_on_a_fresh_clones_example_folder(
-        tmp_path, monkeypatch):
+def test_the_fit_command_passes_every_check_on_a_fresh_clones_example_folder(tmp_path, monkeypatch):
     """The README's fit arguments in a fresh clone's layout (the committed example run has no
     posterior.nc) get through the destination and input checks to sampling, twice."""
-    tracked = subprocess.run(["git", "ls-files", EXAMPLE], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", EXAMPLE], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in tracked:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, tmp_path / name)
@@ -108,7 +111,8 @@ def test_the_fit_command_passes_every_check_on_a_fresh_clones_example_folder(
         with pytest.raises(Sampled):
             main(fit_argv())
     assert sorted(p.name for p in (tmp_path / EXAMPLE).iterdir()) == sorted(
-        Path(name).name for name in tracked)
+        Path(name).name for name in tracked
+    )
 
 
 def _find_python_function() -> str:
@@ -125,8 +129,10 @@ def test_ci_finds_python_through_pyenv_when_the_shims_refuse(tmp_path):
     bin_dir, root = tmp_path / "bin", tmp_path / "pyenv-root"
     bin_dir.mkdir()
     shim = "#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2\nexit 127\n"
-    pyenv = (f"#!/bin/sh\ncase \"$1\" in\n  root) echo {root} ;;\n"
-             "  versions) printf '3.11.7\\n3.12.9\\n' ;;\n  *) exit 1 ;;\nesac\n")
+    pyenv = (
+        f'#!/bin/sh\ncase "$1" in\n  root) echo {root} ;;\n'
+        "  versions) printf '3.11.7\\n3.12.9\\n' ;;\n  *) exit 1 ;;\nesac\n"
+    )
     for name, text in (("python3.12", shim), ("python3", shim), ("pyenv", pyenv)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -137,9 +143,13 @@ def test_ci_finds_python_through_pyenv_when_the_shims_refuse(tmp_path):
         python.parent.mkdir(parents=True)
         python.write_text(f"#!/bin/sh\nexit {0 if ok else 1}\n")
         python.chmod(0o755)
-    result = subprocess.run(["/bin/bash", "-c", _find_python_function() + "find_python"],
-                            capture_output=True, text=True, timeout=60,
-                            env={"PATH": str(bin_dir)})
+    result = subprocess.run(
+        ["/bin/bash", "-c", _find_python_function() + "find_python"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(new)
 
@@ -184,8 +194,13 @@ def test_a_model_without_bundled_data_says_where_they_are_and_how_to_fit_it(refe
 # ---- slow: the commands for real, in a fresh copy of the repository ---------------------------
 def _fresh_copy(folder: Path) -> Path:
     """The repository's files as a clone has them (tracked and new, nothing git ignores)."""
-    names = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in names:
         if (ROOT / name).is_file():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -196,8 +211,14 @@ def _fresh_copy(folder: Path) -> Path:
 def _bayes_sor(clone: Path, argv: list[str]) -> subprocess.CompletedProcess:
     """``python -m bayes_sor ARGV`` in the clone, importing the clone's package."""
     env = {**os.environ, "PYTHONPATH": str(clone)}
-    return subprocess.run([sys.executable, "-m", "bayes_sor", *argv], cwd=clone, env=env,
-                          capture_output=True, text=True, timeout=3600)
+    return subprocess.run(
+        [sys.executable, "-m", "bayes_sor", *argv],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -227,17 +248,28 @@ def test_every_command_of_the_readme_runs_on_the_bundled_data_in_a_users_order(c
     assert runs[0].returncode == 0, runs[0].stderr[-3000:]
     run, wide = EXAMPLE, "reports/impulse_buying_wide"
     # the second run of compare-models: the refit the README suggests, fewer draws
-    refit = [*fit_argv(), "--prior-scale", "2", "--draws", "500", "--allow-warnings",
-             "--no-report"]
+    refit = [*fit_argv(), "--prior-scale", "2", "--draws", "500", "--allow-warnings", "--no-report"]
     refit[refit.index("--out") + 1] = wide
-    fill = {"RUN": run, "MODEL": "models/impulse_buying.lav", "CSV": "data/impulse_buying.csv",
-            "FILE": "models/impulse_buying.published.yaml", "N": "100", "S": "1",
-            "TRUTH.csv": "data/impulse_buying_truth.csv", "data.csv": "reports/simulated.csv",
-            "PRIORS.yaml": "models/impulse_buying.sbc_priors.yaml"}
+    fill = {
+        "RUN": run,
+        "MODEL": "models/impulse_buying.lav",
+        "CSV": "data/impulse_buying.csv",
+        "FILE": "models/impulse_buying.published.yaml",
+        "N": "100",
+        "S": "1",
+        "TRUTH.csv": "data/impulse_buying_truth.csv",
+        "data.csv": "reports/simulated.csv",
+        "PRIORS.yaml": "models/impulse_buying.sbc_priors.yaml",
+    }
     steps = {
-        "ppc": [], "reliability": [], "sensitivity": [],
+        "ppc": [],
+        "reliability": [],
+        "sensitivity": [],
         "compare": ["--boot", "50", "--process-boot", "50"],
-        "compare-models": [], "report": [], "simulate": [], "sbc": [],
+        "compare-models": [],
+        "report": [],
+        "simulate": [],
+        "sbc": [],
     }
     for name, extra in steps.items():
         if name == "compare-models":

@@ -6,12 +6,15 @@ from reference_data import require_reference
 MISSING = "no/such/reference"
 
 
-@pytest.mark.parametrize(("flags", "outcome"), [
-    ({}, pytest.skip.Exception),
-    ({"BAYES_SOR_REQUIRE_REFERENCE": "0"}, pytest.skip.Exception),
-    ({"BAYES_SOR_REQUIRE_REFERENCE": "1"}, pytest.fail.Exception),
-    ({"CI": "true"}, pytest.fail.Exception),
-])
+@pytest.mark.parametrize(
+    ("flags", "outcome"),
+    [
+        ({}, pytest.skip.Exception),
+        ({"BAYES_SOR_REQUIRE_REFERENCE": "0"}, pytest.skip.Exception),
+        ({"BAYES_SOR_REQUIRE_REFERENCE": "1"}, pytest.fail.Exception),
+        ({"CI": "true"}, pytest.fail.Exception),
+    ],
+)
 def test_absent_reference_skips_except_in_ci(monkeypatch, tmp_path, flags, outcome):
     for name in ("BAYES_SOR_REQUIRE_REFERENCE", "CI"):
         monkeypatch.delenv(name, raising=False)

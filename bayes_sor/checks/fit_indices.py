@@ -39,17 +39,18 @@ def null_model(run: Run, n_draws: int, rng: np.random.Generator) -> tuple[np.nda
         chi2 = ml_discrepancy(run.n_obs, run.mean, run.cov, moments)
     if run.y is None:
         centre = Implied(mu.mean(0)[None], var.mean(0)[None, :, None] * np.eye(len(s)), False)
-        return chi2, float(chi2.mean() - ml_discrepancy(run.n_obs, run.mean, run.cov,
-                                                        centre)[0])
+        return chi2, float(chi2.mean() - ml_discrepancy(run.n_obs, run.mean, run.cov, centre)[0])
     ll = xr.DataArray(marginal_loglik(run.y, moments)[None], dims=("chain", "draw", "obs"))
     posterior = xr.Dataset({"mu": (("chain", "draw", "item"), mu[None])})
-    tree = xr.DataTree.from_dict({"posterior": posterior,
-                                  "log_likelihood": xr.Dataset({"items": ll})})
+    tree = xr.DataTree.from_dict(
+        {"posterior": posterior, "log_likelihood": xr.Dataset({"items": ll})}
+    )
     return chi2, float(loo(tree).p)
 
 
-def bayes_fit_indices(chi2: np.ndarray, p_d: float, chi2_null: np.ndarray, p_d_null: float,
-                      n: int, moments: int) -> dict[str, np.ndarray]:
+def bayes_fit_indices(
+    chi2: np.ndarray, p_d: float, chi2_null: np.ndarray, p_d_null: float, n: int, moments: int
+) -> dict[str, np.ndarray]:
     """BRMSEA, BCFI, BTLI per draw (blavaan's ``BayesRelFit``, ``rescale = "devM"``).
 
     ``moments``: p*, the modelled sample moments; noncentrality chi2 - p*, floored at 0.
@@ -65,14 +66,14 @@ def bayes_fit_indices(chi2: np.ndarray, p_d: float, chi2_null: np.ndarray, p_d_n
     }
 
 
-def effective_parameters(run: Run, chi2: np.ndarray,
-                         p_loo: float | None = None) -> tuple[float, str]:
+def effective_parameters(
+    run: Run, chi2: np.ndarray, p_loo: float | None = None
+) -> tuple[float, str]:
     """pD of the Bayesian fit indices: p_loo of the marginal model, else DIC-style."""
     if p_loo is not None:
         return p_loo, "p_loo of the marginal model"
     if run.y is not None:
-        ll = pointwise_loglik(run, "marginal_approx" if run.partable.interactions
-                              else "marginal")
+        ll = pointwise_loglik(run, "marginal_approx" if run.partable.interactions else "marginal")
         return float(loo(loglik_tree(run, ll)).p), "p_loo of the marginal model"
     centre = implied(run.rep, run.draws.mean(axis=0)[None])
     at_mean = ml_discrepancy(run.n_obs, run.mean, run.cov, centre)[0]

@@ -40,23 +40,33 @@ def loglik_kind(run: Run) -> tuple[str | None, str]:
     """The kind of pointwise log-likelihood available for ``run`` and a sentence saying why."""
     if run.y is None:
         return None, "covariance-matrix input: no respondents, so no pointwise log-likelihood"
-    stored = (run.likelihood == "conditional" and run.latent_scores() is not None
-              and not run.partable.observed_structural)
+    stored = (
+        run.likelihood == "conditional"
+        and run.latent_scores() is not None
+        and not run.partable.observed_structural
+    )
     if run.partable.ordinal_items():
         if stored:
-            return "conditional", ("ordinal items: log-likelihood given the stored latent "
-                                   "scores (ordered probit)")
-        return None, ("ordinal items and no stored latent scores: no pointwise log-likelihood "
-                      "(refit with --save-latent for LOO)")
+            return "conditional", (
+                "ordinal items: log-likelihood given the stored latent scores (ordered probit)"
+            )
+        return None, (
+            "ordinal items and no stored latent scores: no pointwise log-likelihood "
+            "(refit with --save-latent for LOO)"
+        )
     if run.partable.interactions:
         if stored:
-            return "conditional", ("latent interaction: log-likelihood given the stored latent "
-                                   "scores")
-        return "marginal_approx", ("latent interaction: marginal log-likelihood under the "
-                                   "normal approximation of the implied moments (latent scores "
-                                   "not stored)")
-    return "marginal", ("marginal multivariate normal log-likelihood (latent variables "
-                        "integrated out)")
+            return "conditional", (
+                "latent interaction: log-likelihood given the stored latent scores"
+            )
+        return "marginal_approx", (
+            "latent interaction: marginal log-likelihood under the "
+            "normal approximation of the implied moments (latent scores "
+            "not stored)"
+        )
+    return "marginal", (
+        "marginal multivariate normal log-likelihood (latent variables integrated out)"
+    )
 
 
 def mvn_logpdf(diff: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -113,8 +123,7 @@ def conditional_loglik(run: Run, draws: np.ndarray, eta: np.ndarray) -> np.ndarr
     return out
 
 
-def _ordinal_term(run: Run, ext: np.ndarray, mu: np.ndarray, sd: np.ndarray,
-                  j: int) -> np.ndarray:
+def _ordinal_term(run: Run, ext: np.ndarray, mu: np.ndarray, sd: np.ndarray, j: int) -> np.ndarray:
     """log P(observed category of item j | mu) for each draw and respondent (0 where the item
     was not answered): (S, N)."""
     item = run.rep.items[j]
@@ -138,19 +147,22 @@ def pointwise_loglik(run: Run, kind: str | None = None) -> xr.DataArray | None:
     draws = run.draws
     if kind == "conditional":
         eta = run.latent_scores().reshape(draws.shape[0], run.n_obs, -1)
-        ll = np.concatenate([conditional_loglik(run, draws[i], eta[i])
-                             for i in batches(draws.shape[0], 50)])
+        ll = np.concatenate(
+            [conditional_loglik(run, draws[i], eta[i]) for i in batches(draws.shape[0], 50)]
+        )
     else:
         ll = marginal_loglik(run.y, implied(run.rep, draws))
-    return xr.DataArray(ll.reshape(*run.par.shape[:2], run.n_obs), dims=("chain", "draw", "obs"),
-                        name="items")
+    return xr.DataArray(
+        ll.reshape(*run.par.shape[:2], run.n_obs), dims=("chain", "draw", "obs"), name="items"
+    )
 
 
 def loglik_tree(run: Run, ll: xr.DataArray, posterior: xr.Dataset | None = None) -> xr.DataTree:
     """A DataTree with ``posterior`` and ``log_likelihood`` groups, as ArviZ's LOO expects."""
     posterior = posterior if posterior is not None else run.posterior[["par"]]
-    return xr.DataTree.from_dict({"posterior": posterior,
-                                  "log_likelihood": xr.Dataset({"items": ll})})
+    return xr.DataTree.from_dict(
+        {"posterior": posterior, "log_likelihood": xr.Dataset({"items": ll})}
+    )
 
 
 def loo(tree: xr.DataTree):

@@ -24,8 +24,21 @@ from bayes_sor.report.document import markdown_table
 from bayes_sor.runs.rundir import Run, load_run
 
 K_BAD = 0.7
-COLUMNS = ["model", "rank", "elpd_loo", "se", "elpd_diff", "dse", "p_worse", "p_loo", "weight",
-           "pareto_k_gt_0.7", "diagnostic", "loglik", "run"]
+COLUMNS = [
+    "model",
+    "rank",
+    "elpd_loo",
+    "se",
+    "elpd_diff",
+    "dse",
+    "p_worse",
+    "p_loo",
+    "weight",
+    "pareto_k_gt_0.7",
+    "diagnostic",
+    "loglik",
+    "run",
+]
 
 
 def check_same_data(runs: dict[str, Run]) -> None:
@@ -37,15 +50,23 @@ def check_same_data(runs: dict[str, Run]) -> None:
             raise DataError(
                 f"runs {first!r} and {name!r} were fitted to different data (sha256 "
                 f"{sha_a[:12]}... vs {sha_b[:12]}...); LOO compares models of the same "
-                "observations: refit both to one data file")
+                "observations: refit both to one data file"
+            )
         if ref.items != run.items or ref.n_obs != run.n_obs:
             only = sorted(set(ref.items) ^ set(run.items))
-            what = f"items {only} are in one model only" if only else (
-                "the items are in a different order" if ref.n_obs == run.n_obs else
-                f"N = {ref.n_obs} vs {run.n_obs} respondents")
+            what = (
+                f"items {only} are in one model only"
+                if only
+                else (
+                    "the items are in a different order"
+                    if ref.n_obs == run.n_obs
+                    else f"N = {ref.n_obs} vs {run.n_obs} respondents"
+                )
+            )
             raise DataError(
                 f"runs {first!r} and {name!r} model different data from the same file: {what}; "
-                "LOO compares models of the same items and respondents")
+                "LOO compares models of the same items and respondents"
+            )
 
 
 def _loglik_kinds(runs: dict[str, Run]) -> dict[str, str]:
@@ -60,7 +81,8 @@ def _loglik_kinds(runs: dict[str, Run]) -> dict[str, str]:
         raise BayesSORError(
             "the runs' log-likelihoods are of different kinds (given the latent scores for "
             f"{[n for n, k in kinds.items() if k == 'conditional']}, marginal for the others), "
-            "whose ELPDs are not on one scale; refit without --save-latent")
+            "whose ELPDs are not on one scale; refit without --save-latent"
+        )
     return kinds
 
 
@@ -82,16 +104,20 @@ def compare(paths: list[str | Path]) -> pd.DataFrame:
     runs = dict(zip(_names(paths), (load_run(p) for p in paths), strict=True))
     check_same_data(runs)
     kinds = _loglik_kinds(runs)
-    elpds = {name: loo(loglik_tree(run, pointwise_loglik(run, kinds[name])))
-             for name, run in runs.items()}
+    elpds = {
+        name: loo(loglik_tree(run, pointwise_loglik(run, kinds[name])))
+        for name, run in runs.items()
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         table = az.compare(elpds, method="stacking", round_to="none")
     table = table.rename(columns={"elpd": "elpd_loo", "p": "p_loo"})
-    table["pareto_k_gt_0.7"] = [int(np.sum(np.asarray(elpds[n].pareto_k) > K_BAD))
-                                for n in table.index]
-    table["diagnostic"] = (table["diag_elpd"].astype(str) + " " +
-                           table["diag_diff"].astype(str)).str.strip()
+    table["pareto_k_gt_0.7"] = [
+        int(np.sum(np.asarray(elpds[n].pareto_k) > K_BAD)) for n in table.index
+    ]
+    table["diagnostic"] = (
+        table["diag_elpd"].astype(str) + " " + table["diag_diff"].astype(str)
+    ).str.strip()
     table["loglik"] = [kinds[n] for n in table.index]
     table["run"] = [str(runs[n].path) for n in table.index]
     return table.rename_axis("model").reset_index()[COLUMNS]
@@ -100,8 +126,12 @@ def compare(paths: list[str | Path]) -> pd.DataFrame:
 def summary_text(table: pd.DataFrame) -> str:
     """A Markdown report: the table and what it says."""
     best = table.iloc[0]
-    lines = ["# Model comparison (PSIS-LOO)", "",
-             markdown_table(table.drop(columns=["run"]), digits=2), ""]
+    lines = [
+        "# Model comparison (PSIS-LOO)",
+        "",
+        markdown_table(table.drop(columns=["run"]), digits=2),
+        "",
+    ]
     for r in table.iloc[1:].itertuples():
         diff, dse = -r.elpd_diff, r.dse
         if diff < 4:
@@ -110,16 +140,26 @@ def summary_text(table: pd.DataFrame) -> str:
             verdict = f"{best.model} predicts clearly better ({diff:.1f} > 2 x SE {dse:.1f})"
         else:
             verdict = f"{best.model} predicts better, but within 2 SE ({dse:.1f})"
-        lines.append(f"- {best.model} vs {r.model}: elpd_diff {diff:.1f} (SE {dse:.1f}): "
-                     f"{verdict}.")
+        lines.append(
+            f"- {best.model} vs {r.model}: elpd_diff {diff:.1f} (SE {dse:.1f}): {verdict}."
+        )
     bad = table[table["pareto_k_gt_0.7"] > 0]
     if len(bad):
-        lines.append("- Pareto k > 0.7 for " + ", ".join(
-            f"{r['model']} ({r['pareto_k_gt_0.7']} respondents)" for r in bad.to_dict("records"))
-            + ": their ELPD is unreliable for those respondents.")
-    lines += ["", "Stacking weights (`weight`) give the combination of models that predicts "
-              "best; ELPD is on the log-density scale of the item answers ("
-              + ", ".join(sorted(set(table.loglik))) + " log-likelihood).", ""]
+        lines.append(
+            "- Pareto k > 0.7 for "
+            + ", ".join(
+                f"{r['model']} ({r['pareto_k_gt_0.7']} respondents)" for r in bad.to_dict("records")
+            )
+            + ": their ELPD is unreliable for those respondents."
+        )
+    lines += [
+        "",
+        "Stacking weights (`weight`) give the combination of models that predicts "
+        "best; ELPD is on the log-density scale of the item answers ("
+        + ", ".join(sorted(set(table.loglik)))
+        + " log-likelihood).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -128,8 +168,7 @@ def loo_comparison_check(paths: list[str | Path]) -> CheckResult:
     the text is also the command's output and, in a run folder, a section of its report."""
     table = compare(paths)
     text = summary_text(table)
-    return CheckResult("compare-models", text, tables={"model_comparison.csv": table},
-                       console=text)
+    return CheckResult("compare-models", text, tables={"model_comparison.csv": table}, console=text)
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -137,9 +176,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     wiring, with the results' writer of every check)."""
     p = sub.add_parser("compare-models", help="LOO comparison of runs fitted to the same data")
     p.add_argument("runs", nargs="+", type=Path, help="two or more run folders")
-    p.add_argument("--out", type=Path,
-                   help="folder for model_comparison.csv and model_comparison.md (a run "
-                   "folder also gets the comparison as a section of its report)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="folder for model_comparison.csv and model_comparison.md (a run "
+        "folder also gets the comparison as a section of its report)",
+    )
     p.set_defaults(handler=_handler)
 
 

@@ -107,8 +107,9 @@ def _observed_scale(run: Run) -> tuple[np.ndarray | None, str]:
     if not ordinal:
         return run.y, "continuous"
     observed = run.y.copy()
-    observed[:, ordinal] = ordinal_codes(run.y[:, ordinal],
-                                         [_categories(run.y[:, j]) for j in ordinal])
+    observed[:, ordinal] = ordinal_codes(
+        run.y[:, ordinal], [_categories(run.y[:, j]) for j in ordinal]
+    )
     return observed, "mixed" if len(ordinal) < len(run.items) else "ordinal"
 
 
@@ -124,13 +125,16 @@ def _check_categories(run: Run, observed: np.ndarray) -> None:
         want = len(run.rep.thresholds.get(item, [])) + 1
         have = len(_categories(observed[:, j]))
         if have != want:
-            raise DataError(f"ordinal item {item!r} has {have} observed categories but "
-                            f"{want - 1} thresholds in the run; the run's data do not match it")
+            raise DataError(
+                f"ordinal item {item!r} has {have} observed categories but "
+                f"{want - 1} thresholds in the run; the run's data do not match it"
+            )
 
 
 # ---- replication -------------------------------------------------------------------------------
-def replicate_all(run: Run, moments: Implied, draws: np.ndarray, kind: str,
-                  rng: np.random.Generator) -> _Replications:
+def replicate_all(
+    run: Run, moments: Implied, draws: np.ndarray, kind: str, rng: np.random.Generator
+) -> _Replications:
     """Replicate one data set per draw and collect discrepancies and statistics.
 
     With missing answers a replication misses the same answers as the data, and its moments
@@ -155,8 +159,11 @@ def replicate_all(run: Run, moments: Implied, draws: np.ndarray, kind: str,
             parts["d_obs"].append(pairwise_g2(observed, mom, taus) if ordinal else none)
             parts["d_rep"].append(pairwise_g2(y_rep, mom, taus) if ordinal else none)
             parts["srmr"].append(none)
-            cov_rep = CaseWise.of(y_rep, patterns, tol=REPLICATION_TOL).cov if incomplete \
+            cov_rep = (
+                CaseWise.of(y_rep, patterns, tol=REPLICATION_TOL).cov
+                if incomplete
                 else sample_moments(y_rep)[1]
+            )
         elif incomplete:
             y_rep = np.where(answered, y_rep, np.nan)
             replicated = CaseWise.of(y_rep, patterns, start=mom, tol=REPLICATION_TOL)
@@ -188,26 +195,36 @@ def _interval_rows(name: str, values: np.ndarray, ci: float, note: str) -> list[
     return [(name, mean, note), (f"{name}.ci.lower", lo, ""), (f"{name}.ci.upper", hi, "")]
 
 
-def fit_measures(run: Run, reps: _Replications, kind: str, draws_used: int, ci: float,
-                 rng: np.random.Generator) -> tuple[pd.DataFrame, list[str]]:
+def fit_measures(
+    run: Run, reps: _Replications, kind: str, draws_used: int, ci: float, rng: np.random.Generator
+) -> tuple[pd.DataFrame, list[str]]:
     """The ``fit_measures.csv`` rows (measure, value, note) and notes for the report."""
     notes: list[str] = []
     chisq = "likelihood-ratio chi-square vs the saturated model"
-    discrepancy = {"continuous": chisq, "summary": chisq + " (covariances only)",
-                   "ordinal": "sum over item pairs of G^2 of the pair's contingency table"}
-    rows: list[tuple] = [("npar", float(run.partable.n_free), ""),
-                         ("ntotal", float(run.n_obs), ""),
-                         ("ppp.draws", float(draws_used), "posterior draws replicated")]
+    discrepancy = {
+        "continuous": chisq,
+        "summary": chisq + " (covariances only)",
+        "ordinal": "sum over item pairs of G^2 of the pair's contingency table",
+    }
+    rows: list[tuple] = [
+        ("npar", float(run.partable.n_free), ""),
+        ("ntotal", float(run.n_obs), ""),
+        ("ppp.draws", float(draws_used), "posterior draws replicated"),
+    ]
     if kind == "mixed":
-        notes.append("ordinal and continuous items mixed: no PPP discrepancy is implemented for "
-                     "this case (residual correlations and item checks are reported)")
+        notes.append(
+            "ordinal and continuous items mixed: no PPP discrepancy is implemented for "
+            "this case (residual correlations and item checks are reported)"
+        )
         rows.append(("ppp", np.nan, notes[-1]))
     else:
         rows.append(("ppp", float(np.mean(reps.d_rep >= reps.d_obs)), discrepancy[kind]))
         rows.append(("chisq", float(np.mean(reps.d_obs)), "posterior mean of D(y; theta)"))
     if run.partable.interactions:
-        notes.append("latent interaction: replications and chi-square use the normal "
-                     "approximation of the implied moments (the items are not normal)")
+        notes.append(
+            "latent interaction: replications and chi-square use the normal "
+            "approximation of the implied moments (the items are not normal)"
+        )
     ll_kind, why = loglik_kind(run)
     elpd = None if ll_kind is None else loo(loglik_tree(run, pointwise_loglik(run, ll_kind)))
     rows += _loo_rows(elpd, ll_kind, why, notes)
@@ -215,8 +232,10 @@ def fit_measures(run: Run, reps: _Replications, kind: str, draws_used: int, ci: 
         marginal_p = None if elpd is None or ll_kind == "conditional" else float(elpd.p)
         rows += _chisq_index_rows(run, reps, ci, rng, notes, marginal_p)
     else:
-        notes.append("SRMR, BRMSEA, BCFI and BTLI are chi-square based and reported for "
-                     "continuous items only")
+        notes.append(
+            "SRMR, BRMSEA, BCFI and BTLI are chi-square based and reported for "
+            "continuous items only"
+        )
     return pd.DataFrame(rows, columns=["measure", "value", "note"]), notes
 
 
@@ -227,17 +246,32 @@ def _loo_rows(elpd, kind: str | None, why: str, notes: list[str]) -> list[tuple]
     if kind != "marginal":
         notes.append(f"LOO: {why}")
     k = np.asarray(elpd.pareto_k).ravel()
-    rows = [("elpd_loo", float(elpd.elpd), why), ("se_elpd_loo", float(elpd.se), ""),
-            ("p_loo", float(elpd.p), ""), ("looic", -2 * float(elpd.elpd), ""),
-            ("pareto_k_gt_0.7", float(np.sum(k > K_BAD)), "respondents with Pareto k > 0.7")]
+    rows = [
+        ("elpd_loo", float(elpd.elpd), why),
+        ("se_elpd_loo", float(elpd.se), ""),
+        ("p_loo", float(elpd.p), ""),
+        ("looic", -2 * float(elpd.elpd), ""),
+        ("pareto_k_gt_0.7", float(np.sum(k > K_BAD)), "respondents with Pareto k > 0.7"),
+    ]
     if round(elpd.good_k, 2) != K_BAD:  # ArviZ's threshold is 0.7 from about 2200 draws on
-        rows.append((f"pareto_k_gt_{elpd.good_k:.2f}", float(np.sum(k > elpd.good_k)),
-                     "ArviZ's sample-size dependent threshold"))
+        rows.append(
+            (
+                f"pareto_k_gt_{elpd.good_k:.2f}",
+                float(np.sum(k > elpd.good_k)),
+                "ArviZ's sample-size dependent threshold",
+            )
+        )
     return rows
 
 
-def _chisq_index_rows(run: Run, reps: _Replications, ci: float, rng: np.random.Generator,
-                      notes: list[str], p_loo: float | None) -> list[tuple]:
+def _chisq_index_rows(
+    run: Run,
+    reps: _Replications,
+    ci: float,
+    rng: np.random.Generator,
+    notes: list[str],
+    p_loo: float | None,
+) -> list[tuple]:
     p_d, how = effective_parameters(run, reps.d_obs, p_loo)
     chi2_null, p_d_null = null_model(run, len(reps.d_obs), rng)
     moments = n_moments(len(run.items), run.mean is not None)
@@ -245,9 +279,12 @@ def _chisq_index_rows(run: Run, reps: _Replications, ci: float, rng: np.random.G
     indices = bayes_fit_indices(reps.d_obs, p_d, chi2_null, p_d_null, run.n_obs, moments)
     null_note = "null model: independence model, closed-form posterior (Jeffreys prior)"
     notes.append(f"BCFI/BTLI: {null_note}; pD: {how}")
-    rows = [("pd", p_d, how), ("df_adj", moments - p_d, "p* - pD"),
-            ("baseline.chisq", float(baseline), "ML chi-square of the independence model"),
-            ("baseline.pd", p_d_null, null_note)]
+    rows = [
+        ("pd", p_d, how),
+        ("df_adj", moments - p_d, "p* - pD"),
+        ("baseline.chisq", float(baseline), "ML chi-square of the independence model"),
+        ("baseline.pd", p_d_null, null_note),
+    ]
     rows += _interval_rows("srmr", reps.srmr, ci, "posterior of SRMR (Bentler, as lavaan)")
     for name, values in indices.items():
         rows += _interval_rows(name, values, ci, "Garnier-Villarreal & Jorgensen (2020)")
@@ -258,17 +295,22 @@ def _baseline_chisq(run: Run) -> float:
     """ML chi-square of the independence model; with missing answers the case-wise one, whose
     ML estimates are each item's answered mean and variance."""
     if run.y is None or not np.isnan(run.y).any():
-        return float(run.n_obs * (np.log(np.diag(run.cov)).sum()
-                                  - np.linalg.slogdet(run.cov)[1]))
+        return float(run.n_obs * (np.log(np.diag(run.cov)).sum() - np.linalg.slogdet(run.cov)[1]))
     casewise = CaseWise.of(run.y)
     independent = np.nanvar(run.y, axis=0) * np.eye(len(run.items))
-    return float(2 * (casewise.saturated
-                      - casewise_loglik(casewise.stats, np.nanmean(run.y, axis=0), independent)))
+    return float(
+        2
+        * (
+            casewise.saturated
+            - casewise_loglik(casewise.stats, np.nanmean(run.y, axis=0), independent)
+        )
+    )
 
 
 # ---- residuals and item checks ----------------------------------------------------------------
-def residual_table(run: Run, observed: np.ndarray | None, corr_rep: np.ndarray,
-                   ci: float) -> pd.DataFrame:
+def residual_table(
+    run: Run, observed: np.ndarray | None, corr_rep: np.ndarray, ci: float
+) -> pd.DataFrame:
     """Observed minus posterior-predicted correlation of every item pair, largest first."""
     r_obs = correlations(run.cov if observed is None else observed_moments(observed)[1])
     lo, hi = np.quantile(corr_rep, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
@@ -277,32 +319,56 @@ def residual_table(run: Run, observed: np.ndarray | None, corr_rep: np.ndarray,
     for j, k in zip(*np.triu_indices(len(run.items), k=1), strict=True):
         a, b = run.items[j], run.items[k]
         same = constructs[a] == constructs[b]
-        rows.append({
-            "item1": a, "item2": b,
-            "constructs": constructs[a] if same else f"{constructs[a]} / {constructs[b]}",
-            "observed": r_obs[j, k], "predicted": corr_rep[:, j, k].mean(),
-            "residual": r_obs[j, k] - corr_rep[:, j, k].mean(),
-            "pi.lower": lo[j, k], "pi.upper": hi[j, k],
-            "p_rep_ge_obs": float(np.mean(corr_rep[:, j, k] >= r_obs[j, k])),
-            "outside": bool(r_obs[j, k] < lo[j, k] or r_obs[j, k] > hi[j, k]),
-        })
+        rows.append(
+            {
+                "item1": a,
+                "item2": b,
+                "constructs": constructs[a] if same else f"{constructs[a]} / {constructs[b]}",
+                "observed": r_obs[j, k],
+                "predicted": corr_rep[:, j, k].mean(),
+                "residual": r_obs[j, k] - corr_rep[:, j, k].mean(),
+                "pi.lower": lo[j, k],
+                "pi.upper": hi[j, k],
+                "p_rep_ge_obs": float(np.mean(corr_rep[:, j, k] >= r_obs[j, k])),
+                "outside": bool(r_obs[j, k] < lo[j, k] or r_obs[j, k] > hi[j, k]),
+            }
+        )
     table = pd.DataFrame(rows)
     order = table.residual.abs().sort_values(ascending=False).index
     return table.loc[order].reset_index(drop=True)
 
 
-def item_table(run: Run, observed: np.ndarray | None, stats_rep: np.ndarray,
-               ci: float) -> pd.DataFrame:
+def item_table(
+    run: Run, observed: np.ndarray | None, stats_rep: np.ndarray, ci: float
+) -> pd.DataFrame:
     """Observed item mean, SD, skewness, kurtosis against their predictive intervals."""
     if observed is None:  # a covariance matrix has no item distributions to compare
-        return pd.DataFrame(columns=["item", "statistic", "observed", "predicted", "pi.lower",
-                                     "pi.upper", "outside"])
+        return pd.DataFrame(
+            columns=[
+                "item",
+                "statistic",
+                "observed",
+                "predicted",
+                "pi.lower",
+                "pi.upper",
+                "outside",
+            ]
+        )
     obs = item_moments(observed)
     lo, hi = np.quantile(stats_rep, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
-    rows = [{"item": item, "statistic": stat, "observed": obs[j, s],
-             "predicted": stats_rep[:, j, s].mean(), "pi.lower": lo[j, s], "pi.upper": hi[j, s],
-             "outside": bool(obs[j, s] < lo[j, s] or obs[j, s] > hi[j, s])}
-            for j, item in enumerate(run.items) for s, stat in enumerate(STATS)]
+    rows = [
+        {
+            "item": item,
+            "statistic": stat,
+            "observed": obs[j, s],
+            "predicted": stats_rep[:, j, s].mean(),
+            "pi.lower": lo[j, s],
+            "pi.upper": hi[j, s],
+            "outside": bool(obs[j, s] < lo[j, s] or obs[j, s] > hi[j, s]),
+        }
+        for j, item in enumerate(run.items)
+        for s, stat in enumerate(STATS)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -313,18 +379,28 @@ def predictive_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float =
     if kind in ("ordinal", "mixed"):
         _check_categories(run, observed)
     if kind == "summary":
-        notes_first = ["covariance-matrix input: replications are compared on covariances "
-                       "only; no item distributions (ppc_items.png) and no LOO"]
+        notes_first = [
+            "covariance-matrix input: replications are compared on covariances "
+            "only; no item distributions (ppc_items.png) and no LOO"
+        ]
     else:
         notes_first = []
     if run.y is not None and np.isnan(run.y).any():
-        notes_first.append("missing answers: each replication misses the same answers; the "
-                           "chi-square is the case-wise (FIML) likelihood ratio against the "
-                           "saturated model fitted by EM, whose covariance matrix also serves "
-                           "as the observed one for SRMR and the residual correlations")
+        notes_first.append(
+            "missing answers: each replication misses the same answers; the "
+            "chi-square is the case-wise (FIML) likelihood ratio against the "
+            "saturated model fitted by EM, whose covariance matrix also serves "
+            "as the observed one for SRMR and the residual correlations"
+        )
     draws = run.draws[thin(len(run.draws), max_draws)]
     reps = replicate_all(run, implied(run.rep, draws), draws, kind, rng)
     measures, notes = fit_measures(run, reps, kind, len(draws), ci, rng)
-    return PPCResult(measures, residual_table(run, observed, reps.corr, ci),
-                     item_table(run, observed, reps.stats, ci), observed, reps.kept,
-                     run.items, notes_first + notes)
+    return PPCResult(
+        measures,
+        residual_table(run, observed, reps.corr, ci),
+        item_table(run, observed, reps.stats, ci),
+        observed,
+        reps.kept,
+        run.items,
+        notes_first + notes,
+    )

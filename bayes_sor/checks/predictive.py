@@ -88,8 +88,9 @@ def sample_moments(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.swapaxes(dev, -1, -2) @ dev / y.shape[-2]
 
 
-def ml_discrepancy(n: int, mean: np.ndarray | None, cov: np.ndarray,
-                   moments: Implied) -> np.ndarray:
+def ml_discrepancy(
+    n: int, mean: np.ndarray | None, cov: np.ndarray, moments: Implied
+) -> np.ndarray:
     """lavaan's chi-square 2 (logL_saturated - logL_model) = N F_ML, one value per draw.
 
     F_ML = log|Sigma| + tr(Sigma^-1 S) - log|S| - p + (ybar - mu)' Sigma^-1 (ybar - mu);
@@ -99,8 +100,10 @@ def ml_discrepancy(n: int, mean: np.ndarray | None, cov: np.ndarray,
     _, logdet_sigma = np.linalg.slogdet(moments.cov)
     _, logdet_s = np.linalg.slogdet(cov)
     diff = np.zeros_like(moments.mean) if mean is None else mean - moments.mean
-    solved = np.linalg.solve(moments.cov, np.concatenate(
-        [np.broadcast_to(cov, moments.cov.shape), diff[..., None]], axis=-1))
+    solved = np.linalg.solve(
+        moments.cov,
+        np.concatenate([np.broadcast_to(cov, moments.cov.shape), diff[..., None]], axis=-1),
+    )
     trace = np.trace(solved[..., :p], axis1=-2, axis2=-1)
     quad = np.einsum("...i,...i->...", diff, solved[..., p])
     return n * (logdet_sigma + trace + quad - logdet_s - p)
@@ -130,8 +133,7 @@ def item_moments(y: np.ndarray) -> np.ndarray:
     dev = y - mean[..., None, :]
     sd = np.sqrt(np.nanmean(dev**2, axis=-2))
     z = dev / np.where(sd > 0, sd, 1.0)[..., None, :]
-    return np.stack([mean, sd, np.nanmean(z**3, axis=-2), np.nanmean(z**4, axis=-2) - 3.0],
-                    axis=-1)
+    return np.stack([mean, sd, np.nanmean(z**3, axis=-2), np.nanmean(z**4, axis=-2) - 3.0], axis=-1)
 
 
 @dataclass(frozen=True)
@@ -147,13 +149,19 @@ class CaseWise:
     saturated: np.ndarray
 
     @classmethod
-    def of(cls, y: np.ndarray, patterns: Patterns | None = None, start: Implied | None = None,
-           tol: float = EM_TOL) -> CaseWise:
+    def of(
+        cls,
+        y: np.ndarray,
+        patterns: Patterns | None = None,
+        start: Implied | None = None,
+        tol: float = EM_TOL,
+    ) -> CaseWise:
         """``y`` (..., N, p) with NaN; ``start``: moments to start EM from (those the data
         were replicated from are close to the optimum); ``tol``: EM's tolerance."""
         stats = PatternStatistics.of(y, patterns)
-        mean, cov = saturated_moments(stats, None if start is None else (start.mean, start.cov),
-                                      tol)
+        mean, cov = saturated_moments(
+            stats, None if start is None else (start.mean, start.cov), tol
+        )
         return cls(stats, mean, cov, casewise_loglik(stats, mean, cov))
 
     def chisq(self, moments: Implied) -> np.ndarray:
@@ -174,8 +182,10 @@ def ordinal_codes(y: np.ndarray, categories: list[np.ndarray]) -> np.ndarray:
 def threshold_draws(rep: Representation, draws: np.ndarray) -> list[np.ndarray | None]:
     """Each item's thresholds (S, K-1), sorted within draw; None for continuous items."""
     ext = extend(draws)
-    return [np.sort(ext[:, rep.thresholds[item]], axis=-1) if item in rep.thresholds else None
-            for item in rep.items]
+    return [
+        np.sort(ext[:, rep.thresholds[item]], axis=-1) if item in rep.thresholds else None
+        for item in rep.items
+    ]
 
 
 def cut(ystar: np.ndarray, taus: list[np.ndarray | None]) -> np.ndarray:
@@ -229,8 +239,11 @@ def pair_table(codes: np.ndarray, kj: int, kk: int, j: int, k: int) -> np.ndarra
     both = ~(np.isnan(flat[:, :, j]) | np.isnan(flat[:, :, k]))
     flat = np.nan_to_num(flat).astype(np.int64)
     cell = flat[:, :, j] * kk + flat[:, :, k] + (np.arange(flat.shape[0]) * kj * kk)[:, None]
-    counts = np.bincount(cell.ravel(), weights=None if both.all() else both.ravel(),
-                         minlength=flat.shape[0] * kj * kk)
+    counts = np.bincount(
+        cell.ravel(),
+        weights=None if both.all() else both.ravel(),
+        minlength=flat.shape[0] * kj * kk,
+    )
     return counts.reshape(*codes.shape[:-2], kj, kk)
 
 

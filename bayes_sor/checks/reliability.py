@@ -28,8 +28,19 @@ from bayes_sor.spec.matrices import implied_moments
 HTMT_MAX = 0.85
 OMEGA_MIN = 0.7
 AVE_MIN = 0.5
-COLUMNS = ["measure", "construct", "with", "mean", "median", "sd", "ci.lower", "ci.upper",
-           "sample", "criterion", "p_criterion"]
+COLUMNS = [
+    "measure",
+    "construct",
+    "with",
+    "mean",
+    "median",
+    "sd",
+    "ci.lower",
+    "ci.upper",
+    "sample",
+    "criterion",
+    "p_criterion",
+]
 
 
 def construct_items(run: Run) -> dict[str, np.ndarray]:
@@ -42,6 +53,7 @@ def construct_items(run: Run) -> dict[str, np.ndarray]:
 
 def htmt(corr: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean heterotrait correlation over the geometric mean of the two monotrait means."""
+
     def mono(idx: np.ndarray) -> np.ndarray:
         if len(idx) < 2:
             return np.full(corr.shape[:-2], np.nan)
@@ -94,8 +106,10 @@ def _criteria(draws: dict[tuple[str, str, str], np.ndarray]) -> dict[tuple, tupl
             out[measure, f, g] = (f"AVE > {AVE_MIN}", float(np.mean(values > AVE_MIN)))
         elif measure == "latent_r2":
             smaller = np.minimum(draws["ave", f, ""], draws["ave", g, ""])
-            out[measure, f, g] = ("Fornell-Larcker: r^2 < AVE of both",
-                                  float(np.mean(values < smaller)))
+            out[measure, f, g] = (
+                "Fornell-Larcker: r^2 < AVE of both",
+                float(np.mean(values < smaller)),
+            )
         elif measure == "htmt":
             holds = np.mean(values < HTMT_MAX) if np.isfinite(values).all() else np.nan
             out[measure, f, g] = (f"HTMT < {HTMT_MAX}", float(holds))
@@ -105,8 +119,7 @@ def _criteria(draws: dict[tuple[str, str, str], np.ndarray]) -> dict[tuple, tupl
 def _sample_values(run: Run) -> dict[tuple[str, str, str], float]:
     items = construct_items(run)
     corr = correlations(run.cov)
-    out = {("alpha", f, ""): cronbach_alpha(run.cov[np.ix_(idx, idx)])
-           for f, idx in items.items()}
+    out = {("alpha", f, ""): cronbach_alpha(run.cov[np.ix_(idx, idx)]) for f, idx in items.items()}
     constructs = list(items)
     for k, f in enumerate(constructs):
         for g in constructs[k + 1 :]:
@@ -118,9 +131,11 @@ def reliability(run: Run, ci: float = 0.95) -> pd.DataFrame:
     """The ``reliability.csv`` table: posterior summaries, sample values and criteria."""
     draws = _draws(run)
     keys = list(draws)
-    stacked = xr.DataArray(np.stack([draws[k] for k in keys], axis=-1),
-                           dims=("chain", "draw", "quantity"),
-                           coords={"quantity": [f"{m}:{f}:{g}" for m, f, g in keys]})
+    stacked = xr.DataArray(
+        np.stack([draws[k] for k in keys], axis=-1),
+        dims=("chain", "draw", "quantity"),
+        coords={"quantity": [f"{m}:{f}:{g}" for m, f, g in keys]},
+    )
     summary = summarize(stacked, ci).reset_index(drop=True)
     table = pd.DataFrame(keys, columns=["measure", "construct", "with"])
     table = pd.concat([table, summary[["mean", "median", "sd", "ci.lower", "ci.upper"]]], axis=1)
@@ -129,43 +144,74 @@ def reliability(run: Run, ci: float = 0.95) -> pd.DataFrame:
     table["sample"] = [sample.get(k, np.nan) for k in keys]
     table["criterion"] = [criteria[k][0] for k in keys]
     table["p_criterion"] = [criteria[k][1] for k in keys]
-    alphas = pd.DataFrame([{"measure": "alpha", "construct": f, "with": "", "sample": v,
-                            "criterion": "", "p_criterion": np.nan}
-                           for (measure, f, _), v in sample.items() if measure == "alpha"])
+    alphas = pd.DataFrame(
+        [
+            {
+                "measure": "alpha",
+                "construct": f,
+                "with": "",
+                "sample": v,
+                "criterion": "",
+                "p_criterion": np.nan,
+            }
+            for (measure, f, _), v in sample.items()
+            if measure == "alpha"
+        ]
+    )
     return pd.concat([table, alphas], ignore_index=True)[COLUMNS]
 
 
-def report_section(table: pd.DataFrame, ci: float, ordinal: bool,
-                   incomplete: bool = False) -> str:
+def report_section(table: pd.DataFrame, ci: float, ordinal: bool, incomplete: bool = False) -> str:
     """The "Reliability and validity" section of ``report.md``; ``incomplete``: the data have
     missing answers (the sample alphas then come from the EM covariance matrix)."""
+
     def pick(measure: str) -> pd.DataFrame:
         return table[table.measure == measure].set_index(["construct", "with"])
 
     omega, ave, alpha = pick("omega"), pick("ave"), pick("alpha")
-    rows = [{"construct": f, "omega": o["mean"], "omega.ci": f"[{o['ci.lower']:.2f}, "
-             f"{o['ci.upper']:.2f}]", "AVE": ave.loc[(f, ""), "mean"],
-             "AVE.ci": f"[{ave.loc[(f, ''), 'ci.lower']:.2f}, {ave.loc[(f, ''), 'ci.upper']:.2f}]",
-             "alpha (sample)": alpha.loc[(f, ""), "sample"]}
-            for (f, _), o in omega.iterrows()]
+    rows = [
+        {
+            "construct": f,
+            "omega": o["mean"],
+            "omega.ci": f"[{o['ci.lower']:.2f}, {o['ci.upper']:.2f}]",
+            "AVE": ave.loc[(f, ""), "mean"],
+            "AVE.ci": f"[{ave.loc[(f, ''), 'ci.lower']:.2f}, {ave.loc[(f, ''), 'ci.upper']:.2f}]",
+            "alpha (sample)": alpha.loc[(f, ""), "sample"],
+        }
+        for (f, _), o in omega.iterrows()
+    ]
     pairs = table[table.measure.isin(["htmt", "latent_r2"])]
     weak = pairs[pairs.p_criterion < 0.95]
-    lines = ["## Reliability and validity", "",
-             f"Posterior means with {ci:.0%} intervals (`reliability.csv`); omega and AVE from "
-             "the model-implied moments" + (" on the latent-response scale of the ordinal items"
-                                            if ordinal else "") + "."
-             + (" The data have missing answers: sample alpha is computed from the saturated "
-                "model's ML (EM) covariance matrix, which uses every answer given." if incomplete
-                else ""), "",
-             markdown_table(pd.DataFrame(rows)), ""]
+    lines = [
+        "## Reliability and validity",
+        "",
+        f"Posterior means with {ci:.0%} intervals (`reliability.csv`); omega and AVE from "
+        "the model-implied moments"
+        + (" on the latent-response scale of the ordinal items" if ordinal else "")
+        + "."
+        + (
+            " The data have missing answers: sample alpha is computed from the saturated "
+            "model's ML (EM) covariance matrix, which uses every answer given."
+            if incomplete
+            else ""
+        ),
+        "",
+        markdown_table(pd.DataFrame(rows)),
+        "",
+    ]
     if len(weak):
-        lines.append("Discriminant validity is uncertain (posterior probability < .95) for: "
-                     + "; ".join(f"{r.construct} / {r.with_}: P({r.criterion}) = "
-                                 f"{r.p_criterion:.2f}"
-                                 for r in weak.rename(columns={"with": "with_"}).itertuples()))
+        lines.append(
+            "Discriminant validity is uncertain (posterior probability < .95) for: "
+            + "; ".join(
+                f"{r.construct} / {r.with_}: P({r.criterion}) = {r.p_criterion:.2f}"
+                for r in weak.rename(columns={"with": "with_"}).itertuples()
+            )
+        )
     else:
-        lines.append(f"Every pair of constructs meets HTMT < {HTMT_MAX} and Fornell-Larcker "
-                     "with posterior probability >= .95.")
+        lines.append(
+            f"Every pair of constructs meets HTMT < {HTMT_MAX} and Fornell-Larcker "
+            "with posterior probability >= .95."
+        )
     return "\n".join([*lines, ""])
 
 
@@ -175,13 +221,19 @@ def reliability_check(run: Run, ci: float = 0.95) -> CheckResult:
     incomplete = run.y is not None and bool(np.isnan(run.y).any())
     text = report_section(table, ci, bool(run.partable.ordinal_items()), incomplete)
     pairs = table[table.measure.isin(["htmt", "latent_r2"])]
-    cols = ["measure", "construct", "with", "mean", "ci.lower", "ci.upper", "sample",
-            "p_criterion"]
-    console = (table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
-               + f"\n\nwrote {run.path}/reliability.csv and a section of report.md and "
-               "report.html")
-    return CheckResult("reliability", text, tables={"reliability.csv": table},
-                       passed=bool((pairs.p_criterion >= 0.95).all()), console=console)
+    cols = ["measure", "construct", "with", "mean", "ci.lower", "ci.upper", "sample", "p_criterion"]
+    console = (
+        table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        + f"\n\nwrote {run.path}/reliability.csv and a section of report.md and "
+        "report.html"
+    )
+    return CheckResult(
+        "reliability",
+        text,
+        tables={"reliability.csv": table},
+        passed=bool((pairs.p_criterion >= 0.95).all()),
+        console=console,
+    )
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -192,8 +244,12 @@ def _validate(args: argparse.Namespace) -> None:
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``python -m bayes_sor reliability RUN_DIR``."""
     add_check_command(
-        sub, "reliability", "omega, AVE, HTMT and Fornell-Larcker of a run",
+        sub,
+        "reliability",
+        "omega, AVE, HTMT and Fornell-Larcker of a run",
         lambda run, args: [reliability_check(run, args.ci)],
-        declare=lambda p: p.add_argument("--ci", type=float, default=0.95,
-                                         help="interval probability (0.95)"),
-        validate=_validate)
+        declare=lambda p: p.add_argument(
+            "--ci", type=float, default=0.95, help="interval probability (0.95)"
+        ),
+        validate=_validate,
+    )

@@ -58,8 +58,9 @@ def write_result(result: CheckResult, folder: Path, section: bool = True) -> lis
         if figure is None:
             (folder / name).unlink(missing_ok=True)
             continue
-        write_readable(folder / name,
-                       lambda tmp, fig=figure: fig.savefig(tmp, format="png", dpi=FIGURE_DPI))
+        write_readable(
+            folder / name, lambda tmp, fig=figure: fig.savefig(tmp, format="png", dpi=FIGURE_DPI)
+        )
         written.append(folder / name)
     if section:
         written.append(append_report_section(folder, result.name, result.text))
@@ -70,10 +71,14 @@ def write_result(result: CheckResult, folder: Path, section: bool = True) -> lis
 Check = Callable[[Run, argparse.Namespace], Sequence[CheckResult]]
 
 
-def add_check_command(subparsers: argparse._SubParsersAction, name: str, help: str,
-                      check: Check,
-                      declare: Callable[[argparse.ArgumentParser], None] | None = None,
-                      validate: Callable[[argparse.Namespace], None] | None = None) -> None:
+def add_check_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    check: Check,
+    declare: Callable[[argparse.ArgumentParser], None] | None = None,
+    validate: Callable[[argparse.Namespace], None] | None = None,
+) -> None:
     """Register ``python -m bayes_sor NAME RUN_DIR [options]``: ``declare`` adds the command's
     options, ``validate`` refuses bad ones (before the run is read); the command then runs
     ``check`` on the run, writes each result into the run folder and prints each result's

@@ -78,8 +78,9 @@ class PriorPlan:
 def prior_plan(partable: ParTable) -> PriorPlan:
     """Parse every free parameter's prior once (evaluating them is then pure NumPy)."""
     params = partable.parameters.reset_index(drop=True)
-    var_pos = {r.lhs: k for k, r in enumerate(params.itertuples())
-               if r.op == "~~" and r.lhs == r.rhs}
+    var_pos = {
+        r.lhs: k for k, r in enumerate(params.itertuples()) if r.op == "~~" and r.lhs == r.rhs
+    }
     exo = partable.exogenous
     firsts = params.drop_duplicates("free")
     members: dict[tuple[str, str], list[tuple[int, tuple, tuple[int, int]]]] = {}
@@ -95,16 +96,23 @@ def prior_plan(partable: ParTable) -> PriorPlan:
         correlation = r.op == "~~" and r.lhs != r.rhs
         scale = "correlation" if correlation else "sd" if prior.on_sd else "value"
         members.setdefault((prior.family, scale), []).append((int(pos), prior.args, pair))
-    groups = [PriorGroup(family, scale, np.array([m[0] for m in rows]),
-                         np.array([m[2] for m in rows]).reshape(-1, 2),
-                         np.array([m[1] for m in rows], dtype=float),
-                         [partable.names[m[0]] for m in rows])
-              for (family, scale), rows in members.items()]
+    groups = [
+        PriorGroup(
+            family,
+            scale,
+            np.array([m[0] for m in rows]),
+            np.array([m[2] for m in rows]).reshape(-1, 2),
+            np.array([m[1] for m in rows], dtype=float),
+            [partable.names[m[0]] for m in rows],
+        )
+        for (family, scale), rows in members.items()
+    ]
     return PriorPlan(groups, eta, lkj_rows, len(exo))
 
 
-def prior_terms(partable: ParTable, par: np.ndarray,
-                plan: PriorPlan | None = None) -> tuple[np.ndarray, list[str]]:
+def prior_terms(
+    partable: ParTable, par: np.ndarray, plan: PriorPlan | None = None
+) -> tuple[np.ndarray, list[str]]:
     """log prior density of each free parameter (the LKJ prior: one term) at draws ``par``.
 
     Returns (..., terms) and the terms' names; ``par`` is (..., param) in table order.
@@ -137,8 +145,7 @@ def _correlation(par: np.ndarray, pos, var_a, var_b) -> np.ndarray:
 def log_prior_terms(run: Run) -> xr.DataArray:
     """:func:`prior_terms` of a run's draws: (chain, draw, prior_term)."""
     values, names = prior_terms(run.partable, run.par)
-    return xr.DataArray(values, dims=("chain", "draw", "prior_term"),
-                        coords={"prior_term": names})
+    return xr.DataArray(values, dims=("chain", "draw", "prior_term"), coords={"prior_term": names})
 
 
 def log_likelihood(run: Run) -> tuple[xr.DataArray | None, str]:
@@ -164,8 +171,9 @@ def quantities(run: Run) -> tuple[xr.Dataset, str]:
         data["path"] = _named(run.par[..., paths], [names[k] for k in paths], "path")
     if "effects" in post and post["effects"].sizes.get("effect_id", 0):
         effects = post["effects"].transpose("chain", "draw", "effect_id")
-        data["effect"] = _named(effects.values, [str(e) for e in effects.effect_id.values],
-                                "effect")
+        data["effect"] = _named(
+            effects.values, [str(e) for e in effects.effect_id.values], "effect"
+        )
     if data:
         return xr.Dataset(data), "structural paths and effects"
     free = [k for k in params.drop_duplicates("free").index if params.free[k] > 0]
@@ -188,8 +196,9 @@ def _weighted_summary(values: np.ndarray, weights: np.ndarray, ci: float) -> tup
     return q[1], q[0], q[2], float(weights[values > 0].sum() / weights.sum())
 
 
-def conclusions(posterior: xr.Dataset, log_prior: xr.DataArray, ci: float,
-                alphas: tuple[float, float] = ALPHAS) -> pd.DataFrame:
+def conclusions(
+    posterior: xr.Dataset, log_prior: xr.DataArray, ci: float, alphas: tuple[float, float] = ALPHAS
+) -> pd.DataFrame:
     """Median, interval and P(> 0) at alpha = 1 and under the power-scaled priors."""
     lp = log_prior.sum("prior_term")
     weights = {1.0: np.ones(lp.size)}
@@ -198,8 +207,9 @@ def conclusions(posterior: xr.Dataset, log_prior: xr.DataArray, ci: float,
         lw = lp.azstats.power_scale_lw(alpha=a, dim=SAMPLE_DIMS)
         weights[a] = np.exp(lw.values.ravel() - lw.values.max())
         raw = xr.DataArray((a - 1) * lp.values, dims=SAMPLE_DIMS)
-        khat[a] = float(raw.azstats.pareto_khat(sample_dims=SAMPLE_DIMS, log_weights=True,
-                                                tail="right"))
+        khat[a] = float(
+            raw.azstats.pareto_khat(sample_dims=SAMPLE_DIMS, log_weights=True, tail="right")
+        )
     rows = []
     for var in posterior.data_vars:
         da = posterior[var]
@@ -210,8 +220,12 @@ def conclusions(posterior: xr.Dataset, log_prior: xr.DataArray, ci: float,
             for a, w in weights.items():
                 med, lo, hi, pos = _weighted_summary(flat, w, ci)
                 tag = "" if a == 1.0 else f"_alpha{a:g}"
-                row |= {f"median{tag}": med, f"ci.lower{tag}": lo, f"ci.upper{tag}": hi,
-                        f"p_positive{tag}": pos}
+                row |= {
+                    f"median{tag}": med,
+                    f"ci.lower{tag}": lo,
+                    f"ci.upper{tag}": hi,
+                    f"p_positive{tag}": pos,
+                }
             rows.append(row)
     table = pd.DataFrame(rows)
     for a in alphas:
@@ -221,9 +235,9 @@ def conclusions(posterior: xr.Dataset, log_prior: xr.DataArray, ci: float,
 
 def _verdict(row: pd.Series, alphas: tuple[float, float]) -> tuple[bool, str]:
     """Whether the sign or the exclusion of 0 changes under a power-scaled prior."""
+
     def state(tag: str) -> tuple[bool, bool]:
-        return (row[f"median{tag}"] > 0,
-                row[f"ci.lower{tag}"] > 0 or row[f"ci.upper{tag}"] < 0)
+        return (row[f"median{tag}"] > 0, row[f"ci.lower{tag}"] > 0 or row[f"ci.upper{tag}"] < 0)
 
     base = state("")
     changed = [f"alpha {a:g}" for a in alphas if state(f"_alpha{a:g}") != base]
@@ -232,8 +246,9 @@ def _verdict(row: pd.Series, alphas: tuple[float, float]) -> tuple[bool, str]:
     return True, "conclusion changes under the prior scaled by " + ", ".join(changed)
 
 
-def sensitivity(run: Run, ci: float = 0.95,
-                alphas: tuple[float, float] = ALPHAS) -> tuple[pd.DataFrame, list[str]]:
+def sensitivity(
+    run: Run, ci: float = 0.95, alphas: tuple[float, float] = ALPHAS
+) -> tuple[pd.DataFrame, list[str]]:
     """The ``sensitivity.csv`` table and notes on what was approximated."""
 
     posterior, what = quantities(run)
@@ -261,8 +276,10 @@ def sensitivity(run: Run, ci: float = 0.95,
     table["why"] = [v[1] for v in verdicts]
     unreliable = [a for a in alphas if table[f"khat_alpha{a:g}"].iloc[0] > 0.7]
     if unreliable:
-        notes.append(f"Pareto k > 0.7 for the power-scaling weights at alpha {unreliable}: the "
-                     "re-weighted summaries there are unreliable")
+        notes.append(
+            f"Pareto k > 0.7 for the power-scaling weights at alpha {unreliable}: the "
+            "re-weighted summaries there are unreliable"
+        )
     return table, notes
 
 
@@ -275,58 +292,95 @@ def _prior_only(az, tree: xr.DataTree) -> pd.DataFrame:
         labels += [f"{var}[{label}]" for label in prior[var][dim].values]
         values += list(prior[var].values)
     values = np.array(values)
-    return pd.DataFrame({"prior": values, "likelihood": np.nan,
-                         "diagnosis": np.where(values >= THRESHOLD,
-                                               "potential strong prior / weak likelihood", "")},
-                        index=labels)
+    return pd.DataFrame(
+        {
+            "prior": values,
+            "likelihood": np.nan,
+            "diagnosis": np.where(
+                values >= THRESHOLD, "potential strong prior / weak likelihood", ""
+            ),
+        },
+        index=labels,
+    )
 
 
 def report_section(table: pd.DataFrame, notes: list[str], alphas: tuple[float, float]) -> str:
     flagged = table[table.prior_dependent | (table.diagnosis != "")]
-    lines = ["## Prior sensitivity (power-scaling)", "",
-             f"Power-scaling sensitivity (Kallioinen et al. 2023; cumulative JS distance, "
-             f"diagnosis at {THRESHOLD}) and each conclusion re-read under the prior raised to "
-             f"alpha = {alphas[0]:g} and {alphas[1]:g} (`sensitivity.csv`)."]
+    lines = [
+        "## Prior sensitivity (power-scaling)",
+        "",
+        f"Power-scaling sensitivity (Kallioinen et al. 2023; cumulative JS distance, "
+        f"diagnosis at {THRESHOLD}) and each conclusion re-read under the prior raised to "
+        f"alpha = {alphas[0]:g} and {alphas[1]:g} (`sensitivity.csv`).",
+    ]
     if len(flagged):
         lines += ["", "Conclusions that depend on the prior or show sensitivity:"]
-        lines += [f"- {r.quantity}: {'; '.join(x for x in (r.diagnosis, r.why) if x)}"
-                  for r in flagged.itertuples()]
+        lines += [
+            f"- {r.quantity}: {'; '.join(x for x in (r.diagnosis, r.why) if x)}"
+            for r in flagged.itertuples()
+        ]
     else:
-        lines += ["", "No structural path or effect changes its conclusion (sign, interval "
-                  "excluding 0) under the power-scaled priors, and none is flagged as prior "
-                  "sensitive."]
+        lines += [
+            "",
+            "No structural path or effect changes its conclusion (sign, interval "
+            "excluding 0) under the power-scaled priors, and none is flagged as prior "
+            "sensitive.",
+        ]
     # readable headers (the CSV keeps its names): interval ends under each power-scaled prior
-    names = {"quantity": "quantity", "median": "median", "ci.lower": "lower",
-             "ci.upper": "upper"}
+    names = {"quantity": "quantity", "median": "median", "ci.lower": "lower", "ci.upper": "upper"}
     for a in alphas:
-        names |= {f"ci.lower_alpha{a:g}": f"lower (α={a:g})",
-                  f"ci.upper_alpha{a:g}": f"upper (α={a:g})"}
+        names |= {
+            f"ci.lower_alpha{a:g}": f"lower (α={a:g})",
+            f"ci.upper_alpha{a:g}": f"upper (α={a:g})",
+        }
     names |= {"prior_sensitivity": "prior sens.", "likelihood_sensitivity": "likelihood sens."}
     shown = table[list(names)].rename(columns=names)
     lines += ["", markdown_table(shown), "", "Notes:", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)
 
 
-def sensitivity_check(run: Run, ci: float = 0.95,
-                      alphas: tuple[float, float] = ALPHAS) -> CheckResult:
+def sensitivity_check(
+    run: Run, ci: float = 0.95, alphas: tuple[float, float] = ALPHAS
+) -> CheckResult:
     """The check as a result: ``sensitivity.csv`` and the report section (nothing written);
     passed: no conclusion depends on the prior and none is flagged as sensitive."""
     table, notes = sensitivity(run, ci, alphas)
-    cols = ["quantity", "median", "ci.lower", "ci.upper", "prior_sensitivity",
-            "likelihood_sensitivity", "prior_dependent"]
-    console = "\n".join([table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
-                         "", *notes, f"wrote {run.path}/sensitivity.csv and a section of "
-                         "report.md and report.html"])
+    cols = [
+        "quantity",
+        "median",
+        "ci.lower",
+        "ci.upper",
+        "prior_sensitivity",
+        "likelihood_sensitivity",
+        "prior_dependent",
+    ]
+    console = "\n".join(
+        [
+            table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+            "",
+            *notes,
+            f"wrote {run.path}/sensitivity.csv and a section of report.md and report.html",
+        ]
+    )
     flagged = table.prior_dependent | (table.diagnosis != "")
-    return CheckResult("sensitivity", report_section(table, notes, alphas),
-                       tables={"sensitivity.csv": table}, passed=not flagged.any(),
-                       notes=tuple(notes), console=console)
+    return CheckResult(
+        "sensitivity",
+        report_section(table, notes, alphas),
+        tables={"sensitivity.csv": table},
+        passed=not flagged.any(),
+        notes=tuple(notes),
+        console=console,
+    )
 
 
 def _declare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
-    p.add_argument("--alpha", type=float, default=ALPHAS[0],
-                   help="power-scale the prior by ALPHA and 1/ALPHA (default 0.8)")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=ALPHAS[0],
+        help="power-scale the prior by ALPHA and 1/ALPHA (default 0.8)",
+    )
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -337,6 +391,10 @@ def _validate(args: argparse.Namespace) -> None:
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``python -m bayes_sor sensitivity RUN_DIR``."""
     add_check_command(
-        sub, "sensitivity", "power-scaling prior/likelihood sensitivity of a run",
+        sub,
+        "sensitivity",
+        "power-scaling prior/likelihood sensitivity of a run",
         lambda run, args: [sensitivity_check(run, args.ci, (args.alpha, 1 / args.alpha))],
-        declare=_declare, validate=_validate)
+        declare=_declare,
+        validate=_validate,
+    )

@@ -41,9 +41,13 @@ EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
 #: Modules that add a subcommand: each has ``add_command(subparsers)``, which registers a parser
 #: whose ``handler`` default is a function ``(args) -> exit code``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "bayes_sor.checks.ppc_report", "bayes_sor.checks.reliability",
-    "bayes_sor.checks.loo_comparison", "bayes_sor.checks.sensitivity",
-    "bayes_sor.cli.report_command", "bayes_sor.sbc.run", "bayes_sor.comparison.compare",
+    "bayes_sor.checks.ppc_report",
+    "bayes_sor.checks.reliability",
+    "bayes_sor.checks.loo_comparison",
+    "bayes_sor.checks.sensitivity",
+    "bayes_sor.cli.report_command",
+    "bayes_sor.sbc.run",
+    "bayes_sor.comparison.compare",
 )
 
 
@@ -56,12 +60,18 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="lavaan-syntax model file (.lav)")
-    p.add_argument("--identification", choices=["std.lv", "marker"],
-                   help="latent scaling (default: the model file's, else std.lv)")
+    p.add_argument(
+        "--identification",
+        choices=["std.lv", "marker"],
+        help="latent scaling (default: the model file's, else std.lv)",
+    )
     p.add_argument("--ordinal", help="'all' or comma-separated items to model as ordinal")
-    p.add_argument("--scale", help="Likert range of the answers, e.g. 1-7, or 'none' for "
-                   "continuous scores "
-                   "(default: the model file's)")
+    p.add_argument(
+        "--scale",
+        help="Likert range of the answers, e.g. 1-7, or 'none' for "
+        "continuous scores "
+        "(default: the model file's)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,48 +82,87 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a model to survey data and write a run folder")
     _add_model_options(f)
     f.add_argument("--data", type=Path, help="CSV of item answers")
-    f.add_argument("--cov", type=Path, help="instead of --data: CSV covariance matrix of the "
-                   "items (needs --nobs; no means, so no intercepts)")
-    f.add_argument("--cor", type=Path, help="instead of --data: CSV correlation matrix (with "
-                   "--sd for covariances, else a standardised analysis; needs --nobs)")
+    f.add_argument(
+        "--cov",
+        type=Path,
+        help="instead of --data: CSV covariance matrix of the "
+        "items (needs --nobs; no means, so no intercepts)",
+    )
+    f.add_argument(
+        "--cor",
+        type=Path,
+        help="instead of --data: CSV correlation matrix (with "
+        "--sd for covariances, else a standardised analysis; needs --nobs)",
+    )
     f.add_argument("--sd", type=Path, help="CSV of item standard deviations for --cor")
     f.add_argument("--nobs", type=int, help="sample size behind --cov / --cor")
     f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
     f.add_argument("--likelihood", default="auto", choices=["auto", "marginal", "conditional"])
-    f.add_argument("--missing", default="model", choices=["model", "listwise", "refuse"],
-                   help="missing answers: modelled (default; no respondent dropped), listwise "
-                   "deletion, or refused")
+    f.add_argument(
+        "--missing",
+        default="model",
+        choices=["model", "listwise", "refuse"],
+        help="missing answers: modelled (default; no respondent dropped), listwise "
+        "deletion, or refused",
+    )
     f.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"])
     f.add_argument("--chains", type=int, default=4)
-    f.add_argument("--draws", type=int, default=2000,
-                   help="draws per chain after tuning (2000: enough for ESS >= 400 on the "
-                   "bundled S-O-R models, whose latent correlations mix slowly)")
+    f.add_argument(
+        "--draws",
+        type=int,
+        default=2000,
+        help="draws per chain after tuning (2000: enough for ESS >= 400 on the "
+        "bundled S-O-R models, whose latent correlations mix slowly)",
+    )
     f.add_argument("--tune", type=int, default=1000)
     f.add_argument("--seed", type=int, default=20261124)
     f.add_argument("--target-accept", type=float, default=0.9)
     f.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
     f.add_argument("--hdi", action="store_true", help="highest-density instead of equal-tailed")
-    f.add_argument("--prior-scale", type=float, default=1.0, metavar="K",
-                   help="widen every default prior by K (e.g. 2) for a direct prior-sensitivity "
-                   "check against the run with the defaults")
-    f.add_argument("--moderator-values", action="append", metavar="W=V1,V2,...",
-                   help="also report conditional indirect effects at these values of moderator "
-                   "W, in its own units (raw data units for an observed moderator); repeat for "
-                   "another moderator (default: the model file's 'moderator_values')")
-    f.add_argument("--latent-scores", choices=["auto", "centred", "non-centred"],
-                   help="conditional likelihood: sample latent scores centred or as standard "
-                   "normal deviates (default: the model file's, else auto: centred where a "
-                   "construct's items carry 1.5 times its prior's information); the same "
-                   "posterior")
+    f.add_argument(
+        "--prior-scale",
+        type=float,
+        default=1.0,
+        metavar="K",
+        help="widen every default prior by K (e.g. 2) for a direct prior-sensitivity "
+        "check against the run with the defaults",
+    )
+    f.add_argument(
+        "--moderator-values",
+        action="append",
+        metavar="W=V1,V2,...",
+        help="also report conditional indirect effects at these values of moderator "
+        "W, in its own units (raw data units for an observed moderator); repeat for "
+        "another moderator (default: the model file's 'moderator_values')",
+    )
+    f.add_argument(
+        "--latent-scores",
+        choices=["auto", "centred", "non-centred"],
+        help="conditional likelihood: sample latent scores centred or as standard "
+        "normal deviates (default: the model file's, else auto: centred where a "
+        "construct's items carry 1.5 times its prior's information); the same "
+        "posterior",
+    )
     f.add_argument("--save-latent", action="store_true", help="keep latent scores in posterior")
-    f.add_argument("--allow-warnings", action="store_true",
-                   help="exit 0 even when convergence checks fail (they are still reported)")
+    f.add_argument(
+        "--allow-warnings",
+        action="store_true",
+        help="exit 0 even when convergence checks fail (they are still reported)",
+    )
     f.add_argument("--force", action="store_true", help="replace an existing run in --out")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
-    f.add_argument("--no-report", action="store_true",
-                   help="skip report.html / report.md and figures ('report RUN_DIR' makes them)")
-    f.add_argument("--rope", type=rope_width, default=DEFAULT_ROPE, help="half-width of the "
-                   "region of practical equivalence for hypotheses, std.all scale (0.05)")
+    f.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip report.html / report.md and figures ('report RUN_DIR' makes them)",
+    )
+    f.add_argument(
+        "--rope",
+        type=rope_width,
+        default=DEFAULT_ROPE,
+        help="half-width of the "
+        "region of practical equivalence for hypotheses, std.all scale (0.05)",
+    )
 
     s = sub.add_parser("simulate", help="simulate survey answers from a model and a truth file")
     _add_model_options(s)
@@ -133,17 +182,37 @@ def _fit(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.model.stem
     check_destination(out, args.force)
     settings = SamplerSettings(
-        sampler=args.sampler, chains=args.chains, draws=args.draws, tune=args.tune,
-        seed=args.seed, target_accept=args.target_accept, progressbar=not args.no_progress,
+        sampler=args.sampler,
+        chains=args.chains,
+        draws=args.draws,
+        tune=args.tune,
+        seed=args.seed,
+        target_accept=args.target_accept,
+        progressbar=not args.no_progress,
     )
-    result = fit(args.model, args.data, likelihood=args.likelihood,
-                 identification=args.identification, ordinal=args.ordinal, scale=args.scale,
-                 missing=args.missing, settings=settings, ci_prob=args.ci, hdi=args.hdi,
-                 save_latent=args.save_latent, cov=args.cov, cor=args.cor, sd=args.sd,
-                 nobs=args.nobs, prior_scale=args.prior_scale,
-                 moderator_values=(parse_moderator_values(args.moderator_values)
-                                   if args.moderator_values else None),
-                 latent_scores=args.latent_scores, stage=stage)
+    result = fit(
+        args.model,
+        args.data,
+        likelihood=args.likelihood,
+        identification=args.identification,
+        ordinal=args.ordinal,
+        scale=args.scale,
+        missing=args.missing,
+        settings=settings,
+        ci_prob=args.ci,
+        hdi=args.hdi,
+        save_latent=args.save_latent,
+        cov=args.cov,
+        cor=args.cor,
+        sd=args.sd,
+        nobs=args.nobs,
+        prior_scale=args.prior_scale,
+        moderator_values=(
+            parse_moderator_values(args.moderator_values) if args.moderator_values else None
+        ),
+        latent_scores=args.latent_scores,
+        stage=stage,
+    )
     stage(f"writing {out}/ (posterior.nc, estimates.csv, effects.csv, hypotheses.csv)")
     write_run(result, out, force=args.force, report=False, rope=args.rope)
     if not args.no_report:
@@ -151,18 +220,36 @@ def _fit(args: argparse.Namespace) -> int:
         try:
             write_report(out, args.rope)
         except Exception as exc:  # the posterior is safe on disk; the report can be redone
-            _warn(f"the report could not be written ({type(exc).__name__}: {exc}); the fit "
-                  f"is saved: run 'python -m bayes_sor report {out}'")
+            _warn(
+                f"the report could not be written ({type(exc).__name__}: {exc}); the fit "
+                f"is saved: run 'python -m bayes_sor report {out}'"
+            )
     stage("finished")
     print()  # the stage lines end here; the results follow
-    shown = result.effects[result.effects.kind.isin(
-        ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"])]
+    shown = result.effects[
+        result.effects.kind.isin(
+            ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"]
+        )
+    ]
     if shown.empty:
         print("no indirect, total or defined effects: the model has no mediation paths")
     else:
         with pd.option_context("display.width", 120, "display.max_rows", 200):
-            print(shown[["effect", "kind", "moderator_value", "mean", "ci.lower", "ci.upper",
-                         "p_positive"]].round(3).to_string(index=False))
+            print(
+                shown[
+                    [
+                        "effect",
+                        "kind",
+                        "moderator_value",
+                        "mean",
+                        "ci.lower",
+                        "ci.upper",
+                        "p_positive",
+                    ]
+                ]
+                .round(3)
+                .to_string(index=False)
+            )
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):
         print("\n" + console_table(pd.read_csv(out / "hypotheses.csv")))
     report = "" if args.no_report else ", report.html, report.md"
@@ -174,9 +261,12 @@ def _fit(args: argparse.Namespace) -> int:
         print("diagnostics: passed")
         return EXIT_OK
     code = EXIT_OK if args.allow_warnings else EXIT_DIAGNOSTICS
-    print(f"diagnostics: {len(problems)} check(s) failed (each named in a WARNING line and in "
-          f"the report): exit {code}" + ("" if args.allow_warnings else
-                                         " (--allow-warnings exits 0)"), flush=True)
+    print(
+        f"diagnostics: {len(problems)} check(s) failed (each named in a WARNING line and in "
+        f"the report): exit {code}"
+        + ("" if args.allow_warnings else " (--allow-warnings exits 0)"),
+        flush=True,
+    )
     return code
 
 
@@ -193,8 +283,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _simulate(args: argparse.Namespace) -> int:
 
-    partable = build_partable(read_model(args.model), identification=args.identification,
-                              ordinal=args.ordinal)
+    partable = build_partable(
+        read_model(args.model), identification=args.identification, ordinal=args.ordinal
+    )
     if args.nobs < 1:
         raise BayesSORError("--nobs must be at least 1")
     for path in (args.out, args.truth_out):
@@ -203,7 +294,6 @@ def _simulate(args: argparse.Namespace) -> int:
     scale = parse_scale(args.scale or partable.options.get("scale"))
     partable = scale_thresholds(partable, scale)
     if args.truth is not None:
-
         par = truth_vector(partable, read_csv(args.truth))
     else:
         par = prior_draw(partable, args.seed)

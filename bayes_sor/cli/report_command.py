@@ -17,10 +17,15 @@ def _report_command(args: argparse.Namespace) -> int:
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``python -m bayes_sor report RUN_DIR``."""
-    p = subparsers.add_parser("report", help="(re)write report.html / report.md and figures of "
-                              "a finished run folder")
+    p = subparsers.add_parser(
+        "report", help="(re)write report.html / report.md and figures of a finished run folder"
+    )
     p.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
-    p.add_argument("--rope", type=rope_width, default=None,
-                   help="half-width of the region of practical equivalence on the std.all "
-                   f"scale (default: the run's, else {DEFAULT_ROPE})")
+    p.add_argument(
+        "--rope",
+        type=rope_width,
+        default=None,
+        help="half-width of the region of practical equivalence on the std.all "
+        f"scale (default: the run's, else {DEFAULT_ROPE})",
+    )
     p.set_defaults(handler=_report_command)

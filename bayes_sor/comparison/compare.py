@@ -52,22 +52,26 @@ if TYPE_CHECKING:
     from bayes_sor.runs.rundir import Run
     from bayes_sor.spec.partable import ParTable
 
+
 # ---- inputs ----------------------------------------------------------------------------------
 def dummy_controls(data: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Control variables as regressors: numeric columns as they are, categorical ones as
     dummies against their first level (alphabetically)."""
     missing = [c for c in names if c not in data.columns]
     if missing:
-        raise DataError(f"control variable(s) {missing} are not columns of the data; it has "
-                        f"{[c for c in data.columns][:20]}")
+        raise DataError(
+            f"control variable(s) {missing} are not columns of the data; it has "
+            f"{[c for c in data.columns][:20]}"
+        )
     parts = []
     for name in names:
         numeric = pd.to_numeric(data[name], errors="coerce")
         if numeric.notna().sum() == data[name].notna().sum():
             parts.append(numeric.rename(name))
         else:
-            dummies = pd.get_dummies(data[name].astype("string"), prefix=name, drop_first=True,
-                                     dtype=float)
+            dummies = pd.get_dummies(
+                data[name].astype("string"), prefix=name, drop_first=True, dtype=float
+            )
             parts.append(dummies.where(data[name].notna()))
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=data.index)
 
@@ -80,17 +84,24 @@ def _check_run(run: Run, partable: ParTable, data_path: Path) -> None:
     """The run must be of this model; a different data file is worth a warning."""
     if set(run.partable.names) != set(partable.names):
         extra = sorted(set(run.partable.names) ^ set(partable.names))[:6]
-        raise ModelSpecError(f"run {str(run.path)!r} was fitted to another model than the one "
-                             f"given (parameters differ: {extra}); pass the run's model")
+        raise ModelSpecError(
+            f"run {str(run.path)!r} was fitted to another model than the one "
+            f"given (parameters differ: {extra}); pass the run's model"
+        )
     if run.attrs.get("bayes_sor_data_sha256") not in (None, _sha256(data_path)):
-        print(f"warning: run {run.path} was fitted to other data than {data_path} (the "
-              "SHA-256 differs); the methods are compared on different data", file=sys.stderr)
+        print(
+            f"warning: run {run.path} was fitted to other data than {data_path} (the "
+            "SHA-256 differs); the methods are compared on different data",
+            file=sys.stderr,
+        )
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    for option, value, least in (("--boot", args.boot, 2), ("--process-boot",
-                                                            args.process_boot, 2),
-                                 ("--workers", args.workers, 1)):
+    for option, value, least in (
+        ("--boot", args.boot, 2),
+        ("--process-boot", args.process_boot, 2),
+        ("--workers", args.workers, 1),
+    ):
         if value < least:
             raise BayesSORError(f"{option} must be at least {least}, got {value}")
 
@@ -103,8 +114,13 @@ def _fit_bayes(args: argparse.Namespace, partable: ParTable, out: Path) -> tuple
     """Fit the Bayesian model and write its run folder; returns the folder and whether the
     convergence checks passed (failures are printed, and reported in the run's report)."""
 
-    settings = SamplerSettings(chains=args.chains, draws=args.draws, tune=args.tune,
-                               seed=args.seed, progressbar=not args.no_progress)
+    settings = SamplerSettings(
+        chains=args.chains,
+        draws=args.draws,
+        tune=args.tune,
+        seed=args.seed,
+        progressbar=not args.no_progress,
+    )
     result = fit(partable, args.data, settings=settings, missing=args.missing)
     write_run(result, out, force=args.force)
     for problem in result.diagnostics.problems:
@@ -127,8 +143,9 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
     if not args.data.is_file():
         raise DataError(f"data file {str(args.data)!r} does not exist")
     # Every input is checked before the (long) fits, so a bad one costs seconds.
-    dataset = load_data(args.data, partable.indicators, scale=partable.options.get("scale"),
-                        missing=args.missing)
+    dataset = load_data(
+        args.data, partable.indicators, scale=partable.options.get("scale"), missing=args.missing
+    )
     frame = read_csv(args.data).loc[dataset.frame.index]
     controls = dummy_controls(frame, _controls(args.controls))
     published = read_published(args.published) if args.published else None
@@ -143,9 +160,11 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
     bayes = bayes_estimates(run)
     partable = run.partable
     level = bayes.info["level"]
-    methods = [bayes,
-               ml_estimates(partable, dataset.frame, args.boot, args.seed, args.workers, level),
-               study_estimates(partable, frame, controls, args.process_boot, args.seed, level)]
+    methods = [
+        bayes,
+        ml_estimates(partable, dataset.frame, args.boot, args.seed, args.workers, level),
+        study_estimates(partable, frame, controls, args.process_boot, args.seed, level),
+    ]
     if published is not None:
         methods.append(published_estimates(published, bayes.info["identification"]))
     return comparison_table(methods), methods, ok
@@ -154,31 +173,53 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
 # ---- command line ----------------------------------------------------------------------------
 def add_command(sub: argparse._SubParsersAction) -> None:
     """Register ``python -m bayes_sor compare``."""
-    p = sub.add_parser("compare", help="Bayesian vs ML SEM vs the study's composite OLS vs "
-                       "published values, side by side")
+    p = sub.add_parser(
+        "compare",
+        help="Bayesian vs ML SEM vs the study's composite OLS vs published values, side by side",
+    )
     p.add_argument("model", type=Path, help="lavaan-syntax model file (.lav)")
     p.add_argument("--data", type=Path, required=True, help="CSV of item answers (+ controls)")
-    p.add_argument("--run", type=Path, help="a finished run folder of this model to reuse "
-                   "(default: fit one into OUT/bayes)")
+    p.add_argument(
+        "--run",
+        type=Path,
+        help="a finished run folder of this model to reuse (default: fit one into OUT/bayes)",
+    )
     p.add_argument("--published", type=Path, help="published values (YAML or CSV)")
     p.add_argument("--out", type=Path, required=True, help="folder for comparison.csv/.md/.png")
-    p.add_argument("--controls", help="comma-separated control columns for the study's "
-                   "regressions (categorical ones are dummy-coded)")
+    p.add_argument(
+        "--controls",
+        help="comma-separated control columns for the study's "
+        "regressions (categorical ones are dummy-coded)",
+    )
     p.add_argument("--boot", type=int, default=1000, help="ML bootstrap resamples (1000)")
-    p.add_argument("--process-boot", type=int, default=5000,
-                   help="PROCESS-style bootstrap resamples of the composite effects (5000)")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="processes for the ML bootstrap (results do not depend on it)")
+    p.add_argument(
+        "--process-boot",
+        type=int,
+        default=5000,
+        help="PROCESS-style bootstrap resamples of the composite effects (5000)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="processes for the ML bootstrap (results do not depend on it)",
+    )
     p.add_argument("--seed", type=int, default=20261124, help="seed of sampler and bootstraps")
-    p.add_argument("--identification", choices=["std.lv", "marker"],
-                   help="latent scaling when fitting (default: the model file's, else std.lv)")
+    p.add_argument(
+        "--identification",
+        choices=["std.lv", "marker"],
+        help="latent scaling when fitting (default: the model file's, else std.lv)",
+    )
     p.add_argument("--missing", default="model", choices=["model", "listwise", "refuse"])
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--tune", type=int, default=1000)
     p.add_argument("--force", action="store_true", help="replace an existing OUT/bayes run")
-    p.add_argument("--allow-warnings", action="store_true",
-                   help="exit 0 even when the new fit fails its convergence checks")
+    p.add_argument(
+        "--allow-warnings",
+        action="store_true",
+        help="exit 0 even when the new fit fails its convergence checks",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_handler)
 
@@ -189,8 +230,10 @@ def _handler(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     written = write_outputs(table, methods, args.out, model_name=args.model.stem)
     flagged = table[table.flag != ""]
-    print(f"{len(table)} rows, {len(flagged)} flagged (methods disagree in sign or in whether "
-          "the interval excludes zero)")
+    print(
+        f"{len(table)} rows, {len(flagged)} flagged (methods disagree in sign or in whether "
+        "the interval excludes zero)"
+    )
     for r in flagged.itertuples():
         print(f"  {r.scale:>3}  {r.kind:<26} {r.quantity} {r.moderator_value}: {r.flag}")
     print("wrote " + ", ".join(str(p) for p in written))

@@ -60,8 +60,11 @@ def comparable_effects(effects: list[Effect]) -> list[Effect]:
     """The effects that get rows: direct effects are the path rows, and a total indirect effect
     made of one specific path repeats that path's row."""
     n_paths = Counter(_ends(e) for e in effects if e.kind == "indirect")
-    return [e for e in effects if e.kind != "direct"
-            and not (e.kind == "total_indirect" and n_paths[_ends(e)] == 1)]
+    return [
+        e
+        for e in effects
+        if e.kind != "direct" and not (e.kind == "total_indirect" and n_paths[_ends(e)] == 1)
+    ]
 
 
 def _std_factor(effect: Effect, sd: dict[str, np.ndarray]) -> np.ndarray:
@@ -74,8 +77,13 @@ def _std_factor(effect: Effect, sd: dict[str, np.ndarray]) -> np.ndarray:
     return factor
 
 
-def model_quantities(partable: ParTable, par: np.ndarray, std_par: np.ndarray,
-                     sd: dict[str, np.ndarray], effects: list[Effect]) -> Quantities:
+def model_quantities(
+    partable: ParTable,
+    par: np.ndarray,
+    std_par: np.ndarray,
+    sd: dict[str, np.ndarray],
+    effects: list[Effect],
+) -> Quantities:
     """Paths and effects (raw and standardised) from parameter rows (..., n_par).
 
     ``std_par``: the rows standardised (for path rows and ``:=`` quantities, which are evaluated
@@ -94,20 +102,25 @@ def model_quantities(partable: ParTable, par: np.ndarray, std_par: np.ndarray,
     if not keys:
         raise ModelSpecError("the model has no structural paths or effects to compare")
     shape = par.shape[:-1]
-    return Quantities(keys, np.stack([np.broadcast_to(v, shape) for v in raw], axis=-1),
-                      np.stack([np.broadcast_to(v, shape) for v in std], axis=-1))
+    return Quantities(
+        keys,
+        np.stack([np.broadcast_to(v, shape) for v in raw], axis=-1),
+        np.stack([np.broadcast_to(v, shape) for v in std], axis=-1),
+    )
 
 
-def latent_model_quantities(partable: ParTable, rep: Representation, par: np.ndarray,
-                            effects: list[Effect]) -> Quantities:
+def latent_model_quantities(
+    partable: ParTable, rep: Representation, par: np.ndarray, effects: list[Effect]
+) -> Quantities:
     """:func:`model_quantities` of a latent-variable fit: std.all from model-implied SDs."""
     latent_sd = np.sqrt(np.diagonal(implied_moments(rep, par).latent_cov, axis1=-2, axis2=-1))
     sd = dict(zip(rep.latents, np.moveaxis(latent_sd, -1, 0), strict=True))
     return model_quantities(partable, par, standardized_draws(partable, rep, par), sd, effects)
 
 
-def _rows(keys: list[tuple[str, str, str]], scale: str, values: dict[str, np.ndarray],
-          note: str = "") -> pd.DataFrame:
+def _rows(
+    keys: list[tuple[str, str, str]], scale: str, values: dict[str, np.ndarray], note: str = ""
+) -> pd.DataFrame:
     """A method's rows from per-quantity columns (est, se, lower, upper)."""
     frame = pd.DataFrame(keys, columns=KEY[:3])
     frame["scale"] = scale
@@ -118,13 +131,15 @@ def _rows(keys: list[tuple[str, str, str]], scale: str, values: dict[str, np.nda
     return frame
 
 
-def _percentile_rows(keys: list, scale: str, point: np.ndarray, draws: np.ndarray,
-                     level: float) -> pd.DataFrame:
+def _percentile_rows(
+    keys: list, scale: str, point: np.ndarray, draws: np.ndarray, level: float
+) -> pd.DataFrame:
     """Point estimates with bootstrap SDs and percentile intervals."""
     alpha = (1 - level) / 2
     lower, upper = np.quantile(draws, [alpha, 1 - alpha], axis=0)
-    return _rows(keys, scale, {"est": point, "se": draws.std(axis=0, ddof=1),
-                               "lower": lower, "upper": upper})
+    return _rows(
+        keys, scale, {"est": point, "se": draws.std(axis=0, ddof=1), "lower": lower, "upper": upper}
+    )
 
 
 def _note_interactions(rows: pd.DataFrame, note: str) -> None:
@@ -138,9 +153,12 @@ def _stored_effects(posterior: xr.Dataset) -> list[Effect]:
     if "effects" not in posterior:
         return []
     da = posterior["effects"].transpose("chain", "draw", "effect_id")
-    return [Effect(str(e), str(k), str(m), da.values[..., i]) for i, (e, k, m) in
-            enumerate(zip(da.effect.values, da.kind.values, da.moderator_value.values,
-                          strict=True))]
+    return [
+        Effect(str(e), str(k), str(m), da.values[..., i])
+        for i, (e, k, m) in enumerate(
+            zip(da.effect.values, da.kind.values, da.moderator_value.values, strict=True)
+        )
+    ]
 
 
 def _csv_rows(run_dir: Path, keys: list[tuple[str, str, str]]) -> pd.DataFrame:
@@ -148,14 +166,20 @@ def _csv_rows(run_dir: Path, keys: list[tuple[str, str, str]]) -> pd.DataFrame:
 
     estimates = read_table(run_dir / "estimates.csv")
     effects = read_table(run_dir / "effects.csv")
-    paths = {f"{r['lhs']} ~ {r['rhs']}": r for r in
-             estimates[estimates.op == "~"].to_dict("records")}
-    others = {(r["effect"], r["kind"], r["moderator_value"]): r for r in
-              effects.to_dict("records")}
-    found = [paths.get(q) if kind == "path" else others.get((q, kind, m))
-             for q, kind, m in keys]
-    values = {column: [np.nan if r is None else r[source] for r in found] for column, source in
-              (("est", "mean"), ("se", "sd"), ("lower", "ci.lower"), ("upper", "ci.upper"))}
+    paths = {
+        f"{r['lhs']} ~ {r['rhs']}": r for r in estimates[estimates.op == "~"].to_dict("records")
+    }
+    others = {(r["effect"], r["kind"], r["moderator_value"]): r for r in effects.to_dict("records")}
+    found = [paths.get(q) if kind == "path" else others.get((q, kind, m)) for q, kind, m in keys]
+    values = {
+        column: [np.nan if r is None else r[source] for r in found]
+        for column, source in (
+            ("est", "mean"),
+            ("se", "sd"),
+            ("lower", "ci.lower"),
+            ("upper", "ci.upper"),
+        )
+    }
     return _rows(keys, "raw", values)
 
 
@@ -165,8 +189,7 @@ def _convergence(run_dir: Path) -> str:
     estimates = read_table(run_dir / "estimates.csv")
     if not {"r_hat", "ess_bulk"} <= set(estimates.columns) or estimates.r_hat.isna().all():
         return ""
-    return (f"; max R-hat {estimates.r_hat.max():.3f}, min bulk ESS "
-            f"{estimates.ess_bulk.min():.0f}")
+    return f"; max R-hat {estimates.r_hat.max():.3f}, min bulk ESS {estimates.ess_bulk.min():.0f}"
 
 
 def bayes_estimates(run: Run) -> MethodEstimates:
@@ -175,29 +198,46 @@ def bayes_estimates(run: Run) -> MethodEstimates:
     level = float(attrs.get("bayes_sor_ci_prob", 0.95))
     hdi = str(attrs.get("bayes_sor_hdi", "false")) == "true"
     q = latent_model_quantities(run.partable, run.rep, run.par, _stored_effects(run.posterior))
-    draws = xr.DataArray(q.std, dims=("chain", "draw", "quantity"),
-                         coords={"quantity": np.arange(len(q.keys))})
+    draws = xr.DataArray(
+        q.std, dims=("chain", "draw", "quantity"), coords={"quantity": np.arange(len(q.keys))}
+    )
     summary = summarize(draws, level, hdi)
-    std = _rows(q.keys, "std", {"est": summary["mean"], "se": summary["sd"],
-                                "lower": summary["ci.lower"], "upper": summary["ci.upper"]})
+    std = _rows(
+        q.keys,
+        "std",
+        {
+            "est": summary["mean"],
+            "se": summary["sd"],
+            "lower": summary["ci.lower"],
+            "upper": summary["ci.upper"],
+        },
+    )
     table = pd.concat([std, _csv_rows(run.path, q.keys)], ignore_index=True)
     _note_interactions(table, "product of the latent variables themselves")
     chains, n_draws = run.par.shape[:2]
     interval = "highest-density" if hdi else "equal-tailed"
-    description = (f"posterior mean and {level:.0%} {interval} credible interval of run "
-                   f"`{run.path}` ({chains} chains x {n_draws} draws, "
-                   f"{attrs.get('bayes_sor_likelihood', '?')} likelihood, "
-                   f"{attrs.get('bayes_sor_identification', '?')} identification"
-                   f"{_convergence(run.path)}); std.all per draw from the model-implied "
-                   "latent SDs")
-    info = {"level": level, "hdi": hdi, "n_obs": run.n_obs, "run": run.path,
-            "identification": attrs.get("bayes_sor_identification", "std.lv")}
+    description = (
+        f"posterior mean and {level:.0%} {interval} credible interval of run "
+        f"`{run.path}` ({chains} chains x {n_draws} draws, "
+        f"{attrs.get('bayes_sor_likelihood', '?')} likelihood, "
+        f"{attrs.get('bayes_sor_identification', '?')} identification"
+        f"{_convergence(run.path)}); std.all per draw from the model-implied "
+        "latent SDs"
+    )
+    info = {
+        "level": level,
+        "hdi": hdi,
+        "n_obs": run.n_obs,
+        "run": run.path,
+        "identification": attrs.get("bayes_sor_identification", "std.lv"),
+    }
     return MethodEstimates("bayes", table, description, info)
 
 
 # ---- 2. ML SEM -------------------------------------------------------------------------------
-def ml_estimates(partable: ParTable, items: pd.DataFrame, boot: int, seed: int, workers: int,
-                 level: float) -> MethodEstimates:
+def ml_estimates(
+    partable: ParTable, items: pd.DataFrame, boot: int, seed: int, workers: int, level: float
+) -> MethodEstimates:
     """ML estimates with percentile-bootstrap intervals for every row, both scales.
 
     Each resample's parameter rows go through the same effect and standardisation code as the
@@ -207,33 +247,48 @@ def ml_estimates(partable: ParTable, items: pd.DataFrame, boot: int, seed: int, 
         raise BayesSORError("--boot must be at least 2 (1000 or more for reported intervals)")
     fit = ml_sem_fit(partable, items, bootstrap=boot, seed=seed, workers=workers, level=level)
     if fit.boot_rows is None or len(fit.boot_rows) < 2:
-        raise BayesSORError("almost every ML bootstrap resample failed to converge; the ML "
-                            "comparison cannot give intervals for this model and data")
+        raise BayesSORError(
+            "almost every ML bootstrap resample failed to converge; the ML "
+            "comparison cannot give intervals for this model and data"
+        )
     rows = fit.model_rows(np.vstack([fit.rows[None], fit.boot_rows]))
     rep = representation(partable)
     q = latent_model_quantities(partable, rep, rows, effect_draws(partable, rep, rows))
-    table = pd.concat([_percentile_rows(q.keys, "std", q.std[0], q.std[1:], level),
-                       _percentile_rows(q.keys, "raw", q.raw[0], q.raw[1:], level)],
-                      ignore_index=True)
-    _note_interactions(table, "double-mean-centred product indicators (Lin et al. 2010), "
-                       "coefficient rescaled to the latent M x W scale")
+    table = pd.concat(
+        [
+            _percentile_rows(q.keys, "std", q.std[0], q.std[1:], level),
+            _percentile_rows(q.keys, "raw", q.raw[0], q.raw[1:], level),
+        ],
+        ignore_index=True,
+    )
+    _note_interactions(
+        table,
+        "double-mean-centred product indicators (Lin et al. 2010), "
+        "coefficient rescaled to the latent M x W scale",
+    )
     attrs = fit.table.attrs
     boot_info, fit_info = attrs["bootstrap"], attrs["fit"]
-    description = (f"{attrs['method']}; estimates at the ML optimum, {level:.0%} percentile "
-                   f"bootstrap intervals (B = {boot}, seed {seed}; {boot_info['kept']} "
-                   f"converged, {boot_info['inadmissible']} of them inadmissible and kept as "
-                   f"lavaan does); chi2 = {fit_info['chisq']:.1f}, df = {fit_info['df']}, "
-                   f"CFI = {fit_info['cfi']:.3f}, RMSEA = {fit_info['rmsea']:.3f}")
+    description = (
+        f"{attrs['method']}; estimates at the ML optimum, {level:.0%} percentile "
+        f"bootstrap intervals (B = {boot}, seed {seed}; {boot_info['kept']} "
+        f"converged, {boot_info['inadmissible']} of them inadmissible and kept as "
+        f"lavaan does); chi2 = {fit_info['chisq']:.1f}, df = {fit_info['df']}, "
+        f"CFI = {fit_info['cfi']:.3f}, RMSEA = {fit_info['rmsea']:.3f}"
+    )
     incomplete = int(items[partable.indicators].isna().any(axis=1).sum())
     if incomplete:
-        description += (f"; listwise deletion: {incomplete} of {len(items)} respondents with a "
-                        "missing answer were left out of the ML fit (bayes_sor's default "
-                        "--missing model keeps them)")
+        description += (
+            f"; listwise deletion: {incomplete} of {len(items)} respondents with a "
+            "missing answer were left out of the ML fit (bayes_sor's default "
+            "--missing model keeps them)"
+        )
     if partable.interactions:
-        description += ("; the product latent's coefficient is rescaled to the latent M x W "
-                        "scale (normal-theory Var(M) Var(W) + Cov(M, W)^2) for raw rows and "
-                        "conditional effects, which are read at -1/0/+1 SD of the latent W "
-                        "(percentile rows at the normal quantiles)")
+        description += (
+            "; the product latent's coefficient is rescaled to the latent M x W "
+            "scale (normal-theory Var(M) Var(W) + Cov(M, W)^2) for raw rows and "
+            "conditional effects, which are read at -1/0/+1 SD of the latent W "
+            "(percentile rows at the normal quantiles)"
+        )
     return MethodEstimates("ml", table, description, {"fit": fit_info, "bootstrap": boot_info})
 
 
@@ -268,8 +323,9 @@ def _equations(cp: ParTable, centred: pd.DataFrame, controls: pd.DataFrame) -> l
     return out
 
 
-def _composite_rows(cp: ParTable, centred: pd.DataFrame, equations: list[_Equation],
-                    coefs: dict[str, np.ndarray]) -> np.ndarray:
+def _composite_rows(
+    cp: ParTable, centred: pd.DataFrame, equations: list[_Equation], coefs: dict[str, np.ndarray]
+) -> np.ndarray:
     """Parameter rows of the composite path model (..., n_par): OLS paths, sample
     (co)variances of the exogenous composites, residual variances of the endogenous ones."""
     params = cp.parameters.reset_index(drop=True)
@@ -292,8 +348,9 @@ def _composite_rows(cp: ParTable, centred: pd.DataFrame, equations: list[_Equati
     return rows
 
 
-def _resampled_coefficients(equations: list[_Equation], centred: pd.DataFrame, boot: int,
-                            seed: int) -> dict[str, np.ndarray]:
+def _resampled_coefficients(
+    equations: list[_Equation], centred: pd.DataFrame, boot: int, seed: int
+) -> dict[str, np.ndarray]:
     """Each equation's term coefficients (1 + boot, n_terms): the estimates, then one row per
     resample, drawn as :func:`~bayes_sor.comparison.composite.process_model14` draws them."""
     n = len(centred)
@@ -304,12 +361,13 @@ def _resampled_coefficients(equations: list[_Equation], centred: pd.DataFrame, b
         draws = _batched_ols(_design(e.design, list(e.design.columns)), target, idx)
         point = e.fit.coef.to_numpy(float)[None]
         # column 0 is the intercept; the controls follow the model's terms
-        coefs[e.outcome] = np.concatenate([point, draws])[:, 1:len(e.terms) + 1]
+        coefs[e.outcome] = np.concatenate([point, draws])[:, 1 : len(e.terms) + 1]
     return coefs
 
 
-def _standardised_paths(cp: ParTable, equations: list[_Equation], centred: pd.DataFrame,
-                        rows: np.ndarray) -> np.ndarray:
+def _standardised_paths(
+    cp: ParTable, equations: list[_Equation], centred: pd.DataFrame, rows: np.ndarray
+) -> np.ndarray:
     """The rows with each path times sd(term) / sd(outcome) (SPSS's beta; a product term by
     the SD of the product column)."""
     std_rows = rows.copy()
@@ -320,8 +378,14 @@ def _standardised_paths(cp: ParTable, equations: list[_Equation], centred: pd.Da
     return std_rows
 
 
-def study_estimates(partable: ParTable, data: pd.DataFrame, controls: pd.DataFrame, boot: int,
-                    seed: int, level: float) -> MethodEstimates:
+def study_estimates(
+    partable: ParTable,
+    data: pd.DataFrame,
+    controls: pd.DataFrame,
+    boot: int,
+    seed: int,
+    level: float,
+) -> MethodEstimates:
     """Composite OLS, Baron-Kenny and moderation regressions, PROCESS-style bootstrap effects.
 
     Composites are mean-centred (so a product term is the mean-centred product and lower-order
@@ -337,36 +401,51 @@ def study_estimates(partable: ParTable, data: pd.DataFrame, controls: pd.DataFra
     controls = frame[controls.columns]
     cp = structural_partable(partable)
     equations = _equations(cp, centred, controls)
-    rows = _composite_rows(cp, centred, equations,
-                           _resampled_coefficients(equations, centred, boot, seed))
+    rows = _composite_rows(
+        cp, centred, equations, _resampled_coefficients(equations, centred, boot, seed)
+    )
     # PROCESS probes W at values fixed on the full sample, in every resample
     points = np.array([moderator_points(centred[w]) for w in cp.moderators]).reshape(-1, 3)
-    effects = effect_draws(cp, representation(cp), rows,
-                           np.broadcast_to(points, (boot + 1, *points.shape)))
-    q = model_quantities(cp, rows, _standardised_paths(cp, equations, centred, rows),
-                         dict(centred.std().items()), effects)
+    effects = effect_draws(
+        cp, representation(cp), rows, np.broadcast_to(points, (boot + 1, *points.shape))
+    )
+    q = model_quantities(
+        cp,
+        rows,
+        _standardised_paths(cp, equations, centred, rows),
+        dict(centred.std().items()),
+        effects,
+    )
     # paths get SPSS's t intervals (what the studies report); effects the bootstrap
     others = [k for k, key in enumerate(q.keys) if key[1] != "path"]
     with_controls = centred.join(controls)
-    table = pd.concat([
-        _ols_path_rows(equations, centred),
-        _percentile_rows([q.keys[k] for k in others], "std", q.std[0, others],
-                         q.std[1:, others], level),
-        _baron_kenny_rows(effects, with_controls, list(controls.columns)),
-        _moderation_rows(partable, with_controls, list(controls.columns)),
-    ], ignore_index=True)
+    table = pd.concat(
+        [
+            _ols_path_rows(equations, centred),
+            _percentile_rows(
+                [q.keys[k] for k in others], "std", q.std[0, others], q.std[1:, others], level
+            ),
+            _baron_kenny_rows(effects, with_controls, list(controls.columns)),
+            _moderation_rows(partable, with_controls, list(controls.columns)),
+        ],
+        ignore_index=True,
+    )
     alphas = _alphas(partable, data.loc[frame.index])
-    description = _study_description(partable, controls, len(centred), bool(others), boot,
-                                     seed, level, alphas)
+    description = _study_description(
+        partable, controls, len(centred), bool(others), boot, seed, level, alphas
+    )
     return MethodEstimates("study", table, description, {"alphas": alphas, "n": len(centred)})
 
 
 def _standardised(table: pd.DataFrame, factor: pd.Series | np.ndarray) -> dict[str, np.ndarray]:
     """OLS rows (est, se, ci.lower, ci.upper) times the standardising factor sd(x) / sd(y)."""
     factor = np.asarray(factor, dtype=float)
-    return {"est": table["est"].to_numpy() * factor, "se": table["se"].to_numpy() * factor,
-            "lower": table["ci.lower"].to_numpy() * factor,
-            "upper": table["ci.upper"].to_numpy() * factor}
+    return {
+        "est": table["est"].to_numpy() * factor,
+        "se": table["se"].to_numpy() * factor,
+        "lower": table["ci.lower"].to_numpy() * factor,
+        "upper": table["ci.upper"].to_numpy() * factor,
+    }
 
 
 def _ols_path_rows(equations: list[_Equation], centred: pd.DataFrame) -> pd.DataFrame:
@@ -378,13 +457,15 @@ def _ols_path_rows(equations: list[_Equation], centred: pd.DataFrame) -> pd.Data
         keys = [(f"{e.outcome} ~ {term}", "path", "") for term in e.terms]
         parts.append(_rows(keys, "std", _standardised(table, factor)))
     rows = pd.concat(parts, ignore_index=True)
-    _note_interactions(rows, "product of the mean-centred composites; beta by the SD of the "
-                       "product")
+    _note_interactions(
+        rows, "product of the mean-centred composites; beta by the SD of the product"
+    )
     return rows
 
 
-def _baron_kenny_rows(effects: list[Effect], frame: pd.DataFrame,
-                      controls: list[str]) -> pd.DataFrame | None:
+def _baron_kenny_rows(
+    effects: list[Effect], frame: pd.DataFrame, controls: list[str]
+) -> pd.DataFrame | None:
     """Baron-Kenny steps for every simple mediation X -> M -> Y of the model (Sobel a*b)."""
     parts = []
     for e in effects:
@@ -402,8 +483,9 @@ def _baron_kenny_rows(effects: list[Effect], frame: pd.DataFrame,
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
-def _moderation_rows(partable: ParTable, frame: pd.DataFrame,
-                     controls: list[str]) -> pd.DataFrame | None:
+def _moderation_rows(
+    partable: ParTable, frame: pd.DataFrame, controls: list[str]
+) -> pd.DataFrame | None:
     """The studies' moderation regression: Y on centred M, W and M x W plus the controls."""
     parts = []
     for y, m, w in partable.interactions:
@@ -411,8 +493,11 @@ def _moderation_rows(partable: ParTable, frame: pd.DataFrame,
         terms = [m, w, f"{m}:{w}"]
         table = fit.table.loc[terms]
         keys = [(moderation_quantity(y, t), "moderation", "") for t in terms]
-        parts.append(_rows(keys, "std", _standardised(table, table.beta / table.est),
-                           note=f"R2 = {fit.r2:.3f}"))
+        parts.append(
+            _rows(
+                keys, "std", _standardised(table, table.beta / table.est), note=f"R2 = {fit.r2:.3f}"
+            )
+        )
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
@@ -429,20 +514,37 @@ def _alphas(partable: ParTable, data: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def _study_description(partable: ParTable, controls: pd.DataFrame, n: int, effects: bool,
-                       boot: int, seed: int, level: float, alphas: dict[str, float]) -> str:
+def _study_description(
+    partable: ParTable,
+    controls: pd.DataFrame,
+    n: int,
+    effects: bool,
+    boot: int,
+    seed: int,
+    level: float,
+    alphas: dict[str, float],
+) -> str:
     listed = ", ".join(controls.columns)
-    text = (f"composite scores (item means), mean-centred, N = {n}; OLS of each model equation"
-            + (" with the mean-centred product term" if partable.interactions else "")
-            + (f" and the controls {listed} (categorical ones dummy-coded against their first "
-               "level)" if listed else ", no controls")
-            + f"; paths: standardised coefficients (beta) with {level:.0%} t intervals")
+    text = (
+        f"composite scores (item means), mean-centred, N = {n}; OLS of each model equation"
+        + (" with the mean-centred product term" if partable.interactions else "")
+        + (
+            f" and the controls {listed} (categorical ones dummy-coded against their first level)"
+            if listed
+            else ", no controls"
+        )
+        + f"; paths: standardised coefficients (beta) with {level:.0%} t intervals"
+    )
     if effects:
-        text += (f"; effects: PROCESS-style {level:.0%} percentile bootstrap, B = {boot}, "
-                 f"seed {seed}; Baron-Kenny a*b: Sobel interval")
+        text += (
+            f"; effects: PROCESS-style {level:.0%} percentile bootstrap, B = {boot}, "
+            f"seed {seed}; Baron-Kenny a*b: Sobel interval"
+        )
     if partable.interactions:
-        text += ("; conditional effects at W = mean -1/0/+1 SD (percentile rows at PROCESS's "
-                 "16/50/84th percentiles)")
+        text += (
+            "; conditional effects at W = mean -1/0/+1 SD (percentile rows at PROCESS's "
+            "16/50/84th percentiles)"
+        )
     if alphas:
         text += f"; Cronbach's alpha {min(alphas.values()):.2f}-{max(alphas.values()):.2f}"
     return text
@@ -459,10 +561,14 @@ def published_estimates(published: Published, identification: str) -> MethodEsti
         table = table[table.scale != "raw"]
     description = published.source
     if dropped:
-        description += (f" ({dropped} raw values left out: they are in the "
-                        f"{published.identification} metric, the model here uses "
-                        f"{identification})")
-    return MethodEstimates("published", table[[*KEY, *VALUE_COLUMNS, "note"]].copy(),
-                           description, {"dropped_raw": dropped})
-
-
+        description += (
+            f" ({dropped} raw values left out: they are in the "
+            f"{published.identification} metric, the model here uses "
+            f"{identification})"
+        )
+    return MethodEstimates(
+        "published",
+        table[[*KEY, *VALUE_COLUMNS, "note"]].copy(),
+        description,
+        {"dropped_raw": dropped},
+    )

@@ -31,12 +31,26 @@ from bayes_sor.report.document import (
 )
 from bayes_sor.report.figures import save_png
 
-SHORT_KIND = {"path": "path", "indirect": "indirect", "total_indirect": "total indirect",
-              "total": "total", "conditional_indirect": "conditional indirect",
-              "index_moderated_mediation": "IMM", "defined": "defined",
-              "moderation": "moderation", "baron_kenny": "Baron-Kenny"}
-MODEL_KINDS = ("path", "indirect", "total_indirect", "total", "conditional_indirect",
-               "index_moderated_mediation", "defined")
+SHORT_KIND = {
+    "path": "path",
+    "indirect": "indirect",
+    "total_indirect": "total indirect",
+    "total": "total",
+    "conditional_indirect": "conditional indirect",
+    "index_moderated_mediation": "IMM",
+    "defined": "defined",
+    "moderation": "moderation",
+    "baron_kenny": "Baron-Kenny",
+}
+MODEL_KINDS = (
+    "path",
+    "indirect",
+    "total_indirect",
+    "total",
+    "conditional_indirect",
+    "index_moderated_mediation",
+    "defined",
+)
 STUDY_KINDS = ("moderation", "baron_kenny")
 COLORS = {"bayes": "#1f77b4", "ml": "#ff7f0e", "study": "#2ca02c", "published": "#111111"}
 MARKERS = {"bayes": "o", "ml": "s", "study": "^", "published": "D"}
@@ -61,8 +75,9 @@ def _shown(table: pd.DataFrame, scale: str, kinds: tuple[str, ...]) -> pd.DataFr
     moderator values the model names (``W=0.600``); the percentile rows (``W=p16``) are in
     comparison.csv only."""
     rows = table[(table.scale == scale) & table.kind.isin(kinds)]
-    percentile = ((rows.kind == "conditional_indirect")
-                  & rows.moderator_value.str.fullmatch(r".+=p\d+"))
+    percentile = (rows.kind == "conditional_indirect") & rows.moderator_value.str.fullmatch(
+        r".+=p\d+"
+    )
     return rows[~percentile]
 
 
@@ -79,33 +94,44 @@ def _cell(row: dict, method: str) -> str:
 
 def _markdown_table(rows: pd.DataFrame, methods: list[str], caption: str) -> Table:
     records = rows.to_dict("records")
-    frame = pd.DataFrame({
-        "quantity": [display_name(r) for r in records],
-        "kind": [SHORT_KIND.get(r["kind"], r["kind"]) for r in records],
-        **{LABELS[m]: [_cell(r, m) for r in records] for m in methods},
-        "flag": [r["flag"] for r in records],
-    })
+    frame = pd.DataFrame(
+        {
+            "quantity": [display_name(r) for r in records],
+            "kind": [SHORT_KIND.get(r["kind"], r["kind"]) for r in records],
+            **{LABELS[m]: [_cell(r, m) for r in records] for m in methods},
+            "flag": [r["flag"] for r in records],
+        }
+    )
     return Table(frame, caption=caption)
 
 
 # ---- the explanation ---------------------------------------------------------------------------
 def _both(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    return rows[rows[f"{a}_est"].notna() & rows[f"{b}_est"].notna()] if (
-        f"{a}_est" in rows and f"{b}_est" in rows) else rows.iloc[:0]
+    return (
+        rows[rows[f"{a}_est"].notna() & rows[f"{b}_est"].notna()]
+        if (f"{a}_est" in rows and f"{b}_est" in rows)
+        else rows.iloc[:0]
+    )
 
 
 def _flags_text(table: pd.DataFrame) -> str:
     flagged = table[table.flag != ""]
     if flagged.empty:
-        return ("**Agreement.** No row has methods disagreeing in sign or in whether the "
-                "interval excludes zero.")
-    listed = "; ".join(f"`{display_name(r)}` ({r['scale']}): {r['flag']}"
-                       for r in flagged.head(SHOW_FLAGS).to_dict("records"))
+        return (
+            "**Agreement.** No row has methods disagreeing in sign or in whether the "
+            "interval excludes zero."
+        )
+    listed = "; ".join(
+        f"`{display_name(r)}` ({r['scale']}): {r['flag']}"
+        for r in flagged.head(SHOW_FLAGS).to_dict("records")
+    )
     more = f"; and {len(flagged) - SHOW_FLAGS} more" if len(flagged) > SHOW_FLAGS else ""
     sign = int(table.sign_disagree.sum())
-    return (f"**Disagreements.** {sign} {agree(sign, 'row differs', 'rows differ')} in sign "
-            f"and {int(table.zero_disagree.sum())} in whether the interval excludes zero: "
-            f"{listed}{more}.")
+    return (
+        f"**Disagreements.** {sign} {agree(sign, 'row differs', 'rows differ')} in sign "
+        f"and {int(table.zero_disagree.sum())} in whether the interval excludes zero: "
+        f"{listed}{more}."
+    )
 
 
 def _attenuation_text(std: pd.DataFrame, alphas: dict[str, float]) -> str:
@@ -115,22 +141,34 @@ def _attenuation_text(std: pd.DataFrame, alphas: dict[str, float]) -> str:
         return ""
     ratio = (paths.study_est.abs() / paths.bayes_est.abs()).to_numpy()
     median = float(np.median(ratio))
-    size = ("smaller than" if median < 0.95 else "larger than" if median > 1.05
-            else "about the same size as")
-    factors = [np.sqrt(alphas[y] * alphas[x]) for x, y in
-               (q.split(" ~ ")[::-1] for q in paths.quantity) if x in alphas and y in alphas]
-    text = (f"**Measurement error.** On the standardised scale the composite OLS paths are "
-            f"{size} the latent Bayesian ones: a median {median:.2f} times their size "
-            f"(range {ratio.min():.2f}-{ratio.max():.2f}; {len(paths)} paths with "
-            f"|Bayesian std.all| >= {MIN_PATH}).")
+    size = (
+        "smaller than"
+        if median < 0.95
+        else "larger than"
+        if median > 1.05
+        else "about the same size as"
+    )
+    factors = [
+        np.sqrt(alphas[y] * alphas[x])
+        for x, y in (q.split(" ~ ")[::-1] for q in paths.quantity)
+        if x in alphas and y in alphas
+    ]
+    text = (
+        f"**Measurement error.** On the standardised scale the composite OLS paths are "
+        f"{size} the latent Bayesian ones: a median {median:.2f} times their size "
+        f"(range {ratio.min():.2f}-{ratio.max():.2f}; {len(paths)} paths with "
+        f"|Bayesian std.all| >= {MIN_PATH})."
+    )
     if factors:
-        text += (f" Composite scores keep their items' measurement error (Cronbach's alpha "
-                 f"{min(alphas.values()):.2f}-{max(alphas.values()):.2f}), which alone shrinks "
-                 f"a correlation between two composites by sqrt(alpha_X alpha_Y) = "
-                 f"{min(factors):.2f}-{max(factors):.2f}; in a multiple regression the "
-                 "attenuation of one predictor also shifts weight to correlated predictors, so "
-                 "single paths can move either way. The latent models (Bayesian and ML) "
-                 "estimate the paths free of that error.")
+        text += (
+            f" Composite scores keep their items' measurement error (Cronbach's alpha "
+            f"{min(alphas.values()):.2f}-{max(alphas.values()):.2f}), which alone shrinks "
+            f"a correlation between two composites by sqrt(alpha_X alpha_Y) = "
+            f"{min(factors):.2f}-{max(factors):.2f}; in a multiple regression the "
+            "attenuation of one predictor also shifts weight to correlated predictors, so "
+            "single paths can move either way. The latent models (Bayesian and ML) "
+            "estimate the paths free of that error."
+        )
     return text
 
 
@@ -143,9 +181,11 @@ def _skew_text(row: dict) -> str:
     above, below = row["bayes_upper"] - row["bayes_est"], row["bayes_est"] - row["bayes_lower"]
     if below <= 0 or above <= 0 or 0.8 <= above / below <= 1.25:
         return ""
-    return (f"; its credible interval reaches {above / below:.1f} times as far above the mean "
-            "as below, and the mean of a skewed posterior sits away from its mode, which is "
-            "where the ML estimate lies")
+    return (
+        f"; its credible interval reaches {above / below:.1f} times as far above the mean "
+        "as below, and the mean of a skewed posterior sits away from its mode, which is "
+        "where the ML estimate lies"
+    )
 
 
 def _bayes_ml_text(table: pd.DataFrame, level: float, n_obs: int) -> str:
@@ -157,18 +197,21 @@ def _bayes_ml_text(table: pd.DataFrame, level: float, n_obs: int) -> str:
     worst = rows.iloc[int(np.argmax(z))].to_dict()
     ratio = (_width(rows, "bayes") / _width(rows, "ml")).replace([np.inf, -np.inf], np.nan)
     ratio = float(np.nanmedian(ratio))
-    wide = ("wider than" if ratio > 1.1 else "narrower than" if ratio < 0.9
-            else "about as wide as")
-    text = (f"**Bayesian vs ML.** Posterior means and ML estimates differ by a median "
-            f"{np.median(z):.2f} posterior SDs over {len(rows)} rows (largest: "
-            f"`{display_name(worst)}` on the {worst['scale']} scale, {z.max():.2f} SD"
-            f"{_skew_text(worst)}) with N = {n_obs}. The {level:.0%} credible intervals are "
-            f"{wide} the ML percentile-bootstrap intervals (median width ratio {ratio:.2f}): "
-            "the bootstrap refits resampled respondents around one optimum, the posterior "
-            "averages over the parameters given these respondents and the priors.")
+    wide = "wider than" if ratio > 1.1 else "narrower than" if ratio < 0.9 else "about as wide as"
+    text = (
+        f"**Bayesian vs ML.** Posterior means and ML estimates differ by a median "
+        f"{np.median(z):.2f} posterior SDs over {len(rows)} rows (largest: "
+        f"`{display_name(worst)}` on the {worst['scale']} scale, {z.max():.2f} SD"
+        f"{_skew_text(worst)}) with N = {n_obs}. The {level:.0%} credible intervals are "
+        f"{wide} the ML percentile-bootstrap intervals (median width ratio {ratio:.2f}): "
+        "the bootstrap refits resampled respondents around one optimum, the posterior "
+        "averages over the parameters given these respondents and the priors."
+    )
     if rows.kind.isin(["indirect", "conditional_indirect"]).any():
-        text += (" For products of paths (indirect and conditional effects) both intervals "
-                 "are skewed, unlike the symmetric Sobel interval of the Baron-Kenny a*b.")
+        text += (
+            " For products of paths (indirect and conditional effects) both intervals "
+            "are skewed, unlike the symmetric Sobel interval of the Baron-Kenny a*b."
+        )
     return text
 
 
@@ -193,19 +236,24 @@ def _interaction_text(table: pd.DataFrame, alphas: dict[str, float], methods: li
         verdicts = {m: excludes_zero(std[0], m) for m in methods}
         yes = [LABELS[m] for m, v in verdicts.items() if v]
         no = [LABELS[m] for m, v in verdicts.items() if v is False]
-        text = (f"**The interaction's scale.** `{q}` standardised: "
-                f"{_values(std[0], methods)}.")
+        text = f"**The interaction's scale.** `{q}` standardised: {_values(std[0], methods)}."
         if raw:
-            text += (f" In the model metric (per unit of the latent product): "
-                     f"{_values(raw[0], [m for m in methods if m != 'study'])}.")
+            text += (
+                f" In the model metric (per unit of the latent product): "
+                f"{_values(raw[0], [m for m in methods if m != 'study'])}."
+            )
         if first in alphas and second in alphas:
-            text += (f" A composite product term multiplies two error-laden scores, so its "
-                     f"reliability is roughly alpha_{first} x alpha_{second} = "
-                     f"{alphas[first] * alphas[second]:.2f} and its coefficient is attenuated "
-                     "more than a main effect's.")
-        text += (" A standardised product coefficient is scaled by the SD of the product, not "
-                 "by how much W changes the slope, so the conditional indirect effects at -1/+1 "
-                 "SD of W and the index of moderated mediation are the readable comparison.")
+            text += (
+                f" A composite product term multiplies two error-laden scores, so its "
+                f"reliability is roughly alpha_{first} x alpha_{second} = "
+                f"{alphas[first] * alphas[second]:.2f} and its coefficient is attenuated "
+                "more than a main effect's."
+            )
+        text += (
+            " A standardised product coefficient is scaled by the SD of the product, not "
+            "by how much W changes the slope, so the conditional indirect effects at -1/+1 "
+            "SD of W and the index of moderated mediation are the readable comparison."
+        )
         if yes and no:
             text += f" Zero is excluded by {', '.join(yes)} but not by {', '.join(no)}."
         elif yes:
@@ -228,17 +276,23 @@ def _published_text(table: pd.DataFrame, methods: list[str]) -> str:
         medians[m] = float(diff.median())
         parts.append(f"{LABELS[m]} {medians[m]:.3f} ({len(rows)} rows)")
         worst = rows.loc[diff.idxmax()].to_dict()
-        largest.append(f"{LABELS[m]} at `{display_name(worst)}` ({worst['scale']}: "
-                       f"{worst[f'{m}_est']:.3f} vs {worst['published_est']:.3f})")
+        largest.append(
+            f"{LABELS[m]} at `{display_name(worst)}` ({worst['scale']}: "
+            f"{worst[f'{m}_est']:.3f} vs {worst['published_est']:.3f})"
+        )
     if not parts:
-        return ("**Published values.** None of the published values matches a row of this "
-                "model; check the quantity names in the published file.")
+        return (
+            "**Published values.** None of the published values matches a row of this "
+            "model; check the quantity names in the published file."
+        )
     closest = min(medians, key=medians.get)
-    return (f"**Published values.** Median |difference| from the published values: "
-            f"{'; '.join(parts)}. Largest: {'; '.join(largest)}. The closest is "
-            f"{LABELS[closest]}: where the published numbers come from the same method on "
-            "the same data, that column reproduces them and the others differ by what their "
-            "method changes (measurement error, design, priors).")
+    return (
+        f"**Published values.** Median |difference| from the published values: "
+        f"{'; '.join(parts)}. Largest: {'; '.join(largest)}. The closest is "
+        f"{LABELS[closest]}: where the published numbers come from the same method on "
+        "the same data, that column reproduces them and the others differ by what their "
+        "method changes (measurement error, design, priors)."
+    )
 
 
 def explanation(table: pd.DataFrame, methods: list[MethodEstimates]) -> list[str]:
@@ -248,9 +302,13 @@ def explanation(table: pd.DataFrame, methods: list[MethodEstimates]) -> list[str
     alphas = info.get("study", {}).get("alphas", {})
     std = table[table.scale == "std"]
     bayes = info["bayes"]
-    texts = [_flags_text(table), _attenuation_text(std, alphas),
-             _bayes_ml_text(table, bayes["level"], bayes["n_obs"]),
-             _interaction_text(table, alphas, names), _published_text(table, names)]
+    texts = [
+        _flags_text(table),
+        _attenuation_text(std, alphas),
+        _bayes_ml_text(table, bayes["level"], bayes["n_obs"]),
+        _interaction_text(table, alphas, names),
+        _published_text(table, names),
+    ]
     return [t for t in texts if t]
 
 
@@ -268,14 +326,23 @@ def forest_figure(table: pd.DataFrame, methods: list[str]) -> MplFigure:
         lower = np.array([r.get(f"{m}_lower", np.nan) for r in rows], dtype=float)
         upper = np.array([r.get(f"{m}_upper", np.nan) for r in rows], dtype=float)
         has = np.isfinite(lower) & np.isfinite(upper)
-        ax.errorbar(est[has], y[has], xerr=[est[has] - lower[has], upper[has] - est[has]],
-                    fmt="none", ecolor=COLORS[m], elinewidth=1.2, capsize=0)
-        ax.plot(est, y, MARKERS[m], color=COLORS[m], markersize=4.5, label=LABELS[m],
-                linestyle="none")
+        ax.errorbar(
+            est[has],
+            y[has],
+            xerr=[est[has] - lower[has], upper[has] - est[has]],
+            fmt="none",
+            ecolor=COLORS[m],
+            elinewidth=1.2,
+            capsize=0,
+        )
+        ax.plot(
+            est, y, MARKERS[m], color=COLORS[m], markersize=4.5, label=LABELS[m], linestyle="none"
+        )
     ax.axvline(0, color="#888", linewidth=0.8)
     ax.set_yticks(np.arange(len(rows)))
-    labels = ax.set_yticklabels([display_name(r) + (" *" if r["flag"] else "") for r in rows],
-                                fontsize=7.5)
+    labels = ax.set_yticklabels(
+        [display_name(r) + (" *" if r["flag"] else "") for r in rows], fontsize=7.5
+    )
     for label, r in zip(labels, rows, strict=True):
         if r["flag"]:
             label.set_color("#c0392b")
@@ -286,15 +353,17 @@ def forest_figure(table: pd.DataFrame, methods: list[str]) -> MplFigure:
     ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_xlabel("standardised estimate (std.all) with interval")
     fig.suptitle("Bayesian vs frequentist estimates (* = methods disagree)", fontsize=10)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(methods), fontsize=8,
-              frameon=False)
+    ax.legend(
+        loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(methods), fontsize=8, frameon=False
+    )
     fig.tight_layout()
     return fig
 
 
 # ---- writing -----------------------------------------------------------------------------------
-def build_document(table: pd.DataFrame, methods: list[MethodEstimates], model_name: str,
-                   figure: Path) -> Document:
+def build_document(
+    table: pd.DataFrame, methods: list[MethodEstimates], model_name: str, figure: Path
+) -> Document:
     names = [m.name for m in methods]
     bayes = methods[0].info
     legend = [f"**{LABELS[m.name]}**: {m.description}" for m in methods]
@@ -311,25 +380,55 @@ def build_document(table: pd.DataFrame, methods: list[MethodEstimates], model_na
     model_rows = _shown(table, "std", MODEL_KINDS)
     sections = [
         Section("Methods", [Bullets(legend)]),
-        Section("Where the methods differ, and why",
-                [Paragraph(t) for t in explanation(table, methods)]),
-        Section("Standardised estimates (std.all)",
-                [_markdown_table(model_rows, names, "estimate [interval]; conditional effects "
-                                 "at -1/0/+1 SD of W and at any values the model names "
-                                 "(percentile rows in comparison.csv)")]),
+        Section(
+            "Where the methods differ, and why", [Paragraph(t) for t in explanation(table, methods)]
+        ),
+        Section(
+            "Standardised estimates (std.all)",
+            [
+                _markdown_table(
+                    model_rows,
+                    names,
+                    "estimate [interval]; conditional effects "
+                    "at -1/0/+1 SD of W and at any values the model names "
+                    "(percentile rows in comparison.csv)",
+                )
+            ],
+        ),
     ]
     study_rows = _shown(table, "std", STUDY_KINDS)
     if len(study_rows):
-        sections.append(Section("The study's own regressions (composites)", [_markdown_table(
-            study_rows, [n for n in names if n in ("study", "published")],
-            "Baron-Kenny steps (one simple mediation per cause) and the moderation regression, "
-            "as the study ran them")]))
+        sections.append(
+            Section(
+                "The study's own regressions (composites)",
+                [
+                    _markdown_table(
+                        study_rows,
+                        [n for n in names if n in ("study", "published")],
+                        "Baron-Kenny steps (one simple mediation per cause) and the moderation "
+                        "regression, as the study ran them",
+                    )
+                ],
+            )
+        )
     raw = _shown(table, "raw", MODEL_KINDS)
-    sections.append(Section("Model metric (raw)", [_markdown_table(
-        raw, [n for n in names if n != "study"], "Bayesian vs ML in the model's own metric")]))
+    sections.append(
+        Section(
+            "Model metric (raw)",
+            [
+                _markdown_table(
+                    raw,
+                    [n for n in names if n != "study"],
+                    "Bayesian vs ML in the model's own metric",
+                )
+            ],
+        )
+    )
     sections.append(Section("Figure", [Figure(figure, "Standardised estimates by method")]))
-    subtitle = (f"N = {bayes['n_obs']}; {bayes['level']:.0%} intervals; "
-                "made by `python -m bayes_sor compare`")
+    subtitle = (
+        f"N = {bayes['n_obs']}; {bayes['level']:.0%} intervals; "
+        "made by `python -m bayes_sor compare`"
+    )
     return Document(f"Method comparison: {model_name}", subtitle, sections)
 
 
@@ -341,8 +440,9 @@ def _run_section(markdown: str, run_dir: Path, figure: Path) -> str:
     return text.replace(f"]({figure.name})", f"]({link})")
 
 
-def write_outputs(table: pd.DataFrame, methods: list[MethodEstimates], out: Path,
-                  model_name: str) -> list[Path]:
+def write_outputs(
+    table: pd.DataFrame, methods: list[MethodEstimates], out: Path, model_name: str
+) -> list[Path]:
     """comparison.csv / .md / .png in ``out`` and the section in the run's report.md, which
     rewrites its report.html too (both returned)."""
     out = Path(out)
@@ -354,7 +454,8 @@ def write_outputs(table: pd.DataFrame, methods: list[MethodEstimates], out: Path
     write_atomic(md, lambda p: p.write_text(text, encoding="utf-8"))
     run_dir = Path(methods[0].info["run"])
     # the figure and tables stay in ``out``; the run folder gets the section, linking them
-    section = CheckResult("compare", _run_section(text, run_dir, png),
-                          passed=bool((table.flag == "").all()))
+    section = CheckResult(
+        "compare", _run_section(text, run_dir, png), passed=bool((table.flag == "").all())
+    )
     report = write_result(section, run_dir)[-1]
     return [csv, md, png, report, report.with_suffix(".html")]

@@ -53,8 +53,7 @@ def composite_scores(partable: ParTable, data: pd.DataFrame) -> pd.DataFrame:
     Rows with a missing item get the mean of the items answered (SPSS ``MEAN()``).
     """
     items = numeric_items(partable, data)
-    return pd.DataFrame({f: items[items_of(partable, f)].mean(axis=1)
-                         for f in partable.latents})
+    return pd.DataFrame({f: items[items_of(partable, f)].mean(axis=1) for f in partable.latents})
 
 
 def ols(y: pd.Series, X: pd.DataFrame, level: float = 0.95) -> OLSFit:
@@ -76,17 +75,24 @@ def ols(y: pd.Series, X: pd.DataFrame, level: float = 0.95) -> OLSFit:
     crit = stats.t.ppf(0.5 + level / 2, df)
     sd = design.std(axis=0, ddof=1)
     table = pd.DataFrame(
-        {"est": coef, "se": se, "t": t, "pvalue": 2 * stats.t.sf(np.abs(t), df),
-         "ci.lower": coef - crit * se, "ci.upper": coef + crit * se,
-         "beta": np.r_[np.nan, coef[1:] * sd[1:] / target.std(ddof=1)]},
+        {
+            "est": coef,
+            "se": se,
+            "t": t,
+            "pvalue": 2 * stats.t.sf(np.abs(t), df),
+            "ci.lower": coef - crit * se,
+            "ci.upper": coef + crit * se,
+            "beta": np.r_[np.nan, coef[1:] * sd[1:] / target.std(ddof=1)],
+        },
         index=pd.Index(["(Intercept)", *X.columns], name="term"),
     )
     r2 = 1.0 - (resid @ resid) / np.sum((target - target.mean()) ** 2)
     return OLSFit(table, float(r2), n, df)
 
 
-def baron_kenny(scores: pd.DataFrame, x: str, m: str, y: str,
-                controls: Sequence[str] = ()) -> pd.DataFrame:
+def baron_kenny(
+    scores: pd.DataFrame, x: str, m: str, y: str, controls: Sequence[str] = ()
+) -> pd.DataFrame:
     """Baron & Kenny's steps on composites: c (Y ~ X), a (M ~ X), b and c' (Y ~ X + M).
 
     Plus the product ``a*b`` with the Sobel (first-order delta) standard error, the indirect
@@ -100,20 +106,33 @@ def baron_kenny(scores: pd.DataFrame, x: str, m: str, y: str,
     both = ols(scores[y], scores[[x, m, *controls]])
     fits["b"] = (both, m, y)
     fits["c'"] = (both, x, y)
-    rows = [{"path": path, "outcome": out, "predictor": pred, **fit.table.loc[pred].to_dict()}
-            for path, (fit, pred, out) in fits.items()]
+    rows = [
+        {"path": path, "outcome": out, "predictor": pred, **fit.table.loc[pred].to_dict()}
+        for path, (fit, pred, out) in fits.items()
+    ]
     a, b = rows[1], rows[2]
     ab, ab_se = a["est"] * b["est"], np.hypot(a["est"] * b["se"], b["est"] * a["se"])
     z_crit = stats.norm.ppf(0.975)
-    rows.append({"path": "a*b", "outcome": y, "predictor": x, "est": ab, "se": ab_se,
-                 "t": ab / ab_se, "pvalue": 2 * stats.norm.sf(abs(ab / ab_se)),
-                 "ci.lower": ab - z_crit * ab_se, "ci.upper": ab + z_crit * ab_se,
-                 "beta": a["beta"] * b["beta"]})
+    rows.append(
+        {
+            "path": "a*b",
+            "outcome": y,
+            "predictor": x,
+            "est": ab,
+            "se": ab_se,
+            "t": ab / ab_se,
+            "pvalue": 2 * stats.norm.sf(abs(ab / ab_se)),
+            "ci.lower": ab - z_crit * ab_se,
+            "ci.upper": ab + z_crit * ab_se,
+            "beta": a["beta"] * b["beta"],
+        }
+    )
     return pd.DataFrame(rows)
 
 
-def moderation(scores: pd.DataFrame, x: str, w: str, y: str,
-               controls: Sequence[str] = ()) -> OLSFit:
+def moderation(
+    scores: pd.DataFrame, x: str, w: str, y: str, controls: Sequence[str] = ()
+) -> OLSFit:
     """Y on mean-centred X, W and their product (term ``x:w``) plus controls, as published."""
     xc, wc = scores[x] - scores[x].mean(), scores[w] - scores[w].mean()
     design = pd.concat([xc, wc, (xc * wc).rename(f"{x}:{w}"), scores[list(controls)]], axis=1)
@@ -135,10 +154,18 @@ def _batched_ols(design: np.ndarray, target: np.ndarray, idx: np.ndarray) -> np.
     return np.einsum("bij,bj->bi", np.linalg.pinv(xtx), xty)
 
 
-def process_model14(scores: pd.DataFrame, x: str, m: str, w: str, y: str,
-                    controls: Sequence[str] = (), boot: int = 5000, seed: int = 0,
-                    w_values: Sequence[float] | None = None,
-                    level: float = 0.95) -> pd.DataFrame:
+def process_model14(
+    scores: pd.DataFrame,
+    x: str,
+    m: str,
+    w: str,
+    y: str,
+    controls: Sequence[str] = (),
+    boot: int = 5000,
+    seed: int = 0,
+    w_values: Sequence[float] | None = None,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """Hayes' PROCESS model 14: moderated mediation with W moderating the b path.
 
     M ~ X (+ controls); Y ~ X + M + W + M:W (+ controls), uncentred as PROCESS by default.
@@ -159,12 +186,14 @@ def process_model14(scores: pd.DataFrame, x: str, m: str, w: str, y: str,
     def effects(a: np.ndarray, b1: np.ndarray, b3: np.ndarray) -> np.ndarray:
         return np.column_stack([a[:, None] * (b1[:, None] + b3[:, None] * points), a * b3])
 
-    est = effects(*(np.array([fit.coef[term]]) for fit, term in
-                    ((path_a, x), (path_b, m), (path_b, product))))[0]
+    est = effects(
+        *(np.array([fit.coef[term]]) for fit, term in ((path_a, x), (path_b, m), (path_b, product)))
+    )[0]
     idx = np.random.default_rng(seed).integers(0, len(frame), size=(boot, len(frame)))
     a_draws = _batched_ols(_design(frame, [x, *controls]), frame[m].to_numpy(float), idx)
-    b_draws = _batched_ols(_design(frame, [x, m, w, product, *controls]),
-                           frame[y].to_numpy(float), idx)
+    b_draws = _batched_ols(
+        _design(frame, [x, m, w, product, *controls]), frame[y].to_numpy(float), idx
+    )
     draws = effects(a_draws[:, 1], b_draws[:, 2], b_draws[:, 4])
     alpha = (1 - level) / 2
     lower, upper = np.quantile(draws, [alpha, 1 - alpha], axis=0)
@@ -172,9 +201,17 @@ def process_model14(scores: pd.DataFrame, x: str, m: str, w: str, y: str,
     rows = [*_ols_rows(m, path_a), *_ols_rows(y, path_b)]
     names = [f"cond_ind_W{round(v, 3):g}" for v in points] + ["index_modmed"]
     for k, name in enumerate(names):
-        rows.append({"effect": name, "estimate": est[k], "se": draws[:, k].std(ddof=1),
-                     "ci_lower": lower[k], "ci_upper": upper[k], "method": boot_method,
-                     "w": points[k] if k < len(points) else np.nan})
+        rows.append(
+            {
+                "effect": name,
+                "estimate": est[k],
+                "se": draws[:, k].std(ddof=1),
+                "ci_lower": lower[k],
+                "ci_upper": upper[k],
+                "method": boot_method,
+                "w": points[k] if k < len(points) else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -183,10 +220,27 @@ def _design(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def _ols_rows(outcome: str, fit: OLSFit) -> list[dict]:
-    rows = [{"effect": f"{outcome}: {term}", "estimate": r["est"], "se": r["se"],
-             "ci_lower": r["ci.lower"], "ci_upper": r["ci.upper"],
-             "method": "OLS (t-based CI)", "w": np.nan}
-            for term, r in fit.table.iterrows()]
-    rows.append({"effect": f"{outcome}: R2", "estimate": fit.r2, "se": np.nan,
-                 "ci_lower": np.nan, "ci_upper": np.nan, "method": "OLS", "w": np.nan})
+    rows = [
+        {
+            "effect": f"{outcome}: {term}",
+            "estimate": r["est"],
+            "se": r["se"],
+            "ci_lower": r["ci.lower"],
+            "ci_upper": r["ci.upper"],
+            "method": "OLS (t-based CI)",
+            "w": np.nan,
+        }
+        for term, r in fit.table.iterrows()
+    ]
+    rows.append(
+        {
+            "effect": f"{outcome}: R2",
+            "estimate": fit.r2,
+            "se": np.nan,
+            "ci_lower": np.nan,
+            "ci_upper": np.nan,
+            "method": "OLS",
+            "w": np.nan,
+        }
+    )
     return rows

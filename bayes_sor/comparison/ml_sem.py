@@ -32,21 +32,41 @@ from bayes_sor.spec.matrices import Representation, extend, implied_moments, rep
 from bayes_sor.spec.partable import ParTable, build_partable, row_name
 from bayes_sor.spec.syntax import ModelSpec, Statement
 
-ESTIMATE_COLUMNS = ["lhs", "op", "rhs", "label", "est", "se", "z", "pvalue", "ci.lower",
-                    "ci.upper", "std.all", "method"]
+ESTIMATE_COLUMNS = [
+    "lhs",
+    "op",
+    "rhs",
+    "label",
+    "est",
+    "se",
+    "z",
+    "pvalue",
+    "ci.lower",
+    "ci.upper",
+    "std.all",
+    "method",
+]
 ML_METHOD = "ML (semopy; normal likelihood, expected information)"
-DMC_METHOD = ("ML (semopy) with the latent interaction as double-mean-centred product "
-              "indicators (Lin et al. 2010)")
+DMC_METHOD = (
+    "ML (semopy) with the latent interaction as double-mean-centred product "
+    "indicators (Lin et al. 2010)"
+)
 PRODUCT_METHOD = f"{ML_METHOD}; a product of observed variables as their centred product"
 #: The effect kinds of :func:`bayes_sor.posterior.effects.effect_draws` that get rows in the ML
 #: table (direct effects are the regression rows themselves).
-EFFECT_KINDS = {"indirect": "indirect", "total_indirect": "total_indirect", "total": "total",
-                "defined": ":="}
+EFFECT_KINDS = {
+    "indirect": "indirect",
+    "total_indirect": "total_indirect",
+    "total": "total",
+    "defined": ":=",
+}
 #: BFGS first: from a good start (every bootstrap resample starts at the full-sample estimates)
 #: it is about 20 times faster than semopy's default SLSQP, and reaches lavaan's optimum to
 #: about 1e-5; SLSQP (whose default tolerance stops about 1e-3 short) is the fallback.
-_SOLVERS = ({"solver": "BFGS", "options": {"gtol": 1e-6, "maxiter": 10000}},
-            {"solver": "SLSQP", "options": {"ftol": 1e-12, "maxiter": 10000}})
+_SOLVERS = (
+    {"solver": "BFGS", "options": {"gtol": 1e-6, "maxiter": 10000}},
+    {"solver": "SLSQP", "options": {"ftol": 1e-12, "maxiter": 10000}},
+)
 _GRAD_TOL = 1e-4
 _COVARIANCE_OPS = ("=~", "~", "~~")
 
@@ -101,14 +121,19 @@ def _layout(partable: ParTable, products: list[tuple[str, str, str]]) -> _Layout
             source[k] = len(cov_free) + partable.indicators.index(r.lhs)
     fixed = np.where(params.free.to_numpy() > 0, np.nan, params.value.to_numpy(dtype=float))
     items = [variables[v] for v in partable.indicators]
-    first = {variables[f]: variables[items_of(partable, f)[0]] for f in partable.latents
-             if f not in observed}
+    first = {
+        variables[f]: variables[items_of(partable, f)[0]]
+        for f in partable.latents
+        if f not in observed
+    }
     position = {v: i for i, v in enumerate(partable.indicators)}
     index = tuple((position[n], position[a], position[b]) for n, a, b in products)
-    measured = np.array([k for k, v in enumerate(partable.indicators) if v not in observed],
-                        dtype=int)
-    return _Layout("\n".join(lines), variables, items, first, len(cov_free), fixed, source,
-                   measured, index)
+    measured = np.array(
+        [k for k, v in enumerate(partable.indicators) if v not in observed], dtype=int
+    )
+    return _Layout(
+        "\n".join(lines), variables, items, first, len(cov_free), fixed, source, measured, index
+    )
 
 
 def _check_ml(partable: ParTable) -> None:
@@ -119,9 +144,11 @@ def _check_ml(partable: ParTable) -> None:
             "parameter table without 'ordinal' for the ML comparison"
         )
     means = t[t.op == "~1"]
-    if (means.free == 0).any() or means.free.duplicated().any() or not means.lhs.isin(
-        partable.indicators
-    ).all():
+    if (
+        (means.free == 0).any()
+        or means.free.duplicated().any()
+        or not means.lhs.isin(partable.indicators).all()
+    ):
         raise ModelSpecError(
             "ml_sem estimates unrestricted item intercepts (the sample means); remove the "
             "fixed, shared or latent intercepts from the model for the ML comparison"
@@ -231,8 +258,9 @@ def _product_name(first: str, second: str) -> str:
     return f"{first}.{second}"
 
 
-def product_indicator_model(partable: ParTable, data: pd.DataFrame) -> tuple[ParTable,
-                                                                              pd.DataFrame]:
+def product_indicator_model(
+    partable: ParTable, data: pd.DataFrame
+) -> tuple[ParTable, pd.DataFrame]:
     """Rewrite ``Y ~ M:W`` into a product-indicator latent ``M.W`` (Lin et al. 2010).
 
     Matched pairs: the i-th indicator of M times the i-th of W (as many pairs as the shorter
@@ -317,8 +345,9 @@ def _restore_interaction_names(table: pd.DataFrame, partable: ParTable) -> pd.Da
     if names:
         table["rhs"] = table["rhs"].replace(names)
         # lhs also holds effect paths such as 'HED.CON -> URG'.
-        table["lhs"] = [" -> ".join(names.get(part, part) for part in lhs.split(" -> "))
-                        for lhs in table["lhs"]]
+        table["lhs"] = [
+            " -> ".join(names.get(part, part) for part in lhs.split(" -> ")) for lhs in table["lhs"]
+        ]
     return table
 
 
@@ -327,8 +356,15 @@ def _effects(partable: ParTable, rep: Representation, rows: np.ndarray) -> tuple
     """Effect rows (lhs, op, rhs, label) and their values (..., n_effects) from parameter rows."""
     wanted = [e for e in effect_draws(partable, rep, rows) if e.kind in EFFECT_KINDS]
     rhs = dict(zip(partable.defined.lhs, partable.defined.rhs, strict=True))
-    keys = [(e.effect, EFFECT_KINDS[e.kind], rhs.get(e.effect, "") if e.kind == "defined" else "",
-             e.effect if e.kind == "defined" else "") for e in wanted]
+    keys = [
+        (
+            e.effect,
+            EFFECT_KINDS[e.kind],
+            rhs.get(e.effect, "") if e.kind == "defined" else "",
+            e.effect if e.kind == "defined" else "",
+        )
+        for e in wanted
+    ]
     if not wanted:
         return [], np.zeros((*rows.shape[:-1], 0))
     values = np.stack([e.draws for e in wanted], axis=-1)
@@ -360,9 +396,14 @@ def _wald_table(est: np.ndarray, se: np.ndarray, level: float) -> dict[str, np.n
     z_crit = stats.norm.ppf(0.5 + level / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, est / se, np.nan)
-    return {"est": est, "se": se, "z": z, "pvalue": 2 * stats.norm.sf(np.abs(z)),
-            "ci.lower": np.where(se > 0, est - z_crit * se, est),
-            "ci.upper": np.where(se > 0, est + z_crit * se, est)}
+    return {
+        "est": est,
+        "se": se,
+        "z": z,
+        "pvalue": 2 * stats.norm.sf(np.abs(z)),
+        "ci.lower": np.where(se > 0, est - z_crit * se, est),
+        "ci.upper": np.where(se > 0, est + z_crit * se, est),
+    }
 
 
 def _fit_measures(s: np.ndarray, fun: float, n: int, n_free: int) -> dict[str, float]:
@@ -374,7 +415,10 @@ def _fit_measures(s: np.ndarray, fun: float, n: int, n_free: int) -> dict[str, f
     base_df = p * (p - 1) // 2
     denom = max(chisq - df, base_chisq - base_df, 0.0)
     return {
-        "ntotal": n, "npar": n_free, "chisq": chisq, "df": df,
+        "ntotal": n,
+        "npar": n_free,
+        "chisq": chisq,
+        "df": df,
         "pvalue": float(stats.chi2.sf(chisq, df)) if df > 0 else np.nan,
         "cfi": 1.0 - max(chisq - df, 0.0) / denom if denom > 0 else 1.0,
         "rmsea": float(np.sqrt(max(chisq - df, 0.0) / (df * n))) if df > 0 else 0.0,
@@ -422,8 +466,10 @@ class MLFit:
         """
         position = {name: k for k, name in enumerate(self.fitted.names)}
         names = {f"{m}:{w}": _product_name(m, w) for _, m, w in self.model.interactions}
-        index = [position[row_name(r.lhs, r.op, names.get(r.rhs, r.rhs))]
-                 for r in self.model.parameters.itertuples()]
+        index = [
+            position[row_name(r.lhs, r.op, names.get(r.rhs, r.rhs))]
+            for r in self.model.parameters.itertuples()
+        ]
         out = rows[..., index]
         rep = representation(self.model)
         if rep.interactions:
@@ -438,8 +484,14 @@ class MLFit:
         return out
 
 
-def ml_sem(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
-           workers: int = 1, level: float = 0.95) -> pd.DataFrame:
+def ml_sem(
+    partable: ParTable,
+    data: pd.DataFrame,
+    bootstrap: int = 0,
+    seed: int = 0,
+    workers: int = 1,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """ML SEM of the ParTable's model with semopy: a lavaan ``parameterEstimates()``-like table.
 
     One row per parameter row of the (rewritten, if it has latent interactions) ParTable, in
@@ -458,8 +510,14 @@ def ml_sem(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed: int
     return ml_sem_fit(partable, data, bootstrap, seed, workers, level).table
 
 
-def ml_sem_fit(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed: int = 0,
-               workers: int = 1, level: float = 0.95) -> MLFit:
+def ml_sem_fit(
+    partable: ParTable,
+    data: pd.DataFrame,
+    bootstrap: int = 0,
+    seed: int = 0,
+    workers: int = 1,
+    level: float = 0.95,
+) -> MLFit:
     """:func:`ml_sem`, keeping the parameter rows of the estimates and resamples."""
     _check_ml(partable)
     original = partable
@@ -483,8 +541,11 @@ def ml_sem_fit(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed:
     jac = _jacobian(quantities, theta)
     se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", jac, vcov, jac), 0, None))
     columns = _wald_table(est, se, level)
-    attrs: dict = {"method": method, "fit": fit,
-                   "ci": f"Wald {level:.0%} (delta method for effects)"}
+    attrs: dict = {
+        "method": method,
+        "fit": fit,
+        "ci": f"Wald {level:.0%} (delta method for effects)",
+    }
     boot_rows = None
     if bootstrap > 0:
         draws, info = _bootstrap(layout, rep, data_matrix, theta, bootstrap, seed, workers)
@@ -498,8 +559,9 @@ def ml_sem_fit(partable: ParTable, data: pd.DataFrame, bootstrap: int = 0, seed:
     return MLFit(table, original, partable, layout.rows(theta), boot_rows)
 
 
-def _assemble(partable: ParTable, rep: Representation, rows: np.ndarray, columns: dict,
-              method: str) -> pd.DataFrame:
+def _assemble(
+    partable: ParTable, rep: Representation, rows: np.ndarray, columns: dict, method: str
+) -> pd.DataFrame:
     """Parameter rows then effect rows, with estimates, intervals and ``std.all``."""
     params = partable.parameters.reset_index(drop=True)[["lhs", "op", "rhs", "label"]]
     keys, _ = _effects(partable, rep, rows)
@@ -514,8 +576,9 @@ def _assemble(partable: ParTable, rep: Representation, rows: np.ndarray, columns
 
 
 # ---- bootstrap --------------------------------------------------------------------------------
-def _bootstrap_chunk(layout: _Layout, data: np.ndarray, indices: np.ndarray,
-                     start: np.ndarray) -> np.ndarray:
+def _bootstrap_chunk(
+    layout: _Layout, data: np.ndarray, indices: np.ndarray, start: np.ndarray
+) -> np.ndarray:
     """Refit one block of resamples (rows: free parameters, then item means).
 
     Every resample starts from the full-sample estimates, so a result does not depend on
@@ -532,8 +595,9 @@ def _bootstrap_chunk(layout: _Layout, data: np.ndarray, indices: np.ndarray,
     return out
 
 
-def _resample(data: np.ndarray, idx: np.ndarray,
-              products: tuple[tuple[int, int, int], ...]) -> np.ndarray:
+def _resample(
+    data: np.ndarray, idx: np.ndarray, products: tuple[tuple[int, int, int], ...]
+) -> np.ndarray:
     """Rows ``idx`` of the data, product indicators double-centred again within the resample
     (the centring is part of the estimator, so it is bootstrapped with it)."""
     sample = data[idx]
@@ -542,8 +606,15 @@ def _resample(data: np.ndarray, idx: np.ndarray,
     return sample
 
 
-def _bootstrap(layout: _Layout, rep: Representation, data: np.ndarray, theta: np.ndarray,
-               n_boot: int, seed: int, workers: int) -> tuple[np.ndarray, dict]:
+def _bootstrap(
+    layout: _Layout,
+    rep: Representation,
+    data: np.ndarray,
+    theta: np.ndarray,
+    n_boot: int,
+    seed: int,
+    workers: int,
+) -> tuple[np.ndarray, dict]:
     """Free-parameter vectors of the converged resamples (admissible or not), and counts."""
     rng = np.random.default_rng(seed)
     # All resample indices are drawn up front, so results do not depend on ``workers``.
@@ -551,15 +622,26 @@ def _bootstrap(layout: _Layout, rep: Representation, data: np.ndarray, theta: np
     blocks = np.array_split(indices, max(1, min(n_boot, 4 * workers)))
     if workers > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_bootstrap_chunk, [layout] * len(blocks),
-                                  [data] * len(blocks), blocks, [theta] * len(blocks)))
+            parts = list(
+                pool.map(
+                    _bootstrap_chunk,
+                    [layout] * len(blocks),
+                    [data] * len(blocks),
+                    blocks,
+                    [theta] * len(blocks),
+                )
+            )
     else:
         parts = [_bootstrap_chunk(layout, data, block, theta) for block in blocks]
     draws = np.concatenate(parts)
     ok = np.isfinite(draws).all(axis=1)
     inadmissible = ~_admissible(rep, layout.rows(draws[ok]), layout.measured)
-    info = {"B": n_boot, "failed": int((~ok).sum()), "inadmissible": int(inadmissible.sum()),
-            "kept": int(ok.sum())}
+    info = {
+        "B": n_boot,
+        "failed": int((~ok).sum()),
+        "inadmissible": int(inadmissible.sum()),
+        "kept": int(ok.sum()),
+    }
     return draws[ok], info
 
 

@@ -56,8 +56,13 @@ class Published:
 
 def baron_kenny_quantity(step: str, x: str, m: str, y: str) -> str:
     """Row name of one Baron-Kenny step for the simple mediation x -> m -> y."""
-    names = {"a": f"{m} ~ {x}", "c": f"{y} ~ {x}", "c'": f"{y} ~ {x} (with {m})",
-             "b": f"{y} ~ {m} (with {x})", "a*b": f"{x} -> {m} -> {y}"}
+    names = {
+        "a": f"{m} ~ {x}",
+        "c": f"{y} ~ {x}",
+        "c'": f"{y} ~ {x} (with {m})",
+        "b": f"{y} ~ {m} (with {x})",
+        "a*b": f"{x} -> {m} -> {y}",
+    }
     return f"{step}: {names[step]}"
 
 
@@ -91,21 +96,42 @@ def _from_yaml(path: Path) -> Published:
     for quantity, value in (doc.get("paths") or {}).items():
         rows.append(_row(quantity, "path", "", scale, value, path))
     for entry in doc.get("effects") or []:
-        rows.append(_row(entry["effect"], entry["kind"], entry.get("moderator_value", ""),
-                         entry.get("scale", scale), entry, path))
+        rows.append(
+            _row(
+                entry["effect"],
+                entry["kind"],
+                entry.get("moderator_value", ""),
+                entry.get("scale", scale),
+                entry,
+                path,
+            )
+        )
     for entry in doc.get("baron_kenny") or []:
         x, m, y = (entry[k] for k in ("x", "m", "y"))
-        rows += [_row(baron_kenny_quantity(step, x, m, y), "baron_kenny", "", scale,
-                      entry[step], path) for step in BARON_KENNY_STEPS if step in entry]
+        rows += [
+            _row(baron_kenny_quantity(step, x, m, y), "baron_kenny", "", scale, entry[step], path)
+            for step in BARON_KENNY_STEPS
+            if step in entry
+        ]
     for entry in doc.get("moderation") or []:
-        rows += [_row(moderation_quantity(entry["y"], term), "moderation", "", scale, value,
-                      path) for term, value in entry["terms"].items()]
-    unknown = set(doc) - {"source", "scale", "identification", "paths", "effects",
-                          "baron_kenny", "moderation"}
+        rows += [
+            _row(moderation_quantity(entry["y"], term), "moderation", "", scale, value, path)
+            for term, value in entry["terms"].items()
+        ]
+    unknown = set(doc) - {
+        "source",
+        "scale",
+        "identification",
+        "paths",
+        "effects",
+        "baron_kenny",
+        "moderation",
+    }
     if unknown:
         raise DataError(f"{path}: unknown section(s) {sorted(unknown)}")
-    return Published(_frame(rows), str(doc.get("source", path.name)).strip(),
-                     doc.get("identification"))
+    return Published(
+        _frame(rows), str(doc.get("source", path.name)).strip(), doc.get("identification")
+    )
 
 
 def _scale(value: str, path: Path) -> str:
@@ -119,11 +145,17 @@ def _row(quantity: str, kind: str, moderator_value: str, scale: str, value, path
     spec = value if isinstance(value, dict) else {"estimate": value}
     if not isinstance(spec.get("estimate"), int | float):
         raise DataError(f"{path}: {quantity!r} needs a numeric estimate, got {value!r}")
-    return {"quantity": str(quantity), "kind": kind, "moderator_value": moderator_value,
-            "scale": _scale(spec.get("scale", scale), path),
-            "estimate": float(spec["estimate"]), "lower": spec.get("lower", np.nan),
-            "upper": spec.get("upper", np.nan), "significant": spec.get("significant"),
-            "note": str(spec.get("note", "")).strip()}
+    return {
+        "quantity": str(quantity),
+        "kind": kind,
+        "moderator_value": moderator_value,
+        "scale": _scale(spec.get("scale", scale), path),
+        "estimate": float(spec["estimate"]),
+        "lower": spec.get("lower", np.nan),
+        "upper": spec.get("upper", np.nan),
+        "significant": spec.get("significant"),
+        "note": str(spec.get("note", "")).strip(),
+    }
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -137,16 +169,25 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 
 # ---- CSV -------------------------------------------------------------------------------------
 def _from_csv(path: Path) -> Published:
-    table = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in
-                                                               ("estimate", "lower", "upper")})
+    table = pd.read_csv(
+        path, keep_default_na=False, na_values={c: [""] for c in ("estimate", "lower", "upper")}
+    )
     if {"lhs", "op", "rhs", "est"} <= set(table.columns):
         return _from_lavaan(table, path)
     missing = [c for c in ("quantity", "kind", "estimate") if c not in table.columns]
     if missing:
-        raise DataError(f"{path}: a published-values CSV needs the columns {COLUMNS[:5]} "
-                        f"(or lavaan's lhs, op, rhs, est); {missing} are missing")
-    for column, default in (("moderator_value", ""), ("scale", "std"), ("lower", np.nan),
-                            ("upper", np.nan), ("significant", None), ("note", "")):
+        raise DataError(
+            f"{path}: a published-values CSV needs the columns {COLUMNS[:5]} "
+            f"(or lavaan's lhs, op, rhs, est); {missing} are missing"
+        )
+    for column, default in (
+        ("moderator_value", ""),
+        ("scale", "std"),
+        ("lower", np.nan),
+        ("upper", np.nan),
+        ("significant", None),
+        ("note", ""),
+    ):
         if column not in table.columns:
             table[column] = default
     table["significant"] = table["significant"].map(_flag)
@@ -155,32 +196,51 @@ def _from_csv(path: Path) -> Published:
 
 def _flag(value) -> bool | None:
     text = str(value).strip().lower()
-    return {"true": True, "yes": True, "1": True, "false": False, "no": False,
-            "0": False}.get(text)
+    return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text)
 
 
 def _from_lavaan(table: pd.DataFrame, path: Path) -> Published:
     """Regressions (raw, and ``std.all`` when present) and ``:=`` rows of a lavaan table."""
     table = table.copy()
     table["rhs"] = table["rhs"].astype(str)
-    numeric = [c for c in ("est", "ci.lower", "ci.upper", "pvalue", "std.all", "se")
-               if c in table.columns]
+    numeric = [
+        c for c in ("est", "ci.lower", "ci.upper", "pvalue", "std.all", "se") if c in table.columns
+    ]
     table[numeric] = table[numeric].apply(pd.to_numeric, errors="coerce")
     rows = []
     for r in table[table.op.isin(["~", ":="])].to_dict("records"):
-        quantity, kind = ((f"{r['lhs']} ~ {r['rhs']}", "path") if r["op"] == "~"
-                          else (r["lhs"], "defined"))
+        quantity, kind = (
+            (f"{r['lhs']} ~ {r['rhs']}", "path") if r["op"] == "~" else (r["lhs"], "defined")
+        )
         p = r.get("pvalue", np.nan)
         significant = bool(p < ALPHA) if np.isfinite(p) else None
-        rows.append({"quantity": quantity, "kind": kind, "moderator_value": "", "scale": "raw",
-                     "estimate": r["est"], "lower": r.get("ci.lower", np.nan),
-                     "upper": r.get("ci.upper", np.nan), "significant": significant,
-                     "note": ""})
+        rows.append(
+            {
+                "quantity": quantity,
+                "kind": kind,
+                "moderator_value": "",
+                "scale": "raw",
+                "estimate": r["est"],
+                "lower": r.get("ci.lower", np.nan),
+                "upper": r.get("ci.upper", np.nan),
+                "significant": significant,
+                "note": "",
+            }
+        )
         if "std.all" in r:
-            rows.append({**rows[-1], "scale": "std", "estimate": r["std.all"],
-                         "lower": np.nan, "upper": np.nan})
-    source = (f"{path.name}: lavaan parameterEstimates() (estimates with their intervals; "
-              f"std.all without; significance at p < {ALPHA})")
+            rows.append(
+                {
+                    **rows[-1],
+                    "scale": "std",
+                    "estimate": r["std.all"],
+                    "lower": np.nan,
+                    "upper": np.nan,
+                }
+            )
+    source = (
+        f"{path.name}: lavaan parameterEstimates() (estimates with their intervals; "
+        f"std.all without; significance at p < {ALPHA})"
+    )
     return Published(_frame(rows), source, _lavaan_identification(table))
 
 
@@ -192,8 +252,7 @@ def _lavaan_identification(table: pd.DataFrame) -> str | None:
     loadings = table[table.op == "=~"].groupby("lhs", sort=False).head(1)
     if len(loadings) and ((loadings.est == 1) & (loadings.se == 0)).all():
         return "marker"
-    variances = table[(table.op == "~~") & (table.lhs == table.rhs)
-                      & table.lhs.isin(loadings.lhs)]
+    variances = table[(table.op == "~~") & (table.lhs == table.rhs) & table.lhs.isin(loadings.lhs)]
     if len(variances) and ((variances.est == 1) & (variances.se == 0)).all():
         return "std.lv"
     return None

@@ -11,13 +11,26 @@ import pandas as pd
 
 from bayes_sor.comparison.published import KEY
 
-LABELS = {"bayes": "Bayesian", "ml": "ML SEM", "study": "study (composite OLS)",
-          "published": "published"}
+LABELS = {
+    "bayes": "Bayesian",
+    "ml": "ML SEM",
+    "study": "study (composite OLS)",
+    "published": "published",
+}
 #: in flag texts, which are read row by row
 SHORT = {"bayes": "Bayes", "ml": "ML", "study": "study", "published": "published"}
 VALUE_COLUMNS = ["est", "se", "lower", "upper", "significant"]
-KIND_ORDER = ("path", "indirect", "total_indirect", "total", "conditional_indirect",
-              "index_moderated_mediation", "defined", "moderation", "baron_kenny")
+KIND_ORDER = (
+    "path",
+    "indirect",
+    "total_indirect",
+    "total",
+    "conditional_indirect",
+    "index_moderated_mediation",
+    "defined",
+    "moderation",
+    "baron_kenny",
+)
 OUTPUT_FILES = ("comparison.csv", "comparison.md", "comparison.png")
 
 
@@ -38,7 +51,8 @@ def comparison_table(methods: list[MethodEstimates]) -> pd.DataFrame:
     table = keys
     for m in methods:
         part = m.table[[*KEY, *VALUE_COLUMNS]].rename(
-            columns={c: f"{m.name}_{c}" for c in VALUE_COLUMNS})
+            columns={c: f"{m.name}_{c}" for c in VALUE_COLUMNS}
+        )
         table = table.merge(part, on=KEY, how="left", validate="1:1")
     notes = []
     for m in methods:
@@ -55,12 +69,12 @@ def comparison_table(methods: list[MethodEstimates]) -> pd.DataFrame:
     order = {k: i for i, k in enumerate(KIND_ORDER)}
     table["_scale"] = table.scale.map({"std": 0, "raw": 1})
     table["_kind"] = table.kind.map(order).fillna(len(order))
-    table = table.sort_values(["_scale", "_kind"], kind="stable").drop(columns=["_scale",
-                                                                                "_kind"])
+    table = table.sort_values(["_scale", "_kind"], kind="stable").drop(columns=["_scale", "_kind"])
     columns = [*KEY] + [f"{n}_{c}" for n in names for c in VALUE_COLUMNS]
     columns = [c for c in columns if not c.endswith("_significant") or c.startswith("published")]
     return table[[*columns, "sign_disagree", "zero_disagree", "flag", "note"]].reset_index(
-        drop=True)
+        drop=True
+    )
 
 
 def read_comparison(path: str | Path) -> pd.DataFrame:

@@ -63,8 +63,11 @@ def answer_codes(column: pd.Series | np.ndarray, item: str, partable: ParTable) 
         declared = np.arange(scale.low, scale.high + 1, dtype=float)
         if np.isin(observed, declared).all():
             return codes(answers, declared)
-    declared_text = (f"nor the declared scale {scale.low}-{scale.high}" if scale is not None
-                     else "and the model declares no scale")
+    declared_text = (
+        f"nor the declared scale {scale.low}-{scale.high}"
+        if scale is not None
+        else "and the model declares no scale"
+    )
     raise ModelSpecError(
         f"the ordinal item {item!r} has {len(observed)} observed categories "
         f"({', '.join(map(_fmt, observed))}), which match neither its {n_thresholds} "
@@ -75,8 +78,9 @@ def answer_codes(column: pd.Series | np.ndarray, item: str, partable: ParTable) 
     )
 
 
-def category_notes(frame: pd.DataFrame, items: list[str],
-                   scale_range: tuple[int, int] | None = None) -> list[str]:
+def category_notes(
+    frame: pd.DataFrame, items: list[str], scale_range: tuple[int, int] | None = None
+) -> list[str]:
     """Items whose categories are empty (never chosen) or sparse (< :data:`SPARSE` answers).
 
     With empty categories the note says which observed categories the thresholds separate,
@@ -95,11 +99,14 @@ def category_notes(frame: pd.DataFrame, items: list[str],
         if sparse:
             parts.append(f"sparse categories {', '.join(sparse)}")
         if parts:
-            between = ", ".join(f"t{k + 1} {_fmt(a)}|{_fmt(b)}"
-                                for k, (a, b) in enumerate(itertools.pairwise(cats)))
-            notes.append(f"{item!r}: {'; '.join(parts)} -> modelled with {len(cats)} observed "
-                         f"categories ({len(cats) - 1} thresholds"
-                         f"{f': {between}' if empty else ''})")
+            between = ", ".join(
+                f"t{k + 1} {_fmt(a)}|{_fmt(b)}" for k, (a, b) in enumerate(itertools.pairwise(cats))
+            )
+            notes.append(
+                f"{item!r}: {'; '.join(parts)} -> modelled with {len(cats)} observed "
+                f"categories ({len(cats) - 1} thresholds"
+                f"{f': {between}' if empty else ''})"
+            )
     return notes
 
 
@@ -107,8 +114,9 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def add_ordinal_thresholds(partable: ParTable, frame: pd.DataFrame,
-            scale_range: tuple[int, int] | None = None) -> ParTable:
+def add_ordinal_thresholds(
+    partable: ParTable, frame: pd.DataFrame, scale_range: tuple[int, int] | None = None
+) -> ParTable:
     """Add the thresholds the data imply (observed categories - 1 per ordinal item).
 
     Warns, naming the items, when categories are empty or sparse: thresholds are defined
@@ -118,18 +126,22 @@ def add_ordinal_thresholds(partable: ParTable, frame: pd.DataFrame,
     items = partable.ordinal_items()
     if not items:
         return partable
-    single = {item: cats for item, cats in observed_categories(frame, items).items()
-              if len(cats) < 2}
+    single = {
+        item: cats for item, cats in observed_categories(frame, items).items() if len(cats) < 2
+    }
     if single:
-        listed = ", ".join(f"{item!r} (only {', '.join(map(_fmt, cats)) or 'no answers'})"
-                           for item, cats in single.items())
+        listed = ", ".join(
+            f"{item!r} (only {', '.join(map(_fmt, cats)) or 'no answers'})"
+            for item, cats in single.items()
+        )
         raise DataError(
             f"the ordinal item(s) {listed} have fewer than two observed categories, so they "
             "carry no information about their construct; drop them from the model"
         )
     notes = category_notes(frame, items, scale_range)
     if notes:
-        warnings.warn("ordinal items with empty or sparse categories: " + "; ".join(notes),
-                      stacklevel=2)
+        warnings.warn(
+            "ordinal items with empty or sparse categories: " + "; ".join(notes), stacklevel=2
+        )
     counts = {item: len(cats) for item, cats in observed_categories(frame, items).items()}
     return add_thresholds(partable, counts)

@@ -107,8 +107,13 @@ def load_data(
     _check_enough_rows(kept, items, counts, n_dropped, answers.where)
     _check_kept(kept, items, ordinal, n_dropped, answers.where)
     return Dataset(
-        frame=kept.copy(), items=items, n_dropped=n_dropped, missing=counts, sha256=answers.sha,
-        source=answers.name, policy=policy,
+        frame=kept.copy(),
+        items=items,
+        n_dropped=n_dropped,
+        missing=counts,
+        sha256=answers.sha,
+        source=answers.name,
+        policy=policy,
     )
 
 
@@ -131,8 +136,13 @@ class _Source:
             return cls(source, where, False, sha, "<DataFrame>")
         if isinstance(source, str | Path):
             frame, raw = read_csv_bytes(source)
-            return cls(frame, f"data file '{Path(source).expanduser()}'", True,
-                       hashlib.sha256(raw).hexdigest(), str(source))
+            return cls(
+                frame,
+                f"data file '{Path(source).expanduser()}'",
+                True,
+                hashlib.sha256(raw).hexdigest(),
+                str(source),
+            )
         raise DataError(
             f"cannot read data from a {type(source).__name__}; give the path of a CSV file "
             "or a pandas DataFrame"
@@ -143,9 +153,14 @@ class _Source:
         return [f"line {label + 2}" if self.in_file else f"row {label!r}" for label in labels]
 
 
-def _checked_values(answers: _Source, items: list[str], scale: Scale | None,
-                    ordinal: list[str], observed: list[str], latents: list[str]
-                    ) -> pd.DataFrame:
+def _checked_values(
+    answers: _Source,
+    items: list[str],
+    scale: Scale | None,
+    ordinal: list[str],
+    observed: list[str],
+    latents: list[str],
+) -> pd.DataFrame:
     """The items' answers as numbers, each check of :mod:`bayes_sor.data.validate` passed."""
     frame, where, rows = answers.frame, answers.where, answers.rows
     check_regression_names(frame, observed, latents, where)
@@ -162,8 +177,9 @@ def _checked_values(answers: _Source, items: list[str], scale: Scale | None,
     return values
 
 
-def _dropped_rows(values: pd.DataFrame, answers: _Source, counts: dict[str, int],
-                  policy: str) -> np.ndarray:
+def _dropped_rows(
+    values: pd.DataFrame, answers: _Source, counts: dict[str, int], policy: str
+) -> np.ndarray:
     """The rows the missing-data handling leaves out (``refuse``: an incomplete row is an
     error)."""
     where, in_file = answers.where, answers.in_file
@@ -183,12 +199,15 @@ def _dropped_rows(values: pd.DataFrame, answers: _Source, counts: dict[str, int]
         warnings.warn(
             f"{where}: {int(dropped.sum())} respondent(s) answered none of the model's items "
             f"({listed_rows(values.index[dropped], in_file)}); they carry no information and "
-            "are left out", stacklevel=3)
+            "are left out",
+            stacklevel=3,
+        )
     return dropped
 
 
-def _check_enough_rows(kept: pd.DataFrame, items: list[str], counts: dict[str, int],
-                       n_dropped: int, where: str) -> None:
+def _check_enough_rows(
+    kept: pd.DataFrame, items: list[str], counts: dict[str, int], n_dropped: int, where: str
+) -> None:
     needed = len(items) + 1
     if len(kept) >= needed:
         return
@@ -206,8 +225,9 @@ def _check_enough_rows(kept: pd.DataFrame, items: list[str], counts: dict[str, i
     )
 
 
-def _check_kept(kept: pd.DataFrame, items: list[str], ordinal: list[str], n_dropped: int,
-                where: str) -> None:
+def _check_kept(
+    kept: pd.DataFrame, items: list[str], ordinal: list[str], n_dropped: int, where: str
+) -> None:
     """Variation and exact dependence of the rows that remain."""
     if n_dropped:
         check_variation(kept, ordinal, where, after_drop=True)

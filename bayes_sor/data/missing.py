@@ -111,15 +111,17 @@ def casewise_loglik(stats: PatternStatistics, mean: np.ndarray, cov: np.ndarray)
     pat = stats.patterns
     precision = np.linalg.inv(cov)
     batch = np.broadcast_shapes(cov.shape[:-2], stats.mean.shape[:-2])
-    logdet = np.array(np.broadcast_to(np.linalg.slogdet(cov)[1][..., None],
-                                      (*batch, len(pat.mask))))
+    logdet = np.array(
+        np.broadcast_to(np.linalg.slogdet(cov)[1][..., None], (*batch, len(pat.mask)))
+    )
     diff = np.where(pat.mask, stats.mean - mean[..., None, :], 0.0)
     solved = np.einsum("...ij,...kj->...ki", precision, diff)
     quad = (solved * diff).sum(axis=-1)
     spread = pat.n > 1  # a single respondent's scatter is 0
     trace = np.zeros_like(quad)
-    trace[..., spread] = np.einsum("...ij,...kji->...k", precision,
-                                   stats.scatter[..., spread, :, :])
+    trace[..., spread] = np.einsum(
+        "...ij,...kji->...k", precision, stats.scatter[..., spread, :, :]
+    )
     for rows, missing in unanswered_blocks(pat):
         block = precision[..., missing[:, :, None], missing[:, None, :]]
         inverse = np.linalg.inv(block)
@@ -140,8 +142,10 @@ def unanswered_blocks(patterns: Patterns) -> list[tuple[np.ndarray, np.ndarray]]
     positions (K_q,) and their unanswered items (K_q, q)."""
     missing = ~patterns.mask
     count = missing.sum(axis=1)
-    return [(np.flatnonzero(count == q), np.nonzero(missing[count == q])[1].reshape(-1, q))
-            for q in np.unique(count[count > 0])]
+    return [
+        (np.flatnonzero(count == q), np.nonzero(missing[count == q])[1].reshape(-1, q))
+        for q in np.unique(count[count > 0])
+    ]
 
 
 def _start(stats: PatternStatistics) -> tuple[np.ndarray, np.ndarray]:
@@ -155,8 +159,11 @@ def _start(stats: PatternStatistics) -> tuple[np.ndarray, np.ndarray]:
     return mean, var[..., None] * np.eye(len(count))
 
 
-def saturated_moments(stats: PatternStatistics, start: tuple[np.ndarray, np.ndarray] | None = None,
-                      tol: float = EM_TOL) -> tuple[np.ndarray, np.ndarray]:
+def saturated_moments(
+    stats: PatternStatistics,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+    tol: float = EM_TOL,
+) -> tuple[np.ndarray, np.ndarray]:
     """ML mean (..., p) and covariance (..., p, p) of the unrestricted normal model, by EM.
 
     E-step from the precision matrix P = Sigma^-1, so only the small block of each pattern's
@@ -177,24 +184,35 @@ def saturated_moments(stats: PatternStatistics, start: tuple[np.ndarray, np.ndar
     position = np.cumsum(spread) - 1  # of a spread pattern among the spread ones
     for _ in range(EM_STEPS):
         precision = np.linalg.inv(cov)
-        expected = np.array(np.broadcast_to(stats.mean, np.broadcast_shapes(
-            stats.mean.shape, mean.shape[:-1] + stats.mean.shape[-2:])))
+        expected = np.array(
+            np.broadcast_to(
+                stats.mean,
+                np.broadcast_shapes(stats.mean.shape, mean.shape[:-1] + stats.mean.shape[-2:]),
+            )
+        )
         gain = np.array(np.broadcast_to(diagonal, expected.shape[:-2] + diagonal.shape))
         conditional = np.zeros_like(cov)
         for rows, missing in blocks:
             c = np.linalg.inv(precision[..., missing[:, :, None], missing[:, None, :]])
             r = -c @ (precision[..., missing, :] * pat.mask[rows][:, None, :])
             dev = stats.mean[..., rows, :] - mean[..., None, :]
-            expected[..., rows[:, None], missing] = (mean[..., missing]
-                                                     + np.einsum("...kqj,...kj->...kq", r, dev))
+            expected[..., rows[:, None], missing] = mean[..., missing] + np.einsum(
+                "...kqj,...kj->...kq", r, dev
+            )
             wide = spread[rows]
             gain[..., position[rows[wide]][:, None], missing[wide], :] = r[..., wide, :, :]
-            np.add.at(conditional, (Ellipsis, missing[:, :, None], missing[:, None, :]),
-                      weight[rows, None, None] * c)
-        second = (np.einsum("k,...ki,...kj->...ij", weight, expected, expected)
-                  + np.einsum("k,...kij->...ij", weight[spread],
-                              gain @ scatter @ np.swapaxes(gain, -1, -2))
-                  + conditional)
+            np.add.at(
+                conditional,
+                (Ellipsis, missing[:, :, None], missing[:, None, :]),
+                weight[rows, None, None] * c,
+            )
+        second = (
+            np.einsum("k,...ki,...kj->...ij", weight, expected, expected)
+            + np.einsum(
+                "k,...kij->...ij", weight[spread], gain @ scatter @ np.swapaxes(gain, -1, -2)
+            )
+            + conditional
+        )
         new_mean = np.einsum("k,...ki->...i", weight, expected)
         new_cov = second - new_mean[..., :, None] * new_mean[..., None, :]
         change = max(np.abs(new_mean - mean).max(), np.abs(new_cov - cov).max())
@@ -220,8 +238,7 @@ def casewise_pointwise_loglik(y: np.ndarray, mean: np.ndarray, cov: np.ndarray) 
     ``cov`` (S, p, p). One batch of Cholesky factors per pattern.
     """
     patterns = Patterns.of(y)
-    mean = np.broadcast_to(mean[:, None, :] if mean.ndim == 2 else mean,
-                           (cov.shape[0], *y.shape))
+    mean = np.broadcast_to(mean[:, None, :] if mean.ndim == 2 else mean, (cov.shape[0], *y.shape))
     out = np.zeros((cov.shape[0], y.shape[0]))
     for rows, observed in zip(patterns.members(), patterns.mask, strict=True):
         if not observed.any():
@@ -230,6 +247,5 @@ def casewise_pointwise_loglik(y: np.ndarray, mean: np.ndarray, cov: np.ndarray) 
         chol = np.linalg.cholesky(cov[:, observed][:, :, observed])
         z = np.linalg.solve(chol, np.swapaxes(diff, -1, -2))
         logdet = 2 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
-        out[:, rows] = -0.5 * ((z**2).sum(axis=-2) + logdet[:, None]
-                               + observed.sum() * LOG_2PI)
+        out[:, rows] = -0.5 * ((z**2).sum(axis=-2) + logdet[:, None] + observed.sum() * LOG_2PI)
     return out

@@ -1,5 +1,4 @@
-"""The declared Likert range of the answers (``--scale 1-7``).
-"""
+"""The declared Likert range of the answers (``--scale 1-7``)."""
 
 from __future__ import annotations
 

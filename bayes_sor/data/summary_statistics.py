@@ -65,26 +65,33 @@ def _square(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     """Row labels (a first column of names, if present) and a square numeric matrix."""
     first = frame.columns[0]
     names = {str(c).strip() for c in frame.columns[1:]}
-    labelled = not is_numeric_dtype(frame[first]) and set(
-        frame[first].astype(str).str.strip()) <= names
+    labelled = (
+        not is_numeric_dtype(frame[first]) and set(frame[first].astype(str).str.strip()) <= names
+    )
     if labelled or str(first).startswith("Unnamed"):
         frame = frame.set_index(first)
         frame.index = [str(i).strip() for i in frame.index]
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.shape[0] != frame.shape[1]:
-        raise DataError(f"{where}: the matrix has {frame.shape[0]} rows and {frame.shape[1]} "
-                        "columns; give a square matrix with the item names as header")
+        raise DataError(
+            f"{where}: the matrix has {frame.shape[0]} rows and {frame.shape[1]} "
+            "columns; give a square matrix with the item names as header"
+        )
     if not isinstance(frame.index[0], str):
         frame.index = list(frame.columns)
     if list(frame.index) != list(frame.columns):
-        raise DataError(f"{where}: the row names {list(frame.index)[:6]} differ from the column "
-                        f"names {list(frame.columns)[:6]}; use the same order for both")
+        raise DataError(
+            f"{where}: the row names {list(frame.index)[:6]} differ from the column "
+            f"names {list(frame.columns)[:6]}; use the same order for both"
+        )
     values = frame.apply(pd.to_numeric, errors="coerce")
     bad = values.isna() & frame.notna()
     if bad.any().any():
         r, c = np.argwhere(bad.to_numpy())[0]
-        raise DataError(f"{where}: the entry in row {frame.index[r]!r}, column "
-                        f"{frame.columns[c]!r} ({frame.iat[r, c]!r}) is not a number")
+        raise DataError(
+            f"{where}: the entry in row {frame.index[r]!r}, column "
+            f"{frame.columns[c]!r} ({frame.iat[r, c]!r}) is not a number"
+        )
     return _fill_triangle(values, where)
 
 
@@ -98,9 +105,11 @@ def _fill_triangle(values: pd.DataFrame, where: str) -> pd.DataFrame:
         m[lower] = m.T[lower]
     if np.isnan(m).any():
         r, c = np.argwhere(np.isnan(m))[0]
-        raise DataError(f"{where}: the entry in row {values.index[r]!r}, column "
-                        f"{values.columns[c]!r} is empty; give the full matrix or one complete "
-                        "triangle")
+        raise DataError(
+            f"{where}: the entry in row {values.index[r]!r}, column "
+            f"{values.columns[c]!r} is empty; give the full matrix or one complete "
+            "triangle"
+        )
     return pd.DataFrame(m, index=values.index, columns=values.columns)
 
 
@@ -109,11 +118,15 @@ def check_symmetric(m: pd.DataFrame, where: str) -> None:
     gap = np.abs(a - a.T)
     tol = SYMMETRY_RTOL * max(np.abs(a).max(), 1e-300)
     if (gap > tol).any():
-        pairs = [f"[{m.index[r]!r}, {m.columns[c]!r}] = {a[r, c]:g} but "
-                 f"[{m.index[c]!r}, {m.columns[r]!r}] = {a[c, r]:g}"
-                 for r, c in np.argwhere(np.triu(gap > tol))[:3]]
-        raise DataError(f"{where}: the matrix is not symmetric: {'; '.join(pairs)}; a "
-                        "covariance matrix must equal its transpose")
+        pairs = [
+            f"[{m.index[r]!r}, {m.columns[c]!r}] = {a[r, c]:g} but "
+            f"[{m.index[c]!r}, {m.columns[r]!r}] = {a[c, r]:g}"
+            for r, c in np.argwhere(np.triu(gap > tol))[:3]
+        ]
+        raise DataError(
+            f"{where}: the matrix is not symmetric: {'; '.join(pairs)}; a "
+            "covariance matrix must equal its transpose"
+        )
 
 
 def check_positive_definite(m: pd.DataFrame, where: str) -> None:
@@ -136,12 +149,16 @@ def _check_correlation(m: pd.DataFrame, where: str) -> None:
     a = m.to_numpy()
     if not np.allclose(np.diag(a), 1.0, atol=1e-6):
         bad = [n for n, d in zip(m.index, np.diag(a), strict=True) if abs(d - 1) > 1e-6]
-        raise DataError(f"{where}: a correlation matrix has 1 on the diagonal, but not for "
-                        f"{bad}; is this a covariance matrix (use --cov)?")
+        raise DataError(
+            f"{where}: a correlation matrix has 1 on the diagonal, but not for "
+            f"{bad}; is this a covariance matrix (use --cov)?"
+        )
     if (np.abs(a) > 1 + 1e-9).any():
         r, c = np.argwhere(np.abs(a) > 1 + 1e-9)[0]
-        raise DataError(f"{where}: the correlation of {m.index[r]!r} and {m.columns[c]!r} is "
-                        f"{a[r, c]:g}, outside [-1, 1]")
+        raise DataError(
+            f"{where}: the correlation of {m.index[r]!r} and {m.columns[c]!r} is "
+            f"{a[r, c]:g}, outside [-1, 1]"
+        )
 
 
 def _read_sd(source: str | Path | pd.DataFrame, names: list[str]) -> tuple[pd.Series, bytes]:
@@ -153,8 +170,10 @@ def _read_sd(source: str | Path | pd.DataFrame, names: list[str]) -> tuple[pd.Se
         sd = frame.iloc[0]
         sd.index = [str(c).strip() for c in sd.index]
     else:
-        raise DataError(f"{where}: give the SDs as one row under a header of item names, or as "
-                        "two columns (item, sd)")
+        raise DataError(
+            f"{where}: give the SDs as one row under a header of item names, or as "
+            "two columns (item, sd)"
+        )
     sd = pd.to_numeric(sd, errors="coerce")
     missing = [n for n in names if n not in sd.index]
     if missing:
@@ -165,24 +184,32 @@ def _read_sd(source: str | Path | pd.DataFrame, names: list[str]) -> tuple[pd.Se
     return sd[names], raw
 
 
-def load_summary(items: list[str], *, cov: str | Path | pd.DataFrame | None = None,
-                 cor: str | Path | pd.DataFrame | None = None,
-                 sd: str | Path | pd.DataFrame | None = None,
-                 nobs: int | None = None) -> SummaryData:
+def load_summary(
+    items: list[str],
+    *,
+    cov: str | Path | pd.DataFrame | None = None,
+    cor: str | Path | pd.DataFrame | None = None,
+    sd: str | Path | pd.DataFrame | None = None,
+    nobs: int | None = None,
+) -> SummaryData:
     """Read and check a covariance matrix (or correlations, with SDs or without) and N."""
     if (cov is None) == (cor is None):
-        raise DataError("give either a covariance matrix (--cov) or a correlation matrix "
-                        "(--cor), not both")
+        raise DataError(
+            "give either a covariance matrix (--cov) or a correlation matrix (--cor), not both"
+        )
     if cov is not None and sd is not None:
         raise DataError("--sd goes with --cor; a covariance matrix already holds the variances")
-    frame, where, raw = _read(cov if cov is not None else cor, "covariance" if cov is not None
-                              else "correlation")
+    frame, where, raw = _read(
+        cov if cov is not None else cor, "covariance" if cov is not None else "correlation"
+    )
     matrix = _square(frame, where)
     check_symmetric(matrix, where)
     missing = [i for i in items if i not in matrix.columns]
     if missing:
-        raise DataError(f"{where} has no row/column for the model's item(s) {missing}; its "
-                        f"names are {list(matrix.columns)[:20]}")
+        raise DataError(
+            f"{where} has no row/column for the model's item(s) {missing}; its "
+            f"names are {list(matrix.columns)[:20]}"
+        )
     matrix = matrix.loc[items, items]
     if cor is not None:
         _check_correlation(matrix, where)
@@ -194,13 +221,22 @@ def load_summary(items: list[str], *, cov: str | Path | pd.DataFrame | None = No
         matrix = matrix * np.outer(sds, sds)
         raw += sd_raw
     if standardized:
-        warnings.warn("a correlation matrix without SDs: the analysis is standardised (items "
-                      "with unit variance), so loadings and variances are in correlation "
-                      "metric, and the Wishart likelihood treats the correlations as "
-                      "covariances (posterior spread slightly off); give --sd for the "
-                      "unstandardised analysis", stacklevel=2)
-    return SummaryData(cov=matrix, nobs=int(nobs), standardized=standardized, source=where,
-                       sha256=hashlib.sha256(raw).hexdigest(), items=list(items))
+        warnings.warn(
+            "a correlation matrix without SDs: the analysis is standardised (items "
+            "with unit variance), so loadings and variances are in correlation "
+            "metric, and the Wishart likelihood treats the correlations as "
+            "covariances (posterior spread slightly off); give --sd for the "
+            "unstandardised analysis",
+            stacklevel=2,
+        )
+    return SummaryData(
+        cov=matrix,
+        nobs=int(nobs),
+        standardized=standardized,
+        source=where,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        items=list(items),
+    )
 
 
 def _check_nobs(nobs: int | None, p: int) -> None:

@@ -50,8 +50,9 @@ def check_unique_columns(frame: pd.DataFrame, where: str) -> None:
         )
 
 
-def check_regression_names(frame: pd.DataFrame, observed: list[str], latents: list[str],
-                            where: str) -> None:
+def check_regression_names(
+    frame: pd.DataFrame, observed: list[str], latents: list[str], where: str
+) -> None:
     """A name in a regression that is neither a latent nor a column: suggest the nearest of
     both (``PU ~ AXX`` for the latent ``AX``)."""
     absent = [name for name in observed if name not in frame.columns]
@@ -148,8 +149,12 @@ def check_finite(values: pd.DataFrame, where: str, rows: Callable) -> None:
         )
 
 
-def _offending_cells(values: pd.DataFrame, items: list[str], rows: Callable,
-                     offending: Callable[[pd.Series], pd.Series]) -> list[str]:
+def _offending_cells(
+    values: pd.DataFrame,
+    items: list[str],
+    rows: Callable,
+    offending: Callable[[pd.Series], pd.Series],
+) -> list[str]:
     """One :func:`~bayes_sor.data.messages.column_problem` per item with offending cells."""
     problems = []
     for item in items:
@@ -173,9 +178,13 @@ def check_present(values: pd.DataFrame, where: str) -> None:
 def check_scale(values: pd.DataFrame, scale: Scale, where: str, rows: Callable) -> None:
     """Every answer is a whole number inside the declared scale."""
     problems = _offending_cells(
-        values, list(values), rows,
-        lambda column: column.notna()
-        & ((column < scale.low) | (column > scale.high) | ~_whole(column)))
+        values,
+        list(values),
+        rows,
+        lambda column: (
+            column.notna() & ((column < scale.low) | (column > scale.high) | ~_whole(column))
+        ),
+    )
     if problems:
         raise DataError(
             f"{where} has answers outside the declared scale {scale} or not whole numbers: "
@@ -188,8 +197,9 @@ def check_ordinal_whole(
     values: pd.DataFrame, ordinal: list[str], where: str, rows: Callable
 ) -> None:
     """Every answer of an ordinal item is a whole-number category."""
-    problems = _offending_cells(values, ordinal, rows,
-                                lambda column: column.notna() & ~_whole(column))
+    problems = _offending_cells(
+        values, ordinal, rows, lambda column: column.notna() & ~_whole(column)
+    )
     if problems:
         raise DataError(
             f"{where}: ordinal items must be whole-number categories, but some answers are "
@@ -198,9 +208,7 @@ def check_ordinal_whole(
         )
 
 
-def check_variation(
-    values: pd.DataFrame, ordinal: list[str], where: str, after_drop: bool
-) -> None:
+def check_variation(values: pd.DataFrame, ordinal: list[str], where: str, after_drop: bool) -> None:
     """Every item has two or more distinct answers."""
     problems = []
     for item in values:

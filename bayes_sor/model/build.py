@@ -40,8 +40,7 @@ def marginal_reason(partable: ParTable) -> str:
     return ""
 
 
-def choose_likelihood(partable: ParTable, likelihood: str = "auto",
-                      summary: bool = False) -> str:
+def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: bool = False) -> str:
     """Resolve ``auto``: marginal whenever it is valid, conditional otherwise.
 
     ``summary``: the data are a covariance matrix, which only the marginal likelihood can use.
@@ -77,9 +76,14 @@ class BuiltModel:
     centred_latents: list[str] = field(default_factory=list)
 
 
-def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
-               save_latent: bool = False, centre_locations: bool = True,
-               latent_scores: str | Sequence[str] | None = None) -> BuiltModel:
+def pymc_model(
+    partable: ParTable,
+    data: Data,
+    likelihood: str = "auto",
+    save_latent: bool = False,
+    centre_locations: bool = True,
+    latent_scores: str | Sequence[str] | None = None,
+) -> BuiltModel:
     """Build the PyMC model for ``partable`` and ``data``.
 
     ``data``: answers (items as columns; NaN where an answer is missing: the marginal
@@ -113,8 +117,11 @@ def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
     }
     centred_latents: list[str] = []
     with pm.Model(coords=coords) as model:
-        centred = (centred_locations(partable)
-                   if centre_locations and raw and kind == "conditional" else [])
+        centred = (
+            centred_locations(partable)
+            if centre_locations and raw and kind == "conditional"
+            else []
+        )
         par = parameter_vector(partable, rep, centred)
         if summary:
             marginal_likelihood(named_par(par), rep, data.statistics())
@@ -127,6 +134,10 @@ def pymc_model(partable: ParTable, data: Data, likelihood: str = "auto",
             conditional_likelihood(par, rep, partable, y, save_latent, centred, centred_latents)
         else:
             named_par(par)
-    return BuiltModel(model, kind, rep, initial_values(model, partable,
-                                                       ItemMoments.of(partable, data)),
-                      centred_latents)
+    return BuiltModel(
+        model,
+        kind,
+        rep,
+        initial_values(model, partable, ItemMoments.of(partable, data)),
+        centred_latents,
+    )

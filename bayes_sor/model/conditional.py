@@ -62,10 +62,15 @@ def _item_blocks(rep: Representation, partable: ParTable) -> tuple[list[int], li
     return continuous, ordinal_pos
 
 
-def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable: ParTable,
-                           y: np.ndarray, save_latent: bool = False,
-                           centred: list[int] | None = None,
-                           centred_latents: Sequence[str] = ()) -> None:
+def conditional_likelihood(
+    par: pt.TensorVariable,
+    rep: Representation,
+    partable: ParTable,
+    y: np.ndarray,
+    save_latent: bool = False,
+    centred: list[int] | None = None,
+    centred_latents: Sequence[str] = (),
+) -> None:
     """Items given sampled latent scores eta: continuous items Normal(nu + eta Lambda', theta),
     ordinal items ordered probit (:mod:`bayes_sor.data.categories`). ``centred``: free ids of the
     intercepts and thresholds sampled centred (:func:`_uncentre`); ``centred_latents``:
@@ -91,8 +96,13 @@ def conditional_likelihood(par: pt.TensorVariable, rep: Representation, partable
     _moderator_quantiles(eta, rep, partable)
 
 
-def _uncentre(par: pt.TensorVariable, rep: Representation, partable: ParTable,
-              eta: pt.TensorVariable, centred: list[int]) -> pt.TensorVariable:
+def _uncentre(
+    par: pt.TensorVariable,
+    rep: Representation,
+    partable: ParTable,
+    eta: pt.TensorVariable,
+    centred: list[int],
+) -> pt.TensorVariable:
     """Intercepts and thresholds from their centred versions: nu_j = m_j - lambda_j' mean(eta),
     t_jk = s_jk + lambda_j' mean(eta).
 
@@ -122,28 +132,31 @@ def _uncentre(par: pt.TensorVariable, rep: Representation, partable: ParTable,
     return pt.set_subtensor(par[positions], located)
 
 
-def _continuous_items(mats: dict, rep: Representation, eta: pt.TensorVariable, y: np.ndarray,
-                      block: list[int]) -> None:
+def _continuous_items(
+    mats: dict, rep: Representation, eta: pt.TensorVariable, y: np.ndarray, block: list[int]
+) -> None:
     names = [rep.items[k] for k in block]
     dim = block_dim("continuous_item", names, rep.items, "item")
     mu = mats["nu"][block] + eta @ mats["lambda"][block].T
     theta = mats["theta"][np.ix_(block, block)]
-    correlated = np.any((rep.theta[np.ix_(block, block)] != rep.zero)
-                        & ~np.eye(len(block), dtype=bool))
+    correlated = np.any(
+        (rep.theta[np.ix_(block, block)] != rep.zero) & ~np.eye(len(block), dtype=bool)
+    )
     if np.isnan(y[:, block]).any():
         _masked_items(mu, theta, y[:, block], correlated, dim)
         return
     data = pm.Data("y", y[:, block], dims=("obs", dim))
     if correlated:
-        pm.MvNormal("items", mu=mu, chol=pt.linalg.cholesky(theta), observed=data,
-                    dims=("obs", dim))
+        pm.MvNormal(
+            "items", mu=mu, chol=pt.linalg.cholesky(theta), observed=data, dims=("obs", dim)
+        )
     else:
-        pm.Normal("items", mu=mu, sigma=pt.sqrt(pt.diag(theta)), observed=data,
-                  dims=("obs", dim))
+        pm.Normal("items", mu=mu, sigma=pt.sqrt(pt.diag(theta)), observed=data, dims=("obs", dim))
 
 
-def _masked_items(mu: pt.TensorVariable, theta: pt.TensorVariable, answers: np.ndarray,
-                  correlated: bool, dim: str) -> None:
+def _masked_items(
+    mu: pt.TensorVariable, theta: pt.TensorVariable, answers: np.ndarray, correlated: bool, dim: str
+) -> None:
     """Continuous items with missing answers: only the answered cells enter the likelihood
     (no imputed values are sampled). Uncorrelated residuals: one Normal over the answered
     cells; correlated ones: per respondent, MvNormal of the answered items, with Theta's
@@ -153,8 +166,9 @@ def _masked_items(mu: pt.TensorVariable, theta: pt.TensorVariable, answers: np.n
         rows, cols = np.nonzero(answered)
         dim = add_coord("answered_cell", list(range(len(rows))))
         data = pm.Data("y", answers[rows, cols], dims=dim)
-        pm.Normal("items", mu=mu[rows, cols], sigma=pt.sqrt(pt.diag(theta))[cols],
-                  observed=data, dims=dim)
+        pm.Normal(
+            "items", mu=mu[rows, cols], sigma=pt.sqrt(pt.diag(theta))[cols], observed=data, dims=dim
+        )
         return
     patterns = Patterns.of(answers)
     chol = padded_cholesky(theta, patterns)[patterns.index]
@@ -165,13 +179,21 @@ def _masked_items(mu: pt.TensorVariable, theta: pt.TensorVariable, answers: np.n
     pm.Potential("items_loglik", -0.5 * pt.sum(logp))
 
 
-def _ordinal_items(par: pt.TensorVariable, mats: dict, rep: Representation, partable: ParTable,
-                   eta: pt.TensorVariable, y: np.ndarray, block: list[int]) -> None:
+def _ordinal_items(
+    par: pt.TensorVariable,
+    mats: dict,
+    rep: Representation,
+    partable: ParTable,
+    eta: pt.TensorVariable,
+    y: np.ndarray,
+    block: list[int],
+) -> None:
     """Ordered probit per answer: only the interval of the observed category is evaluated."""
     names = [rep.items[k] for k in block]
     positions, offsets = threshold_layout(partable, names)
-    codes = np.column_stack([answer_codes(y[:, k], name, partable)
-                             for k, name in zip(block, names, strict=True)])
+    codes = np.column_stack(
+        [answer_codes(y[:, k], name, partable) for k, name in zip(block, names, strict=True)]
+    )
     dim = block_dim("ordinal_item", names, rep.items, "item")
     answered = ~np.isnan(y[:, block])
     codes = np.where(answered, codes, 0)  # a valid placeholder; unanswered cells are left out
@@ -182,12 +204,12 @@ def _ordinal_items(par: pt.TensorVariable, mats: dict, rep: Representation, part
     logp = ordinal_logp(data, mu, sigma, tau, offsets)
     # A Potential, not a CustomDist: the padded thresholds of all items form one vector that
     # CustomDist would try to broadcast against the answers.
-    pm.Potential("ordinal_loglik", logp.sum() if answered.all()
-                 else logp[np.nonzero(answered)].sum())
+    pm.Potential(
+        "ordinal_loglik", logp.sum() if answered.all() else logp[np.nonzero(answered)].sum()
+    )
 
 
-def _moderator_quantiles(eta: pt.TensorVariable, rep: Representation,
-                         partable: ParTable) -> None:
+def _moderator_quantiles(eta: pt.TensorVariable, rep: Representation, partable: ParTable) -> None:
     """16th/50th/84th percentiles of each moderator's latent scores, per draw."""
     if not partable.moderators:
         return
@@ -195,5 +217,8 @@ def _moderator_quantiles(eta: pt.TensorVariable, rep: Representation,
     pos = [rep.latents.index(w) for w in partable.moderators]
     ranked = pt.sort(eta[:, pos], axis=0)
     rows = [pt.cast(pt.floor(q * (n - 1)), "int64") for q in (0.16, 0.50, 0.84)]
-    pm.Deterministic("moderator_quantiles", pt.stack([ranked[r] for r in rows], axis=1),
-                     dims=("moderator", "quantile"))
+    pm.Deterministic(
+        "moderator_quantiles",
+        pt.stack([ranked[r] for r in rows], axis=1),
+        dims=("moderator", "quantile"),
+    )

@@ -40,8 +40,9 @@ class _ObservedBlock:
         return self.data[:, k] - self.nu[k]
 
 
-def _observed_block(mats: dict, rep: Representation, partable: ParTable,
-                    y: np.ndarray) -> _ObservedBlock | None:
+def _observed_block(
+    mats: dict, rep: Representation, partable: ParTable, y: np.ndarray
+) -> _ObservedBlock | None:
     names = partable.observed_structural
     if not names:
         return None
@@ -57,8 +58,13 @@ def _observed_block(mats: dict, rep: Representation, partable: ParTable,
     return _ObservedBlock(names, data, mats["nu"][idx])
 
 
-def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTable,
-                  y: np.ndarray, centred: Sequence[str] = ()) -> pt.TensorVariable:
+def latent_scores(
+    par: pt.TensorVariable,
+    rep: Representation,
+    partable: ParTable,
+    y: np.ndarray,
+    centred: Sequence[str] = (),
+) -> pt.TensorVariable:
     """Latent scores (obs x latent), built in causal order.
 
     The latents in ``centred`` have their scores sampled themselves (exogenous ones as the
@@ -97,23 +103,33 @@ def latent_scores(par: pt.TensorVariable, rep: Representation, partable: ParTabl
             outcomes[f] = mean
             columns[i] = block.centred(f)
         elif f in centred:
-            columns[i] = pm.Normal(f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][i, i]),
-                                   dims="obs")
+            columns[i] = pm.Normal(
+                f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][i, i]), dims="obs"
+            )
         else:
             columns[i] = mean + pt.sqrt(mats["psi"][i, i]) * z_of[f]
     if outcomes:
         names = list(outcomes)
         data, nu = block.take(names)
         idx = [pos[f] for f in names]
-        pm.Normal("observed_outcomes", mu=nu + pt.stack(list(outcomes.values()), axis=1),
-                  sigma=pt.sqrt(mats["psi"][idx, idx]), observed=data,
-                  dims=("obs", add_coord("observed_outcome", names)))
+        pm.Normal(
+            "observed_outcomes",
+            mu=nu + pt.stack(list(outcomes.values()), axis=1),
+            sigma=pt.sqrt(mats["psi"][idx, idx]),
+            observed=data,
+            dims=("obs", add_coord("observed_outcome", names)),
+        )
     return pt.stack([columns[i] for i in range(len(rep.latents))], axis=1)
 
 
-def _exogenous_scores(mats: dict, pos: dict[str, int], partable: ParTable,
-                      block: _ObservedBlock | None, z_of: dict[str, pt.TensorVariable],
-                      centred: Sequence[str]) -> dict[int, pt.TensorVariable]:
+def _exogenous_scores(
+    mats: dict,
+    pos: dict[str, int],
+    partable: ParTable,
+    block: _ObservedBlock | None,
+    z_of: dict[str, pt.TensorVariable],
+    centred: Sequence[str],
+) -> dict[int, pt.TensorVariable]:
     """Exogenous scores, in three blocks: observed variables O, centred latents C, non-centred
     latents N. Psi is ordered (O, C, N) and factored L L'; each block is drawn given the
     standardised scores of the blocks before it: the data of O are MvNormal(nu_O, L_OO L_OO'),
@@ -136,20 +152,30 @@ def _exogenous_scores(mats: dict, pos: dict[str, int], partable: ParTable,
 
     def standardise(lo: int, hi: int, scores, mean) -> None:
         if hi < len(idx):  # a later block is drawn given these
-            standardised.append(pt.linalg.solve_triangular(
-                chol[lo:hi, lo:hi], (scores - mean).T, lower=True).T)
+            standardised.append(
+                pt.linalg.solve_triangular(chol[lo:hi, lo:hi], (scores - mean).T, lower=True).T
+            )
 
     k = len(exo_obs)
     if exo_obs:
         data, nu = block.take(exo_obs)
-        pm.MvNormal("exogenous_observed", mu=nu, chol=chol[:k, :k], observed=data,
-                    dims=("obs", add_coord("observed_exogenous", exo_obs)))
+        pm.MvNormal(
+            "exogenous_observed",
+            mu=nu,
+            chol=chol[:k, :k],
+            observed=data,
+            dims=("obs", add_coord("observed_exogenous", exo_obs)),
+        )
         standardise(0, k, data, nu)
     if exo_centred:
         hi = k + len(exo_centred)
         mean = given(k, hi) if k else pt.zeros(len(exo_centred))
-        scores = pm.MvNormal(CENTRED_EXOGENOUS, mu=mean, chol=chol[k:hi, k:hi],
-                             dims=("obs", add_coord("centred_exogenous", exo_centred)))
+        scores = pm.MvNormal(
+            CENTRED_EXOGENOUS,
+            mu=mean,
+            chol=chol[k:hi, k:hi],
+            dims=("obs", add_coord("centred_exogenous", exo_centred)),
+        )
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
         standardise(k, hi, scores, mean)
         k = hi
@@ -164,5 +190,8 @@ def _exogenous_scores(mats: dict, pos: dict[str, int], partable: ParTable,
 def raw_latent_names(model: pm.Model) -> list[str]:
     """The sampler's latent-score variables (``latent_z`` and the centred ones): what a run
     folder leaves out unless latent scores are asked for."""
-    return [rv.name for rv in model.free_RVs if rv.name in ("latent_z", CENTRED_EXOGENOUS)
-            or rv.name.startswith(CENTRED_PREFIX)]
+    return [
+        rv.name
+        for rv in model.free_RVs
+        if rv.name in ("latent_z", CENTRED_EXOGENOUS) or rv.name.startswith(CENTRED_PREFIX)
+    ]

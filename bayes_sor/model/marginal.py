@@ -77,8 +77,9 @@ def log_diagonal(chol: pt.TensorVariable) -> pt.TensorVariable:
     return 2 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
 
 
-def casewise_likelihood(par: pt.TensorVariable, rep: Representation,
-                        stats: PatternStatistics) -> None:
+def casewise_likelihood(
+    par: pt.TensorVariable, rep: Representation, stats: PatternStatistics
+) -> None:
     """The marginal likelihood of incomplete answers (FIML): per missingness pattern, the
     answered items ~ MvNormal(nu_o, Sigma_oo), from the pattern's n, mean and scatter.
 
@@ -107,8 +108,9 @@ def casewise_likelihood(par: pt.TensorVariable, rep: Representation,
     trace = pt.zeros(k)
     if spread.any():
         add_coord("spread_pattern", np.flatnonzero(spread).tolist())
-        scatter = pm.Data("pattern_scatter", stats.scatter[spread],
-                          dims=("spread_pattern", "item", "item_"))
+        scatter = pm.Data(
+            "pattern_scatter", stats.scatter[spread], dims=("spread_pattern", "item", "item_")
+        )
         trace = pt.set_subtensor(trace[spread], pt.sum(precision * scatter, axis=(-2, -1)))
     root = psd_root(stats.scatter)
     solve = pt.linalg.solve_triangular

@@ -47,8 +47,9 @@ class GroupedOrdered(Transform):
         index = np.arange(len(first))
         starts = np.flatnonzero(first)
         ends = np.append(starts[1:], len(first))
-        self.anchor = np.concatenate([np.full(e - s, s + (e - s) // 2)
-                                      for s, e in zip(starts, ends, strict=True)]).astype(int)
+        self.anchor = np.concatenate(
+            [np.full(e - s, s + (e - s) // 2) for s, e in zip(starts, ends, strict=True)]
+        ).astype(int)
         self.is_anchor = index == self.anchor
         self.above = index > self.anchor
         self.below = index < self.anchor
@@ -121,8 +122,13 @@ def padded_thresholds(par: pt.TensorVariable, positions: np.ndarray) -> pt.Tenso
     return pt.switch(np.equal(positions, -2), BIG, values)
 
 
-def ordinal_logp(value: pt.TensorVariable, mu: pt.TensorVariable, sigma: pt.TensorVariable,
-                 tau: pt.TensorVariable, offsets: pt.TensorVariable) -> pt.TensorVariable:
+def ordinal_logp(
+    value: pt.TensorVariable,
+    mu: pt.TensorVariable,
+    sigma: pt.TensorVariable,
+    tau: pt.TensorVariable,
+    offsets: pt.TensorVariable,
+) -> pt.TensorVariable:
     """Elementwise log-probability of category codes ``value`` (obs x item).
 
     ``mu``: latent-response means, ``sigma``: residual SDs per item (1 in the theta

@@ -64,8 +64,11 @@ def standardized_loadings(corr: np.ndarray) -> np.ndarray:
     squares = np.empty(k)
     for j in range(k):
         others = [i for i in range(k) if i != j]
-        triads = [corr[j, a] * corr[j, b] / corr[a, b] for a, b in itertools.combinations(
-            others, 2) if abs(corr[a, b]) > 0.05]
+        triads = [
+            corr[j, a] * corr[j, b] / corr[a, b]
+            for a, b in itertools.combinations(others, 2)
+            if abs(corr[a, b]) > 0.05
+        ]
         squares[j] = np.median(triads) if triads else np.mean(np.abs(corr[j, others]))
     return np.clip(squares, *_LOADING_SQ)
 
@@ -138,8 +141,9 @@ def _positive_definite(corr: np.ndarray) -> np.ndarray:
     return fixed * np.outer(scale, scale)
 
 
-def centred_latents(partable: ParTable, frame: pd.DataFrame | None,
-                    choice: str | Sequence[str] | None = None) -> list[str]:
+def centred_latents(
+    partable: ParTable, frame: pd.DataFrame | None, choice: str | Sequence[str] | None = None
+) -> list[str]:
     """The latents whose scores are sampled centred, in the table's order.
 
     ``choice``: ``"auto"`` (a latent whose items carry at least :data:`INFORMATION_RATIO`
@@ -154,12 +158,15 @@ def centred_latents(partable: ParTable, frame: pd.DataFrame | None,
     if not isinstance(choice, str):
         unknown = sorted(set(choice) - set(candidates))
         if unknown:
-            raise ModelSpecError(f"cannot centre the scores of {unknown}: not sampled latents "
-                                 f"of the model ({candidates})")
+            raise ModelSpecError(
+                f"cannot centre the scores of {unknown}: not sampled latents "
+                f"of the model ({candidates})"
+            )
         return [f for f in candidates if f in set(choice)]
     if choice not in CHOICES:
-        raise ModelSpecError(f"unknown latent-score parameterisation {choice!r}; use one of "
-                             f"{', '.join(CHOICES)}")
+        raise ModelSpecError(
+            f"unknown latent-score parameterisation {choice!r}; use one of {', '.join(CHOICES)}"
+        )
     if choice == "centred":
         return candidates
     if choice == "non-centred" or frame is None:

@@ -29,8 +29,9 @@ def free_rows(partable: ParTable) -> pd.DataFrame:
     return params[params.free > 0].drop_duplicates("free").set_index("free", drop=False)
 
 
-def threshold_vector(partable: ParTable, centred: bool = False
-                     ) -> tuple[pt.TensorVariable, list[int]]:
+def threshold_vector(
+    partable: ParTable, centred: bool = False
+) -> tuple[pt.TensorVariable, list[int]]:
     """All thresholds as one ``thresholds`` random variable, increasing within each item.
 
     Returns the variable and the free-parameter numbers of its elements. Each threshold keeps
@@ -48,8 +49,10 @@ def threshold_vector(partable: ParTable, centred: bool = False
     items = partable.ordinal_items()
     rows = rows.assign(item=rows.lhs.map(items.index), k=rows.rhs.str[1:].astype(int))
     rows = rows.sort_values(["item", "k"])
-    priors = [parse_prior(p, f"the threshold '{r.lhs} | {r.rhs}'")
-              for p, r in zip(rows.prior, rows.itertuples(), strict=True)]
+    priors = [
+        parse_prior(p, f"the threshold '{r.lhs} | {r.rhs}'")
+        for p, r in zip(rows.prior, rows.itertuples(), strict=True)
+    ]
     if any(p.family != "normal" or p.on_sd for p in priors):
         raise ModelSpecError("thresholds need normal priors, e.g. 'normal(0,1.5)'")
     first = (rows.lhs != rows.lhs.shift()).to_numpy()
@@ -59,15 +62,22 @@ def threshold_vector(partable: ParTable, centred: bool = False
     # An ordered initval: the default (every prior mean, 0) is not strictly increasing, and
     # the transform's log(t_k - t_{k-1}) would start at -inf.
     rank = np.arange(len(rows)) - np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
-    ordered = {"dims": "thresholds_dim", "transform": GroupedOrdered(first),
-               "initval": 0.5 * rank - 0.5}
-    rv = (pm.Flat("thresholds_centred", **ordered) if centred
-          else pm.Normal("thresholds", mu=args[:, 0], sigma=args[:, 1], **ordered))
+    ordered = {
+        "dims": "thresholds_dim",
+        "transform": GroupedOrdered(first),
+        "initval": 0.5 * rank - 0.5,
+    }
+    rv = (
+        pm.Flat("thresholds_centred", **ordered)
+        if centred
+        else pm.Normal("thresholds", mu=args[:, 0], sigma=args[:, 1], **ordered)
+    )
     return rv, rows.free.tolist()
 
 
-def parameter_vector(partable: ParTable, rep: Representation,
-                     centred: list[int] | None = None) -> pt.TensorVariable:
+def parameter_vector(
+    partable: ParTable, rep: Representation, centred: list[int] | None = None
+) -> pt.TensorVariable:
     """Free parameters with their priors -> the full parameter vector (named ``par`` by
     :func:`bayes_sor.model.build.pymc_model` once the centred intercepts, if any, are shifted back).
 
@@ -84,8 +94,12 @@ def parameter_vector(partable: ParTable, rep: Representation,
     groups = _sampled_groups(partable, kinds, centred or [])
     stage = pt.as_tensor_variable(params.value.fillna(0.0).to_numpy(dtype=float))
     if groups:
-        stage = _place(stage, params, [f for ids, _ in groups for f in ids],
-                       pt.concatenate([values for _, values in groups]))
+        stage = _place(
+            stage,
+            params,
+            [f for ids, _ in groups for f in ids],
+            pt.concatenate([values for _, values in groups]),
+        )
     return _covariances(partable, rep, kinds, stage)
 
 
@@ -108,16 +122,16 @@ class _FreeKinds:
     def of(cls, partable: ParTable, centred: list[int]) -> _FreeKinds:
         free = free_rows(partable)
         exo_cov = free[free.prior.str.startswith("lkj")]
-        res_cov = free[(free.lhs != free.rhs) & (free.op == "~~")
-                       & ~free.index.isin(exo_cov.index)]
+        res_cov = free[(free.lhs != free.rhs) & (free.op == "~~") & ~free.index.isin(exo_cov.index)]
         thresholds = free[free.op == "|"]
         ordinary = free.drop(exo_cov.index).drop(res_cov.index).drop(thresholds.index)
         intercepts = [f for f in centred if f not in thresholds.index]
         return cls(free, exo_cov, res_cov, thresholds, intercepts, ordinary.drop(intercepts))
 
 
-def _sampled_groups(partable: ParTable, kinds: _FreeKinds, centred: list[int]
-                    ) -> list[tuple[list[int], pt.TensorVariable]]:
+def _sampled_groups(
+    partable: ParTable, kinds: _FreeKinds, centred: list[int]
+) -> list[tuple[list[int], pt.TensorVariable]]:
     """(free ids, values) of each vector random variable: prior groups, centred intercepts,
     thresholds."""
     free = kinds.free
@@ -136,18 +150,21 @@ def _sampled_groups(partable: ParTable, kinds: _FreeKinds, centred: list[int]
         groups.append((list(members), rv * rv if on_sd else rv))
     if kinds.intercepts:
         dim = "intercept_centred_params_dim"
-        pm.modelcontext(None).add_coord(dim, [partable.names[free.loc[f, "pos"]]
-                                              for f in kinds.intercepts])
+        pm.modelcontext(None).add_coord(
+            dim, [partable.names[free.loc[f, "pos"]] for f in kinds.intercepts]
+        )
         groups.append((kinds.intercepts, pm.Flat("intercept_centred_params", dims=dim)))
     if len(kinds.thresholds):
-        rv, numbers = threshold_vector(partable,
-                                       centred=bool(set(centred) & set(kinds.thresholds.index)))
+        rv, numbers = threshold_vector(
+            partable, centred=bool(set(centred) & set(kinds.thresholds.index))
+        )
         groups.append((numbers, rv))
     return groups
 
 
-def _covariances(partable: ParTable, rep: Representation, kinds: _FreeKinds,
-                 stage: pt.TensorVariable) -> pt.TensorVariable:
+def _covariances(
+    partable: ParTable, rep: Representation, kinds: _FreeKinds, stage: pt.TensorVariable
+) -> pt.TensorVariable:
     """``stage`` with the covariance rows set to correlation times the two SDs."""
     params = partable.parameters.reset_index(drop=True)
     exo, exo_cov, res_cov = partable.exogenous, kinds.exo_cov, kinds.res_cov
@@ -164,12 +181,12 @@ def _covariances(partable: ParTable, rep: Representation, kinds: _FreeKinds,
         chol = pm.LKJCorr("latent_cor_chol", n=len(exo), eta=etas.pop())
         pos = {f: i for i, f in enumerate(exo)}
         cov_rows.append(exo_cov)
-        correlations.append((chol @ chol.T)[exo_cov.lhs.map(pos).to_numpy(),
-                                            exo_cov.rhs.map(pos).to_numpy()])
+        correlations.append(
+            (chol @ chol.T)[exo_cov.lhs.map(pos).to_numpy(), exo_cov.rhs.map(pos).to_numpy()]
+        )
     if len(res_cov):
         args = np.array([parse_prior(p, "a residual covariance").args for p in res_cov.prior])
-        raw = pm.Beta("residual_cor_raw", alpha=args[:, 0], beta=args[:, 1],
-                      shape=len(res_cov))
+        raw = pm.Beta("residual_cor_raw", alpha=args[:, 0], beta=args[:, 1], shape=len(res_cov))
         cov_rows.append(res_cov)
         correlations.append(2 * raw - 1)
     if not cov_rows:
@@ -179,13 +196,15 @@ def _covariances(partable: ParTable, rep: Representation, kinds: _FreeKinds,
         v: int(np.flatnonzero((params.op == "~~") & (params.lhs == v) & (params.rhs == v))[0])
         for v in rep.items + rep.latents
     }
-    scale = pt.sqrt(stage[rows.lhs.map(variance).to_numpy()]
-                    * stage[rows.rhs.map(variance).to_numpy()])
+    scale = pt.sqrt(
+        stage[rows.lhs.map(variance).to_numpy()] * stage[rows.rhs.map(variance).to_numpy()]
+    )
     return _place(stage, params, rows.index.tolist(), pt.concatenate(correlations) * scale)
 
 
-def _place(stage: pt.TensorVariable, params: pd.DataFrame, ids: list[int],
-           values: pt.TensorVariable) -> pt.TensorVariable:
+def _place(
+    stage: pt.TensorVariable, params: pd.DataFrame, ids: list[int], values: pt.TensorVariable
+) -> pt.TensorVariable:
     """``stage`` with every row whose free id is ``ids[k]`` set to ``values[k]`` (a label shared
     by several rows, an equality constraint, fills them all)."""
     where = {f: k for k, f in enumerate(ids)}

@@ -29,10 +29,13 @@ def truth_vector(partable: ParTable, truth: pd.DataFrame) -> np.ndarray:
     """Parameter values in table order from a truth table (``lhs, op, rhs, value``)."""
     missing_cols = set(TRUTH_COLUMNS) - set(truth.columns)
     if missing_cols:
-        raise DataError(f"the truth file lacks column(s) {sorted(missing_cols)}; it needs "
-                        f"{TRUTH_COLUMNS}")
-    given = {row_name(r.lhs, r.op, "" if pd.isna(r.rhs) else r.rhs): float(r.value)
-             for r in truth.itertuples()}
+        raise DataError(
+            f"the truth file lacks column(s) {sorted(missing_cols)}; it needs {TRUTH_COLUMNS}"
+        )
+    given = {
+        row_name(r.lhs, r.op, "" if pd.isna(r.rhs) else r.rhs): float(r.value)
+        for r in truth.itertuples()
+    }
     params = partable.parameters.reset_index(drop=True)
     values = []
     absent = []
@@ -44,8 +47,10 @@ def truth_vector(partable: ParTable, truth: pd.DataFrame) -> np.ndarray:
         else:
             absent.append(name)
     if absent:
-        raise DataError(f"the truth file has no value for {absent[:8]}"
-                        f"{' ...' if len(absent) > 8 else ''}; give one row per free parameter")
+        raise DataError(
+            f"the truth file has no value for {absent[:8]}"
+            f"{' ...' if len(absent) > 8 else ''}; give one row per free parameter"
+        )
     return np.array(values)
 
 
@@ -63,8 +68,10 @@ def scale_thresholds(partable: ParTable, scale: Scale | None) -> ParTable:
     if not items:
         return partable
     if scale is None:
-        raise DataError(f"the ordinal items {items} need a Likert scale (--scale 1-7) to know "
-                        "how many categories to simulate")
+        raise DataError(
+            f"the ordinal items {items} need a Likert scale (--scale 1-7) to know "
+            "how many categories to simulate"
+        )
     return add_thresholds(partable, dict.fromkeys(items, scale.high - scale.low + 1))
 
 
@@ -79,8 +86,9 @@ def prior_draw(partable: ParTable, seed: int) -> np.ndarray:
     return sort_thresholds(partable, np.asarray(pm.draw(built.model["par"], random_seed=seed)))
 
 
-def latent_draws(rep: Representation, partable: ParTable, par: np.ndarray, nobs: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def latent_draws(
+    rep: Representation, partable: ParTable, par: np.ndarray, nobs: int, rng: np.random.Generator
+) -> np.ndarray:
     """Latent scores (nobs x latents) at parameter values ``par``."""
     ext = extend(par)
     psi, beta = ext[rep.psi], ext[rep.beta]
@@ -99,8 +107,9 @@ def latent_draws(rep: Representation, partable: ParTable, par: np.ndarray, nobs:
     return eta
 
 
-def simulate(partable: ParTable, par: np.ndarray, nobs: int, seed: int,
-             scale: Scale | None = None) -> pd.DataFrame:
+def simulate(
+    partable: ParTable, par: np.ndarray, nobs: int, seed: int, scale: Scale | None = None
+) -> pd.DataFrame:
     """Simulate ``nobs`` respondents' item answers at parameter values ``par``."""
     rng = np.random.default_rng(seed)
     rep = representation(partable)

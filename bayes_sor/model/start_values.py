@@ -39,17 +39,21 @@ class ItemMoments:
         if data is None:
             return cls(dict.fromkeys(items, 0.0), dict.fromkeys(items, 1.0), {})
         y = data[items].to_numpy(dtype=float)
-        codes = {i: answer_codes(data[i].dropna(), i, partable)
-                 for i in partable.ordinal_items()}
+        codes = {i: answer_codes(data[i].dropna(), i, partable) for i in partable.ordinal_items()}
         # over the answered cells: missing answers (NaN) stay missing in the scores
         mean, var = np.nanmean(y, axis=0), np.nanvar(y, axis=0) + 1e-6
         z = pd.DataFrame((y - mean) / np.sqrt(var), columns=items)
-        return cls(dict(zip(items, np.nan_to_num(mean), strict=True)),
-                   dict(zip(items, var, strict=True)), codes, z)
+        return cls(
+            dict(zip(items, np.nan_to_num(mean), strict=True)),
+            dict(zip(items, var, strict=True)),
+            codes,
+            z,
+        )
 
 
-def initial_values(model: pm.Model, partable: ParTable,
-                   moments: ItemMoments) -> dict[str, np.ndarray]:
+def initial_values(
+    model: pm.Model, partable: ParTable, moments: ItemMoments
+) -> dict[str, np.ndarray]:
     """Data-based starting values, as lavaan's "simple" starts.
 
     Loadings start positive (0.7 item SD, 1 for ordinal items, or 1 for marker-scaled ones) so
@@ -70,15 +74,15 @@ def initial_values(model: pm.Model, partable: ParTable,
     if "latent_cor_chol" in model.named_vars:
         values["latent_cor_chol"] = np.eye(len(partable.exogenous))
     if "residual_cor_raw" in model.named_vars:
-        values["residual_cor_raw"] = np.full(
-            model.named_vars["residual_cor_raw"].eval().shape, 0.5)
+        values["residual_cor_raw"] = np.full(model.named_vars["residual_cor_raw"].eval().shape, 0.5)
     for name in raw_latent_names(model):
         values[name] = _start_scores(model, partable, moments, name, start)
     return values
 
 
-def _start_scores(model: pm.Model, partable: ParTable, moments: ItemMoments, name: str,
-                  start: dict[str, float]) -> np.ndarray:
+def _start_scores(
+    model: pm.Model, partable: ParTable, moments: ItemMoments, name: str, start: dict[str, float]
+) -> np.ndarray:
     """Starting values of one latent-score variable: each factor's standardised mean item
     score, shrunk by 0.8 (times the factor's starting SD for centred scores).
 
@@ -89,8 +93,11 @@ def _start_scores(model: pm.Model, partable: ParTable, moments: ItemMoments, nam
     gradient is not finite there).
     """
     single = name.startswith(CENTRED_PREFIX)  # one endogenous latent: a vector over obs
-    latents = ([name.removeprefix(CENTRED_PREFIX)] if single
-               else list(model.coords[model.named_vars_to_dims[name][1]]))
+    latents = (
+        [name.removeprefix(CENTRED_PREFIX)]
+        if single
+        else list(model.coords[model.named_vars_to_dims[name][1]])
+    )
     n = len(model.coords["obs"])
     rng = np.random.default_rng(0)
     noise = rng.normal(0.0, 0.1, (n, len(latents)))

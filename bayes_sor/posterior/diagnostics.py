@@ -41,9 +41,15 @@ class Diagnostics:
         return not self.problems
 
     def as_dict(self) -> dict:
-        return {"max_r_hat": self.max_r_hat, "min_ess_bulk": self.min_ess_bulk,
-                "min_ess_tail": self.min_ess_tail, "divergences": self.divergences,
-                "n_draws": self.n_draws, "min_bfmi": self.min_bfmi, "ok": self.ok}
+        return {
+            "max_r_hat": self.max_r_hat,
+            "min_ess_bulk": self.min_ess_bulk,
+            "min_ess_tail": self.min_ess_tail,
+            "divergences": self.divergences,
+            "n_draws": self.n_draws,
+            "min_bfmi": self.min_bfmi,
+            "ok": self.ok,
+        }
 
 
 def _names(frame: pd.DataFrame, mask: pd.Series, limit: int = 6) -> str:
@@ -78,18 +84,23 @@ def _identification_problems(idata: xr.DataTree, free: pd.DataFrame) -> list[str
     for name in loadings.lhs + "=~" + loadings.rhs:
         means = chain_means.sel(param=name).values
         if means.max() > 2 * within_sd.sel(param=name) and means.min() < -2 * within_sd.sel(
-                param=name):
+            param=name
+        ):
             flipped.append(name)
     if flipped:
-        problems.append(f"chains sit in sign-flipped modes for {', '.join(flipped[:6])}: the "
-                        "factor's sign is not identified; use std.lv (first loading positive) "
-                        "or fix a loading")
+        problems.append(
+            f"chains sit in sign-flipped modes for {', '.join(flipped[:6])}: the "
+            "factor's sign is not identified; use std.lv (first loading positive) "
+            "or fix a loading"
+        )
     ratio = free["sd"] / free["prior"].map(_prior_sd)
     vague = ratio > PRIOR_SD_RATIO
     if vague.any():
-        problems.append(f"the posterior is nearly the prior for {_names(free, vague)} (posterior "
-                        f"SD > {PRIOR_SD_RATIO:.0%} of the prior SD): the data barely inform "
-                        "these parameters; the model may be empirically under-identified")
+        problems.append(
+            f"the posterior is nearly the prior for {_names(free, vague)} (posterior "
+            f"SD > {PRIOR_SD_RATIO:.0%} of the prior SD): the data barely inform "
+            "these parameters; the model may be empirically under-identified"
+        )
     return problems
 
 
@@ -112,20 +123,28 @@ def check_convergence(idata: xr.DataTree, estimates: pd.DataFrame) -> Diagnostic
     )
     high = free.r_hat > RHAT_MAX
     if high.any():
-        diag.problems.append(f"R-hat above {RHAT_MAX} for {_names(free, high)} (max "
-                             f"{diag.max_r_hat:.3f}): the chains disagree; run longer (--tune, "
-                             "--draws) or check the model's identification")
+        diag.problems.append(
+            f"R-hat above {RHAT_MAX} for {_names(free, high)} (max "
+            f"{diag.max_r_hat:.3f}): the chains disagree; run longer (--tune, "
+            "--draws) or check the model's identification"
+        )
     for kind in ("bulk", "tail"):
         low = free[f"ess_{kind}"] < ESS_MIN
         if low.any():
-            diag.problems.append(f"{kind} ESS below {ESS_MIN} for {_names(free, low)} (min "
-                                 f"{free[f'ess_{kind}'].min():.0f}): increase --draws")
+            diag.problems.append(
+                f"{kind} ESS below {ESS_MIN} for {_names(free, low)} (min "
+                f"{free[f'ess_{kind}'].min():.0f}): increase --draws"
+            )
     if divergences:
-        diag.problems.append(f"{divergences} divergent transitions of {n_draws} draws: the "
-                             "posterior may be biased; raise --target-accept (e.g. 0.95) or "
-                             "reparameterise")
+        diag.problems.append(
+            f"{divergences} divergent transitions of {n_draws} draws: the "
+            "posterior may be biased; raise --target-accept (e.g. 0.95) or "
+            "reparameterise"
+        )
     diag.problems += _identification_problems(idata, free)
     if min_bfmi < BFMI_MIN:
-        diag.problems.append(f"E-BFMI {min_bfmi:.2f} below {BFMI_MIN} in a chain: the sampler "
-                             "explores the energy distribution poorly")
+        diag.problems.append(
+            f"E-BFMI {min_bfmi:.2f} below {BFMI_MIN} in a chain: the sampler "
+            "explores the energy distribution poorly"
+        )
     return diag

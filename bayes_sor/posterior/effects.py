@@ -30,10 +30,26 @@ from bayes_sor.posterior.summary import summarize
 from bayes_sor.spec.matrices import Moments, Representation, extend, implied_moments
 from bayes_sor.spec.partable import ParTable
 
-KINDS = ("direct", "indirect", "total_indirect", "total", "conditional_indirect",
-         "index_moderated_mediation", "defined")
-EFFECT_COLUMNS = ["effect", "kind", "moderator_value", "mean", "median", "sd", "ci.lower",
-                  "ci.upper", "p_positive"]
+KINDS = (
+    "direct",
+    "indirect",
+    "total_indirect",
+    "total",
+    "conditional_indirect",
+    "index_moderated_mediation",
+    "defined",
+)
+EFFECT_COLUMNS = [
+    "effect",
+    "kind",
+    "moderator_value",
+    "mean",
+    "median",
+    "sd",
+    "ci.lower",
+    "ci.upper",
+    "p_positive",
+]
 SD_POINTS = {"-1SD": -1.0, "0SD": 0.0, "+1SD": 1.0}
 
 
@@ -49,8 +65,10 @@ class Effect:
 
 def _paths(rep: Representation, start: int, end: int) -> list[list[int]]:
     """All directed paths start -> ... -> end through the structural graph (a DAG)."""
-    children = {j: [i for i in range(len(rep.latents)) if rep.beta[i, j] != rep.zero]
-                for j in range(len(rep.latents))}
+    children = {
+        j: [i for i in range(len(rep.latents)) if rep.beta[i, j] != rep.zero]
+        for j in range(len(rep.latents))
+    }
     found: list[list[int]] = []
     stack = [[start]]
     while stack:
@@ -76,8 +94,11 @@ def named_moderator_values(partable: ParTable) -> dict[str, list[float]]:
     given = partable.options.get("moderator_values") or {}
     unknown = [w for w in given if w not in partable.moderators]
     if unknown:
-        have = (f"its moderators are {partable.moderators}" if partable.moderators
-                else "it has no moderated path ('Y ~ M:W')")
+        have = (
+            f"its moderators are {partable.moderators}"
+            if partable.moderators
+            else "it has no moderated path ('Y ~ M:W')"
+        )
         raise ModelSpecError(
             f"moderator_values names {unknown}, which moderate no path of the model; {have}"
         )
@@ -112,8 +133,12 @@ def _edge(ext: np.ndarray, rep: Representation, cause: int, outcome: int) -> np.
     return ext[..., rep.beta[outcome, cause]]
 
 
-def effect_draws(partable: ParTable, rep: Representation, par: np.ndarray,
-                 moderator_quantiles: np.ndarray | None = None) -> list[Effect]:
+def effect_draws(
+    partable: ParTable,
+    rep: Representation,
+    par: np.ndarray,
+    moderator_quantiles: np.ndarray | None = None,
+) -> list[Effect]:
     """All effects for parameter draws ``par`` (chain, draw, param).
 
     ``moderator_quantiles`` (chain, draw, moderator, 3): the 16th/50th/84th percentiles of each
@@ -123,8 +148,11 @@ def effect_draws(partable: ParTable, rep: Representation, par: np.ndarray,
     ext = extend(par)
     names = rep.latents
     moderated = _moderation(rep)
-    points = (_moderator_points(partable, rep, ext, implied_moments(rep, par),
-                                moderator_quantiles) if moderated else {})
+    points = (
+        _moderator_points(partable, rep, ext, implied_moments(rep, par), moderator_quantiles)
+        if moderated
+        else {}
+    )
     effects: list[Effect] = []
     for x in range(len(names)):
         for y in range(len(names)):
@@ -157,8 +185,13 @@ def effect_draws(partable: ParTable, rep: Representation, par: np.ndarray,
     return effects
 
 
-def _moderator_points(partable: ParTable, rep: Representation, ext: np.ndarray, mom: Moments,
-                      moderator_quantiles: np.ndarray | None) -> dict[str, dict[str, np.ndarray]]:
+def _moderator_points(
+    partable: ParTable,
+    rep: Representation,
+    ext: np.ndarray,
+    mom: Moments,
+    moderator_quantiles: np.ndarray | None,
+) -> dict[str, dict[str, np.ndarray]]:
     """Moderator -> {label: its value w in the structural model, per draw}.
 
     ``w`` is the moderator's deviation from its mean (an observed moderator: from its
@@ -172,25 +205,37 @@ def _moderator_points(partable: ParTable, rep: Representation, ext: np.ndarray, 
         points = {f"{w_name}={lab}": z * w_sd for lab, z in SD_POINTS.items()}
         if moderator_quantiles is not None:
             q = moderator_quantiles[..., partable.moderators.index(w_name), :]
-            points.update({f"{w_name}={lab}": q[..., i]
-                           for i, lab in enumerate(("p16", "p50", "p84"))})
+            points.update(
+                {f"{w_name}={lab}": q[..., i] for i, lab in enumerate(("p16", "p50", "p84"))}
+            )
         else:
-            points.update({f"{w_name}=p{p}": z * w_sd
-                           for p, z in ((16, -0.9945), (50, 0.0), (84, 0.9945))})
-        origin = (ext[..., rep.nu[rep.items.index(w_name)]]
-                  if w_name in partable.observed_structural else 0.0)
+            points.update(
+                {f"{w_name}=p{p}": z * w_sd for p, z in ((16, -0.9945), (50, 0.0), (84, 0.9945))}
+            )
+        origin = (
+            ext[..., rep.nu[rep.items.index(w_name)]]
+            if w_name in partable.observed_structural
+            else 0.0
+        )
         points.update({value_label(w_name, v): v - origin for v in explicit.get(w_name, [])})
         out[w_name] = points
     return out
 
 
-def _conditional(path: list[int], path_name: str, ext: np.ndarray, rep: Representation,
-                 moderated: dict, points: dict[str, dict[str, np.ndarray]]) -> list[Effect]:
+def _conditional(
+    path: list[int],
+    path_name: str,
+    ext: np.ndarray,
+    rep: Representation,
+    moderated: dict,
+    points: dict[str, dict[str, np.ndarray]],
+) -> list[Effect]:
     out: list[Effect] = []
     for k, (a, b) in enumerate(itertools.pairwise(path)):
         for t in moderated.get((a, b), []):
-            others = [_edge(ext, rep, c, d) for j, (c, d) in enumerate(itertools.pairwise(path))
-                      if j != k]
+            others = [
+                _edge(ext, rep, c, d) for j, (c, d) in enumerate(itertools.pairwise(path)) if j != k
+            ]
             rest = np.prod(others, axis=0)
             slope, d = _edge(ext, rep, a, b), ext[..., t.param]
             w_name = rep.latents[t.second]
@@ -215,17 +260,21 @@ def defined_draws(partable: ParTable, par: np.ndarray) -> list[Effect]:
     return out
 
 
-def effects_dataarray(effects: list[Effect],
-                      sample_shape: tuple[int, int] = (1, 0)) -> xr.DataArray:
+def effects_dataarray(
+    effects: list[Effect], sample_shape: tuple[int, int] = (1, 0)
+) -> xr.DataArray:
     """Stack effects into one (chain, draw, effect_id) DataArray with descriptive coords.
 
     A model without paths or definitions (a pure CFA) has no effects: the array is then empty
     along ``effect_id`` with the given ``(chain, draw)`` shape.
     """
-    keys = [f"{e.kind}: {e.effect}" + (f" @ {e.moderator_value}" if e.moderator_value else "")
-            for e in effects]
-    values = (np.stack([e.draws for e in effects], axis=-1) if effects
-              else np.zeros((*sample_shape, 0)))
+    keys = [
+        f"{e.kind}: {e.effect}" + (f" @ {e.moderator_value}" if e.moderator_value else "")
+        for e in effects
+    ]
+    values = (
+        np.stack([e.draws for e in effects], axis=-1) if effects else np.zeros((*sample_shape, 0))
+    )
     return xr.DataArray(
         values,
         dims=("chain", "draw", "effect_id"),
@@ -239,8 +288,7 @@ def effects_dataarray(effects: list[Effect],
     )
 
 
-def effects_table(effects: xr.DataArray, ci_prob: float = 0.95,
-                  hdi: bool = False) -> pd.DataFrame:
+def effects_table(effects: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> pd.DataFrame:
     """One row per effect: the ``effects.csv`` layout."""
     table = summarize(effects.drop_vars(["effect", "kind", "moderator_value"]), ci_prob, hdi)
     table.insert(0, "moderator_value", effects.moderator_value.values)

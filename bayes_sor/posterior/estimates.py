@@ -10,8 +10,23 @@ from bayes_sor.posterior.summary import summarize
 from bayes_sor.spec.matrices import Representation, implied_moments
 from bayes_sor.spec.partable import ParTable
 
-ESTIMATE_COLUMNS = ["lhs", "op", "rhs", "label", "mean", "median", "sd", "ci.lower", "ci.upper",
-                    "r_hat", "ess_bulk", "ess_tail", "std.all", "prior", "free"]
+ESTIMATE_COLUMNS = [
+    "lhs",
+    "op",
+    "rhs",
+    "label",
+    "mean",
+    "median",
+    "sd",
+    "ci.lower",
+    "ci.upper",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+    "std.all",
+    "prior",
+    "free",
+]
 
 
 def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray) -> np.ndarray:
@@ -24,14 +39,17 @@ def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray)
     mom = implied_moments(rep, par)
     item_sd = np.sqrt(mom.item_var)
     lat_sd = np.sqrt(np.diagonal(mom.latent_cov, axis1=-2, axis2=-1))
-    sd = {**dict(zip(rep.items, np.moveaxis(item_sd, -1, 0), strict=True)),
-          **dict(zip(rep.latents, np.moveaxis(lat_sd, -1, 0), strict=True))}
+    sd = {
+        **dict(zip(rep.items, np.moveaxis(item_sd, -1, 0), strict=True)),
+        **dict(zip(rep.latents, np.moveaxis(lat_sd, -1, 0), strict=True)),
+    }
     for k, t in enumerate(rep.interactions):
         sd[f"{rep.latents[t.first]}:{rep.latents[t.second]}"] = np.sqrt(mom.product_var[..., k])
     out = np.full(par.shape, np.nan)
     params = partable.parameters.reset_index(drop=True)
-    variance_rows = {r.lhs: k for k, r in enumerate(params.itertuples())
-                     if r.op == "~~" and r.lhs == r.rhs}
+    variance_rows = {
+        r.lhs: k for k, r in enumerate(params.itertuples()) if r.op == "~~" and r.lhs == r.rhs
+    }
     for k, r in enumerate(params.itertuples()):
         value = par[..., k]
         if r.op in ("=~",):
@@ -44,21 +62,26 @@ def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray)
             if r.lhs == r.rhs:
                 out[..., k] = value / sd[r.lhs] ** 2
             else:
-                out[..., k] = value / np.sqrt(par[..., variance_rows[r.lhs]]
-                                              * par[..., variance_rows[r.rhs]])
+                out[..., k] = value / np.sqrt(
+                    par[..., variance_rows[r.lhs]] * par[..., variance_rows[r.rhs]]
+                )
     return out
 
 
-def parameter_estimates(partable: ParTable, rep: Representation, posterior: xr.Dataset,
-                        ci_prob: float = 0.95, hdi: bool = False) -> pd.DataFrame:
+def parameter_estimates(
+    partable: ParTable,
+    rep: Representation,
+    posterior: xr.Dataset,
+    ci_prob: float = 0.95,
+    hdi: bool = False,
+) -> pd.DataFrame:
     """One row per parameter: posterior summary, diagnostics, ``std.all`` and the prior used."""
     par = posterior["par"]
     table = summarize(par, ci_prob, hdi)
     std = standardized_draws(partable, rep, par.values)
     params = partable.parameters.reset_index(drop=True)
     out = params[["lhs", "op", "rhs", "label", "prior", "free"]].copy()
-    for column in ("mean", "median", "sd", "ci.lower", "ci.upper", "r_hat", "ess_bulk",
-                   "ess_tail"):
+    for column in ("mean", "median", "sd", "ci.lower", "ci.upper", "r_hat", "ess_bulk", "ess_tail"):
         out[column] = table[column].to_numpy()
     out["std.all"] = np.nanmean(std, axis=(0, 1)) if std.size else np.nan
     return out[ESTIMATE_COLUMNS]

@@ -32,17 +32,34 @@ _FORM = re.compile(r"^(?P<quantity>.+?)\s*(?P<direction>[<>])\s*0\s*$")
 _EFFECT = re.compile(r"^(?P<kind>indirect|direct|total|total_indirect)\((?P<path>.+)\)$")
 
 #: (minimum posterior probability of the stated direction, verdict in words)
-VERDICTS = ((0.99, "strong support"), (0.95, "support"), (0.90, "weak support"),
-            (0.10, "inconclusive"), (0.0, "evidence against"))
+VERDICTS = (
+    (0.99, "strong support"),
+    (0.95, "support"),
+    (0.90, "weak support"),
+    (0.10, "inconclusive"),
+    (0.0, "evidence against"),
+)
 #: half-width of the default region of practical equivalence, on the std.all scale
 DEFAULT_ROPE = 0.05
 #: P(inside the ROPE) from which an effect is called practically zero
 ROPE_EQUIVALENT = 0.95
 #: P(inside the ROPE) from which a supported direction is flagged as probably negligible
 ROPE_NEGLIGIBLE = 0.5
-HYPOTHESIS_COLUMNS = ["hypothesis", "statement", "mean", "ci.lower", "ci.upper", "std.mean",
-                      "std.ci.lower", "std.ci.upper", "p_direction", "rope", "rope_scale",
-                      "p_rope", "verdict"]
+HYPOTHESIS_COLUMNS = [
+    "hypothesis",
+    "statement",
+    "mean",
+    "ci.lower",
+    "ci.upper",
+    "std.mean",
+    "std.ci.lower",
+    "std.ci.upper",
+    "p_direction",
+    "rope",
+    "rope_scale",
+    "p_rope",
+    "verdict",
+]
 
 
 def verdict(p_direction: float, p_rope: float | None = None) -> str:
@@ -69,11 +86,13 @@ def rope_width(text: str) -> float:
 def verdict_rules(rope: float) -> str:
     """The verdict thresholds in words, for reports."""
     steps = ", ".join(f">= {bound:.2f} {text}" for bound, text in VERDICTS[:3])
-    return (f"P(direction) {steps}, <= {VERDICTS[-2][0]:.2f} {VERDICTS[-1][1]}, otherwise "
-            f"{VERDICTS[-2][1]}; P(ROPE) is the posterior mass within +/- {rope:g} "
-            f"(std.all scale unless the table says raw): >= {ROPE_EQUIVALENT:.2f} overrides the "
-            f"verdict with 'practically zero', >= {ROPE_NEGLIGIBLE:.2f} adds 'probably "
-            "negligible' to a supported direction")
+    return (
+        f"P(direction) {steps}, <= {VERDICTS[-2][0]:.2f} {VERDICTS[-1][1]}, otherwise "
+        f"{VERDICTS[-2][1]}; P(ROPE) is the posterior mass within +/- {rope:g} "
+        f"(std.all scale unless the table says raw): >= {ROPE_EQUIVALENT:.2f} overrides the "
+        f"verdict with 'practically zero', >= {ROPE_NEGLIGIBLE:.2f} adds 'probably "
+        "negligible' to a supported direction"
+    )
 
 
 class _Standardizer:
@@ -105,8 +124,9 @@ class _Standardizer:
         return draws * self.latent_sd[nodes[0]] / self.latent_sd[nodes[-1]]
 
 
-def _draws(quantity: str, partable: ParTable, posterior: xr.Dataset,
-           std: _Standardizer) -> tuple[np.ndarray, np.ndarray | None]:
+def _draws(
+    quantity: str, partable: ParTable, posterior: xr.Dataset, std: _Standardizer
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The quantity's raw draws and its std.all draws (None where it has no standard scale)."""
     quantity = re.sub(r"\s+", " ", quantity.strip())
     effect = _EFFECT.match(quantity)
@@ -116,8 +136,9 @@ def _draws(quantity: str, partable: ParTable, posterior: xr.Dataset,
         kind = effect.group("kind")
         mask = (effects.kind == kind) & (effects.effect == path) & (effects.moderator_value == "")
         if not mask.any():
-            raise ModelSpecError(f"hypothesis quantity {quantity!r}: no {kind} effect "
-                                 f"{path!r} in the model")
+            raise ModelSpecError(
+                f"hypothesis quantity {quantity!r}: no {kind} effect {path!r} in the model"
+            )
         draws = effects.isel(effect_id=int(np.flatnonzero(mask.values)[0])).values
         return draws, std.effect(path, draws)
     names = partable.names
@@ -125,8 +146,9 @@ def _draws(quantity: str, partable: ParTable, posterior: xr.Dataset,
         lhs, rhs = (s.strip().replace(" ", "") for s in quantity.split("~", 1))
         name = row_name(lhs, "~", rhs)
         if name not in names:
-            raise ModelSpecError(f"hypothesis quantity {quantity!r}: the model has no path "
-                                 f"{name!r}")
+            raise ModelSpecError(
+                f"hypothesis quantity {quantity!r}: the model has no path {name!r}"
+            )
         return _parameter(names.index(name), posterior, std)
     params = partable.parameters.reset_index(drop=True)
     labelled = params.index[params.label == quantity]
@@ -135,12 +157,15 @@ def _draws(quantity: str, partable: ParTable, posterior: xr.Dataset,
     defined = (effects.kind == "defined") & (effects.effect == quantity)
     if defined.any():
         return effects.isel(effect_id=int(np.flatnonzero(defined.values)[0])).values, None
-    raise ModelSpecError(f"hypothesis quantity {quantity!r} is not a path, label, defined "
-                         "parameter or effect of the model")
+    raise ModelSpecError(
+        f"hypothesis quantity {quantity!r} is not a path, label, defined "
+        "parameter or effect of the model"
+    )
 
 
-def _parameter(k: int, posterior: xr.Dataset,
-               std: _Standardizer) -> tuple[np.ndarray, np.ndarray | None]:
+def _parameter(
+    k: int, posterior: xr.Dataset, std: _Standardizer
+) -> tuple[np.ndarray, np.ndarray | None]:
     return posterior["par"].isel(param=k).values, std.parameters[..., k]
 
 
@@ -154,14 +179,19 @@ def check_hypotheses(partable: ParTable) -> None:
     values = partable.parameters.value.to_numpy(dtype=float)
     par = np.where(np.isnan(values), 0.5, values)[None, None, :]
     effects = effect_draws(partable, representation(partable), par)
-    posterior = xr.Dataset({"par": (("chain", "draw", "param"), par),
-                            "effects": effects_dataarray(effects, sample_shape=(1, 1))})
+    posterior = xr.Dataset(
+        {
+            "par": (("chain", "draw", "param"), par),
+            "effects": effects_dataarray(effects, sample_shape=(1, 1)),
+        }
+    )
     with np.errstate(all="ignore"):
         evaluate(partable, posterior)
 
 
-def evaluate(partable: ParTable, posterior: xr.Dataset, ci_prob: float = 0.95,
-             rope: float = DEFAULT_ROPE) -> pd.DataFrame:
+def evaluate(
+    partable: ParTable, posterior: xr.Dataset, ci_prob: float = 0.95, rope: float = DEFAULT_ROPE
+) -> pd.DataFrame:
     """One row per declared hypothesis: mean, interval, P(direction), P(ROPE), verdict.
 
     ``mean`` and ``ci.*`` are on the model's (raw) scale, ``std.*`` on the std.all scale.
@@ -174,8 +204,10 @@ def evaluate(partable: ParTable, posterior: xr.Dataset, ci_prob: float = 0.95,
     for h in partable.hypotheses:
         form = _FORM.match(h.text)
         if form is None:
-            raise ModelSpecError(f"model line {h.line}: hypothesis {h.name} must read "
-                                 "'<quantity> > 0' or '<quantity> < 0', e.g. 'CT ~ PI > 0'")
+            raise ModelSpecError(
+                f"model line {h.line}: hypothesis {h.name} must read "
+                "'<quantity> > 0' or '<quantity> < 0', e.g. 'CT ~ PI > 0'"
+            )
         raw, standard = _draws(form.group("quantity"), partable, posterior, std)
         raw = raw.ravel()
         standard = standard.ravel() if standard is not None else None
@@ -183,23 +215,31 @@ def evaluate(partable: ParTable, posterior: xr.Dataset, ci_prob: float = 0.95,
         p_direction = float(np.mean(sign * raw > 0))
         scaled = raw if standard is None else standard
         p_rope = float(np.mean(np.abs(scaled) <= rope))
-        std_summary = (np.nan,) * 3 if standard is None else (
-            float(standard.mean()), *(float(np.quantile(standard, q)) for q in (tail, 1 - tail)))
-        rows.append({
-            "hypothesis": h.name,
-            "statement": h.text,
-            "mean": float(raw.mean()),
-            "ci.lower": float(np.quantile(raw, tail)),
-            "ci.upper": float(np.quantile(raw, 1 - tail)),
-            "std.mean": std_summary[0],
-            "std.ci.lower": std_summary[1],
-            "std.ci.upper": std_summary[2],
-            "p_direction": p_direction,
-            "rope": rope,
-            "rope_scale": "raw" if standard is None else "std.all",
-            "p_rope": p_rope,
-            "verdict": verdict(p_direction, p_rope),
-        })
+        std_summary = (
+            (np.nan,) * 3
+            if standard is None
+            else (
+                float(standard.mean()),
+                *(float(np.quantile(standard, q)) for q in (tail, 1 - tail)),
+            )
+        )
+        rows.append(
+            {
+                "hypothesis": h.name,
+                "statement": h.text,
+                "mean": float(raw.mean()),
+                "ci.lower": float(np.quantile(raw, tail)),
+                "ci.upper": float(np.quantile(raw, 1 - tail)),
+                "std.mean": std_summary[0],
+                "std.ci.lower": std_summary[1],
+                "std.ci.upper": std_summary[2],
+                "p_direction": p_direction,
+                "rope": rope,
+                "rope_scale": "raw" if standard is None else "std.all",
+                "p_rope": p_rope,
+                "verdict": verdict(p_direction, p_rope),
+            }
+        )
     return pd.DataFrame(rows, columns=HYPOTHESIS_COLUMNS)
 
 
@@ -209,15 +249,18 @@ def console_table(table: pd.DataFrame) -> str:
     if table.empty:
         return "hypotheses: none declared (# H1: ... comments in the model file)"
     standard = table["std.mean"].notna()
-    shown = pd.DataFrame({
-        "hypothesis": table["hypothesis"], "statement": table["statement"],
-        "scale": np.where(standard, "std.all", "raw"),
-        "mean": table["std.mean"].where(standard, table["mean"]),
-        "ci.lower": table["std.ci.lower"].where(standard, table["ci.lower"]),
-        "ci.upper": table["std.ci.upper"].where(standard, table["ci.upper"]),
-        "p_direction": table["p_direction"], "p_rope": table["p_rope"],
-        "verdict": table["verdict"],
-    })
+    shown = pd.DataFrame(
+        {
+            "hypothesis": table["hypothesis"],
+            "statement": table["statement"],
+            "scale": np.where(standard, "std.all", "raw"),
+            "mean": table["std.mean"].where(standard, table["mean"]),
+            "ci.lower": table["std.ci.lower"].where(standard, table["ci.lower"]),
+            "ci.upper": table["std.ci.upper"].where(standard, table["ci.upper"]),
+            "p_direction": table["p_direction"],
+            "p_rope": table["p_rope"],
+            "verdict": table["verdict"],
+        }
+    )
     rope = float(table["rope"].iloc[0])
-    return (f"hypotheses (ROPE +/- {rope:g}):\n"
-            + shown.round(3).to_string(index=False))
+    return f"hypotheses (ROPE +/- {rope:g}):\n" + shown.round(3).to_string(index=False)

@@ -31,8 +31,13 @@ def r_squared(partable: ParTable, par: np.ndarray, ci_prob: float = 0.95) -> pd.
     """Posterior mean and equal-tailed ``ci_prob`` interval of each endogenous construct's R^2
     (columns construct, mean, ci.lower, ci.upper; no rows for a model without paths)."""
     tail = (1 - ci_prob) / 2
-    rows = [{"construct": name, "mean": float(values.mean()),
-             "ci.lower": float(np.quantile(values, tail)),
-             "ci.upper": float(np.quantile(values, 1 - tail))}
-            for name, values in r_squared_draws(partable, par).items()]
+    rows = [
+        {
+            "construct": name,
+            "mean": float(values.mean()),
+            "ci.lower": float(np.quantile(values, tail)),
+            "ci.upper": float(np.quantile(values, 1 - tail)),
+        }
+        for name, values in r_squared_draws(partable, par).items()
+    ]
     return pd.DataFrame(rows, columns=["construct", "mean", "ci.lower", "ci.upper"])

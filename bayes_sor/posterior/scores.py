@@ -21,8 +21,9 @@ from bayes_sor.data.missing import Patterns, psd_root
 from bayes_sor.spec.matrices import Representation, implied_moments
 
 
-def marginal_latent_scores(rep: Representation, par: np.ndarray, y: np.ndarray,
-                           seed: int) -> np.ndarray:
+def marginal_latent_scores(
+    rep: Representation, par: np.ndarray, y: np.ndarray, seed: int
+) -> np.ndarray:
     """One draw of every respondent's latent scores per parameter draw.
 
     ``par``: (chain, draw, param); ``y``: (obs, item) in ``rep.items`` order, NaN where an
@@ -41,8 +42,7 @@ def marginal_latent_scores(rep: Representation, par: np.ndarray, y: np.ndarray,
             lam = mom.lambda_[:, answered]
             sigma = mom.item_cov[:, answered][:, :, answered]
             gain = np.linalg.solve(sigma, lam @ phi).swapaxes(-1, -2)  # Phi Lam' Sigma^-1
-            mean = (y[rows][:, answered][None] - mom.nu[:, None, answered]) \
-                @ gain.swapaxes(-1, -2)
+            mean = (y[rows][:, answered][None] - mom.nu[:, None, answered]) @ gain.swapaxes(-1, -2)
             root = psd_root(phi - gain @ lam @ phi)
             noise = rng.standard_normal(mean.shape)
             out[chain][:, rows] = mean + noise @ root.swapaxes(-1, -2)

@@ -9,8 +9,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-SUMMARY_COLUMNS = ["mean", "median", "sd", "ci.lower", "ci.upper", "r_hat", "ess_bulk",
-                   "ess_tail", "p_positive"]
+SUMMARY_COLUMNS = [
+    "mean",
+    "median",
+    "sd",
+    "ci.lower",
+    "ci.upper",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+    "p_positive",
+]
 
 
 def summarize(draws: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> pd.DataFrame:

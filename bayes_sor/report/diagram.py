@@ -72,8 +72,9 @@ class Moderation:
     moderator: str
 
 
-def structural_edges(partable: ParTable, estimates: pd.DataFrame) -> tuple[list[Edge],
-                                                                           list[Moderation]]:
+def structural_edges(
+    partable: ParTable, estimates: pd.DataFrame
+) -> tuple[list[Edge], list[Moderation]]:
     """The regressions (plain paths and moderations) with their estimates."""
     regs = estimates[estimates.op == "~"]
     edges, moderations = [], []
@@ -103,12 +104,16 @@ def _depths(nodes: list[str], edges: list[Edge]) -> dict[str, int]:
     return depth
 
 
-def layout(partable: ParTable, edges: list[Edge],
-           moderations: list[Moderation]) -> dict[str, tuple[float, float]]:
+def layout(
+    partable: ParTable, edges: list[Edge], moderations: list[Moderation]
+) -> dict[str, tuple[float, float]]:
     """Node centres: columns by causal depth, final outcomes in the last column, exogenous
     moderators in a row above the path they moderate."""
-    involved = {e.cause for e in edges} | {e.outcome for e in edges} | {
-        v for m in moderations for v in (m.edge.cause, m.edge.outcome, m.moderator)}
+    involved = (
+        {e.cause for e in edges}
+        | {e.outcome for e in edges}
+        | {v for m in moderations for v in (m.edge.cause, m.edge.outcome, m.moderator)}
+    )
     incoming = {e.outcome for e in edges} | {m.edge.outcome for m in moderations}
     top = [w for w in partable.moderators if w in involved and w not in incoming]
     nodes = [n for n in partable.order if n in involved and n not in top]
@@ -116,23 +121,32 @@ def layout(partable: ParTable, edges: list[Edge],
     last = max(depth.values(), default=0)
     sinks = {n for n in nodes if n in incoming and not any(e.cause == n for e in edges)}
     column = {n: last if n in sinks else depth[n] for n in nodes}
-    crossing = [sum(column[e.cause] <= c < column[e.outcome] for e in edges if e.cause in column)
-                for c in range(last)]
-    x = np.concatenate([[0.0], np.cumsum([max(COLUMN_GAP, 1.6 + GAP_PER_ARROW * n)
-                                          for n in crossing])])
+    crossing = [
+        sum(column[e.cause] <= c < column[e.outcome] for e in edges if e.cause in column)
+        for c in range(last)
+    ]
+    x = np.concatenate(
+        [[0.0], np.cumsum([max(COLUMN_GAP, 1.6 + GAP_PER_ARROW * n) for n in crossing])]
+    )
     pos: dict[str, tuple[float, float]] = {}
     for c in range(last + 1):
         members = [n for n in nodes if column[n] == c]
         if c:  # order by the mean height of the causes already placed: fewer crossings
-            members.sort(key=lambda n: -np.mean([pos[e.cause][1] for e in edges
-                                                 if e.outcome == n and e.cause in pos] or [0]))
+            members.sort(
+                key=lambda n: (
+                    -np.mean(
+                        [pos[e.cause][1] for e in edges if e.outcome == n and e.cause in pos] or [0]
+                    )
+                )
+            )
         for k, n in enumerate(members):
             pos[n] = (float(x[c]), ((len(members) - 1) / 2 - k) * ROW_GAP)
     height = max((y for _, y in pos.values()), default=0)
     for k, w in enumerate(top):
         targets = [m.edge for m in moderations if m.moderator == w]
-        xs = [pos[e.cause][0] + MODERATION_T * (pos[e.outcome][0] - pos[e.cause][0])
-              for e in targets]
+        xs = [
+            pos[e.cause][0] + MODERATION_T * (pos[e.outcome][0] - pos[e.cause][0]) for e in targets
+        ]
         pos[w] = (float(np.mean(xs)) + 0.9 * k * (len(top) > 1), height + 1.6)
     return pos
 
@@ -161,29 +175,58 @@ def _curve_point(a: np.ndarray, b: np.ndarray, rad: float, t: float) -> np.ndarr
 
 
 def _style(credible: bool) -> dict:
-    return {"color": CREDIBLE if credible else UNCERTAIN,
-            "linestyle": "-" if credible else (0, (4, 3)),
-            "linewidth": 1.6 if credible else 1.2}
+    return {
+        "color": CREDIBLE if credible else UNCERTAIN,
+        "linestyle": "-" if credible else (0, (4, 3)),
+        "linewidth": 1.6 if credible else 1.2,
+    }
 
 
-def _node(ax: Axes, name: str, xy: tuple[float, float], observed: bool,
-          size: tuple[float, float] = (NODE_W, NODE_H), fontsize: float = NODE_FONT) -> Patch:
+def _node(
+    ax: Axes,
+    name: str,
+    xy: tuple[float, float],
+    observed: bool,
+    size: tuple[float, float] = (NODE_W, NODE_H),
+    fontsize: float = NODE_FONT,
+) -> Patch:
     width, height = size
-    shape = (Rectangle((xy[0] - width / 2, xy[1] - height / 2), width, height)
-             if observed else Ellipse(xy, width, height))
+    shape = (
+        Rectangle((xy[0] - width / 2, xy[1] - height / 2), width, height)
+        if observed
+        else Ellipse(xy, width, height)
+    )
     shape.set(facecolor="#eef3fb", edgecolor="#1f3b73", linewidth=1.4, zorder=3)
     ax.add_patch(shape)
     ax.text(*xy, name, ha="center", va="center", fontsize=fontsize, fontweight="bold", zorder=4)
     return shape
 
 
-def _arrow(ax: Axes, start: np.ndarray, end: np.ndarray, credible: bool, rad: float = 0.0,
-           patch_a: Patch | None = None, patch_b: Patch | None = None,
-           arrowstyle: str = "-|>") -> None:
-    ax.add_patch(FancyArrowPatch(start, end, patchA=patch_a, patchB=patch_b,
-                                 connectionstyle=f"arc3,rad={rad}", arrowstyle=arrowstyle,
-                                 mutation_scale=14, shrinkA=1, shrinkB=1, zorder=2,
-                                 **_style(credible)))
+def _arrow(
+    ax: Axes,
+    start: np.ndarray,
+    end: np.ndarray,
+    credible: bool,
+    rad: float = 0.0,
+    patch_a: Patch | None = None,
+    patch_b: Patch | None = None,
+    arrowstyle: str = "-|>",
+) -> None:
+    ax.add_patch(
+        FancyArrowPatch(
+            start,
+            end,
+            patchA=patch_a,
+            patchB=patch_b,
+            connectionstyle=f"arc3,rad={rad}",
+            arrowstyle=arrowstyle,
+            mutation_scale=14,
+            shrinkA=1,
+            shrinkB=1,
+            zorder=2,
+            **_style(credible),
+        )
+    )
 
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in data units
@@ -194,8 +237,7 @@ def _around(xy: np.ndarray, width: float, height: float) -> Box:
 
 
 def _overlap(a: Box, b: Box) -> float:
-    return (max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-            * max(0.0, min(a[3], b[3]) - max(a[1], b[1])))
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 @dataclass
@@ -225,23 +267,45 @@ class _Placer:
         probe.remove()
         pad_px = 2 * pad * fontsize * self.ax.figure.dpi / 72 + 8  # and a gap between boxes
         inverse = self.ax.transData.inverted()
-        (x0, y0), (x1, y1) = inverse.transform([(0, 0), (extent.width + pad_px,
-                                                           extent.height + pad_px)])
+        (x0, y0), (x1, y1) = inverse.transform(
+            [(0, 0), (extent.width + pad_px, extent.height + pad_px)]
+        )
         return abs(x1 - x0), abs(y1 - y0)
 
     def note(self, xy: np.ndarray, text: str, fontsize: float, **kw) -> Text:
         """A fixed text (such as an R^2 under a node) that labels must keep clear of."""
         self.taken.append(_around(xy, *self.size(text, fontsize, pad=NOTE_PAD)))
-        return self.ax.text(*xy, text, ha="center", va="center", fontsize=fontsize, zorder=5,
-                            bbox={"boxstyle": f"square,pad={NOTE_PAD}", "facecolor": "white",
-                                  "edgecolor": "none", "alpha": 0.85}, **kw)
+        return self.ax.text(
+            *xy,
+            text,
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            zorder=5,
+            bbox={
+                "boxstyle": f"square,pad={NOTE_PAD}",
+                "facecolor": "white",
+                "edgecolor": "none",
+                "alpha": 0.85,
+            },
+            **kw,
+        )
 
     def _score(self, box: Box, label: _Label, rank: float) -> tuple[float, float]:
         """(area covered of what is taken, soft penalty) of a candidate box."""
         hard = sum(_overlap(box, b) for b in self.taken)
-        crossed = sum(int(np.sum((c[:, 0] > box[0]) & (c[:, 0] < box[2]) & (c[:, 1] > box[1])
-                                 & (c[:, 1] < box[3])))
-                      for k, c in enumerate(self.curves) if k != label.curve)
+        crossed = sum(
+            int(
+                np.sum(
+                    (c[:, 0] > box[0])
+                    & (c[:, 0] < box[2])
+                    & (c[:, 1] > box[1])
+                    & (c[:, 1] < box[3])
+                )
+            )
+            for k, c in enumerate(self.curves)
+            if k != label.curve
+        )
         return hard, 2.0 * crossed + 6.0 * rank
 
     def _options(self, label: _Label, size: tuple[float, float]) -> list[tuple]:
@@ -269,11 +333,24 @@ class _Placer:
             self.taken.append(box)
             left.remove(i)
             lab = labels[i]
-            texts.append(self.ax.text(
-                *xy, lab.text, ha="center", va="center", fontsize=fontsize, zorder=5,
-                gid="label", color=CREDIBLE if lab.credible else "#555555",
-                bbox={"boxstyle": f"round,pad={LABEL_PAD}", "facecolor": "white",
-                      "edgecolor": "#cccccc", "alpha": 0.95}))
+            texts.append(
+                self.ax.text(
+                    *xy,
+                    lab.text,
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    zorder=5,
+                    gid="label",
+                    color=CREDIBLE if lab.credible else "#555555",
+                    bbox={
+                        "boxstyle": f"round,pad={LABEL_PAD}",
+                        "facecolor": "white",
+                        "edgecolor": "#cccccc",
+                        "alpha": 0.95,
+                    },
+                )
+            )
         return texts
 
 
@@ -294,9 +371,12 @@ def _r2_text(row: pd.Series) -> str:
     return f"R\u00b2 = {row['mean']:.2f} [{row['ci.lower']:.2f}, {row['ci.upper']:.2f}]"
 
 
-def path_diagram(partable: ParTable, estimates: pd.DataFrame,
-                 interval: str = "95% interval",
-                 r2: pd.DataFrame | None = None) -> Figure | None:
+def path_diagram(
+    partable: ParTable,
+    estimates: pd.DataFrame,
+    interval: str = "95% interval",
+    r2: pd.DataFrame | None = None,
+) -> Figure | None:
     """The structural model with posterior path estimates and, from ``r2`` (columns
     construct, mean, ci.lower, ci.upper), each endogenous construct's R^2; a CFA's
     measurement model (:func:`measurement_diagram`) when there are no paths; None when there
@@ -306,22 +386,44 @@ def path_diagram(partable: ParTable, estimates: pd.DataFrame,
         return measurement_diagram(partable, estimates, interval)
     pos = layout(partable, edges, moderations)
     centre = {n: np.array(xy, dtype=float) for n, xy in pos.items()}
-    bends = {(e.cause, e.outcome): _bend(centre[e.cause], centre[e.outcome],
-                                         [p for n, p in centre.items()
-                                          if n not in (e.cause, e.outcome)]) for e in edges}
-    curves = [np.array([_curve_point(centre[e.cause], centre[e.outcome], bends[(e.cause,
-                        e.outcome)], t) for t in np.linspace(0, 1, 41)]) for e in edges]
+    bends = {
+        (e.cause, e.outcome): _bend(
+            centre[e.cause],
+            centre[e.outcome],
+            [p for n, p in centre.items() if n not in (e.cause, e.outcome)],
+        )
+        for e in edges
+    }
+    curves = [
+        np.array(
+            [
+                _curve_point(centre[e.cause], centre[e.outcome], bends[(e.cause, e.outcome)], t)
+                for t in np.linspace(0, 1, 41)
+            ]
+        )
+        for e in edges
+    ]
     # A moderation arrow lands past the middle of its path, leaving room for the path's label.
-    targets = {m: _curve_point(centre[m.edge.cause], centre[m.edge.outcome],
-                               bends.get((m.edge.cause, m.edge.outcome), 0.0), MODERATION_T)
-               for m in moderations}
+    targets = {
+        m: _curve_point(
+            centre[m.edge.cause],
+            centre[m.edge.outcome],
+            bends.get((m.edge.cause, m.edge.outcome), 0.0),
+            MODERATION_T,
+        )
+        for m in moderations
+    }
     curves += [np.linspace(centre[m.moderator], t, 41) for m, t in targets.items()]
     fig, ax = _canvas(np.vstack([*curves, *centre.values()]), (1.0, 1.0, 0.85, 0.6))
     observed = set(partable.observed_structural)
     patches = {n: _node(ax, n, xy, n in observed) for n, xy in pos.items()}
     # Nodes and the points where moderation arrows land are no place for a label.
-    placer = _Placer(ax, [_around(c, NODE_W, NODE_H) for c in centre.values()]
-                     + [_around(t, 0.25, 0.25) for t in targets.values()], curves)
+    placer = _Placer(
+        ax,
+        [_around(c, NODE_W, NODE_H) for c in centre.values()]
+        + [_around(t, 0.25, 0.25) for t in targets.values()],
+        curves,
+    )
     for row in (r2 if r2 is not None else pd.DataFrame()).to_dict("records"):
         if row["construct"] in centre:
             xy = centre[row["construct"]] - np.array([0.0, NODE_H / 2 + 0.2])
@@ -330,21 +432,26 @@ def path_diagram(partable: ParTable, estimates: pd.DataFrame,
     for k, e in enumerate(edges):
         a, b, rad = centre[e.cause], centre[e.outcome], bends[(e.cause, e.outcome)]
         _arrow(ax, a, b, e.credible, rad, patches[e.cause], patches[e.outcome])
-        labels.append(_Label(e.label, [_curve_point(a, b, rad, t) for t in LABEL_T],
-                             e.credible, k))
+        labels.append(_Label(e.label, [_curve_point(a, b, rad, t) for t in LABEL_T], e.credible, k))
     for k, (m, target) in enumerate(targets.items(), start=len(edges)):
         start = centre[m.moderator]
         _arrow(ax, start, target, m.edge.credible, patch_a=patches[m.moderator])
-        labels.append(_Label(f"{m.edge.cause}\u00d7{m.moderator}: {m.edge.label}",
-                             [start + t * (target - start) for t in LABEL_T],
-                             m.edge.credible, k))
+        labels.append(
+            _Label(
+                f"{m.edge.cause}\u00d7{m.moderator}: {m.edge.label}",
+                [start + t * (target - start) for t in LABEL_T],
+                m.edge.credible,
+                k,
+            )
+        )
     placer.place(labels)
     _legend(fig, interval, r2 is not None and len(r2) > 0)
     return fig
 
 
-def measurement_diagram(partable: ParTable, estimates: pd.DataFrame,
-                        interval: str = "95% interval") -> Figure | None:
+def measurement_diagram(
+    partable: ParTable, estimates: pd.DataFrame, interval: str = "95% interval"
+) -> Figure | None:
     """A measurement model: factors above their items, arrows labelled with the loadings'
     posterior means, factor covariances as arcs above; None without factors."""
     loads = estimates[estimates.op == "=~"]
@@ -355,34 +462,67 @@ def measurement_diagram(partable: ParTable, estimates: pd.DataFrame,
     for f in factors:  # each item under the first factor it loads on
         items += [i for i in loads.rhs[loads.lhs == f] if i not in items]
     item_xy = {i: np.array([k * ITEM_GAP, 0.0]) for k, i in enumerate(items)}
-    factor_xy = {f: np.array([np.mean([item_xy[i][0] for i in items if _first(loads, i) == f]
-                                      or [item_xy[i][0] for i in loads.rhs[loads.lhs == f]]),
-                              FACTOR_Y]) for f in factors}
-    covs = estimates[(estimates.op == "~~") & (estimates.lhs != estimates.rhs)
-                     & estimates.lhs.isin(factors) & estimates.rhs.isin(factors)]
-    arcs = [np.array([_curve_point(factor_xy[r.lhs], factor_xy[r.rhs], -0.35, t)
-                      for t in np.linspace(0, 1, 41)]) for r in covs.itertuples()]
-    lines = [np.linspace(factor_xy[r.lhs], item_xy[r.rhs], 41) for r in loads.itertuples()
-             if r.rhs in item_xy]
+    factor_xy = {
+        f: np.array(
+            [
+                np.mean(
+                    [item_xy[i][0] for i in items if _first(loads, i) == f]
+                    or [item_xy[i][0] for i in loads.rhs[loads.lhs == f]]
+                ),
+                FACTOR_Y,
+            ]
+        )
+        for f in factors
+    }
+    covs = estimates[
+        (estimates.op == "~~")
+        & (estimates.lhs != estimates.rhs)
+        & estimates.lhs.isin(factors)
+        & estimates.rhs.isin(factors)
+    ]
+    arcs = [
+        np.array(
+            [
+                _curve_point(factor_xy[r.lhs], factor_xy[r.rhs], -0.35, t)
+                for t in np.linspace(0, 1, 41)
+            ]
+        )
+        for r in covs.itertuples()
+    ]
+    lines = [
+        np.linspace(factor_xy[r.lhs], item_xy[r.rhs], 41)
+        for r in loads.itertuples()
+        if r.rhs in item_xy
+    ]
     fig, ax = _canvas(np.vstack([*lines, *arcs, *factor_xy.values()]), (0.7, 0.7, 0.7, 0.7))
     patches = {f: _node(ax, f, tuple(xy), False) for f, xy in factor_xy.items()}
-    patches |= {i: _node(ax, i, tuple(xy), True, ITEM_SIZE, ITEM_FONT)
-                for i, xy in item_xy.items()}
-    placer = _Placer(ax, [_around(factor_xy[f], NODE_W, NODE_H) for f in factors]
-                     + [_around(item_xy[i], *ITEM_SIZE) for i in items], [*lines, *arcs])
+    patches |= {i: _node(ax, i, tuple(xy), True, ITEM_SIZE, ITEM_FONT) for i, xy in item_xy.items()}
+    placer = _Placer(
+        ax,
+        [_around(factor_xy[f], NODE_W, NODE_H) for f in factors]
+        + [_around(item_xy[i], *ITEM_SIZE) for i in items],
+        [*lines, *arcs],
+    )
     labels = []
     for k, r in enumerate(loads.itertuples()):
         edge = Edge(r.lhs, r.rhs, *_summary(loads.loc[r.Index]))
-        _arrow(ax, factor_xy[r.lhs], item_xy[r.rhs], edge.credible,
-               patch_a=patches[r.lhs], patch_b=patches[r.rhs])
+        _arrow(
+            ax,
+            factor_xy[r.lhs],
+            item_xy[r.rhs],
+            edge.credible,
+            patch_a=patches[r.lhs],
+            patch_b=patches[r.rhs],
+        )
         spots = [_curve_point(factor_xy[r.lhs], item_xy[r.rhs], 0.0, t) for t in LOADING_T]
         labels.append(_Label(f"{edge.mean:.2f}", spots, edge.credible, k))
     for k, r in enumerate(covs.itertuples(), start=len(lines)):
         edge = Edge(r.lhs, r.rhs, *_summary(covs.loc[r.Index]))
         a, b = factor_xy[r.lhs], factor_xy[r.rhs]
         _arrow(ax, a, b, edge.credible, -0.35, patches[r.lhs], patches[r.rhs], "<|-|>")
-        labels.append(_Label(edge.label, [_curve_point(a, b, -0.35, t) for t in LABEL_T],
-                             edge.credible, k))
+        labels.append(
+            _Label(edge.label, [_curve_point(a, b, -0.35, t) for t in LABEL_T], edge.credible, k)
+        )
     placer.place(labels)
     _legend(fig, interval, False, loadings=True)
     return fig
@@ -397,13 +537,26 @@ def _summary(row: pd.Series) -> tuple[float, float, float]:
 
 
 def _legend(fig: Figure, interval: str, r2: bool, loadings: bool = False) -> None:
-    handles = [Line2D([], [], color=CREDIBLE, linewidth=1.6, label=f"{interval} excludes 0"),
-               Line2D([], [], color=UNCERTAIN, linewidth=1.2, linestyle=(0, (4, 3)),
-                      label=f"{interval} includes 0"),
-               Patch(facecolor="white", edgecolor="#cccccc",
-                     label="loading: posterior mean; covariance: mean [interval]" if loadings
-                     else "posterior mean [interval]")]
+    handles = [
+        Line2D([], [], color=CREDIBLE, linewidth=1.6, label=f"{interval} excludes 0"),
+        Line2D(
+            [],
+            [],
+            color=UNCERTAIN,
+            linewidth=1.2,
+            linestyle=(0, (4, 3)),
+            label=f"{interval} includes 0",
+        ),
+        Patch(
+            facecolor="white",
+            edgecolor="#cccccc",
+            label="loading: posterior mean; covariance: mean [interval]"
+            if loadings
+            else "posterior mean [interval]",
+        ),
+    ]
     if r2:
-        handles.append(Line2D([], [], linestyle="none",
-                              label="R\u00b2: explained variance, mean [interval]"))
+        handles.append(
+            Line2D([], [], linestyle="none", label="R\u00b2: explained variance, mean [interval]")
+        )
     fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, fontsize=9)

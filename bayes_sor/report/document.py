@@ -94,12 +94,18 @@ def agree(count: int, one: str, many: str) -> str:
 
 def format_frame(frame: pd.DataFrame, digits: int = 3) -> Table:
     """Format numbers with ``digits`` decimals (integers as such, NaN blank) into a Table."""
-    numeric = tuple(c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-                    and not pd.api.types.is_bool_dtype(frame[c]))
+    numeric = tuple(
+        c
+        for c in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+    )
 
     def cell(value) -> str:
-        if value is None or value is pd.NA or (isinstance(value, float | np.floating)
-                                               and np.isnan(value)):
+        if (
+            value is None
+            or value is pd.NA
+            or (isinstance(value, float | np.floating) and np.isnan(value))
+        ):
             return ""
         if isinstance(value, bool | np.bool_):
             return "yes" if value else "no"
@@ -115,13 +121,17 @@ def format_frame(frame: pd.DataFrame, digits: int = 3) -> Table:
 
 # ---- Markdown ------------------------------------------------------------------------------
 
+
 def section_markers(key: str) -> tuple[str, str]:
     """The comments around a section another stage appended to ``report.md``."""
     return f"<!-- bayes_sor:{key}:begin -->", f"<!-- bayes_sor:{key}:end -->"
 
 
-_APPENDED = re.compile(r"<!-- bayes_sor:(?P<key>[\w.-]+):begin -->\n?(?P<body>.*?)\n?"
-                       r"<!-- bayes_sor:(?P=key):end -->", re.DOTALL)
+_APPENDED = re.compile(
+    r"<!-- bayes_sor:(?P<key>[\w.-]+):begin -->\n?(?P<body>.*?)\n?"
+    r"<!-- bayes_sor:(?P=key):end -->",
+    re.DOTALL,
+)
 
 
 def appended_sections(markdown: str) -> dict[str, str]:
@@ -134,10 +144,13 @@ def _md_table(table: Table) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
     columns = list(table.frame.columns)
-    lines = ["| " + " | ".join(esc(c) for c in columns) + " |",
-             "|" + "|".join("---:" if c in table.numeric else "---" for c in columns) + "|"]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |"
-              for row in table.frame.itertuples(index=False)]
+    lines = [
+        "| " + " | ".join(esc(c) for c in columns) + " |",
+        "|" + "|".join("---:" if c in table.numeric else "---" for c in columns) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(esc(v) for v in row) + " |" for row in table.frame.itertuples(index=False)
+    ]
     if table.caption:
         lines = [f"*{table.caption}*", "", *lines]
     return "\n".join(lines)
@@ -152,13 +165,17 @@ def nest_headings(text: str, top: int = 3) -> str:
     for line in lines:  # a "# comment" in a code block is no heading
         inside ^= line.lstrip().startswith("```")
         fenced.append(inside or line.lstrip().startswith("```"))
-    levels = [len(m.group(1)) if (m := re.match(r"(#{1,6}) ", line)) and not code else 0
-              for line, code in zip(lines, fenced, strict=True)]
+    levels = [
+        len(m.group(1)) if (m := re.match(r"(#{1,6}) ", line)) and not code else 0
+        for line, code in zip(lines, fenced, strict=True)
+    ]
     if not any(levels):
         return text
     shift = top - min(v for v in levels if v)
-    return "\n".join("#" * min(6, max(1, level + shift)) + line[level:] if level else line
-                     for line, level in zip(lines, levels, strict=True))
+    return "\n".join(
+        "#" * min(6, max(1, level + shift)) + line[level:] if level else line
+        for line, level in zip(lines, levels, strict=True)
+    )
 
 
 def _md_block(block: Block) -> str:
@@ -230,12 +247,18 @@ def _html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
     classes = [' class="num"' if c in table.numeric else "" for c in columns]
     body = "".join(
-        "<tr>" + "".join(f"<td{cls}>{html.escape(str(v))}</td>"
-                         for cls, v in zip(classes, row, strict=True)) + "</tr>"
-        for row in table.frame.itertuples(index=False))
+        "<tr>"
+        + "".join(
+            f"<td{cls}>{html.escape(str(v))}</td>" for cls, v in zip(classes, row, strict=True)
+        )
+        + "</tr>"
+        for row in table.frame.itertuples(index=False)
+    )
     caption = f"<caption>{_inline(table.caption)}</caption>" if table.caption else ""
-    return (f'<div class="table-wrap"><table>{caption}<thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table></div>")
+    return (
+        f'<div class="table-wrap"><table>{caption}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _markdown_html(block: Markdown) -> str:
@@ -246,9 +269,13 @@ def _markdown_html(block: Markdown) -> str:
     text = nest_headings(block.text)
     rendered = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     rendered = rendered.replace("<table>", '<div class="table-wrap"><table>').replace(
-        "</table>", "</table></div>")
-    return re.sub(r'<img src="([^"]*)" alt="([^"]*)"[^>]*>',
-                  lambda m: _embedded_img(m.group(1), m.group(2), block.base), rendered)
+        "</table>", "</table></div>"
+    )
+    return re.sub(
+        r'<img src="([^"]*)" alt="([^"]*)"[^>]*>',
+        lambda m: _embedded_img(m.group(1), m.group(2), block.base),
+        rendered,
+    )
 
 
 def image_links(markdown: str) -> list[str]:
@@ -259,8 +286,12 @@ def image_links(markdown: str) -> list[str]:
 def _embedded_img(src: str, alt: str, base: Path | None) -> str:
     """An ``<img>`` whose source is embedded, or its alt text when the file is not there."""
     path = (base / unquote(html.unescape(src))) if base is not None else None
-    if path is None or src.startswith(("data:", "http:", "https:")) or not path.is_file() \
-            or path.suffix.lower() not in (".png", ".svg"):
+    if (
+        path is None
+        or src.startswith(("data:", "http:", "https:"))
+        or not path.is_file()
+        or path.suffix.lower() not in (".png", ".svg")
+    ):
         return f"<em>[figure not embedded: {alt or src}]</em>"
     return f'<img src="{data_uri(path)}" alt="{alt}">'
 
@@ -276,18 +307,23 @@ def _html_block(block: Block) -> str:
         return _html_table(block)
     if isinstance(block, Markdown):
         return f'<div class="appended">{_markdown_html(block)}</div>'
-    return (f'<figure><img src="{data_uri(block.path)}" alt="{html.escape(block.caption)}">'
-            f"<figcaption>{_inline(block.caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{data_uri(block.path)}" alt="{html.escape(block.caption)}">'
+        f"<figcaption>{_inline(block.caption)}</figcaption></figure>"
+    )
 
 
 def to_html(doc: Document) -> str:
     """The document as one self-contained HTML page (no scripts, no external resources)."""
-    toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>'
-                  for s in doc.sections)
+    toc = "".join(
+        f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in doc.sections
+    )
     body = "".join(
         f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>'
-        + "".join(_html_block(b) for b in s.blocks) + "</section>"
-        for s in doc.sections)
+        + "".join(_html_block(b) for b in s.blocks)
+        + "</section>"
+        for s in doc.sections
+    )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -26,8 +26,12 @@ from bayes_sor.spec.matrices import implied_moments, representation
 from bayes_sor.spec.partable import ParTable, row_name
 
 #: effect kinds in the forest plot, in order, with their colours
-FOREST_KINDS = {"direct": "#1f3b73", "indirect": "#c0392b", "total_indirect": "#d68910",
-                "total": "#117a65"}
+FOREST_KINDS = {
+    "direct": "#1f3b73",
+    "indirect": "#c0392b",
+    "total_indirect": "#d68910",
+    "total": "#117a65",
+}
 #: the moderator grid of conditional-effect plots, in SDs of the latent moderator
 Z_GRID = np.linspace(-2.5, 2.5, 101)
 #: posterior probability that defines the Johnson-Neyman-style region
@@ -47,8 +51,10 @@ def write_readable(path: Path, writer: Callable[[Path], None]) -> Path:
 
 def save_png(fig: Figure, path: Path, dpi: int = 150) -> Path:
     """Write ``fig`` as a PNG, atomically, and release it."""
-    write_readable(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
-                                                 bbox_inches="tight", facecolor="white"))
+    write_readable(
+        path,
+        lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white"),
+    )
     if fig.canvas.manager is not None:  # made through pyplot (ArviZ's plots): unregister it
         # pyplot only for figures made through it; ours are made without it
         import matplotlib.pyplot as plt
@@ -58,6 +64,7 @@ def save_png(fig: Figure, path: Path, dpi: int = 150) -> Path:
 
 
 # ---- forest plot ---------------------------------------------------------------------------
+
 
 def forest_plot(effects: pd.DataFrame, interval: str = "95% interval") -> Figure | None:
     """Posterior mean and interval of every direct, indirect and total effect, by kind."""
@@ -71,9 +78,17 @@ def forest_plot(effects: pd.DataFrame, interval: str = "95% interval") -> Figure
     ax = fig.add_subplot()
     y, ticks, labels = 0.0, [], []
     for kind, group in groups:
-        ax.text(0.0, y, kind.replace("_", " ") + " effects", transform=ax.get_yaxis_transform(),
-                ha="right", va="center", fontweight="bold", fontsize=9,
-                color=FOREST_KINDS[kind])
+        ax.text(
+            0.0,
+            y,
+            kind.replace("_", " ") + " effects",
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="center",
+            fontweight="bold",
+            fontsize=9,
+            color=FOREST_KINDS[kind],
+        )
         y -= 1
         cells = group[["effect", "mean", "ci.lower", "ci.upper"]]
         for effect, mean, lower, upper in cells.itertuples(index=False, name=None):
@@ -95,6 +110,7 @@ def forest_plot(effects: pd.DataFrame, interval: str = "95% interval") -> Figure
 
 # ---- conditional effects along a moderator -------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ConditionalCurve:
     """A (conditional) effect along the moderator's grid ``z`` (in SDs of the moderator)."""
@@ -108,8 +124,9 @@ class ConditionalCurve:
     upper: np.ndarray
     p_positive: np.ndarray
 
-    def regions(self, prob: float = JN_PROB) -> tuple[list[tuple[float, float]],
-                                                       list[tuple[float, float]]]:
+    def regions(
+        self, prob: float = JN_PROB
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """Moderator ranges where P(effect > 0) > prob, and where P(effect < 0) > prob."""
         return (_runs(self.z, self.p_positive > prob), _runs(self.z, self.p_positive < 1 - prob))
 
@@ -129,8 +146,11 @@ def describe_regions(curve: ConditionalCurve, prob: float = JN_PROB) -> str:
     positive, negative = curve.regions(prob)
 
     def words(sign: str, runs: list[tuple[float, float]]) -> str:
-        where = (" and ".join(f"from {lo:+.2f} to {hi:+.2f} SD" for lo, hi in runs)
-                 if runs else "at no value on the grid")
+        where = (
+            " and ".join(f"from {lo:+.2f} to {hi:+.2f} SD" for lo, hi in runs)
+            if runs
+            else "at no value on the grid"
+        )
         return f"P(effect {sign} 0) > {prob:.2f} for {curve.moderator} {where}"
 
     span = f"{curve.z[0]:+.1f} to {curve.z[-1]:+.1f} SD"
@@ -139,17 +159,24 @@ def describe_regions(curve: ConditionalCurve, prob: float = JN_PROB) -> str:
 
 def moderated_paths(partable: ParTable, effects: pd.DataFrame) -> list[tuple[str, str, str]]:
     """``(path, moderator, kind)`` for every moderated path and moderated indirect path."""
-    out = [(f"{first} -> {outcome}", w, "conditional direct")
-           for outcome, first, w in partable.interactions]
+    out = [
+        (f"{first} -> {outcome}", w, "conditional direct")
+        for outcome, first, w in partable.interactions
+    ]
     imm = effects[effects.kind == "index_moderated_mediation"]
-    out += [(r.effect, r.moderator_value, "conditional indirect")
-            for r in imm.itertuples(index=False)]
+    out += [
+        (r.effect, r.moderator_value, "conditional indirect") for r in imm.itertuples(index=False)
+    ]
     return out
 
 
-def conditional_curves(partable: ParTable, par: np.ndarray,
-                       moderated: list[tuple[str, str, str]], ci_prob: float = 0.95,
-                       z: np.ndarray = Z_GRID) -> list[ConditionalCurve]:
+def conditional_curves(
+    partable: ParTable,
+    par: np.ndarray,
+    moderated: list[tuple[str, str, str]],
+    ci_prob: float = 0.95,
+    z: np.ndarray = Z_GRID,
+) -> list[ConditionalCurve]:
     """For each ``(path, moderator, kind)`` of :func:`moderated_paths`, the product of the
     path's coefficients, each moderated edge at b + d w, along ``z``.
 
@@ -166,20 +193,25 @@ def conditional_curves(partable: ParTable, par: np.ndarray,
         w = latent_sd[:, [rep.latents.index(moderator)]] * z[None, :]
         value = np.ones((len(draws), len(z)))
         for cause, outcome in itertools.pairwise(p.strip() for p in path.split("->")):
-            coefficient = np.broadcast_to(draws[:, [names.index(row_name(outcome, "~", cause))]],
-                                          value.shape).copy()
+            coefficient = np.broadcast_to(
+                draws[:, [names.index(row_name(outcome, "~", cause))]], value.shape
+            ).copy()
             product = row_name(outcome, "~", f"{cause}:{moderator}")
             if product in names:
                 coefficient += draws[:, [names.index(product)]] * w
             value *= coefficient
         lower, upper = np.quantile(value, [tail, 1 - tail], axis=0)
-        curves.append(ConditionalCurve(path, moderator, kind, z, value.mean(axis=0), lower,
-                                       upper, (value > 0).mean(axis=0)))
+        curves.append(
+            ConditionalCurve(
+                path, moderator, kind, z, value.mean(axis=0), lower, upper, (value > 0).mean(axis=0)
+            )
+        )
     return curves
 
 
-def conditional_plot(curves: list[ConditionalCurve], interval: str = "95% interval",
-                     prob: float = JN_PROB) -> Figure | None:
+def conditional_plot(
+    curves: list[ConditionalCurve], interval: str = "95% interval", prob: float = JN_PROB
+) -> Figure | None:
     """One panel per curve: mean, credible band, and the shaded Johnson-Neyman-style region."""
     if not curves:
         return None
@@ -189,7 +221,7 @@ def conditional_plot(curves: list[ConditionalCurve], interval: str = "95% interv
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, curve in zip(axes, curves, strict=False):
         _conditional_panel(ax, curve, interval, prob)
-    for ax in axes[len(curves):]:
+    for ax in axes[len(curves) :]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=8.5)
@@ -200,13 +232,24 @@ def conditional_plot(curves: list[ConditionalCurve], interval: str = "95% interv
 def _conditional_panel(ax: Axes, curve: ConditionalCurve, interval: str, prob: float) -> None:
     positive, negative = curve.regions(prob)
     for k, (lo, hi) in enumerate(positive):
-        ax.axvspan(lo, hi, color="#d5f5e3", zorder=0,
-                   label=f"P(effect > 0) > {prob:.2f}" if k == 0 else None)
+        ax.axvspan(
+            lo,
+            hi,
+            color="#d5f5e3",
+            zorder=0,
+            label=f"P(effect > 0) > {prob:.2f}" if k == 0 else None,
+        )
     for k, (lo, hi) in enumerate(negative):
-        ax.axvspan(lo, hi, color="#fadbd8", zorder=0,
-                   label=f"P(effect < 0) > {prob:.2f}" if k == 0 else None)
-    ax.fill_between(curve.z, curve.lower, curve.upper, color="#1f3b73", alpha=0.22,
-                    linewidth=0, label=interval)
+        ax.axvspan(
+            lo,
+            hi,
+            color="#fadbd8",
+            zorder=0,
+            label=f"P(effect < 0) > {prob:.2f}" if k == 0 else None,
+        )
+    ax.fill_between(
+        curve.z, curve.lower, curve.upper, color="#1f3b73", alpha=0.22, linewidth=0, label=interval
+    )
     ax.plot(curve.z, curve.mean, color="#1f3b73", linewidth=1.8, label="posterior mean")
     ax.axhline(0, color="#555555", linewidth=0.8)
     for sd in (-1, 0, 1):
@@ -218,6 +261,7 @@ def _conditional_panel(ax: Axes, curve: ConditionalCurve, interval: str, prob: f
 
 
 # ---- rank plots ----------------------------------------------------------------------------
+
 
 def worst_rows(estimates: pd.DataFrame, n: int = 6) -> pd.DataFrame:
     """The ``n`` free parameters that mix worst: highest R-hat first, then lowest bulk ESS."""
@@ -237,23 +281,35 @@ def rank_plot(idata: xr.DataTree, params: list[str]) -> Figure | None:
 
     ncols = min(3, len(params))
     nrows = -(-len(params) // ncols)
-    pc = azp.plot_rank(idata, var_names=["par"], coords={"param": params},
-                       backend="matplotlib", labeller=NoVarLabeller(), col_wrap=ncols,
-                       # draws thinned to about their effective sample size: the same test
-                       # and picture, at a third of the cost of all draws (1 s of a fit)
-                       thin=True,
-                       # a shared, visible y axis: panels must be comparable in size
-                       visuals={"remove_axis": False},
-                       figure_kwargs={"figsize": (3.6 * ncols, 2.9 * nrows + 0.6),
-                                      "layout": "constrained", "sharey": True})
+    pc = azp.plot_rank(
+        idata,
+        var_names=["par"],
+        coords={"param": params},
+        backend="matplotlib",
+        labeller=NoVarLabeller(),
+        col_wrap=ncols,
+        # draws thinned to about their effective sample size: the same test
+        # and picture, at a third of the cost of all draws (1 s of a fit)
+        thin=True,
+        # a shared, visible y axis: panels must be comparable in size
+        visuals={"remove_axis": False},
+        figure_kwargs={
+            "figsize": (3.6 * ncols, 2.9 * nrows + 0.6),
+            "layout": "constrained",
+            "sharey": True,
+        },
+    )
     fig = pc.viz["figure"].item()
     # readable where the figure is scaled to a page's text column (about 900 px)
     for ax in fig.axes:
         ax.title.set_fontsize(RANK_TITLE_PT)
         ax.tick_params(labelsize=9)
         ax.xaxis.label.set_fontsize(10)
-    fig.suptitle("Fractional-rank ECDF minus uniform, one line per chain, draws thinned to "
-                 "about their effective sample size (ideal: flat near 0).\n"
-                 "p: ArviZ's multi-chain uniformity test; small p and highlighted points mean "
-                 "the chains disagree", fontsize=RANK_TITLE_PT - 1)
+    fig.suptitle(
+        "Fractional-rank ECDF minus uniform, one line per chain, draws thinned to "
+        "about their effective sample size (ideal: flat near 0).\n"
+        "p: ArviZ's multi-chain uniformity test; small p and highlighted points mean "
+        "the chains disagree",
+        fontsize=RANK_TITLE_PT - 1,
+    )
     return fig

@@ -57,12 +57,15 @@ from bayes_sor.runs.rundir import RUN_FILES, Run, load_run
 from bayes_sor.spec.partable import ParTable, kind_of, row_name
 
 if TYPE_CHECKING:
-
     from bayes_sor.report.figures import ConditionalCurve
     from bayes_sor.runs.fit import FitResult
 
-FIGURE_FILES = {"diagram": "path_diagram.png", "forest": "effects_forest.png",
-                "conditional": "conditional_effects.png", "rank": "rank_plots.png"}
+FIGURE_FILES = {
+    "diagram": "path_diagram.png",
+    "forest": "effects_forest.png",
+    "conditional": "conditional_effects.png",
+    "rank": "rank_plots.png",
+}
 #: files of a replaced run (``fit --force``) carried into the new one: the user's notes
 KEPT_FILES = ("README.md",)
 #: rows shown of a table another stage wrote (residual matrices can be large)
@@ -70,6 +73,7 @@ MAX_EXTRA_ROWS = 60
 
 
 # ---- small formatting helpers --------------------------------------------------------------
+
 
 def _interval(mean: float, lower: float, upper: float) -> str:
     if pd.isna(mean):
@@ -100,35 +104,56 @@ def _roles(partable: ParTable) -> dict[str, str]:
 
 # ---- sections ------------------------------------------------------------------------------
 
+
 def _model_section(run: Run) -> Section:
     attrs, pt = run.attrs, run.partable
     loads = pt.table[pt.table.op == "=~"]
     roles = _roles(pt)
     constructs = pd.DataFrame(
-        [{"construct": f, "role": roles[f], "items": int((loads.lhs == f).sum()),
-          "indicators": ", ".join(loads.rhs[loads.lhs == f])} for f in pt.latents])
+        [
+            {
+                "construct": f,
+                "role": roles[f],
+                "items": int((loads.lhs == f).sum()),
+                "indicators": ", ".join(loads.rhs[loads.lhs == f]),
+            }
+            for f in pt.latents
+        ]
+    )
     settings = _json_attr(attrs, "bayes_sor_sampler_settings")
     versions = _json_attr(attrs, "bayes_sor_versions")
-    return Section("1. Model and data", [
-        Code(pt.text),
-        Bullets([
-            f"N = {attrs.get('bayes_sor_n_obs', '?')} respondents; data "
-            f"`{attrs.get('bayes_sor_data_source', '?')}`, sha256 "
-            f"`{attrs.get('bayes_sor_data_sha256', '?')}`",
-            _missingness(attrs),
-            *_category_notes(attrs),
-            f"identification: {attrs.get('bayes_sor_identification', '?')}; likelihood: "
-            f"{attrs.get('bayes_sor_likelihood', '?')}; intervals: {run.interval}",
-            "sampler: " + ", ".join(f"{k} = {v}" for k, v in settings.items()
-                                    if k != "progressbar" and v is not None),
-            f"seed: {attrs.get('bayes_sor_seed', settings.get('seed', '?'))}; sampled "
-            f"{run.tree['posterior'].attrs.get('created_at') or _written(run.path)}",
-            "software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        ]),
-        _titled(format_frame(constructs), "Constructs and their items"),
-        _titled(format_frame(_priors(run.estimates)), "Priors of the free parameters "
-                "(blavaan notation; [sd]: the prior is on the standard deviation)"),
-    ])
+    return Section(
+        "1. Model and data",
+        [
+            Code(pt.text),
+            Bullets(
+                [
+                    f"N = {attrs.get('bayes_sor_n_obs', '?')} respondents; data "
+                    f"`{attrs.get('bayes_sor_data_source', '?')}`, sha256 "
+                    f"`{attrs.get('bayes_sor_data_sha256', '?')}`",
+                    _missingness(attrs),
+                    *_category_notes(attrs),
+                    f"identification: {attrs.get('bayes_sor_identification', '?')}; likelihood: "
+                    f"{attrs.get('bayes_sor_likelihood', '?')}; intervals: {run.interval}",
+                    "sampler: "
+                    + ", ".join(
+                        f"{k} = {v}"
+                        for k, v in settings.items()
+                        if k != "progressbar" and v is not None
+                    ),
+                    f"seed: {attrs.get('bayes_sor_seed', settings.get('seed', '?'))}; sampled "
+                    f"{run.tree['posterior'].attrs.get('created_at') or _written(run.path)}",
+                    "software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+                ]
+            ),
+            _titled(format_frame(constructs), "Constructs and their items"),
+            _titled(
+                format_frame(_priors(run.estimates)),
+                "Priors of the free parameters "
+                "(blavaan notation; [sd]: the prior is on the standard deviation)",
+            ),
+        ],
+    )
 
 
 def _written(folder: Path) -> str:
@@ -146,11 +171,12 @@ def _missingness(attrs: dict) -> str:
     listed = ", ".join(f"{k} {v}" for k, v in missing.items()) or "none"
     method = attrs.get("bayes_sor_missing_method")
     if method == "model":
-        how = ("case-wise (FIML) likelihood over the missingness patterns"
-               if attrs.get("bayes_sor_likelihood") == "marginal"
-               else "only the answered items enter the likelihood (no values imputed)")
-        handled = (f"missing-data model, {how}; respondents without any answer left out: "
-                   f"{dropped}")
+        how = (
+            "case-wise (FIML) likelihood over the missingness patterns"
+            if attrs.get("bayes_sor_likelihood") == "marginal"
+            else "only the answered items enter the likelihood (no values imputed)"
+        )
+        handled = f"missing-data model, {how}; respondents without any answer left out: {dropped}"
     elif method == "listwise":
         handled = f"listwise deletion ({dropped} incomplete respondents dropped)"
     elif method == "refuse":
@@ -165,8 +191,14 @@ def _missingness(attrs: dict) -> str:
 def _category_notes(attrs: dict) -> list[str]:
     """The fit's warning about ordinal items with empty or sparse categories, if any."""
     notes = json.loads(attrs.get("bayes_sor_category_notes", "[]"))
-    return ["ordinal items with empty or sparse categories (thresholds lie between observed "
-            "categories only): " + "; ".join(notes)] if notes else []
+    return (
+        [
+            "ordinal items with empty or sparse categories (thresholds lie between observed "
+            "categories only): " + "; ".join(notes)
+        ]
+        if notes
+        else []
+    )
 
 
 def _priors(estimates: pd.DataFrame) -> pd.DataFrame:
@@ -177,8 +209,7 @@ def _priors(estimates: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (kind, prior), group in frame.groupby(["kind", "prior"], sort=False):
         shown = ", ".join(group.name.head(4)) + (" ..." if len(group) > 4 else "")
-        rows.append({"parameters": kind, "prior": prior, "count": len(group),
-                     "examples": shown})
+        rows.append({"parameters": kind, "prior": prior, "count": len(group), "examples": shown})
     return pd.DataFrame(rows)
 
 
@@ -189,94 +220,168 @@ def _titled(table: Table, caption: str) -> Table:
 def _hypotheses_section(run: Run) -> Section:
     h = run.hypotheses
     if h.empty:
-        return Section("2. Hypotheses", [Paragraph(
-            "The model file declares no hypotheses. Declare them as comments, e.g. "
-            "`# H1: CT ~ PI > 0`, `# H6: indirect(PI -> CT -> IB) > 0`, "
-            "`# H10: IB ~ CT:IT > 0`.")])
+        return Section(
+            "2. Hypotheses",
+            [
+                Paragraph(
+                    "The model file declares no hypotheses. Declare them as comments, e.g. "
+                    "`# H1: CT ~ PI > 0`, `# H6: indirect(PI -> CT -> IB) > 0`, "
+                    "`# H10: IB ~ CT:IT > 0`."
+                )
+            ],
+        )
     ci = f"{run.ci_prob:.0%}"
-    table = pd.DataFrame({
-        "hypothesis": h.hypothesis,
-        "statement": h.statement,
-        f"mean [{ci} ETI]": [_interval(*v) for v in h[["mean", "ci.lower", "ci.upper"]]
-                             .itertuples(index=False, name=None)],
-        f"std.all mean [{ci} ETI]": [_interval(*v) for v in h[
-            ["std.mean", "std.ci.lower", "std.ci.upper"]].itertuples(index=False, name=None)],
-        "P(direction)": h.p_direction,
-        f"P(ROPE ±{run.rope:g})": h.p_rope,
-        "ROPE scale": h.rope_scale,
-        "verdict": h.verdict,
-    })
-    return Section("2. Hypotheses", [
-        Paragraph("Each hypothesis declared in the model file, judged from the posterior. "
-                  "P(direction) is the posterior probability that the stated sign holds; "
-                  "P(ROPE) the probability that the effect lies within the region of practical "
-                  f"equivalence ±{run.rope:g} around zero. Paths are standardised as lavaan's "
-                  "`std.all`; an effect of X on Y is scaled by sd(X)/sd(Y); defined "
-                  "parameters stay on their own (raw) scale. **Verdicts:** "
-                  f"{verdict_rules(run.rope)}."),
-        format_frame(table),
-    ])
+    table = pd.DataFrame(
+        {
+            "hypothesis": h.hypothesis,
+            "statement": h.statement,
+            f"mean [{ci} ETI]": [
+                _interval(*v)
+                for v in h[["mean", "ci.lower", "ci.upper"]].itertuples(index=False, name=None)
+            ],
+            f"std.all mean [{ci} ETI]": [
+                _interval(*v)
+                for v in h[["std.mean", "std.ci.lower", "std.ci.upper"]].itertuples(
+                    index=False, name=None
+                )
+            ],
+            "P(direction)": h.p_direction,
+            f"P(ROPE ±{run.rope:g})": h.p_rope,
+            "ROPE scale": h.rope_scale,
+            "verdict": h.verdict,
+        }
+    )
+    return Section(
+        "2. Hypotheses",
+        [
+            Paragraph(
+                "Each hypothesis declared in the model file, judged from the posterior. "
+                "P(direction) is the posterior probability that the stated sign holds; "
+                "P(ROPE) the probability that the effect lies within the region of practical "
+                f"equivalence ±{run.rope:g} around zero. Paths are standardised as lavaan's "
+                "`std.all`; an effect of X on Y is scaled by sd(X)/sd(Y); defined "
+                "parameters stay on their own (raw) scale. **Verdicts:** "
+                f"{verdict_rules(run.rope)}."
+            ),
+            format_frame(table),
+        ],
+    )
 
 
 def _diagram_section(run: Run, figure: Path | None) -> Section:
     scale = f"on the model's ({run.attrs.get('bayes_sor_identification', 'std.lv')}) scale"
     if not run.partable.endogenous:
         if figure is None:
-            return Section("3. Path diagram", [Paragraph("The model has no latent variables "
-                                                         "and no structural paths to draw.")])
-        return Section("3. Measurement model", [Figure(figure, (
-            "The model has no structural paths: its factors and their items. Arrow labels: "
-            f"the loadings' posterior means {scale}; arcs: factor covariances, posterior mean "
-            f"[{run.interval}]. Solid: the interval excludes zero; dashed grey: it includes "
-            "zero. Intervals of every loading are in section 7."))])
-    r2 = run.r2.assign(**{"R²": [_interval(*v) for v in run.r2[
-        ["mean", "ci.lower", "ci.upper"]].itertuples(index=False, name=None)]})
-    return Section("3. Path diagram", [
-        Figure(figure, (
-            f"Structural model. Labels: posterior mean [{run.interval}] {scale}. Solid "
-            "arrows: the interval excludes zero; dashed grey arrows: it includes zero. An "
-            "arrow from a moderator onto a path is the latent interaction (moderator × "
-            "cause). Under each endogenous construct: its R² (explained variance). "
-            "Covariances among exogenous constructs are estimated but not drawn.")),
-        Paragraph("R² of each endogenous construct: 1 − its residual variance / its total "
-                  "variance implied by the model (the latent interaction's share included), "
-                  f"per posterior draw; posterior mean [{run.ci_prob:.0%} equal-tailed "
-                  "interval]."),
-        _titled(format_frame(r2[["construct", "R²"]]), "Explained variance (R²)"),
-    ])
+            return Section(
+                "3. Path diagram",
+                [Paragraph("The model has no latent variables and no structural paths to draw.")],
+            )
+        return Section(
+            "3. Measurement model",
+            [
+                Figure(
+                    figure,
+                    (
+                        "The model has no structural paths: its factors and their items. Arrow "
+                        f"labels: the loadings' posterior means {scale}; arcs: factor "
+                        f"covariances, posterior mean [{run.interval}]. Solid: the interval "
+                        "excludes zero; dashed grey: it includes zero. Intervals of every loading "
+                        "are in section 7."
+                    ),
+                )
+            ],
+        )
+    r2 = run.r2.assign(
+        **{
+            "R²": [
+                _interval(*v)
+                for v in run.r2[["mean", "ci.lower", "ci.upper"]].itertuples(index=False, name=None)
+            ]
+        }
+    )
+    return Section(
+        "3. Path diagram",
+        [
+            Figure(
+                figure,
+                (
+                    f"Structural model. Labels: posterior mean [{run.interval}] {scale}. Solid "
+                    "arrows: the interval excludes zero; dashed grey arrows: it includes zero. An "
+                    "arrow from a moderator onto a path is the latent interaction (moderator × "
+                    "cause). Under each endogenous construct: its R² (explained variance). "
+                    "Covariances among exogenous constructs are estimated but not drawn."
+                ),
+            ),
+            Paragraph(
+                "R² of each endogenous construct: 1 − its residual variance / its total "
+                "variance implied by the model (the latent interaction's share included), "
+                f"per posterior draw; posterior mean [{run.ci_prob:.0%} equal-tailed "
+                "interval]."
+            ),
+            _titled(format_frame(r2[["construct", "R²"]]), "Explained variance (R²)"),
+        ],
+    )
 
 
 def _effects_section(run: Run, figures: dict[str, Path], curves: list[ConditionalCurve]) -> Section:
 
     e = run.effects
-    table = pd.DataFrame({
-        "effect": e.effect, "kind": e.kind.str.replace("_", " "),
-        "at": e.moderator_value, "mean": e["mean"], "sd": e["sd"],
-        "lower": e["ci.lower"], "upper": e["ci.upper"], "P(> 0)": e.p_positive})
+    table = pd.DataFrame(
+        {
+            "effect": e.effect,
+            "kind": e.kind.str.replace("_", " "),
+            "at": e.moderator_value,
+            "mean": e["mean"],
+            "sd": e["sd"],
+            "lower": e["ci.lower"],
+            "upper": e["ci.upper"],
+            "P(> 0)": e.p_positive,
+        }
+    )
     blocks: list[Block] = []
     if "forest" in figures:
-        blocks.append(Figure(figures["forest"], (
-            f"Direct, specific indirect, total indirect and total effects: posterior mean and "
-            f"{run.interval}. With a moderator on a path, effects through it are at the "
-            "moderator's mean.")))
+        blocks.append(
+            Figure(
+                figures["forest"],
+                (
+                    "Direct, specific indirect, total indirect and total effects: posterior mean "
+                    f"and {run.interval}. With a moderator on a path, effects through it are at "
+                    "the moderator's mean."
+                ),
+            )
+        )
     if "conditional" in figures:
         blocks += [
-            Figure(figures["conditional"], (
-                f"Conditional effects along the moderator (the moderated path b + d·w and "
-                f"each conditional indirect effect a·(b + d·w)), computed per posterior draw "
-                f"over a grid of w in SDs of the latent moderator: mean and {run.ci_prob:.0%} "
-                f"equal-tailed band. Shaded green: the Johnson-Neyman-style region where "
-                f"P(effect > 0) > {JN_PROB}; red: P(effect < 0) > {JN_PROB}. The region is "
-                "one-sided, so it can reach where the two-sided band touches zero.")),
+            Figure(
+                figures["conditional"],
+                (
+                    f"Conditional effects along the moderator (the moderated path b + d·w and "
+                    f"each conditional indirect effect a·(b + d·w)), computed per posterior draw "
+                    f"over a grid of w in SDs of the latent moderator: mean and {run.ci_prob:.0%} "
+                    f"equal-tailed band. Shaded green: the Johnson-Neyman-style region where "
+                    f"P(effect > 0) > {JN_PROB}; red: P(effect < 0) > {JN_PROB}. The region is "
+                    "one-sided, so it can reach where the two-sided band touches zero."
+                ),
+            ),
             Bullets([f"{c.kind} {c.path}: {describe_regions(c)}" for c in curves]),
         ]
     if e.empty:
-        return Section("4. Effects", [Paragraph(
-            "The model has no structural paths, so there are no direct, indirect or total "
-            "effects to report.")])
-    moderated = (" Conditional indirect effects are at -1/0/+1 SD of the latent moderator "
-                 "and at the 16th/50th/84th percentiles of its latent scores; the index of "
-                 "moderated mediation is a·d." if run.partable.interactions else "")
+        return Section(
+            "4. Effects",
+            [
+                Paragraph(
+                    "The model has no structural paths, so there are no direct, indirect or total "
+                    "effects to report."
+                )
+            ],
+        )
+    moderated = (
+        " Conditional indirect effects are at -1/0/+1 SD of the latent moderator "
+        "and at the 16th/50th/84th percentiles of its latent scores; the index of "
+        "moderated mediation is a·d."
+        if run.partable.interactions
+        else ""
+    )
     blocks += [
         Paragraph(f"All effects ({run.interval}).{moderated}"),
         _titled(format_frame(table), "Effects (effects.csv)"),
@@ -286,34 +391,59 @@ def _effects_section(run: Run, figures: dict[str, Path], curves: list[Conditiona
 
 def _diagnostics_section(run: Run, figures: dict[str, Path]) -> Section:
     diag = run.diagnostics
-    status = ("**All checks passed.**" if diag.ok else "**Checks FAILED**: "
-              + "; ".join(diag.problems) + ". Do not interpret the estimates before fixing this.")
-    summary = pd.DataFrame([{
-        "max R-hat": diag.max_r_hat, "min bulk ESS": round(diag.min_ess_bulk),
-        "min tail ESS": round(diag.min_ess_tail), "divergences": diag.divergences,
-        "draws": diag.n_draws, "min E-BFMI": diag.min_bfmi}])
+    status = (
+        "**All checks passed.**"
+        if diag.ok
+        else "**Checks FAILED**: "
+        + "; ".join(diag.problems)
+        + ". Do not interpret the estimates before fixing this."
+    )
+    summary = pd.DataFrame(
+        [
+            {
+                "max R-hat": diag.max_r_hat,
+                "min bulk ESS": round(diag.min_ess_bulk),
+                "min tail ESS": round(diag.min_ess_tail),
+                "divergences": diag.divergences,
+                "draws": diag.n_draws,
+                "min E-BFMI": diag.min_bfmi,
+            }
+        ]
+    )
     worst = _worst_table(run.estimates)
     blocks: list[Block] = [
-        Paragraph(f"Thresholds: R-hat <= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN}, no "
-                  f"divergent transitions, E-BFMI >= {BFMI_MIN}. {status}"),
+        Paragraph(
+            f"Thresholds: R-hat <= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN}, no "
+            f"divergent transitions, E-BFMI >= {BFMI_MIN}. {status}"
+        ),
         format_frame(summary),
         _titled(format_frame(worst), "The free parameters with the highest R-hat"),
     ]
     if "rank" in figures:
-        blocks.append(Figure(figures["rank"], (
-            "Rank plots of the six worst-mixing free parameters (highest R-hat): with "
-            "converged chains each chain's ranks are uniform.")))
+        blocks.append(
+            Figure(
+                figures["rank"],
+                (
+                    "Rank plots of the six worst-mixing free parameters (highest R-hat): with "
+                    "converged chains each chain's ranks are uniform."
+                ),
+            )
+        )
     return Section("5. Diagnostics", blocks)
 
 
 def _worst_table(estimates: pd.DataFrame, n: int = 10) -> pd.DataFrame:
 
     free = worst_rows(estimates, n)
-    return pd.DataFrame({
-        "parameter": [f"{r.lhs} {r.op} {r.rhs}".strip() for r in free.itertuples()],
-        "mean": free["mean"].to_numpy(), "R-hat": free.r_hat.to_numpy(),
-        "bulk ESS": free.ess_bulk.round().astype("Int64").to_numpy(),
-        "tail ESS": free.ess_tail.round().astype("Int64").to_numpy()})
+    return pd.DataFrame(
+        {
+            "parameter": [f"{r.lhs} {r.op} {r.rhs}".strip() for r in free.itertuples()],
+            "mean": free["mean"].to_numpy(),
+            "R-hat": free.r_hat.to_numpy(),
+            "bulk ESS": free.ess_bulk.round().astype("Int64").to_numpy(),
+            "tail ESS": free.ess_tail.round().astype("Int64").to_numpy(),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -328,8 +458,9 @@ class Extra:
 
 
 EXTRAS = (
-    Extra("ppc", "Posterior predictive checks", ("fit_measures.csv", "residuals.csv"),
-          ("ppc_*.png",)),
+    Extra(
+        "ppc", "Posterior predictive checks", ("fit_measures.csv", "residuals.csv"), ("ppc_*.png",)
+    ),
     Extra("reliability", "Reliability", ("reliability.csv",), ()),
     Extra("sensitivity", "Prior sensitivity", ("sensitivity.csv",), ("sensitivity*.png",)),
     Extra("compare", "Frequentist comparison", ("comparison.csv",), ("comparison*.png",)),
@@ -342,10 +473,12 @@ def _csv_blocks(folder: Path, names: tuple[str, ...]) -> list[Block]:
     for path in (folder / n for n in names):
         if path.is_file():
             frame = pd.read_csv(path)
-            note = (f" (first {MAX_EXTRA_ROWS} of {len(frame)} rows)"
-                    if len(frame) > MAX_EXTRA_ROWS else "")
-            blocks.append(_titled(format_frame(frame.head(MAX_EXTRA_ROWS)),
-                                  f"{path.name}{note}"))
+            note = (
+                f" (first {MAX_EXTRA_ROWS} of {len(frame)} rows)"
+                if len(frame) > MAX_EXTRA_ROWS
+                else ""
+            )
+            blocks.append(_titled(format_frame(frame.head(MAX_EXTRA_ROWS)), f"{path.name}{note}"))
     return blocks
 
 
@@ -361,8 +494,12 @@ def _checks_section(run: Run, appended: dict[str, str]) -> Section:
         tables = [] if extra.key in appended else _csv_blocks(run.path, extra.tables)
         own = appended.get(extra.key, "")
         shown |= _linked(run.path, own)
-        images = sorted(p for pattern in extra.images for p in run.path.glob(pattern)
-                        if p.resolve() not in shown)
+        images = sorted(
+            p
+            for pattern in extra.images
+            for p in run.path.glob(pattern)
+            if p.resolve() not in shown
+        )
         shown |= {p.resolve() for p in images}
         if own:  # the stage's own words, headed by itself
             blocks.append(Markdown(own, extra.key, run.path))
@@ -375,46 +512,73 @@ def _checks_section(run: Run, appended: dict[str, str]) -> Section:
             blocks.append(Markdown(text, key, run.path))
             shown |= _linked(run.path, text)
     # Whatever else a stage drew into the folder: a co-author with report.html alone sees it.
-    others = sorted(p for suffix in ("png", "svg") for p in run.path.glob(f"*.{suffix}")
-                    if p.resolve() not in shown)
+    others = sorted(
+        p
+        for suffix in ("png", "svg")
+        for p in run.path.glob(f"*.{suffix}")
+        if p.resolve() not in shown
+    )
     if others:
-        blocks += [Paragraph("**Other figures in the run folder**"),
-                   *(Figure(p, f"`{p.name}`") for p in others)]
+        blocks += [
+            Paragraph("**Other figures in the run folder**"),
+            *(Figure(p, f"`{p.name}`") for p in others),
+        ]
     if not blocks:
         files = ", ".join(f"`{f}`" for e in EXTRAS for f in (*e.tables, *e.images))
-        blocks.append(Paragraph(
-            "No posterior predictive, reliability, sensitivity or comparison results in this "
-            f"run folder yet ({files} and the sections that `python -m bayes_sor ppc`, "
-            "`reliability`, `sensitivity`, `compare` and `compare-models` add to report.md "
-            "are shown here when present)."))
+        blocks.append(
+            Paragraph(
+                "No posterior predictive, reliability, sensitivity or comparison results in this "
+                f"run folder yet ({files} and the sections that `python -m bayes_sor ppc`, "
+                "`reliability`, `sensitivity`, `compare` and `compare-models` add to report.md "
+                "are shown here when present)."
+            )
+        )
     return Section("6. Checks and comparison", blocks)
 
 
 def _estimates_section(run: Run) -> Section:
     e = run.estimates
-    table = e[["lhs", "op", "rhs", "label", "mean", "sd", "ci.lower", "ci.upper", "r_hat",
-               "ess_bulk", "ess_tail", "std.all", "prior"]].copy()
+    table = e[
+        [
+            "lhs",
+            "op",
+            "rhs",
+            "label",
+            "mean",
+            "sd",
+            "ci.lower",
+            "ci.upper",
+            "r_hat",
+            "ess_bulk",
+            "ess_tail",
+            "std.all",
+            "prior",
+        ]
+    ].copy()
     table[["ess_bulk", "ess_tail"]] = table[["ess_bulk", "ess_tail"]].round().astype("Int64")
-    return Section("7. Parameter estimates", [
-        Paragraph(f"Every parameter ({run.interval}); fixed parameters have no R-hat or ESS."),
-        _titled(format_frame(table), "Parameter estimates (estimates.csv)"),
-    ])
+    return Section(
+        "7. Parameter estimates",
+        [
+            Paragraph(f"Every parameter ({run.interval}); fixed parameters have no R-hat or ESS."),
+            _titled(format_frame(table), "Parameter estimates (estimates.csv)"),
+        ],
+    )
 
 
 # ---- figures and the whole report ----------------------------------------------------------
 
-def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path],
-                                                        list[ConditionalCurve]]:
+
+def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path], list[ConditionalCurve]]:
     """Draw and save the report's figures; returns {name: path} and the conditional curves.
     ``redraw=False`` keeps the figures already in the folder (they depend on the posterior
     alone, which a model check does not change)."""
 
     par = run.posterior["par"].values
-    curves = conditional_curves(run.partable, par,
-                                   moderated_paths(run.partable, run.effects), run.ci_prob)
+    curves = conditional_curves(
+        run.partable, par, moderated_paths(run.partable, run.effects), run.ci_prob
+    )
     drawers = {
-        "diagram": lambda: path_diagram(run.partable, run.estimates, run.interval,
-                                        run.r2),
+        "diagram": lambda: path_diagram(run.partable, run.estimates, run.interval, run.r2),
         "forest": lambda: forest_plot(run.effects, run.interval),
         "conditional": lambda: conditional_plot(curves, f"{run.ci_prob:.0%} interval"),
         "rank": lambda: rank_plot(run.tree, worst_parameters(run.estimates)),
@@ -442,24 +606,34 @@ def _title(run: Run) -> str:
     return ""
 
 
-def build_document(run: Run, figures: dict[str, Path], curves: list[ConditionalCurve],
-                   appended: dict[str, str] | None = None) -> Document:
+def build_document(
+    run: Run,
+    figures: dict[str, Path],
+    curves: list[ConditionalCurve],
+    appended: dict[str, str] | None = None,
+) -> Document:
     """The report as blocks (rendered to both Markdown and HTML); ``appended``: sections other
     stages added to ``report.md``, kept in section 6."""
     diag = run.diagnostics
     status = "diagnostics passed" if diag.ok else "**diagnostics FAILED** (section 5)"
     description = f": {_title(run)}" if _title(run) else ""
-    subtitle = (f"bayes_sor run `{run.path.name}`{description}. N = "
-                f"{run.attrs.get('bayes_sor_n_obs', '?')}; {status}.")
-    return Document("Bayesian S-O-R model report", subtitle, [
-        _model_section(run),
-        _hypotheses_section(run),
-        _diagram_section(run, figures.get("diagram")),
-        _effects_section(run, figures, curves),
-        _diagnostics_section(run, figures),
-        _checks_section(run, appended or {}),
-        _estimates_section(run),
-    ])
+    subtitle = (
+        f"bayes_sor run `{run.path.name}`{description}. N = "
+        f"{run.attrs.get('bayes_sor_n_obs', '?')}; {status}."
+    )
+    return Document(
+        "Bayesian S-O-R model report",
+        subtitle,
+        [
+            _model_section(run),
+            _hypotheses_section(run),
+            _diagram_section(run, figures.get("diagram")),
+            _effects_section(run, figures, curves),
+            _diagnostics_section(run, figures),
+            _checks_section(run, appended or {}),
+            _estimates_section(run),
+        ],
+    )
 
 
 def write_report(folder: Path, rope: float | None = None, redraw: bool = True) -> list[Path]:
@@ -492,14 +666,17 @@ def refresh_report(folder: Path) -> bool:
     try:
         write_report(folder, redraw=False)
     except Exception as exc:  # as in write_run: the results on disk are what counts
-        warnings.warn(f"report.html could not be rewritten ({type(exc).__name__}: {exc}); the "
-                      f"section is in report.md: run 'python -m bayes_sor report {folder}'",
-                      stacklevel=2)
+        warnings.warn(
+            f"report.html could not be rewritten ({type(exc).__name__}: {exc}); the "
+            f"section is in report.md: run 'python -m bayes_sor report {folder}'",
+            stacklevel=2,
+        )
         return False
     return True
 
 
 # ---- writing a fit -------------------------------------------------------------------------
+
 
 def _report_attrs(result: FitResult, rope: float) -> dict[str, str]:
     """What the report needs beyond the fit's provenance: interval, ROPE, missingness."""
@@ -508,21 +685,28 @@ def _report_attrs(result: FitResult, rope: float) -> dict[str, str]:
         "bayes_sor_ci_prob": str(result.ci_prob),
         "bayes_sor_hdi": "true" if result.hdi else "false",
         "bayes_sor_rope": str(rope),
-        "bayes_sor_missing": json.dumps({k: int(v) for k, v in
-                                         getattr(data, "missing", {}).items()}),
+        "bayes_sor_missing": json.dumps(
+            {k: int(v) for k, v in getattr(data, "missing", {}).items()}
+        ),
         "bayes_sor_n_dropped": str(getattr(data, "n_dropped", 0)),
     }
 
 
-def write_run(result: FitResult, out: Path, force: bool = False, report: bool = True,
-              rope: float = DEFAULT_ROPE) -> Path:
+def write_run(
+    result: FitResult,
+    out: Path,
+    force: bool = False,
+    report: bool = True,
+    rope: float = DEFAULT_ROPE,
+) -> Path:
     """Write all outputs of ``result`` into ``out`` atomically (temporary folder, rename; a
     ``README.md`` of the run it replaces is kept), then the report. A failing report never
     costs the fit: it is a warning, and ``python -m bayes_sor report OUT`` can make it later."""
     out = Path(out)
     result.idata.attrs.update(_report_attrs(result, rope))
-    hypotheses = evaluate(result.partable, result.idata["posterior"].to_dataset(),
-                          result.ci_prob, rope)
+    hypotheses = evaluate(
+        result.partable, result.idata["posterior"].to_dataset(), result.ci_prob, rope
+    )
     with staging(out, force) as tmp:
         result.idata.to_netcdf(tmp / "posterior.nc")
         result.estimates.to_csv(tmp / "estimates.csv", index=False)
@@ -536,7 +720,9 @@ def write_run(result: FitResult, out: Path, force: bool = False, report: bool = 
         try:
             write_report(out, rope)
         except Exception as exc:  # the posterior is safe on disk; the report can be redone
-            message = (f"the report could not be written ({type(exc).__name__}: {exc}); the "
-                       f"fit is saved: run 'python -m bayes_sor report {out}'")
+            message = (
+                f"the report could not be written ({type(exc).__name__}: {exc}); the "
+                f"fit is saved: run 'python -m bayes_sor report {out}'"
+            )
             warnings.warn(message, stacklevel=2)
     return out

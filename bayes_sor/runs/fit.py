@@ -61,19 +61,26 @@ def read_model(model: str | Path) -> str:
     if path is None:
         return str(model)
     if path.is_dir():
-        raise ModelSpecError(f"model file {str(path)!r} is a folder; give the path of the "
-                             "lavaan-syntax (.lav) file in it")
+        raise ModelSpecError(
+            f"model file {str(path)!r} is a folder; give the path of the "
+            "lavaan-syntax (.lav) file in it"
+        )
     if not path.is_file():
-        raise ModelSpecError(f"model file {str(path)!r} does not exist; give the path of a "
-                             "lavaan-syntax file such as models/impulse_buying.lav")
+        raise ModelSpecError(
+            f"model file {str(path)!r} does not exist; give the path of a "
+            "lavaan-syntax file such as models/impulse_buying.lav"
+        )
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ModelSpecError(f"model file {str(path)!r} cannot be read ({exc.strerror}); check "
-                             "its permissions") from None
+        raise ModelSpecError(
+            f"model file {str(path)!r} cannot be read ({exc.strerror}); check its permissions"
+        ) from None
     if len(raw) > 1_000_000:
-        raise ModelSpecError(f"model file {str(path)!r} is {len(raw)} bytes: far too long for "
-                             "a model; check that you passed the model, not the data")
+        raise ModelSpecError(
+            f"model file {str(path)!r} is {len(raw)} bytes: far too long for "
+            "a model; check that you passed the model, not the data"
+        )
     if b"\x00" in raw:
         raise ModelSpecError(f"model file {str(path)!r} is binary, not lavaan text")
     try:
@@ -82,8 +89,9 @@ def read_model(model: str | Path) -> str:
         return raw.decode("latin-1")
 
 
-def provenance(partable: ParTable, dataset: Dataset | SummaryData, settings: SamplerSettings,
-               likelihood: str) -> dict[str, str]:
+def provenance(
+    partable: ParTable, dataset: Dataset | SummaryData, settings: SamplerSettings, likelihood: str
+) -> dict[str, str]:
     """Attributes stored on the posterior so a run can be traced and repeated."""
     versions = {}
     for package in PACKAGES:
@@ -95,8 +103,9 @@ def provenance(partable: ParTable, dataset: Dataset | SummaryData, settings: Sam
         "bayes_sor_model_text": partable.text,
         "bayes_sor_data_sha256": dataset.sha256,
         "bayes_sor_data_source": dataset.source,
-        "bayes_sor_n_obs": str(dataset.nobs if isinstance(dataset, SummaryData)
-                               else len(dataset.frame)),
+        "bayes_sor_n_obs": str(
+            dataset.nobs if isinstance(dataset, SummaryData) else len(dataset.frame)
+        ),
         "bayes_sor_seed": str(settings.seed),
         "bayes_sor_likelihood": likelihood,
         "bayes_sor_missing_method": getattr(dataset, "policy", "none (summary statistics)"),
@@ -151,47 +160,76 @@ def fit(
     settings.validate()
     if not 0 < ci_prob < 1:
         raise BayesSORError(f"--ci must lie between 0 and 1 (e.g. 0.95), got {ci_prob}")
-    partable = _checked_model(model, identification, ordinal, prior_scale, moderator_values,
-                              latent_scores)
+    partable = _checked_model(
+        model, identification, ordinal, prior_scale, moderator_values, latent_scores
+    )
     scale = _declared_scale(partable, scale)
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
     source = next((v for v in (data, cov, cor) if v is not None), None)
     stage("reading the data" + (f" ({source})" if isinstance(source, str | Path) else ""))
     dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
     stage("building the PyMC model")
-    built = pymc_model(partable, dataset if isinstance(dataset, SummaryData) else dataset.frame,
-                       likelihood=likelihood, save_latent=save_latent,
-                       latent_scores=latent_scores)
+    built = pymc_model(
+        partable,
+        dataset if isinstance(dataset, SummaryData) else dataset.frame,
+        likelihood=likelihood,
+        save_latent=save_latent,
+        latent_scores=latent_scores,
+    )
     idata = sample(built, settings, stage)
     stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
-    posterior, effects = _posterior_with_effects(idata, built, partable, dataset,
-                                                 settings.seed, save_latent)
+    posterior, effects = _posterior_with_effects(
+        idata, built, partable, dataset, settings.seed, save_latent
+    )
     idata["posterior"] = xr.DataTree(dataset=posterior)
     idata["observed_data"] = xr.DataTree(dataset=_observed_data(dataset, partable))
-    _record_provenance(idata, partable, dataset, settings, built, moderator_values is not None,
-                       scale)
+    _record_provenance(
+        idata, partable, dataset, settings, built, moderator_values is not None, scale
+    )
     estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
     return FitResult(
-        partable=partable, dataset=dataset, built=built, idata=idata, estimates=estimates,
+        partable=partable,
+        dataset=dataset,
+        built=built,
+        idata=idata,
+        estimates=estimates,
         effects=effects_table(effects, ci_prob, hdi),
         hypotheses=evaluate(partable, posterior, ci_prob),
-        diagnostics=check_convergence(idata, estimates), settings=settings, ci_prob=ci_prob,
+        diagnostics=check_convergence(idata, estimates),
+        settings=settings,
+        ci_prob=ci_prob,
         hdi=hdi,
     )
 
 
-def _checked_model(model: str | Path | ParTable, identification: str | None,
-                   ordinal: list[str] | str | None, prior_scale: float,
-                   moderator_values: dict[str, list[float]] | None,
-                   latent_scores: str | None) -> ParTable:
+def _checked_model(
+    model: str | Path | ParTable,
+    identification: str | None,
+    ordinal: list[str] | str | None,
+    prior_scale: float,
+    moderator_values: dict[str, list[float]] | None,
+    latent_scores: str | None,
+) -> ParTable:
     """The parameter table, with every mistake the model alone shows raised before the data
     are read."""
-    partable = model if isinstance(model, ParTable) else build_partable(
-        read_model(model), identification=identification, ordinal=ordinal,
-        prior_scale=prior_scale)
+    partable = (
+        model
+        if isinstance(model, ParTable)
+        else build_partable(
+            read_model(model),
+            identification=identification,
+            ordinal=ordinal,
+            prior_scale=prior_scale,
+        )
+    )
     if moderator_values is not None:
-        partable = replace(partable, options={
-            **partable.options, "moderator_values": check_moderator_values(moderator_values)})
+        partable = replace(
+            partable,
+            options={
+                **partable.options,
+                "moderator_values": check_moderator_values(moderator_values),
+            },
+        )
     named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
     check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
     centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
@@ -205,83 +243,119 @@ def _declared_scale(partable: ParTable, scale: Scale | str | None) -> Scale | No
     return scale if isinstance(scale, Scale) else parse_scale(scale)
 
 
-def _posterior_with_effects(idata: xr.DataTree, built: BuiltModel, partable: ParTable,
-                            dataset: Dataset | SummaryData, seed: int,
-                            save_latent: bool) -> tuple[xr.Dataset, xr.DataArray]:
+def _posterior_with_effects(
+    idata: xr.DataTree,
+    built: BuiltModel,
+    partable: ParTable,
+    dataset: Dataset | SummaryData,
+    seed: int,
+    save_latent: bool,
+) -> tuple[xr.Dataset, xr.DataArray]:
     """The posterior plus ``effects`` per draw; latent scores kept only when asked for (drawn
     afterwards for a marginal fit)."""
     posterior = idata["posterior"].to_dataset()
-    quantiles = posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior \
-        else None
-    effects = effects_dataarray(effect_draws(partable, built.representation,
-                                             posterior["par"].values, quantiles),
-                                sample_shape=posterior["par"].shape[:2])
+    quantiles = (
+        posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior else None
+    )
+    effects = effects_dataarray(
+        effect_draws(partable, built.representation, posterior["par"].values, quantiles),
+        sample_shape=posterior["par"].shape[:2],
+    )
     posterior["effects"] = effects
     if save_latent and built.likelihood == "marginal":
         posterior["latent_scores"] = _marginal_scores(built, posterior, dataset, seed)
     if not save_latent:
-        posterior = posterior.drop_vars([v for v in raw_latent_names(built.model)
-                                         if v in posterior])
+        posterior = posterior.drop_vars(
+            [v for v in raw_latent_names(built.model) if v in posterior]
+        )
     return posterior, effects
 
 
-def _record_provenance(idata: xr.DataTree, partable: ParTable, dataset: Dataset | SummaryData,
-                       settings: SamplerSettings, built: BuiltModel, moderator_values: bool,
-                       scale: Scale | None) -> None:
+def _record_provenance(
+    idata: xr.DataTree,
+    partable: ParTable,
+    dataset: Dataset | SummaryData,
+    settings: SamplerSettings,
+    built: BuiltModel,
+    moderator_values: bool,
+    scale: Scale | None,
+) -> None:
     """The run's attributes: :func:`provenance`, the centred latents, the moderator values
     given, the category notes of ordinal items."""
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
     if built.likelihood == "conditional":
         idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
     if moderator_values:
-        idata.attrs["bayes_sor_moderator_values"] = json.dumps(
-            partable.options["moderator_values"])
+        idata.attrs["bayes_sor_moderator_values"] = json.dumps(partable.options["moderator_values"])
     if isinstance(dataset, Dataset) and partable.ordinal_items():
         scale_range = (scale.low, scale.high) if scale is not None else None
         idata.attrs["bayes_sor_category_notes"] = json.dumps(
-            category_notes(dataset.frame, partable.ordinal_items(), scale_range))
+            category_notes(dataset.frame, partable.ordinal_items(), scale_range)
+        )
 
 
-def _load_inputs(partable: ParTable, data, summary: dict, scale: Scale | None, missing: str,
-                 save_latent: bool) -> tuple[Dataset | SummaryData, ParTable]:
+def _load_inputs(
+    partable: ParTable, data, summary: dict, scale: Scale | None, missing: str, save_latent: bool
+) -> tuple[Dataset | SummaryData, ParTable]:
     """Raw answers (ordinal thresholds added from them) or a covariance matrix (intercepts
     dropped: without means they are not identified)."""
     if not any(v is not None for k, v in summary.items() if k != "nobs"):
         if data is None:
-            raise BayesSORError("give the data (--data), or a covariance matrix (--cov) or "
-                                "correlation matrix (--cor) with --nobs")
+            raise BayesSORError(
+                "give the data (--data), or a covariance matrix (--cov) or "
+                "correlation matrix (--cor) with --nobs"
+            )
         observed = partable.observed_structural
-        dataset = load_data(data, partable.indicators, scale=scale, missing=missing,
-                            ordinal=partable.ordinal_items(), observed=observed,
-                            latents=[f for f in partable.latents if f not in observed])
+        dataset = load_data(
+            data,
+            partable.indicators,
+            scale=scale,
+            missing=missing,
+            ordinal=partable.ordinal_items(),
+            observed=observed,
+            latents=[f for f in partable.latents if f not in observed],
+        )
         scale_range = (scale.low, scale.high) if scale is not None else None
         return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
     if data is not None:
-        raise BayesSORError("give either raw data (--data) or a summary matrix (--cov/--cor), "
-                            "not both")
+        raise BayesSORError(
+            "give either raw data (--data) or a summary matrix (--cov/--cor), not both"
+        )
     if save_latent:
-        raise BayesSORError("--save-latent needs the raw answers; a covariance matrix has no "
-                            "respondents to score")
+        raise BayesSORError(
+            "--save-latent needs the raw answers; a covariance matrix has no respondents to score"
+        )
     dataset = load_summary(partable.indicators, **summary)
-    warnings.warn("summary-statistics input has no item means: the mean structure is dropped "
-                  "(no intercepts are estimated)", stacklevel=3)
+    warnings.warn(
+        "summary-statistics input has no item means: the mean structure is dropped "
+        "(no intercepts are estimated)",
+        stacklevel=3,
+    )
     return dataset, without_mean_structure(partable)
 
 
 def _observed_data(dataset: Dataset | SummaryData, partable: ParTable) -> xr.Dataset:
     if isinstance(dataset, SummaryData):
-        return xr.Dataset({"sample_cov": (("item", "item_"), dataset.cov.to_numpy())},
-                          coords={"item": dataset.items, "item_": dataset.items},
-                          attrs={"n_obs": dataset.nobs, "standardized": int(dataset.standardized)})
-    return xr.Dataset({"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
-                      coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators})
+        return xr.Dataset(
+            {"sample_cov": (("item", "item_"), dataset.cov.to_numpy())},
+            coords={"item": dataset.items, "item_": dataset.items},
+            attrs={"n_obs": dataset.nobs, "standardized": int(dataset.standardized)},
+        )
+    return xr.Dataset(
+        {"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
+        coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators},
+    )
 
 
-def _marginal_scores(built: BuiltModel, posterior: xr.Dataset, dataset: Dataset,
-                     seed: int) -> xr.DataArray:
+def _marginal_scores(
+    built: BuiltModel, posterior: xr.Dataset, dataset: Dataset, seed: int
+) -> xr.DataArray:
     """Latent scores of a marginal fit, drawn from their conditional normal per draw."""
     rep = built.representation
     y = dataset.frame[rep.items].to_numpy(dtype=float)
     draws = marginal_latent_scores(rep, posterior["par"].values, y, seed)
-    return xr.DataArray(draws, dims=("chain", "draw", "obs", "latent"),
-                        coords={"obs": np.arange(y.shape[0]), "latent": rep.latents})
+    return xr.DataArray(
+        draws,
+        dims=("chain", "draw", "obs", "latent"),
+        coords={"obs": np.arange(y.shape[0]), "latent": rep.latents},
+    )

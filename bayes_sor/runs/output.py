@@ -22,28 +22,37 @@ def check_destination(out: Path, force: bool) -> None:
     """
     out = Path(out)
     if out.resolve() in (Path.cwd(), *Path.cwd().parents):
-        raise OutputError(f"--out {str(out)!r} is the current folder or holds it; a run is "
-                          "written to a folder of its own: choose e.g. reports/<name>")
+        raise OutputError(
+            f"--out {str(out)!r} is the current folder or holds it; a run is "
+            "written to a folder of its own: choose e.g. reports/<name>"
+        )
     _recover_interrupted(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {str(out)!r} is a file, not a folder; choose another path")
     if out.exists() and any(out.iterdir()):
         # A replaced folder is deleted: only ever a run, never the user's other files.
         if not is_run_folder(out):
-            raise OutputError(f"--out {str(out)!r} holds files but not a bayes_sor run (neither "
-                              f"posterior.nc nor a run's tables {', '.join(RUN_TABLES)}), which "
-                              "a run would delete; choose a new or empty folder")
+            raise OutputError(
+                f"--out {str(out)!r} holds files but not a bayes_sor run (neither "
+                f"posterior.nc nor a run's tables {', '.join(RUN_TABLES)}), which "
+                "a run would delete; choose a new or empty folder"
+            )
         if not force:
-            raise OutputError(f"--out {str(out)!r} already holds a run; pass --force to replace "
-                              "it (the old run is kept until the new one is complete)")
+            raise OutputError(
+                f"--out {str(out)!r} already holds a run; pass --force to replace "
+                "it (the old run is kept until the new one is complete)"
+            )
     writable_folder(out.resolve().parent, "--out")
 
 
 #: The tables ``fit`` writes into every run folder, with the start of their header. They mark a
 #: folder as a run also without its ``posterior.nc``, which git does not keep (a committed
 #: example run such as ``reports/impulse_buying``), so ``--force`` can replace it.
-RUN_TABLES = {"estimates.csv": "lhs,op,rhs,label,mean,", "effects.csv": "effect,kind,",
-              "partable.csv": "lhs,op,rhs,label,free,"}
+RUN_TABLES = {
+    "estimates.csv": "lhs,op,rhs,label,mean,",
+    "effects.csv": "effect,kind,",
+    "partable.csv": "lhs,op,rhs,label,free,",
+}
 
 
 def is_run_folder(folder: Path) -> bool:

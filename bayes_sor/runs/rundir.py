@@ -32,8 +32,12 @@ from bayes_sor.spec.partable import ParTable, add_thresholds, build_partable, wi
 #: the tables a complete run folder holds beside posterior.nc
 RUN_FILES = ("estimates.csv", "effects.csv")
 TEXT_COLUMNS = ("lhs", "op", "rhs", "label", "prior", "effect", "kind", "moderator_value")
-REQUIRED_ATTRS = ("bayes_sor_model_text", "bayes_sor_data_sha256", "bayes_sor_likelihood",
-                  "bayes_sor_identification")
+REQUIRED_ATTRS = (
+    "bayes_sor_model_text",
+    "bayes_sor_data_sha256",
+    "bayes_sor_likelihood",
+    "bayes_sor_identification",
+)
 
 
 @dataclass
@@ -98,8 +102,10 @@ class Run:
         """Refuse a folder without the tables the report reads."""
         absent = [f for f in RUN_FILES if not (self.path / f).is_file()]
         if absent:
-            raise OutputError(f"{str(self.path)!r} is not a complete run folder: "
-                              f"{', '.join(absent)} missing; rerun the fit")
+            raise OutputError(
+                f"{str(self.path)!r} is not a complete run folder: "
+                f"{', '.join(absent)} missing; rerun the fit"
+            )
 
     @cached_property
     def estimates(self) -> pd.DataFrame:
@@ -180,8 +186,10 @@ def load_run(path: str | Path, rope: float | None = None) -> Run:
         return Run(path, tree, partable, par, y, cov, mean, len(y), _rope(tree.attrs, rope))
     items = partable.indicators
     s = observed["sample_cov"].sel(item=items, item_=items).values.astype(float)
-    n = int(observed["sample_cov"].attrs.get("n_obs", observed.attrs.get("n_obs", 0))
-            or tree.attrs.get("bayes_sor_n_obs"))
+    n = int(
+        observed["sample_cov"].attrs.get("n_obs", observed.attrs.get("n_obs", 0))
+        or tree.attrs.get("bayes_sor_n_obs")
+    )
     return Run(path, tree, partable, par, None, s * (n - 1) / n, None, n, _rope(tree.attrs, rope))
 
 
@@ -197,10 +205,12 @@ def _candidates(attrs: dict, names: list[str], summary: bool) -> list[ParTable]:
         if "|" in n:
             item = n.split("|")[0]
             thresholds[item] = thresholds.get(item, 1) + 1
-    base = build_partable(attrs["bayes_sor_model_text"],
-                          identification=attrs["bayes_sor_identification"],
-                          ordinal=list(thresholds) or None,
-                          prior_scale=float(attrs.get("bayes_sor_prior_scale", 1.0)))
+    base = build_partable(
+        attrs["bayes_sor_model_text"],
+        identification=attrs["bayes_sor_identification"],
+        ordinal=list(thresholds) or None,
+        prior_scale=float(attrs.get("bayes_sor_prior_scale", 1.0)),
+    )
     if "bayes_sor_moderator_values" in attrs:  # given to fit() rather than in the header
         base.options["moderator_values"] = json.loads(attrs["bayes_sor_moderator_values"])
     if thresholds:

@@ -40,8 +40,11 @@ _PROPS_EQ = "MetaType.__new__.<locals>.__eq__"
 #: PyTensor 3.3's source; tests/sampling/test_graph_key.py fails if one stops doing so)
 _PROPS_EQ_BY_HAND = (Elemwise.__eq__,)
 #: scalar ops' hand-written ``__eq__``: the class, ``output_types_preference`` and these
-_SCALAR_EQ = {ScalarOp.__eq__: (), LogicalComparison.__eq__: ("bool",),
-              FixedLogicalComparison.__eq__: ("bool",)}
+_SCALAR_EQ = {
+    ScalarOp.__eq__: (),
+    LogicalComparison.__eq__: ("bool",),
+    FixedLogicalComparison.__eq__: ("bool",),
+}
 
 
 class Unkeyable(TypeError):
@@ -62,8 +65,9 @@ def graph_key(outputs: Sequence[Variable], inputs: Sequence[Variable] = ()) -> s
 
     for node in toposort(outputs):
         args = tuple(ref(v) for v in node.inputs)
-        parts.append(("apply", op_key(node.op), args, tuple(_type_key(o.type)
-                                                           for o in node.outputs)))
+        parts.append(
+            ("apply", op_key(node.op), args, tuple(_type_key(o.type) for o in node.outputs))
+        )
         for out in node.outputs:
             ids[id(out)] = len(ids)
     parts.append(("outputs", tuple(ref(v) for v in outputs)))
@@ -75,14 +79,27 @@ def op_key(op: Op) -> tuple:
     cls = type(op)
     if _compares_props(cls) or cls.__eq__ in _PROPS_EQ_BY_HAND:
         return (_name(cls), *(value_key(getattr(op, p)) for p in cls.__props__))
-    if cls.__eq__ is OpFromGraph.__eq__ and op.pullback_overrides is None \
-            and op.pushforward_overrides is None and op._connection_pattern is None:
+    if (
+        cls.__eq__ is OpFromGraph.__eq__
+        and op.pullback_overrides is None
+        and op.pushforward_overrides is None
+        and op._connection_pattern is None
+    ):
         # compared by its inner graph (and flags); without overrides the graph is all it does
-        return (_name(cls), graph_key(op.fgraph.outputs, op.fgraph.inputs), op.is_inline,
-                value_key(op.destroy_map))
+        return (
+            _name(cls),
+            graph_key(op.fgraph.outputs, op.fgraph.inputs),
+            op.is_inline,
+            value_key(op.destroy_map),
+        )
     if isinstance(op, ScalarOp) and cls.__eq__ in _SCALAR_EQ:
-        return (_name(cls), *(value_key(getattr(op, a, None)) for a in
-                              ("output_types_preference", *_SCALAR_EQ[cls.__eq__])))
+        return (
+            _name(cls),
+            *(
+                value_key(getattr(op, a, None))
+                for a in ("output_types_preference", *_SCALAR_EQ[cls.__eq__])
+            ),
+        )
     raise Unkeyable(f"op {cls.__qualname__} compares by a rule the key cannot follow")
 
 
@@ -92,15 +109,13 @@ def value_key(value) -> object:
         return (type(value).__name__, value)
     if isinstance(value, np.ndarray | np.generic):
         array = np.ascontiguousarray(value)
-        return ("array", array.dtype.str, array.shape,
-                hashlib.sha256(array.tobytes()).hexdigest())
+        return ("array", array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).hexdigest())
     if isinstance(value, np.dtype):
         return ("dtype", value.str)
     if isinstance(value, slice):
         return ("slice", value_key(value.start), value_key(value.stop), value_key(value.step))
     if isinstance(value, Mapping):
-        return ("map", tuple(sorted((repr(value_key(k)), value_key(v))
-                                    for k, v in value.items())))
+        return ("map", tuple(sorted((repr(value_key(k)), value_key(v)) for k, v in value.items())))
     if isinstance(value, tuple | list):
         return (type(value).__name__, tuple(value_key(v) for v in value))
     if isinstance(value, Op):
@@ -108,8 +123,7 @@ def value_key(value) -> object:
     if isinstance(value, Type):
         return _type_key(value)
     if _compares_props(type(value)):
-        return (_name(type(value)), *(value_key(getattr(value, p))
-                                      for p in type(value).__props__))
+        return (_name(type(value)), *(value_key(getattr(value, p)) for p in type(value).__props__))
     if isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         name = _name(value)
         if "<" in name:  # a lambda or a closure: its behaviour is not in its name
@@ -138,9 +152,11 @@ def _leaf_key(var: Variable) -> tuple:
 
 
 def _compares_props(cls: type) -> bool:
-    return (getattr(cls, "__props__", None) is not None
-            and cls.__eq__.__module__ == "pytensor.graph.utils"
-            and cls.__eq__.__qualname__ == _PROPS_EQ)
+    return (
+        getattr(cls, "__props__", None) is not None
+        and cls.__eq__.__module__ == "pytensor.graph.utils"
+        and cls.__eq__.__qualname__ == _PROPS_EQ
+    )
 
 
 def _name(obj) -> str:

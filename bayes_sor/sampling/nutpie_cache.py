@@ -54,8 +54,14 @@ TEMPLATE_VERSION = "1"
 #: one small JSON file per compiled model, beside PyTensor's numba cache
 MODEL_CACHE = config.base_compiledir / "bayes_sor_models"
 #: PyTensor settings that change what a graph compiles to
-_CONFIG_FLAGS = ("floatX", "optimizer", "optimizer_excluding", "optimizer_including",
-                 "optimizer_requiring", "numba__fastmath")
+_CONFIG_FLAGS = (
+    "floatX",
+    "optimizer",
+    "optimizer_excluding",
+    "optimizer_including",
+    "optimizer_requiring",
+    "numba__fastmath",
+)
 _LIBRARIES = ("pymc", "pytensor", "nutpie", "numba", "llvmlite", "numpy")
 
 _LOGP = """\
@@ -95,8 +101,13 @@ def {name}(dim, expanded, x_, out_, user_data_):
 """
 
 
-def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] | None = None,
-                       announce: Callable[[bool], None] | None = None):
+def compile_pymc_model(
+    model,
+    *,
+    initial_points: dict,
+    var_names: Iterable[str] | None = None,
+    announce: Callable[[bool], None] | None = None,
+):
     """``nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())`` with cached
     C callbacks; returns nutpie's ``CompiledPyMCModel``.
 
@@ -110,8 +121,9 @@ def compile_pymc_model(model, *, initial_points: dict, var_names: Iterable[str] 
 
     announce = announce or (lambda cached: None)
     var_names = None if var_names is None else list(var_names)
-    point_fn = make_initial_point_fn(model=model, overrides=initial_points, jitter_rvs=set(),
-                                     return_transformed=True)
+    point_fn = make_initial_point_fn(
+        model=model, overrides=initial_points, jitter_rvs=set(), return_transformed=True
+    )
     graph = _ModelGraph.of(model, point_fn(0), var_names)
     entry_path = None if graph.key is None else MODEL_CACHE / f"{graph.key}.json"
     if entry_path is not None and entry_path.is_file():
@@ -141,8 +153,11 @@ class _ModelGraph:
         value_vars = [model.rvs_to_values[rv] for rv in model.free_RVs]
         joined = {v.name: tuple(np.shape(point[v.name])) for v in value_vars}
         wanted = None if var_names is None else set(var_names)
-        traced = [v for v in model.unobserved_value_vars if v.name not in joined
-                  and (wanted is None or v.name in wanted)]
+        traced = [
+            v
+            for v in model.unobserved_value_vars
+            if v.name not in joined and (wanted is None or v.name in wanted)
+        ]
         outputs = [model.logp(), *traced]
         shared: dict[str | None, list] = {}
         for var in graph_inputs(outputs):
@@ -156,12 +171,18 @@ class _ModelGraph:
             return cls(None, joined, shared)
         # Everything else nutpie's compile reads: the shapes (not in the graph's types), the
         # bounds-check rewrite, the compile settings, the libraries and the code of the key.
-        parts = (graph, repr(list(joined.items())), repr([v.name for v in traced]),
-                 str(model.check_bounds),
-                 *(str(getattr(config, flag, None)) for flag in _CONFIG_FLAGS),
-                 *(f"{p}={metadata.version(p)}" for p in _LIBRARIES),
-                 *(hashlib.sha256(Path(f).read_bytes()).hexdigest()
-                   for f in (__file__, graph_key.__code__.co_filename)))
+        parts = (
+            graph,
+            repr(list(joined.items())),
+            repr([v.name for v in traced]),
+            str(model.check_bounds),
+            *(str(getattr(config, flag, None)) for flag in _CONFIG_FLAGS),
+            *(f"{p}={metadata.version(p)}" for p in _LIBRARIES),
+            *(
+                hashlib.sha256(Path(f).read_bytes()).hexdigest()
+                for f in (__file__, graph_key.__code__.co_filename)
+            ),
+        )
         return cls(hashlib.sha256("\x00".join(parts).encode()).hexdigest(), joined, shared)
 
 
@@ -173,23 +194,52 @@ def _compile(model, point_fn, var_names) -> tuple:
 
     n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info, reparameterized = (
         nutpie_pymc._make_functions(
-            model, mode="NUMBA", compute_grad=True, join_expanded=True,
-            pymc_initial_point_fn=nutpie_pymc._wrap_with_lock(point_fn), var_names=var_names))
+            model,
+            mode="NUMBA",
+            compute_grad=True,
+            join_expanded=True,
+            pymc_initial_point_fn=nutpie_pymc._wrap_with_lock(point_fn),
+            var_names=var_names,
+        )
+    )
     shared_vars = list(dict.fromkeys([*logp_fn.get_shared(), *expand_fn.get_shared()]))
-    uses = {kind: [shared_vars.index(v) for v in fn.get_shared()]
-            for kind, fn in (("logp", logp_fn), ("expand", expand_fn))}
+    uses = {
+        kind: [shared_vars.index(v) for v in fn.get_shared()]
+        for kind, fn in (("logp", logp_fn), ("expand", expand_fn))
+    }
     inner = {"logp": logp_fn.vm.jit_fn, "expand": expand_fn.vm.jit_fn}
     inner_keys = {kind: _inner_key(fn) for kind, fn in inner.items()}
-    compiled = _assemble(model, n_dim, n_expanded, shape_info, reparameterized, shared_vars,
-                         uses, inner, inner_keys, initial_point_fn, logp_fn, expand_fn)
+    compiled = _assemble(
+        model,
+        n_dim,
+        n_expanded,
+        shape_info,
+        reparameterized,
+        shared_vars,
+        uses,
+        inner,
+        inner_keys,
+        initial_point_fn,
+        logp_fn,
+        expand_fn,
+    )
     names = [v.name for v in shared_vars]
-    cacheable = None not in inner_keys.values() and len(set(names)) == len(names) \
-        and None not in names
-    entry = {"n_dim": int(n_dim), "n_expanded": int(n_expanded),
-             "shape_info": [shape_info[0], [[int(s.start), int(s.stop)] for s in shape_info[1]],
-                            [[int(d) for d in shape] for shape in shape_info[2]]],
-             "reparameterized": reparameterized, "shared": names, "uses": uses,
-             "inner_keys": inner_keys}
+    cacheable = (
+        None not in inner_keys.values() and len(set(names)) == len(names) and None not in names
+    )
+    entry = {
+        "n_dim": int(n_dim),
+        "n_expanded": int(n_expanded),
+        "shape_info": [
+            shape_info[0],
+            [[int(s.start), int(s.stop)] for s in shape_info[1]],
+            [[int(d) for d in shape] for shape in shape_info[2]],
+        ],
+        "reparameterized": reparameterized,
+        "shared": names,
+        "uses": uses,
+        "inner_keys": inner_keys,
+    }
     return compiled, entry if cacheable else None
 
 
@@ -206,22 +256,46 @@ def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
         shared_vars = [graph.shared[name] for name in entry["shared"]]
         entered = dict(zip(names, shape_info[2], strict=True))
         if any(len(found) != 1 for found in shared_vars) or any(
-                entered.get(name) != shape for name, shape in graph.joined.items()):
+            entered.get(name) != shape for name, shape in graph.joined.items()
+        ):
             return None
         initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(
-            nutpie_pymc._wrap_with_lock(point_fn), names=list(graph.joined),
-            shapes=list(graph.joined.values()))
-        return _assemble(model, entry["n_dim"], entry["n_expanded"], shape_info,
-                         entry["reparameterized"], [found[0] for found in shared_vars],
-                         entry["uses"], dict.fromkeys(entry["inner_keys"]),
-                         entry["inner_keys"], initial_point_fn, None, None)
+            nutpie_pymc._wrap_with_lock(point_fn),
+            names=list(graph.joined),
+            shapes=list(graph.joined.values()),
+        )
+        return _assemble(
+            model,
+            entry["n_dim"],
+            entry["n_expanded"],
+            shape_info,
+            entry["reparameterized"],
+            [found[0] for found in shared_vars],
+            entry["uses"],
+            dict.fromkeys(entry["inner_keys"]),
+            entry["inner_keys"],
+            initial_point_fn,
+            None,
+            None,
+        )
     except (_NotCached, ImportError, OSError, KeyError, TypeError, ValueError):
         return None  # a damaged or outdated entry (ImportError: cached by a moved module)
 
 
-def _assemble(model, n_dim: int, n_expanded: int, shape_info, reparameterized: list[str],
-              shared_vars: list, uses: dict[str, list[int]], inner: dict, inner_keys: dict,
-              initial_point_fn, logp_fn, expand_fn):
+def _assemble(
+    model,
+    n_dim: int,
+    n_expanded: int,
+    shape_info,
+    reparameterized: list[str],
+    shared_vars: list,
+    uses: dict[str, list[int]],
+    inner: dict,
+    inner_keys: dict,
+    initial_point_fn,
+    logp_fn,
+    expand_fn,
+):
     """nutpie's ``CompiledPyMCModel`` around our two callbacks (compiled, or, with ``inner``
     ``None``, only loaded from numba's cache)."""
     # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
@@ -229,14 +303,22 @@ def _assemble(model, n_dim: int, n_expanded: int, shape_info, reparameterized: l
 
     # Stable keys (nutpie uses uuid4): the record layout is part of the callbacks' code.
     shared_var_keys = {var: f"shared{i}" for i, var in enumerate(shared_vars)}
-    shared_data = {key: np.array(var.get_value(), order="C", copy=True)
-                   for var, key in shared_var_keys.items()}
+    shared_data = {
+        key: np.array(var.get_value(), order="C", copy=True) for var, key in shared_var_keys.items()
+    }
     for value in shared_data.values():
         value.flags.writeable = False
     user_data = nutpie_pymc.make_user_data(shared_var_keys, shared_data)
     callbacks = {
-        kind: _callback(kind, inner[kind], inner_keys[kind], n_dim, n_expanded, user_data,
-                        {f"shared{i}": shared_data[f"shared{i}"] for i in uses[kind]})
+        kind: _callback(
+            kind,
+            inner[kind],
+            inner_keys[kind],
+            n_dim,
+            n_expanded,
+            user_data,
+            {f"shared{i}": shared_data[f"shared{i}"] for i in uses[kind]},
+        )
         for kind in ("logp", "expand")
     }
     dims, coords = nutpie_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)
@@ -270,8 +352,15 @@ class _NotCached(LookupError):
     """A callback asked only to load is not in numba's cache."""
 
 
-def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: int,
-              user_data: np.ndarray, shared: dict[str, np.ndarray]):
+def _callback(
+    kind: str,
+    inner,
+    inner_key: str | None,
+    n_dim: int,
+    n_expanded: int,
+    user_data: np.ndarray,
+    shared: dict[str, np.ndarray],
+):
     """One C callback around the compiled PyTensor function ``inner``, cached when PyTensor
     cached ``inner`` (``inner_key``); ``inner=None`` loads it from the cache or raises
     :class:`_NotCached`."""
@@ -287,14 +376,20 @@ def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: i
     key = callback_key(template, n_dim, n_expanded, views, args, inner_key)
     # The key in the name keeps two models' callbacks apart in one process's symbol table.
     name = f"nutpie_{kind}_{key[:20]}"
-    source = template.format(name=name, n_dim=n_dim, n_expanded=n_expanded, shared=views,
-                             args=args)
+    source = template.format(name=name, n_dim=n_dim, n_expanded=n_expanded, shared=views, args=args)
     py_func = compile_numba_function_src(
-        source, name,
+        source,
+        name,
         # __name__ lets numba rebuild the callback's environment when loading it from disk
-        global_env={"__name__": __name__, "np": np, "carray": numba.carray,
-                    "as_pointer": address_as_void_pointer, "inner": inner},
-        cache_key=None if inner_key is None else f"bayes_sor_{key}")
+        global_env={
+            "__name__": __name__,
+            "np": np,
+            "carray": numba.carray,
+            "as_pointer": address_as_void_pointer,
+            "inner": inner,
+        },
+        cache_key=None if inner_key is None else f"bayes_sor_{key}",
+    )
     if inner is not None:
         return numba.cfunc(_signature(kind), cache=inner_key is not None)(py_func)
 
@@ -302,20 +397,30 @@ def _callback(kind: str, inner, inner_key: str | None, n_dim: int, n_expanded: i
         def _compile_uncached(self):
             raise _NotCached(name)
 
-    callback = LoadOnly(py_func, sigutils.normalize_signature(_signature(kind)), locals={},
-                        options={})
+    callback = LoadOnly(
+        py_func, sigutils.normalize_signature(_signature(kind)), locals={}, options={}
+    )
     callback.enable_caching()
     callback.compile()
     return callback
 
 
-def callback_key(template: str, n_dim: int, n_expanded: int, views: str, args: str,
-                 inner_key) -> str:
+def callback_key(
+    template: str, n_dim: int, n_expanded: int, views: str, args: str, inner_key
+) -> str:
     """The disk-cache key of one callback: its source and the key of the PyTensor function it
     calls, and this module's import path, since numba's cached copy names the module that
     compiled it and cannot be loaded once that module has moved."""
-    parts = (TEMPLATE_VERSION, __name__, template, str(n_dim), str(n_expanded), views, args,
-             str(inner_key))
+    parts = (
+        TEMPLATE_VERSION,
+        __name__,
+        template,
+        str(n_dim),
+        str(n_expanded),
+        views,
+        args,
+        str(inner_key),
+    )
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -346,10 +451,13 @@ def _shared_arguments(user_data: np.ndarray, shared: dict[str, np.ndarray]) -> t
     def word(part: str, key: str) -> int:
         return (base + record.fields[part][1] + record[part].fields[key][1]) // 8
 
-    lines = [f"        record = carray(user_data_, ({user_data.dtype.itemsize // 8},), "
-             "np.uint64)\n"]
+    lines = [
+        f"        record = carray(user_data_, ({user_data.dtype.itemsize // 8},), np.uint64)\n"
+    ]
     for i, (key, value) in enumerate(shared.items()):
         shape = "".join(f"int(record[{word('shape', key) + d}]), " for d in range(value.ndim))
-        lines.append(f"        shared{i} = carray(as_pointer(record[{word('data', key)}]), "
-                     f"({shape}), np.{value.dtype.name})\n")
+        lines.append(
+            f"        shared{i} = carray(as_pointer(record[{word('data', key)}]), "
+            f"({shape}), np.{value.dtype.name})\n"
+        )
     return "".join(lines), "".join(f", shared{i}" for i in range(len(shared)))

@@ -16,8 +16,10 @@ from bayes_sor.sampling.stages import StageReporter, quiet
 SAMPLERS = ("nutpie", "pymc")
 #: what a fit says before compiling a model graph not in the cache (benchmarks/RESULTS.md:
 #: 15-60 s for a small marginal model, 1.5-4 minutes for Study A on two busy cores)
-FIRST_COMPILE = ("not cached, compiling (a model's first run: up to a few minutes; its later "
-                 "runs load it in seconds)")
+FIRST_COMPILE = (
+    "not cached, compiling (a model's first run: up to a few minutes; its later "
+    "runs load it in seconds)"
+)
 #: attributes ArviZ and PyMC stamp on a trace that differ between runs of the same seed
 RUN_SPECIFIC_ATTRS = ("created_at", "sampling_time")
 
@@ -41,17 +43,21 @@ class SamplerSettings:
         if min(self.chains, self.draws) < 1 or self.tune < 0:
             raise ModelSpecError("--chains and --draws must be at least 1, --tune at least 0")
         if self.sampler == "nutpie" and self.tune < 1:
-            raise ModelSpecError("nutpie needs at least one tuning step: give --tune 1 or more "
-                                 "(or --sampler pymc for no tuning)")
+            raise ModelSpecError(
+                "nutpie needs at least one tuning step: give --tune 1 or more "
+                "(or --sampler pymc for no tuning)"
+            )
         if not 0 <= self.seed < 2**64:
-            raise ModelSpecError(f"--seed must be a whole number from 0 to 2^64 - 1, got "
-                                 f"{self.seed}")
+            raise ModelSpecError(
+                f"--seed must be a whole number from 0 to 2^64 - 1, got {self.seed}"
+            )
         if not 0 < self.target_accept < 1:
             raise ModelSpecError("--target-accept must lie between 0 and 1, e.g. 0.9")
 
 
-def sample(built: BuiltModel, settings: SamplerSettings,
-           stage: StageReporter = quiet) -> xr.DataTree:
+def sample(
+    built: BuiltModel, settings: SamplerSettings, stage: StageReporter = quiet
+) -> xr.DataTree:
     """Sample the posterior; returns an ArviZ DataTree with ``posterior`` and ``sample_stats``.
 
     Chains start from the data-based values of
@@ -63,18 +69,21 @@ def sample(built: BuiltModel, settings: SamplerSettings,
     settings.validate()
     model = built.model
     cores = settings.cores or min(settings.chains, _available_cores())
-    sampling = (f"sampling: {settings.chains} chains x {settings.draws} draws after "
-                f"{settings.tune} tuning steps")
+    sampling = (
+        f"sampling: {settings.chains} chains x {settings.draws} draws after "
+        f"{settings.tune} tuning steps"
+    )
     if settings.sampler == "nutpie":
         # nutpie and numba (seconds to import) load only when the nutpie sampler runs
         import nutpie
 
         def announce(cached: bool) -> None:
-            stage(f"compiling the {built.likelihood} model for nutpie: "
-                  + ("cached" if cached else FIRST_COMPILE))
+            stage(
+                f"compiling the {built.likelihood} model for nutpie: "
+                + ("cached" if cached else FIRST_COMPILE)
+            )
 
-        compiled = compile_pymc_model(model, initial_points=built.initial_values,
-                                      announce=announce)
+        compiled = compile_pymc_model(model, initial_points=built.initial_values, announce=announce)
         stage(sampling)
         sampler = nutpie.sample(
             compiled,
@@ -97,8 +106,10 @@ def sample(built: BuiltModel, settings: SamplerSettings,
             # nutpie's blocking call would return the draws so far as if the run were done.
             sampler.cancel()
             raise
-    stage(f"compiling the {built.likelihood} model for PyMC's NUTS (C code, cached after the "
-          f"first run), then {sampling}")
+    stage(
+        f"compiling the {built.likelihood} model for PyMC's NUTS (C code, cached after the "
+        f"first run), then {sampling}"
+    )
     with model:
         trace = pm.sample(
             draws=settings.draws,

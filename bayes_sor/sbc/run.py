@@ -106,13 +106,18 @@ def vague_prior_warning(config: SBCConfig, model: Path | None = None) -> str:
         return ""
     listed = ", ".join(f"{kind} {text}" for kind, text in vague.items())
     bundled = model.with_name(f"{model.stem}.sbc_priors.yaml") if model else None
-    fix = (f"--priors {bundled} (bundled with the model)" if bundled and bundled.is_file()
-           else "--priors FILE (a YAML file like models/holzinger_swineford.sbc_priors.yaml)")
-    return (f"the model uses blavaan's vague default priors for {listed}. SBC draws every "
-            "truth from the priors, so it would simulate surveys unlike any real one (loadings "
-            "and paths of +-20, item means of +-60) and flag the sampler's trouble there, not "
-            "a problem of fits to real answers: expect 'miscalibrated'. Give priors on the "
-            f"answers' scale: {fix}, or the model header's 'priors:'.")
+    fix = (
+        f"--priors {bundled} (bundled with the model)"
+        if bundled and bundled.is_file()
+        else "--priors FILE (a YAML file like models/holzinger_swineford.sbc_priors.yaml)"
+    )
+    return (
+        f"the model uses blavaan's vague default priors for {listed}. SBC draws every "
+        "truth from the priors, so it would simulate surveys unlike any real one (loadings "
+        "and paths of +-20, item means of +-60) and flag the sampler's trouble there, not "
+        "a problem of fits to real answers: expect 'miscalibrated'. Give priors on the "
+        f"answers' scale: {fix}, or the model header's 'priors:'."
+    )
 
 
 def validate(config: SBCConfig) -> None:
@@ -123,8 +128,10 @@ def validate(config: SBCConfig) -> None:
     likelihood = choose_likelihood(fit_table, config.likelihood)
     minimum = len(fit_table.indicators) + 1 if likelihood == "marginal" else 2
     if config.nobs < minimum:
-        raise ModelSpecError(f"--nobs must be at least {minimum} for this model "
-                             f"({len(fit_table.indicators)} items, {likelihood} likelihood)")
+        raise ModelSpecError(
+            f"--nobs must be at least {minimum} for this model "
+            f"({len(fit_table.indicators)} items, {likelihood} likelihood)"
+        )
 
 
 # ---- the run folder -----------------------------------------------------------------------------
@@ -142,8 +149,9 @@ def prepare_folder(out: Path, config: SBCConfig) -> dict[int, dict]:
                 "); resume it with the same settings, or choose another folder"
             )
     elif out.exists() and any(out.iterdir()):
-        raise OutputError(f"--out {str(out)!r} is not empty and holds no SBC run; choose "
-                          "another folder")
+        raise OutputError(
+            f"--out {str(out)!r} is not empty and holds no SBC run; choose another folder"
+        )
     (out / SIMS_DIR).mkdir(parents=True, exist_ok=True)
     if not config_path.exists():
         text = json.dumps({**asdict(config), "key": config.key()}, indent=1)
@@ -171,8 +179,9 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _from_executor(executor: Executor, config: SBCConfig,
-                   jobs: list[tuple[int, int]]) -> Iterator[dict]:
+def _from_executor(
+    executor: Executor, config: SBCConfig, jobs: list[tuple[int, int]]
+) -> Iterator[dict]:
     """Submit every job and yield records as they finish (in completion order)."""
     futures = {executor.submit(run_simulation, config, i, s): (i, s) for i, s in jobs}
     try:
@@ -181,8 +190,7 @@ def _from_executor(executor: Executor, config: SBCConfig,
             try:
                 record = future.result()
             except Exception as exc:  # the worker died: report it now, retry on resume
-                record = {**error_record(index, seed, f"worker failed: {exc!r}"),
-                          "persist": False}
+                record = {**error_record(index, seed, f"worker failed: {exc!r}"), "persist": False}
             yield record
     finally:
         for future in futures:
@@ -196,8 +204,9 @@ def _local(config: SBCConfig, jobs: list[tuple[int, int]], workers: int) -> Iter
             yield run_simulation(config, index, seed)
         return
     # spawn, not fork: forking a process that has started numba/nutpie threads can deadlock.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=pin_blas_threads)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=pin_blas_threads
+    )
     try:
         yield from _from_executor(pool, config, jobs)
     finally:
@@ -217,8 +226,10 @@ def _check_executor(executor: str, scheduler: str | None, workers: int | None) -
     except ImportError:
         raise BayesSORError("--executor dask needs Dask: pip install 'bayes_sor[dask]'") from None
     if not scheduler:
-        raise BayesSORError("--executor dask needs --scheduler ADDRESS of a running Dask "
-                            "scheduler, e.g. tcp://10.0.0.5:8786")
+        raise BayesSORError(
+            "--executor dask needs --scheduler ADDRESS of a running Dask "
+            "scheduler, e.g. tcp://10.0.0.5:8786"
+        )
 
 
 def _dask(config: SBCConfig, jobs: list[tuple[int, int]], scheduler: str) -> Iterator[dict]:
@@ -229,8 +240,14 @@ def _dask(config: SBCConfig, jobs: list[tuple[int, int]], scheduler: str) -> Ite
         yield from _from_executor(client.get_executor(pure=False), config, jobs)
 
 
-def _dispatch(config: SBCConfig, jobs: list[tuple[int, int]], workers: int | None,
-              executor: str, scheduler: str | None, pool: object | None) -> Iterator[dict]:
+def _dispatch(
+    config: SBCConfig,
+    jobs: list[tuple[int, int]],
+    workers: int | None,
+    executor: str,
+    scheduler: str | None,
+    pool: object | None,
+) -> Iterator[dict]:
     if not jobs:
         return
     if pool is not None:  # an executor the caller owns: a process pool or a Dask client
@@ -243,9 +260,17 @@ def _dispatch(config: SBCConfig, jobs: list[tuple[int, int]], workers: int | Non
         yield from _local(config, jobs, max(1, min(workers or available_cores(), len(jobs))))
 
 
-def run_sbc(config: SBCConfig, out: str | Path, n_sims: int = 200, *,
-            workers: int | None = None, executor: str = "local", scheduler: str | None = None,
-            pool: object | None = None, progress: bool = True) -> SBCResult:
+def run_sbc(
+    config: SBCConfig,
+    out: str | Path,
+    n_sims: int = 200,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    pool: object | None = None,
+    progress: bool = True,
+) -> SBCResult:
     """Run (or resume, or extend) an SBC study and write its folder.
 
     ``workers``: local processes (default: all cores; 1 runs in this process). ``executor``:
@@ -260,8 +285,7 @@ def run_sbc(config: SBCConfig, out: str | Path, n_sims: int = 200, *,
         _check_executor(executor, scheduler, workers)
     out = Path(out)
     records = prepare_folder(out, config)
-    jobs = [(i, s) for i, s in enumerate(simulation_seeds(config.seed, n_sims))
-            if i not in records]
+    jobs = [(i, s) for i, s in enumerate(simulation_seeds(config.seed, n_sims)) if i not in records]
     start, finished = time.perf_counter(), 0
     try:
         for record in _dispatch(config, jobs, workers, executor, scheduler, pool):
@@ -279,21 +303,27 @@ def run_sbc(config: SBCConfig, out: str | Path, n_sims: int = 200, *,
     return _finish(out, config, records, n_sims, finished / minutes if finished else None)
 
 
-def _finish(out: Path, config: SBCConfig, records: dict[int, dict], n_sims: int,
-            rate: float | None) -> SBCResult:
+def _finish(
+    out: Path, config: SBCConfig, records: dict[int, dict], n_sims: int, rate: float | None
+) -> SBCResult:
     chosen = [r for i, r in records.items() if i < n_sims]
     priors = partables(config)[0].options["priors"]
-    ranks, summary, verdict = write_outputs(out, asdict(config), chosen, n_sims, rate,
-                                            priors, vague_prior_warning(config))
+    ranks, summary, verdict = write_outputs(
+        out, asdict(config), chosen, n_sims, rate, priors, vague_prior_warning(config)
+    )
     return SBCResult(out, ranks, summary, verdict, rate)
 
 
 def _report_progress(record: dict, done: int, total: int) -> None:
-    what = (f"error: {record['error'][:100]}" if record["error"] else
-            f"L={record['L']} ESS={record['ess_min']:.0f} divergences={record['divergences']} "
-            f"fit {record['fit_seconds']:.1f} s")
-    print(f"sbc {done}/{total}: simulation {record['sim']} (seed {record['seed']}) {what}",
-          flush=True)
+    what = (
+        f"error: {record['error'][:100]}"
+        if record["error"]
+        else f"L={record['L']} ESS={record['ess_min']:.0f} divergences={record['divergences']} "
+        f"fit {record['fit_seconds']:.1f} s"
+    )
+    print(
+        f"sbc {done}/{total}: simulation {record['sim']} (seed {record['seed']}) {what}", flush=True
+    )
 
 
 # ---- command line ---------------------------------------------------------------------------
@@ -301,13 +331,16 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``python -m bayes_sor sbc``."""
 
     p = subparsers.add_parser(
-        "sbc", help="simulation-based calibration: prior draws -> data -> fits -> rank tests",
-        description=CLI_DESCRIPTION)
+        "sbc",
+        help="simulation-based calibration: prior draws -> data -> fits -> rank tests",
+        description=CLI_DESCRIPTION,
+    )
     p.add_argument("model", type=Path, help="lavaan-syntax model file (.lav)")
     p.add_argument("--sims", type=int, default=200, help="number of simulations (200)")
     p.add_argument("--nobs", type=int, required=True, help="respondents per simulated data set")
-    p.add_argument("--out", type=Path, required=True,
-                   help="run folder; rerunning the same command resumes it")
+    p.add_argument(
+        "--out", type=Path, required=True, help="run folder; rerunning the same command resumes it"
+    )
     p.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--scheduler", help="Dask scheduler address (with --executor dask)")
@@ -320,12 +353,20 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--chains", type=int, default=1, help="chains per fit (1)")
     p.add_argument("--target-accept", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=20261124, help="master seed")
-    p.add_argument("--prior-scale-fit", type=float, default=1.0,
-                   help="multiply the fitting model's loading-prior scales by this factor (a "
-                   "deliberately wrong prior, to see SBC flag it)")
-    p.add_argument("--priors", type=Path, metavar="FILE",
-                   help="YAML file 'priors: {kind: prior, ...}' over the model header's priors "
-                   "(the bundled models have models/<name>.sbc_priors.yaml)")
+    p.add_argument(
+        "--prior-scale-fit",
+        type=float,
+        default=1.0,
+        help="multiply the fitting model's loading-prior scales by this factor (a "
+        "deliberately wrong prior, to see SBC flag it)",
+    )
+    p.add_argument(
+        "--priors",
+        type=Path,
+        metavar="FILE",
+        help="YAML file 'priors: {kind: prior, ...}' over the model header's priors "
+        "(the bundled models have models/<name>.sbc_priors.yaml)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no line per simulation")
     p.set_defaults(handler=_command)
 
@@ -340,26 +381,39 @@ def _command(args: argparse.Namespace) -> int:
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     try:
-        result = run_sbc(config, args.out, args.sims, workers=args.workers,
-                         executor=args.executor, scheduler=args.scheduler,
-                         progress=not args.no_progress)
+        result = run_sbc(
+            config,
+            args.out,
+            args.sims,
+            workers=args.workers,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            progress=not args.no_progress,
+        )
     except KeyboardInterrupt:
-        print(f"interrupted: finished simulations are saved in {args.out}/; rerun the same "
-              "command to continue", file=sys.stderr)
+        print(
+            f"interrupted: finished simulations are saved in {args.out}/; rerun the same "
+            "command to continue",
+            file=sys.stderr,
+        )
         return 130
     return _conclude(result, bool(warning))
 
 
 def _conclude(result: SBCResult, vague_priors: bool) -> int:
     verdict = result.verdict
-    print(f"\nSBC verdict: {verdict.text} ({verdict.n_flagged} quantities flagged; "
-          f"{verdict.n_done} simulations, {verdict.n_failed} failed)")
+    print(
+        f"\nSBC verdict: {verdict.text} ({verdict.n_flagged} quantities flagged; "
+        f"{verdict.n_done} simulations, {verdict.n_failed} failed)"
+    )
     flagged = result.summary[result.summary.verdict == "miscalibrated"]
     for row in flagged.head(10).itertuples():
         print(f"  {row.quantity}: p = {row.p_value:.3g}")
     if vague_priors and len(flagged):
-        print("  (the truths came from blavaan's vague default priors: see the warning before "
-              "the run)")
+        print(
+            "  (the truths came from blavaan's vague default priors: see the warning before "
+            "the run)"
+        )
     if result.sims_per_minute:
         print(f"throughput: {result.sims_per_minute:.1f} simulations per minute")
     print(f"wrote {result.out}/ (ranks.csv, sbc_summary.csv, sbc_ecdf.png, sbc.md)")

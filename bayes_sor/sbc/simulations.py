@@ -52,8 +52,14 @@ from bayes_sor.spec.prior_text import widen
 
 #: Effect kinds ranked besides the free parameters; ``direct`` effects are the regression
 #: parameters themselves, ranked already.
-EFFECT_KINDS = ("indirect", "total_indirect", "total", "conditional_indirect",
-                "index_moderated_mediation", "defined")
+EFFECT_KINDS = (
+    "indirect",
+    "total_indirect",
+    "total",
+    "conditional_indirect",
+    "index_moderated_mediation",
+    "defined",
+)
 MODERATOR_QUANTILES = (0.16, 0.50, 0.84)
 
 
@@ -79,13 +85,21 @@ class SBCConfig:
 
     def key(self) -> str:
         """A digest identifying the run: a folder's simulations are reused only under it."""
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-                              ).hexdigest()[:16]
+        return hashlib.sha256(
+            json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        ).hexdigest()[:16]
 
     def settings(self, seed: int) -> SamplerSettings:
-        return SamplerSettings(sampler=self.sampler, chains=self.chains, draws=self.draws,
-                               tune=self.tune, seed=seed, target_accept=self.target_accept,
-                               progressbar=False, cores=self.chains)
+        return SamplerSettings(
+            sampler=self.sampler,
+            chains=self.chains,
+            draws=self.draws,
+            tune=self.tune,
+            seed=seed,
+            target_accept=self.target_accept,
+            progressbar=False,
+            cores=self.chains,
+        )
 
 
 def simulation_seeds(master_seed: int, n_sims: int) -> list[int]:
@@ -104,14 +118,20 @@ def partables(config: SBCConfig) -> tuple[ParTable, ParTable]:
     """The simulating and the fitting parameter table (they differ only in loading priors,
     when ``prior_scale_fit`` != 1). Ordinal items get one threshold fewer than the model's
     scale has categories."""
-    simulating = build_partable(config.model_text, identification=config.identification,
-                                ordinal=config.ordinal, priors=config.priors)
+    simulating = build_partable(
+        config.model_text,
+        identification=config.identification,
+        ordinal=config.ordinal,
+        priors=config.priors,
+    )
     if simulating.ordinal_items():
         scale = parse_scale(simulating.options.get("scale"))
         if scale is None:
-            raise ModelSpecError("SBC of ordinal items needs their number of categories: "
-                                 "declare the answers' range in the model header, e.g. "
-                                 "'scale: 1-7'")
+            raise ModelSpecError(
+                "SBC of ordinal items needs their number of categories: "
+                "declare the answers' range in the model header, e.g. "
+                "'scale: 1-7'"
+            )
         simulating = scale_thresholds(simulating, scale)
     return simulating, scale_loading_priors(simulating, config.prior_scale_fit)
 
@@ -130,8 +150,11 @@ def scale_loading_priors(partable: ParTable, factor: float) -> ParTable:
 
 
 def _table_key(partable: ParTable, *extra: object) -> str:
-    text = partable.table.to_csv(index=False) + json.dumps(partable.options, sort_keys=True,
-                                                           default=str) + repr(extra)
+    text = (
+        partable.table.to_csv(index=False)
+        + json.dumps(partable.options, sort_keys=True, default=str)
+        + repr(extra)
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -147,8 +170,7 @@ class PriorSampler:
     def __init__(self, partable: ParTable) -> None:
         self.partable = partable
         model = pymc_model(partable, None).model
-        self._fn, updates = compile_pymc([], model["par"], random_seed=False,
-                                         return_updates=True)
+        self._fn, updates = compile_pymc([], model["par"], random_seed=False, return_updates=True)
         self._rngs = list(updates)
 
     def __call__(self, seed: int) -> np.ndarray:
@@ -161,8 +183,9 @@ class PriorSampler:
 MAX_PRIOR_DRAWS = 200
 
 
-def valid_prior_draw(draw: Callable[[int], np.ndarray], rep: Representation,
-                     seed: int) -> np.ndarray:
+def valid_prior_draw(
+    draw: Callable[[int], np.ndarray], rep: Representation, seed: int
+) -> np.ndarray:
     """A prior draw whose residual covariance matrix Theta is a covariance matrix.
 
     Independent priors on residual correlations (``y1 ~~ y5``, ``y2 ~~ y4 + y6``, ...) also
@@ -174,20 +197,26 @@ def valid_prior_draw(draw: Callable[[int], np.ndarray], rep: Representation,
     covariances simulates exactly what it did before.
     """
     for attempt in range(MAX_PRIOR_DRAWS):
-        par = draw(seed if attempt == 0 else int(
-            np.random.SeedSequence([seed, attempt]).generate_state(1)[0]))
+        par = draw(
+            seed
+            if attempt == 0
+            else int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
+        )
         theta = extend(par)[rep.theta]
         # positive semi-definite: a single indicator's residual variance may be fixed to 0
         if np.linalg.eigvalsh(theta).min() >= -1e-9 * max(1.0, np.abs(theta).max()):
             return par
-    raise ModelSpecError(f"none of {MAX_PRIOR_DRAWS} prior draws gave a positive "
-                         "semi-definite residual covariance matrix: concentrate the residual "
-                         "correlations' priors towards 0, e.g. residual_covariances: 'beta(3,3)'")
+    raise ModelSpecError(
+        f"none of {MAX_PRIOR_DRAWS} prior draws gave a positive "
+        "semi-definite residual covariance matrix: concentrate the residual "
+        "correlations' priors towards 0, e.g. residual_covariances: 'beta(3,3)'"
+    )
 
 
 # ---- simulated data ------------------------------------------------------------------------
-def simulate_dataset(partable: ParTable, par: np.ndarray, nobs: int,
-                     seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+def simulate_dataset(
+    partable: ParTable, par: np.ndarray, nobs: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Item scores and the latent scores behind them.
 
     Continuous scores (``scale=None``), not Likert answers: rounded data do not come from the
@@ -196,13 +225,13 @@ def simulate_dataset(partable: ParTable, par: np.ndarray, nobs: int,
     generator state ``simulate`` starts from (its first draws), which the tests check.
     """
     data = simulate(partable, par, nobs, seed, scale=None)
-    eta = latent_draws(representation(partable), partable, par, nobs,
-                       np.random.default_rng(seed))
+    eta = latent_draws(representation(partable), partable, par, nobs, np.random.default_rng(seed))
     return data, eta
 
 
-def true_moderator_quantiles(eta: np.ndarray, rep: Representation,
-                             partable: ParTable) -> np.ndarray:
+def true_moderator_quantiles(
+    eta: np.ndarray, rep: Representation, partable: ParTable
+) -> np.ndarray:
     """16th/50th/84th percentiles of each moderator's true latent scores (moderator, 3).
 
     NumPy twin of ``build._moderator_quantiles`` (same order statistic, floor(q (n - 1))), so
@@ -227,37 +256,48 @@ def _same(a: Prepared, b: Prepared) -> bool:
 class Fitter:
     """The fitting model, built and compiled once; ``fit`` swaps in a new data set."""
 
-    def __init__(self, partable: ParTable, likelihood: str, sampler: str, nobs: int,
-                 example: pd.DataFrame) -> None:
+    def __init__(
+        self, partable: ParTable, likelihood: str, sampler: str, nobs: int, example: pd.DataFrame
+    ) -> None:
         self.partable = partable
         self.likelihood = likelihood
         self.built = pymc_model(partable, example, likelihood=likelihood)
         # The shortcut computes what a rebuilt model would hold; it is used only where it
         # agrees with the rebuild on this data set, so a change in model/ cannot make SBC
         # fit stale data: it would fall back to rebuilding (slower, never wrong).
-        self.fast = (self.built.likelihood == "marginal"
-                     and _same(self._shortcut(example), self._rebuilt(example)))
+        self.fast = self.built.likelihood == "marginal" and _same(
+            self._shortcut(example), self._rebuilt(example)
+        )
         self.compiled = self._compile() if sampler == "nutpie" else None
 
     def _compile(self):
         keep = [v for v in ("par", "moderator_quantiles") if v in self.built.model.named_vars]
-        return compile_pymc_model(self.built.model, initial_points=self.built.initial_values,
-                                  var_names=keep)
+        return compile_pymc_model(
+            self.built.model, initial_points=self.built.initial_values, var_names=keep
+        )
 
     def _rebuilt(self, data: pd.DataFrame) -> Prepared:
         """Data containers and starting values exactly as ``fit`` would build them (0.2-1 s)."""
-        fresh = pymc_model(self.partable, data, likelihood=self.likelihood,
-                           latent_scores=self.built.centred_latents)
-        return ({v.name: np.asarray(v.get_value()) for v in fresh.model.data_vars},
-                fresh.initial_values)
+        fresh = pymc_model(
+            self.partable,
+            data,
+            likelihood=self.likelihood,
+            latent_scores=self.built.centred_latents,
+        )
+        return (
+            {v.name: np.asarray(v.get_value()) for v in fresh.model.data_vars},
+            fresh.initial_values,
+        )
 
     def _shortcut(self, data: pd.DataFrame) -> Prepared:
         """The same for the marginal likelihood without building a model (milliseconds)."""
         stats = sufficient_statistics(data[self.partable.indicators].to_numpy(dtype=float))
-        updates = {"n_obs": stats["n"], "item_mean": stats["mean"],
-                   "item_cov_chol": stats["cov_chol"]}
-        start = initial_values(self.built.model, self.partable,
-                               ItemMoments.of(self.partable, data))
+        updates = {
+            "n_obs": stats["n"],
+            "item_mean": stats["mean"],
+            "item_cov_chol": stats["cov_chol"],
+        }
+        start = initial_values(self.built.model, self.partable, ItemMoments.of(self.partable, data))
         return updates, start
 
     def fit(self, data: pd.DataFrame, settings: SamplerSettings) -> xr.DataTree:
@@ -276,20 +316,30 @@ class Fitter:
         import nutpie
 
         model = self.built.model
-        point = make_initial_point_fn(model=model, overrides=start, jitter_rvs=set(),
-                                      return_transformed=True)(0)
+        point = make_initial_point_fn(
+            model=model, overrides=start, jitter_rvs=set(), return_transformed=True
+        )(0)
         # nutpie's flat vector: the free variables' transformed values in model order
-        flat = np.concatenate([np.ravel(point[model.rvs_to_values[rv].name])
-                               for rv in model.free_RVs])
-        compiled = dataclasses.replace(self.compiled.with_data(**updates),
-                                       initial_point_func=lambda _seed: flat.copy())
+        flat = np.concatenate(
+            [np.ravel(point[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
+        )
+        compiled = dataclasses.replace(
+            self.compiled.with_data(**updates), initial_point_func=lambda _seed: flat.copy()
+        )
         with warnings.catch_warnings():
             # nutpie builds an empty warm-up group (0 draws), about which ArviZ warns
             warnings.filterwarnings("ignore", message="Found chain dimension to be longer")
-            return nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
-                                 chains=settings.chains, cores=settings.chains,
-                                 seed=settings.seed, target_accept=settings.target_accept,
-                                 progress_bar=False, save_warmup=False)
+            return nutpie.sample(
+                compiled,
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=settings.chains,
+                cores=settings.chains,
+                seed=settings.seed,
+                target_accept=settings.target_accept,
+                progress_bar=False,
+                save_warmup=False,
+            )
 
 
 @contextlib.contextmanager
@@ -305,14 +355,16 @@ def _quiet(logger: str) -> Iterator[None]:
 
 
 # ---- quantities and ranks ----------------------------------------------------------------------
-def quantities(partable: ParTable, rep: Representation, par: np.ndarray,
-               mod_quantiles: np.ndarray | None) -> tuple[list[str], np.ndarray]:
+def quantities(
+    partable: ParTable, rep: Representation, par: np.ndarray, mod_quantiles: np.ndarray | None
+) -> tuple[list[str], np.ndarray]:
     """Names and values (chain, draw, quantity) of everything SBC ranks: each free parameter
     (named by its first table row) and every effect users read."""
     params = partable.parameters.reset_index(drop=True)
     first = params[params.free > 0].drop_duplicates("free").index.to_numpy()
-    effects = effects_dataarray(effect_draws(partable, rep, par, mod_quantiles),
-                                sample_shape=par.shape[:2])
+    effects = effects_dataarray(
+        effect_draws(partable, rep, par, mod_quantiles), sample_shape=par.shape[:2]
+    )
     effects = effects.isel(effect_id=np.isin(effects.kind.values, EFFECT_KINDS))
     row_names = partable.names  # a property that rebuilds the list on every access
     names = [row_names[k] for k in first] + [str(e) for e in effects.effect_id.values]
@@ -329,8 +381,9 @@ def effective_size(draws: np.ndarray) -> float:
     return float(values.min()) if len(values) else float(draws.shape[0] * draws.shape[1])
 
 
-def thinned_ranks(draws: np.ndarray, truth: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, int, int, float]:
+def thinned_ranks(
+    draws: np.ndarray, truth: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, int, int, float]:
     """Rank of the truth among draws thinned to about one per effective draw.
 
     Autocorrelated draws make ranks non-uniform even for exact inference (Talts et al. 2018),
@@ -355,10 +408,10 @@ class Simulator:
         self.config = config
         self.sim_table, self.fit_table = partables(config)
         self.rep = representation(self.fit_table)
-        self.draw_prior = _cached(_PRIOR_CACHE, _table_key(self.sim_table),
-                                  lambda: PriorSampler(self.sim_table))
-        self._fit_key = _table_key(self.fit_table, config.likelihood, config.sampler,
-                                   config.nobs)
+        self.draw_prior = _cached(
+            _PRIOR_CACHE, _table_key(self.sim_table), lambda: PriorSampler(self.sim_table)
+        )
+        self._fit_key = _table_key(self.fit_table, config.likelihood, config.sampler, config.nobs)
 
     def run(self, index: int, seed: int) -> dict:
         """Prior draw -> data -> fit -> ranks; the record that ``ranks.csv`` gets a row of."""
@@ -367,24 +420,36 @@ class Simulator:
         config = self.config
         # The first simulated data set serves as the example the model is built on (any data
         # of the right shape would do: every simulation replaces them).
-        fitter = _cached(_FIT_CACHE, self._fit_key, lambda: Fitter(
-            self.fit_table, config.likelihood, config.sampler, config.nobs, data))
+        fitter = _cached(
+            _FIT_CACHE,
+            self._fit_key,
+            lambda: Fitter(self.fit_table, config.likelihood, config.sampler, config.nobs, data),
+        )
         start = time.perf_counter()
         idata = fitter.fit(data, config.settings(seed))
         fit_seconds = time.perf_counter() - start
         posterior = idata["posterior"]
-        post_q = (posterior["moderator_quantiles"].values
-                  if "moderator_quantiles" in posterior else None)
-        true_q = (true_moderator_quantiles(eta, self.rep, self.fit_table)[None, None]
-                  if post_q is not None else None)
+        post_q = (
+            posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior else None
+        )
+        true_q = (
+            true_moderator_quantiles(eta, self.rep, self.fit_table)[None, None]
+            if post_q is not None
+            else None
+        )
         names, draws = quantities(self.fit_table, self.rep, posterior["par"].values, post_q)
         _, truth = quantities(self.fit_table, self.rep, truth_par[None, None], true_q)
         rng = np.random.default_rng([seed, 1])
         ranks, n_kept, thin, ess = thinned_ranks(draws, truth[0, 0], rng)
         return {
-            "sim": index, "seed": seed, "L": n_kept, "thin": thin, "ess_min": round(ess, 1),
+            "sim": index,
+            "seed": seed,
+            "L": n_kept,
+            "thin": thin,
+            "ess_min": round(ess, 1),
             "divergences": int(idata["sample_stats"]["diverging"].values.sum()),
-            "fit_seconds": round(fit_seconds, 3), "error": "",
+            "fit_seconds": round(fit_seconds, 3),
+            "error": "",
             "ranks": dict(zip(names, ranks.tolist(), strict=True)),
             "truth": dict(zip(names, truth[0, 0].tolist(), strict=True)),
         }
@@ -443,8 +508,16 @@ def run_simulation(config: SBCConfig, index: int, seed: int) -> dict:
 
 def error_record(index: int, seed: int, message: str) -> dict:
     """The record of a simulation that produced no ranks."""
-    return {"sim": index, "seed": seed, "L": None, "thin": None, "ess_min": None,
-            "divergences": None, "fit_seconds": None,
-            # Rust panics (nutpie) append a long, unhelpful stack backtrace
-            "error": " ".join(message.split("Stack backtrace:")[0].split())[:500],
-            "ranks": {}, "truth": {}}
+    return {
+        "sim": index,
+        "seed": seed,
+        "L": None,
+        "thin": None,
+        "ess_min": None,
+        "divergences": None,
+        "fit_seconds": None,
+        # Rust panics (nutpie) append a long, unhelpful stack backtrace
+        "error": " ".join(message.split("Stack backtrace:")[0].split())[:500],
+        "ranks": {},
+        "truth": {},
+    }

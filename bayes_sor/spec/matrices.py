@@ -129,8 +129,7 @@ class Moments:
     @cached_property
     def item_var(self) -> np.ndarray:
         """The diagonal of ``item_cov`` without forming it."""
-        common = np.einsum("...ij,...jk,...ik->...i", self.lambda_, self.latent_cov,
-                           self.lambda_)
+        common = np.einsum("...ij,...jk,...ik->...i", self.lambda_, self.latent_cov, self.lambda_)
         return common + self.ext[..., np.diagonal(self.theta_index)]
 
 

@@ -158,9 +158,7 @@ def _topological_order(latents: list[str], regressions: pd.DataFrame) -> list[st
         ready = [f for f, ps in remaining.items() if not ps - set(order)]
         if not ready:
             cycle = " -> ".join(sorted(remaining))
-            lines = sorted(
-                {int(r.line) for r in regressions.itertuples() if r.lhs in remaining}
-            )
+            lines = sorted({int(r.line) for r in regressions.itertuples() if r.lhs in remaining})
             raise ModelSpecError(
                 f"the structural model has a cycle among {cycle} (regressions on model lines "
                 f"{', '.join(map(str, lines))}); non-recursive models are out of scope: remove "
@@ -213,12 +211,25 @@ def _structural_observed(rows: list[dict], latents: set[str], indicators: set[st
 
 def _observed_rows(names: list[str]) -> list[dict]:
     """``v =~ 1*v`` for each observed structural variable (its own error-free indicator)."""
-    return [{"lhs": v, "op": "=~", "rhs": v, "label": "", "fixed": 1.0, "start": None,
-             "prior": "", "user": 0, "line": 0} for v in names]
+    return [
+        {
+            "lhs": v,
+            "op": "=~",
+            "rhs": v,
+            "label": "",
+            "fixed": 1.0,
+            "start": None,
+            "prior": "",
+            "user": 0,
+            "line": 0,
+        }
+        for v in names
+    ]
 
 
-def _check_roles(rows: list[dict], latents: set[str], observed: set[str],
-                 structural: set[str] = frozenset()) -> None:
+def _check_roles(
+    rows: list[dict], latents: set[str], observed: set[str], structural: set[str] = frozenset()
+) -> None:
     latents = latents | structural  # observed structural variables play the latents' role
     for r in rows:
         if r["op"] == "=~" and r["rhs"] in latents:
@@ -288,7 +299,10 @@ def _check_defined_once(rows: list[dict]) -> None:
 
 
 def _default_rows(
-    rows: list[dict], latents: list[str], indicators: list[str], identification: str,
+    rows: list[dict],
+    latents: list[str],
+    indicators: list[str],
+    identification: str,
     ordinal: list[str],
 ) -> list[dict]:
     have = {(r["lhs"], r["op"], r["rhs"]) for r in rows} | {
@@ -301,8 +315,17 @@ def _default_rows(
         if (lhs, op, rhs) not in have:
             have.add((lhs, op, rhs))
             added.append(
-                {"lhs": lhs, "op": op, "rhs": rhs, "label": "", "fixed": fixed, "start": None,
-                 "prior": "", "user": 0, "line": 0}
+                {
+                    "lhs": lhs,
+                    "op": op,
+                    "rhs": rhs,
+                    "label": "",
+                    "fixed": fixed,
+                    "start": None,
+                    "prior": "",
+                    "user": 0,
+                    "line": 0,
+                }
             )
 
     if identification == "marker":
@@ -344,8 +367,9 @@ def _assign_free(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _prior_for(row, priors: dict[str, str], first_loadings: set[tuple[str, str]],
-               identification: str) -> str:
+def _prior_for(
+    row, priors: dict[str, str], first_loadings: set[tuple[str, str]], identification: str
+) -> str:
     kind = kind_of(row.op, row.lhs, row.rhs)
     if row.op == ":=" or row.fixed_flag:
         return ""
@@ -384,9 +408,7 @@ def build_partable(
     options = dict(spec.options)
     identification = identification or options.get("identification", "std.lv")
     if identification not in IDENTIFICATIONS:
-        raise ModelSpecError(
-            f"unknown identification {identification!r}; use 'std.lv' or 'marker'"
-        )
+        raise ModelSpecError(f"unknown identification {identification!r}; use 'std.lv' or 'marker'")
     merged_priors = _merged_priors(options.get("priors"), priors, prior_scale)
     rows, latents, indicators, measured = _model_rows(spec)
     ordinal = options.get("ordinal") if ordinal is None else ordinal
@@ -394,22 +416,26 @@ def build_partable(
     ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
     rows += _default_rows(rows, latents, indicators, identification, ordinal_items)
     table = _full_table(rows, latents, identification, merged_priors)
-    options.update(identification=identification, ordinal=list(dict.fromkeys(ordinal_items)),
-                   priors=merged_priors, prior_scale=prior_scale)
+    options.update(
+        identification=identification,
+        ordinal=list(dict.fromkeys(ordinal_items)),
+        priors=merged_priors,
+        prior_scale=prior_scale,
+    )
     partable = ParTable(table, options, spec.hypotheses, spec.text)
     partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
     _check_identification(partable)
     return partable
 
 
-def _merged_priors(header: object, priors: dict[str, str] | None,
-                   prior_scale: float) -> dict[str, str]:
+def _merged_priors(
+    header: object, priors: dict[str, str] | None, prior_scale: float
+) -> dict[str, str]:
     """The prior of each kind: the defaults, overridden by the header's ``priors`` and then by
     the ``priors`` argument, widened by ``prior_scale``."""
     for source, given in (("the header's 'priors'", header), ("priors", priors)):
         if given and (
-            not isinstance(given, dict)
-            or not all(isinstance(v, str) for v in given.values())
+            not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values())
         ):
             raise ModelSpecError(
                 f"{source} must map parameter kinds to prior text, e.g. "
@@ -443,8 +469,9 @@ def _model_rows(spec: ModelSpec) -> tuple[list[dict], list[str], list[str], list
     return rows, latents + structural, indicators + structural, indicators
 
 
-def _full_table(rows: list[dict], latents: list[str], identification: str,
-                merged_priors: dict[str, str]) -> pd.DataFrame:
+def _full_table(
+    rows: list[dict], latents: list[str], identification: str, merged_priors: dict[str, str]
+) -> pd.DataFrame:
     """Rows -> the table: fixed values, exogenous pairs, free numbers and priors."""
     table = pd.DataFrame(rows)
     table["fixed_flag"] = table.fixed.notna()
@@ -487,8 +514,7 @@ def _resolve_ordinal(ordinal: list[str] | str | None, indicators: list[str]) -> 
     unknown = [i for i in ordinal if i not in indicators]
     if unknown:
         raise ModelSpecError(
-            f"ordinal item(s) {unknown} are not indicators of the model; the items are "
-            f"{indicators}"
+            f"ordinal item(s) {unknown} are not indicators of the model; the items are {indicators}"
         )
     return list(ordinal)
 
@@ -558,8 +584,11 @@ def _check_definitions(pt: ParTable) -> None:
     t = pt.table
     known = set(t.label[t.label != ""])  # and the names defined on earlier lines (added below)
     for r in pt.defined.itertuples():
-        names = {n.id for n in ast.walk(ast.parse(r.rhs.replace("^", "**"), mode="eval"))
-                 if isinstance(n, ast.Name)}
+        names = {
+            n.id
+            for n in ast.walk(ast.parse(r.rhs.replace("^", "**"), mode="eval"))
+            if isinstance(n, ast.Name)
+        }
         missing = sorted(names - known)
         if missing:
             later = sorted(set(missing) & set(pt.defined.lhs))
@@ -575,8 +604,9 @@ def _check_definitions(pt: ParTable) -> None:
 def _with_rows(partable: ParTable, table: pd.DataFrame) -> ParTable:
     """A copy of ``partable`` with another table (parameters first, ``:=`` rows last)."""
     table = pd.concat([table[table.op != ":="], table[table.op == ":="]], ignore_index=True)
-    return ParTable(table[COLUMNS], dict(partable.options), list(partable.hypotheses),
-                    partable.text)
+    return ParTable(
+        table[COLUMNS], dict(partable.options), list(partable.hypotheses), partable.text
+    )
 
 
 def add_thresholds(partable: ParTable, categories: dict[str, int]) -> ParTable:
@@ -601,8 +631,19 @@ def add_thresholds(partable: ParTable, categories: dict[str, int]) -> ParTable:
             continue
         for j in range(1, k):
             free += 1
-            new.append({"lhs": item, "op": "|", "rhs": f"t{j}", "label": "", "free": free,
-                        "value": np.nan, "prior": prior, "user": 0, "line": 0})
+            new.append(
+                {
+                    "lhs": item,
+                    "op": "|",
+                    "rhs": f"t{j}",
+                    "label": "",
+                    "free": free,
+                    "value": np.nan,
+                    "prior": prior,
+                    "user": 0,
+                    "line": 0,
+                }
+            )
     if not new:
         return partable
     return _with_rows(partable, pd.concat([t, pd.DataFrame(new)], ignore_index=True))
@@ -633,25 +674,34 @@ def without_mean_structure(partable: ParTable) -> ParTable:
 def read_prior_file(path: str | Path) -> dict[str, str]:
     """Priors by parameter kind from a YAML file holding ``priors: {kind: text, ...}``."""
     path = Path(path)
-    example = "priors: {loadings: \"gamma(4,5)\", intercepts: \"normal(4,1)\"}"
+    example = 'priors: {loadings: "gamma(4,5)", intercepts: "normal(4,1)"}'
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ModelSpecError(f"prior file {str(path)!r} cannot be read ({exc.strerror}); give "
-                             "a YAML file such as models/holzinger_swineford.sbc_priors.yaml"
-                             ) from None
+        raise ModelSpecError(
+            f"prior file {str(path)!r} cannot be read ({exc.strerror}); give "
+            "a YAML file such as models/holzinger_swineford.sbc_priors.yaml"
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError):
-        raise ModelSpecError(f"prior file {str(path)!r} is not valid YAML; write one line "
-                             f"such as {example}") from None
-    if not isinstance(content, dict) or set(content) != {"priors"} or not isinstance(
-            content["priors"], dict):
-        raise ModelSpecError(f"prior file {str(path)!r} must hold one key, 'priors', mapping "
-                             f"parameter kinds to prior text, e.g. {example}")
+        raise ModelSpecError(
+            f"prior file {str(path)!r} is not valid YAML; write one line such as {example}"
+        ) from None
+    if (
+        not isinstance(content, dict)
+        or set(content) != {"priors"}
+        or not isinstance(content["priors"], dict)
+    ):
+        raise ModelSpecError(
+            f"prior file {str(path)!r} must hold one key, 'priors', mapping "
+            f"parameter kinds to prior text, e.g. {example}"
+        )
     priors = content["priors"]
     unknown = sorted(str(k) for k in set(priors) - set(DEFAULT_PRIORS))
     if unknown:
-        raise ModelSpecError(f"prior file {str(path)!r}: unknown parameter kind(s) {unknown}; "
-                             f"the kinds are {sorted(DEFAULT_PRIORS)}")
+        raise ModelSpecError(
+            f"prior file {str(path)!r}: unknown parameter kind(s) {unknown}; "
+            f"the kinds are {sorted(DEFAULT_PRIORS)}"
+        )
     for kind, text in priors.items():
         parse_prior(str(text), f"{kind} in {path}")
     return {kind: str(text) for kind, text in priors.items()}

@@ -68,7 +68,8 @@ def parse_prior(text: str, where: str = "") -> Prior:
         )
     # Which arguments must be positive: scales and shapes, never a location.
     positive = {"normal": (1,), "lognormal": (1,), "student_t": (0, 2), "uniform": ()}.get(
-        family, tuple(range(n_args)))
+        family, tuple(range(n_args))
+    )
     if any(args[i] <= 0 for i in positive) or (family == "uniform" and args[0] >= args[1]):
         raise ModelSpecError(f"the prior {text!r}{context} has a non-positive scale or shape")
     return Prior(family, args, bool(match.group(3)))

@@ -46,8 +46,9 @@ _UNSUPPORTED_OPERATORS = {
     "<": " (lavaan's inequality constraint, which bayes_sor does not support)",
     ">": " (lavaan's inequality constraint, which bayes_sor does not support)",
 }
-_OPERATOR_WORDS = ("=~ (measured by), ~ (regressed on), ~~ (variance/covariance), := (defined "
-                   "as) or | (threshold)")
+_OPERATOR_WORDS = (
+    "=~ (measured by), ~ (regressed on), ~~ (variance/covariance), := (defined as) or | (threshold)"
+)
 #: line breaks as editors count them (not str.splitlines, which also breaks at \x0c, \x85 ...)
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 IDENTIFICATIONS = ("std.lv", "marker")
@@ -56,8 +57,12 @@ LATENT_SCORES = ("auto", "centred", "non-centred")
 #: is refused: an ignored line (a misspelt key, a feature bayes_sor lacks) would fit another
 #: model than the one the user wrote.
 HEADER_OPTIONS: dict[str, tuple[str, ...] | None] = {
-    "scale": None, "identification": IDENTIFICATIONS, "ordinal": None, "priors": None,
-    "moderator_values": None, "latent_scores": LATENT_SCORES,
+    "scale": None,
+    "identification": IDENTIFICATIONS,
+    "ordinal": None,
+    "priors": None,
+    "moderator_values": None,
+    "latent_scores": LATENT_SCORES,
 }
 _HYPOTHESIS = re.compile(r"^\s*#\s*(H\d+[A-Za-z]?)\s*:\s*(.+?)\s*$")
 _MODIFIER_FUNCTIONS = ("label", "start", "prior", "equal")
@@ -176,8 +181,11 @@ def _tokenize(piece: _Piece) -> list[_Token]:
             raise ModelSyntaxError(message, piece.line, column, piece.raw)
         kind = match.lastgroup or ""
         value = match.group()
-        if kind == "number" and value[0] in "+-" and tokens and (
-            tokens[-1].kind in ("ident", "number", "string") or tokens[-1].value == ")"
+        if (
+            kind == "number"
+            and value[0] in "+-"
+            and tokens
+            and (tokens[-1].kind in ("ident", "number", "string") or tokens[-1].value == ")")
         ):
             # ``a +1*x`` is ``a + 1*x``, not ``a`` followed by the number ``+1``.
             tokens.append(_Token("punct", value[0], column, piece.line, piece.raw))
@@ -203,8 +211,7 @@ def _split_header(text: str) -> tuple[dict, list[str], int]:
                 column = mark.column + 1 if mark is not None else 1
                 problem = getattr(exc, "problem", None) or exc.__class__.__name__
                 raise ModelSyntaxError(
-                    f"the YAML header is not valid YAML ({problem}); "
-                    "expected 'key: value' lines",
+                    f"the YAML header is not valid YAML ({problem}); expected 'key: value' lines",
                     line,
                     column,
                     lines[line - 1],
@@ -235,6 +242,7 @@ def _nearest(word: str, choices: tuple[str, ...] | list[str]) -> str:
 
 def _check_header(options: dict, lines: list[str], end: int) -> None:
     """Refuse a header key or value that bayes_sor does not know, naming the known ones."""
+
     def located(key: str) -> tuple[int, str]:
         line = next((k + 1 for k in range(1, end) if lines[k].lstrip().startswith(key)), 2)
         return line, lines[line - 1]
@@ -246,14 +254,21 @@ def _check_header(options: dict, lines: list[str], end: int) -> None:
             line, raw = located(key)
             raise ModelSyntaxError(
                 f"unknown header option {key!r}{_nearest(key, known)}; the options are "
-                f"{', '.join(known)}", line, 1, raw)
+                f"{', '.join(known)}",
+                line,
+                1,
+                raw,
+            )
         values = HEADER_OPTIONS[key]
         if values is not None and str(value) not in values:
             line, raw = located(key)
             raise ModelSyntaxError(
                 f"unknown {key} {str(value)!r}{_nearest(str(value), values)}; use one of "
-                f"{', '.join(values)}", line,
-                len(raw) - len(raw.partition(":")[2].lstrip()) + 1, raw)
+                f"{', '.join(values)}",
+                line,
+                len(raw) - len(raw.partition(":")[2].lstrip()) + 1,
+                raw,
+            )
 
 
 def check_moderator_values(value: object) -> dict[str, list[float]]:
@@ -271,8 +286,11 @@ def check_moderator_values(value: object) -> dict[str, list[float]]:
     out = {}
     for name, values in value.items():
         values = list(values) if isinstance(values, list | tuple) else [values]
-        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)
-               or not math.isfinite(v)]
+        bad = [
+            v
+            for v in values
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+        ]
         if bad or not values:
             raise ModelSpecError(
                 f"moderator_values of {name!r} must be a list of finite numbers, {example}; "
@@ -287,14 +305,22 @@ def _header_moderator_values(value: object, text: str) -> dict[str, list[float]]
         return check_moderator_values(value)
     except ModelSpecError as exc:
         lines = _NEWLINE.split(text)
-        line = next((k + 1 for k, raw in enumerate(lines)
-                     if raw.lstrip().startswith("moderator_values")), 2)
+        line = next(
+            (k + 1 for k, raw in enumerate(lines) if raw.lstrip().startswith("moderator_values")), 2
+        )
         raise ModelSyntaxError(f"in the YAML header, {exc}", line, 1, lines[line - 1]) from None
 
 
 _ARITHMETIC = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-_EXPRESSION_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Name, ast.Constant, ast.Load,
-                     *_ARITHMETIC)
+_EXPRESSION_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Name,
+    ast.Constant,
+    ast.Load,
+    *_ARITHMETIC,
+)
 _EXPECTED_EXPRESSION = "labels, numbers, + - * / ^ and parentheses"
 
 
@@ -415,8 +441,11 @@ def _logical_lines(lines: list[str], offset: int) -> list[list[_Token] | Stateme
             piece = _Piece(part, line_no, start + 1, raw)
             if definition is not None:
                 stripped = part.strip()
-                if part_no == 0 and stripped and not re.search(r"~|:=|\|", part) and (
-                    definition.needs_more() or stripped[0] in "+-*/^)"
+                if (
+                    part_no == 0
+                    and stripped
+                    and not re.search(r"~|:=|\|", part)
+                    and (definition.needs_more() or stripped[0] in "+-*/^)")
                 ):
                     definition.pieces.append(piece)
                     continue
@@ -435,10 +464,15 @@ def _logical_lines(lines: list[str], offset: int) -> list[list[_Token] | Stateme
             if not tokens:
                 continue
             new_statement = _has_operator(tokens) and _has_operator(current)
-            continues = current and not new_statement and (
-                current[-1].value in ("+", "*", ":", "(", ",") or current[-1].kind == "op"
-                or tokens[0].value in ("+", "*")
-                or (tokens[0].kind == "op" and not _has_operator(current))
+            continues = (
+                current
+                and not new_statement
+                and (
+                    current[-1].value in ("+", "*", ":", "(", ",")
+                    or current[-1].kind == "op"
+                    or tokens[0].value in ("+", "*")
+                    or (tokens[0].kind == "op" and not _has_operator(current))
+                )
             )
             if continues and part_no == 0:
                 current.extend(tokens)
@@ -601,8 +635,7 @@ def parse(text: str) -> ModelSpec:
         previous = _NEWLINE.split(before)
         line = len(previous)
         raise ModelSyntaxError(
-            "the model file is binary (it holds NUL bytes), not text; expected lavaan model "
-            "syntax",
+            "the model file is binary (it holds NUL bytes), not text; expected lavaan model syntax",
             line,
             len(previous[-1]) + 1,
         )
@@ -623,8 +656,7 @@ def parse(text: str) -> ModelSpec:
             statements.extend(_Parser(item).statement())
     if not statements:
         raise ModelSyntaxError(
-            "the model has no statements; expected at least one "
-            "'factor =~ item1 + item2 + item3'",
+            "the model has no statements; expected at least one 'factor =~ item1 + item2 + item3'",
             offset + 1 if body else 1,
             1,
         )

@@ -44,8 +44,7 @@ def test_loglik_given_stored_latent_scores(tmp_path):
     draws = np.tile(par, (1, 2, 1))
     plain = load_run(write_run(tmp_path / "a", pt, draws, data))
     assert loglik_kind(plain)[0] == "marginal_approx"
-    stored = write_run(tmp_path / "b", pt, draws, data, latent_scores=eta,
-                       likelihood="conditional")
+    stored = write_run(tmp_path / "b", pt, draws, data, latent_scores=eta, likelihood="conditional")
     run = load_run(stored)
     assert loglik_kind(run)[0] == "conditional"
     ours = conditional_loglik(run, run.draws, eta.reshape(2, 30, 3))
@@ -57,13 +56,17 @@ def test_loglik_given_stored_latent_scores(tmp_path):
 def test_ordinal_loglik_given_latent_scores_is_the_probit_interval(tmp_path):
     from bayes_sor.spec.partable import add_thresholds
 
-    pt = add_thresholds(build_partable("F =~ u1 + u2 + u3", ordinal="all"),
-                        dict.fromkeys(["u1", "u2", "u3"], 3))
+    pt = add_thresholds(
+        build_partable("F =~ u1 + u2 + u3", ordinal="all"), dict.fromkeys(["u1", "u2", "u3"], 3)
+    )
     par = truth(pt, {f"u{i}|t1": -0.5 for i in (1, 2, 3)} | {f"u{i}|t2": 0.8 for i in (1, 2, 3)})
     data = simulate(pt, par, 40, seed=4)
     eta = np.random.default_rng(5).normal(size=(1, 1, 40, 1))
-    run = load_run(write_run(tmp_path / "o", pt, par[None, None], data, latent_scores=eta,
-                             likelihood="conditional"))
+    run = load_run(
+        write_run(
+            tmp_path / "o", pt, par[None, None], data, latent_scores=eta, likelihood="conditional"
+        )
+    )
     assert loglik_kind(run)[0] == "conditional"
     ours = conditional_loglik(run, run.draws, eta[0])[0]
     cuts = np.array([-np.inf, -0.5, 0.8, np.inf])

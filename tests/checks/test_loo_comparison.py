@@ -79,8 +79,7 @@ def test_sampled_loo_prefers_the_true_model(tmp_path):
     settings = SamplerSettings(chains=2, draws=500, tune=500, seed=3, progressbar=False)
     runs = []
     for name, model in (("true", TRUE), ("no_b", NO_B)):
-        runs.append(write_fit(fit(model, data, scale="none", settings=settings),
-                              tmp_path / name))
+        runs.append(write_fit(fit(model, data, scale="none", settings=settings), tmp_path / name))
     table = compare(runs)
     assert list(table.model) == ["true", "no_b"]
     assert table.elpd_diff.iloc[1] < -4 and -table.elpd_diff.iloc[1] > 2 * table.dse.iloc[1]

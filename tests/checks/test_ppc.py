@@ -53,8 +53,10 @@ def laplace_run(tmp_path, data: pd.DataFrame, model: str = CFA, name: str = "run
 def test_chisq_and_srmr_at_the_ml_estimates_equal_lavaan(reference, root):
     """The ML estimates as a one-point posterior give lavaan's chi-square and SRMR exactly."""
     pt = build_partable(HS)
-    ml = pd.read_csv(reference / "lavaan/ref_holzinger_cfa_lavaan_ml_stdlv_meanstructure.csv",
-                     keep_default_na=False)
+    ml = pd.read_csv(
+        reference / "lavaan/ref_holzinger_cfa_lavaan_ml_stdlv_meanstructure.csv",
+        keep_default_na=False,
+    )
     est = {row_name(r.lhs, r.op, r.rhs): float(r.est) for r in ml.itertuples()}
     par = np.array([est[n] for n in pt.names])[None]
     rep = representation(pt)
@@ -69,8 +71,10 @@ def test_bivariate_normal_cdf_matches_scipy():
     rng = np.random.default_rng(3)
     h, k, rho = rng.normal(size=20), rng.normal(size=20), np.tanh(rng.normal(size=20))
     ours = bvn_cdf(h, k, rho)
-    ref = [multivariate_normal([0, 0], [[1, r], [r, 1]]).cdf([a, b])
-           for a, b, r in zip(h, k, rho, strict=True)]
+    ref = [
+        multivariate_normal([0, 0], [[1, r], [r, 1]]).cdf([a, b])
+        for a, b, r in zip(h, k, rho, strict=True)
+    ]
     np.testing.assert_allclose(ours, ref, atol=1e-6)
     assert bvn_cdf(np.array(0.0), np.array(0.0), np.array(0.5)) == pytest.approx(1 / 3)
 
@@ -82,13 +86,15 @@ def test_pair_probabilities_sum_to_one_and_match_the_margins():
     prob = pair_probabilities(moments, taus, 0, 1)[0]
     assert prob.shape == (3, 4) and prob.sum() == pytest.approx(1.0)
     from scipy.stats import norm
+
     first = np.diff(norm.cdf(np.r_[-np.inf, taus[0][0], np.inf], 0.2, np.sqrt(1.5)))
     np.testing.assert_allclose(prob.sum(axis=1), first, atol=1e-7)
 
 
 def test_bayesian_fit_indices_follow_blavaan_formulas():
-    out = bayes_fit_indices(np.array([100.0, 40.0]), 30.0, np.array([900.0, 900.0]), 18.0,
-                            n=300, moments=54)
+    out = bayes_fit_indices(
+        np.array([100.0, 40.0]), 30.0, np.array([900.0, 900.0]), 18.0, n=300, moments=54
+    )
     assert out["brmsea"][0] == pytest.approx(np.sqrt((100 - 54) / (24 * 300)))
     assert out["brmsea"][1] == 0.0  # chi2 below p*: no noncentrality
     assert out["bcfi"][0] == pytest.approx(1 - 46 / (900 - 54))
@@ -99,8 +105,9 @@ def test_ppp_is_not_extreme_when_the_model_is_true(tmp_path):
     ppps = []
     for seed in range(4):
         data = simulate_data({}, seed, n=250)
-        result = predictive_check(load_run(laplace_run(tmp_path, data, name=f"r{seed}")),
-                                  max_draws=200)
+        result = predictive_check(
+            load_run(laplace_run(tmp_path, data, name=f"r{seed}")), max_draws=200
+        )
         ppps.append(float(result.fit_measures.set_index("measure").value["ppp"]))
         assert result.residuals.outside.sum() <= 2
     assert sum(0.05 < p < 0.95 for p in ppps) >= 3, ppps
@@ -148,8 +155,18 @@ def test_report_sections_are_replaced_not_duplicated(tmp_path):
 def test_fit_measures_layout_and_loo(tmp_path):
     result = predictive_check(load_run(laplace_run(tmp_path, simulate_data({}, 6))), max_draws=200)
     m = result.fit_measures.set_index("measure").value
-    for name in ("ppp", "srmr", "srmr.ci.lower", "srmr.ci.upper", "brmsea", "bcfi",
-                 "elpd_loo", "se_elpd_loo", "p_loo", "pareto_k_gt_0.7"):
+    for name in (
+        "ppp",
+        "srmr",
+        "srmr.ci.lower",
+        "srmr.ci.upper",
+        "brmsea",
+        "bcfi",
+        "elpd_loo",
+        "se_elpd_loo",
+        "p_loo",
+        "pareto_k_gt_0.7",
+    ):
         assert np.isfinite(m[name]), name
     assert 20 < m["p_loo"] < 40  # 30 free parameters
     assert m["srmr.ci.lower"] <= m["srmr"] <= m["srmr.ci.upper"]
@@ -184,8 +201,9 @@ def ordinal_run(tmp_path, extra_truth: str = "", name: str = "ord"):
     """Three-category items (simulate cuts the latent responses); posterior = truth + noise."""
     from bayes_sor.spec.partable import add_thresholds
 
-    gen = add_thresholds(build_partable(CFA + extra_truth, ordinal="all"),
-                         {f"x{i}": 3 for i in range(1, 10)})
+    gen = add_thresholds(
+        build_partable(CFA + extra_truth, ordinal="all"), {f"x{i}": 3 for i in range(1, 10)}
+    )
     values = {f"x{i}|t1": -0.5 for i in range(1, 10)} | {f"x{i}|t2": 0.8 for i in range(1, 10)}
     par = truth(gen, values | {"F1=~x9": 0.8})
     data = simulate(gen, par, 600, seed=4)
@@ -237,8 +255,7 @@ def test_holzinger_swineford_misfit_is_found(tmp_path, reference):
     assert m["brmsea"] == pytest.approx(0.099, abs=0.01)  # blavaan: 0.099
     assert m["bcfi"] == pytest.approx(0.930, abs=0.015)  # blavaan: 0.930
     residuals = pd.read_csv(run / "residuals.csv")
-    top = {frozenset(p) for p in zip(residuals.item1.head(8), residuals.item2.head(8),
-                                     strict=True)}
+    top = {frozenset(p) for p in zip(residuals.item1.head(8), residuals.item2.head(8), strict=True)}
     assert {frozenset({"x1", "x9"}), frozenset({"x3", "x9"}), frozenset({"x7", "x8"})} <= top
     assert "x9 is under-predicted with 2 items of visual" in (run / "report.md").read_text()
 
@@ -246,23 +263,26 @@ def test_holzinger_swineford_misfit_is_found(tmp_path, reference):
 @pytest.mark.slow
 def test_sampled_ppp_true_vs_omitted_cross_loading(tmp_path):
     good = _fit_run(CFA, simulate_data({}, 21, n=400), tmp_path / "good")
-    bad = _fit_run(CFA, simulate_data({"F1=~x9": 0.6}, 22, "F1 =~ x9\n", n=400),
-                   tmp_path / "bad")
-    ppp = [predictive_check(load_run(r)).fit_measures.set_index("measure").value["ppp"]
-           for r in (good, bad)]
+    bad = _fit_run(CFA, simulate_data({"F1=~x9": 0.6}, 22, "F1 =~ x9\n", n=400), tmp_path / "bad")
+    ppp = [
+        predictive_check(load_run(r)).fit_measures.set_index("measure").value["ppp"]
+        for r in (good, bad)
+    ]
     assert 0.05 < ppp[0] < 0.95 and ppp[1] < 0.05, ppp
 
 
 def test_mixed_ordinal_and_continuous_items_get_residuals_but_no_ppp(tmp_path):
     from bayes_sor.spec.partable import add_thresholds
 
-    pt = add_thresholds(build_partable(CFA, ordinal="x1,x2,x3"), dict.fromkeys(
-        ["x1", "x2", "x3"], 3))
+    pt = add_thresholds(
+        build_partable(CFA, ordinal="x1,x2,x3"), dict.fromkeys(["x1", "x2", "x3"], 3)
+    )
     par = truth(pt, {f"x{i}|t1": -0.5 for i in (1, 2, 3)} | {f"x{i}|t2": 0.8 for i in (1, 2, 3)})
     data = simulate(pt, par, 300, seed=5)
     draws = np.tile(par, (2, 100, 1))
-    result = predictive_check(load_run(write_run(tmp_path / "mixed", pt, draws, data)),
-                              max_draws=100)
+    result = predictive_check(
+        load_run(write_run(tmp_path / "mixed", pt, draws, data)), max_draws=100
+    )
     m = result.fit_measures.set_index("measure").value
     assert np.isnan(m["ppp"]) and len(result.residuals) == 36
     assert result.residuals.outside.sum() <= 3
@@ -282,7 +302,8 @@ def test_report_counts_read_as_counts_in_words_and_tables(tmp_path):
     run = load_run(write_run(tmp_path / "run", pt, laplace_draws(pt, data, n_draws=1100), data))
     result = predictive_check(run, max_draws=200)
     assert [m for m in result.fit_measures.measure if m.startswith("pareto_k")] == [
-        "pareto_k_gt_0.7"]
+        "pareto_k_gt_0.7"
+    ]
     one = result.residuals.assign(outside=[True] + [False] * (len(result.residuals) - 1))
     text = report_section(run, replace(result, residuals=one), 0.95)
     assert f"1 of {len(one)} item pairs has an observed correlation outside its 95%" in text

@@ -38,7 +38,8 @@ def test_omega_and_ave_of_one_factor(tmp_path):
     assert table.loc[("omega", "F"), "mean"] == pytest.approx(omega, abs=1e-3)
     assert table.loc[("ave", "F"), "mean"] == pytest.approx(np.mean(lam**2), abs=1e-3)
     assert table.loc[("alpha", "F"), "sample"] == pytest.approx(
-        cronbach_alpha(np.cov(run.y, rowvar=False)), abs=1e-12)
+        cronbach_alpha(np.cov(run.y, rowvar=False)), abs=1e-12
+    )
 
 
 def test_htmt_equals_the_factor_correlation_for_equal_loadings(tmp_path):
@@ -66,7 +67,8 @@ def test_discriminant_validity_failure_is_reported(tmp_path):
 
 def test_cronbach_alpha_formula():
     y = np.random.default_rng(2).normal(size=(200, 3)) + np.random.default_rng(3).normal(
-        size=(200, 1))
+        size=(200, 1)
+    )
     cov = np.cov(y, rowvar=False)
     expected = 3 / 2 * (1 - np.trace(cov) / cov.sum())
     assert cronbach_alpha(cov) == pytest.approx(expected)

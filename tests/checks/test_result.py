@@ -36,8 +36,9 @@ def folder_state(folder) -> dict[str, bytes]:
 def run_dir(tmp_path_factory):
     pt = build_partable(CFA)
     data = simulate(pt, truth(pt), 300, 3)
-    return write_run(tmp_path_factory.mktemp("check") / "run", pt,
-                     laplace_draws(pt, data, n_draws=400), data)
+    return write_run(
+        tmp_path_factory.mktemp("check") / "run", pt, laplace_draws(pt, data, n_draws=400), data
+    )
 
 
 CHECKS = {
@@ -45,9 +46,17 @@ CHECKS = {
     "reliability": lambda run: reliability_check(run),
     "sensitivity": lambda run: sensitivity_check(run),
 }
-FILES = {"ppc": {"fit_measures.csv", "residuals.csv", "ppc_items.csv", "ppc_items.png",
-                 "ppc_residuals.png"},
-         "reliability": {"reliability.csv"}, "sensitivity": {"sensitivity.csv"}}
+FILES = {
+    "ppc": {
+        "fit_measures.csv",
+        "residuals.csv",
+        "ppc_items.csv",
+        "ppc_items.png",
+        "ppc_residuals.png",
+    },
+    "reliability": {"reliability.csv"},
+    "sensitivity": {"sensitivity.csv"},
+}
 
 
 @pytest.mark.parametrize("name", CHECKS)
@@ -56,8 +65,9 @@ def test_a_check_returns_one_result_and_writes_nothing(name, run_dir):
     result = CHECKS[name](load_run(run_dir))
     assert folder_state(run_dir) == before
     assert isinstance(result, CheckResult) and result.name == name
-    assert set(result.tables) | {n for n, f in result.figures.items() if f is not None} \
-        == FILES[name]
+    assert (
+        set(result.tables) | {n for n, f in result.figures.items() if f is not None} == FILES[name]
+    )
     assert result.text.startswith("## ") and result.console
     assert result.passed in (True, False, None)
 
@@ -80,8 +90,12 @@ def test_a_figure_the_check_cannot_draw_removes_an_earlier_one(tmp_path):
     (tmp_path / "old.png").write_bytes(b"an earlier run's figure")
     fig = Figure()
     fig.add_subplot().plot([0, 1])
-    result = CheckResult("demo", "## Demo\n\ntext", tables={"t.csv": pd.DataFrame({"a": [1]})},
-                         figures={"old.png": None, "new.png": fig})
+    result = CheckResult(
+        "demo",
+        "## Demo\n\ntext",
+        tables={"t.csv": pd.DataFrame({"a": [1]})},
+        figures={"old.png": None, "new.png": fig},
+    )
     written = write_result(result, tmp_path)
     assert not (tmp_path / "old.png").exists()
     assert (tmp_path / "new.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -90,28 +104,42 @@ def test_a_figure_the_check_cannot_draw_removes_an_earlier_one(tmp_path):
 
 
 def test_outside_a_run_folder_no_section_is_written(tmp_path):
-    write_result(CheckResult("demo", "## Demo", tables={"t.csv": pd.DataFrame({"a": [1]})}),
-                 tmp_path, section=False)
+    write_result(
+        CheckResult("demo", "## Demo", tables={"t.csv": pd.DataFrame({"a": [1]})}),
+        tmp_path,
+        section=False,
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
-def test_a_registered_check_validates_first_then_loads_writes_and_prints(run_dir, capsys,
-                                                                         tmp_path):
+def test_a_registered_check_validates_first_then_loads_writes_and_prints(run_dir, capsys, tmp_path):
     calls = []
 
     def check(run, args):
         calls.append((run.path, args.level))
-        return [CheckResult("demo", "## Demo check", tables={"demo.csv": pd.DataFrame(
-            {"level": [args.level]})}, console="demo printed"), CheckResult("quiet", "## Q")]
+        return [
+            CheckResult(
+                "demo",
+                "## Demo check",
+                tables={"demo.csv": pd.DataFrame({"level": [args.level]})},
+                console="demo printed",
+            ),
+            CheckResult("quiet", "## Q"),
+        ]
 
     def validate(args):
         if args.level > 1:
             raise BayesSORError("--level must be at most 1")
 
     parser = argparse.ArgumentParser()
-    add_check_command(parser.add_subparsers(), "demo", "a demo check", check,
-                      declare=lambda p: p.add_argument("--level", type=float, default=0.5),
-                      validate=validate)
+    add_check_command(
+        parser.add_subparsers(),
+        "demo",
+        "a demo check",
+        check,
+        declare=lambda p: p.add_argument("--level", type=float, default=0.5),
+        validate=validate,
+    )
     args = parser.parse_args(["demo", str(run_dir)])
     assert args.handler(args) == 0
     assert calls == [(run_dir, 0.5)]

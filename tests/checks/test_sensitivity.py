@@ -33,8 +33,7 @@ def test_numpy_log_prior_matches_the_pymc_model():
     rng = np.random.default_rng(1)
     points = []
     for _ in range(2):
-        point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in
-                 model.initial_point().items()}
+        point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
         points.append((float(logp(point)), prior_terms(pt, par_of(point)[None])[0].sum()))
     assert points[1][0] - points[0][0] == pytest.approx(points[1][1] - points[0][1], abs=1e-8)
 
@@ -45,8 +44,9 @@ def test_an_informative_prior_against_the_data_is_flagged(tmp_path):
     data = simulate(pt, truth(pt, {"M~X": 0.5, "Y~M": 0.5, "x1~~m1": 0.0}), 150, seed=2)
     run = write_run(tmp_path / "run", pt, laplace_draws(pt, data, 1000, prior=True), data)
     assert main(["sensitivity", str(run)]) == 0
-    table = pd.read_csv(run / "sensitivity.csv", keep_default_na=False,
-                        na_values={"prior_sensitivity": [""]}).set_index("quantity")
+    table = pd.read_csv(
+        run / "sensitivity.csv", keep_default_na=False, na_values={"prior_sensitivity": [""]}
+    ).set_index("quantity")
     assert table.loc["M~X", "prior_sensitivity"] > 0.05
     assert "prior" in table.loc["M~X", "diagnosis"]
     assert table.loc["Y~M", "prior_sensitivity"] < 0.05
@@ -62,10 +62,12 @@ def test_a_conclusion_that_flips_under_a_stronger_prior_is_flagged():
     from bayes_sor.checks.sensitivity import _verdict, conclusions
 
     x = np.random.default_rng(0).normal(0.11, 0.05, (4, 20000))
-    posterior = xr.Dataset({"path": (("chain", "draw", "path_id"), x[..., None])},
-                           coords={"path_id": ["M~X"]})
-    log_prior = xr.DataArray((-0.5 * (x / 0.05) ** 2)[..., None],
-                             dims=("chain", "draw", "prior_term"))
+    posterior = xr.Dataset(
+        {"path": (("chain", "draw", "path_id"), x[..., None])}, coords={"path_id": ["M~X"]}
+    )
+    log_prior = xr.DataArray(
+        (-0.5 * (x / 0.05) ** 2)[..., None], dims=("chain", "draw", "prior_term")
+    )
     row = conclusions(posterior, log_prior, 0.95).iloc[0]
     assert row["ci.lower"] > 0 > row["ci.lower_alpha1.25"]
     dependent, why = _verdict(row, (0.8, 1.25))

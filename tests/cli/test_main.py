@@ -34,8 +34,19 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(project):
     out = project / "run"
-    code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                 "--out", str(out), "--scale", "none", *FAST])
+    code = main(
+        [
+            "fit",
+            str(project / "model.lav"),
+            "--data",
+            str(project / "data.csv"),
+            "--out",
+            str(out),
+            "--scale",
+            "none",
+            *FAST,
+        ]
+    )
     return code, out
 
 
@@ -43,9 +54,21 @@ def test_fit_writes_every_output_in_the_documented_layout(run):
     code, out = run
     assert code == 0
     estimates = pd.read_csv(out / "estimates.csv")
-    assert list(estimates.columns[:13]) == ["lhs", "op", "rhs", "label", "mean", "median", "sd",
-                                            "ci.lower", "ci.upper", "r_hat", "ess_bulk",
-                                            "ess_tail", "std.all"]
+    assert list(estimates.columns[:13]) == [
+        "lhs",
+        "op",
+        "rhs",
+        "label",
+        "mean",
+        "median",
+        "sd",
+        "ci.lower",
+        "ci.upper",
+        "r_hat",
+        "ess_bulk",
+        "ess_tail",
+        "std.all",
+    ]
     effects = pd.read_csv(out / "effects.csv", keep_default_na=False)
     indirect = effects[(effects.kind == "indirect") & (effects.effect == "X -> M -> Y")]
     defined = effects[(effects.kind == "defined") & (effects.effect == "ab")]
@@ -69,9 +92,25 @@ def test_prior_scale_refits_with_every_default_prior_widened(run, project):
     effect of a well-identified model barely moves (the direct sensitivity check)."""
     _, default = run
     out = project / "wide"
-    assert main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                 "--out", str(out), "--scale", "none", "--prior-scale", "2", "--no-report",
-                 *FAST]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(project / "model.lav"),
+                "--data",
+                str(project / "data.csv"),
+                "--out",
+                str(out),
+                "--scale",
+                "none",
+                "--prior-scale",
+                "2",
+                "--no-report",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     estimates = pd.read_csv(out / "estimates.csv", keep_default_na=False)
     regression = estimates[(estimates.op == "~") & (estimates.rhs == "X")]
     assert set(regression.prior) == {"normal(0,20)"}
@@ -89,17 +128,39 @@ def test_prior_scale_refits_with_every_default_prior_widened(run, project):
 def test_existing_run_is_refused_without_force_and_kept(run, project, capsys):
     _, out = run
     before = (out / "estimates.csv").read_bytes()
-    code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                 "--out", str(out), *FAST])
+    code = main(
+        [
+            "fit",
+            str(project / "model.lav"),
+            "--data",
+            str(project / "data.csv"),
+            "--out",
+            str(out),
+            *FAST,
+        ]
+    )
     assert code == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "estimates.csv").read_bytes() == before
 
 
 def test_failed_diagnostics_exit_1_unless_allowed(project, capsys):
-    args = ["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-            "--chains", "2", "--draws", "20", "--tune", "20", "--no-progress", "--scale", "none",
-            "--no-report"]
+    args = [
+        "fit",
+        str(project / "model.lav"),
+        "--data",
+        str(project / "data.csv"),
+        "--chains",
+        "2",
+        "--draws",
+        "20",
+        "--tune",
+        "20",
+        "--no-progress",
+        "--scale",
+        "none",
+        "--no-report",
+    ]
     assert main([*args, "--out", str(project / "short")]) == 1
     assert "ESS" in capsys.readouterr().err
     assert main([*args, "--out", str(project / "short2"), "--allow-warnings"]) == 0
@@ -109,9 +170,20 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(project):
     bad = project / "bad.csv"
     pd.DataFrame({"x1": ["agree", "3"], "x2": [1, 2]}).to_csv(bad, index=False)
     result = subprocess.run(
-        [sys.executable, "-m", "bayes_sor", "fit", str(project / "model.lav"), "--data",
-         str(bad), "--out", str(project / "never")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "bayes_sor",
+            "fit",
+            str(project / "model.lav"),
+            "--data",
+            str(bad),
+            "--out",
+            str(project / "never"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -122,10 +194,13 @@ def test_bad_input_exits_2_with_one_message_and_no_traceback(project):
 def test_run_exits_with_mains_code_after_the_exit_handlers_and_flushed_output():
     """``python -m bayes_sor`` skips the interpreter's teardown: main's exit code, everything
     printed reaches the pipes, and the exit handlers (PyTensor's housekeeping) still run."""
-    script = ("import atexit; atexit.register(print, 'exit handlers ran'); "
-              "from bayes_sor.cli.main import run; print('before', end=''); run(['simulate'])")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    script = (
+        "import atexit; atexit.register(print, 'exit handlers ran'); "
+        "from bayes_sor.cli.main import run; print('before', end=''); run(['simulate'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert result.stdout == "beforeexit handlers ran\n"
     assert "required" in result.stderr and "Traceback" not in result.stderr
@@ -134,8 +209,9 @@ def test_run_exits_with_mains_code_after_the_exit_handlers_and_flushed_output():
 def test_syntax_error_names_line_and_column(project, capsys):
     broken = project / "broken.lav"
     broken.write_text("X =~ x1 + x2 + x3\nM =~ m1 + m2 + m3\nY ~ ~ M\n")
-    code = main(["fit", str(broken), "--data", str(project / "data.csv"), "--out",
-                 str(project / "x")])
+    code = main(
+        ["fit", str(broken), "--data", str(project / "data.csv"), "--out", str(project / "x")]
+    )
     assert code == 2
     assert "line 3" in capsys.readouterr().err
 
@@ -143,8 +219,20 @@ def test_syntax_error_names_line_and_column(project, capsys):
 def test_simulate_writes_likert_answers(project):
     out = project / "sim.csv"
     truth = project / "truth.csv"
-    code = main(["simulate", str(project / "model.lav"), "--nobs", "50", "--seed", "2",
-                 "--out", str(out), "--truth-out", str(truth)])
+    code = main(
+        [
+            "simulate",
+            str(project / "model.lav"),
+            "--nobs",
+            "50",
+            "--seed",
+            "2",
+            "--out",
+            str(out),
+            "--truth-out",
+            str(truth),
+        ]
+    )
     assert code == 0
     data = pd.read_csv(out)
     assert data.shape == (50, 9)
@@ -155,8 +243,20 @@ def test_simulate_writes_likert_answers(project):
 def test_same_seed_gives_the_same_posterior(run, project):
     _, out = run
     again = project / "again"
-    code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                 "--out", str(again), "--scale", "none", "--no-report", *FAST])
+    code = main(
+        [
+            "fit",
+            str(project / "model.lav"),
+            "--data",
+            str(project / "data.csv"),
+            "--out",
+            str(again),
+            "--scale",
+            "none",
+            "--no-report",
+            *FAST,
+        ]
+    )
     assert code == 0
     first = az.from_netcdf(out / "posterior.nc")["posterior"]["par"].values
     second = az.from_netcdf(again / "posterior.nc")["posterior"]["par"].values
@@ -170,15 +270,30 @@ def test_centred_and_non_centred_latent_scores_give_the_same_posterior(project):
     fits = {}
     for choice in ("centred", "non-centred"):
         out = project / f"latent_{choice}"
-        code = main(["fit", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                     "--out", str(out), "--scale", "none", "--likelihood", "conditional",
-                     "--latent-scores", choice, "--allow-warnings", *FAST])
+        code = main(
+            [
+                "fit",
+                str(project / "model.lav"),
+                "--data",
+                str(project / "data.csv"),
+                "--out",
+                str(out),
+                "--scale",
+                "none",
+                "--likelihood",
+                "conditional",
+                "--latent-scores",
+                choice,
+                "--allow-warnings",
+                *FAST,
+            ]
+        )
         assert code == 0
         post = az.from_netcdf(out / "posterior.nc")
         assert not {"latent_z", "latent_exogenous", "latent_eta_M", "latent_eta_Y"} & set(
-            post["posterior"].data_vars)
-        fits[choice] = (pd.read_csv(out / "estimates.csv"),
-                        post.attrs["bayes_sor_centred_latents"])
+            post["posterior"].data_vars
+        )
+        fits[choice] = (pd.read_csv(out / "estimates.csv"), post.attrs["bayes_sor_centred_latents"])
     (centred, named), (other, none) = fits["centred"], fits["non-centred"]
     assert named == '["X", "M", "Y"]' and none == "[]"
     free = centred.free > 0
@@ -188,11 +303,17 @@ def test_centred_and_non_centred_latent_scores_give_the_same_posterior(project):
 
 
 # ---- what the console shows while and after a fit runs ----------------------------------------
-STAGES = (r"reading the data \(.*data\.csv\)$", r"building the PyMC model$",
-          r"compiling the marginal model for nutpie: (cached|not cached, compiling \(a model's "
-          r"first run: up to a few minutes)", r"sampling: 2 chains x 20 draws after 20 tuning",
-          r"summarising the posterior", r"writing .*console/ \(posterior\.nc",
-          r"writing the report \(report\.html", r"finished$")
+STAGES = (
+    r"reading the data \(.*data\.csv\)$",
+    r"building the PyMC model$",
+    r"compiling the marginal model for nutpie: (cached|not cached, compiling \(a model's "
+    r"first run: up to a few minutes)",
+    r"sampling: 2 chains x 20 draws after 20 tuning",
+    r"summarising the posterior",
+    r"writing .*console/ \(posterior\.nc",
+    r"writing the report \(report\.html",
+    r"finished$",
+)
 
 
 def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(project):
@@ -201,10 +322,30 @@ def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(projec
     each convergence warning once (no raw ``UserWarning`` with its source line), and the
     ``diagnostics:`` line also when a check fails (20 draws: ESS too low)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bayes_sor", "fit", str(project / "model.lav"), "--data",
-         str(project / "data.csv"), "--out", str(project / "console"), "--scale", "none",
-         "--chains", "2", "--draws", "20", "--tune", "20", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "bayes_sor",
+            "fit",
+            str(project / "model.lav"),
+            "--data",
+            str(project / "data.csv"),
+            "--out",
+            str(project / "console"),
+            "--scale",
+            "none",
+            "--chains",
+            "2",
+            "--draws",
+            "20",
+            "--tune",
+            "20",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     arrived = [(line.rstrip("\n"), time.perf_counter()) for line in process.stdout]
     stderr = process.stderr.read()
     assert process.wait(timeout=600) == 1, stderr
@@ -215,8 +356,9 @@ def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(projec
     assert finished - building > 1, "stage lines must arrive as they happen, not at the exit"
     stamped = [re.match(r"\[ *(\d+\.\d) s\] (.*)", line) for line in lines]
     stamped = [m for m in stamped if m is not None]
-    assert [next((k for k, s in enumerate(STAGES) if re.match(s, m.group(2))), None)
-            for m in stamped] == list(range(len(STAGES))), result.stdout
+    assert [
+        next((k for k, s in enumerate(STAGES) if re.match(s, m.group(2))), None) for m in stamped
+    ] == list(range(len(STAGES))), result.stdout
     seconds = [float(m.group(1)) for m in stamped]
     assert seconds == sorted(seconds)
     table = next(k for k, line in enumerate(lines) if line.split()[:2] == ["effect", "kind"])
@@ -229,16 +371,36 @@ def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(projec
     assert len(warned) == len(set(warned)) and "UserWarning" not in result.stderr
 
 
-def test_the_compiling_line_says_whether_the_compiled_model_is_cached(project, tmp_path,
-                                                                     monkeypatch, capsys):
+def test_the_compiling_line_says_whether_the_compiled_model_is_cached(
+    project, tmp_path, monkeypatch, capsys
+):
     """A model graph not in the compiled-model cache is announced with the expected wait; the
     same model's next run says "cached"."""
     monkeypatch.setattr("bayes_sor.sampling.nutpie_cache.MODEL_CACHE", tmp_path / "models")
-    args = ["fit", str(project / "model.lav"), "--data", str(project / "data.csv"), "--out",
-            str(tmp_path / "run"), "--scale", "none", "--chains", "1", "--draws", "10",
-            "--tune", "10", "--no-progress", "--no-report", "--allow-warnings", "--force"]
-    for said in ("nutpie: not cached, compiling (a model's first run: up to a few minutes",
-                 "compiling the marginal model for nutpie: cached\n"):
+    args = [
+        "fit",
+        str(project / "model.lav"),
+        "--data",
+        str(project / "data.csv"),
+        "--out",
+        str(tmp_path / "run"),
+        "--scale",
+        "none",
+        "--chains",
+        "1",
+        "--draws",
+        "10",
+        "--tune",
+        "10",
+        "--no-progress",
+        "--no-report",
+        "--allow-warnings",
+        "--force",
+    ]
+    for said in (
+        "nutpie: not cached, compiling (a model's first run: up to a few minutes",
+        "compiling the marginal model for nutpie: cached\n",
+    ):
         assert main(args) == 0
         assert said in capsys.readouterr().out
 
@@ -248,10 +410,31 @@ def test_the_line_after_the_progress_bar_starts_on_a_line_of_its_own(project, tm
     next stage line must not be glued to it."""
     main_fd, child_fd = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bayes_sor", "fit", str(project / "model.lav"), "--data",
-         str(project / "data.csv"), "--out", str(tmp_path / "tty"), "--scale", "none",
-         "--chains", "2", "--draws", "50", "--tune", "50", "--no-report", "--allow-warnings"],
-        stdin=child_fd, stdout=child_fd, stderr=child_fd)
+        [
+            sys.executable,
+            "-m",
+            "bayes_sor",
+            "fit",
+            str(project / "model.lav"),
+            "--data",
+            str(project / "data.csv"),
+            "--out",
+            str(tmp_path / "tty"),
+            "--scale",
+            "none",
+            "--chains",
+            "2",
+            "--draws",
+            "50",
+            "--tune",
+            "50",
+            "--no-report",
+            "--allow-warnings",
+        ],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=child_fd,
+    )
     os.close(child_fd)
     chunks = []
     while True:

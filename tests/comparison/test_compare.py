@@ -89,8 +89,9 @@ def project(tmp_path_factory, partable, data) -> Path:
     par[..., k] = -par[..., k] - 0.5
     run = write_run(folder / "run", partable, par, data)
     rep = representation(partable)
-    posterior = xr.Dataset({"par": (("chain", "draw", "param"), par)},
-                           coords={"param": partable.names})
+    posterior = xr.Dataset(
+        {"par": (("chain", "draw", "param"), par)}, coords={"param": partable.names}
+    )
     parameter_estimates(partable, rep, posterior).to_csv(run / "estimates.csv", index=False)
     effects = effects_table(effects_dataarray(effect_draws(partable, rep, par)))
     effects.to_csv(run / "effects.csv", index=False)
@@ -99,18 +100,47 @@ def project(tmp_path_factory, partable, data) -> Path:
 
 @pytest.fixture(scope="module")
 def compared(project) -> pd.DataFrame:
-    code = main(["compare", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                 "--run", str(project / "run"), "--published", str(project / "published.yaml"),
-                 "--out", str(project / "out"), "--boot", "20", "--process-boot", "300",
-                 "--workers", "1", "--seed", "3", "--controls", "group,age"])
+    code = main(
+        [
+            "compare",
+            str(project / "model.lav"),
+            "--data",
+            str(project / "data.csv"),
+            "--run",
+            str(project / "run"),
+            "--published",
+            str(project / "published.yaml"),
+            "--out",
+            str(project / "out"),
+            "--boot",
+            "20",
+            "--process-boot",
+            "300",
+            "--workers",
+            "1",
+            "--seed",
+            "3",
+            "--controls",
+            "group,age",
+        ]
+    )
     assert code == 0
     return read_comparison(project / "out" / "comparison.csv")
 
 
-def _row(table: pd.DataFrame, quantity: str, kind: str = "path", scale: str = "std",
-         moderator_value: str = "") -> pd.Series:
-    rows = table[(table.quantity == quantity) & (table.kind == kind) & (table.scale == scale)
-                 & (table.moderator_value == moderator_value)]
+def _row(
+    table: pd.DataFrame,
+    quantity: str,
+    kind: str = "path",
+    scale: str = "std",
+    moderator_value: str = "",
+) -> pd.Series:
+    rows = table[
+        (table.quantity == quantity)
+        & (table.kind == kind)
+        & (table.scale == scale)
+        & (table.moderator_value == moderator_value)
+    ]
     assert len(rows) == 1, (quantity, kind, scale, moderator_value)
     return rows.iloc[0]
 
@@ -118,8 +148,7 @@ def _row(table: pd.DataFrame, quantity: str, kind: str = "path", scale: str = "s
 # ---- the command end to end --------------------------------------------------------------------
 def test_compare_writes_every_row_and_column(compared, project):
     out = project / "out"
-    assert {p.name for p in out.iterdir()} >= {"comparison.csv", "comparison.md",
-                                               "comparison.png"}
+    assert {p.name for p in out.iterdir()} >= {"comparison.csv", "comparison.md", "comparison.png"}
     for method in ("bayes", "ml", "study", "published"):
         assert {f"{method}_est", f"{method}_lower", f"{method}_upper"} <= set(compared.columns)
     assert {"sign_disagree", "zero_disagree", "flag"} <= set(compared.columns)
@@ -130,10 +159,16 @@ def test_compare_writes_every_row_and_column(compared, project):
         raw = _row(compared, quantity, scale="raw")
         # composites have their own metric: no raw study values
         assert raw[["bayes_est", "ml_est"]].notna().all() and pd.isna(raw.study_est)
-    effects = [("X -> M -> Y", "indirect", ""), ("X -> Y", "total", ""),
-               ("X -> M -> Y", "index_moderated_mediation", "W"), ("ab", "defined", "")]
-    effects += [("X -> M -> Y", "conditional_indirect", f"W={v}")
-                for v in ("-1SD", "0SD", "+1SD", "p16", "p50", "p84")]
+    effects = [
+        ("X -> M -> Y", "indirect", ""),
+        ("X -> Y", "total", ""),
+        ("X -> M -> Y", "index_moderated_mediation", "W"),
+        ("ab", "defined", ""),
+    ]
+    effects += [
+        ("X -> M -> Y", "conditional_indirect", f"W={v}")
+        for v in ("-1SD", "0SD", "+1SD", "p16", "p50", "p84")
+    ]
     for quantity, kind, value in effects:
         row = _row(compared, quantity, kind, moderator_value=value)
         assert row[["bayes_est", "ml_est", "study_est"]].notna().all(), (quantity, kind)
@@ -141,8 +176,9 @@ def test_compare_writes_every_row_and_column(compared, project):
     # the single indirect path's total indirect effect repeats it; direct effects are paths
     assert not compared.kind.isin(["direct", "total_indirect"]).any()
     for step in ("a", "b", "c", "c'", "a*b"):
-        assert pd.notna(_row(compared, baron_kenny_quantity(step, "X", "M", "Y"),
-                             "baron_kenny").study_est)
+        assert pd.notna(
+            _row(compared, baron_kenny_quantity(step, "X", "M", "Y"), "baron_kenny").study_est
+        )
     for term in ("M", "W", "M:W"):
         row = _row(compared, moderation_quantity("Y", term), "moderation")
         assert pd.notna(row.study_est) and pd.notna(row.published_est)
@@ -175,11 +211,13 @@ def test_ml_rows_are_ml_sem_estimates():
     rows = ml_estimates(pt, data, boot=4, seed=1, workers=1, level=0.95).table.set_index(KEY)
     table = ml_sem(pt, data)
     for r in table[table.op.isin(["~", "indirect", "total", ":="])].to_dict("records"):
-        quantity, kind = ((f"{r['lhs']} ~ {r['rhs']}", "path") if r["op"] == "~" else
-                          (r["lhs"], {":=": "defined"}.get(r["op"], r["op"])))
+        quantity, kind = (
+            (f"{r['lhs']} ~ {r['rhs']}", "path")
+            if r["op"] == "~"
+            else (r["lhs"], {":=": "defined"}.get(r["op"], r["op"]))
+        )
         assert rows.loc[(quantity, kind, "", "raw"), "est"] == pytest.approx(r["est"], abs=1e-9)
-        assert rows.loc[(quantity, kind, "", "std"), "est"] == pytest.approx(r["std.all"],
-                                                                             abs=1e-9)
+        assert rows.loc[(quantity, kind, "", "std"), "est"] == pytest.approx(r["std.all"], abs=1e-9)
 
 
 def test_ml_interaction_keeps_ml_sem_standardised_value(partable, data):
@@ -197,17 +235,26 @@ def test_study_effects_are_process_model14(partable, data):
     scores = composite_scores(partable, data)
     centred = (scores - scores.mean()).join(controls)
     sd = scores.std()
-    ref = process_model14(centred, "X", "M", "W", "Y", controls=list(controls.columns),
-                          boot=400, seed=9, w_values=[-sd.W, 0.0, sd.W]).set_index("effect")
+    ref = process_model14(
+        centred,
+        "X",
+        "M",
+        "W",
+        "Y",
+        controls=list(controls.columns),
+        boot=400,
+        seed=9,
+        w_values=[-sd.W, 0.0, sd.W],
+    ).set_index("effect")
     names = [n for n in ref.index if n.startswith("cond_ind")]
     for label, name in zip(("-1SD", "0SD", "+1SD"), names, strict=True):
         ours = rows.loc[("X -> M -> Y", "conditional_indirect", f"W={label}", "std")]
-        for column, theirs in (("est", "estimate"), ("lower", "ci_lower"),
-                               ("upper", "ci_upper")):
+        for column, theirs in (("est", "estimate"), ("lower", "ci_lower"), ("upper", "ci_upper")):
             assert ours[column] * sd.Y / sd.X == pytest.approx(ref.loc[name, theirs], abs=1e-10)
     imm = rows.loc[("X -> M -> Y", "index_moderated_mediation", "W", "std")]
-    assert imm.est * sd.Y / (sd.X * sd.W) == pytest.approx(ref.loc["index_modmed", "estimate"],
-                                                           abs=1e-10)
+    assert imm.est * sd.Y / (sd.X * sd.W) == pytest.approx(
+        ref.loc["index_modmed", "estimate"], abs=1e-10
+    )
     assert study.info["n"] == len(data)
     assert study.info["alphas"] == pytest.approx(textbook_alphas(partable, data), abs=1e-12)
 
@@ -245,11 +292,13 @@ def test_alpha_of_parallel_items_has_its_closed_form():
 
 def test_attenuation_factor_uses_the_composites_alphas(compared, project, partable, data):
     alphas = textbook_alphas(partable, data)
-    paths = compared[(compared.kind == "path") & (compared.scale == "std")
-                     & ~compared.quantity.str.contains(":")
-                     & (compared.bayes_est.abs() >= MIN_PATH)]
-    factors = [np.sqrt(alphas[x] * alphas[y])
-               for y, x in (q.split(" ~ ") for q in paths.quantity)]
+    paths = compared[
+        (compared.kind == "path")
+        & (compared.scale == "std")
+        & ~compared.quantity.str.contains(":")
+        & (compared.bayes_est.abs() >= MIN_PATH)
+    ]
+    factors = [np.sqrt(alphas[x] * alphas[y]) for y, x in (q.split(" ~ ") for q in paths.quantity)]
     text = (project / "out" / "comparison.md").read_text()
     assert f"Cronbach's alpha {min(alphas.values()):.2f}-{max(alphas.values()):.2f}" in text
     assert f"sqrt(alpha_X alpha_Y) = {min(factors):.2f}-{max(factors):.2f}" in text
@@ -275,8 +324,10 @@ def study_a_keys() -> set[tuple[str, str, str]]:
     for e in effects:
         if e.kind == "indirect":
             x, m, y = e.effect.split(" -> ")
-            keys |= {(baron_kenny_quantity(s, x, m, y), "baron_kenny", "")
-                     for s in ("a", "b", "c", "c'", "a*b")}
+            keys |= {
+                (baron_kenny_quantity(s, x, m, y), "baron_kenny", "")
+                for s in ("a", "b", "c", "c'", "a*b")
+            }
     keys |= {(moderation_quantity("IB", t), "moderation", "") for t in ("CT", "IT", "CT:IT")}
     return keys
 
@@ -297,36 +348,63 @@ def test_study_a_published_values_map_onto_model_rows():
 
 def test_published_csv_layouts(tmp_path):
     lavaan = tmp_path / "lavaan.csv"
-    pd.DataFrame({"lhs": ["F", "F", "G", "G", "G"], "op": ["=~", "=~", "=~", "=~", "~"],
-                  "rhs": ["a", "b", "c", "d", "F"], "est": [1, 0.8, 1, 0.9, 0.4],
-                  "se": [0, 0.1, 0, 0.1, 0.1], "pvalue": [np.nan, 0, np.nan, 0, 0.2],
-                  "std.all": [0.7, 0.6, 0.7, 0.6, 0.35]}).to_csv(lavaan, index=False)
+    pd.DataFrame(
+        {
+            "lhs": ["F", "F", "G", "G", "G"],
+            "op": ["=~", "=~", "=~", "=~", "~"],
+            "rhs": ["a", "b", "c", "d", "F"],
+            "est": [1, 0.8, 1, 0.9, 0.4],
+            "se": [0, 0.1, 0, 0.1, 0.1],
+            "pvalue": [np.nan, 0, np.nan, 0, 0.2],
+            "std.all": [0.7, 0.6, 0.7, 0.6, 0.35],
+        }
+    ).to_csv(lavaan, index=False)
     published = read_published(lavaan)
     assert published.identification == "marker"
     rows = published.table.set_index("scale")
     assert rows.loc["raw", "estimate"] == 0.4 and rows.loc["std", "estimate"] == 0.35
     assert rows.loc["raw", "significant"] in (False,) and rows.loc["std", "estimate"] < 0.4
     long = tmp_path / "long.csv"
-    pd.DataFrame({"quantity": ["G ~ F"], "kind": ["path"], "estimate": [0.3],
-                  "significant": ["yes"]}).to_csv(long, index=False)
+    pd.DataFrame(
+        {"quantity": ["G ~ F"], "kind": ["path"], "estimate": [0.3], "significant": ["yes"]}
+    ).to_csv(long, index=False)
     row = read_published(long).table.iloc[0]
     assert row.scale == "std" and row.significant in (True,) and np.isnan(row.lower)
 
 
 def test_flags_use_intervals_or_the_published_verdict():
     def method(name, est, lower, upper, significant=None):
-        frame = pd.DataFrame([{"quantity": "Y ~ X", "kind": "path", "moderator_value": "",
-                               "scale": "std", "est": est, "se": np.nan, "lower": lower,
-                               "upper": upper, "significant": significant, "note": ""}])
+        frame = pd.DataFrame(
+            [
+                {
+                    "quantity": "Y ~ X",
+                    "kind": "path",
+                    "moderator_value": "",
+                    "scale": "std",
+                    "est": est,
+                    "se": np.nan,
+                    "lower": lower,
+                    "upper": upper,
+                    "significant": significant,
+                    "note": "",
+                }
+            ]
+        )
         return MethodEstimates(name, frame, "")
 
-    table = comparison_table([method("bayes", 0.2, 0.1, 0.3), method("ml", 0.1, -0.1, 0.3),
-                              method("published", 0.05, np.nan, np.nan, True)])
+    table = comparison_table(
+        [
+            method("bayes", 0.2, 0.1, 0.3),
+            method("ml", 0.1, -0.1, 0.3),
+            method("published", 0.05, np.nan, np.nan, True),
+        ]
+    )
     row = table.iloc[0]
     assert not row.sign_disagree and row.zero_disagree
     assert row.flag == "zero excluded by Bayes, published, not by ML"
-    table = comparison_table([method("bayes", -0.2, -0.3, -0.1),
-                              method("published", 0.05, np.nan, np.nan, None)])
+    table = comparison_table(
+        [method("bayes", -0.2, -0.3, -0.1), method("published", 0.05, np.nan, np.nan, None)]
+    )
     assert table.iloc[0].sign_disagree and not table.iloc[0].zero_disagree
 
 
@@ -336,9 +414,16 @@ HANOI_PUBLISHED = REFERENCE / "hanoi" / "ref_impulse_hanoi_sem_lavaan_ml.csv"
 
 
 def test_hanoi_command_errs_cleanly_without_the_shared_folder(tmp_path, capsys):
-    code = main(["compare", str(ROOT / "models" / "hanoi_sem.lav"), "--data",
-                 str(tmp_path / "shared" / "reference" / "hanoi" / HANOI_DATA.name),
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "compare",
+            str(ROOT / "models" / "hanoi_sem.lav"),
+            "--data",
+            str(tmp_path / "shared" / "reference" / "hanoi" / HANOI_DATA.name),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert HANOI_DATA.name in err and "Traceback" not in err
@@ -360,10 +445,30 @@ def test_hanoi_ml_column_reproduces_the_published_sem():
 @pytest.mark.slow
 def test_compare_fits_the_bayesian_model_when_no_run_is_given(project):
     out = project / "fitted"
-    code = main(["compare", str(project / "model.lav"), "--data", str(project / "data.csv"),
-                 "--out", str(out), "--chains", "2", "--draws", "300", "--tune", "300",
-                 "--boot", "100", "--process-boot", "500", "--workers", "2",
-                 "--allow-warnings", "--no-progress"])
+    code = main(
+        [
+            "compare",
+            str(project / "model.lav"),
+            "--data",
+            str(project / "data.csv"),
+            "--out",
+            str(out),
+            "--chains",
+            "2",
+            "--draws",
+            "300",
+            "--tune",
+            "300",
+            "--boot",
+            "100",
+            "--process-boot",
+            "500",
+            "--workers",
+            "2",
+            "--allow-warnings",
+            "--no-progress",
+        ]
+    )
     assert code == 0 and (out / "bayes" / "posterior.nc").is_file()
     assert "bayes_sor:compare:begin" in (out / "bayes" / "report.md").read_text()
     table = read_comparison(out / "comparison.csv")
@@ -374,7 +479,13 @@ def test_compare_fits_the_bayesian_model_when_no_run_is_given(project):
 
 def test_tables_show_sd_and_named_moderator_values_but_not_percentiles():
     labels = ["W=-1SD", "W=0SD", "W=+1SD", "W=p16", "W=p50", "W=p84", "W=0.600", "W=-0.531"]
-    table = pd.DataFrame({"quantity": "X -> M -> Y", "kind": "conditional_indirect",
-                          "moderator_value": labels, "scale": "std"})
+    table = pd.DataFrame(
+        {
+            "quantity": "X -> M -> Y",
+            "kind": "conditional_indirect",
+            "moderator_value": labels,
+            "scale": "std",
+        }
+    )
     shown = _shown(table, "std", ("conditional_indirect",))
     assert shown.moderator_value.tolist() == ["W=-1SD", "W=0SD", "W=+1SD", "W=0.600", "W=-0.531"]

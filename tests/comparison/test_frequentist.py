@@ -72,18 +72,21 @@ def _symmetric(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def compare(ours: pd.DataFrame, ref: pd.DataFrame, columns=("est", "se"),
-            absent: tuple = ()) -> pd.DataFrame:
+def compare(
+    ours: pd.DataFrame, ref: pd.DataFrame, columns=("est", "se"), absent: tuple = ()
+) -> pd.DataFrame:
     """Join on (lhs, op, rhs); every parameter of the reference must be matched, except the
     ``absent`` rows: zeros the reference states that the model here leaves out."""
     ref = _symmetric(ref[ref.op.isin(["=~", "~", "~~"])])
     ref = ref[[(r.lhs, r.op, r.rhs) not in absent for r in ref.itertuples()]]
-    merged = ref.merge(_symmetric(ours), on=["lhs", "op", "rhs"], suffixes=("_ref", ""),
-                       validate="1:1")
+    merged = ref.merge(
+        _symmetric(ours), on=["lhs", "op", "rhs"], suffixes=("_ref", ""), validate="1:1"
+    )
     assert len(merged) == len(ref), "rows of the lavaan table have no counterpart"
     for column in columns:
-        np.testing.assert_allclose(merged[column], merged[f"{column}_ref"], atol=ML_TOL,
-                                   err_msg=column)
+        np.testing.assert_allclose(
+            merged[column], merged[f"{column}_ref"], atol=ML_TOL, err_msg=column
+        )
     return merged
 
 
@@ -113,10 +116,13 @@ def hanoi() -> pd.DataFrame:
 
 
 # ---- shipped data ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("ours", "theirs"), [
-    ("holzinger_swineford.csv", "holzinger_swineford_1939.csv"),
-    ("political_democracy.csv", "political_democracy.csv"),
-])
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ("holzinger_swineford.csv", "holzinger_swineford_1939.csv"),
+        ("political_democracy.csv", "political_democracy.csv"),
+    ],
+)
 def test_shipped_data_hold_the_reference_numbers(ours, theirs):
     shipped = pd.read_csv(ROOT / "data" / ours)
     ref = reference(f"lavaan/{theirs}")
@@ -126,8 +132,10 @@ def test_shipped_data_hold_the_reference_numbers(ours, theirs):
 def test_shipped_data_are_semopy_copies():
     from semopy.examples import holzinger39, political_democracy
 
-    for ours, source in [("holzinger_swineford.csv", holzinger39),
-                         ("political_democracy.csv", political_democracy)]:
+    for ours, source in [
+        ("holzinger_swineford.csv", holzinger39),
+        ("political_democracy.csv", political_democracy),
+    ]:
         shipped = pd.read_csv(ROOT / "data" / ours)
         original = source.get_data().reset_index(drop=True)
         pd.testing.assert_frame_equal(shipped, original[shipped.columns], check_dtype=False)
@@ -138,8 +146,9 @@ def test_political_democracy_reproduces_lavaan(pd_fit):
     ref = reference("lavaan/ref_politicaldemocracy_lavaan_ml.csv")
     compare(pd_fit, ref, ("est", "se", "std.all", "ci.lower", "ci.upper"))
     fit = pd_fit.attrs["fit"]
-    lavaan_fit = reference("lavaan/ref_politicaldemocracy_lavaan_ml_fit.csv").set_index(
-        "measure").value
+    lavaan_fit = (
+        reference("lavaan/ref_politicaldemocracy_lavaan_ml_fit.csv").set_index("measure").value
+    )
     for measure in ("chisq", "df", "cfi", "rmsea"):
         assert fit[measure] == pytest.approx(lavaan_fit[measure], abs=ML_TOL), measure
 
@@ -167,17 +176,23 @@ def test_intercepts_are_the_sample_means(pd_fit, political_democracy):
     assert (means.se > 0).all()
 
 
-@pytest.mark.parametrize(("identification", "ref_file"), [
-    ("std.lv", "lavaan/ref_holzinger_cfa_lavaan_ml_stdlv.csv"),
-    ("marker", "lavaan/ref_holzinger_cfa_lavaan_ml.csv"),
-])
+@pytest.mark.parametrize(
+    ("identification", "ref_file"),
+    [
+        ("std.lv", "lavaan/ref_holzinger_cfa_lavaan_ml_stdlv.csv"),
+        ("marker", "lavaan/ref_holzinger_cfa_lavaan_ml.csv"),
+    ],
+)
 def test_holzinger_cfa_reproduces_lavaan(holzinger, identification, ref_file):
     ref = reference(ref_file)
     ours = ml_sem(model("holzinger_swineford", identification), holzinger)
     merged = compare(ours, ref, ("est", "se", "std.all"))
     if identification == "std.lv":
-        variances = merged[(merged.op == "~~") & merged.lhs.isin(["visual", "textual", "speed"])
-                           & (merged.lhs == merged.rhs)]
+        variances = merged[
+            (merged.op == "~~")
+            & merged.lhs.isin(["visual", "textual", "speed"])
+            & (merged.lhs == merged.rhs)
+        ]
         assert (variances.est == 1).all() and (variances.se == 0).all()
     assert ours.attrs["fit"]["chisq"] == pytest.approx(85.306, abs=ML_TOL)
     assert ours.attrs["fit"]["df"] == 24
@@ -204,7 +219,8 @@ def test_latent_interaction_by_double_mean_centred_product_indicators(hanoi):
     absent = (("CON", "~~", "HED"),)
     merged = compare(ours, ref, ("est", "se", "std.all"), absent)
     assert merged.set_index(["lhs", "op", "rhs"]).loc[("URG", "~", "HED:CON"), "est"] == (
-        pytest.approx(0.105, abs=1e-3))
+        pytest.approx(0.105, abs=1e-3)
+    )
     assert ours.attrs["method"] == DMC_METHOD and (ours.method == DMC_METHOD).all()
     assert ours.attrs["fit"]["chisq"] == pytest.approx(189.768, abs=ML_TOL)
     indirect = ours.set_index("lhs").loc["PAR -> HED -> URG"]
@@ -218,11 +234,11 @@ def test_observed_variables_enter_semopy_as_observed_variables(teams):
     pt = build_partable("negtone ~ dysfunc\nperform ~ dysfunc + negtone + negexp")
     table = ml_sem(pt, teams).set_index(["lhs", "op", "rhs"])
     assert table.loc[("negtone", "~", "dysfunc"), "est"] == pytest.approx(
-        ols(teams.negtone, teams[["dysfunc"]]).coef["dysfunc"], abs=ML_TOL)
+        ols(teams.negtone, teams[["dysfunc"]]).coef["dysfunc"], abs=ML_TOL
+    )
     paths = ols(teams.perform, teams[["dysfunc", "negtone", "negexp"]]).coef
     for term in ("dysfunc", "negtone", "negexp"):
-        assert table.loc[("perform", "~", term), "est"] == pytest.approx(paths[term],
-                                                                        abs=ML_TOL)
+        assert table.loc[("perform", "~", term), "est"] == pytest.approx(paths[term], abs=ML_TOL)
     # an observed variable has no measurement part: its loading is the fixed 1, exactly
     assert table.loc[("negexp", "=~", "negexp"), ["est", "se"]].tolist() == [1.0, 0.0]
     # chi-square df = 10 moments - 9 parameters (paths, variances, 1 exogenous covariance)
@@ -236,26 +252,32 @@ def test_ml_of_process_model14_with_observed_variables_matches_process(teams):
     indirect effects and index of moderated mediation (ML_TOL: the same estimator)."""
     ref = reference("hayes/ref_teams_process_model14_ols_bootstrap.csv").set_index("effect")
     text = (ROOT / "models" / "hayes_teams.lav").read_text()
-    pt = build_partable("---\nmoderator_values: {negexp: [-0.531, -0.060, 0.600]}\n---\n"
-                        + text)
+    pt = build_partable("---\nmoderator_values: {negexp: [-0.531, -0.060, 0.600]}\n---\n" + text)
     fit = ml_sem_fit(pt, teams, bootstrap=20, seed=1)
     table = fit.table.set_index(["lhs", "op", "rhs"])
     assert fit.table.attrs["method"] == PRODUCT_METHOD
-    for (lhs, rhs), effect in {("negtone", "dysfunc"): "negtone: dysfunc",
-                               ("perform", "dysfunc"): "perform: dysfunc",
-                               ("perform", "negtone:negexp"): "perform: negtone:negexp"}.items():
-        assert table.loc[(lhs, "~", rhs), "est"] == pytest.approx(ref.estimate[effect],
-                                                                  abs=ML_TOL)
+    for (lhs, rhs), effect in {
+        ("negtone", "dysfunc"): "negtone: dysfunc",
+        ("perform", "dysfunc"): "perform: dysfunc",
+        ("perform", "negtone:negexp"): "perform: negtone:negexp",
+    }.items():
+        assert table.loc[(lhs, "~", rhs), "est"] == pytest.approx(ref.estimate[effect], abs=ML_TOL)
     rows = fit.model_rows(fit.rows)
-    effects = {(e.kind, e.moderator_value): float(e.draws)
-               for e in effect_draws(pt, representation(pt), rows)}
-    for label, effect in {"negexp=-0.531": "cond_ind_W-0.531",
-                          "negexp=-0.060": "cond_ind_W-0.06",
-                          "negexp=0.600": "cond_ind_W0.6"}.items():
-        assert effects["conditional_indirect", label] == pytest.approx(ref.estimate[effect],
-                                                                       abs=ML_TOL)
+    effects = {
+        (e.kind, e.moderator_value): float(e.draws)
+        for e in effect_draws(pt, representation(pt), rows)
+    }
+    for label, effect in {
+        "negexp=-0.531": "cond_ind_W-0.531",
+        "negexp=-0.060": "cond_ind_W-0.06",
+        "negexp=0.600": "cond_ind_W0.6",
+    }.items():
+        assert effects["conditional_indirect", label] == pytest.approx(
+            ref.estimate[effect], abs=ML_TOL
+        )
     assert effects["index_moderated_mediation", "negexp"] == pytest.approx(
-        ref.estimate["index_modmed"], abs=ML_TOL)
+        ref.estimate["index_modmed"], abs=ML_TOL
+    )
     # observed variables have no residual matrix to be non-positive-definite
     assert fit.table.attrs["bootstrap"]["inadmissible"] == 0
 
@@ -290,8 +312,13 @@ def test_ml_bootstrap_is_seeded_and_independent_of_workers(political_democracy):
 def test_ml_bootstrap_percentile_interval_matches_lavaan(political_democracy):
     ref = reference("lavaan/ref_politicaldemocracy_lavaan_ml_indirect_boot2000_perc.csv")
     ref = ref.set_index("lhs").loc["indirect"]
-    fit = ml_sem(model("political_democracy", "marker"), political_democracy, bootstrap=2000,
-                 seed=2024, workers=2)
+    fit = ml_sem(
+        model("political_democracy", "marker"),
+        political_democracy,
+        bootstrap=2000,
+        seed=2024,
+        workers=2,
+    )
     ours = fit.set_index("lhs").loc["ind60 -> dem60 -> dem65"]
     # Different resamples (R's vs numpy's generator): a 2.5 % / 97.5 % quantile of B = 2000
     # draws with SD 0.35 has Monte Carlo SD about 0.02-0.03 (the upper tail is long), so two
@@ -321,31 +348,35 @@ def test_ols_matches_process_regressions(teams):
     ours = out.set_index("effect")
     ols_rows = ref.index[ref.method.str.startswith("OLS")]
     for column in ("estimate", "se", "ci_lower", "ci_upper"):
-        np.testing.assert_allclose(ours.loc[ols_rows, column], ref.loc[ols_rows, column],
-                                   atol=1e-3, err_msg=column)
+        np.testing.assert_allclose(
+            ours.loc[ols_rows, column], ref.loc[ols_rows, column], atol=1e-3, err_msg=column
+        )
     direct = ols(teams.negtone, teams[["dysfunc"]])
     assert direct.r2 == pytest.approx(0.192200, abs=1e-6) and direct.df_resid == 58
     assert direct.table.loc["dysfunc", "beta"] == pytest.approx(
-        np.corrcoef(teams.dysfunc, teams.negtone)[0, 1])
+        np.corrcoef(teams.dysfunc, teams.negtone)[0, 1]
+    )
 
 
 def test_default_moderator_values_are_process_percentiles(teams):
-    np.testing.assert_allclose(moderator_points(teams.negexp), [-0.531, -0.060, 0.600],
-                               atol=1e-3)
+    np.testing.assert_allclose(moderator_points(teams.negexp), [-0.531, -0.060, 0.600], atol=1e-3)
 
 
 def test_process_model14_bootstrap_matches_hayes(teams):
     ref = reference("hayes/ref_teams_process_model14_ols_bootstrap.csv").set_index("effect")
-    ours = process_model14(teams, **TEAMS, boot=5000, seed=100770,
-                           w_values=[-0.531, -0.060, 0.600]).set_index("effect")
+    ours = process_model14(
+        teams, **TEAMS, boot=5000, seed=100770, w_values=[-0.531, -0.060, 0.600]
+    ).set_index("effect")
     effects = ["cond_ind_W-0.531", "cond_ind_W-0.06", "cond_ind_W0.6", "index_modmed"]
     # point estimates are exact; bootstrap SEs and bounds differ by Monte Carlo error
     # (B = 5000, resampled by numpy instead of R: about 0.005-0.01 for these bounds)
-    np.testing.assert_allclose(ours.loc[effects, "estimate"], ref.loc[effects, "estimate"],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        ours.loc[effects, "estimate"], ref.loc[effects, "estimate"], atol=1e-6
+    )
     for column in ("se", "ci_lower", "ci_upper"):
-        np.testing.assert_allclose(ours.loc[effects, column], ref.loc[effects, column],
-                                   atol=0.03, err_msg=column)
+        np.testing.assert_allclose(
+            ours.loc[effects, column], ref.loc[effects, column], atol=0.03, err_msg=column
+        )
     assert ours.loc["index_modmed", "ci_upper"] < 0  # PROCESS: moderated mediation
 
 
@@ -362,8 +393,9 @@ def test_baron_kenny_steps(teams):
     assert steps.loc["a", "est"] == pytest.approx(0.619753, abs=1e-6)  # PROCESS's a path
     # OLS decomposes the total effect exactly: c = c' + a b
     assert steps.loc["c", "est"] == pytest.approx(steps.loc["c'", "est"] + steps.loc["a*b", "est"])
-    sobel = np.hypot(steps.loc["a", "est"] * steps.loc["b", "se"],
-                     steps.loc["b", "est"] * steps.loc["a", "se"])
+    sobel = np.hypot(
+        steps.loc["a", "est"] * steps.loc["b", "se"], steps.loc["b", "est"] * steps.loc["a", "se"]
+    )
     assert steps.loc["a*b", "se"] == pytest.approx(sobel)
 
 
@@ -372,8 +404,11 @@ def test_moderation_centres_before_multiplying(teams):
     ref = reference("hayes/ref_teams_process_model14_ols_bootstrap.csv").set_index("effect")
     # centring changes the lower-order terms, never the product's coefficient
     assert fit.coef["negtone:negexp"] == pytest.approx(
-        ref.loc["perform: negtone:negexp", "estimate"], abs=1e-6)
-    conditional = ref.loc["perform: negtone", "estimate"] + ref.loc[
-        "perform: negtone:negexp", "estimate"] * teams.negexp.mean()
+        ref.loc["perform: negtone:negexp", "estimate"], abs=1e-6
+    )
+    conditional = (
+        ref.loc["perform: negtone", "estimate"]
+        + ref.loc["perform: negtone:negexp", "estimate"] * teams.negexp.mean()
+    )
     assert fit.coef["negtone"] == pytest.approx(conditional, abs=1e-6)
     assert fit.r2 == pytest.approx(ref.loc["perform: R2", "estimate"], abs=1e-6)

@@ -40,8 +40,10 @@ def _blavaan(path) -> tuple[pd.Series, pd.Series]:
     """(posterior mean, posterior SD) of a published blavaan table, indexed like estimates."""
     table = pd.read_csv(path).fillna({"rhs": ""})
     index = table.lhs + table.op + table.rhs
-    return (pd.Series(table.est.to_numpy(), index=index),
-            pd.Series(table.post_sd.to_numpy(), index=index))
+    return (
+        pd.Series(table.est.to_numpy(), index=index),
+        pd.Series(table.post_sd.to_numpy(), index=index),
+    )
 
 
 def _free(est: pd.DataFrame, ops: tuple[str, ...]) -> list[str]:
@@ -77,8 +79,9 @@ def test_political_democracy_tutorial_sem_agrees_with_lavaan_ml(reference, root)
     all must be on the ML side that skewness predicts or within 0.3 SD.
     """
     data = pd.read_csv(reference / "lavaan" / "political_democracy.csv")
-    pt_ = build_partable((root / "models" / "political_democracy.lav").read_text(),
-                         identification="marker")
+    pt_ = build_partable(
+        (root / "models" / "political_democracy.lav").read_text(), identification="marker"
+    )
     post, est = fit_posterior(pt_, data, chains=4, draws=1000, seed=5)
     assert est.loc[est.free > 0, "r_hat"].max() < 1.01
     ml = reference_table(reference / "lavaan" / "ref_politicaldemocracy_lavaan_ml_indirect.csv")
@@ -117,9 +120,12 @@ def test_hayes_process_model_14_with_observed_variables(reference, root):
     """
     data = pd.read_csv(reference / "hayes" / "hayes_teams.csv")
     probes = {"negexp=-0.531": "-0.531", "negexp=-0.060": "-0.060", "negexp=0.600": "0.600"}
-    result = fit(root / "models" / "hayes_teams.lav", data,
-                 moderator_values={"negexp": [float(v) for v in probes.values()]},
-                 settings=SamplerSettings(chains=4, draws=1000, seed=9, progressbar=False))
+    result = fit(
+        root / "models" / "hayes_teams.lav",
+        data,
+        moderator_values={"negexp": [float(v) for v in probes.values()]},
+        settings=SamplerSettings(chains=4, draws=1000, seed=9, progressbar=False),
+    )
     assert result.diagnostics.ok, result.diagnostics.problems
     posterior = result.idata["posterior"].to_dataset()
     p = {name: draws_of(posterior, name) for name in result.partable.names}
@@ -143,11 +149,15 @@ def test_hayes_process_model_14_with_observed_variables(reference, root):
         assert abs(value.mean() - process[name]) / value.std() < 0.15, name
     brms = pd.read_csv(reference / "hayes" / "ref_teams_kurz_brms_published.csv")
     brms = brms.set_index("quantity").estimate
-    pairs = {"a (negtone_dysfunc)": "negtone: dysfunc", "c' (perform_dysfunc)": "perform: dysfunc",
-             "b1 (perform_negtone)": "perform: negtone", "b3 (perform_negtone:negexp)":
-             "perform: negtone:negexp", "conditional indirect W=-0.531": "cond_ind_W-0.531",
-             "conditional indirect W=-0.060": "cond_ind_W-0.06",
-             "conditional indirect W=0.600": "cond_ind_W0.6"}
+    pairs = {
+        "a (negtone_dysfunc)": "negtone: dysfunc",
+        "c' (perform_dysfunc)": "perform: dysfunc",
+        "b1 (perform_negtone)": "perform: negtone",
+        "b3 (perform_negtone:negexp)": "perform: negtone:negexp",
+        "conditional indirect W=-0.531": "cond_ind_W-0.531",
+        "conditional indirect W=-0.060": "cond_ind_W-0.06",
+        "conditional indirect W=0.600": "cond_ind_W0.6",
+    }
     for theirs, ours in pairs.items():
         assert abs(draws[ours].mean() - brms[theirs]) / draws[ours].std() < 0.15, theirs
     # the effects layer reports the same index of moderated mediation

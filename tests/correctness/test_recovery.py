@@ -33,8 +33,9 @@ def recovery():
     data = simulate(pt, truth, NOBS, seed=SEED)
     # 4 x 1000 draws: min bulk ESS ~450 (benchmarks/RESULTS.md), so Monte Carlo error is
     # <= 0.05 posterior SD, small against the 3-SD bounds below.
-    result = fit(pt, data, scale="none",
-                 settings=SamplerSettings(draws=1000, seed=11, progressbar=False))
+    result = fit(
+        pt, data, scale="none", settings=SamplerSettings(draws=1000, seed=11, progressbar=False)
+    )
     return pt, truth, result
 
 
@@ -98,16 +99,18 @@ def test_effects_recover_their_closed_form_truths(recovery):
     t = _true(pt, truth)
     b, d = t["IB~CT"], t["IB~CT:IT"]
     points = {"IT=-1SD": -1.0, "IT=0SD": 0.0, "IT=+1SD": 1.0}
-    points.update({f"IT=p{q}": w for q, w in zip(PERCENTILES, _true_quantiles(pt, truth),
-                                                  strict=True)})
+    points.update(
+        {f"IT=p{q}": w for q, w in zip(PERCENTILES, _true_quantiles(pt, truth), strict=True)}
+    )
     table = result.effects.set_index(["effect", "kind", "moderator_value"])
     rows = []
     for s in STIMULI:
         a = t[f"CT~{s}"]
         path = f"{s} -> CT -> IB"
         expected = {("indirect", ""): a * b, ("index_moderated_mediation", "IT"): a * d}
-        expected.update({("conditional_indirect", lab): a * (b + d * w)
-                         for lab, w in points.items()})
+        expected.update(
+            {("conditional_indirect", lab): a * (b + d * w) for lab, w in points.items()}
+        )
         for (kind, at), value in expected.items():
             row = table.loc[(path, kind, at)]
             rows.append((path, kind, at, value, row["mean"], _z(row, value)))
@@ -132,11 +135,15 @@ def test_effects_table_is_the_closed_form_of_each_draw(recovery):
         a = par.sel(param=f"CT~{s}").values.ravel()
         path = f"{s} -> CT -> IB"
         expected = {("indirect", ""): a * b, ("index_moderated_mediation", "IT"): a * d}
-        expected.update({("conditional_indirect", lab): a * (b + d * w)
-                         for lab, w in points.items()})
+        expected.update(
+            {("conditional_indirect", lab): a * (b + d * w) for lab, w in points.items()}
+        )
         for (kind, at), draws in expected.items():
             assert table[(path, kind, at)] == pytest.approx(draws.mean(), rel=1e-9), (
-                path, kind, at)
+                path,
+                kind,
+                at,
+            )
 
 
 def test_posterior_means_are_unbiased_on_average(recovery):

@@ -35,19 +35,24 @@ N_SIMS, NOBS = 100, 250
 
 @pytest.fixture(scope="module")
 def sbc(tmp_path_factory):
-    config = make_config(MODERATED_MEDIATION, NOBS, draws=500, tune=500, chains=1, seed=3,
-                         likelihood="conditional")
-    return run_sbc(config, tmp_path_factory.mktemp("sbc") / "interaction", N_SIMS,
-                   workers=2, progress=False)
+    config = make_config(
+        MODERATED_MEDIATION, NOBS, draws=500, tune=500, chains=1, seed=3, likelihood="conditional"
+    )
+    return run_sbc(
+        config, tmp_path_factory.mktemp("sbc") / "interaction", N_SIMS, workers=2, progress=False
+    )
 
 
 def test_latent_interaction_model_is_calibrated(sbc):
     summary = sbc.summary.set_index("quantity")
     assert sbc.verdict.n_failed == 0
     # the quantities the conditional likelihood and the moderator's percentiles feed
-    for name in ("Y~M:W", "conditional_indirect: X -> M -> Y @ W=+1SD",
-                 "conditional_indirect: X -> M -> Y @ W=p16",
-                 "conditional_indirect: X -> M -> Y @ W=p84",
-                 "index_moderated_mediation: X -> M -> Y @ W"):
+    for name in (
+        "Y~M:W",
+        "conditional_indirect: X -> M -> Y @ W=+1SD",
+        "conditional_indirect: X -> M -> Y @ W=p16",
+        "conditional_indirect: X -> M -> Y @ W=p84",
+        "index_moderated_mediation: X -> M -> Y @ W",
+    ):
         assert summary.loc[name, "n_sims"] == N_SIMS, name
     assert sbc.verdict.calibrated, sbc.summary.sort_values("p_value").head(10)

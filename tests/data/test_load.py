@@ -473,8 +473,11 @@ def test_scale_must_be_whole_numbers():
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
-        st.lists(st.sampled_from(["1", "2", "7", "", "x", "3,5", '"', "inf", " ", "q1"]),
-                 min_size=0, max_size=5),
+        st.lists(
+            st.sampled_from(["1", "2", "7", "", "x", "3,5", '"', "inf", " ", "q1"]),
+            min_size=0,
+            max_size=5,
+        ),
         max_size=6,
     ),
     st.sampled_from([",", ";", "\t"]),
@@ -492,13 +495,19 @@ def test_arbitrary_small_files_raise_only_data_errors(tmp_path_factory, rows, se
 
 @pytest.mark.parametrize(
     ("observed", "pattern"),
-    [("AXX", r"'AXX' \(did you mean the latent 'AX'\?\) in a regression of the model is neither "
-             r"a latent of the model \(AX, PU\) nor a column of the data frame"),
-     ("agee", r"'agee' \(did you mean the column 'age'\?\)"),
-     ("zzz", r"'zzz' in a regression")],
+    [
+        (
+            "AXX",
+            r"'AXX' \(did you mean the latent 'AX'\?\) in a regression of the model is neither "
+            r"a latent of the model \(AX, PU\) nor a column of the data frame",
+        ),
+        ("agee", r"'agee' \(did you mean the column 'age'\?\)"),
+        ("zzz", r"'zzz' in a regression"),
+    ],
 )
-def test_a_regression_name_neither_latent_nor_column_suggests_the_nearest_of_both(observed,
-                                                                                  pattern):
+def test_a_regression_name_neither_latent_nor_column_suggests_the_nearest_of_both(
+    observed, pattern
+):
     """``PU ~ AXX``: a misspelt latent, not a missing item column with items suggested."""
     frame = pd.DataFrame({"x1": [1.0, 2.0], "x2": [2.0, 1.0], "age": [30.0, 40.0]})
     with pytest.raises(DataError, match=pattern):

@@ -65,14 +65,24 @@ def _evaluate(model: pm.Model, names: list, seed: int = 1) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     outputs = model.replace_rvs_by_values([model[n] if isinstance(n, str) else n for n in names])
-    return model.compile_fn(outputs, inputs=model.value_vars, point_fn=True,
-                            on_unused_input="ignore", mode="FAST_COMPILE")(point)
+    return model.compile_fn(
+        outputs,
+        inputs=model.value_vars,
+        point_fn=True,
+        on_unused_input="ignore",
+        mode="FAST_COMPILE",
+    )(point)
 
 
 def _casewise_scipy(y: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """Per respondent: scipy's MvNormal log-density of the answered items."""
-    return np.array([stats.multivariate_normal(mean[o], cov[np.ix_(o, o)]).logpdf(row[o])
-                     for row in y for o in [~np.isnan(row)]])
+    return np.array(
+        [
+            stats.multivariate_normal(mean[o], cov[np.ix_(o, o)]).logpdf(row[o])
+            for row in y
+            for o in [~np.isnan(row)]
+        ]
+    )
 
 
 # ---- patterns, the case-wise likelihood and EM (NumPy) --------------------------------------
@@ -134,13 +144,15 @@ def test_marginal_likelihood_of_incomplete_data_is_the_casewise_density(extra):
     assert "pattern_n" in model.named_vars and "item_cov_chol" not in model.named_vars
     par, loglik = _evaluate(model, ["par", "loglik"])
     m = implied_moments(representation(pt), par)
-    assert loglik == pytest.approx(_casewise_scipy(data.to_numpy(), m.nu, m.item_cov).sum(),
-                                   rel=1e-10)
+    assert loglik == pytest.approx(
+        _casewise_scipy(data.to_numpy(), m.nu, m.item_cov).sum(), rel=1e-10
+    )
 
 
 def test_complete_data_keep_the_sufficient_statistics_likelihood():
-    model = pymc_model(build_partable(ONE_FACTOR), _one_factor_data(share=0.0),
-                       likelihood="marginal").model
+    model = pymc_model(
+        build_partable(ONE_FACTOR), _one_factor_data(share=0.0), likelihood="marginal"
+    ).model
     assert "item_cov_chol" in model.named_vars and "pattern_n" not in model.named_vars
 
 
@@ -154,30 +166,36 @@ def test_conditional_likelihood_sums_over_the_answered_cells_only(extra, term):
     m = implied_moments(representation(pt), par)
     y = data.to_numpy()
     mu = m.nu + np.outer(z[:, 0], m.lambda_[:, 0])
-    expected = sum(stats.multivariate_normal(mu[i][o], m.theta[np.ix_(o, o)]).logpdf(y[i][o])
-                   for i in range(len(y)) for o in [~np.isnan(y[i])])
+    expected = sum(
+        stats.multivariate_normal(mu[i][o], m.theta[np.ix_(o, o)]).logpdf(y[i][o])
+        for i in range(len(y))
+        for o in [~np.isnan(y[i])]
+    )
     assert value == pytest.approx(expected, rel=1e-10)
 
 
 def test_ordinal_likelihood_leaves_unanswered_cells_out():
     rng = np.random.default_rng(0)
     latent = 0.9 * rng.normal(size=(40, 1)) + rng.normal(size=(40, 4))
-    answers = pd.DataFrame(1 + np.digitize(latent, [-0.8, 0.0, 0.9]),
-                           columns=["y1", "y2", "y3", "y4"])
+    answers = pd.DataFrame(
+        1 + np.digitize(latent, [-0.8, 0.0, 0.9]), columns=["y1", "y2", "y3", "y4"]
+    )
     data = _remove(answers, 0.2, 1)
     with warnings.catch_warnings():  # sparse categories of 40 answers
         warnings.simplefilter("ignore", UserWarning)
         pt = add_ordinal_thresholds(build_partable(ONE_FACTOR, ordinal="all"), data)
-    par, z, loglik = _evaluate(pymc_model(pt, data, save_latent=True).model,
-                               ["par", "latent_scores", "ordinal_loglik"])
+    par, z, loglik = _evaluate(
+        pymc_model(pt, data, save_latent=True).model, ["par", "latent_scores", "ordinal_loglik"]
+    )
     expected = 0.0
     for item in pt.indicators:
         answered = data[item].notna().to_numpy()
         mu = par[pt.names.index(f"F=~{item}")] * z[answered, 0]
         cuts = np.r_[-np.inf, [par[pt.names.index(f"{item}|t{j}")] for j in (1, 2, 3)], np.inf]
         code = data[item].to_numpy()[answered].astype(int) - 1
-        expected += np.log(stats.norm.cdf(cuts[code + 1] - mu) - stats.norm.cdf(cuts[code] - mu)
-                           ).sum()
+        expected += np.log(
+            stats.norm.cdf(cuts[code + 1] - mu) - stats.norm.cdf(cuts[code] - mu)
+        ).sum()
     assert loglik == pytest.approx(expected, rel=1e-9)
 
 
@@ -196,16 +214,24 @@ def test_missing_observed_variables_are_refused_by_the_conditional_likelihood():
     pt = build_partable(text)
     data = simulate(pt, truth(pt), 40, seed=0)
     data.loc[5, "age"] = np.nan
-    with pytest.raises(DataError, match=r"observed variable\(s\) \['age'\] have missing.*"
-                       "--missing listwise"):
+    with pytest.raises(
+        DataError,
+        match=r"observed variable\(s\) \['age'\] have missing.*"
+        "--missing listwise",
+    ):
         pymc_model(pt, data)
 
 
 # ---- loading the data -----------------------------------------------------------------------
 def test_the_model_keeps_every_respondent_who_answered_an_item():
-    frame = pd.DataFrame({"q1": [1, np.nan, 3, 4, 5, 2, np.nan],
-                          "q2": [2, 3, np.nan, 5, 1, 4, np.nan],
-                          "q3": [3, 1, 2, np.nan, 4, 5, np.nan]}, index=list("abcdefg"))
+    frame = pd.DataFrame(
+        {
+            "q1": [1, np.nan, 3, 4, 5, 2, np.nan],
+            "q2": [2, 3, np.nan, 5, 1, 4, np.nan],
+            "q3": [3, 1, 2, np.nan, 4, 5, np.nan],
+        },
+        index=list("abcdefg"),
+    )
     with pytest.warns(UserWarning, match=r"1 respondent\(s\) answered none .*row 'g'"):
         data = load_data(frame, ["q1", "q2", "q3"])
     assert data.policy == "model" and data.n_dropped == 1
@@ -231,8 +257,12 @@ def test_cli_and_api_default_to_the_missing_data_model():
 
 
 def test_the_report_names_the_method_and_the_missing_answers_per_item():
-    attrs = {"bayes_sor_missing": '{"y1": 3, "y2": 0}', "bayes_sor_n_dropped": "1",
-             "bayes_sor_missing_method": "model", "bayes_sor_likelihood": "marginal"}
+    attrs = {
+        "bayes_sor_missing": '{"y1": 3, "y2": 0}',
+        "bayes_sor_n_dropped": "1",
+        "bayes_sor_missing_method": "model",
+        "bayes_sor_likelihood": "marginal",
+    }
     text = _missingness(attrs)
     assert text.startswith("missing answers per item: y1 3; handling: missing-data model")
     assert "case-wise (FIML)" in text and "without any answer left out: 1" in text
@@ -243,8 +273,14 @@ def test_the_report_names_the_method_and_the_missing_answers_per_item():
 
 
 # ---- checks downstream of a fit -------------------------------------------------------------
-def _incomplete_run(tmp_path, model: str = CFA, extra: str = "", name: str = "run",
-                    share: float = 0.15, n: int = 500):
+def _incomplete_run(
+    tmp_path,
+    model: str = CFA,
+    extra: str = "",
+    name: str = "run",
+    share: float = 0.15,
+    n: int = 500,
+):
     """A Laplace-approximate run fitted to complete data, stored with answers removed."""
     pt = build_partable(model + extra)
     values = {"F1=~x9": 0.6} if extra else {}
@@ -259,20 +295,33 @@ def test_pointwise_loglik_of_incomplete_data_given_latent_scores(tmp_path):
     par = truth(pt)
     data = _remove(simulate(pt, par, 30, seed=2), 0.2, 3)
     eta = np.random.default_rng(3).normal(size=(1, 1, 30, 1))
-    run = load_run(write_run(tmp_path / "c", pt, par[None, None], data, latent_scores=eta,
-                             likelihood="conditional"))
+    run = load_run(
+        write_run(
+            tmp_path / "c", pt, par[None, None], data, latent_scores=eta, likelihood="conditional"
+        )
+    )
     ours = conditional_loglik(run, run.draws, eta[0])[0]
     mu = 0.8 * eta[0, 0]
     expected = np.nansum(stats.norm.logpdf(data.to_numpy(), mu, np.sqrt(0.4)), axis=1)
     np.testing.assert_allclose(ours, expected)
 
-    ordinal = add_thresholds(build_partable(ONE_FACTOR, ordinal="all"),
-                             dict.fromkeys(pt.indicators, 3))
-    par = truth(ordinal, {f"y{i}|t1": -0.5 for i in range(1, 5)}
-                | {f"y{i}|t2": 0.8 for i in range(1, 5)})
+    ordinal = add_thresholds(
+        build_partable(ONE_FACTOR, ordinal="all"), dict.fromkeys(pt.indicators, 3)
+    )
+    par = truth(
+        ordinal, {f"y{i}|t1": -0.5 for i in range(1, 5)} | {f"y{i}|t2": 0.8 for i in range(1, 5)}
+    )
     answers = _remove(simulate(ordinal, par, 30, seed=4), 0.2, 5)
-    run = load_run(write_run(tmp_path / "o", ordinal, par[None, None], answers,
-                             latent_scores=eta, likelihood="conditional"))
+    run = load_run(
+        write_run(
+            tmp_path / "o",
+            ordinal,
+            par[None, None],
+            answers,
+            latent_scores=eta,
+            likelihood="conditional",
+        )
+    )
     ours = conditional_loglik(run, run.draws, eta[0])[0]
     cuts = np.array([-np.inf, -0.5, 0.8, np.inf])
     y = answers.to_numpy()
@@ -292,15 +341,17 @@ def test_ppc_of_incomplete_data_uses_the_casewise_chi_square(tmp_path):
     assert np.isfinite(result.items[["observed", "predicted"]].to_numpy()).all()
     # replications miss the answers the data miss
     assert (np.isnan(result.replicated) == np.isnan(run.y)).all()
-    misfit = predictive_check(_incomplete_run(tmp_path, extra="\nF1 =~ x9", name="bad"),
-                              max_draws=200)
+    misfit = predictive_check(
+        _incomplete_run(tmp_path, extra="\nF1 =~ x9", name="bad"), max_draws=200
+    )
     assert misfit.fit_measures.set_index("measure").value["ppp"] < 0.05
 
 
 def test_ordinal_ppc_of_incomplete_data(tmp_path):
     pt = add_thresholds(build_partable(CFA, ordinal="all"), {f"x{i}": 3 for i in range(1, 10)})
-    par = truth(pt, {f"x{i}|t1": -0.5 for i in range(1, 10)}
-                | {f"x{i}|t2": 0.8 for i in range(1, 10)})
+    par = truth(
+        pt, {f"x{i}|t1": -0.5 for i in range(1, 10)} | {f"x{i}|t2": 0.8 for i in range(1, 10)}
+    )
     data = _remove(simulate(pt, par, 600, seed=4), 0.1, 5)
     draws = par + np.random.default_rng(0).normal(0, 0.01, (2, 100, len(par)))
     fixed = (pt.parameters.free == 0).to_numpy()
@@ -364,8 +415,12 @@ def test_posterior_modes_under_the_model_are_closer_to_complete_data_than_listwi
         built = pymc_model(pt, data, likelihood="marginal")
         with built.model, warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            point = pm.find_MAP(initvals=built.initial_values, progressbar=False, jitter=False,
-                                compile_kwargs={"mode": "FAST_COMPILE"})
+            point = pm.find_MAP(
+                initvals=built.initial_values,
+                progressbar=False,
+                jitter=False,
+                compile_kwargs={"mode": "FAST_COMPILE"},
+            )
         modes[name] = point["par"][_loadings(pt)]
     distance = {k: np.abs(modes[k] - modes["complete"]).sum() for k in ("model", "listwise")}
     assert distance["model"] < 0.5 * distance["listwise"], distance
@@ -380,16 +435,24 @@ def test_posterior_under_the_model_is_closer_to_complete_data_than_listwise(tmp_
     settings = SamplerSettings(chains=2, draws=500, tune=500, seed=1, progressbar=False)
     estimates = {}
     for name, data in _three_data_sets().items():
-        result = fit(TWO_FACTORS, data, scale="none", settings=settings,
-                     missing="listwise" if name == "listwise" else "model")
+        result = fit(
+            TWO_FACTORS,
+            data,
+            scale="none",
+            settings=settings,
+            missing="listwise" if name == "listwise" else "model",
+        )
         table = result.estimates
         estimates[name] = table[table.op == "=~"].set_index("rhs")
         assert (estimates[name]["r_hat"] < 1.02).all()
         if name == "model":
             out = write_fit(result, tmp_path / "run")
-            assert "handling: missing-data model, case-wise (FIML)" in \
-                (out / "report.md").read_text()
+            assert (
+                "handling: missing-data model, case-wise (FIML)" in (out / "report.md").read_text()
+            )
     reference = estimates["complete"]
-    distance = {k: ((estimates[k]["mean"] - reference["mean"]).abs() / reference["sd"]).sum()
-                for k in ("model", "listwise")}
+    distance = {
+        k: ((estimates[k]["mean"] - reference["mean"]).abs() / reference["sd"]).sum()
+        for k in ("model", "listwise")
+    }
     assert distance["model"] < 0.5 * distance["listwise"]

@@ -23,11 +23,9 @@ def _data(n: int = 50, seed: int = 0) -> pd.DataFrame:
 def _evaluate(model, outputs):
     """Values of ``outputs`` at the model's initial point jittered by a fixed seed."""
     rng = np.random.default_rng(1)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v))
-             for k, v in model.initial_point().items()}
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     outputs = model.replace_rvs_by_values(outputs)
-    fn = model.compile_fn(outputs, inputs=model.value_vars, point_fn=True,
-                          on_unused_input="ignore")
+    fn = model.compile_fn(outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
     return fn(point)
 
 
@@ -96,18 +94,23 @@ def test_centred_intercepts_are_an_exact_reparameterisation():
     assert "intercept_centred_params" in centred.named_vars
     assert "intercept_centred_params" not in direct.named_vars
     rng = np.random.default_rng(2)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v))
-             for k, v in centred.initial_point().items()}
-    par = centred.compile_fn(centred.replace_rvs_by_values([centred["par"]])[0],
-                             inputs=centred.value_vars, on_unused_input="ignore")(point)
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in centred.initial_point().items()}
+    par = centred.compile_fn(
+        centred.replace_rvs_by_values([centred["par"]])[0],
+        inputs=centred.value_vars,
+        on_unused_input="ignore",
+    )(point)
     logp = centred.compile_logp()(point)
     nu = [par[pt.names.index(f"y{i}~1")] for i in range(1, 5)]
     moved = {k: v for k, v in point.items() if k != "intercept_centred_params"}
     members = list(direct.coords["normal_params_dim"])
     kept = list(centred.coords["normal_params_dim"])
     moved["normal_params"] = np.array(
-        [nu[int(m[1]) - 1] if m.endswith("~1") else point["normal_params"][kept.index(m)]
-         for m in members])
+        [
+            nu[int(m[1]) - 1] if m.endswith("~1") else point["normal_params"][kept.index(m)]
+            for m in members
+        ]
+    )
     assert direct.compile_logp()(moved) == pytest.approx(logp, rel=1e-10)
     assert not np.allclose(nu, point["intercept_centred_params"])  # the shift is not zero
 
@@ -129,8 +132,12 @@ def test_structural_latent_scores_follow_the_regression_and_interaction():
     cor = par[names.index("X~~W")]
     x = z[:, 0]
     w = cor * z[:, 0] + np.sqrt(1 - cor**2) * z[:, 1]
-    y = (par[names.index("Y~X")] * x + par[names.index("Y~W")] * w
-         + par[names.index("Y~X:W")] * x * w + z[:, 2])
+    y = (
+        par[names.index("Y~X")] * x
+        + par[names.index("Y~W")] * w
+        + par[names.index("Y~X:W")] * x * w
+        + z[:, 2]
+    )
     eta = np.column_stack([x, w, y])
     lam = np.zeros((9, 3))
     for k, item in enumerate(pt.indicators):
@@ -166,8 +173,9 @@ perform ~ cp*dysfunc + b*negtone + negexp + d*negtone:negexp
 
 def _observed(n: int = 25, seed: int = 2) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame(rng.normal(size=(n, 4)), columns=["dysfunc", "negtone", "negexp",
-                                                           "perform"])
+    return pd.DataFrame(
+        rng.normal(size=(n, 4)), columns=["dysfunc", "negtone", "negexp", "perform"]
+    )
 
 
 def _value(pt, par, name):
@@ -183,15 +191,23 @@ def test_observed_structural_variables_are_data_with_regression_likelihoods():
     par, logp = _evaluate(model, [model["par"], model.logp(vars=observed)])
     v = {name: _value(pt, par, name) for name in pt.names}
     centred = {c: data[c].to_numpy() - v[f"{c}~1"] for c in data}
-    cov = [[v["dysfunc~~dysfunc"], v["dysfunc~~negexp"]],
-           [v["dysfunc~~negexp"], v["negexp~~negexp"]]]
-    expected = stats.multivariate_normal(np.zeros(2), cov).logpdf(
-        np.column_stack([centred["dysfunc"], centred["negexp"]])).sum()
+    cov = [
+        [v["dysfunc~~dysfunc"], v["dysfunc~~negexp"]],
+        [v["dysfunc~~negexp"], v["negexp~~negexp"]],
+    ]
+    expected = (
+        stats.multivariate_normal(np.zeros(2), cov)
+        .logpdf(np.column_stack([centred["dysfunc"], centred["negexp"]]))
+        .sum()
+    )
     m_mean = v["negtone~dysfunc"] * centred["dysfunc"]
     expected += stats.norm(m_mean, np.sqrt(v["negtone~~negtone"])).logpdf(centred["negtone"]).sum()
-    y_mean = (v["perform~dysfunc"] * centred["dysfunc"] + v["perform~negtone"] * centred["negtone"]
-              + v["perform~negexp"] * centred["negexp"]
-              + v["perform~negtone:negexp"] * centred["negtone"] * centred["negexp"])
+    y_mean = (
+        v["perform~dysfunc"] * centred["dysfunc"]
+        + v["perform~negtone"] * centred["negtone"]
+        + v["perform~negexp"] * centred["negexp"]
+        + v["perform~negtone:negexp"] * centred["negtone"] * centred["negexp"]
+    )
     expected += stats.norm(y_mean, np.sqrt(v["perform~~perform"])).logpdf(centred["perform"]).sum()
     assert logp == pytest.approx(expected, rel=1e-9)
 
@@ -216,8 +232,9 @@ def test_latent_exogenous_scores_are_drawn_given_observed_exogenous_ones():
     pt = build_partable("F =~ f1 + f2 + f3\nY =~ y1 + y2 + y3\nY ~ F + x\n")
     rng = np.random.default_rng(5)
     data = pd.DataFrame(rng.normal(size=(12, 7)), columns=pt.indicators)
-    model = pymc_model(pt, data, likelihood="conditional", save_latent=True,
-                       latent_scores="non-centred").model
+    model = pymc_model(
+        pt, data, likelihood="conditional", save_latent=True, latent_scores="non-centred"
+    ).model
     assert list(model.coords["noncentred_latent"]) == ["F", "Y"]
     par, z, eta = _evaluate(model, [model["par"], model["latent_z"], model["latent_scores"]])
     v = {name: _value(pt, par, name) for name in pt.names}
@@ -255,10 +272,12 @@ def _joint_density(model, point: dict) -> tuple[float, np.ndarray]:
     differences); and the scores eta of the sampled latents (obs x latent)."""
     sampled = [f for f in model.coords["latent"] if f != "x"]
     cols = [list(model.coords["latent"]).index(f) for f in sampled]
-    eta_fn = model.compile_fn(model.replace_rvs_by_values([model["latent_scores"]])[0],
-                              inputs=model.value_vars, on_unused_input="ignore")
-    raw = [v.name for v in model.value_vars
-           if v.name in {r.name for r in _raw_latents(model)}]
+    eta_fn = model.compile_fn(
+        model.replace_rvs_by_values([model["latent_scores"]])[0],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )
+    raw = [v.name for v in model.value_vars if v.name in {r.name for r in _raw_latents(model)}]
     columns = []
     for name in raw:
         for k in np.ndindex(np.shape(point[name])):
@@ -270,8 +289,7 @@ def _joint_density(model, point: dict) -> tuple[float, np.ndarray]:
             rise, fall = eta_fn(up).copy(), eta_fn(down).copy()
             columns.append(((rise - fall)[:, cols] / 2e-6).ravel())
     jacobian = np.column_stack(columns)
-    return (model.compile_logp()(point) - np.linalg.slogdet(jacobian)[1],
-            eta_fn(point)[:, cols])
+    return (model.compile_logp()(point) - np.linalg.slogdet(jacobian)[1], eta_fn(point)[:, cols])
 
 
 @pytest.mark.parametrize("other", ["non-centred", ["F", "Y"], ["G"]])
@@ -285,8 +303,7 @@ def test_every_latent_score_parameterisation_has_the_same_joint_density(other):
     model = pymc_model(pt, data, save_latent=True, latent_scores=other).model
     centred = pymc_model(pt, data, save_latent=True, latent_scores="centred").model
     assert set(raw_latent_names(centred)) == {"latent_exogenous", "latent_eta_Y"}
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v))
-             for k, v in model.initial_point().items()}
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     density, eta = _joint_density(model, point)
     same = {k: v for k, v in point.items() if k in centred.initial_point()}
     same["latent_exogenous"] = eta[:, :2]  # F, G
@@ -335,7 +352,8 @@ def test_centred_scores_start_at_the_item_scores_in_the_latent_units():
     # std.lv: unit latent variances, so the starting scores are standardised item scores
     assert np.corrcoef(start["latent_exogenous"][:, 0], score)[0, 1] > 0.95
     assert start["latent_exogenous"][:, 0].std() == pytest.approx(0.8, abs=0.05)
-    marker = pymc_model(build_partable(MIXED, identification="marker"), data,
-                        latent_scores="centred").initial_values
+    marker = pymc_model(
+        build_partable(MIXED, identification="marker"), data, latent_scores="centred"
+    ).initial_values
     sd = np.sqrt(0.5 * data["f1"].var(ddof=0))  # the marker item's starting latent variance
     assert marker["latent_exogenous"][:, 0].std() == pytest.approx(0.8 * sd, rel=0.1)

@@ -38,8 +38,9 @@ def _loglik_at(model, seed: int) -> tuple[np.ndarray, float]:
     rng = np.random.default_rng(seed)
     point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     outputs = model.replace_rvs_by_values([model["par"], model.potentials[0]])
-    return model.compile_fn(outputs, inputs=model.value_vars, point_fn=True,
-                            on_unused_input="ignore")(point)
+    return model.compile_fn(
+        outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
+    )(point)
 
 
 def _sigma(pt_, par: np.ndarray) -> np.ndarray:
@@ -77,8 +78,9 @@ def test_a_covariance_matrix_needs_the_marginal_likelihood():
     data = _data()
     moderated = build_partable("X =~ a1+a2+a3\nW =~ b1+b2+b3\nY =~ c1+c2+c3\nY ~ X + W + X:W")
     rng = np.random.default_rng(0)
-    cov = pd.DataFrame(np.cov(rng.normal(size=(9, 40))), index=moderated.indicators,
-                       columns=moderated.indicators)
+    cov = pd.DataFrame(
+        np.cov(rng.normal(size=(9, 40))), index=moderated.indicators, columns=moderated.indicators
+    )
     summary = load_summary(moderated.indicators, cov=cov, nobs=40)
     with pytest.raises(ModelSpecError, match=r"only be analysed with the marginal.*interaction"):
         pymc_model(without_mean_structure(moderated), summary)
@@ -115,12 +117,20 @@ def test_correlations_with_sds_become_covariances_and_without_are_standardised(t
 @pytest.mark.parametrize(
     ("text", "kwargs", "pattern"),
     [
-        (",a,b\na,2,0.5\nb,0.7,1\n", {}, r"not symmetric: \['a', 'b'\] = 0.5 but \['b', 'a'\] = "
-                                         r"0.7"),
+        (
+            ",a,b\na,2,0.5\nb,0.7,1\n",
+            {},
+            r"not symmetric: \['a', 'b'\] = 0.5 but \['b', 'a'\] = "
+            r"0.7",
+        ),
         ("a,b\n1,2\n2,1\n", {}, r"not positive definite \(smallest eigenvalue -1.*items"),
         ("a,b\n1,0\n0,-1\n", {}, r"variance of \['b'\] is not positive"),
-        ("a,b\n1,0.2\n0.2,1\n", {"nobs": 2}, r"--nobs 2 is not larger than the number of items.*"
-                                             r"\(2\)"),
+        (
+            "a,b\n1,0.2\n0.2,1\n",
+            {"nobs": 2},
+            r"--nobs 2 is not larger than the number of items.*"
+            r"\(2\)",
+        ),
         ("a,b\n1,0.2\n0.2,1\n", {"nobs": None}, r"needs the sample size: give --nobs"),
         ("a,c\n1,0.2\n0.2,1\n", {}, r"no row/column for the model's item\(s\) \['b'\]"),
         ("a,b\n1,x\nx,1\n", {}, r"row 'a', column 'b' \('x'\) is not a number"),
@@ -152,8 +162,9 @@ def test_marginal_latent_scores_follow_their_conditional_normal():
     par[[names.index(f"F=~{i}") for i in ITEMS]] = lam
     par[[names.index(f"{i}~~{i}") for i in ITEMS]] = theta
     par[[names.index(f"{i}~1") for i in ITEMS]] = 2.0
-    draws = marginal_latent_scores(rep, np.broadcast_to(par, (2, 20000, len(par))),
-                                   data[ITEMS].to_numpy(), seed=1)
+    draws = marginal_latent_scores(
+        rep, np.broadcast_to(par, (2, 20000, len(par))), data[ITEMS].to_numpy(), seed=1
+    )
     assert draws.shape == (2, 20000, 5, 1)
     # regression factor score and its posterior variance for one factor with variance 1
     precision = 1 + np.sum(lam**2 / theta)
@@ -170,8 +181,9 @@ def test_observed_structural_variables_score_as_their_centred_data():
     par = pt_.parameters.value.fillna(0.5).to_numpy(dtype=float, copy=True)
     par[pt_.names.index("x~1")] = 0.25
     draws = marginal_latent_scores(rep, par[None, None], y, seed=2)
-    np.testing.assert_allclose(draws[0, 0, :, rep.latents.index("x")],
-                               y[:, rep.items.index("x")] - 0.25, atol=1e-9)
+    np.testing.assert_allclose(
+        draws[0, 0, :, rep.latents.index("x")], y[:, rep.items.index("x")] - 0.25, atol=1e-9
+    )
 
 
 # ---- posteriors (slow) ----------------------------------------------------------------------
@@ -211,16 +223,19 @@ def test_marginal_and_conditional_posteriors_agree():
     rng = np.random.default_rng(7)
     eta = rng.normal(size=300)
     lam = np.array([0.9, 0.8, 0.7, 1.0, 0.6, 0.5])
-    data = pd.DataFrame(3 + np.outer(eta, lam) + rng.normal(0, 0.7, (300, 6)),
-                        columns=[f"y{i}" for i in range(1, 7)])
+    data = pd.DataFrame(
+        3 + np.outer(eta, lam) + rng.normal(0, 0.7, (300, 6)),
+        columns=[f"y{i}" for i in range(1, 7)],
+    )
     pt_ = build_partable("F =~ " + " + ".join(data.columns))
     _, marginal = fit_posterior(pt_, data, likelihood="marginal", chains=4, draws=2500, seed=3)
-    _, conditional = fit_posterior(pt_, data, likelihood="conditional", chains=4, draws=2500,
-                                   seed=4)
+    _, conditional = fit_posterior(
+        pt_, data, likelihood="conditional", chains=4, draws=2500, seed=4
+    )
     free = marginal.index[marginal.free > 0]
     assert min(marginal.loc[free, "ess_bulk"].min(), conditional.loc[free, "ess_bulk"].min()) > 1000
     gap = (marginal.loc[free, "mean"] - conditional.loc[free, "mean"]).abs()
-    assert (gap / marginal.loc[free, "sd"]).max() < 0.1, (gap / marginal.loc[free, "sd"])
+    assert (gap / marginal.loc[free, "sd"]).max() < 0.1, gap / marginal.loc[free, "sd"]
 
 
 # ---- the command line ---------------------------------------------------------------------
@@ -231,8 +246,12 @@ def _two_factor_files(tmp_path, n: int = 200):
     rng = np.random.default_rng(3)
     f = rng.normal(size=n)
     g = 0.5 * f + rng.normal(size=n)
-    data = pd.DataFrame({**{f"y{i}": f + rng.normal(0, 0.6, n) for i in (1, 2, 3)},
-                         **{f"z{i}": g + rng.normal(0, 0.6, n) for i in (1, 2, 3)}})
+    data = pd.DataFrame(
+        {
+            **{f"y{i}": f + rng.normal(0, 0.6, n) for i in (1, 2, 3)},
+            **{f"z{i}": g + rng.normal(0, 0.6, n) for i in (1, 2, 3)},
+        }
+    )
     model = _write(tmp_path, "model.lav", TWO_FACTOR)
     data_path = tmp_path / "data.csv"
     data.to_csv(data_path, index=False)
@@ -270,14 +289,49 @@ def test_cli_fits_a_covariance_matrix_and_saves_marginal_latent_scores(tmp_path)
     from bayes_sor.cli.main import main
 
     model, data, cov = _two_factor_files(tmp_path)
-    quick = ["--chains", "2", "--draws", "200", "--tune", "300", "--no-progress",
-             "--allow-warnings"]
+    quick = [
+        "--chains",
+        "2",
+        "--draws",
+        "200",
+        "--tune",
+        "300",
+        "--no-progress",
+        "--allow-warnings",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["fit", str(model), "--cov", str(cov), "--nobs", "200",
-                     "--out", str(tmp_path / "cov_run"), *quick]) == 0
-        assert main(["fit", str(model), "--data", str(data), "--save-latent",
-                     "--out", str(tmp_path / "raw_run"), *quick]) == 0
+        assert (
+            main(
+                [
+                    "fit",
+                    str(model),
+                    "--cov",
+                    str(cov),
+                    "--nobs",
+                    "200",
+                    "--out",
+                    str(tmp_path / "cov_run"),
+                    *quick,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "fit",
+                    str(model),
+                    "--data",
+                    str(data),
+                    "--save-latent",
+                    "--out",
+                    str(tmp_path / "raw_run"),
+                    *quick,
+                ]
+            )
+            == 0
+        )
     estimates = pd.read_csv(tmp_path / "cov_run" / "estimates.csv")
     assert not (estimates.op == "~1").any()  # no means, no intercepts
     assert estimates.query("lhs == 'G' and op == '~'")["mean"].iloc[0] > 0.2

@@ -18,17 +18,23 @@ Y ~ X + W + X:W
 def test_moderator_percentiles_are_order_statistics_of_its_scores():
     rng = np.random.default_rng(1)
     n = 301
-    data = pd.DataFrame(rng.normal(size=(n, 9)),
-                        columns=[f"{f}{i}" for f in "xwy" for i in (1, 2, 3)])
-    built = pymc_model(build_partable(MODEL), data, likelihood="conditional", save_latent=True,
-                       latent_scores="non-centred")
+    data = pd.DataFrame(
+        rng.normal(size=(n, 9)), columns=[f"{f}{i}" for f in "xwy" for i in (1, 2, 3)]
+    )
+    built = pymc_model(
+        build_partable(MODEL),
+        data,
+        likelihood="conditional",
+        save_latent=True,
+        latent_scores="non-centred",
+    )
     model = built.model
     outputs = model.replace_rvs_by_values([model["latent_scores"], model["moderator_quantiles"]])
-    fn = model.compile_fn(outputs, inputs=model.value_vars, point_fn=True,
-                          on_unused_input="ignore")
+    fn = model.compile_fn(outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
     # a point away from the start, where the scores spread out
-    scores, quantiles = fn({k: v + rng.normal(size=np.shape(v))
-                            for k, v in model.initial_point().items()})
+    scores, quantiles = fn(
+        {k: v + rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
+    )
     w = np.sort(scores[:, built.representation.latents.index("W")])
     # the (n - 1) q-th order statistic, n = 301: ranks 48, 150, 252 (0-based)
     np.testing.assert_allclose(quantiles[0], w[[48, 150, 252]], rtol=1e-12)

@@ -32,8 +32,7 @@ def _answers(n: int = 40, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     f = rng.normal(size=n)
     latent = 0.9 * f[:, None] + rng.normal(size=(n, 4))
-    return pd.DataFrame(1 + np.digitize(latent, [-0.8, 0.0, 0.9]),
-                        columns=["y1", "y2", "y3", "y4"])
+    return pd.DataFrame(1 + np.digitize(latent, [-0.8, 0.0, 0.9]), columns=["y1", "y2", "y3", "y4"])
 
 
 def _ordinal_table(data: pd.DataFrame, **kwargs):
@@ -61,8 +60,9 @@ def test_threshold_prior_follows_the_header_and_the_argument():
         warnings.simplefilter("ignore")
         pt_ = add_ordinal_thresholds(build_partable(header, ordinal="all"), data)
     assert set(pt_.table.loc[pt_.table.op == "|", "prior"]) == {"normal(0,3)"}
-    assert set(_ordinal_table(data, priors={"thresholds": "normal(0,2)"}).table.query(
-        "op == '|'").prior) == {"normal(0,2)"}
+    assert set(
+        _ordinal_table(data, priors={"thresholds": "normal(0,2)"}).table.query("op == '|'").prior
+    ) == {"normal(0,2)"}
 
 
 def test_stated_thresholds_must_match_the_observed_categories():
@@ -93,8 +93,11 @@ def test_answers_only_inside_a_declared_scale_get_thresholds_between_observed_ca
     """lavaan's rule: a 1-7 item answered only 2-6 has 4 thresholds, t1 between 2 and 3."""
     data = _answers(60) + 1  # categories 2..5
     data.loc[data.y1 == 5, "y1"] = 6
-    with pytest.warns(UserWarning, match=r"'y1': categories 1, 5, 7 never chosen.*"
-                      r"3 thresholds: t1 2\|3, t2 3\|4, t3 4\|6"):
+    with pytest.warns(
+        UserWarning,
+        match=r"'y1': categories 1, 5, 7 never chosen.*"
+        r"3 thresholds: t1 2\|3, t2 3\|4, t3 4\|6",
+    ):
         pt_ = add_ordinal_thresholds(build_partable(ONE_FACTOR, ordinal="all"), data, (1, 7))
     built = pymc_model(pt_, data)
     codes = built.model["y_ordinal"].get_value()
@@ -112,8 +115,12 @@ def test_a_fit_names_empty_categories_and_reports_the_thresholds_it_estimated():
     data.loc[data.y2 == 2, "y2"] = 3
     model = "---\nscale: 1-5\n---\n" + ONE_FACTOR
     with pytest.warns(UserWarning, match=r"'y2': categories 2, 5 never chosen"):
-        result = fit(model, data, ordinal="all", settings=SamplerSettings(
-            chains=1, draws=50, tune=50, seed=1, progressbar=False))
+        result = fit(
+            model,
+            data,
+            ordinal="all",
+            settings=SamplerSettings(chains=1, draws=50, tune=50, seed=1, progressbar=False),
+        )
     rows = result.estimates[result.estimates.op == "|"]
     assert rows.groupby("lhs").size().to_dict() == {"y1": 3, "y2": 2, "y3": 3, "y4": 3}
     assert (rows.groupby("lhs")["mean"].diff().dropna() > 0).all()
@@ -136,10 +143,14 @@ def test_declared_thresholds_keep_categories_nobody_chose():
     coded by its place on the scale, and the starting point is valid."""
     pt_ = _declared()
     rng = np.random.default_rng(1)
-    data = pd.DataFrame({"y1": rng.integers(2, 7, 50),  # 1 and 7 empty
-                         "y2": rng.choice([1, 2, 3, 5, 6, 7], 50),  # 4 empty
-                         "y3": rng.integers(1, 7, 50),  # 7 empty
-                         "y4": rng.integers(1, 8, 50)}).astype(float)
+    data = pd.DataFrame(
+        {
+            "y1": rng.integers(2, 7, 50),  # 1 and 7 empty
+            "y2": rng.choice([1, 2, 3, 5, 6, 7], 50),  # 4 empty
+            "y3": rng.integers(1, 7, 50),  # 7 empty
+            "y4": rng.integers(1, 8, 50),
+        }
+    ).astype(float)
     built = pymc_model(pt_, data)
     np.testing.assert_array_equal(built.model["y_ordinal"].get_value(), data.to_numpy() - 1)
     point = built.model.initial_point()
@@ -152,8 +163,11 @@ def test_declared_thresholds_keep_categories_nobody_chose():
 def test_answers_matching_neither_rule_are_a_clear_error():
     pt_ = _declared(scale="1-5")
     data = pd.DataFrame(np.tile([[1.0], [2.0], [6.0]], (4, 4)), columns=pt_.indicators)
-    with pytest.raises(ModelSpecError, match=r"'y1' has 3 observed categories \(1, 2, 6\).*"
-                       r"neither its 4 thresholds.*nor the declared scale 1-5"):
+    with pytest.raises(
+        ModelSpecError,
+        match=r"'y1' has 3 observed categories \(1, 2, 6\).*"
+        r"neither its 4 thresholds.*nor the declared scale 1-5",
+    ):
         pymc_model(pt_, data)
 
 
@@ -178,16 +192,17 @@ def test_ordinal_sbc_runs_on_data_sets_with_empty_categories(tmp_path):
     from bayes_sor.sbc import simulations
     from bayes_sor.sbc.run import make_config, run_sbc
 
-    model = ("---\nscale: 1-5\npriors: {loadings: 'halfnormal(1)'}\n---\n"
-             "F =~ y1 + y2 + y3\n")
+    model = "---\nscale: 1-5\npriors: {loadings: 'halfnormal(1)'}\n---\nF =~ y1 + y2 + y3\n"
     config = make_config(model, 25, ordinal="all", draws=100, tune=100, chains=1, seed=3)
     result = run_sbc(config, tmp_path / "sbc", 3, workers=1, progress=False)
     assert (result.ranks.error == "").all(), result.ranks.error.tolist()
     assert {f"y{i}|t{j}" for i in (1, 2, 3) for j in (1, 2, 3, 4)} <= set(result.ranks.columns)
     simulator = simulations.Simulator(config)
     seeds = simulations.simulation_seeds(config.seed, 3)
-    datasets = [simulations.simulate_dataset(simulator.sim_table, simulator.draw_prior(seed), 25,
-                                         seed)[0] for seed in seeds]
+    datasets = [
+        simulations.simulate_dataset(simulator.sim_table, simulator.draw_prior(seed), 25, seed)[0]
+        for seed in seeds
+    ]
     assert any(d[c].nunique() < 5 for d in datasets for c in d), "no empty category drawn"
 
 
@@ -231,11 +246,13 @@ def test_grouped_ordered_transform_round_trips_and_has_the_right_jacobian():
     assert (np.diff(values[:3]) > 0).all() and values[3] < values[4]  # ordered within items
     # each item's middle threshold is the free anchor; the others are log gaps from it
     np.testing.assert_allclose(values[[1, 4]], raw[[1, 4]], rtol=1e-12)
-    np.testing.assert_allclose(values[[0, 2, 3]], [0.2 - np.exp(-0.3), 0.2 + np.exp(-1.0),
-                                                   0.4 - np.exp(1.5)], rtol=1e-12)
+    np.testing.assert_allclose(
+        values[[0, 2, 3]], [0.2 - np.exp(-0.3), 0.2 + np.exp(-1.0), 0.4 - np.exp(1.5)], rtol=1e-12
+    )
     np.testing.assert_allclose(forward(values), raw)
-    numeric = np.column_stack([(backward(raw + h) - backward(raw - h)) / 2e-6
-                               for h in np.eye(5) * 1e-6])
+    numeric = np.column_stack(
+        [(backward(raw + h) - backward(raw - h)) / 2e-6 for h in np.eye(5) * 1e-6]
+    )
     assert jac(raw) == pytest.approx(np.log(abs(np.linalg.det(numeric))), rel=1e-6)
 
 
@@ -244,8 +261,9 @@ def _point_values(model, names, seed=1):
     rng = np.random.default_rng(seed)
     point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     outputs = model.replace_rvs_by_values([model[n] for n in names])
-    return model.compile_fn(outputs, inputs=model.value_vars, point_fn=True,
-                            on_unused_input="ignore")(point)
+    return model.compile_fn(
+        outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
+    )(point)
 
 
 def test_ordinal_loglik_equals_scipy_given_latent_scores():
@@ -259,8 +277,9 @@ def test_ordinal_loglik_equals_scipy_given_latent_scores():
         mu = par[names.index(f"F=~{item}")] * z[:, 0]
         cuts = np.r_[-np.inf, [par[names.index(f"{item}|t{j}")] for j in (1, 2, 3)], np.inf]
         code = data[item].to_numpy() - 1
-        expected += np.log(stats.norm.cdf(cuts[code + 1] - mu) - stats.norm.cdf(cuts[code] - mu)
-                           ).sum()
+        expected += np.log(
+            stats.norm.cdf(cuts[code + 1] - mu) - stats.norm.cdf(cuts[code] - mu)
+        ).sum()
         assert np.all(np.diff(cuts) > 0)  # the transform keeps each item's thresholds ordered
     assert loglik == pytest.approx(expected, rel=1e-9)
 
@@ -274,19 +293,21 @@ def test_centred_thresholds_are_an_exact_reparameterisation():
     direct = pymc_model(pt_, data, centre_locations=False).model
     assert "thresholds_centred" in centred.named_vars and "thresholds" in direct.named_vars
     rng = np.random.default_rng(3)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v))
-             for k, v in centred.initial_point().items()}
-    par = centred.compile_fn(centred.replace_rvs_by_values([centred["par"]])[0],
-                             inputs=centred.value_vars, on_unused_input="ignore")(point)
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in centred.initial_point().items()}
+    par = centred.compile_fn(
+        centred.replace_rvs_by_values([centred["par"]])[0],
+        inputs=centred.value_vars,
+        on_unused_input="ignore",
+    )(point)
     names = list(direct.coords["thresholds_dim"])
     t = np.array([par[pt_.names.index(n)] for n in names])
-    forward = pytensor.function([y := pt.dvector()],
-                                direct.rvs_to_transforms[direct["thresholds"]].forward(y))
+    forward = pytensor.function(
+        [y := pt.dvector()], direct.rvs_to_transforms[direct["thresholds"]].forward(y)
+    )
     moved = {k: v for k, v in point.items() if not k.startswith("thresholds_centred")}
     moved[direct.rvs_to_values[direct["thresholds"]].name] = forward(t)
     assert set(moved) == set(direct.initial_point())
-    assert direct.compile_logp()(moved) == pytest.approx(centred.compile_logp()(point),
-                                                         rel=1e-10)
+    assert direct.compile_logp()(moved) == pytest.approx(centred.compile_logp()(point), rel=1e-10)
     shift = t - _sampled_thresholds(centred, point)
     assert np.ptp(shift[:3]) < 1e-12 and abs(shift[0]) > 1e-3  # one shift per item, not zero
 
@@ -306,8 +327,10 @@ def test_ordinal_items_work_with_a_latent_interaction_and_continuous_items():
     Y ~ X + W + X:W
     """
     rng = np.random.default_rng(4)
-    data = pd.DataFrame(rng.integers(1, 6, size=(30, 9)), columns=[
-        "x1", "x2", "x3", "w1", "w2", "w3", "y1", "y2", "y3"]).astype(float)
+    data = pd.DataFrame(
+        rng.integers(1, 6, size=(30, 9)),
+        columns=["x1", "x2", "x3", "w1", "w2", "w3", "y1", "y2", "y3"],
+    ).astype(float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pt_ = add_ordinal_thresholds(build_partable(text, ordinal="x1,x2,x3,y1"), data)
@@ -394,8 +417,10 @@ def test_holzinger_swineford_ordinal_agrees_with_full_information_ml(reference, 
     codes = data[pt_.indicators].to_numpy() - 1
     assert fiml_negloglik(codes, std / scale, cuts, cor) - FIML_MINIMUM < 1.0
     first_two = loadings[:6]
-    for name in ("ref_holzinger_ordinal3_cfa_lavaan_wlsmv_theta_stdlv.csv",
-                 "ref_holzinger_ordinal3_cfa_lavaan_pml_stdlv.csv"):
+    for name in (
+        "ref_holzinger_ordinal3_cfa_lavaan_wlsmv_theta_stdlv.csv",
+        "ref_holzinger_ordinal3_cfa_lavaan_pml_stdlv.csv",
+    ):
         column = "std.all" if "wlsmv" in name else "est"
         ref = reference_table(reference / "lavaan" / name, column)
         assert (est.loc[first_two, "std.all"] - ref[first_two]).abs().max() < 0.08, name
@@ -408,8 +433,27 @@ def test_cli_simulates_ordinal_answers_with_thresholds_in_the_truth_file(tmp_pat
     model = tmp_path / "model.lav"
     model.write_text(ONE_FACTOR)
     out, truth = tmp_path / "data.csv", tmp_path / "truth.csv"
-    assert main(["simulate", str(model), "--ordinal", "all", "--scale", "1-5", "--nobs", "300",
-                 "--seed", "4", "--out", str(out), "--truth-out", str(truth)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(model),
+                "--ordinal",
+                "all",
+                "--scale",
+                "1-5",
+                "--nobs",
+                "300",
+                "--seed",
+                "4",
+                "--out",
+                str(out),
+                "--truth-out",
+                str(truth),
+            ]
+        )
+        == 0
+    )
     data, table = pd.read_csv(out), pd.read_csv(truth)
     assert data.isin([1, 2, 3, 4, 5]).all().all()
     cuts = table[table.op == "|"]
@@ -417,6 +461,25 @@ def test_cli_simulates_ordinal_answers_with_thresholds_in_the_truth_file(tmp_pat
     assert all((np.diff(g.value) > 0).all() for _, g in cuts.groupby("lhs"))
     # the truth file it wrote is a valid truth file for the same command
     again = tmp_path / "again.csv"
-    assert main(["simulate", str(model), "--ordinal", "all", "--scale", "1-5", "--nobs", "300",
-                 "--seed", "4", "--truth", str(truth), "--out", str(again)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(model),
+                "--ordinal",
+                "all",
+                "--scale",
+                "1-5",
+                "--nobs",
+                "300",
+                "--seed",
+                "4",
+                "--truth",
+                str(truth),
+                "--out",
+                str(again),
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(pd.read_csv(again), data)

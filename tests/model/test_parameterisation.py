@@ -24,8 +24,9 @@ Y ~ F + G + x + F:G
 """
 
 
-def _data(loadings: dict[str, list[float]], n: int = 2000, seed: int = 0,
-          cor: float = 0.0) -> pd.DataFrame:
+def _data(
+    loadings: dict[str, list[float]], n: int = 2000, seed: int = 0, cor: float = 0.0
+) -> pd.DataFrame:
     """Standardised items with the given loadings; exogenous F and G correlated ``cor``,
     Y = 0.5 F + 0.3 x + a unit-variance disturbance scaled to unit total variance."""
     rng = np.random.default_rng(seed)
@@ -37,8 +38,9 @@ def _data(loadings: dict[str, list[float]], n: int = 2000, seed: int = 0,
     columns = {"x": x}
     for name, lams in loadings.items():
         for k, lam in enumerate(lams, start=1):
-            columns[f"{name.lower()}{k}"] = lam * scores[name] + rng.normal(0, np.sqrt(1 - lam**2),
-                                                                            n)
+            columns[f"{name.lower()}{k}"] = lam * scores[name] + rng.normal(
+                0, np.sqrt(1 - lam**2), n
+            )
     return pd.DataFrame(columns)
 
 
@@ -110,10 +112,13 @@ def test_the_header_option_and_its_override():
     assert centred_latents(pt, data, "non-centred") == []
 
 
-@pytest.mark.parametrize(("choice", "message"), [
-    ("centered", "unknown latent-score parameterisation 'centered'; use one of auto, centred"),
-    (["F", "x"], r"cannot centre the scores of \['x'\]: not sampled latents"),
-])
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        ("centered", "unknown latent-score parameterisation 'centered'; use one of auto, centred"),
+        (["F", "x"], r"cannot centre the scores of \['x'\]: not sampled latents"),
+    ],
+)
 def test_unknown_choices_are_named(choice, message):
     with pytest.raises(ModelSpecError, match=message):
         centred_latents(build_partable(MODEL), None, choice)

@@ -10,21 +10,33 @@ from bayes_sor.posterior.summary import summarize
 
 def _tree(draws: np.ndarray, diverging: int = 0) -> tuple[xr.DataTree, pd.DataFrame]:
     chains, n, k = draws.shape
-    par = xr.DataArray(draws, dims=("chain", "draw", "param"),
-                       coords={"param": [f"F=~y{i}" for i in range(k)]})
+    par = xr.DataArray(
+        draws, dims=("chain", "draw", "param"), coords={"param": [f"F=~y{i}" for i in range(k)]}
+    )
     div = np.zeros((chains, n), dtype=bool)
     div.flat[:diverging] = True
     rng = np.random.default_rng(5)
-    stats = xr.Dataset({"diverging": (("chain", "draw"), div),
-                        "energy": (("chain", "draw"), rng.normal(size=(chains, n)))})
-    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"par": par}),
-                                  "sample_stats": stats})
+    stats = xr.Dataset(
+        {
+            "diverging": (("chain", "draw"), div),
+            "energy": (("chain", "draw"), rng.normal(size=(chains, n))),
+        }
+    )
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset({"par": par}), "sample_stats": stats})
     table = summarize(par)
-    estimates = pd.DataFrame({"lhs": "F", "op": "=~", "rhs": [f"y{i}" for i in range(k)],
-                              "free": np.arange(1, k + 1), "r_hat": table.r_hat.to_numpy(),
-                              "sd": table["sd"].to_numpy(), "prior": "normal(0,10)",
-                              "ess_bulk": table.ess_bulk.to_numpy(),
-                              "ess_tail": table.ess_tail.to_numpy()})
+    estimates = pd.DataFrame(
+        {
+            "lhs": "F",
+            "op": "=~",
+            "rhs": [f"y{i}" for i in range(k)],
+            "free": np.arange(1, k + 1),
+            "r_hat": table.r_hat.to_numpy(),
+            "sd": table["sd"].to_numpy(),
+            "prior": "normal(0,10)",
+            "ess_bulk": table.ess_bulk.to_numpy(),
+            "ess_tail": table.ess_tail.to_numpy(),
+        }
+    )
     return tree, estimates
 
 

@@ -26,8 +26,9 @@ def _par(partable, values: dict[str, float], draws: int = 3) -> np.ndarray:
 
 
 def _find(effects, effect, kind, moderator=""):
-    hits = [e for e in effects if (e.effect, e.kind, e.moderator_value) == (effect, kind,
-                                                                              moderator)]
+    hits = [
+        e for e in effects if (e.effect, e.kind, e.moderator_value) == (effect, kind, moderator)
+    ]
     assert len(hits) == 1, (effect, kind, moderator, [(e.effect, e.kind) for e in effects])
     return hits[0].draws
 
@@ -43,13 +44,16 @@ def test_moderated_mediation_effects_match_hand_computation():
     np.testing.assert_allclose(_find(effects, "X -> M -> Y", "indirect"), a * b)
     np.testing.assert_allclose(_find(effects, "X -> Y", "direct"), c)
     np.testing.assert_allclose(_find(effects, "X -> Y", "total"), c + a * b)
-    np.testing.assert_allclose(_find(effects, "X -> M -> Y", "index_moderated_mediation", "W"),
-                               a * d)
+    np.testing.assert_allclose(
+        _find(effects, "X -> M -> Y", "index_moderated_mediation", "W"), a * d
+    )
     # W is exogenous with variance fixed to 1 under std.lv, so 1 SD = 1.
     np.testing.assert_allclose(
-        _find(effects, "X -> M -> Y", "conditional_indirect", "W=+1SD"), a * (b + d))
+        _find(effects, "X -> M -> Y", "conditional_indirect", "W=+1SD"), a * (b + d)
+    )
     np.testing.assert_allclose(
-        _find(effects, "X -> M -> Y", "conditional_indirect", "W=p16"), a * (b - 0.9 * d))
+        _find(effects, "X -> M -> Y", "conditional_indirect", "W=p16"), a * (b - 0.9 * d)
+    )
     np.testing.assert_allclose(_find(effects, "ab", "defined"), a * b)
     np.testing.assert_allclose(_find(effects, "ab2", "defined"), 2 * a * b)
 
@@ -68,10 +72,14 @@ def test_serial_and_parallel_paths_are_all_enumerated():
     values = {"M1~X": 0.5, "M2~X": 0.3, "M2~M1": 0.2, "Y~M1": 0.4, "Y~M2": 0.6}
     par = _par(pt, values, draws=1)
     effects = effect_draws(pt, rep, par)
-    indirect = {e.effect: float(e.draws.squeeze()) for e in effects
-                if e.kind == "indirect" and e.effect.startswith("X") and e.effect.endswith("Y")}
-    assert indirect == pytest.approx({"X -> M1 -> Y": 0.2, "X -> M2 -> Y": 0.18,
-                                      "X -> M1 -> M2 -> Y": 0.06})
+    indirect = {
+        e.effect: float(e.draws.squeeze())
+        for e in effects
+        if e.kind == "indirect" and e.effect.startswith("X") and e.effect.endswith("Y")
+    }
+    assert indirect == pytest.approx(
+        {"X -> M1 -> Y": 0.2, "X -> M2 -> Y": 0.18, "X -> M1 -> M2 -> Y": 0.06}
+    )
     total = _find(effects, "X -> Y", "total_indirect")
     assert float(total.squeeze()) == pytest.approx(0.44)
     assert not [e for e in effects if e.effect == "X -> Y" and e.kind == "direct"]
@@ -82,11 +90,27 @@ def test_effects_table_has_the_documented_columns_and_intervals():
     rng = np.random.default_rng(0)
     par = _par(pt, {}, draws=1) + rng.normal(0, 0.05, (2, 200, len(pt.names)))
     table = effects_table(effects_dataarray(effect_draws(pt, representation(pt), par)))
-    assert list(table.columns) == ["effect", "kind", "moderator_value", "mean", "median", "sd",
-                                   "ci.lower", "ci.upper", "p_positive"]
+    assert list(table.columns) == [
+        "effect",
+        "kind",
+        "moderator_value",
+        "mean",
+        "median",
+        "sd",
+        "ci.lower",
+        "ci.upper",
+        "p_positive",
+    ]
     assert (table["ci.lower"] <= table["mean"]).all() and (table["mean"] <= table["ci.upper"]).all()
-    assert set(table.kind) == {"direct", "indirect", "total_indirect", "total",
-                               "conditional_indirect", "index_moderated_mediation", "defined"}
+    assert set(table.kind) == {
+        "direct",
+        "indirect",
+        "total_indirect",
+        "total",
+        "conditional_indirect",
+        "index_moderated_mediation",
+        "defined",
+    }
 
 
 def test_a_model_without_paths_has_an_empty_effects_table():
@@ -109,7 +133,8 @@ def test_explicit_values_of_a_latent_moderator_are_on_its_scale():
     effects = effect_draws(pt, representation(pt), par)
     for value, label in ((-0.5, "W=-0.500"), (0.6, "W=0.600")):
         np.testing.assert_allclose(
-            _find(effects, "X -> M -> Y", "conditional_indirect", label), a * (b + d * value))
+            _find(effects, "X -> M -> Y", "conditional_indirect", label), a * (b + d * value)
+        )
     # the SD and percentile points are still there
     _find(effects, "X -> M -> Y", "conditional_indirect", "W=+1SD")
     _find(effects, "X -> M -> Y", "conditional_indirect", "W=p84")
@@ -120,16 +145,27 @@ def test_explicit_values_of_an_observed_moderator_are_in_raw_data_units(root):
     effect at a raw value v is a (b + d (v - nu_W)): PROCESS's probe at W = v."""
     text = (root / "models" / "hayes_teams.lav").read_text()
     pt = build_partable("---\nmoderator_values: {negexp: [-0.531, 0.6]}\n---\n" + text)
-    par = _par(pt, {"negtone~dysfunc": 0.6, "perform~negtone": -0.4,
-                    "perform~negtone:negexp": -0.5, "negexp~1": 0.2})
-    a, b, d, nu = (par[..., pt.names.index(n)] for n in
-                   ("negtone~dysfunc", "perform~negtone", "perform~negtone:negexp", "negexp~1"))
+    par = _par(
+        pt,
+        {
+            "negtone~dysfunc": 0.6,
+            "perform~negtone": -0.4,
+            "perform~negtone:negexp": -0.5,
+            "negexp~1": 0.2,
+        },
+    )
+    a, b, d, nu = (
+        par[..., pt.names.index(n)]
+        for n in ("negtone~dysfunc", "perform~negtone", "perform~negtone:negexp", "negexp~1")
+    )
     effects = effect_draws(pt, representation(pt), par)
     path = "dysfunc -> negtone -> perform"
-    np.testing.assert_allclose(_find(effects, path, "conditional_indirect", "negexp=-0.531"),
-                               a * (b + d * (-0.531 - nu)))
-    np.testing.assert_allclose(_find(effects, path, "conditional_indirect", "negexp=0.600"),
-                               a * (b + d * (0.6 - nu)))
+    np.testing.assert_allclose(
+        _find(effects, path, "conditional_indirect", "negexp=-0.531"), a * (b + d * (-0.531 - nu))
+    )
+    np.testing.assert_allclose(
+        _find(effects, path, "conditional_indirect", "negexp=0.600"), a * (b + d * (0.6 - nu))
+    )
 
 
 def test_value_labels_keep_three_decimals_unless_more_are_needed():
@@ -140,7 +176,9 @@ def test_value_labels_keep_three_decimals_unless_more_are_needed():
 
 def test_moderator_values_from_the_command_line():
     assert parse_moderator_values(["W=-0.531,-0.060,0.600", " V = 1"]) == {
-        "W": [-0.531, -0.06, 0.6], "V": [1.0]}
+        "W": [-0.531, -0.06, 0.6],
+        "V": [1.0],
+    }
     for bad in ("W", "W=", "W=a,b", "=1,2"):
         with pytest.raises(ModelSpecError, match=r"W=-0\.5,0,0\.5"):
             parse_moderator_values([bad])
@@ -163,8 +201,20 @@ def test_cli_rejects_bad_moderator_values_before_sampling(root, tmp_path, capsys
 
     model, data = root / "models" / "hayes_teams.lav", tmp_path / "teams.csv"
     data.write_text("dysfunc,negtone,negexp,perform\n" + "0,0,0,0\n1,2,1,0\n" * 5)
-    for values, message in (("negexp", "cannot read --moderator-values 'negexp'"),
-                            ("dysfunc=1", "moderator_values names ['dysfunc']")):
-        code = main(["fit", str(model), "--data", str(data), "--out", str(tmp_path / "run"),
-                     "--moderator-values", values])
+    for values, message in (
+        ("negexp", "cannot read --moderator-values 'negexp'"),
+        ("dysfunc=1", "moderator_values names ['dysfunc']"),
+    ):
+        code = main(
+            [
+                "fit",
+                str(model),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "run"),
+                "--moderator-values",
+                values,
+            ]
+        )
         assert code == 2 and message in capsys.readouterr().err

@@ -11,12 +11,22 @@ from bayes_sor.spec.partable import build_partable
 def test_r_squared_of_a_moderated_mediation_matches_the_closed_form():
     pt = build_partable(MODERATED)  # std.lv: Var(X) = Var(W) = 1
     a, b, c, e, d, phi, psi_m, psi_y = 0.6, 0.5, 0.2, 0.3, 0.25, 0.4, 0.64, 0.5
-    par = truth(pt, {"M~X": a, "Y~M": b, "Y~X": c, "Y~W": e, "Y~M:W": d, "X~~W": phi,
-                     "M~~M": psi_m, "Y~~Y": psi_y})
+    par = truth(
+        pt,
+        {
+            "M~X": a,
+            "Y~M": b,
+            "Y~X": c,
+            "Y~W": e,
+            "Y~M:W": d,
+            "X~~W": phi,
+            "M~~M": psi_m,
+            "Y~~Y": psi_y,
+        },
+    )
     var_m = a**2 + psi_m
     cov_mw = a * phi
-    linear = (c**2 + b**2 * var_m + e**2 + 2 * c * b * a + 2 * c * e * phi
-              + 2 * b * e * cov_mw)
+    linear = c**2 + b**2 * var_m + e**2 + 2 * c * b * a + 2 * c * e * phi + 2 * b * e * cov_mw
     product = var_m * 1.0 + cov_mw**2  # Var(M W) of normal M, W (uncorrelated with the rest)
     explained_y = linear + d**2 * product
     r2 = r_squared_draws(pt, par[None, None, :])

@@ -24,8 +24,7 @@ FACTORS = ["visual", "textual", "speed"]
 PAIRS = [(0, 1), (0, 2), (1, 2)]
 
 
-def fiml_negloglik(codes: np.ndarray, lam: np.ndarray, cuts: np.ndarray,
-                   cor: np.ndarray) -> float:
+def fiml_negloglik(codes: np.ndarray, lam: np.ndarray, cuts: np.ndarray, cor: np.ndarray) -> float:
     """-log L of a 3-factor, 3-items-per-factor ordinal probit CFA, by grid quadrature.
 
     ``codes`` (n x 9) categories 0..2, ``lam`` theta-metric loadings, ``cuts`` (9 x 2)
@@ -71,9 +70,13 @@ def fit(codes: np.ndarray, start: np.ndarray) -> optimize.OptimizeResult:
     """Maximise the likelihood from ``start`` (9 loadings, 18 thresholds, 3 correlation
     factors, see :func:`_unpack`)."""
     bounds = [(0.01, 10)] * 9 + [(-6, 6)] * 18 + [(None, None)] * 3
-    return optimize.minimize(lambda x: fiml_negloglik(codes, *_unpack(x)), start,
-                             method="L-BFGS-B", bounds=bounds,
-                             options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-6})
+    return optimize.minimize(
+        lambda x: fiml_negloglik(codes, *_unpack(x)),
+        start,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-6},
+    )
 
 
 def main() -> None:

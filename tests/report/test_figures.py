@@ -62,9 +62,16 @@ def _label_boxes(fig) -> list:
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     renderer = canvas.get_renderer()
-    return [(t.get_text(), t.get_bbox_patch().get_window_extent(renderer)
-             if t.get_bbox_patch() is not None else t.get_window_extent(renderer))
-            for t in fig.axes[0].texts if t.get_bbox_patch() is not None or "R²" in t.get_text()]
+    return [
+        (
+            t.get_text(),
+            t.get_bbox_patch().get_window_extent(renderer)
+            if t.get_bbox_patch() is not None
+            else t.get_window_extent(renderer),
+        )
+        for t in fig.axes[0].texts
+        if t.get_bbox_patch() is not None or "R²" in t.get_text()
+    ]
 
 
 @pytest.mark.parametrize("model", ["impulse_buying", "purchase_intention"])
@@ -74,10 +81,14 @@ def test_diagram_labels_never_overlap_and_are_readable(root, model):
     rng = np.random.default_rng(3)
     regs = pt.table[pt.table.op == "~"]
     means = rng.uniform(-0.3, 0.6, len(regs))
-    est = _estimates(pt, {f"{r.lhs}~{r.rhs}": (m, m - 0.16, m + 0.14)
-                          for r, m in zip(regs.itertuples(), means, strict=True)})
-    r2 = pd.DataFrame({"construct": pt.endogenous, "mean": 0.41, "ci.lower": 0.3,
-                       "ci.upper": 0.52})
+    est = _estimates(
+        pt,
+        {
+            f"{r.lhs}~{r.rhs}": (m, m - 0.16, m + 0.14)
+            for r, m in zip(regs.itertuples(), means, strict=True)
+        },
+    )
+    r2 = pd.DataFrame({"construct": pt.endogenous, "mean": 0.41, "ci.lower": 0.3, "ci.upper": 0.52})
     fig = path_diagram(pt, est, r2=r2)
     boxes = _label_boxes(fig)
     assert len(boxes) == len(regs) + len(pt.endogenous)  # every path and every R^2
@@ -90,8 +101,14 @@ def test_diagram_labels_never_overlap_and_are_readable(root, model):
 
 def test_diagram_shows_each_endogenous_constructs_r2(root):
     pt = build_partable((root / "models" / "impulse_buying.lav").read_text())
-    r2 = pd.DataFrame({"construct": ["CT", "IB"], "mean": [0.33, 0.52],
-                       "ci.lower": [0.24, 0.41], "ci.upper": [0.42, 0.63]})
+    r2 = pd.DataFrame(
+        {
+            "construct": ["CT", "IB"],
+            "mean": [0.33, 0.52],
+            "ci.lower": [0.24, 0.41],
+            "ci.upper": [0.42, 0.63],
+        }
+    )
     fig = path_diagram(pt, _estimates(pt, {}), r2=r2)
     texts = {t.get_text(): t.get_position() for t in fig.axes[0].texts}
     pos = layout(pt, *structural_edges(pt, _estimates(pt, {})))
@@ -117,13 +134,23 @@ def test_a_cfa_gets_a_measurement_diagram(root):
 
 
 def test_forest_plot_has_one_row_per_effect_grouped_by_kind(tmp_path):
-    effects = pd.DataFrame({
-        "effect": ["X -> M", "M -> Y", "X -> M -> Y", "X -> Y", "X -> Y", "X -> M -> Y"],
-        "kind": ["direct", "direct", "indirect", "total_indirect", "total",
-                 "conditional_indirect"],
-        "moderator_value": ["", "", "", "", "", "W=+1SD"],
-        "mean": [0.5, 0.4, 0.2, 0.2, 0.3, 0.3], "ci.lower": [0.3, 0.2, 0.1, 0.1, 0.1, 0.1],
-        "ci.upper": [0.7, 0.6, 0.3, 0.3, 0.5, 0.5]})
+    effects = pd.DataFrame(
+        {
+            "effect": ["X -> M", "M -> Y", "X -> M -> Y", "X -> Y", "X -> Y", "X -> M -> Y"],
+            "kind": [
+                "direct",
+                "direct",
+                "indirect",
+                "total_indirect",
+                "total",
+                "conditional_indirect",
+            ],
+            "moderator_value": ["", "", "", "", "", "W=+1SD"],
+            "mean": [0.5, 0.4, 0.2, 0.2, 0.3, 0.3],
+            "ci.lower": [0.3, 0.2, 0.1, 0.1, 0.1, 0.1],
+            "ci.upper": [0.7, 0.6, 0.3, 0.3, 0.5, 0.5],
+        }
+    )
     fig = figures.forest_plot(effects)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["X -> M", "M -> Y", "X -> M -> Y", "X -> Y", "X -> Y"]
@@ -166,17 +193,23 @@ def test_conditional_indirect_curve_is_a_times_b_plus_d_w():
 
 def test_moderated_paths_lists_the_path_itself_and_each_indirect_path():
     pt = build_partable(MODERATED)
-    effects = pd.DataFrame({"effect": ["X -> M -> Y"], "kind": ["index_moderated_mediation"],
-                            "moderator_value": ["W"]})
+    effects = pd.DataFrame(
+        {"effect": ["X -> M -> Y"], "kind": ["index_moderated_mediation"], "moderator_value": ["W"]}
+    )
     assert figures.moderated_paths(pt, effects) == [
-        ("M -> Y", "W", "conditional direct"), ("X -> M -> Y", "W", "conditional indirect")]
+        ("M -> Y", "W", "conditional direct"),
+        ("X -> M -> Y", "W", "conditional indirect"),
+    ]
 
 
 def test_conditional_plot_has_one_panel_per_curve():
     pt = build_partable(MODERATED)
     par = _fake_draws(pt, {"M~X": 0.5, "Y~M": 0.3, "Y~M:W": 0.2})
-    curves = figures.conditional_curves(pt, par, [("M -> Y", "W", "conditional direct"),
-                                                  ("X -> M -> Y", "W", "conditional indirect")])
+    curves = figures.conditional_curves(
+        pt,
+        par,
+        [("M -> Y", "W", "conditional direct"), ("X -> M -> Y", "W", "conditional indirect")],
+    )
     fig = figures.conditional_plot(curves)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2
@@ -186,21 +219,28 @@ def test_conditional_plot_has_one_panel_per_curve():
 
 def test_runs_of_a_mask():
     z = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
-    assert figures._runs(z, np.array([True, True, False, True, False])) == [(0.0, 1.0),
-                                                                            (3.0, 3.0)]
+    assert figures._runs(z, np.array([True, True, False, True, False])) == [(0.0, 1.0), (3.0, 3.0)]
     assert figures._runs(z, np.zeros(5, dtype=bool)) == []
 
 
 def test_rank_plot_shows_the_worst_parameters():
-    estimates = pd.DataFrame({"lhs": ["M", "Y", "x1"], "op": ["~", "~", "~~"],
-                              "rhs": ["X", "M", "x1"], "free": [1, 2, 0],
-                              "r_hat": [1.02, 1.05, np.nan], "ess_bulk": [300, 90, np.nan]})
+    estimates = pd.DataFrame(
+        {
+            "lhs": ["M", "Y", "x1"],
+            "op": ["~", "~", "~~"],
+            "rhs": ["X", "M", "x1"],
+            "free": [1, 2, 0],
+            "r_hat": [1.02, 1.05, np.nan],
+            "ess_bulk": [300, 90, np.nan],
+        }
+    )
     worst = figures.worst_parameters(estimates)
     assert worst == ["Y~M", "M~X"]
     rng = np.random.default_rng(1)
-    posterior = xr.Dataset({"par": (("chain", "draw", "param"), rng.normal(size=(2, 100, 3)))},
-                           coords={"chain": [0, 1], "draw": np.arange(100),
-                                   "param": ["M~X", "Y~M", "x1~~x1"]})
+    posterior = xr.Dataset(
+        {"par": (("chain", "draw", "param"), rng.normal(size=(2, 100, 3)))},
+        coords={"chain": [0, 1], "draw": np.arange(100), "param": ["M~X", "Y~M", "x1~~x1"]},
+    )
     fig = figures.rank_plot(xr.DataTree.from_dict({"posterior": posterior}), worst)
     titles = {ax.get_title() for ax in fig.axes}
     assert {"M~X", "Y~M"} <= titles

@@ -34,8 +34,11 @@ from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.spec.partable import build_partable
 
-MODEL = ("---\nscale: none\n---\n# A small S-O-R model for the report tests" + MEDIATION
-         + "# H1: M ~ X > 0\n# H2: indirect(X -> M -> Y) > 0\n# H3: Y ~ X > 0\n# H4: ab > 0\n")
+MODEL = (
+    "---\nscale: none\n---\n# A small S-O-R model for the report tests"
+    + MEDIATION
+    + "# H1: M ~ X > 0\n# H2: indirect(X -> M -> Y) > 0\n# H3: Y ~ X > 0\n# H4: ab > 0\n"
+)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -99,8 +102,11 @@ def _page(folder: Path) -> _Page:
 
 
 def _hypothesis_rows(page: _Page) -> list[list[str]]:
-    return next(t["rows"][1:] for t in page.tables if t["rows"] and t["rows"][0][:2]
-                == ["hypothesis", "statement"])
+    return next(
+        t["rows"][1:]
+        for t in page.tables
+        if t["rows"] and t["rows"][0][:2] == ["hypothesis", "statement"]
+    )
 
 
 def test_fit_writes_a_self_contained_html_report(fitted):
@@ -135,8 +141,15 @@ def test_sections_figures_and_markdown_agree(fitted):
     _, out = fitted
     html_text = (out / "report.html").read_text()
     markdown = (out / "report.md").read_text()
-    for title in ("1. Model and data", "2. Hypotheses", "3. Path diagram", "4. Effects",
-                  "5. Diagnostics", "6. Checks and comparison", "7. Parameter estimates"):
+    for title in (
+        "1. Model and data",
+        "2. Hypotheses",
+        "3. Path diagram",
+        "4. Effects",
+        "5. Diagnostics",
+        "6. Checks and comparison",
+        "7. Parameter estimates",
+    ):
         assert title in html_text and f"## {title}" in markdown
     for name in ("diagram", "forest", "rank"):
         path = out / FIGURE_FILES[name]
@@ -144,8 +157,7 @@ def test_sections_figures_and_markdown_agree(fitted):
         assert f"]({path.name})" in markdown
     assert not (out / FIGURE_FILES["conditional"]).exists()  # the model has no moderator
     # Provenance a co-author needs to repeat the run.
-    for text in ("N = 250", "sha256", "seed", "chains = 2", "pymc", "normal(0,10)",
-                 "x1, x2, x3"):
+    for text in ("N = 250", "sha256", "seed", "chains = 2", "pymc", "normal(0,10)", "x1, x2, x3"):
         assert text in markdown
 
 
@@ -191,21 +203,29 @@ def test_sections_other_stages_add_are_kept_and_shown(fitted, tmp_path):
     shutil.copytree(out, copy)
     append_report_section(copy, "ppc", "## Model checking\n\n**PPP = 0.42**: no misfit.")
     pd.DataFrame({"parameter": ["M~X"], "ml": [0.61], "bayes": [0.60]}).to_csv(
-        copy / "comparison.csv", index=False)
-    pd.DataFrame({"construct": ["X"], "omega": [0.83]}).to_csv(copy / "reliability.csv",
-                                                                index=False)
+        copy / "comparison.csv", index=False
+    )
+    pd.DataFrame({"construct": ["X"], "omega": [0.83]}).to_csv(
+        copy / "reliability.csv", index=False
+    )
     shutil.copy(copy / FIGURE_FILES["forest"], copy / "ppc_items.png")
     elsewhere = tmp_path / "cmp"
     elsewhere.mkdir()
     shutil.copy(copy / FIGURE_FILES["forest"], elsewhere / "comparison.png")
-    append_report_section(copy, "compare", "### Method comparison\n\n"
-                          "![by method](../cmp/comparison.png)\n\n![gone](missing.png)")
+    append_report_section(
+        copy,
+        "compare",
+        "### Method comparison\n\n![by method](../cmp/comparison.png)\n\n![gone](missing.png)",
+    )
     write_report(copy)
     write_report(copy)  # twice: the appended section must not be duplicated
     markdown = (copy / "report.md").read_text()
     assert markdown.count("<!-- bayes_sor:ppc:begin -->") == 1
-    assert markdown.index("## 6. Checks") < markdown.index("PPP = 0.42") < markdown.index(
-        "## 7. Parameter")
+    assert (
+        markdown.index("## 6. Checks")
+        < markdown.index("PPP = 0.42")
+        < markdown.index("## 7. Parameter")
+    )
     page = _page(copy)
     # the compare stage wrote its own section, so its table is not repeated from the CSV
     assert not any(t["caption"].startswith("comparison.csv") for t in page.tables)
@@ -251,9 +271,19 @@ def test_report_of_a_missing_folder_is_one_clear_error(tmp_path, capsys):
 
 
 def test_documents_escape_text_and_round_trip_appended_sections(tmp_path):
-    doc = Document("T <1>", "sub", [Section("S & s", [
-        Paragraph("a <script>x</script> `code` **bold**"),
-        Markdown("## Added\n\n| a |\n|---|\n| <b> |", "extra")])])
+    doc = Document(
+        "T <1>",
+        "sub",
+        [
+            Section(
+                "S & s",
+                [
+                    Paragraph("a <script>x</script> `code` **bold**"),
+                    Markdown("## Added\n\n| a |\n|---|\n| <b> |", "extra"),
+                ],
+            )
+        ],
+    )
     page = to_html(doc)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<code>code</code>" in page and "<strong>bold</strong>" in page
@@ -262,18 +292,27 @@ def test_documents_escape_text_and_round_trip_appended_sections(tmp_path):
     markdown = to_markdown(doc)
     # report.md nests the stage's heading under the report's "## S & s" as well
     assert appended_sections(markdown) == {"extra": "### Added\n\n| a |\n|---|\n| <b> |"}
-    assert appended_sections(to_markdown(Document("T", "s", [Section("S", [Markdown(
-        appended_sections(markdown)["extra"], "extra")])]))) == appended_sections(markdown)
+    assert appended_sections(
+        to_markdown(
+            Document(
+                "T", "s", [Section("S", [Markdown(appended_sections(markdown)["extra"], "extra")])]
+            )
+        )
+    ) == appended_sections(markdown)
     # a comment line in a stage's code block is no heading
     assert nest_headings("# Fit\n```\n# H1: M ~ X > 0\n```\n## Notes") == (
-        "### Fit\n```\n# H1: M ~ X > 0\n```\n#### Notes")
+        "### Fit\n```\n# H1: M ~ X > 0\n```\n#### Notes"
+    )
 
 
 def _not_embedded(folder: Path) -> list[str]:
     """The PNG files of a run folder that its report.html does not carry as data URIs."""
     page = (folder / "report.html").read_text(encoding="utf-8")
-    return [p.name for p in sorted(folder.glob("*.png"))
-            if f"data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" not in page]
+    return [
+        p.name
+        for p in sorted(folder.glob("*.png"))
+        if f"data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" not in page
+    ]
 
 
 def _section_commands(fitted, tmp_path) -> Path:
@@ -289,11 +328,29 @@ def _section_commands(fitted, tmp_path) -> Path:
         (["reliability", str(run)], "Reliability and validity"),
         (["ppc", str(run), "--draws", "100"], "Model checking (posterior predictive)"),
         (["sensitivity", str(run)], "Prior sensitivity (power-scaling)"),
-        (["compare", str(tmp_path / "model.lav"), "--data", str(tmp_path / "data.csv"),
-          "--run", str(run), "--out", str(run), "--boot", "10", "--process-boot", "20",
-          "--workers", "1"], "Method comparison: model"),
-        (["compare-models", str(run), str(tmp_path / "other"), "--out", str(run)],
-         "Model comparison (PSIS-LOO)"),
+        (
+            [
+                "compare",
+                str(tmp_path / "model.lav"),
+                "--data",
+                str(tmp_path / "data.csv"),
+                "--run",
+                str(run),
+                "--out",
+                str(run),
+                "--boot",
+                "10",
+                "--process-boot",
+                "20",
+                "--workers",
+                "1",
+            ],
+            "Method comparison: model",
+        ),
+        (
+            ["compare-models", str(run), str(tmp_path / "other"), "--out", str(run)],
+            "Model comparison (PSIS-LOO)",
+        ),
     ]
     for command, heading in commands:
         assert main(command) == 0, command
@@ -306,7 +363,8 @@ def _section_commands(fitted, tmp_path) -> Path:
 def test_every_section_command_rewrites_report_html_with_every_figure(fitted, tmp_path):
     run = _section_commands(fitted, tmp_path)
     assert {"ppc_items.png", "ppc_residuals.png", "comparison.png"} <= {
-        p.name for p in run.glob("*.png")}
+        p.name for p in run.glob("*.png")
+    }
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "[figure not embedded" not in page
     assert page.count(data_uri(run / "ppc_items.png")) == 1  # shown once, in its section
@@ -316,8 +374,14 @@ def test_every_section_command_rewrites_report_html_with_every_figure(fitted, tm
     markdown = (run / "report.md").read_text(encoding="utf-8")
     # a stage's headings nest under "## 6. Checks and comparison": every "##" is numbered
     assert re.findall(r"(?m)^## (.*)$", markdown) == [
-        "1. Model and data", "2. Hypotheses", "3. Path diagram", "4. Effects",
-        "5. Diagnostics", "6. Checks and comparison", "7. Parameter estimates"]
+        "1. Model and data",
+        "2. Hypotheses",
+        "3. Path diagram",
+        "4. Effects",
+        "5. Diagnostics",
+        "6. Checks and comparison",
+        "7. Parameter estimates",
+    ]
     assert "### Model checking (posterior predictive)" in markdown
     assert "#### Where the model misses" in markdown
 
@@ -332,8 +396,13 @@ def test_r2_table_and_a_cfa_report_without_effects(fitted, root):
     r2 = dict(page.table("Explained variance"))
     assert set(r2) == {"M", "Y"} and re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", r2["M"])
     cfa = build_partable((root / "models" / "holzinger_swineford.lav").read_text())
-    run = SimpleNamespace(partable=cfa, effects=pd.read_csv(out / "effects.csv").iloc[:0],
-                          attrs={}, interval="95% equal-tailed interval", ci_prob=0.95)
+    run = SimpleNamespace(
+        partable=cfa,
+        effects=pd.read_csv(out / "effects.csv").iloc[:0],
+        attrs={},
+        interval="95% equal-tailed interval",
+        ci_prob=0.95,
+    )
     effects = to_markdown(Document("T", "", [_effects_section(run, {}, [])]))
     assert "no structural paths" in effects and "moderated mediation" not in effects
     assert "|" not in effects  # no empty table
@@ -344,16 +413,29 @@ def test_r2_table_and_a_cfa_report_without_effects(fitted, root):
 def test_counts_agree_with_their_nouns():
     from bayes_sor.comparison.compare_report import _flags_text
 
-    table = pd.DataFrame({"flag": ["sign", ""], "sign_disagree": [True, False],
-                          "zero_disagree": [False, False], "scale": ["std", "std"],
-                          "kind": ["path", "path"], "quantity": ["Y ~ X", "M ~ X"],
-                          "moderator_value": ["", ""]})
+    table = pd.DataFrame(
+        {
+            "flag": ["sign", ""],
+            "sign_disagree": [True, False],
+            "zero_disagree": [False, False],
+            "scale": ["std", "std"],
+            "kind": ["path", "path"],
+            "quantity": ["Y ~ X", "M ~ X"],
+            "moderator_value": ["", ""],
+        }
+    )
     assert "1 row differs in sign and 0 in whether" in _flags_text(table)
 
 
 def _chromium() -> str | None:
-    return next((p for name in ("chromium", "chromium-browser", "google-chrome")
-                 if (p := shutil.which(name))), None)
+    return next(
+        (
+            p
+            for name in ("chromium", "chromium-browser", "google-chrome")
+            if (p := shutil.which(name))
+        ),
+        None,
+    )
 
 
 @pytest.mark.slow
@@ -363,14 +445,28 @@ def test_html_opens_in_headless_chromium_without_console_errors(fitted, tmp_path
         pytest.skip("chromium is not installed")
     _, out = fitted
     run = subprocess.run(
-        [browser, "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr",
-         "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-         (out / "report.html").resolve().as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            browser,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            (out / "report.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0
     assert "</table>" in run.stdout and "data:image/png;base64," in run.stdout
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line
-               or re.search(r"Uncaught|Failed to load", line)]
+    console = [
+        line
+        for line in run.stderr.splitlines()
+        if "CONSOLE" in line or re.search(r"Uncaught|Failed to load", line)
+    ]
     assert not console, console
 
 
@@ -387,10 +483,22 @@ def test_report_after_every_section_stays_inside_the_window(fitted, tmp_path):
     for width in (900, 1400):
         shot = tmp_path / f"shot_{width}.png"
         subprocess.run(
-            [browser, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-             f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-             f"--window-size={width},20000", (run / "report.html").resolve().as_uri()],
-            capture_output=True, text=True, timeout=180, check=True)
+            [
+                browser,
+                "--headless",
+                "--disable-gpu",
+                "--no-sandbox",
+                "--hide-scrollbars",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--screenshot={shot}",
+                f"--window-size={width},20000",
+                (run / "report.html").resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=True,
+        )
         pixels = np.asarray(Image.open(shot).convert("L"))
         assert pixels.shape[1] == width
         margin = pixels[:, -8:]  # the body's padding (900 px) or its side margin (1400 px)
@@ -406,5 +514,7 @@ def test_run_folder_attributes_record_interval_rope_and_missingness(fitted):
     assert tree.attrs["bayes_sor_missing"].startswith("{")
     # the default missing-data handling, named in the report even when nothing is missing
     assert tree.attrs["bayes_sor_missing_method"] == "model"
-    assert ("missing answers per item: none; handling: missing-data model, case-wise (FIML)"
-            in (out / "report.md").read_text())
+    assert (
+        "missing answers per item: none; handling: missing-data model, case-wise (FIML)"
+        in (out / "report.md").read_text()
+    )

@@ -22,16 +22,31 @@ from bayes_sor.cli.main import main
 from bayes_sor.errors import OutputError
 from bayes_sor.runs.output import check_destination, staging
 
-HS_FIT = ["fit", str(ROOT / "models/holzinger_swineford.lav"), "--data",
-          str(ROOT / "data/holzinger_swineford.csv"), "--scale", "none", "--likelihood",
-          "marginal", "--chains", "2", "--tune", "100", "--no-report", "--no-progress",
-          "--allow-warnings", "--force"]
+HS_FIT = [
+    "fit",
+    str(ROOT / "models/holzinger_swineford.lav"),
+    "--data",
+    str(ROOT / "data/holzinger_swineford.csv"),
+    "--scale",
+    "none",
+    "--likelihood",
+    "marginal",
+    "--chains",
+    "2",
+    "--tune",
+    "100",
+    "--no-report",
+    "--no-progress",
+    "--allow-warnings",
+    "--force",
+]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> bytes)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def _old_run(folder: Path) -> Path:
@@ -112,8 +127,9 @@ def _committed_example(folder: Path) -> Path:
     """reports/impulse_buying as git has it: a run's files without posterior.nc."""
     source = ROOT / "reports/impulse_buying"
     folder.mkdir(parents=True)
-    tracked = subprocess.run(["git", "ls-files", "."], cwd=source, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", "."], cwd=source, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in tracked:
         (folder / name).write_bytes((source / name).read_bytes())
     assert not (folder / "posterior.nc").exists() and (folder / "estimates.csv").is_file()
@@ -139,14 +155,15 @@ def test_force_refuses_a_folder_with_a_run_table_missing_or_foreign(tmp_path, ta
         check_destination(folder, force=True)
 
 
-def test_a_check_on_the_committed_example_names_the_command_that_recreates_it(tmp_path,
-                                                                             capsys):
+def test_a_check_on_the_committed_example_names_the_command_that_recreates_it(tmp_path, capsys):
     example = _committed_example(tmp_path / "impulse_buying")
     assert main(["ppc", str(example)]) == 2
     err = capsys.readouterr().err
     assert "holds a run's tables but not its posterior.nc" in err
-    assert ("'python -m bayes_sor fit models/impulse_buying.lav --data data/impulse_buying.csv "
-            "--out reports/impulse_buying --force'") in err
+    assert (
+        "'python -m bayes_sor fit models/impulse_buying.lav --data data/impulse_buying.csv "
+        "--out reports/impulse_buying --force'"
+    ) in err
 
 
 def test_ctrl_c_during_sampling_keeps_the_old_run(tmp_path, monkeypatch, capsys):
@@ -175,8 +192,9 @@ def _sampling(pid: int) -> bool:
 
 def _interrupt_while_sampling(argv: list[str], sig: signal.Signals, logs: Path) -> int:
     with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "bayes_sor", *argv], stdout=out,
-                                   stderr=err, cwd=ROOT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bayes_sor", *argv], stdout=out, stderr=err, cwd=ROOT
+        )
         deadline = time.monotonic() + 240
         while not _sampling(process.pid):
             assert process.poll() is None, (logs / "stderr").read_text()
@@ -203,11 +221,17 @@ def test_a_fit_killed_while_sampling_loses_nothing_and_reruns(tmp_path, sig):
         assert "earlier results are untouched" in (tmp_path / "stderr").read_text()
     assert _snapshot(tmp_path / "runs") == before  # no file changed, no folder left beside
 
-    rerun = subprocess.run([sys.executable, "-m", "bayes_sor", *command], capture_output=True,
-                           text=True, cwd=ROOT, timeout=600)
+    rerun = subprocess.run(
+        [sys.executable, "-m", "bayes_sor", *command],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["hs"]
     posterior = xr.open_datatree(out / "posterior.nc")["posterior"]
     assert dict(posterior.sizes)["draw"] == 20000 and dict(posterior.sizes)["chain"] == 2
     assert {"estimates.csv", "effects.csv", "hypotheses.csv", "partable.csv"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }

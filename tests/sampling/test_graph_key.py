@@ -34,11 +34,14 @@ def test_the_same_graph_built_twice_has_one_key():
     assert graph_key(*graph()) == graph_key(*graph())
 
 
-@pytest.mark.parametrize("change", [
-    {"constant": (1.0, 2.5)},  # a constant's value
-    {"shared": (3.0, 4.0)},  # a shared variable's shape
-    {"op": pt.sin},  # an op
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"constant": (1.0, 2.5)},  # a constant's value
+        {"shared": (3.0, 4.0)},  # a shared variable's shape
+        {"op": pt.sin},  # an op
+    ],
+)
 def test_any_change_to_the_computation_changes_the_key(change):
     assert graph_key(*graph(**change)) != graph_key(*graph())
 
@@ -56,16 +59,27 @@ def test_inputs_are_keyed_by_position():
 
 def test_the_key_is_the_same_in_another_process():
     code = GRAPH + "from bayes_sor.sampling.graph_key import graph_key\nprint(graph_key(*graph()))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert other == graph_key(*graph())
 
 
 OPS = [
-    Elemwise(ps.add), Elemwise(ps.add), Elemwise(ps.mul), Elemwise(ps.add, {0: 0}),
-    Elemwise(ps.lt), Elemwise(ps.gt), ps.add, ps.mul, ps.exp, ps.exp,
-    ps.Cast(ps.float32), ps.Cast(ps.float64),
-    pt.pad(pt.dvector(), (1, 0)).owner.op, pt.pad(pt.dvector(), (1, 0)).owner.op,
+    Elemwise(ps.add),
+    Elemwise(ps.add),
+    Elemwise(ps.mul),
+    Elemwise(ps.add, {0: 0}),
+    Elemwise(ps.lt),
+    Elemwise(ps.gt),
+    ps.add,
+    ps.mul,
+    ps.exp,
+    ps.exp,
+    ps.Cast(ps.float32),
+    ps.Cast(ps.float64),
+    pt.pad(pt.dvector(), (1, 0)).owner.op,
+    pt.pad(pt.dvector(), (1, 0)).owner.op,
     pt.pad(pt.dvector(), (2, 0)).owner.op,
 ]
 

@@ -33,8 +33,9 @@ def model_cache(tmp_path, monkeypatch) -> Path:
 
 
 def _built(data: pd.DataFrame, prior_scale: float = 1.0):
-    return pymc_model(build_partable(parse(MODEL), prior_scale=prior_scale), data,
-                      likelihood="marginal")
+    return pymc_model(
+        build_partable(parse(MODEL), prior_scale=prior_scale), data, likelihood="marginal"
+    )
 
 
 def _compile(built):
@@ -43,19 +44,25 @@ def _compile(built):
 
 def _logp(compiled, x: np.ndarray) -> tuple[int, float, np.ndarray]:
     grad, logp = np.zeros(compiled.n_dim), np.zeros(())
-    rc = compiled.compiled_logp_func.ctypes(compiled.n_dim, x.ctypes.data_as(DOUBLE),
-                                            grad.ctypes.data_as(DOUBLE),
-                                            logp.ctypes.data_as(DOUBLE),
-                                            compiled.user_data.ctypes.data)
+    rc = compiled.compiled_logp_func.ctypes(
+        compiled.n_dim,
+        x.ctypes.data_as(DOUBLE),
+        grad.ctypes.data_as(DOUBLE),
+        logp.ctypes.data_as(DOUBLE),
+        compiled.user_data.ctypes.data,
+    )
     return rc, float(logp), grad
 
 
 def _expand(compiled, x: np.ndarray) -> tuple[int, np.ndarray]:
     out = np.zeros(compiled.n_expanded)
-    rc = compiled.compiled_expand_func.ctypes(compiled.n_dim, compiled.n_expanded,
-                                              x.ctypes.data_as(DOUBLE),
-                                              out.ctypes.data_as(DOUBLE),
-                                              compiled.user_data.ctypes.data)
+    rc = compiled.compiled_expand_func.ctypes(
+        compiled.n_dim,
+        compiled.n_expanded,
+        x.ctypes.data_as(DOUBLE),
+        out.ctypes.data_as(DOUBLE),
+        compiled.user_data.ctypes.data,
+    )
     return rc, out
 
 
@@ -69,8 +76,9 @@ def test_callbacks_equal_nutpies_own_and_load_from_disk_the_second_time(hs):
     built = _built(hs)
     ours = _compile(built)
     again = _compile(built)
-    theirs = nutpie.compile_pymc_model(built.model, backend="numba", jitter_rvs=set(),
-                                       initial_points=built.initial_values)
+    theirs = nutpie.compile_pymc_model(
+        built.model, backend="numba", jitter_rvs=set(), initial_points=built.initial_values
+    )
     assert again.compiled_logp_func.cache_hits == again.compiled_expand_func.cache_hits == 1
     x = ours.initial_point_func(0) + np.linspace(-0.2, 0.2, ours.n_dim)
     rc, logp, _ = _logp(ours, x)
@@ -93,8 +101,10 @@ def test_data_swapped_in_with_data_is_what_the_callback_reads(hs):
 
 
 def test_two_models_in_one_process_keep_their_own_callbacks(hs):
-    one, two = _built(hs), pymc_model(build_partable(parse("visual =~ x1 + x2 + x3\n")), hs,
-                                      likelihood="marginal")
+    one, two = (
+        _built(hs),
+        pymc_model(build_partable(parse("visual =~ x1 + x2 + x3\n")), hs, likelihood="marginal"),
+    )
     first = _compile(one)
     second = _compile(two)
     assert first.compiled_logp_func.native_name != second.compiled_logp_func.native_name
@@ -103,8 +113,9 @@ def test_two_models_in_one_process_keep_their_own_callbacks(hs):
         assert _logp(compiled, compiled.initial_point_func(0))[0] == 0
 
 
-def test_a_graph_pytensor_cannot_cache_gets_working_uncached_callbacks(hs, model_cache,
-                                                                      monkeypatch):
+def test_a_graph_pytensor_cannot_cache_gets_working_uncached_callbacks(
+    hs, model_cache, monkeypatch
+):
     import weakref
 
     import pytensor.link.numba.cache as pytensor_cache
@@ -139,7 +150,8 @@ def entered(hs, tmp_path_factory):
 
 
 def test_a_model_compiled_before_is_assembled_from_its_entry_without_pytensor(
-        hs, entered, monkeypatch):
+    hs, entered, monkeypatch
+):
     folder, first, _ = entered
     monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", folder)
     again = _compile(_built(hs))  # a new PyMC model object, as in a new process
@@ -148,14 +160,19 @@ def test_a_model_compiled_before_is_assembled_from_its_entry_without_pytensor(
     x = first.initial_point_func(0) + np.linspace(-0.3, 0.3, first.n_dim)
     _same_density(first, again, x)
     np.testing.assert_array_equal(again.initial_point_func(0), first.initial_point_func(0))
-    assert (again.n_dim, again.n_expanded, again.shapes, again.dims) == \
-        (first.n_dim, first.n_expanded, first.shapes, first.dims)
+    assert (again.n_dim, again.n_expanded, again.shapes, again.dims) == (
+        first.n_dim,
+        first.n_expanded,
+        first.shapes,
+        first.dims,
+    )
     names, slices, shapes = first.shape_info
     assert again.shape_info == (names, slices, [tuple(int(d) for d in s) for s in shapes])
 
 
-def test_other_answers_of_the_same_shape_reuse_the_compiled_model(hs, entered, model_cache,
-                                                                  monkeypatch):
+def test_other_answers_of_the_same_shape_reuse_the_compiled_model(
+    hs, entered, model_cache, monkeypatch
+):
     resampled = hs.sample(frac=1.0, replace=True, random_state=7).reset_index(drop=True)
     fresh = _compile(_built(resampled))  # into the test's own, empty folder
     monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", entered[0])
@@ -182,10 +199,13 @@ def test_a_callbacks_key_names_the_module_that_compiled_it(monkeypatch):
     assert nutpie_cache.callback_key("src", 3, 4, "views", "args", "inner") != here
 
 
-@pytest.mark.parametrize("damage", ["callback gone", "not json", "another shape",
-                                    "a field missing", "callback of a moved module"])
-def test_an_entry_that_no_longer_fits_means_compiling_not_failing(hs, entered, model_cache,
-                                                                   monkeypatch, damage):
+@pytest.mark.parametrize(
+    "damage",
+    ["callback gone", "not json", "another shape", "a field missing", "callback of a moved module"],
+)
+def test_an_entry_that_no_longer_fits_means_compiling_not_failing(
+    hs, entered, model_cache, monkeypatch, damage
+):
     _, first, entry_path = entered
     entry = json.loads(entry_path.read_text())
     if damage == "callback of a moved module":  # numba's pickle imports a module now gone

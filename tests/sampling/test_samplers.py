@@ -37,10 +37,14 @@ def test_settings_that_would_crash_the_sampler_are_refused(settings, message):
 
 
 def _trace(chains: int, draws: int) -> xr.DataTree:
-    posterior = xr.Dataset({"par": (("chain", "draw", "param"), np.zeros((chains, draws, 2)))},
-                           attrs={"created_at": "2026-01-01T00:00:00", "arviz_version": "1"})
-    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))},
-                       attrs={"created_at": "2026-01-01T00:00:01", "sampling_time": 2.5})
+    posterior = xr.Dataset(
+        {"par": (("chain", "draw", "param"), np.zeros((chains, draws, 2)))},
+        attrs={"created_at": "2026-01-01T00:00:00", "arviz_version": "1"},
+    )
+    stats = xr.Dataset(
+        {"diverging": (("chain", "draw"), np.zeros((chains, draws), bool))},
+        attrs={"created_at": "2026-01-01T00:00:01", "sampling_time": 2.5},
+    )
     return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
 
 
@@ -59,10 +63,13 @@ def test_a_complete_trace_loses_only_its_timestamps():
 
 def test_same_seed_same_data_gives_a_byte_identical_posterior_file(tmp_path):
     def run(name: str) -> Path:
-        result = fit("visual =~ x1 + x2 + x3\n", ROOT / "data/holzinger_swineford.csv",
-                     scale="none", likelihood="marginal",
-                     settings=SamplerSettings(chains=2, draws=50, tune=50, seed=3,
-                                              progressbar=False))
+        result = fit(
+            "visual =~ x1 + x2 + x3\n",
+            ROOT / "data/holzinger_swineford.csv",
+            scale="none",
+            likelihood="marginal",
+            settings=SamplerSettings(chains=2, draws=50, tune=50, seed=3, progressbar=False),
+        )
         return write_run(result, tmp_path / name, report=False) / "posterior.nc"
 
     first, second = run("first"), run("second")

@@ -46,23 +46,24 @@ N_SIMS, NOBS = 100, 40
 @pytest.fixture(scope="module")
 def pool():
     """Two worker processes kept for the whole module: each compiles the fitting model once."""
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=simulations.pin_blas_threads) as executor:
+    with ProcessPoolExecutor(
+        2, mp_context=multiprocessing.get_context("spawn"), initializer=simulations.pin_blas_threads
+    ) as executor:
         yield executor
 
 
 @pytest.fixture(scope="module")
 def calibrated(pool, tmp_path_factory):
     config = make_config(mediation_model(1), NOBS, **SETTINGS)
-    return run_sbc(config, tmp_path_factory.mktemp("sbc") / "ok", N_SIMS, pool=pool,
-                   progress=False)
+    return run_sbc(config, tmp_path_factory.mktemp("sbc") / "ok", N_SIMS, pool=pool, progress=False)
 
 
 @pytest.fixture(scope="module")
 def miscalibrated(pool, tmp_path_factory):
     config = make_config(mediation_model(2), NOBS, prior_scale_fit=0.5, **SETTINGS)
-    return run_sbc(config, tmp_path_factory.mktemp("sbc") / "wrong", N_SIMS, pool=pool,
-                   progress=False)
+    return run_sbc(
+        config, tmp_path_factory.mktemp("sbc") / "wrong", N_SIMS, pool=pool, progress=False
+    )
 
 
 # ---- the two outcomes ---------------------------------------------------------------------------
@@ -107,12 +108,18 @@ def test_interrupted_run_resumes_to_identical_results(calibrated, pool, tmp_path
 def test_dask_cluster_gives_the_local_ranks(calibrated, tmp_path):
     distributed = pytest.importorskip("distributed")
     config = make_config(mediation_model(1), NOBS, **SETTINGS)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        result = run_sbc(config, tmp_path / "dask", 4, executor="dask",
-                         scheduler=cluster.scheduler_address, progress=False)
-    pd.testing.assert_frame_equal(_ranks_only(result.ranks),
-                                  _ranks_only(calibrated.ranks.head(4)))
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        result = run_sbc(
+            config,
+            tmp_path / "dask",
+            4,
+            executor="dask",
+            scheduler=cluster.scheduler_address,
+            progress=False,
+        )
+    pd.testing.assert_frame_equal(_ranks_only(result.ranks), _ranks_only(calibrated.ranks.head(4)))
 
 
 def test_other_settings_refuse_an_existing_folder(calibrated):
@@ -123,11 +130,28 @@ def test_other_settings_refuse_an_existing_folder(calibrated):
 
 def test_cli_reports_verdicts_through_exit_codes(calibrated, miscalibrated, tmp_path, capsys):
     model = tmp_path / "mediation.lav"
-    for run, scale, extra, code in ((calibrated, 1, [], 0),
-                                    (miscalibrated, 2, ["--prior-scale-fit", "0.5"], 1)):
+    for run, scale, extra, code in (
+        (calibrated, 1, [], 0),
+        (miscalibrated, 2, ["--prior-scale-fit", "0.5"], 1),
+    ):
         model.write_text(mediation_model(scale))
-        args = ["sbc", str(model), "--sims", str(N_SIMS), "--nobs", str(NOBS), "--out",
-                str(run.out), "--draws", "200", "--tune", "200", "--seed", "7", *extra]
+        args = [
+            "sbc",
+            str(model),
+            "--sims",
+            str(N_SIMS),
+            "--nobs",
+            str(NOBS),
+            "--out",
+            str(run.out),
+            "--draws",
+            "200",
+            "--tune",
+            "200",
+            "--seed",
+            "7",
+            *extra,
+        ]
         assert main(args) == code  # every simulation is on disk: nothing is refitted
     assert "SBC verdict: miscalibrated" in capsys.readouterr().out
 
@@ -141,10 +165,18 @@ def test_failed_fit_is_recorded_and_the_others_go_on(monkeypatch, tmp_path):
             if index == 2:
                 raise FloatingPointError("the sampler hit a singular matrix")
             rng = np.random.default_rng(seed)
-            return {"sim": index, "seed": seed, "L": 99, "thin": 1, "ess_min": 100.0,
-                    "divergences": 0, "fit_seconds": 0.0, "error": "",
-                    "ranks": {"a": int(rng.integers(100)), "b": int(rng.integers(100))},
-                    "truth": {}}
+            return {
+                "sim": index,
+                "seed": seed,
+                "L": 99,
+                "thin": 1,
+                "ess_min": 100.0,
+                "divergences": 0,
+                "fit_seconds": 0.0,
+                "error": "",
+                "ranks": {"a": int(rng.integers(100)), "b": int(rng.integers(100))},
+                "truth": {},
+            }
 
     monkeypatch.setattr(simulations, "Simulator", FailingThird)
     config = make_config(mediation_model(1), NOBS, **{**SETTINGS, "seed": 99})
@@ -163,16 +195,18 @@ HS_PRIORS = "models/holzinger_swineford.sbc_priors.yaml"
 def test_vague_default_priors_are_named_by_kind(root: Path):
     hs = root / HS
     assert vague_default_priors(make_config(hs, 301)) == {
-        "loadings": "normal(0,10)", "intercepts": "normal(0,32)",
-        "variances": "gamma(1,0.5)[sd]"}
+        "loadings": "normal(0,10)",
+        "intercepts": "normal(0,32)",
+        "variances": "gamma(1,0.5)[sd]",
+    }
     study_a = make_config(root / "models" / "impulse_buying.lav", 357)
     assert vague_default_priors(study_a)["regressions"] == "normal(0,10)"
     only_loadings = '---\npriors: {loadings: "gamma(5,5)"}\n---\nF =~ y1 + y2 + y3'
-    assert set(vague_default_priors(make_config(only_loadings, 50))) == {"intercepts",
-                                                                         "variances"}
+    assert set(vague_default_priors(make_config(only_loadings, 50))) == {"intercepts", "variances"}
     assert vague_default_priors(make_config(mediation_model(1), 50)) == {}
-    assert vague_default_priors(make_config(hs, 301, priors=read_prior_file(root / HS_PRIORS))
-                                ) == {}
+    assert (
+        vague_default_priors(make_config(hs, 301, priors=read_prior_file(root / HS_PRIORS))) == {}
+    )
 
 
 def test_cli_warns_about_vague_priors_before_running(monkeypatch, root: Path, tmp_path, capsys):
@@ -185,8 +219,10 @@ def test_cli_warns_about_vague_priors_before_running(monkeypatch, root: Path, tm
     command = ["sbc", HS, "--sims", "20", "--nobs", "301", "--out", str(tmp_path / "run")]
     assert main(command) == 130
     err = capsys.readouterr().err
-    assert err.index("WARNING: the model uses blavaan's vague default priors for loadings "
-                     "normal(0,10), intercepts normal(0,32)") < err.index("the run starts")
+    assert err.index(
+        "WARNING: the model uses blavaan's vague default priors for loadings "
+        "normal(0,10), intercepts normal(0,32)"
+    ) < err.index("the run starts")
     assert f"--priors {HS_PRIORS} (bundled with the model)" in err
     assert main([*command, "--priors", HS_PRIORS]) == 130
     assert "WARNING" not in capsys.readouterr().err
@@ -201,21 +237,30 @@ class PiledUpRanks:
         pass
 
     def run(self, index, seed):
-        return {"sim": index, "seed": seed, "L": 99, "thin": 1, "ess_min": 100.0,
-                "divergences": 0, "fit_seconds": 0.0, "error": "", "ranks": {"a": 0},
-                "truth": {}}
+        return {
+            "sim": index,
+            "seed": seed,
+            "L": 99,
+            "thin": 1,
+            "ess_min": 100.0,
+            "divergences": 0,
+            "fit_seconds": 0.0,
+            "error": "",
+            "ranks": {"a": 0},
+            "truth": {},
+        }
 
 
 def test_sbc_md_names_the_priors_and_warns_about_vague_ones(monkeypatch, root: Path, tmp_path):
     monkeypatch.setattr(simulations, "Simulator", PiledUpRanks)
-    vague = run_sbc(make_config(root / HS, 301), tmp_path / "vague", 3, workers=1,
-                    progress=False)
+    vague = run_sbc(make_config(root / HS, 301), tmp_path / "vague", 3, workers=1, progress=False)
     text = (vague.out / "sbc.md").read_text()
     assert "**Warning:** the model uses blavaan's vague default priors" in text
     assert "loadings `normal(0,10)`" in text
     ready = make_config(root / HS, 301, priors=read_prior_file(root / HS_PRIORS))
-    text = (run_sbc(ready, tmp_path / "ready", 3, workers=1, progress=False).out
-            / "sbc.md").read_text()
+    text = (
+        run_sbc(ready, tmp_path / "ready", 3, workers=1, progress=False).out / "sbc.md"
+    ).read_text()
     assert "Warning" not in text and "loadings `gamma(4,5)`" in text
 
 
@@ -245,8 +290,10 @@ def test_cached_prior_sampler_equals_prior_draw():
 def test_compiled_once_fit_equals_a_fresh_fit():
     """Swapping data and starting point into the compiled model gives, draw for draw, the
     posterior that ``sampling.sample`` gives after building the model for those data."""
-    pt = build_partable('---\npriors: {loadings: "halfnormal(1)", intercepts: "normal(0,1)", '
-                        'variances: "gamma(4,8)[sd]"}\n---\nF =~ y1 + y2 + y3')
+    pt = build_partable(
+        '---\npriors: {loadings: "halfnormal(1)", intercepts: "normal(0,1)", '
+        'variances: "gamma(4,8)[sd]"}\n---\nF =~ y1 + y2 + y3'
+    )
     draw = PriorSampler(pt)
     first, _ = simulate_dataset(pt, draw(1), 30, seed=1)
     second, _ = simulate_dataset(pt, draw(2), 30, seed=2)
@@ -287,8 +334,7 @@ def test_latent_scores_are_those_behind_the_simulated_data():
     par[np.isin(np.arange(len(par)), rep.theta[rep.theta != rep.zero])] = 1e-12
     data, eta = simulate_dataset(pt, par, 50, seed=11)
     ext = extend(par)
-    np.testing.assert_allclose(data.to_numpy(), ext[rep.nu] + eta @ ext[rep.lambda_].T,
-                               atol=1e-4)
+    np.testing.assert_allclose(data.to_numpy(), ext[rep.nu] + eta @ ext[rep.lambda_].T, atol=1e-4)
 
 
 def test_prior_scale_fit_scales_free_loading_priors_only():
@@ -302,9 +348,15 @@ def test_prior_scale_fit_scales_free_loading_priors_only():
 def test_uniform_ranks_pass_and_piled_up_ranks_fail():
     rng = np.random.default_rng(0)
     n = 200
-    ranks = pd.DataFrame({"sim": range(n), "L": 99, "error": "",
-                          "flat": rng.integers(0, 100, n),
-                          "too_narrow": np.where(rng.random(n) < 0.5, 0, 99)})
+    ranks = pd.DataFrame(
+        {
+            "sim": range(n),
+            "L": 99,
+            "error": "",
+            "flat": rng.integers(0, 100, n),
+            "too_narrow": np.where(rng.random(n) < 0.5, 0, 99),
+        }
+    )
     summary, verdict = summary_frame(pit_values(ranks, ["flat", "too_narrow"], seed=1))
     verdicts = summary.set_index("quantity").verdict
     assert verdicts["flat"] == "ok" and verdicts["too_narrow"] == "miscalibrated"
@@ -317,8 +369,7 @@ def test_holm_adjustment():
 
 def _ranks_only(frame: pd.DataFrame) -> pd.DataFrame:
     """Everything but timings, which differ between runs."""
-    return frame.drop(columns=["fit_seconds", "sim_seconds", "cpu_seconds"]).reset_index(
-        drop=True)
+    return frame.drop(columns=["fit_seconds", "sim_seconds", "cpu_seconds"]).reset_index(drop=True)
 
 
 # ---- slow: the Study A model -----------------------------------------------------------------
@@ -334,13 +385,27 @@ def test_study_a_model_is_calibrated(root: Path, tmp_path, ordinal: str | None):
 
 
 @pytest.mark.slow
-def test_bundled_model_with_its_sbc_ready_priors_is_calibrated(monkeypatch, root: Path, tmp_path,
-                                                               capsys):
+def test_bundled_model_with_its_sbc_ready_priors_is_calibrated(
+    monkeypatch, root: Path, tmp_path, capsys
+):
     """The README's sbc command on Holzinger-Swineford (marginal likelihood): 100 simulations
     at N = 301, about 2-3 minutes on 2 cores."""
     monkeypatch.chdir(root)
-    code = main(["sbc", HS, "--priors", HS_PRIORS, "--sims", "100", "--nobs", "301", "--out",
-                 str(tmp_path / "hs"), "--no-progress"])
+    code = main(
+        [
+            "sbc",
+            HS,
+            "--priors",
+            HS_PRIORS,
+            "--sims",
+            "100",
+            "--nobs",
+            "301",
+            "--out",
+            str(tmp_path / "hs"),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr()
     assert "WARNING" not in out.err
     assert code == 0, out.out

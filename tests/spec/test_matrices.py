@@ -9,12 +9,15 @@ from bayes_sor.spec.partable import build_partable
 MEASUREMENT = "A =~ a1 + a2 + a3\nB =~ b1 + b2 + b3\nC =~ c1 + c2 + c3\n"
 
 
-@pytest.mark.parametrize(("structure", "depth"), [
-    ("", 0),
-    ("B ~ A\n", 1),
-    ("B ~ A\nC ~ A\n", 1),
-    ("B ~ A\nC ~ B + A\n", 2),
-])
+@pytest.mark.parametrize(
+    ("structure", "depth"),
+    [
+        ("", 0),
+        ("B ~ A\n", 1),
+        ("B ~ A\nC ~ A\n", 1),
+        ("B ~ A\nC ~ B + A\n", 2),
+    ],
+)
 def test_path_depth_is_the_longest_chain_of_regressions(structure, depth):
     rep = representation(build_partable(MEASUREMENT + structure))
     assert path_depth(rep) == depth
@@ -38,5 +41,6 @@ def test_item_variances_are_the_diagonal_of_the_item_covariance():
     moments = implied_moments(rep, par)
     assert moments.item_cov.shape == (4, 3, 9, 9)
     assert moments.item_cov[..., 0, 1].any()  # the residual covariance is in the matrix
-    np.testing.assert_allclose(moments.item_var,
-                               np.diagonal(moments.item_cov, axis1=-2, axis2=-1), rtol=1e-12)
+    np.testing.assert_allclose(
+        moments.item_var, np.diagonal(moments.item_cov, axis1=-2, axis2=-1), rtol=1e-12
+    )

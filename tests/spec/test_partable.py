@@ -96,7 +96,8 @@ def test_study_a_loadings_and_priors(study_a):
 
 def test_study_a_latent_variances_fixed_under_std_lv(study_a):
     variances = study_a.table[
-        (study_a.table.op == "~~") & (study_a.table.lhs == study_a.table.rhs)
+        (study_a.table.op == "~~")
+        & (study_a.table.lhs == study_a.table.rhs)
         & study_a.table.lhs.isin(LATENTS_A)
     ]
     assert list(variances.lhs) == LATENTS_A
@@ -120,7 +121,8 @@ def test_study_a_structural_rows(study_a):
 def test_study_a_item_defaults(study_a):
     items = study_a.indicators
     residuals = study_a.table[
-        (study_a.table.op == "~~") & (study_a.table.lhs == study_a.table.rhs)
+        (study_a.table.op == "~~")
+        & (study_a.table.lhs == study_a.table.rhs)
         & study_a.table.lhs.isin(items)
     ]
     intercepts = rows(study_a, "~1")
@@ -132,10 +134,11 @@ def test_study_a_item_defaults(study_a):
 
 
 def test_study_a_exogenous_covariances(study_a):
-    covariances = study_a.table[(study_a.table.op == "~~")
-                                & (study_a.table.lhs != study_a.table.rhs)]
+    covariances = study_a.table[
+        (study_a.table.op == "~~") & (study_a.table.lhs != study_a.table.rhs)
+    ]
     pairs = {frozenset(p) for p in zip(covariances.lhs, covariances.rhs, strict=True)}
-    expected = {frozenset((a, b)) for i, a in enumerate(EXOGENOUS_A) for b in EXOGENOUS_A[i + 1:]}
+    expected = {frozenset((a, b)) for i, a in enumerate(EXOGENOUS_A) for b in EXOGENOUS_A[i + 1 :]}
     assert pairs == expected and len(covariances) == 10
     assert set(covariances.prior) == {"lkj(1)"}
     assert (covariances.free > 0).all()
@@ -280,15 +283,18 @@ def test_ordinal_items_fix_intercepts_and_residual_variances():
 
 
 def test_prior_overrides():
-    pt = build_partable(BASE + "G ~ F\n", priors={"regressions": "normal(0,1)",
-                                                  "loadings": "normal(0,2)"})
+    pt = build_partable(
+        BASE + "G ~ F\n", priors={"regressions": "normal(0,1)", "loadings": "normal(0,2)"}
+    )
     assert row(pt, "G", "~", "F").prior == "normal(0,1)"
     assert row(pt, "F", "=~", "x1").prior == "halfnormal(2)"
     assert row(pt, "F", "=~", "x2").prior == "normal(0,2)"
     header = build_partable("---\npriors:\n  intercepts: normal(0,5)\n---\n" + BASE)
     assert row(header, "x1", "~1").prior == "normal(0,5)"
-    both = build_partable("---\npriors:\n  intercepts: normal(0,5)\n---\n" + BASE,
-                          priors={"intercepts": "normal(0,7)"})
+    both = build_partable(
+        "---\npriors:\n  intercepts: normal(0,5)\n---\n" + BASE,
+        priors={"intercepts": "normal(0,7)"},
+    )
     assert row(both, "x1", "~1").prior == "normal(0,7)"  # the argument wins over the header
     user = build_partable('F =~ prior("normal(0,3)")*x1 + x2 + x3\nG =~ y1 + y2 + y3\n')
     assert row(user, "F", "=~", "x1").prior == "normal(0,3)"  # user's prior kept verbatim
@@ -313,8 +319,11 @@ def test_prior_scale_widens_every_prior_chosen_by_kind_but_not_a_statements_own(
     ("text", "kwargs", "pattern"),
     [
         # cycles
-        (BASE + "H =~ z1 + z2 + z3\nG ~ F + H\nH ~ G\n", {},
-         r"cycle among G -> H \(regressions on model lines 4, 5\).*remove one of the paths"),
+        (
+            BASE + "H =~ z1 + z2 + z3\nG ~ F + H\nH ~ G\n",
+            {},
+            r"cycle among G -> H \(regressions on model lines 4, 5\).*remove one of the paths",
+        ),
         (BASE + "G ~ G\n", {}, r"cycle among G .*model lines 3"),
         # unknown variables
         (BASE + "x1 ~~ q\n", {}, r"model line 3: 'q' is not a variable .*check the spelling"),
@@ -322,67 +331,130 @@ def test_prior_scale_widens_every_prior_chosen_by_kind_but_not_a_statements_own(
         (BASE + "q ~ 1\n", {}, r"model line 3: 'q' is not a variable"),
         (BASE + "q | t1\n", {}, r"model line 3: 'q' is not a variable"),
         # regressions onto / from indicators
-        (BASE + "x1 ~ F\n", {},
-         r"model line 3: the outcome 'x1' of a regression is an indicator.*define it"),
+        (
+            BASE + "x1 ~ F\n",
+            {},
+            r"model line 3: the outcome 'x1' of a regression is an indicator.*define it",
+        ),
         (BASE + "G ~ x1\n", {}, r"model line 3: the predictor 'x1' .* not a latent variable"),
-        (BASE + "H =~ F + G\n", {},
-         r"model line 3: 'F' is a latent variable used as an indicator of 'H'.*'F ~ H'"),
-        (BASE + "H =~ z1+z2+z3\nG ~ F + H + F:H:G\n", {},
-         r"model line 4: only two-way interactions .*'F:H:G'.*such as 'G ~ F:H'"),
+        (
+            BASE + "H =~ F + G\n",
+            {},
+            r"model line 3: 'F' is a latent variable used as an indicator of 'H'.*'F ~ H'",
+        ),
+        (
+            BASE + "H =~ z1+z2+z3\nG ~ F + H + F:H:G\n",
+            {},
+            r"model line 4: only two-way interactions .*'F:H:G'.*such as 'G ~ F:H'",
+        ),
         # duplicates
         (BASE + "F =~ x1\n", {}, r"model line 3: 'F =~ x1' repeats line 1; state each"),
         (BASE + "x1 ~~ x2\nx2 ~~ x1\n", {}, r"model line 4: 'x2 ~~ x1' repeats line 3"),
         (BASE + "G ~ F\nG ~ 0.5*F\n", {}, r"model line 4: 'G ~ F' repeats line 3"),
-        (BASE + "G ~ b*F\nd := b\nd := 2*b\n", {},
-         r"model lines 4, 5: the ':=' name 'd' is defined twice; give each"),
+        (
+            BASE + "G ~ b*F\nd := b\nd := 2*b\n",
+            {},
+            r"model lines 4, 5: the ':=' name 'd' is defined twice; give each",
+        ),
         # unscaled latents
-        (BASE + "F ~~ NA*F\n", {},
-         r"latent 'F' has no scale: fix its variance \('F ~~ 1\*F'\) or one loading "
-         r"\('F =~ 1\*x1'\)"),
-        ("F =~ a*x1 + x2 + x3\nG =~ y1 + y2 + y3\n", {"identification": "marker"},
-         r"latent 'F' has no scale"),
-        ("F =~ NA*x1 + x2 + x3\nG =~ y1 + y2 + y3\n", {"identification": "marker"},
-         r"latent 'F' has no scale.*'F ~~ 1\*F'"),
+        (
+            BASE + "F ~~ NA*F\n",
+            {},
+            r"latent 'F' has no scale: fix its variance \('F ~~ 1\*F'\) or one loading "
+            r"\('F =~ 1\*x1'\)",
+        ),
+        (
+            "F =~ a*x1 + x2 + x3\nG =~ y1 + y2 + y3\n",
+            {"identification": "marker"},
+            r"latent 'F' has no scale",
+        ),
+        (
+            "F =~ NA*x1 + x2 + x3\nG =~ y1 + y2 + y3\n",
+            {"identification": "marker"},
+            r"latent 'F' has no scale.*'F ~~ 1\*F'",
+        ),
         # over-parameterised models
-        ("F =~ x1 + x2\n", {},
-         r"6 free parameters but the 2 items give only 5 moments.*not identified; fix "
-         r"parameters or add items"),
-        (BASE + "H =~ z\nH ~ F\n", {},
-         r"latent 'H' has a single indicator 'z' with a free residual variance: fix it "
-         r"\('z ~~ 0\*z'\)"),
+        (
+            "F =~ x1 + x2\n",
+            {},
+            r"6 free parameters but the 2 items give only 5 moments.*not identified; fix "
+            r"parameters or add items",
+        ),
+        (
+            BASE + "H =~ z\nH ~ F\n",
+            {},
+            r"latent 'H' has a single indicator 'z' with a free residual variance: fix it "
+            r"\('z ~~ 0\*z'\)",
+        ),
         # inconsistent labels
-        ("F =~ x1 + a*x2 + x3\nG =~ y1 + y2 + y3\nG ~ a*F\n", {},
-         r"label 'a' is used for different kinds .*loadings.*regressions.*lines \[1, 3\]; "
-         r"use distinct labels"),
-        ("F =~ x1 + a*x2 + x3\nG =~ y1 + 1*a*y2 + y3\n", {},
-         r"label 'a' \(model lines \[1, 2\]\) is shared by fixed and free parameters.*"
-         r"free all of them, or use distinct labels"),
-        ("F =~ x1 + 1*a*x2 + x3\nG =~ y1 + 2*a*y2 + y3\n", {},
-         r"label 'a' .* by different fixed values"),
+        (
+            "F =~ x1 + a*x2 + x3\nG =~ y1 + y2 + y3\nG ~ a*F\n",
+            {},
+            r"label 'a' is used for different kinds .*loadings.*regressions.*lines \[1, 3\]; "
+            r"use distinct labels",
+        ),
+        (
+            "F =~ x1 + a*x2 + x3\nG =~ y1 + 1*a*y2 + y3\n",
+            {},
+            r"label 'a' \(model lines \[1, 2\]\) is shared by fixed and free parameters.*"
+            r"free all of them, or use distinct labels",
+        ),
+        (
+            "F =~ x1 + 1*a*x2 + x3\nG =~ y1 + 2*a*y2 + y3\n",
+            {},
+            r"label 'a' .* by different fixed values",
+        ),
         # definitions
-        (BASE + "G ~ b*F\nind := a*b\n", {},
-         r"model line 4: the definition of 'ind' uses unknown label\(s\) \['a'\]; label the"),
-        (BASE + "G ~ b*F\nx1 := b\n", {},
-         r"model line 4: the defined name 'x1' is already a variable; give the definition"),
-        (BASE + "G ~ b*F\nb := 2*b\n", {},
-         r"defined name\(s\) \['b'\] are also parameter labels; give each ':=' its own name"),
-        (BASE + "G ~ b*F\ne := d^2\nd := 2*b\n", {},
-         r"model line 4: the definition of 'e' uses unknown label\(s\) \['d'\] "
-         r"\(define \['d'\] before this line\)"),
+        (
+            BASE + "G ~ b*F\nind := a*b\n",
+            {},
+            r"model line 4: the definition of 'ind' uses unknown label\(s\) \['a'\]; label the",
+        ),
+        (
+            BASE + "G ~ b*F\nx1 := b\n",
+            {},
+            r"model line 4: the defined name 'x1' is already a variable; give the definition",
+        ),
+        (
+            BASE + "G ~ b*F\nb := 2*b\n",
+            {},
+            r"defined name\(s\) \['b'\] are also parameter labels; give each ':=' its own name",
+        ),
+        (
+            BASE + "G ~ b*F\ne := d^2\nd := 2*b\n",
+            {},
+            r"model line 4: the definition of 'e' uses unknown label\(s\) \['d'\] "
+            r"\(define \['d'\] before this line\)",
+        ),
         (BASE + "G ~ b*F\nd := d + b\n", {}, r"definition of 'd' uses unknown label\(s\) \['d'\]"),
         # no measurement part, bad options
         (BASE, {"identification": "fixed"}, r"unknown identification 'fixed'; use 'std.lv'"),
-        (BASE, {"priors": {"slopes": "normal(0,1)"}},
-         r"unknown prior kind\(s\) \['slopes'\]; the kinds are \['intercepts'"),
-        (BASE, {"priors": {"loadings": "normal(1,1)"}},
-         r"first loading .* constrained positive .*'normal\(1,1\)'.*use e.g. 'normal\(0,10\)'"),
-        ("---\npriors: [normal]\n---\n" + BASE, {},
-         r"the header's 'priors' must map parameter kinds to prior text"),
+        (
+            BASE,
+            {"priors": {"slopes": "normal(0,1)"}},
+            r"unknown prior kind\(s\) \['slopes'\]; the kinds are \['intercepts'",
+        ),
+        (
+            BASE,
+            {"priors": {"loadings": "normal(1,1)"}},
+            r"first loading .* constrained positive .*'normal\(1,1\)'.*use e.g. 'normal\(0,10\)'",
+        ),
+        (
+            "---\npriors: [normal]\n---\n" + BASE,
+            {},
+            r"the header's 'priors' must map parameter kinds to prior text",
+        ),
         ("---\npriors: {loadings: 5}\n---\n" + BASE, {}, r"'priors' must map parameter kinds"),
-        (BASE, {"ordinal": ["x1", "q"]},
-         r"ordinal item\(s\) \['q'\] are not indicators of the model; the items are"),
-        ("---\nordinal: true\n---\n" + BASE, {},
-         r"ordinal must be 'all', a comma-separated string or a list of item names; got True"),
+        (
+            BASE,
+            {"ordinal": ["x1", "q"]},
+            r"ordinal item\(s\) \['q'\] are not indicators of the model; the items are",
+        ),
+        (
+            "---\nordinal: true\n---\n" + BASE,
+            {},
+            r"ordinal must be 'all', a comma-separated string or a list of item names; got True",
+        ),
         ("---\nordinal: [1, 2]\n---\n" + BASE, {}, r"ordinal must be 'all'"),
     ],
 )

@@ -60,10 +60,19 @@ def test_impulse_buying_golden():
     assert interaction.label == "d" and interaction.line == 18
     labels = {s.rhs: s.label for s in spec.statements if s.op == "~" and s.lhs == "IB"}
     assert labels == {
-        "CT": "b", "PI": "c1", "AI": "c2", "MI": "c3", "SI": "c4", "IT": "", "CT:IT": "d",
+        "CT": "b",
+        "PI": "c1",
+        "AI": "c2",
+        "MI": "c3",
+        "SI": "c4",
+        "IT": "",
+        "CT:IT": "d",
     }
     assert [s.label for s in spec.statements if s.op == "~" and s.lhs == "CT"] == [
-        "a1", "a2", "a3", "a4",
+        "a1",
+        "a2",
+        "a3",
+        "a4",
     ]
     assert [h.name for h in spec.hypotheses] == [f"H{i}" for i in range(1, 11)]
     assert spec.hypotheses[0].text == "CT ~ PI > 0"
@@ -79,11 +88,23 @@ def test_purchase_intention_golden():
     assert spec.options == {"scale": "1-7", "identification": "std.lv"}
     assert not any(":" in s.rhs for s in spec.statements)
     assert [h.name for h in spec.hypotheses] == [
-        "H1a", "H1b", "H2a", "H2b", "H3a", "H3b", "H4a", "H4b", "H5", "H6", "H7",
+        "H1a",
+        "H1b",
+        "H2a",
+        "H2b",
+        "H3a",
+        "H3b",
+        "H4a",
+        "H4b",
+        "H5",
+        "H6",
+        "H7",
     ]
     assert spec.hypotheses[-1].text == "PIN ~ AF > 0"
     assert {s.rhs for s in spec.statements if s.lhs == "PIN" and s.op == "~"} == {
-        "PU", "SP", "AF",
+        "PU",
+        "SP",
+        "AF",
     }
 
 
@@ -92,7 +113,9 @@ def test_holzinger_swineford_golden():
     assert ops(spec) == {"=~": 9}
     assert spec.options == {} and spec.hypotheses == []
     assert [(s.lhs, s.rhs, s.line) for s in spec.statements[::3]] == [
-        ("visual", "x1", 2), ("textual", "x4", 3), ("speed", "x7", 4),
+        ("visual", "x1", 2),
+        ("textual", "x4", 3),
+        ("speed", "x7", 4),
     ]
     assert all(s.label == "" and s.fixed is None and s.prior == "" for s in spec.statements)
 
@@ -122,8 +145,10 @@ def test_every_bundled_model_parses(name):
         ('F =~ prior("normal(0,1)")*x', {"prior": "normal(0,1)"}),
         ('F =~ prior("gamma(1,0.5)[sd]")*x', {"prior": "gamma(1,0.5)[sd]"}),
         ("F =~ 2*a*x", {"fixed": 2.0, "label": "a"}),
-        ('F =~ a*start(1)*prior("normal(1,2)")*x', {"label": "a", "start": 1.0,
-                                                     "prior": "normal(1,2)"}),
+        (
+            'F =~ a*start(1)*prior("normal(1,2)")*x',
+            {"label": "a", "start": 1.0, "prior": "normal(1,2)"},
+        ),
         ("F =~ a * x", {"label": "a"}),
     ],
 )
@@ -153,9 +178,12 @@ def test_interaction_terms_only_in_regressions():
 def test_variances_covariances_thresholds_and_multiple_lhs():
     statements = parse("x1 ~~ x2 + 0*x3\ny1 + y2 ~ X\nu | t1 + -0.5*t2").statements
     assert [(s.lhs, s.op, s.rhs, s.line) for s in statements] == [
-        ("x1", "~~", "x2", 1), ("x1", "~~", "x3", 1),
-        ("y1", "~", "X", 2), ("y2", "~", "X", 2),
-        ("u", "|", "t1", 3), ("u", "|", "t2", 3),
+        ("x1", "~~", "x2", 1),
+        ("x1", "~~", "x3", 1),
+        ("y1", "~", "X", 2),
+        ("y2", "~", "X", 2),
+        ("u", "|", "t1", 3),
+        ("u", "|", "t2", 3),
     ]
     assert statements[-1].fixed == -0.5
 
@@ -175,14 +203,21 @@ def test_names_with_dots_and_underscores():
 def test_multiline_trailing_plus():
     spec = parse("F =~ x1 +\n     x2 +\n\n  # a comment in between\n  x3\nG =~ y1")
     assert [(s.lhs, s.rhs, s.line) for s in spec.statements] == [
-        ("F", "x1", 1), ("F", "x2", 1), ("F", "x3", 1), ("G", "y1", 6),
+        ("F", "x1", 1),
+        ("F", "x2", 1),
+        ("F", "x3", 1),
+        ("G", "y1", 6),
     ]
 
 
 def test_multiline_leading_plus_and_operator_on_next_line():
     spec = parse("F =~ x1\n   + x2\n   + a*x3\nG\n  =~ y1\nH =~\n  z1")
     assert [(s.lhs, s.rhs) for s in spec.statements] == [
-        ("F", "x1"), ("F", "x2"), ("F", "x3"), ("G", "y1"), ("H", "z1"),
+        ("F", "x1"),
+        ("F", "x2"),
+        ("F", "x3"),
+        ("G", "y1"),
+        ("H", "z1"),
     ]
     assert spec.statements[2].label == "a"
 
@@ -190,7 +225,10 @@ def test_multiline_leading_plus_and_operator_on_next_line():
 def test_semicolon_separators():
     spec = parse("F =~ x1 + x2; G =~ y1;; H ~ F ; d := a*b")
     assert [(s.lhs, s.op, s.rhs) for s in spec.statements] == [
-        ("F", "=~", "x1"), ("F", "=~", "x2"), ("G", "=~", "y1"), ("H", "~", "F"),
+        ("F", "=~", "x1"),
+        ("F", "=~", "x2"),
+        ("G", "=~", "y1"),
+        ("H", "~", "F"),
         ("d", ":=", "a*b"),
     ]
     assert {s.line for s in spec.statements} == {1}
@@ -214,7 +252,9 @@ def test_comments():
 def test_hypothesis_comments():
     spec = parse("F =~ x\n# H1: F ~ G > 0\n#H2b:  indirect(A -> B -> C) > 0  \n# H: no\n#  H3 : x")
     assert [(h.name, h.text, h.line) for h in spec.hypotheses] == [
-        ("H1", "F ~ G > 0", 2), ("H2b", "indirect(A -> B -> C) > 0", 3), ("H3", "x", 5),
+        ("H1", "F ~ G > 0", 2),
+        ("H2b", "indirect(A -> B -> C) > 0", 3),
+        ("H3", "x", 5),
     ]
 
 
@@ -246,7 +286,9 @@ def test_definitions(expression):
 def test_definition_over_several_lines():
     spec = parse("tot := a*b +\n   c\nratio := (a\n  + b) / c\n  - d\nF =~ x")
     assert [(s.lhs, s.rhs, s.line) for s in spec.statements] == [
-        ("tot", "a*b + c", 1), ("ratio", "(a + b) / c - d", 3), ("F", "x", 6),
+        ("tot", "a*b + c", 1),
+        ("ratio", "(a + b) / c - d", 3),
+        ("F", "x", 6),
     ]
 
 
@@ -268,14 +310,14 @@ def test_definition_over_several_lines():
         ("F =~ x1 x2", 1, 9, r"expected '\+' between terms or the end of the statement"),
         ("F =~ foo(1)*x", 1, 6, r"unknown modifier foo\(\); expected label\(\), start\(\)"),
         ("F =~ label(1)*x", 1, 12, r'expected a quoted string in label\("..."\), found \'1\''),
-        ('F =~ prior(normal)*x', 1, 12, r"expected a quoted string in prior"),
+        ("F =~ prior(normal)*x", 1, 12, r"expected a quoted string in prior"),
         ('F =~ start("a")*x', 1, 12, r"expected a number in start\(...\)"),
         ('F =~ label("a") x', 1, 17, r"expected '\*' after the modifier, found 'x'"),
         ('F =~ label("a"*x', 1, 15, r"expected '\)' to close the modifier"),
         ("F =~ a*b*x", 1, 8, r"the label of this term is given twice; expected each"),
         ("F =~ 1*2*x", 1, 8, r"the fixed of this term is given twice"),
         ("F =~ NA*1*x", 1, 9, r"the fixed of this term is given twice"),
-        ('F =~ start(1)*start(2)*x', 1, 21, r"the start of this term is given twice"),
+        ("F =~ start(1)*start(2)*x", 1, 21, r"the start of this term is given twice"),
         ('F =~ prior("a")*prior("b")*x', 1, 23, r"the prior of this term is given twice"),
         ('F =~ a*label("b")*x', 1, 14, r"the label of this term is given twice"),
         ("F =~ x*", 1, 8, r"expected a variable name after '\*'"),
@@ -350,15 +392,32 @@ def test_definition_errors(text, line, column, message):
         ("---\n- a\n- b\n---\nF =~ x", 2, 1, r"must be 'key: value' lines"),
         ("---\njust text\n---\nF =~ x", 2, 1, r"must be 'key: value' lines"),
         # an unknown option or value is refused, not ignored (it would fit another model)
-        ("---\nfoo: bar\n---\nF =~ x", 2, 1,
-         r"unknown header option 'foo'; the options are scale, identification, ordinal, priors"),
-        ("---\nscale: 1-7\nidentificaton: marker\n---\nF =~ x", 3, 1,
-         r"unknown header option 'identificaton' \(did you mean 'identification'\?\)"),
+        (
+            "---\nfoo: bar\n---\nF =~ x",
+            2,
+            1,
+            r"unknown header option 'foo'; the options are scale, identification, ordinal, priors",
+        ),
+        (
+            "---\nscale: 1-7\nidentificaton: marker\n---\nF =~ x",
+            3,
+            1,
+            r"unknown header option 'identificaton' \(did you mean 'identification'\?\)",
+        ),
         ("---\ngroup: school\n---\nF =~ x", 2, 1, r"unknown header option 'group'; the"),
-        ("---\nidentification: markr\n---\nF =~ x", 2, 17,
-         r"unknown identification 'markr' \(did you mean 'marker'\?\); use one of std.lv, marker"),
-        ("---\nlatent_scores: centered\n---\nF =~ x", 2, 16,
-         r"unknown latent_scores 'centered' \(did you mean 'centred'\?\)"),
+        (
+            "---\nidentification: markr\n---\nF =~ x",
+            2,
+            17,
+            r"unknown identification 'markr' \(did you mean 'marker'\?\); "
+            r"use one of std.lv, marker",
+        ),
+        (
+            "---\nlatent_scores: centered\n---\nF =~ x",
+            2,
+            16,
+            r"unknown latent_scores 'centered' \(did you mean 'centred'\?\)",
+        ),
     ],
 )
 def test_header_errors(text, line, column, message):
@@ -376,8 +435,13 @@ def test_binary_text(text, line, column):
 
 @pytest.mark.parametrize(
     ("text", "line"),
-    [("", 1), ("   \n\n\t\n", 1), ("# only\n! comments\n# H1: a > 0", 1), (";;;", 1),
-     ("---\nscale: 1-7\n---\n# nothing", 4)],
+    [
+        ("", 1),
+        ("   \n\n\t\n", 1),
+        ("# only\n! comments\n# H1: a > 0", 1),
+        (";;;", 1),
+        ("---\nscale: 1-7\n---\n# nothing", 4),
+    ],
 )
 def test_empty_models(text, line):
     assert_error_at(text, line, 1, r"no statements; expected at least one 'factor =~ item1")
@@ -391,7 +455,9 @@ def test_syntax_errors_are_bayes_sor_errors():
 
 ALPHABET = st.sampled_from([*"Fxy12 \t\n=~:|*+-/^().,;#!\"'_a-\x00$", "---\n", "NA"])
 FUZZ = settings(
-    max_examples=300, deadline=None, derandomize=True,
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
@@ -411,8 +477,11 @@ def mutated_model(draw) -> str:
     """A bundled model with a few character- and line-level edits."""
     text = draw(st.sampled_from(sorted(MODEL_TEXTS.values())))
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["insert", "delete", "replace", "drop_line", "dup_line",
-                                     "swap_lines", "swap_word"]))
+        kind = draw(
+            st.sampled_from(
+                ["insert", "delete", "replace", "drop_line", "dup_line", "swap_lines", "swap_word"]
+            )
+        )
         position = draw(st.integers(0, max(len(text) - 1, 0)))
         if kind == "insert":
             text = text[:position] + draw(ALPHABET) + text[position:]
@@ -468,8 +537,9 @@ def _partable_or_own_error(text: str, identification: str | None = None) -> None
     assert isinstance(table, ParTable)
 
 
-BUILD_FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
-                      suppress_health_check=[HealthCheck.too_slow])
+BUILD_FUZZ = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @BUILD_FUZZ
