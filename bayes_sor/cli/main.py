@@ -78,9 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="python -m bayes_sor", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-
     f = sub.add_parser("fit", help="fit a model to survey data and write a run folder")
     _add_model_options(f)
+    _add_fit_inputs(f)
+    _add_sampler_options(f)
+    _add_result_options(f)
+    _add_simulate_command(sub)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_command(sub)
+    return parser
+
+
+def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
+    """``fit``'s data (answers or summary statistics), run folder, likelihood, missing data."""
     f.add_argument("--data", type=Path, help="CSV of item answers")
     f.add_argument(
         "--cov",
@@ -105,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
         help="missing answers: modelled (default; no respondent dropped), listwise "
         "deletion, or refused",
     )
+
+
+def _add_sampler_options(f: argparse.ArgumentParser) -> None:
+    """``fit``'s sampler settings."""
     f.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc"])
     f.add_argument("--chains", type=int, default=4)
     f.add_argument(
@@ -117,6 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--tune", type=int, default=1000)
     f.add_argument("--seed", type=int, default=20261124)
     f.add_argument("--target-accept", type=float, default=0.9)
+
+
+def _add_result_options(f: argparse.ArgumentParser) -> None:
+    """``fit``'s intervals, priors, moderator values, latent scores and outputs."""
     f.add_argument("--ci", type=float, default=0.95, help="interval probability (0.95)")
     f.add_argument("--hdi", action="store_true", help="highest-density instead of equal-tailed")
     f.add_argument(
@@ -164,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
         "region of practical equivalence for hypotheses, std.all scale (0.05)",
     )
 
+
+def _add_simulate_command(sub) -> None:
+    """``simulate``: answers drawn from a model at a truth or a prior draw."""
     s = sub.add_parser("simulate", help="simulate survey answers from a model and a truth file")
     _add_model_options(s)
     s.add_argument("--nobs", type=int, required=True)
@@ -171,16 +192,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--truth", type=Path, help="CSV lhs,op,rhs,value (default: a prior draw)")
     s.add_argument("--out", type=Path, required=True, help="CSV to write")
     s.add_argument("--truth-out", type=Path, help="also write the parameter values used")
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).add_command(sub)
-    return parser
 
 
 def _fit(args: argparse.Namespace) -> int:
-
+    """``fit``: fit, write the run and its report, then print the results and the verdict."""
     stage = Stages()
     out = args.out or Path("reports") / args.model.stem
     check_destination(out, args.force)
+    result = _fit_result(args, stage)
+    _write_fit(result, out, args, stage)
+    _print_effects(result.effects)
+    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+        print("\n" + console_table(pd.read_csv(out / "hypotheses.csv")))
+    report = "" if args.no_report else ", report.html, report.md"
+    print(f"\nwrote {out}/ (posterior.nc, estimates.csv, effects.csv{report})")
+    return _diagnostics_verdict(result.diagnostics.problems, args.allow_warnings)
+
+
+def _fit_result(args: argparse.Namespace, stage: Stages):
+    """The API's ``fit`` with the command line's options."""
     settings = SamplerSettings(
         sampler=args.sampler,
         chains=args.chains,
@@ -190,7 +220,7 @@ def _fit(args: argparse.Namespace) -> int:
         target_accept=args.target_accept,
         progressbar=not args.no_progress,
     )
-    result = fit(
+    return fit(
         args.model,
         args.data,
         likelihood=args.likelihood,
@@ -213,6 +243,10 @@ def _fit(args: argparse.Namespace) -> int:
         latent_scores=args.latent_scores,
         stage=stage,
     )
+
+
+def _write_fit(result, out: Path, args: argparse.Namespace, stage: Stages) -> None:
+    """The run folder, then its report (a report that fails leaves the saved fit alone)."""
     stage(f"writing {out}/ (posterior.nc, estimates.csv, effects.csv, hypotheses.csv)")
     write_run(result, out, force=args.force, report=False, rope=args.rope)
     if not args.no_report:
@@ -226,45 +260,47 @@ def _fit(args: argparse.Namespace) -> int:
             )
     stage("finished")
     print()  # the stage lines end here; the results follow
-    shown = result.effects[
-        result.effects.kind.isin(
-            ["indirect", "total", "conditional_indirect", "index_moderated_mediation", "defined"]
-        )
-    ]
+
+
+#: the effects the console shows (direct paths are in the report and effects.csv)
+CONSOLE_EFFECTS = (
+    "indirect",
+    "total",
+    "conditional_indirect",
+    "index_moderated_mediation",
+    "defined",
+)
+CONSOLE_COLUMNS = [
+    "effect",
+    "kind",
+    "moderator_value",
+    "mean",
+    "ci.lower",
+    "ci.upper",
+    "p_positive",
+]
+
+
+def _print_effects(effects: pd.DataFrame) -> None:
+    shown = effects[effects.kind.isin(CONSOLE_EFFECTS)]
     if shown.empty:
         print("no indirect, total or defined effects: the model has no mediation paths")
-    else:
-        with pd.option_context("display.width", 120, "display.max_rows", 200):
-            print(
-                shown[
-                    [
-                        "effect",
-                        "kind",
-                        "moderator_value",
-                        "mean",
-                        "ci.lower",
-                        "ci.upper",
-                        "p_positive",
-                    ]
-                ]
-                .round(3)
-                .to_string(index=False)
-            )
-    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
-        print("\n" + console_table(pd.read_csv(out / "hypotheses.csv")))
-    report = "" if args.no_report else ", report.html, report.md"
-    print(f"\nwrote {out}/ (posterior.nc, estimates.csv, effects.csv{report})")
-    problems = result.diagnostics.problems
+        return
+    with pd.option_context("display.width", 120, "display.max_rows", 200):
+        print(shown[CONSOLE_COLUMNS].round(3).to_string(index=False))
+
+
+def _diagnostics_verdict(problems: list[str], allow_warnings: bool) -> int:
+    """Each failed check as a warning, the ``diagnostics:`` line, and the exit code."""
     for problem in problems:
         _warn(f"convergence check failed: {problem}")
     if not problems:
         print("diagnostics: passed")
         return EXIT_OK
-    code = EXIT_OK if args.allow_warnings else EXIT_DIAGNOSTICS
+    code = EXIT_OK if allow_warnings else EXIT_DIAGNOSTICS
     print(
         f"diagnostics: {len(problems)} check(s) failed (each named in a WARNING line and in "
-        f"the report): exit {code}"
-        + ("" if args.allow_warnings else " (--allow-warnings exits 0)"),
+        f"the report): exit {code}" + ("" if allow_warnings else " (--allow-warnings exits 0)"),
         flush=True,
     )
     return code
