@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_sor.data.load import parse_scale
+from bayes_sor.data.scale import parse_scale
 from bayes_sor.model.simulate import simulate, truth_table, truth_vector
 from bayes_sor.spec.partable import build_partable
 
