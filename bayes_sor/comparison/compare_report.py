@@ -16,7 +16,14 @@ import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
 from bayes_sor.checks.result import CheckResult, write_result
-from bayes_sor.comparison.table import LABELS, OUTPUT_FILES, MethodEstimates, excludes_zero
+from bayes_sor.comparison.table import (
+    LABELS,
+    MODEL_KINDS,
+    OUTPUT_FILES,
+    STUDY_KINDS,
+    MethodEstimates,
+    excludes_zero,
+)
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import (
     Bullets,
@@ -42,16 +49,6 @@ SHORT_KIND = {
     "moderation": "moderation",
     "baron_kenny": "Baron-Kenny",
 }
-MODEL_KINDS = (
-    "path",
-    "indirect",
-    "total_indirect",
-    "total",
-    "conditional_indirect",
-    "index_moderated_mediation",
-    "defined",
-)
-STUDY_KINDS = ("moderation", "baron_kenny")
 COLORS = {"bayes": "#1f77b4", "ml": "#ff7f0e", "study": "#2ca02c", "published": "#111111"}
 MARKERS = {"bayes": "o", "ml": "s", "study": "^", "published": "D"}
 #: |Bayesian std.all| below which a path is left out of the attenuation ratio (ratios of

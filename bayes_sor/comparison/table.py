@@ -20,7 +20,8 @@ LABELS = {
 #: in flag texts, which are read row by row
 SHORT = {"bayes": "Bayes", "ml": "ML", "study": "study", "published": "published"}
 VALUE_COLUMNS = ["est", "se", "lower", "upper", "significant"]
-KIND_ORDER = (
+#: rows of the structural model's quantities, then the study's own regression steps
+MODEL_KINDS = (
     "path",
     "indirect",
     "total_indirect",
@@ -28,9 +29,9 @@ KIND_ORDER = (
     "conditional_indirect",
     "index_moderated_mediation",
     "defined",
-    "moderation",
-    "baron_kenny",
 )
+STUDY_KINDS = ("moderation", "baron_kenny")
+KIND_ORDER = MODEL_KINDS + STUDY_KINDS
 OUTPUT_FILES = ("comparison.csv", "comparison.md", "comparison.png")
 
 
