@@ -188,11 +188,29 @@ def _shape_sentence(items: pd.DataFrame, shown: int = 12) -> str:
     )
 
 
+def _misses(result: PPCResult, ci: float) -> list[str]:
+    """How many item pairs' correlations fall outside their predictive intervals, and the
+    largest of them (the largest residuals too when the PPP is small)."""
+    residuals = result.residuals
+    outside = residuals[residuals.outside]
+    largest = residuals.head(6) if _measure(result, "ppp") < 0.05 else residuals.iloc[:0]
+    shown = pd.concat([outside.head(10), largest]).drop_duplicates(["item1", "item2"])
+    lines = [
+        "### Where the model misses",
+        "",
+        f"{len(outside)} of {len(residuals)} item pairs "
+        f"{agree(len(outside), 'has', 'have')} an observed correlation outside "
+        f"{agree(len(outside), 'its', 'their')} {ci:.0%} posterior predictive "
+        "interval (`residuals.csv`)"
+        + ("; the largest residual correlations:" if len(shown) else "."),
+    ]
+    lines += [_pair_sentence(r) for r in shown.to_dict("records")]
+    return lines
+
+
 def report_section(run: Run, result: PPCResult, ci: float) -> str:
     """The "Model checking" section: fit measures and, in words, what the model misses."""
     show = result.fit_measures[~result.fit_measures.measure.str.contains(r"\.ci\.")]
-    residuals = result.residuals
-    outside = residuals[residuals.outside]
     lines = [
         "## Model checking (posterior predictive)",
         "",
@@ -211,19 +229,8 @@ def report_section(run: Run, result: PPCResult, ci: float) -> str:
             "CFI > .90-.95).",
             "",
         ]
-    largest = residuals.head(6) if _measure(result, "ppp") < 0.05 else residuals.iloc[:0]
-    shown = pd.concat([outside.head(10), largest]).drop_duplicates(["item1", "item2"])
-    lines += [
-        "### Where the model misses",
-        "",
-        f"{len(outside)} of {len(residuals)} item pairs "
-        f"{agree(len(outside), 'has', 'have')} an observed correlation outside "
-        f"{agree(len(outside), 'its', 'their')} {ci:.0%} posterior predictive "
-        "interval (`residuals.csv`)"
-        + ("; the largest residual correlations:" if len(shown) else "."),
-    ]
-    lines += [_pair_sentence(r) for r in shown.to_dict("records")]
-    hints = misfit_hints(residuals, item_constructs(run))
+    lines += _misses(result, ci)
+    hints = misfit_hints(result.residuals, item_constructs(run))
     if hints:
         lines += [
             "",

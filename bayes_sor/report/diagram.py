@@ -371,6 +371,11 @@ def _r2_text(row: pd.Series) -> str:
     return f"R\u00b2 = {row['mean']:.2f} [{row['ci.lower']:.2f}, {row['ci.upper']:.2f}]"
 
 
+def _curve(a: np.ndarray, b: np.ndarray, rad: float = 0.0) -> np.ndarray:
+    """41 points along the arc from ``a`` to ``b``, for label placement to avoid."""
+    return np.array([_curve_point(a, b, rad, t) for t in np.linspace(0, 1, 41)])
+
+
 def path_diagram(
     partable: ParTable,
     estimates: pd.DataFrame,
@@ -386,33 +391,10 @@ def path_diagram(
         return measurement_diagram(partable, estimates, interval)
     pos = layout(partable, edges, moderations)
     centre = {n: np.array(xy, dtype=float) for n, xy in pos.items()}
-    bends = {
-        (e.cause, e.outcome): _bend(
-            centre[e.cause],
-            centre[e.outcome],
-            [p for n, p in centre.items() if n not in (e.cause, e.outcome)],
-        )
-        for e in edges
-    }
+    bends, targets = _bends_and_targets(edges, moderations, centre)
     curves = [
-        np.array(
-            [
-                _curve_point(centre[e.cause], centre[e.outcome], bends[(e.cause, e.outcome)], t)
-                for t in np.linspace(0, 1, 41)
-            ]
-        )
-        for e in edges
+        _curve(centre[e.cause], centre[e.outcome], bends[(e.cause, e.outcome)]) for e in edges
     ]
-    # A moderation arrow lands past the middle of its path, leaving room for the path's label.
-    targets = {
-        m: _curve_point(
-            centre[m.edge.cause],
-            centre[m.edge.outcome],
-            bends.get((m.edge.cause, m.edge.outcome), 0.0),
-            MODERATION_T,
-        )
-        for m in moderations
-    }
     curves += [np.linspace(centre[m.moderator], t, 41) for m, t in targets.items()]
     fig, ax = _canvas(np.vstack([*curves, *centre.values()]), (1.0, 1.0, 0.85, 0.6))
     observed = set(partable.observed_structural)
@@ -424,10 +406,7 @@ def path_diagram(
         + [_around(t, 0.25, 0.25) for t in targets.values()],
         curves,
     )
-    for row in (r2 if r2 is not None else pd.DataFrame()).to_dict("records"):
-        if row["construct"] in centre:
-            xy = centre[row["construct"]] - np.array([0.0, NODE_H / 2 + 0.2])
-            placer.note(xy, _r2_text(row), R2_FONT, gid="r2", style="italic", color="#333333")
+    _r2_notes(placer, r2, centre)
     labels = []
     for k, e in enumerate(edges):
         a, b, rad = centre[e.cause], centre[e.outcome], bends[(e.cause, e.outcome)]
@@ -436,17 +415,46 @@ def path_diagram(
     for k, (m, target) in enumerate(targets.items(), start=len(edges)):
         start = centre[m.moderator]
         _arrow(ax, start, target, m.edge.credible, patch_a=patches[m.moderator])
-        labels.append(
-            _Label(
-                f"{m.edge.cause}\u00d7{m.moderator}: {m.edge.label}",
-                [start + t * (target - start) for t in LABEL_T],
-                m.edge.credible,
-                k,
-            )
-        )
+        text = f"{m.edge.cause}\u00d7{m.moderator}: {m.edge.label}"
+        spots = [start + t * (target - start) for t in LABEL_T]
+        labels.append(_Label(text, spots, m.edge.credible, k))
     placer.place(labels)
     _legend(fig, interval, r2 is not None and len(r2) > 0)
     return fig
+
+
+def _bends_and_targets(
+    edges: list[Edge], moderations: list[Moderation], centre: dict[str, np.ndarray]
+) -> tuple[dict[tuple[str, str], float], dict[Moderation, np.ndarray]]:
+    """Each path's curvature (bent around the nodes in its way) and the point where each
+    moderation arrow lands on its path."""
+    bends = {
+        (e.cause, e.outcome): _bend(
+            centre[e.cause],
+            centre[e.outcome],
+            [p for n, p in centre.items() if n not in (e.cause, e.outcome)],
+        )
+        for e in edges
+    }
+    # A moderation arrow lands past the middle of its path, leaving room for the path's label.
+    targets = {
+        m: _curve_point(
+            centre[m.edge.cause],
+            centre[m.edge.outcome],
+            bends.get((m.edge.cause, m.edge.outcome), 0.0),
+            MODERATION_T,
+        )
+        for m in moderations
+    }
+    return bends, targets
+
+
+def _r2_notes(placer: _Placer, r2: pd.DataFrame | None, centre: dict[str, np.ndarray]) -> None:
+    """Each endogenous construct's R^2 under its node."""
+    for row in (r2 if r2 is not None else pd.DataFrame()).to_dict("records"):
+        if row["construct"] in centre:
+            xy = centre[row["construct"]] - np.array([0.0, NODE_H / 2 + 0.2])
+            placer.note(xy, _r2_text(row), R2_FONT, gid="r2", style="italic", color="#333333")
 
 
 def measurement_diagram(
@@ -458,37 +466,14 @@ def measurement_diagram(
     factors = [f for f in partable.latents if f in set(loads.lhs)]
     if not factors:
         return None
-    items: list[str] = []
-    for f in factors:  # each item under the first factor it loads on
-        items += [i for i in loads.rhs[loads.lhs == f] if i not in items]
-    item_xy = {i: np.array([k * ITEM_GAP, 0.0]) for k, i in enumerate(items)}
-    factor_xy = {
-        f: np.array(
-            [
-                np.mean(
-                    [item_xy[i][0] for i in items if _first(loads, i) == f]
-                    or [item_xy[i][0] for i in loads.rhs[loads.lhs == f]]
-                ),
-                FACTOR_Y,
-            ]
-        )
-        for f in factors
-    }
+    item_xy, factor_xy = _measurement_positions(loads, factors)
     covs = estimates[
         (estimates.op == "~~")
         & (estimates.lhs != estimates.rhs)
         & estimates.lhs.isin(factors)
         & estimates.rhs.isin(factors)
     ]
-    arcs = [
-        np.array(
-            [
-                _curve_point(factor_xy[r.lhs], factor_xy[r.rhs], -0.35, t)
-                for t in np.linspace(0, 1, 41)
-            ]
-        )
-        for r in covs.itertuples()
-    ]
+    arcs = [_curve(factor_xy[r.lhs], factor_xy[r.rhs], -0.35) for r in covs.itertuples()]
     lines = [
         np.linspace(factor_xy[r.lhs], item_xy[r.rhs], 41)
         for r in loads.itertuples()
@@ -500,32 +485,42 @@ def measurement_diagram(
     placer = _Placer(
         ax,
         [_around(factor_xy[f], NODE_W, NODE_H) for f in factors]
-        + [_around(item_xy[i], *ITEM_SIZE) for i in items],
+        + [_around(xy, *ITEM_SIZE) for xy in item_xy.values()],
         [*lines, *arcs],
     )
     labels = []
     for k, r in enumerate(loads.itertuples()):
         edge = Edge(r.lhs, r.rhs, *_summary(loads.loc[r.Index]))
-        _arrow(
-            ax,
-            factor_xy[r.lhs],
-            item_xy[r.rhs],
-            edge.credible,
-            patch_a=patches[r.lhs],
-            patch_b=patches[r.rhs],
-        )
-        spots = [_curve_point(factor_xy[r.lhs], item_xy[r.rhs], 0.0, t) for t in LOADING_T]
+        a, b = factor_xy[r.lhs], item_xy[r.rhs]
+        _arrow(ax, a, b, edge.credible, patch_a=patches[r.lhs], patch_b=patches[r.rhs])
+        spots = [_curve_point(a, b, 0.0, t) for t in LOADING_T]
         labels.append(_Label(f"{edge.mean:.2f}", spots, edge.credible, k))
     for k, r in enumerate(covs.itertuples(), start=len(lines)):
         edge = Edge(r.lhs, r.rhs, *_summary(covs.loc[r.Index]))
         a, b = factor_xy[r.lhs], factor_xy[r.rhs]
         _arrow(ax, a, b, edge.credible, -0.35, patches[r.lhs], patches[r.rhs], "<|-|>")
-        labels.append(
-            _Label(edge.label, [_curve_point(a, b, -0.35, t) for t in LABEL_T], edge.credible, k)
-        )
+        spots = [_curve_point(a, b, -0.35, t) for t in LABEL_T]
+        labels.append(_Label(edge.label, spots, edge.credible, k))
     placer.place(labels)
     _legend(fig, interval, False, loadings=True)
     return fig
+
+
+def _measurement_positions(
+    loads: pd.DataFrame, factors: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Items in a row, each under the first factor it loads on; each factor centred over
+    its own items (over all it loads on when every one of them sits under another)."""
+    items: list[str] = []
+    for f in factors:
+        items += [i for i in loads.rhs[loads.lhs == f] if i not in items]
+    item_xy = {i: np.array([k * ITEM_GAP, 0.0]) for k, i in enumerate(items)}
+    factor_xy = {}
+    for f in factors:
+        own = [item_xy[i][0] for i in items if _first(loads, i) == f]
+        x = np.mean(own or [item_xy[i][0] for i in loads.rhs[loads.lhs == f]])
+        factor_xy[f] = np.array([x, FACTOR_Y])
+    return item_xy, factor_xy
 
 
 def _first(loads: pd.DataFrame, item: str) -> str:

@@ -324,8 +324,17 @@ def _diagram_section(run: Run, figure: Path | None) -> Section:
 
 
 def _effects_section(run: Run, figures: dict[str, Path], curves: list[ConditionalCurve]) -> Section:
-
     e = run.effects
+    if e.empty:
+        return Section(
+            "4. Effects",
+            [
+                Paragraph(
+                    "The model has no structural paths, so there are no direct, indirect or total "
+                    "effects to report."
+                )
+            ],
+        )
     table = pd.DataFrame(
         {
             "effect": e.effect,
@@ -338,6 +347,28 @@ def _effects_section(run: Run, figures: dict[str, Path], curves: list[Conditiona
             "P(> 0)": e.p_positive,
         }
     )
+    moderated = (
+        " Conditional indirect effects are at -1/0/+1 SD of the latent moderator "
+        "and at the 16th/50th/84th percentiles of its latent scores; the index of "
+        "moderated mediation is a·d."
+        if run.partable.interactions
+        else ""
+    )
+    return Section(
+        "4. Effects",
+        [
+            *_effects_figures(run, figures, curves),
+            Paragraph(f"All effects ({run.interval}).{moderated}"),
+            _titled(format_frame(table), "Effects (effects.csv)"),
+        ],
+    )
+
+
+def _effects_figures(
+    run: Run, figures: dict[str, Path], curves: list[ConditionalCurve]
+) -> list[Block]:
+    """The effects forest and the conditional effects along the moderator, with their
+    Johnson-Neyman regions in words."""
     blocks: list[Block] = []
     if "forest" in figures:
         blocks.append(
@@ -365,28 +396,7 @@ def _effects_section(run: Run, figures: dict[str, Path], curves: list[Conditiona
             ),
             Bullets([f"{c.kind} {c.path}: {describe_regions(c)}" for c in curves]),
         ]
-    if e.empty:
-        return Section(
-            "4. Effects",
-            [
-                Paragraph(
-                    "The model has no structural paths, so there are no direct, indirect or total "
-                    "effects to report."
-                )
-            ],
-        )
-    moderated = (
-        " Conditional indirect effects are at -1/0/+1 SD of the latent moderator "
-        "and at the 16th/50th/84th percentiles of its latent scores; the index of "
-        "moderated mediation is a·d."
-        if run.partable.interactions
-        else ""
-    )
-    blocks += [
-        Paragraph(f"All effects ({run.interval}).{moderated}"),
-        _titled(format_frame(table), "Effects (effects.csv)"),
-    ]
-    return Section("4. Effects", blocks)
+    return blocks
 
 
 def _diagnostics_section(run: Run, figures: dict[str, Path]) -> Section:
