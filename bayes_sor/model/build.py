@@ -83,6 +83,7 @@ def pymc_model(
     save_latent: bool = False,
     centre_locations: bool = True,
     latent_scores: str | Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> BuiltModel:
     """Build the PyMC model for ``partable`` and ``data``.
 
@@ -100,6 +101,8 @@ def pymc_model(
     ``"auto"`` (the well-measured constructs), ``"centred"``, ``"non-centred"``, or a list of
     latents (:func:`bayes_sor.model.parameterisation.centred_latents`; ``None``: the model header's
     ``latent_scores`` option, else ``auto``).
+    ``groups``: each respondent's group label, for a multiple-group table (one likelihood
+    term per group, :func:`grouped_marginal`).
     """
     summary = isinstance(data, SummaryData)
     kind = choose_likelihood(partable, likelihood, summary=summary)
@@ -123,7 +126,10 @@ def pymc_model(
             else []
         )
         par = parameter_vector(partable, rep, centred)
-        if summary:
+        if partable.groups:
+            source = "summary" if summary else kind if raw else "none"
+            grouped_marginal(named_par(par), partable, y, groups, source)
+        elif summary:
             marginal_likelihood(named_par(par), rep, data.statistics())
         elif raw and kind == "marginal" and np.isnan(y).any():
             casewise_likelihood(named_par(par), rep, PatternStatistics.of(y))
@@ -141,3 +147,37 @@ def pymc_model(
         initial_values(model, partable, ItemMoments.of(partable, data)),
         centred_latents,
     )
+
+
+def grouped_marginal(
+    par, partable: ParTable, y: np.ndarray, groups: Sequence[str] | None, kind: str
+) -> None:
+    """The marginal likelihood of a multiple-group model: each group's answers against its
+    own model-implied moments (:func:`~bayes_sor.spec.matrices.representation` of the group),
+    from the group's sufficient statistics, case-wise over its missingness patterns where
+    answers are missing. Potentials ``loglik`` (first group), ``loglik_g2``, ... ``kind``:
+    the likelihood chosen, ``"summary"`` for a covariance matrix, ``"none"`` for the prior."""
+    if kind == "none":
+        return
+    if kind == "summary":
+        raise ModelSpecError(
+            "a multiple-group model needs the raw answers (--data with the group column); "
+            "summary statistics per group are not supported"
+        )
+    if kind != "marginal":
+        raise ModelSpecError(
+            "multiple-group models are fitted with the marginal likelihood only (continuous "
+            "items, no latent interaction) so far; ordinal items and latent interactions per "
+            "group are not supported yet"
+        )
+    if groups is None or len(groups) != len(y):
+        raise ModelSpecError("a multiple-group model needs each respondent's group")
+    labels = np.asarray(groups, dtype=str)
+    for g, label in enumerate(partable.groups, start=1):
+        rep = representation(partable, g)
+        part = y[labels == label]
+        suffix = "" if g == 1 else f"_g{g}"
+        if np.isnan(part).any():
+            casewise_likelihood(par, rep, PatternStatistics.of(part), suffix)
+        else:
+            marginal_likelihood(par, rep, sufficient_statistics(part), suffix)

@@ -42,6 +42,8 @@ class Representation:
     nu: np.ndarray
     interactions: list[Interaction]
     thresholds: dict[str, list[int]]
+    #: latent means (``f ~ 1``; a multiple-group table has them, fixed to 0 or free)
+    alpha: np.ndarray | None = None
 
     @property
     def zero(self) -> int:
@@ -49,8 +51,9 @@ class Representation:
         return self.n_par
 
 
-def representation(pt: ParTable) -> Representation:
-    """Index arrays placing each parameter row in its matrix."""
+def representation(pt: ParTable, group: int = 1) -> Representation:
+    """Index arrays placing each parameter row in its matrix; in a multiple-group table, the
+    rows of ``group`` (numbered from 1), indexing the whole parameter vector."""
     items, latents = pt.indicators, pt.latents
     item_pos = {v: i for i, v in enumerate(items)}
     lat_pos = {v: i for i, v in enumerate(latents)}
@@ -62,10 +65,16 @@ def representation(pt: ParTable) -> Representation:
     psi = np.full((m, m), n)
     theta = np.full((p, p), n)
     nu = np.full(p, n)
+    alpha = np.full(m, n)
     interactions: list[Interaction] = []
     thresholds: dict[str, list[int]] = {}
+    in_group = (params.group == group).to_numpy() if "group" in params.columns else np.ones(n, bool)
     for k, r in enumerate(params.itertuples()):
-        if r.op == "=~":
+        if not in_group[k]:
+            continue
+        if r.op == "~1" and r.lhs not in item_pos:
+            alpha[lat_pos[r.lhs]] = k
+        elif r.op == "=~":
             lam[item_pos[r.rhs], lat_pos[r.lhs]] = k
         elif r.op == "~" and ":" in r.rhs:
             a, b = r.rhs.split(":")
@@ -81,7 +90,11 @@ def representation(pt: ParTable) -> Representation:
         elif r.op == "~~":
             theta[item_pos[r.lhs], item_pos[r.rhs]] = k
             theta[item_pos[r.rhs], item_pos[r.lhs]] = k
-    return Representation(items, latents, n, lam, beta, psi, theta, nu, interactions, thresholds)
+    has_means = (alpha != n).any()
+    return Representation(
+        items, latents, n, lam, beta, psi, theta, nu, interactions, thresholds,
+        alpha if has_means else None,
+    )
 
 
 def path_depth(rep: Representation) -> int:
