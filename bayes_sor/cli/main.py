@@ -115,6 +115,15 @@ def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
         help="missing answers: modelled (default; no respondent dropped), listwise "
         "deletion, or refused",
     )
+    f.add_argument("--group", help="data column splitting the respondents into groups")
+    f.add_argument(
+        "--group-equal",
+        help="kinds equal across groups (lavaan's group.equal), e.g. 'loadings,intercepts'",
+    )
+    f.add_argument(
+        "--group-partial",
+        help="rows exempt from --group-equal (lavaan's group.partial), e.g. 'visual=~x2,x3~1'",
+    )
 
 
 def _add_sampler_options(f: argparse.ArgumentParser) -> None:
@@ -241,6 +250,9 @@ def _fit_result(args: argparse.Namespace, stage: Stages):
             parse_moderator_values(args.moderator_values) if args.moderator_values else None
         ),
         latent_scores=args.latent_scores,
+        group=args.group,
+        group_equal=args.group_equal,
+        group_partial=args.group_partial,
         stage=stage,
     )
 

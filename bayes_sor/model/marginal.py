@@ -132,7 +132,9 @@ def casewise_likelihood(
     if spread.any():
         spread_pattern = add_coord(f"spread_pattern{suffix}", np.flatnonzero(spread).tolist())
         scatter = pm.Data(
-            f"pattern_scatter{suffix}", stats.scatter[spread], dims=(spread_pattern, "item", "item_")
+            f"pattern_scatter{suffix}",
+            stats.scatter[spread],
+            dims=(spread_pattern, "item", "item_"),
         )
         trace = pt.set_subtensor(trace[spread], pt.sum(precision * scatter, axis=(-2, -1)))
     root = psd_root(stats.scatter)
@@ -147,6 +149,4 @@ def casewise_likelihood(
             z = solve(block[wide], precision[missing[wide]] @ root[rows[wide]], lower=True)
             trace = pt.inc_subtensor(trace[rows[wide]], -pt.sum(z**2, axis=(-2, -1)))
     answered = patterns.mask.sum(axis=1)
-    pm.Potential(
-        f"loglik{suffix}", -0.5 * pt.sum(n * (logdet + quad + trace + answered * LOG_2PI))
-    )
+    pm.Potential(f"loglik{suffix}", -0.5 * pt.sum(n * (logdet + quad + trace + answered * LOG_2PI)))

@@ -206,9 +206,7 @@ def _by_group(rows: pd.DataFrame, name: str) -> list[tuple[str, pd.DataFrame]]:
     ]
 
 
-def _latent_correlations(
-    exo: list[str], exo_cov: pd.DataFrame, name: str
-) -> pt.TensorVariable:
+def _latent_correlations(exo: list[str], exo_cov: pd.DataFrame, name: str) -> pt.TensorVariable:
     """The exogenous latents' correlations of one group from an LKJ Cholesky factor."""
     etas = {parse_prior(p).args[0] for p in exo_cov.prior}
     if len(etas) > 1:

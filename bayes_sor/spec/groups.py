@@ -30,7 +30,6 @@ from bayes_sor.spec.partable import (
     _check_labels,
     _prior_for,
     group_modifier,
-    kind_of,
     row_name,
 )
 from bayes_sor.spec.syntax import parse
@@ -106,6 +105,20 @@ def check_group_values(partable: ParTable, n_groups: int) -> None:
             )
 
 
+def check_groupable(partable: ParTable) -> None:
+    """A model that multiple groups support: the marginal likelihood's (continuous items, no
+    latent interaction), and valid ``group.equal`` / ``group.partial`` options."""
+    if partable.ordinal_items() or partable.interactions:
+        raise ModelSpecError(
+            "multiple-group models are fitted with the marginal likelihood only so far "
+            "(continuous items, no latent interaction); this model has "
+            + ("ordinal items" if partable.ordinal_items() else "a latent interaction")
+            + ": fit each group separately, or drop the group option"
+        )
+    check_group_equal(partable.options.get("group.equal"))
+    _checked_partial(partable, partable.options.get("group.partial"))
+
+
 def with_groups(
     partable: ParTable,
     labels: list[str],
@@ -129,9 +142,7 @@ def with_groups(
     base["equal"] = base.kind.isin(equal) & ~base.apply(
         lambda r: row_name(r.lhs, r.op, r.rhs) in partial, axis=1
     )
-    groups = [
-        _group_rows(partable, base, g, per_group, equal) for g in range(1, len(labels) + 1)
-    ]
+    groups = [_group_rows(partable, base, g, per_group, equal) for g in range(1, len(labels) + 1)]
     table = pd.concat(groups, ignore_index=True)
     table["free"] = _free_numbers(table)
     defined = partable.defined.assign(group=0)
@@ -177,8 +188,17 @@ def _latent_means(partable: ParTable) -> pd.DataFrame:
     t = partable.table
     stated = set(t.loc[t.op == "~1", "lhs"])
     rows = [
-        {"lhs": f, "op": "~1", "rhs": "", "label": "", "free": 0, "value": 0.0, "prior": "",
-         "user": 0, "line": 0}
+        {
+            "lhs": f,
+            "op": "~1",
+            "rhs": "",
+            "label": "",
+            "free": 0,
+            "value": 0.0,
+            "prior": "",
+            "user": 0,
+            "line": 0,
+        }
         for f in _real_latents(partable)
         if f not in stated
     ]

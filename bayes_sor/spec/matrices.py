@@ -92,7 +92,16 @@ def representation(pt: ParTable, group: int = 1) -> Representation:
             theta[item_pos[r.rhs], item_pos[r.lhs]] = k
     has_means = (alpha != n).any()
     return Representation(
-        items, latents, n, lam, beta, psi, theta, nu, interactions, thresholds,
+        items,
+        latents,
+        n,
+        lam,
+        beta,
+        psi,
+        theta,
+        nu,
+        interactions,
+        thresholds,
         alpha if has_means else None,
     )
 
