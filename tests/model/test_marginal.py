@@ -16,6 +16,7 @@ from bayes_sor.data.summary_statistics import load_summary
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.model.build import pymc_model
 from bayes_sor.posterior.scores import marginal_latent_scores
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import implied_moments, representation
 from bayes_sor.spec.partable import build_partable, without_mean_structure
 
@@ -344,3 +345,34 @@ def test_cli_fits_a_covariance_matrix_and_saves_marginal_latent_scores(tmp_path)
     items = pd.read_csv(data)[["y1", "y2", "y3"]].mean(axis=1)
     mean_f = scores.sel(latent="F").mean(("chain", "draw")).values
     assert np.corrcoef(mean_f, items)[0, 1] > 0.95
+
+
+# ---- multiple groups ------------------------------------------------------------------------
+def test_multiple_group_likelihood_sums_each_groups_normal_density():
+    """Each group's answers against its own moments: nu + Lambda alpha (the second group's
+    free latent mean) and Sigma from its own rows, the second group with missing answers
+    (case-wise). The potentials equal the row-wise normal log-density summed over groups."""
+    data = pd.concat([_data(40, 1), _data(30, 2) + 0.5], ignore_index=True)
+    data.iloc[45, 1] = data.iloc[50, 2] = np.nan
+    groups = np.array(["a"] * 40 + ["b"] * 30)
+    pt_ = with_groups(build_partable(ONE_FACTOR), ["a", "b"], ["loadings", "intercepts"])
+    model = pymc_model(pt_, data, groups=groups).model
+    assert [p.name for p in model.potentials] == ["loglik", "loglik_g2"]
+    rng = np.random.default_rng(3)
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    outputs = model.replace_rvs_by_values([model["par"], sum(model.potentials)])
+    par, loglik = model.compile_fn(
+        outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
+    )(point)
+    expected = 0.0
+    for g, label in enumerate(["a", "b"], start=1):
+        rep = representation(pt_, g)
+        moments = implied_moments(rep, par)
+        mean = moments.nu + moments.lambda_ @ np.append(par, 0)[rep.alpha]
+        for y in data[groups == label].to_numpy():
+            seen = ~np.isnan(y)
+            expected += stats.multivariate_normal(
+                mean[seen], moments.item_cov[np.ix_(seen, seen)]
+            ).logpdf(y[seen])
+    assert abs(np.append(par, 0)[representation(pt_, 2).alpha[0]]) > 0.01  # a latent mean
+    np.testing.assert_allclose(loglik, expected, rtol=1e-9)
