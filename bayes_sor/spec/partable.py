@@ -454,7 +454,8 @@ def build_partable(
     )
     partable = ParTable(table, options, spec.hypotheses, spec.text)
     partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
-    _check_identification(partable)
+    later = {v for s in spec.statements for v in s.per_group[1:] if isinstance(v, str)}
+    _check_identification(partable, later)
     return partable
 
 
@@ -549,12 +550,13 @@ def _resolve_ordinal(ordinal: list[str] | str | None, indicators: list[str]) -> 
     return list(ordinal)
 
 
-def _check_identification(pt: ParTable) -> None:
+def _check_identification(pt: ParTable, later_labels: set[str] = frozenset()) -> None:
     """Counting rules and scale checks that catch unidentified models before sampling, then the
-    labels and ':=' definitions."""
+    labels and ':=' definitions (which may use ``later_labels``, the later groups' labels of
+    ``c(...)`` modifiers)."""
     _check_scales(pt)
     _check_labels(pt)
-    _check_definitions(pt)
+    _check_definitions(pt, later_labels)
 
 
 def _check_scales(pt: ParTable) -> None:
@@ -609,10 +611,11 @@ def _check_labels(pt: ParTable) -> None:
         )
 
 
-def _check_definitions(pt: ParTable) -> None:
-    """Each ':=' uses only labels and names defined on earlier lines."""
+def _check_definitions(pt: ParTable, later_labels: set[str] = frozenset()) -> None:
+    """Each ':=' uses only labels (``later_labels`` too) and names defined on earlier lines."""
     t = pt.table
-    known = set(t.label[t.label != ""])  # and the names defined on earlier lines (added below)
+    # and the names defined on earlier lines (added below)
+    known = set(t.label[t.label != ""]) | set(later_labels)
     for r in pt.defined.itertuples():
         names = {
             n.id

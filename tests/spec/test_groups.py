@@ -141,7 +141,8 @@ def test_c_with_the_wrong_number_of_values():
     text = HS.replace("x5 +", "c(b1, b2, b3)*x5 +")
     with pytest.raises(
         ModelSpecError,
-        match=r"model line 2: c\(\.\.\.\) on 'textual =~ x5' gives 3 values, but the model is fitted to 2 groups",
+        match=r"model line 2: c\(\.\.\.\) on 'textual =~ x5' gives 3 values, but the model "
+        r"is fitted to 2 groups",
     ):
         grouped(text)
     with pytest.raises(ModelSpecError, match="fitted to one group"):
@@ -169,5 +170,5 @@ def test_counting_rule_over_groups():
     group's latent variance without equal loadings makes 19 for 18."""
     text = "f =~ y1 + y2 + y3\nf ~~ c(1, NA)*f"
     assert with_groups(build_partable(text), ["a", "b"], ["loadings"]).n_free == 16
-    with pytest.raises(ModelSpecError, match="19 free parameters .* only 18 moments"):
+    with pytest.raises(ModelSpecError, match=r"19 free parameters .* only 18 moments"):
         with_groups(build_partable(text), ["a", "b"])
