@@ -299,7 +299,9 @@ def _print_effects(effects: pd.DataFrame) -> None:
         print("no indirect, total or defined effects: the model has no mediation paths")
         return
     with pd.option_context("display.width", 120, "display.max_rows", 200):
-        print(shown[CONSOLE_COLUMNS].round(3).to_string(index=False))
+        columns = [*CONSOLE_COLUMNS[:3], "group", *CONSOLE_COLUMNS[3:]]  # multiple groups
+        shown = shown[columns if "group" in shown.columns else CONSOLE_COLUMNS]
+        print(shown.round(3).to_string(index=False))
 
 
 def _diagnostics_verdict(problems: list[str], allow_warnings: bool) -> int:

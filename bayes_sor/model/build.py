@@ -22,7 +22,13 @@ from bayes_sor.data.summary_statistics import SummaryData
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model import parameterisation
 from bayes_sor.model.conditional import centred_locations, conditional_likelihood
-from bayes_sor.model.marginal import casewise_likelihood, marginal_likelihood, sufficient_statistics
+from bayes_sor.model.marginal import (
+    casewise_likelihood,
+    marginal_likelihood,
+    pooled_intercepts,
+    sufficient_statistics,
+    uncentred_intercepts,
+)
 from bayes_sor.model.parameters import named_par, parameter_vector
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
 from bayes_sor.spec.matrices import Representation, representation
@@ -95,8 +101,10 @@ def pymc_model(
     likelihood; marginal fits draw them afterwards, :mod:`bayes_sor.posterior.scores`).
     ``centre_locations``: in the conditional likelihood, sample continuous items' intercepts
     and ordinal items' thresholds centred on the latent scores' sample mean
-    (:func:`bayes_sor.model.conditional._uncentre`; the same posterior, better mixing);
-    ``False`` samples them directly, for comparisons.
+    (:func:`bayes_sor.model.conditional._uncentre`; the same posterior, better mixing), and
+    in a multiple-group marginal one the shared intercepts as pooled item means
+    (:func:`bayes_sor.model.marginal.uncentred_intercepts`); ``False`` samples them directly,
+    for comparisons.
     ``latent_scores``: which latent scores the conditional likelihood samples centred:
     ``"auto"`` (the well-measured constructs), ``"centred"``, ``"non-centred"``, or a list of
     latents (:func:`bayes_sor.model.parameterisation.centred_latents`; ``None``: the model header's
@@ -125,9 +133,13 @@ def pymc_model(
             if centre_locations and raw and kind == "conditional"
             else []
         )
+        if partable.groups and centre_locations and raw and kind == "marginal":
+            centred = pooled_intercepts(partable)
         par = parameter_vector(partable, rep, centred)
         if partable.groups:
             source = "summary" if summary else kind if raw else "none"
+            if centred:
+                par = uncentred_intercepts(par, partable, centred, _group_shares(groups, partable))
             grouped_marginal(named_par(par), partable, y, groups, source)
         elif summary:
             marginal_likelihood(named_par(par), rep, data.statistics())
@@ -181,3 +193,11 @@ def grouped_marginal(
             casewise_likelihood(par, rep, PatternStatistics.of(part), suffix)
         else:
             marginal_likelihood(par, rep, sufficient_statistics(part), suffix)
+
+
+def _group_shares(groups: Sequence[str] | None, partable: ParTable) -> np.ndarray:
+    """Each group's share of the respondents, in the table's group order."""
+    if groups is None:
+        raise ModelSpecError("a multiple-group model needs each respondent's group")
+    labels = np.asarray(groups, dtype=str)
+    return np.array([(labels == g).mean() for g in partable.groups])

@@ -10,8 +10,9 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_sor.data.missing import LOG_2PI, Patterns, PatternStatistics, psd_root, unanswered_blocks
-from bayes_sor.model.parameters import add_coord, model_matrices
-from bayes_sor.spec.matrices import Representation, path_depth
+from bayes_sor.model.parameters import add_coord, free_rows, model_matrices, shifted_locations
+from bayes_sor.spec.matrices import Representation, path_depth, representation
+from bayes_sor.spec.partable import ParTable
 
 
 def sufficient_statistics(y: np.ndarray) -> dict[str, np.ndarray]:
@@ -150,3 +151,42 @@ def casewise_likelihood(
             trace = pt.inc_subtensor(trace[rows[wide]], -pt.sum(z**2, axis=(-2, -1)))
     answered = patterns.mask.sum(axis=1)
     pm.Potential(f"loglik{suffix}", -0.5 * pt.sum(n * (logdet + quad + trace + answered * LOG_2PI)))
+
+
+def pooled_intercepts(partable: ParTable) -> list[int]:
+    """Free ids of the item intercepts one across all groups, in a multiple-group model with
+    free latent means (scalar invariance): :func:`uncentred_intercepts` samples them as the
+    pooled item means."""
+    if not partable.groups:
+        return []
+    params = partable.parameters
+    latent_means = params[(params.op == "~1") & ~params.lhs.isin(partable.indicators)]
+    if not (latent_means.free > 0).any():
+        return []
+    free = free_rows(partable)
+    counts = params.free.value_counts()
+    rows = free[(free.op == "~1") & free.lhs.isin(partable.indicators)]
+    return [f for f in rows.index if counts.get(f, 0) == len(partable.groups)]
+
+
+def uncentred_intercepts(
+    par: pt.TensorVariable, partable: ParTable, centred: list[int], weights: np.ndarray
+) -> pt.TensorVariable:
+    """Shared intercepts from their pooled versions: nu_j = m_j - sum_g w_g (Lambda_g
+    alpha_g)_j, w_g the groups' shares of the respondents.
+
+    NUTS samples m_j (flat; the intercept's prior a Potential), the pooled model-implied mean
+    of item j, instead of nu_j: nu_j and the later groups' latent means trade off (a group's
+    item means are nu + Lambda alpha_g), which made the shared intercepts of a two-group
+    Study A scalar model mix slowly (4 x 1000 draws: R-hat 1.022, bulk ESS 250).
+    """
+    if not centred:
+        return par
+    params = partable.parameters.reset_index(drop=True)
+    free = free_rows(partable)
+    items = [partable.indicators.index(params.lhs[int(free.loc[f, "pos"])]) for f in centred]
+    shift = 0.0
+    for g, weight in enumerate(weights, start=1):
+        mats = model_matrices(par, representation(partable, g))
+        shift = shift + weight * (mats["lambda"] @ mats["alpha"])[items]
+    return shifted_locations(par, partable, centred, -shift, name="pooled_prior")

@@ -16,10 +16,10 @@ import pytensor.tensor as pt
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.ordinal import GroupedOrdered
-from bayes_sor.model.prior_families import group_rv
+from bayes_sor.model.prior_families import DISTRIBUTIONS, group_rv
 from bayes_sor.spec.matrices import Representation
 from bayes_sor.spec.partable import ParTable
-from bayes_sor.spec.prior_text import POSITIVE, Prior, parse_prior
+from bayes_sor.spec.prior_text import ARGUMENTS, POSITIVE, Prior, parse_prior
 
 
 def free_rows(partable: ParTable) -> pd.DataFrame:
@@ -231,6 +231,34 @@ def _place(
     free = params.free.to_numpy()
     rows = np.flatnonzero(np.isin(free, ids))
     return pt.set_subtensor(stage[rows], values[np.array([where[f] for f in free[rows]])])
+
+
+def shifted_locations(
+    par: pt.TensorVariable,
+    partable: ParTable,
+    centred: list[int],
+    shift: pt.TensorVariable,
+    name: str = "centred_prior",
+) -> pt.TensorVariable:
+    """``par`` with the parameters ``centred`` (free ids sampled flat, each in every row that
+    carries it) moved by ``shift`` (one per id), and their priors added as Potentials
+    ``<name>_<family>``: a shift has Jacobian 1, so the posterior is the one of the unshifted
+    parameters, sampled in coordinates that move less with the others."""
+    free = free_rows(partable)
+    positions = np.array([int(free.loc[f, "pos"]) for f in centred])
+    located = par[positions] + shift
+    for (family, _), members in prior_groups(free.loc[centred]).items():
+        args = np.array([p.args for p in members.values()])
+        which = [centred.index(f) for f in members]
+        prior = DISTRIBUTIONS[family].dist(
+            **{n: args[:, i] for i, n in enumerate(ARGUMENTS[family])}
+        )
+        pm.Potential(f"{name}_{family}", pm.logp(prior, located[which]).sum())
+    numbers = partable.parameters.free.to_numpy()
+    rows = np.flatnonzero(np.isin(numbers, centred))
+    if len(rows) == len(positions):  # each in one row: the graph of the conditional model
+        return pt.set_subtensor(par[positions], located)
+    return pt.set_subtensor(par[rows], located[[centred.index(f) for f in numbers[rows]]])
 
 
 def named_par(par: pt.TensorVariable) -> pt.TensorVariable:

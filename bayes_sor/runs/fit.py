@@ -316,6 +316,13 @@ def _record_provenance(
     """The run's attributes: :func:`provenance`, the centred latents, the moderator values
     given, the category notes of ordinal items."""
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
+    if partable.groups:
+        idata.attrs["bayes_sor_groups"] = json.dumps(
+            {
+                key: partable.options[key]
+                for key in ("group", "group_labels", "group.equal", "group.partial")
+            }
+        )
     if built.likelihood == "conditional":
         idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
     if moderator_values:
@@ -350,6 +357,13 @@ def _load_inputs(
             group=partable.options.get("group"),
         )
         if dataset.group_levels:
+            if partable.hypotheses:
+                warnings.warn(
+                    f"the hypotheses are evaluated in the first group "
+                    f"({dataset.group_levels[0]!r}) only; effects.csv has every group's "
+                    "effects and their differences",
+                    stacklevel=3,
+                )
             return dataset, with_groups(partable, dataset.group_levels)
         scale_range = (scale.low, scale.high) if scale is not None else None
         return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)

@@ -351,19 +351,34 @@ def test_cli_fits_a_covariance_matrix_and_saves_marginal_latent_scores(tmp_path)
 def test_multiple_group_likelihood_sums_each_groups_normal_density():
     """Each group's answers against its own moments: nu + Lambda alpha (the second group's
     free latent mean) and Sigma from its own rows, the second group with missing answers
-    (case-wise). The potentials equal the row-wise normal log-density summed over groups."""
+    (case-wise). The potentials equal the row-wise normal log-density summed over groups.
+    The shared intercepts are sampled as pooled means m = nu + sum_g w_g Lambda alpha_g (flat)
+    with nu's normal(0,32) prior as a Potential."""
     data = pd.concat([_data(40, 1), _data(30, 2) + 0.5], ignore_index=True)
     data.iloc[45, 1] = data.iloc[50, 2] = np.nan
     groups = np.array(["a"] * 40 + ["b"] * 30)
     pt_ = with_groups(build_partable(ONE_FACTOR), ["a", "b"], ["loadings", "intercepts"])
     model = pymc_model(pt_, data, groups=groups).model
-    assert [p.name for p in model.potentials] == ["loglik", "loglik_g2"]
+    names = [p.name for p in model.potentials]
+    assert names == ["pooled_prior_normal", "loglik", "loglik_g2"]
     rng = np.random.default_rng(3)
     point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    outputs = model.replace_rvs_by_values([model["par"], sum(model.potentials)])
-    par, loglik = model.compile_fn(
+    outputs = model.replace_rvs_by_values(
+        [model["par"], model["intercept_centred_params"], *model.potentials]
+    )
+    par, pooled, prior, *logliks = model.compile_fn(
         outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
     )(point)
+    loglik = sum(logliks)
+    ext = np.append(par, 0)
+    nu = ext[representation(pt_, 1).nu]
+    np.testing.assert_array_equal(nu, ext[representation(pt_, 2).nu])
+    shift = sum(
+        w * ext[representation(pt_, g).lambda_] @ ext[representation(pt_, g).alpha]
+        for g, w in ((1, 40 / 70), (2, 30 / 70))
+    )
+    np.testing.assert_allclose(nu, pooled - shift, rtol=1e-12)
+    np.testing.assert_allclose(prior, stats.norm(0, 32).logpdf(nu).sum(), rtol=1e-12)
     expected = 0.0
     for g, label in enumerate(["a", "b"], start=1):
         rep = representation(pt_, g)

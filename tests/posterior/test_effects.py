@@ -13,6 +13,7 @@ from bayes_sor.posterior.effects import (
     parse_moderator_values,
     value_label,
 )
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 from bayes_sor.spec.syntax import check_moderator_values
@@ -224,8 +225,6 @@ def test_effects_per_group_and_their_differences():
     """Two groups with their own a paths (c(a1, a2)) and one shared b: each group's indirect
     effect is its a times b, the difference row is a2 b - a1 b with P(difference > 0) in
     effects.csv, and ':=' uses the groups' labels."""
-    from bayes_sor.spec.groups import with_groups
-
     text = "M =~ m1 + m2 + m3\nY =~ y1 + y2 + y3\nX =~ x1 + x2 + x3\n"
     text += "M ~ c(a1, a2)*X\nY ~ b*M\nda := a2 - a1\n"
     pt = with_groups(build_partable(text), ["A", "B"])
