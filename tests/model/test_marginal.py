@@ -391,3 +391,29 @@ def test_multiple_group_likelihood_sums_each_groups_normal_density():
             ).logpdf(y[seen])
     assert abs(np.append(par, 0)[representation(pt_, 2).alpha[0]]) > 0.01  # a latent mean
     np.testing.assert_allclose(loglik, expected, rtol=1e-9)
+
+
+def test_every_group_equal_kind_builds_a_model_with_a_finite_start():
+    """Every kind of equality at once (regressions, residual covariances, latent variances,
+    residual variances) gives a model whose starting point has a finite log-density and whose
+    equal rows hold one value."""
+    text = "F =~ y1 + y2\nG =~ y3 + y4\nG ~ F\ny1 ~~ y3\n"
+    data = pd.concat([_data(40, 1), _data(30, 2) + 0.5], ignore_index=True)
+    groups = np.array(["a"] * 40 + ["b"] * 30)
+    kinds = ["loadings", "intercepts", "regressions", "residual.covariances", "lv.variances"]
+    pt_ = with_groups(
+        build_partable(text, identification="marker"), ["a", "b"], [*kinds, "residuals"]
+    )
+    model = pymc_model(pt_, data, groups=groups).model
+    par, logp = model.compile_fn(
+        [*model.replace_rvs_by_values([model["par"]]), model.logp()],
+        inputs=model.value_vars,
+        point_fn=True,
+        on_unused_input="ignore",
+    )(model.initial_point())
+    assert np.isfinite(logp)
+    t = pt_.parameters.reset_index(drop=True)
+    later = t[(t.group == 2) & ~((t.op == "~1") & t.lhs.isin(["F", "G"]))]
+    assert later.free.isin(t.free[t.group == 1]).all()  # all but the latent means are shared
+    for f in t.free[t.free > 0].unique():
+        assert np.ptp(par[(t.free == f).to_numpy()]) == 0, f
