@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bayes_sor.checks.ppc_report",
     "bayes_sor.checks.reliability",
     "bayes_sor.checks.loo_comparison",
+    "bayes_sor.checks.invariance",
     "bayes_sor.checks.sensitivity",
     "bayes_sor.cli.report_command",
     "bayes_sor.sbc.run",

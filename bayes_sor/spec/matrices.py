@@ -179,3 +179,15 @@ def implied_moments(rep: Representation, par: np.ndarray) -> Moments:
             extra[..., t.outcome, t.outcome] += gamma[..., k] ** 2 * product_var[..., k]
         cov = inv @ (psi + extra) @ np.swapaxes(inv, -1, -2)
     return Moments(lam, beta, psi, nu, gamma, cov, product_var, ext, rep.theta)
+
+
+def implied_mean(rep: Representation, par: np.ndarray) -> np.ndarray:
+    """Model-implied item means nu + Lambda (I - B)^-1 alpha for draws ``par`` (..., n_par);
+    nu where the table has no latent means (one group)."""
+    ext = extend(np.asarray(par, dtype=float))
+    nu = ext[..., rep.nu]
+    if rep.alpha is None:
+        return nu
+    total = np.linalg.inv(np.eye(len(rep.latents)) - ext[..., rep.beta])
+    means = (total @ ext[..., rep.alpha][..., None])[..., 0]
+    return nu + (ext[..., rep.lambda_] @ means[..., None])[..., 0]

@@ -362,6 +362,17 @@ CASES = [
         [*FIT, "--group-equal", "loadings"],
         "group.equal and group.partial need a group column",
     ),
+    case(
+        "invariance: unknown step",
+        ["invariance", "{model}", "--data", "{data}", "--group", "g", "--steps", "metric,weak"],
+        "unknown invariance step(s) ['weak']; the steps are",
+        **{"data.csv": _grouped(["a", "b"] * 10)},
+    ),
+    case(
+        "invariance: group column missing",
+        ["invariance", "{model}", "--data", "{data}", "--group", "school", "--draws", "1"],
+        "has no column 'school' to split",
+    ),
     # ---- the other commands
     case(
         "simulate nobody",
