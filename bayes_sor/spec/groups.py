@@ -30,6 +30,7 @@ from bayes_sor.spec.partable import (
     _check_labels,
     _prior_for,
     group_modifier,
+    kind_of,
     row_name,
 )
 from bayes_sor.spec.syntax import parse
@@ -49,21 +50,18 @@ EQUAL_KINDS = (
 
 
 def equal_kind(pt: ParTable, lhs: str, op: str, rhs: str) -> str:
-    """The ``group.equal`` kind of a row (``""`` for rows no kind covers)."""
-    observed = set(pt.indicators)  # observed structural variables included
-    if op == "=~":
-        return "loadings"
-    if op == "~":
-        return "regressions"
-    if op == "|":
-        return "thresholds"
-    if op == "~1":
-        return "intercepts" if lhs in observed else "means"
-    if op == "~~" and lhs in observed:
-        return "residuals" if lhs == rhs else "residual.covariances"
-    if op == "~~":
-        return "lv.variances" if lhs == rhs else "lv.covariances"
-    return ""
+    """The ``group.equal`` kind of a row (``""`` for rows no kind covers): the parameter kind
+    of :func:`~bayes_sor.spec.partable.kind_of`, told apart for observed variables (items and
+    observed structural variables) and latents."""
+    kind = kind_of(op, lhs, rhs)
+    observed = lhs in pt.indicators
+    if kind == "intercepts":
+        return kind if observed else "means"
+    if kind in ("variances", "covariances"):
+        if observed:
+            return "residuals" if kind == "variances" else "residual.covariances"
+        return f"lv.{kind}"
+    return "" if kind == "defined" else kind
 
 
 def parse_group_list(value: object, what: str) -> list[str]:
