@@ -8,7 +8,7 @@ import xarray as xr
 
 from bayes_sor.posterior.summary import summarize
 from bayes_sor.spec.matrices import Representation, implied_moments, representation
-from bayes_sor.spec.partable import ParTable
+from bayes_sor.spec.partable import ParTable, row_name
 
 ESTIMATE_COLUMNS = [
     "lhs",
@@ -27,6 +27,20 @@ ESTIMATE_COLUMNS = [
     "prior",
     "free",
 ]
+
+
+def posterior_names(estimates: pd.DataFrame) -> list[str]:
+    """The posterior's ``param`` name of each row of ``estimates``: ``lhs op rhs`` without
+    spaces, ending in ``.g<k>`` for the k-th group (k > 1, groups in the order they appear)
+    of a multiple-group fit."""
+    names = [row_name(r.lhs, r.op, r.rhs) for r in estimates.itertuples()]
+    if "group" not in estimates.columns:
+        return names
+    number = {g: k for k, g in enumerate(dict.fromkeys(estimates.group), start=1)}
+    return [
+        name + (f".g{number[g]}" if number[g] > 1 else "")
+        for name, g in zip(names, estimates.group, strict=True)
+    ]
 
 
 def standardized_draws(
