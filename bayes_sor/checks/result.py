@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
+from bayes_sor.errors import BayesSORError
 from bayes_sor.report.figures import write_readable
 from bayes_sor.report.sections import append_report_section
 from bayes_sor.runs.rundir import Run, load_run, write_csv
@@ -92,6 +93,11 @@ def add_check_command(
         if validate is not None:
             validate(args)
         run = load_run(args.run_dir)
+        if "group" in run.partable.table.columns:  # each group's moments: not yet per group
+            raise BayesSORError(
+                f"'{name}' does not support multiple-group runs yet ({args.run_dir} was fitted "
+                "with --group); fit each group separately to check it"
+            )
         results = check(run, args)
         for result in results:
             write_result(result, run.path)

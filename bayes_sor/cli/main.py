@@ -44,6 +44,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bayes_sor.checks.ppc_report",
     "bayes_sor.checks.reliability",
     "bayes_sor.checks.loo_comparison",
+    "bayes_sor.checks.invariance",
     "bayes_sor.checks.sensitivity",
     "bayes_sor.cli.report_command",
     "bayes_sor.sbc.run",
@@ -114,6 +115,15 @@ def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
         choices=["model", "listwise", "refuse"],
         help="missing answers: modelled (default; no respondent dropped), listwise "
         "deletion, or refused",
+    )
+    f.add_argument("--group", help="data column splitting the respondents into groups")
+    f.add_argument(
+        "--group-equal",
+        help="kinds equal across groups (lavaan's group.equal), e.g. 'loadings,intercepts'",
+    )
+    f.add_argument(
+        "--group-partial",
+        help="rows exempt from --group-equal (lavaan's group.partial), e.g. 'visual=~x2,x3~1'",
     )
 
 
@@ -241,6 +251,9 @@ def _fit_result(args: argparse.Namespace, stage: Stages):
             parse_moderator_values(args.moderator_values) if args.moderator_values else None
         ),
         latent_scores=args.latent_scores,
+        group=args.group,
+        group_equal=args.group_equal,
+        group_partial=args.group_partial,
         stage=stage,
     )
 
@@ -287,7 +300,9 @@ def _print_effects(effects: pd.DataFrame) -> None:
         print("no indirect, total or defined effects: the model has no mediation paths")
         return
     with pd.option_context("display.width", 120, "display.max_rows", 200):
-        print(shown[CONSOLE_COLUMNS].round(3).to_string(index=False))
+        columns = [*CONSOLE_COLUMNS[:3], "group", *CONSOLE_COLUMNS[3:]]  # multiple groups
+        shown = shown[columns if "group" in shown.columns else CONSOLE_COLUMNS]
+        print(shown.round(3).to_string(index=False))
 
 
 def _diagnostics_verdict(problems: list[str], allow_warnings: bool) -> int:

@@ -29,6 +29,7 @@ from bayes_sor.data.scale import Scale, parse_scale
 from bayes_sor.data.validate import (
     check_columns,
     check_finite,
+    check_groups,
     check_ordinal_whole,
     check_present,
     check_regression_names,
@@ -36,6 +37,7 @@ from bayes_sor.data.validate import (
     check_singular,
     check_unique_columns,
     check_variation,
+    group_labels,
     numeric_answers,
     resolve_ordinal,
 )
@@ -63,6 +65,10 @@ class Dataset:
     """The path as given, or ``"<DataFrame>"``."""
     policy: str = "refuse"
     """The missing-data handling that produced ``frame`` (:data:`MISSING_POLICIES`)."""
+    groups: pd.Series | None = None
+    """Each kept row's group label (a multiple-group model), else ``None``."""
+    group_levels: list[str] | None = None
+    """The groups in order of first appearance (lavaan's group order)."""
 
 
 def load_data(
@@ -73,6 +79,7 @@ def load_data(
     ordinal: list[str] | None = None,
     observed: Sequence[str] = (),
     latents: Sequence[str] = (),
+    group: str | None = None,
 ) -> Dataset:
     """Read (a path) or take (a DataFrame) the data and check the model's ``items`` in it.
 
@@ -85,7 +92,9 @@ def load_data(
     categories. Columns other than the items are left out of the result. ``observed``: the
     items that are observed variables of the structural model (named in a regression, not
     measured by ``=~``), and ``latents`` the model's constructs: such a name missing from the
-    data is most often a misspelt latent, and is reported as one.
+    data is most often a misspelt latent, and is reported as one. ``group``: the column that
+    splits the respondents into groups (a multiple-group model): every group needs enough
+    respondents and every item answered and varying within it.
     """
     policy = str(missing).strip().lower()
     if policy not in MISSING_POLICIES:
@@ -106,6 +115,11 @@ def load_data(
     n_dropped = int(dropped.sum())
     _check_enough_rows(kept, items, counts, n_dropped, answers.where)
     _check_kept(kept, items, ordinal, n_dropped, answers.where)
+    groups, levels = None, None
+    if group is not None:
+        labels = group_labels(answers.frame, group, answers.where, answers.rows)
+        groups = labels.loc[kept.index]
+        levels = check_groups(kept, groups, group, ordinal, answers.where)
     return Dataset(
         frame=kept.copy(),
         items=items,
@@ -114,6 +128,8 @@ def load_data(
         sha256=answers.sha,
         source=answers.name,
         policy=policy,
+        groups=groups,
+        group_levels=levels,
     )
 
 

@@ -264,3 +264,53 @@ def check_singular(values: pd.DataFrame, items: list[str], where: str, dropped: 
 
 def _whole(column: pd.Series) -> pd.Series:
     return (column - column.round()).abs() <= 1e-9
+
+
+def group_labels(frame: pd.DataFrame, column: str, where: str, rows: Callable) -> pd.Series:
+    """The group column as text labels (``--group``); every row must name its group."""
+    if column not in frame.columns:
+        available = [str(c) for c in frame.columns]
+        close = difflib.get_close_matches(column, available, n=1, cutoff=0.6)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataError(
+            f"{where} has no column {column!r}{guess} to split the respondents into groups; "
+            f"give the name of the group column (--group or the header's 'group'); the "
+            f"columns are {quoted(available[:SHOW_AVAILABLE])}"
+        )
+    labels = frame[column].astype("string").str.strip()
+    empty = labels.isna() | (labels == "")
+    if empty.any():
+        raise DataError(
+            f"{where}: {int(empty.sum())} row(s) have no group in the column {column!r} "
+            f"({', '.join(rows(frame.index[empty.to_numpy()][:SHOW_LINES]))}); fill in their "
+            "group or remove the rows"
+        )
+    return labels.astype(str)
+
+
+def check_groups(
+    values: pd.DataFrame, labels: pd.Series, column: str, ordinal: list[str], where: str
+) -> list[str]:
+    """The groups (in order of first appearance) after the missing-data handling: two or
+    more, each with enough respondents (items + 1), and every item answered and varying in
+    each group."""
+    levels = list(dict.fromkeys(labels))
+    if len(levels) < 2:
+        raise DataError(
+            f"{where}: the group column {column!r} has one group only ({levels[0]!r}); a "
+            "multiple-group model needs two or more: check the column, or fit without --group"
+        )
+    needed = values.shape[1] + 1
+    counts = labels.value_counts()
+    small = [f"{level!r}: {int(counts[level])}" for level in levels if counts[level] < needed]
+    if small:
+        raise DataError(
+            f"{where}: group(s) with too few respondents ({', '.join(small)}); each group needs "
+            f"at least {needed} (the model's {needed - 1} items + 1): merge small groups or "
+            "collect more responses"
+        )
+    for level in levels:
+        part = values[(labels == level).to_numpy()]
+        check_present(part, f"{where}, group {level!r} of {column!r}")
+        check_variation(part, ordinal, f"{where}, group {level!r} of {column!r}", after_drop=False)
+    return levels

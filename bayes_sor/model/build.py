@@ -22,7 +22,13 @@ from bayes_sor.data.summary_statistics import SummaryData
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model import parameterisation
 from bayes_sor.model.conditional import centred_locations, conditional_likelihood
-from bayes_sor.model.marginal import casewise_likelihood, marginal_likelihood, sufficient_statistics
+from bayes_sor.model.marginal import (
+    casewise_likelihood,
+    marginal_likelihood,
+    pooled_intercepts,
+    sufficient_statistics,
+    uncentred_intercepts,
+)
 from bayes_sor.model.parameters import named_par, parameter_vector
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
 from bayes_sor.spec.matrices import Representation, representation
@@ -83,6 +89,7 @@ def pymc_model(
     save_latent: bool = False,
     centre_locations: bool = True,
     latent_scores: str | Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> BuiltModel:
     """Build the PyMC model for ``partable`` and ``data``.
 
@@ -94,12 +101,16 @@ def pymc_model(
     likelihood; marginal fits draw them afterwards, :mod:`bayes_sor.posterior.scores`).
     ``centre_locations``: in the conditional likelihood, sample continuous items' intercepts
     and ordinal items' thresholds centred on the latent scores' sample mean
-    (:func:`bayes_sor.model.conditional._uncentre`; the same posterior, better mixing);
-    ``False`` samples them directly, for comparisons.
+    (:func:`bayes_sor.model.conditional._uncentre`; the same posterior, better mixing), and
+    in a multiple-group marginal one the shared intercepts as pooled item means
+    (:func:`bayes_sor.model.marginal.uncentred_intercepts`); ``False`` samples them directly,
+    for comparisons.
     ``latent_scores``: which latent scores the conditional likelihood samples centred:
     ``"auto"`` (the well-measured constructs), ``"centred"``, ``"non-centred"``, or a list of
     latents (:func:`bayes_sor.model.parameterisation.centred_latents`; ``None``: the model header's
     ``latent_scores`` option, else ``auto``).
+    ``groups``: each respondent's group label, for a multiple-group table (one likelihood
+    term per group, :func:`grouped_marginal`).
     """
     summary = isinstance(data, SummaryData)
     kind = choose_likelihood(partable, likelihood, summary=summary)
@@ -122,8 +133,15 @@ def pymc_model(
             if centre_locations and raw and kind == "conditional"
             else []
         )
+        if partable.groups and centre_locations and raw and kind == "marginal":
+            centred = pooled_intercepts(partable)
         par = parameter_vector(partable, rep, centred)
-        if summary:
+        if partable.groups:
+            source = "summary" if summary else kind if raw else "none"
+            if centred:
+                par = uncentred_intercepts(par, partable, centred, _group_shares(groups, partable))
+            grouped_marginal(named_par(par), partable, y, groups, source)
+        elif summary:
             marginal_likelihood(named_par(par), rep, data.statistics())
         elif raw and kind == "marginal" and np.isnan(y).any():
             casewise_likelihood(named_par(par), rep, PatternStatistics.of(y))
@@ -141,3 +159,45 @@ def pymc_model(
         initial_values(model, partable, ItemMoments.of(partable, data)),
         centred_latents,
     )
+
+
+def grouped_marginal(
+    par, partable: ParTable, y: np.ndarray, groups: Sequence[str] | None, kind: str
+) -> None:
+    """The marginal likelihood of a multiple-group model: each group's answers against its
+    own model-implied moments (:func:`~bayes_sor.spec.matrices.representation` of the group),
+    from the group's sufficient statistics, case-wise over its missingness patterns where
+    answers are missing. Potentials ``loglik`` (first group), ``loglik_g2``, ... ``kind``:
+    the likelihood chosen, ``"summary"`` for a covariance matrix, ``"none"`` for the prior."""
+    if kind == "none":
+        return
+    if kind == "summary":
+        raise ModelSpecError(
+            "a multiple-group model needs the raw answers (--data with the group column); "
+            "summary statistics per group are not supported"
+        )
+    if kind != "marginal":
+        raise ModelSpecError(
+            "multiple-group models are fitted with the marginal likelihood only (continuous "
+            "items, no latent interaction) so far; ordinal items and latent interactions per "
+            "group are not supported yet"
+        )
+    if groups is None or len(groups) != len(y):
+        raise ModelSpecError("a multiple-group model needs each respondent's group")
+    labels = np.asarray(groups, dtype=str)
+    for g, label in enumerate(partable.groups, start=1):
+        rep = representation(partable, g)
+        part = y[labels == label]
+        suffix = "" if g == 1 else f"_g{g}"
+        if np.isnan(part).any():
+            casewise_likelihood(par, rep, PatternStatistics.of(part), suffix)
+        else:
+            marginal_likelihood(par, rep, sufficient_statistics(part), suffix)
+
+
+def _group_shares(groups: Sequence[str] | None, partable: ParTable) -> np.ndarray:
+    """Each group's share of the respondents, in the table's group order."""
+    if groups is None:
+        raise ModelSpecError("a multiple-group model needs each respondent's group")
+    labels = np.asarray(groups, dtype=str)
+    return np.array([(labels == g).mean() for g in partable.groups])

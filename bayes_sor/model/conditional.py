@@ -27,12 +27,10 @@ from bayes_sor.model.parameters import (
     free_rows,
     model_matrices,
     named_par,
-    prior_groups,
+    shifted_locations,
 )
-from bayes_sor.model.prior_families import DISTRIBUTIONS
 from bayes_sor.spec.matrices import Representation
 from bayes_sor.spec.partable import ParTable
-from bayes_sor.spec.prior_text import ARGUMENTS
 
 
 def centred_locations(partable: ParTable) -> list[int]:
@@ -122,14 +120,7 @@ def _uncentre(
     items = [rep.items.index(params.lhs[p]) for p in positions]
     lam = model_matrices(par, rep)["lambda"][items]
     sign = np.where(params.op[positions] == "|", 1.0, -1.0)
-    located = par[positions] + sign * (lam @ eta.mean(axis=0))
-    for (family, _), members in prior_groups(free.loc[centred]).items():
-        args = np.array([p.args for p in members.values()])
-        dist, names = DISTRIBUTIONS[family], ARGUMENTS[family]
-        which = [centred.index(f) for f in members]
-        prior = dist.dist(**{n: args[:, i] for i, n in enumerate(names)})
-        pm.Potential(f"centred_prior_{family}", pm.logp(prior, located[which]).sum())
-    return pt.set_subtensor(par[positions], located)
+    return shifted_locations(par, partable, centred, sign * (lam @ eta.mean(axis=0)))
 
 
 def _continuous_items(

@@ -16,10 +16,10 @@ import pytensor.tensor as pt
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.ordinal import GroupedOrdered
-from bayes_sor.model.prior_families import group_rv
+from bayes_sor.model.prior_families import DISTRIBUTIONS, group_rv
 from bayes_sor.spec.matrices import Representation
 from bayes_sor.spec.partable import ParTable
-from bayes_sor.spec.prior_text import POSITIVE, Prior, parse_prior
+from bayes_sor.spec.prior_text import ARGUMENTS, POSITIVE, Prior, parse_prior
 
 
 def free_rows(partable: ParTable) -> pd.DataFrame:
@@ -167,23 +167,11 @@ def _covariances(
 ) -> pt.TensorVariable:
     """``stage`` with the covariance rows set to correlation times the two SDs."""
     params = partable.parameters.reset_index(drop=True)
-    exo, exo_cov, res_cov = partable.exogenous, kinds.exo_cov, kinds.res_cov
+    res_cov = kinds.res_cov
     cov_rows, correlations = [], []
-    if len(exo_cov):
-        etas = {parse_prior(p).args[0] for p in exo_cov.prior}
-        if len(etas) > 1:
-            raise ModelSpecError("all exogenous latent correlations must share one lkj() prior")
-        if len(exo_cov) != len(exo) * (len(exo) - 1) // 2:
-            raise ModelSpecError(
-                "the exogenous latents' correlations must all be free (an LKJ prior covers the "
-                "whole matrix); to fix one, regress instead or use residual covariances"
-            )
-        chol = pm.LKJCorr("latent_cor_chol", n=len(exo), eta=etas.pop())
-        pos = {f: i for i, f in enumerate(exo)}
+    for name, exo_cov in _by_group(kinds.exo_cov, "latent_cor_chol"):
         cov_rows.append(exo_cov)
-        correlations.append(
-            (chol @ chol.T)[exo_cov.lhs.map(pos).to_numpy(), exo_cov.rhs.map(pos).to_numpy()]
-        )
+        correlations.append(_latent_correlations(partable.exogenous, exo_cov, name))
     if len(res_cov):
         args = np.array([parse_prior(p, "a residual covariance").args for p in res_cov.prior])
         raw = pm.Beta("residual_cor_raw", alpha=args[:, 0], beta=args[:, 1], shape=len(res_cov))
@@ -192,14 +180,46 @@ def _covariances(
     if not cov_rows:
         return stage
     rows = pd.concat(cov_rows)
+    groups = params.group if "group" in params.columns else pd.Series(1, index=params.index)
+    variances = params[(params.op == "~~") & (params.lhs == params.rhs)]
     variance = {
-        v: int(np.flatnonzero((params.op == "~~") & (params.lhs == v) & (params.rhs == v))[0])
-        for v in rep.items + rep.latents
+        (v, g): k
+        for k, v, g in zip(variances.index, variances.lhs, groups[variances.index], strict=True)
     }
+    row_groups = groups[rows.pos].to_numpy()
     scale = pt.sqrt(
-        stage[rows.lhs.map(variance).to_numpy()] * stage[rows.rhs.map(variance).to_numpy()]
+        stage[np.array([variance[(v, g)] for v, g in zip(rows.lhs, row_groups, strict=True)])]
+        * stage[np.array([variance[(v, g)] for v, g in zip(rows.rhs, row_groups, strict=True)])]
     )
     return _place(stage, params, rows.index.tolist(), pt.concatenate(correlations) * scale)
+
+
+def _by_group(rows: pd.DataFrame, name: str) -> list[tuple[str, pd.DataFrame]]:
+    """``rows`` per group with a variable name for each (``name``, ``name_g2``, ...); one
+    group: ``[(name, rows)]``, none when ``rows`` is empty."""
+    if not len(rows):
+        return []
+    if "group" not in rows.columns:
+        return [(name, rows)]
+    return [
+        (name if g == 1 else f"{name}_g{g}", part) for g, part in rows.groupby("group", sort=True)
+    ]
+
+
+def _latent_correlations(exo: list[str], exo_cov: pd.DataFrame, name: str) -> pt.TensorVariable:
+    """The exogenous latents' correlations of one group from an LKJ Cholesky factor."""
+    etas = {parse_prior(p).args[0] for p in exo_cov.prior}
+    if len(etas) > 1:
+        raise ModelSpecError("all exogenous latent correlations must share one lkj() prior")
+    if len(exo_cov) != len(exo) * (len(exo) - 1) // 2:
+        raise ModelSpecError(
+            "the exogenous latents' correlations must all be free (an LKJ prior covers the "
+            "whole matrix); to fix one, regress instead or use residual covariances; in a "
+            "multiple-group model, make all or none of them equal across groups"
+        )
+    chol = pm.LKJCorr(name, n=len(exo), eta=etas.pop())
+    pos = {f: i for i, f in enumerate(exo)}
+    return (chol @ chol.T)[exo_cov.lhs.map(pos).to_numpy(), exo_cov.rhs.map(pos).to_numpy()]
 
 
 def _place(
@@ -213,21 +233,53 @@ def _place(
     return pt.set_subtensor(stage[rows], values[np.array([where[f] for f in free[rows]])])
 
 
+def shifted_locations(
+    par: pt.TensorVariable,
+    partable: ParTable,
+    centred: list[int],
+    shift: pt.TensorVariable,
+    name: str = "centred_prior",
+) -> pt.TensorVariable:
+    """``par`` with the parameters ``centred`` (free ids sampled flat, each in every row that
+    carries it) moved by ``shift`` (one per id), and their priors added as Potentials
+    ``<name>_<family>``: a shift has Jacobian 1, so the posterior is the one of the unshifted
+    parameters, sampled in coordinates that move less with the others."""
+    free = free_rows(partable)
+    positions = np.array([int(free.loc[f, "pos"]) for f in centred])
+    located = par[positions] + shift
+    for (family, _), members in prior_groups(free.loc[centred]).items():
+        args = np.array([p.args for p in members.values()])
+        which = [centred.index(f) for f in members]
+        prior = DISTRIBUTIONS[family].dist(
+            **{n: args[:, i] for i, n in enumerate(ARGUMENTS[family])}
+        )
+        pm.Potential(f"{name}_{family}", pm.logp(prior, located[which]).sum())
+    numbers = partable.parameters.free.to_numpy()
+    rows = np.flatnonzero(np.isin(numbers, centred))
+    if len(rows) == len(positions):  # each in one row: the graph of the conditional model
+        return pt.set_subtensor(par[positions], located)
+    return pt.set_subtensor(par[rows], located[[centred.index(f) for f in numbers[rows]]])
+
+
 def named_par(par: pt.TensorVariable) -> pt.TensorVariable:
     """``par`` as the deterministic the posterior stores (dim ``param``)."""
     return pm.Deterministic("par", par, dims="param")
 
 
 def model_matrices(par: pt.TensorVariable, rep: Representation) -> dict[str, pt.TensorVariable]:
-    """Lambda, B, Psi, Theta and nu read from ``par`` (0 where the table has no row)."""
+    """Lambda, B, Psi, Theta, nu (and alpha, where the table has latent means) read from
+    ``par`` (0 where the table has no row)."""
     ext = pt.concatenate([par, pt.zeros(1)])
-    return {
+    mats = {
         "lambda": ext[rep.lambda_],
         "beta": ext[rep.beta],
         "psi": ext[rep.psi],
         "theta": ext[rep.theta],
         "nu": ext[rep.nu],
     }
+    if rep.alpha is not None:  # latent means (multiple groups)
+        mats["alpha"] = ext[rep.alpha]
+    return mats
 
 
 def prior_groups(rows: pd.DataFrame) -> dict[tuple[str, bool], dict[int, Prior]]:

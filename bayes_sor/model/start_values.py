@@ -71,8 +71,9 @@ def initial_values(
             values[rv.name] = np.sqrt(vals) if rv.name.endswith("_sd_params") else vals
             if rv.name.startswith(("halfnormal", "gamma", "lognormal", "exponential")):
                 values[rv.name] = np.abs(values[rv.name]) + 1e-3
-    if "latent_cor_chol" in model.named_vars:
-        values["latent_cor_chol"] = np.eye(len(partable.exogenous))
+    for rv in model.free_RVs:  # one LKJ factor per group in a multiple-group model
+        if rv.name == "latent_cor_chol" or rv.name.startswith("latent_cor_chol_g"):
+            values[rv.name] = np.eye(len(partable.exogenous))
     if "residual_cor_raw" in model.named_vars:
         values["residual_cor_raw"] = np.full(model.named_vars["residual_cor_raw"].eval().shape, 0.5)
     for name in raw_latent_names(model):
@@ -119,8 +120,8 @@ def _start_by_name(partable: ParTable, moments: ItemMoments) -> dict[str, float]
     for name, r in zip(partable.names, params.itertuples(), strict=True):
         if r.op == "=~":
             start[name] = 1.0 if r.rhs in ordinal else 0.7 * np.sqrt(moments.var[r.rhs])
-        elif r.op == "~1":
-            start[name] = float(moments.mean[r.lhs])
+        elif r.op == "~1":  # an item's mean; a latent mean (multiple groups) starts at 0
+            start[name] = float(moments.mean.get(r.lhs, 0.0))
         elif r.op == "~~" and r.lhs == r.rhs and r.free == 0 and not pd.isna(r.value):
             start[name] = float(r.value)  # std.lv's unit variance: centred scores' start SD
         elif r.op == "~~" and r.lhs == r.rhs:

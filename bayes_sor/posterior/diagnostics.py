@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.errors import BayesSORError
+from bayes_sor.posterior.estimates import posterior_names
 from bayes_sor.spec.prior_text import parse_prior
 
 RHAT_MAX = 1.01
@@ -81,7 +82,7 @@ def _identification_problems(idata: xr.DataTree, free: pd.DataFrame) -> list[str
     within_sd = par.std("draw").mean("chain")
     loadings = free[free.op == "=~"]
     flipped = []
-    for name in loadings.lhs + "=~" + loadings.rhs:
+    for name in loadings.param:
         means = chain_means.sel(param=name).values
         if means.max() > 2 * within_sd.sel(param=name) and means.min() < -2 * within_sd.sel(
             param=name
@@ -107,7 +108,11 @@ def _identification_problems(idata: xr.DataTree, free: pd.DataFrame) -> list[str
 def check_convergence(idata: xr.DataTree, estimates: pd.DataFrame) -> Diagnostics:
     """Judge a fit from its sampler statistics and the free parameters' R-hat and ESS."""
     free = estimates[estimates.free > 0].copy()
+    free["param"] = pd.Series(posterior_names(estimates), index=estimates.index)[free.index]
     free.index = free.lhs + " " + free.op + " " + free.rhs
+    if "group" in free.columns:  # multiple groups: each parameter once, named with its group
+        free = free.drop_duplicates("free")
+        free.index = free.index + " [" + free.group.astype(str) + "]"
     stats = idata["sample_stats"]
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     n_draws = int(stats.sizes["chain"] * stats.sizes["draw"])

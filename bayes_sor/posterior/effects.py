@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,13 @@ import xarray as xr
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.posterior.summary import summarize
-from bayes_sor.spec.matrices import Moments, Representation, extend, implied_moments
+from bayes_sor.spec.matrices import (
+    Moments,
+    Representation,
+    extend,
+    implied_moments,
+    representation,
+)
 from bayes_sor.spec.partable import ParTable
 
 KINDS = (
@@ -61,6 +67,8 @@ class Effect:
     kind: str
     moderator_value: str
     draws: np.ndarray
+    #: a multiple-group model's group label, or ``"B - A"`` for the difference between groups
+    group: str = ""
 
 
 def _paths(rep: Representation, start: int, end: int) -> list[list[int]]:
@@ -143,8 +151,48 @@ def effect_draws(
 
     ``moderator_quantiles`` (chain, draw, moderator, 3): the 16th/50th/84th percentiles of each
     moderator's latent scores per draw; without them (marginal fits) the normal quantiles
-    -0.994/0/+0.994 SD are used.
+    -0.994/0/+0.994 SD are used. A multiple-group table: :func:`grouped_effect_draws`.
     """
+    if partable.groups:
+        return grouped_effect_draws(partable, par)
+    return structural_effects(partable, rep, par, moderator_quantiles) + defined_draws(
+        partable, par
+    )
+
+
+def grouped_effect_draws(partable: ParTable, par: np.ndarray) -> list[Effect]:
+    """The effects of every group (each from its own rows) and, for every effect of the
+    first group, its difference in each later group (``"B - A"``, B minus the first group A;
+    its ``p_positive`` in effects.csv is P(B's effect > A's)); then the ``:=`` definitions,
+    which may use the groups' own labels (``c(a1, a2)*X``)."""
+    labels = partable.groups
+    per_group = [
+        [
+            replace(e, group=label)
+            for e in structural_effects(partable, representation(partable, g), par)
+        ]
+        for g, label in enumerate(labels, start=1)
+    ]
+    first = {(e.effect, e.kind, e.moderator_value): e for e in per_group[0]}
+    differences = [
+        Effect(
+            e.effect, e.kind, e.moderator_value, e.draws - before.draws, f"{e.group} - {labels[0]}"
+        )
+        for effects in per_group[1:]
+        for e in effects
+        if (before := first.get((e.effect, e.kind, e.moderator_value))) is not None
+    ]
+    return [*itertools.chain.from_iterable(per_group), *differences, *defined_draws(partable, par)]
+
+
+def structural_effects(
+    partable: ParTable,
+    rep: Representation,
+    par: np.ndarray,
+    moderator_quantiles: np.ndarray | None = None,
+) -> list[Effect]:
+    """Direct, indirect, total and conditional indirect effects of the structural model
+    ``rep`` (:func:`effect_draws` without the ``:=`` definitions)."""
     ext = extend(par)
     names = rep.latents
     moderated = _moderation(rep)
@@ -181,7 +229,6 @@ def effect_draws(
                 effects += _conditional(path, path_name, ext, rep, moderated, points)
             effects.append(Effect(label, "total_indirect", "", total_ind))
             effects.append(Effect(label, "total", "", total + total_ind))
-    effects += defined_draws(partable, par)
     return effects
 
 
@@ -269,29 +316,32 @@ def effects_dataarray(
     along ``effect_id`` with the given ``(chain, draw)`` shape.
     """
     keys = [
-        f"{e.kind}: {e.effect}" + (f" @ {e.moderator_value}" if e.moderator_value else "")
+        f"{e.kind}: {e.effect}"
+        + (f" @ {e.moderator_value}" if e.moderator_value else "")
+        + (f" [{e.group}]" if e.group else "")
         for e in effects
     ]
     values = (
         np.stack([e.draws for e in effects], axis=-1) if effects else np.zeros((*sample_shape, 0))
     )
-    return xr.DataArray(
-        values,
-        dims=("chain", "draw", "effect_id"),
-        coords={
-            "effect_id": keys,
-            "effect": ("effect_id", [e.effect for e in effects]),
-            "kind": ("effect_id", [e.kind for e in effects]),
-            "moderator_value": ("effect_id", [e.moderator_value for e in effects]),
-        },
-        name="effects",
-    )
+    coords = {
+        "effect_id": keys,
+        "effect": ("effect_id", [e.effect for e in effects]),
+        "kind": ("effect_id", [e.kind for e in effects]),
+        "moderator_value": ("effect_id", [e.moderator_value for e in effects]),
+    }
+    if any(e.group for e in effects):  # a multiple-group model's effects
+        coords["group"] = ("effect_id", [e.group for e in effects])
+    return xr.DataArray(values, dims=("chain", "draw", "effect_id"), coords=coords, name="effects")
 
 
 def effects_table(effects: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> pd.DataFrame:
-    """One row per effect: the ``effects.csv`` layout."""
-    table = summarize(effects.drop_vars(["effect", "kind", "moderator_value"]), ci_prob, hdi)
-    table.insert(0, "moderator_value", effects.moderator_value.values)
-    table.insert(0, "kind", effects.kind.values)
-    table.insert(0, "effect", effects.effect.values)
-    return table.reset_index(drop=True)[EFFECT_COLUMNS]
+    """One row per effect: the ``effects.csv`` layout (a multiple-group model's adds
+    ``group`` after ``moderator_value``: the group's label, or ``B - A`` for a difference)."""
+    grouped = "group" in effects.coords
+    described = ["effect", "kind", "moderator_value", *(["group"] if grouped else [])]
+    table = summarize(effects.drop_vars(described), ci_prob, hdi)
+    for column in described[::-1]:
+        table.insert(0, column, effects[column].values)
+    columns = [*EFFECT_COLUMNS[:3], "group", *EFFECT_COLUMNS[3:]] if grouped else EFFECT_COLUMNS
+    return table.reset_index(drop=True)[columns]

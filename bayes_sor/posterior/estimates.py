@@ -7,8 +7,8 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.posterior.summary import summarize
-from bayes_sor.spec.matrices import Representation, implied_moments
-from bayes_sor.spec.partable import ParTable
+from bayes_sor.spec.matrices import Representation, implied_moments, representation
+from bayes_sor.spec.partable import ParTable, row_name
 
 ESTIMATE_COLUMNS = [
     "lhs",
@@ -29,12 +29,29 @@ ESTIMATE_COLUMNS = [
 ]
 
 
-def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray) -> np.ndarray:
+def posterior_names(estimates: pd.DataFrame) -> list[str]:
+    """The posterior's ``param`` name of each row of ``estimates``: ``lhs op rhs`` without
+    spaces, ending in ``.g<k>`` for the k-th group (k > 1, groups in the order they appear)
+    of a multiple-group fit."""
+    names = [row_name(r.lhs, r.op, r.rhs) for r in estimates.itertuples()]
+    if "group" not in estimates.columns:
+        return names
+    number = {g: k for k, g in enumerate(dict.fromkeys(estimates.group), start=1)}
+    return [
+        name + (f".g{number[g]}" if number[g] > 1 else "")
+        for name, g in zip(names, estimates.group, strict=True)
+    ]
+
+
+def standardized_draws(
+    partable: ParTable, rep: Representation, par: np.ndarray, group: int = 1
+) -> np.ndarray:
     """``std.all`` of every parameter, per draw (lavaan's definition).
 
     Loadings and paths are scaled by sd(cause) / sd(effect) with model-implied SDs (a latent
     product term by the SD of the product); (residual) variances are divided by the total
-    variance, covariances by the two variances they connect, intercepts by the item SD.
+    variance, covariances by the two variances they connect, intercepts by the item SD. In a
+    multiple-group table only the rows of ``group`` (``rep`` is that group's), NaN elsewhere.
     """
     mom = implied_moments(rep, par)
     item_sd = np.sqrt(mom.item_var)
@@ -47,10 +64,13 @@ def standardized_draws(partable: ParTable, rep: Representation, par: np.ndarray)
         sd[f"{rep.latents[t.first]}:{rep.latents[t.second]}"] = np.sqrt(mom.product_var[..., k])
     out = np.full(par.shape, np.nan)
     params = partable.parameters.reset_index(drop=True)
-    variance_rows = {
-        r.lhs: k for k, r in enumerate(params.itertuples()) if r.op == "~~" and r.lhs == r.rhs
-    }
-    for k, r in enumerate(params.itertuples()):
+    rows = [
+        (k, r)
+        for k, r in enumerate(params.itertuples())
+        if "group" not in params.columns or r.group == group
+    ]
+    variance_rows = {r.lhs: k for k, r in rows if r.op == "~~" and r.lhs == r.rhs}
+    for k, r in rows:
         value = par[..., k]
         if r.op in ("=~",):
             out[..., k] = value * sd[r.lhs] / sd[r.rhs]
@@ -75,13 +95,26 @@ def parameter_estimates(
     ci_prob: float = 0.95,
     hdi: bool = False,
 ) -> pd.DataFrame:
-    """One row per parameter: posterior summary, diagnostics, ``std.all`` and the prior used."""
+    """One row per parameter: posterior summary, diagnostics, ``std.all`` and the prior used;
+    a multiple-group table adds the ``group`` (its label) after ``label``."""
     par = posterior["par"]
     table = summarize(par, ci_prob, hdi)
-    std = standardized_draws(partable, rep, par.values)
     params = partable.parameters.reset_index(drop=True)
+    if partable.groups:  # each group standardised by its own moments
+        std = np.full(par.shape, np.nan)
+        for g in range(1, len(partable.groups) + 1):
+            own = (params.group == g).to_numpy()
+            std[..., own] = standardized_draws(
+                partable, representation(partable, g), par.values, g
+            )[..., own]
+    else:
+        std = standardized_draws(partable, rep, par.values)
     out = params[["lhs", "op", "rhs", "label", "prior", "free"]].copy()
     for column in ("mean", "median", "sd", "ci.lower", "ci.upper", "r_hat", "ess_bulk", "ess_tail"):
         out[column] = table[column].to_numpy()
     out["std.all"] = np.nanmean(std, axis=(0, 1)) if std.size else np.nan
-    return out[ESTIMATE_COLUMNS]
+    if not partable.groups:
+        return out[ESTIMATE_COLUMNS]
+    out["group"] = [partable.groups[g - 1] for g in params.group]
+    columns = [*ESTIMATE_COLUMNS[:4], "group", *ESTIMATE_COLUMNS[4:]]
+    return out[columns]

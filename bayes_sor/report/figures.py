@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bayes_sor.files import write_atomic
+from bayes_sor.posterior.estimates import posterior_names
 from bayes_sor.spec.matrices import implied_moments, representation
 from bayes_sor.spec.partable import ParTable, row_name
 
@@ -270,8 +271,10 @@ def worst_rows(estimates: pd.DataFrame, n: int = 6) -> pd.DataFrame:
 
 
 def worst_parameters(estimates: pd.DataFrame, n: int = 6) -> list[str]:
-    """Posterior names (``lhs op rhs`` without spaces) of :func:`worst_rows`."""
-    return [row_name(r.lhs, r.op, r.rhs) for r in worst_rows(estimates, n).itertuples()]
+    """Posterior names (``lhs op rhs`` without spaces; a later group's with its ``.g<k>``) of
+    :func:`worst_rows`."""
+    names = pd.Series(posterior_names(estimates), index=estimates.index)
+    return names[worst_rows(estimates, n).index].tolist()
 
 
 def rank_plot(idata: xr.DataTree, params: list[str]) -> Figure | None:

@@ -32,6 +32,7 @@ from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate
 from bayes_sor.posterior.scores import marginal_latent_scores
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
+from bayes_sor.spec.groups import check_group_values, check_groupable, with_groups
 from bayes_sor.spec.partable import ParTable, build_partable, without_mean_structure
 from bayes_sor.spec.syntax import check_moderator_values
 
@@ -136,6 +137,9 @@ def fit(
     prior_scale: float = 1.0,
     moderator_values: dict[str, list[float]] | None = None,
     latent_scores: str | None = None,
+    group: str | None = None,
+    group_equal: list[str] | str | None = None,
+    group_partial: list[str] | str | None = None,
     stage: StageReporter = quiet,
 ) -> FitResult:
     """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics.
@@ -153,8 +157,12 @@ def fit(
     ``"listwise"`` or ``"refuse"``. ``latent_scores``: the conditional likelihood samples the
     scores of well-measured constructs centred and the others non-centred (``"auto"``, or the
     model header's ``latent_scores``), or all ``"centred"`` / ``"non-centred"``: the same
-    posterior, sampled in other coordinates (:mod:`bayes_sor.model.parameterisation`). ``stage``
-    is told as each stage begins (:class:`bayes_sor.sampling.stages.Stages` prints them).
+    posterior, sampled in other coordinates (:mod:`bayes_sor.model.parameterisation`).
+    ``group``: the data column that splits the respondents into groups, each with its own
+    parameters except the kinds named in ``group_equal`` (lavaan's ``group.equal``) and not
+    in ``group_partial`` (:mod:`bayes_sor.spec.groups`); these replace the header's ``group``,
+    ``group.equal`` and ``group.partial``. ``stage`` is told as each stage begins
+    (:class:`bayes_sor.sampling.stages.Stages` prints them).
     """
     settings = settings or SamplerSettings()
     settings.validate()
@@ -163,6 +171,7 @@ def fit(
     partable = _checked_model(
         model, identification, ordinal, prior_scale, moderator_values, latent_scores
     )
+    partable = _group_options(partable, group, group_equal, group_partial)
     scale = _declared_scale(partable, scale)
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
     source = next((v for v in (data, cov, cor) if v is not None), None)
@@ -175,6 +184,7 @@ def fit(
         likelihood=likelihood,
         save_latent=save_latent,
         latent_scores=latent_scores,
+        groups=None if getattr(dataset, "groups", None) is None else dataset.groups.to_numpy(),
     )
     idata = sample(built, settings, stage)
     stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
@@ -236,6 +246,29 @@ def _checked_model(
     return partable
 
 
+def _group_options(
+    partable: ParTable,
+    group: str | None,
+    group_equal: list[str] | str | None,
+    group_partial: list[str] | str | None,
+) -> ParTable:
+    """The table with the group options given (they replace the header's), checked before
+    the data are read."""
+    given = {"group": group, "group.equal": group_equal, "group.partial": group_partial}
+    options = {**partable.options, **{k: v for k, v in given.items() if v is not None}}
+    partable = replace(partable, options=options)
+    if options.get("group") is None:
+        if options.get("group.equal") or options.get("group.partial"):
+            raise ModelSpecError(
+                "group.equal and group.partial need a group column: give --group COLUMN (or "
+                "the header's 'group')"
+            )
+        check_group_values(partable, 1)
+        return partable
+    check_groupable(partable)
+    return partable
+
+
 def _declared_scale(partable: ParTable, scale: Scale | str | None) -> Scale | None:
     """The Likert range given, else the model header's ``scale`` option."""
     if scale is None:
@@ -283,6 +316,13 @@ def _record_provenance(
     """The run's attributes: :func:`provenance`, the centred latents, the moderator values
     given, the category notes of ordinal items."""
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
+    if partable.groups:
+        idata.attrs["bayes_sor_groups"] = json.dumps(
+            {
+                key: partable.options[key]
+                for key in ("group", "group_labels", "group.equal", "group.partial")
+            }
+        )
     if built.likelihood == "conditional":
         idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
     if moderator_values:
@@ -314,12 +354,27 @@ def _load_inputs(
             ordinal=partable.ordinal_items(),
             observed=observed,
             latents=[f for f in partable.latents if f not in observed],
+            group=partable.options.get("group"),
         )
+        if dataset.group_levels:
+            if partable.hypotheses:
+                warnings.warn(
+                    f"the hypotheses are evaluated in the first group "
+                    f"({dataset.group_levels[0]!r}) only; effects.csv has every group's "
+                    "effects and their differences",
+                    stacklevel=3,
+                )
+            return dataset, with_groups(partable, dataset.group_levels)
         scale_range = (scale.low, scale.high) if scale is not None else None
         return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
     if data is not None:
         raise BayesSORError(
             "give either raw data (--data) or a summary matrix (--cov/--cor), not both"
+        )
+    if partable.options.get("group") is not None:
+        raise BayesSORError(
+            "a multiple-group model needs the raw answers with the group column (--data); "
+            "summary statistics per group are not supported"
         )
     if save_latent:
         raise BayesSORError(

@@ -42,6 +42,8 @@ class Representation:
     nu: np.ndarray
     interactions: list[Interaction]
     thresholds: dict[str, list[int]]
+    #: latent means (``f ~ 1``; a multiple-group table has them, fixed to 0 or free)
+    alpha: np.ndarray | None = None
 
     @property
     def zero(self) -> int:
@@ -49,8 +51,9 @@ class Representation:
         return self.n_par
 
 
-def representation(pt: ParTable) -> Representation:
-    """Index arrays placing each parameter row in its matrix."""
+def representation(pt: ParTable, group: int = 1) -> Representation:
+    """Index arrays placing each parameter row in its matrix; in a multiple-group table, the
+    rows of ``group`` (numbered from 1), indexing the whole parameter vector."""
     items, latents = pt.indicators, pt.latents
     item_pos = {v: i for i, v in enumerate(items)}
     lat_pos = {v: i for i, v in enumerate(latents)}
@@ -62,10 +65,16 @@ def representation(pt: ParTable) -> Representation:
     psi = np.full((m, m), n)
     theta = np.full((p, p), n)
     nu = np.full(p, n)
+    alpha = np.full(m, n)
     interactions: list[Interaction] = []
     thresholds: dict[str, list[int]] = {}
+    in_group = (params.group == group).to_numpy() if "group" in params.columns else np.ones(n, bool)
     for k, r in enumerate(params.itertuples()):
-        if r.op == "=~":
+        if not in_group[k]:
+            continue
+        if r.op == "~1" and r.lhs not in item_pos:
+            alpha[lat_pos[r.lhs]] = k
+        elif r.op == "=~":
             lam[item_pos[r.rhs], lat_pos[r.lhs]] = k
         elif r.op == "~" and ":" in r.rhs:
             a, b = r.rhs.split(":")
@@ -81,7 +90,20 @@ def representation(pt: ParTable) -> Representation:
         elif r.op == "~~":
             theta[item_pos[r.lhs], item_pos[r.rhs]] = k
             theta[item_pos[r.rhs], item_pos[r.lhs]] = k
-    return Representation(items, latents, n, lam, beta, psi, theta, nu, interactions, thresholds)
+    has_means = (alpha != n).any()
+    return Representation(
+        items,
+        latents,
+        n,
+        lam,
+        beta,
+        psi,
+        theta,
+        nu,
+        interactions,
+        thresholds,
+        alpha if has_means else None,
+    )
 
 
 def path_depth(rep: Representation) -> int:
@@ -157,3 +179,15 @@ def implied_moments(rep: Representation, par: np.ndarray) -> Moments:
             extra[..., t.outcome, t.outcome] += gamma[..., k] ** 2 * product_var[..., k]
         cov = inv @ (psi + extra) @ np.swapaxes(inv, -1, -2)
     return Moments(lam, beta, psi, nu, gamma, cov, product_var, ext, rep.theta)
+
+
+def implied_mean(rep: Representation, par: np.ndarray) -> np.ndarray:
+    """Model-implied item means nu + Lambda (I - B)^-1 alpha for draws ``par`` (..., n_par);
+    nu where the table has no latent means (one group)."""
+    ext = extend(np.asarray(par, dtype=float))
+    nu = ext[..., rep.nu]
+    if rep.alpha is None:
+        return nu
+    total = np.linalg.inv(np.eye(len(rep.latents)) - ext[..., rep.beta])
+    means = (total @ ext[..., rep.alpha][..., None])[..., 0]
+    return nu + (ext[..., rep.lambda_] @ means[..., None])[..., 0]

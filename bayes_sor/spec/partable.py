@@ -62,20 +62,34 @@ class ParTable:
     hypotheses: list[Hypothesis] = field(default_factory=list)
     text: str = ""
 
+    # ---- groups -------------------------------------------------------------------------
+    @property
+    def groups(self) -> list[str]:
+        """The group labels of a multiple-group table (its ``group`` column numbers them from
+        1 in this order); empty for one group."""
+        return list(self.options.get("group_labels") or [])
+
+    @cached_property
+    def structure(self) -> pd.DataFrame:
+        """The rows of the first group: every group has the same structure (roles below)."""
+        if "group" not in self.table.columns:
+            return self.table
+        return self.table[self.table.group == 1]
+
     # ---- roles (derived, never stored) -------------------------------------------------
     @cached_property
     def latents(self) -> list[str]:
         """Latent variables in order of first appearance."""
-        return list(dict.fromkeys(self.table.loc[self.table.op == "=~", "lhs"]))
+        return list(dict.fromkeys(self.structure.loc[self.structure.op == "=~", "lhs"]))
 
     @cached_property
     def indicators(self) -> list[str]:
         """Observed items (right-hand side of ``=~``) in order of first appearance."""
-        return list(dict.fromkeys(self.table.loc[self.table.op == "=~", "rhs"]))
+        return list(dict.fromkeys(self.structure.loc[self.structure.op == "=~", "rhs"]))
 
     @cached_property
     def regressions(self) -> pd.DataFrame:
-        return self.table[self.table.op == "~"]
+        return self.structure[self.structure.op == "~"]
 
     @cached_property
     def interactions(self) -> list[tuple[str, str, str]]:
@@ -115,8 +129,14 @@ class ParTable:
 
     @cached_property  # read per draw and per parameter downstream: built once
     def names(self) -> list[str]:
-        """Row names ``lhs op rhs`` (``CT=~ct1``, ``IB~CT:IT``, ``ct1~1``) of the parameters."""
-        return [row_name(r.lhs, r.op, r.rhs) for r in self.parameters.itertuples()]
+        """Row names ``lhs op rhs`` (``CT=~ct1``, ``IB~CT:IT``, ``ct1~1``) of the parameters;
+        in a multiple-group table those of group g > 1 end in ``.g<g>`` (lavaan's names)."""
+        rows = self.parameters
+        groups = rows.group if "group" in rows.columns else np.ones(len(rows), dtype=int)
+        return [
+            row_name(r.lhs, r.op, r.rhs) + (f".g{g}" if g > 1 else "")
+            for r, g in zip(rows.itertuples(), groups, strict=True)
+        ]
 
     @property
     def n_free(self) -> int:
@@ -136,7 +156,7 @@ class ParTable:
         variance, so ``v ~~ v`` is its (residual) variance in the structural model and
         ``v ~ 1`` its intercept (lavaan's treatment of observed variables in regressions).
         """
-        loads = self.table[self.table.op == "=~"]
+        loads = self.structure[self.structure.op == "=~"]
         own = loads[loads.lhs == loads.rhs]
         return [f for f in own.lhs if (loads.lhs == f).sum() == 1]
 
@@ -183,21 +203,31 @@ def _user_rows(statements: list[Statement]) -> list[dict]:
                 "state each parameter once"
             )
         seen[key] = s.line
+        label, fixed, na = s.label, s.fixed, getattr(s, "na", False)
+        if s.per_group:  # c(...): the first group's (the table of one group is the first's)
+            label, fixed, na = group_modifier(s.per_group[0])
         rows.append(
             {
                 "lhs": s.lhs,
                 "op": s.op,
                 "rhs": s.rhs,
-                "label": s.label,
-                "fixed": s.fixed,
+                "label": label,
+                "fixed": fixed,
                 "start": s.start,
                 "prior": s.prior,
                 "user": 1,
                 "line": s.line,
-                "na": getattr(s, "na", False),
+                "na": na,
             }
         )
     return rows
+
+
+def group_modifier(value: str | float | None) -> tuple[str, float | None, bool]:
+    """(label, fixed value, explicitly free) of one group's entry of ``c(...)``."""
+    if isinstance(value, str):
+        return value, None, False
+    return "", value, value is None
 
 
 def _structural_observed(rows: list[dict], latents: set[str], indicators: set[str]) -> list[str]:
@@ -424,7 +454,8 @@ def build_partable(
     )
     partable = ParTable(table, options, spec.hypotheses, spec.text)
     partable.order  # noqa: B018 -- raises ModelSpecError on a cycle, before anything is built
-    _check_identification(partable)
+    later = {v for s in spec.statements for v in s.per_group[1:] if isinstance(v, str)}
+    _check_identification(partable, later)
     return partable
 
 
@@ -519,12 +550,13 @@ def _resolve_ordinal(ordinal: list[str] | str | None, indicators: list[str]) -> 
     return list(ordinal)
 
 
-def _check_identification(pt: ParTable) -> None:
+def _check_identification(pt: ParTable, later_labels: set[str] = frozenset()) -> None:
     """Counting rules and scale checks that catch unidentified models before sampling, then the
-    labels and ':=' definitions."""
+    labels and ':=' definitions (which may use ``later_labels``, the later groups' labels of
+    ``c(...)`` modifiers)."""
     _check_scales(pt)
     _check_labels(pt)
-    _check_definitions(pt)
+    _check_definitions(pt, later_labels)
 
 
 def _check_scales(pt: ParTable) -> None:
@@ -579,10 +611,11 @@ def _check_labels(pt: ParTable) -> None:
         )
 
 
-def _check_definitions(pt: ParTable) -> None:
-    """Each ':=' uses only labels and names defined on earlier lines."""
+def _check_definitions(pt: ParTable, later_labels: set[str] = frozenset()) -> None:
+    """Each ':=' uses only labels (``later_labels`` too) and names defined on earlier lines."""
     t = pt.table
-    known = set(t.label[t.label != ""])  # and the names defined on earlier lines (added below)
+    # and the names defined on earlier lines (added below)
+    known = set(t.label[t.label != ""]) | set(later_labels)
     for r in pt.defined.itertuples():
         names = {
             n.id
@@ -604,8 +637,9 @@ def _check_definitions(pt: ParTable) -> None:
 def _with_rows(partable: ParTable, table: pd.DataFrame) -> ParTable:
     """A copy of ``partable`` with another table (parameters first, ``:=`` rows last)."""
     table = pd.concat([table[table.op != ":="], table[table.op == ":="]], ignore_index=True)
+    columns = [*COLUMNS, "group"] if "group" in table.columns else COLUMNS
     return ParTable(
-        table[COLUMNS], dict(partable.options), list(partable.hypotheses), partable.text
+        table[columns], dict(partable.options), list(partable.hypotheses), partable.text
     )
 
 

@@ -5,7 +5,8 @@ and because the syntax carries blavaan's ``prior("...")`` modifier and an option
 that no maintained Python parser of lavaan syntax understands.
 
 Supported: ``=~ ~ ~~ := |``, ``label*x``, ``1*x`` (fixed), ``NA*x`` (free), ``start(v)*x``,
-``label("a")*x``, ``prior("normal(0,1)")*x``, ``y ~ 1`` intercepts, ``X:W`` interaction terms,
+``label("a")*x``, ``prior("normal(0,1)")*x``, group-specific ``c(a1, a2)*x`` / ``c(1, NA)*x``,
+``y ~ 1`` intercepts, ``X:W`` interaction terms,
 ``#``/``!`` comments, ``;`` separators, statements continued over lines (a line that ends in, or
 a next line that starts with, ``+`` or an operator; a ``:=`` expression that ends in an arithmetic
 operator or has an open parenthesis), ``# H1: ...`` hypothesis comments, and a YAML header between
@@ -63,9 +64,12 @@ HEADER_OPTIONS: dict[str, tuple[str, ...] | None] = {
     "priors": None,
     "moderator_values": None,
     "latent_scores": LATENT_SCORES,
+    "group": None,
+    "group.equal": None,
+    "group.partial": None,
 }
 _HYPOTHESIS = re.compile(r"^\s*#\s*(H\d+[A-Za-z]?)\s*:\s*(.+?)\s*$")
-_MODIFIER_FUNCTIONS = ("label", "start", "prior", "equal")
+_MODIFIER_FUNCTIONS = ("label", "start", "prior", "equal", "c")
 _DEFINITION = re.compile(r"^\s*([A-Za-z_.][A-Za-z0-9_.]*)\s*:=(.*)$")
 
 
@@ -83,6 +87,9 @@ class Statement:
     prior: str = ""
     #: True for ``NA*x``: explicitly free (lavaan: overrides a marker's fixed first loading)
     na: bool = False
+    #: ``c(...)*x``: one modifier per group, each a label (str), a fixed value (float) or
+    #: ``None`` (``NA``: free)
+    per_group: tuple[str | float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -599,11 +606,14 @@ class _Parser:
         name_token = self.take("ident")
         if name_token.value not in _MODIFIER_FUNCTIONS:
             raise self.fail(
-                f"unknown modifier {name_token.value}(); expected label(), start(), prior() or "
-                "equal()",
+                f"unknown modifier {name_token.value}(); expected label(), start(), prior(), "
+                "equal() or c()",
                 name_token,
             )
         self.take(value="(")
+        if name_token.value == "c":
+            self.set_modifier(mods, "per_group", self.group_values(), name_token)
+            return
         arg = self.take(expected="the modifier's argument")
         self.take(value=")", expected="')' to close the modifier")
         name = name_token.value
@@ -617,10 +627,36 @@ class _Parser:
                 raise self.error("a number in start(...)", arg)
             self.set_modifier(mods, "start", float(arg.value), arg)
 
+    def group_values(self) -> tuple[str | float | None, ...]:
+        """The values of ``c(...)`` after its '(' up to and including its ')': one per group,
+        each a label, a number (fixed) or ``NA`` (free)."""
+        values: list[str | float | None] = []
+        while True:
+            token = self.take(expected="a label, a number or NA in c(...)")
+            if token.kind == "number":
+                values.append(float(token.value))
+            elif token.kind == "ident":
+                values.append(None if token.value == "NA" else token.value)
+            elif token.kind == "string":
+                values.append(token.value[1:-1])
+            else:
+                raise self.error("a label, a number or NA in c(...)", token)
+            if self.take(expected="',' or ')' in c(...)").value == ")":
+                return tuple(values)
+            if self.tokens[self.pos - 1].value != ",":
+                raise self.error("',' or ')' in c(...)", self.tokens[self.pos - 1])
+
     def set_modifier(self, mods: dict, key: str, value, token: _Token) -> None:
         if key in mods:
             raise self.fail(
                 f"the {key} of this term is given twice; expected each modifier once", token
+            )
+        clash = {"per_group": ("label", "fixed"), "label": ("per_group",), "fixed": ("per_group",)}
+        if any(other in mods for other in clash.get(key, ())):
+            raise self.fail(
+                "this term has both c(...) and a single label or value; expected one of them "
+                "(c() gives one per group)",
+                token,
             )
         mods[key] = value
 

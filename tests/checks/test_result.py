@@ -5,6 +5,7 @@ commands."""
 import argparse
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 from fakes import laplace_draws, truth, write_run
@@ -14,10 +15,12 @@ from bayes_sor.checks.ppc_report import ppc_check
 from bayes_sor.checks.reliability import reliability_check
 from bayes_sor.checks.result import CheckResult, add_check_command, write_result
 from bayes_sor.checks.sensitivity import sensitivity_check
+from bayes_sor.cli.main import main
 from bayes_sor.errors import BayesSORError
 from bayes_sor.model.simulate import simulate
 from bayes_sor.report.document import section_markers
 from bayes_sor.runs.rundir import load_run
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.partable import build_partable
 
 matplotlib.use("Agg")
@@ -151,3 +154,18 @@ def test_a_registered_check_validates_first_then_loads_writes_and_prints(run_dir
     bad = parser.parse_args(["demo", str(tmp_path / "missing"), "--level", "2"])
     with pytest.raises(BayesSORError, match="--level"):
         bad.handler(bad)
+
+
+def test_a_check_refuses_a_multiple_group_run(tmp_path, capsys):
+    """ppc, reliability and sensitivity read one group's moments: a run fitted with --group
+    is refused (exit 2, one message) rather than checked against the first group's model."""
+    pt = with_groups(build_partable(CFA), ["a", "b"], ["loadings"])
+    data = simulate(build_partable(CFA), truth(build_partable(CFA)), 60, 4)
+    par = np.broadcast_to(truth(pt, free=0.5), (2, 10, len(pt.names))).copy()
+    path = write_run(tmp_path / "run", pt, par, data)
+    pt.table.to_csv(path / "partable.csv", index=False)
+    before = folder_state(path)
+    assert main(["reliability", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "'reliability' does not support multiple-group runs yet" in err
+    assert folder_state(path) == before

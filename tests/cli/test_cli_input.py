@@ -47,6 +47,20 @@ def _constant_x1() -> str:
     return "\n".join([lines[0], *("3," + line.split(",", 1)[1] for line in lines[1:])]) + "\n"
 
 
+def _grouped(levels: list[str], constant_x1_in: str = "") -> str:
+    """GOOD with a group column ``g`` (one level per respondent); x1 answered 3 throughout
+    the group ``constant_x1_in``."""
+    lines = GOOD.splitlines()
+    rows = [
+        ("3," + line.split(",", 1)[1] if level == constant_x1_in else line) + f",{level}"
+        for line, level in zip(lines[1:], levels, strict=True)
+    ]
+    return "\n".join([lines[0] + ",g", *rows]) + "\n"
+
+
+GROUPED = [*FIT, "--group", "g"]
+
+
 def case(name: str, argv: list[str], message: str, **files: str | bytes):
     """One bad input: the command line (``{name}`` placeholders are files in the test folder),
     a fragment of the expected message, and files that replace the good defaults."""
@@ -300,6 +314,65 @@ CASES = [
         "holds files but not a bayes_sor run",
     ),
     case("out not writable", [*FIT[:5], "{locked}/run", *FIT[6:]], "is not writable"),
+    # ---- multiple groups
+    case("group column missing", [*FIT, "--group", "school"], "has no column 'school' to split"),
+    case(
+        "one group",
+        GROUPED,
+        "the group column 'g' has one group only ('a'); a multiple-group model needs two",
+        **{"data.csv": _grouped(["a"] * 20)},
+    ),
+    case(
+        "small group",
+        GROUPED,
+        "group(s) with too few respondents ('b': 3); each group needs at least 4 (the model's "
+        "3 items + 1)",
+        **{"data.csv": _grouped(["a"] * 17 + ["b"] * 3)},
+    ),
+    case(
+        "item constant in a group",
+        GROUPED,
+        "group 'b' of 'g': item(s) without variation: 'x1' (every answer is 3)",
+        **{"data.csv": _grouped(["a", "b"] * 10, constant_x1_in="b")},
+    ),
+    case(
+        "c() with too many values",
+        GROUPED,
+        "c(...) on 'F =~ x2' gives 3 values, but the model is fitted to 2 groups",
+        **{"model.lav": "F =~ x1 + c(a, b, c)*x2 + x3\n", "data.csv": _grouped(["a", "b"] * 10)},
+    ),
+    case(
+        "c() without groups",
+        FIT,
+        "gives 2 values, but the model is fitted to one group (no group column was given)",
+        **{"model.lav": "F =~ x1 + c(a, b)*x2 + x3\n"},
+    ),
+    case(
+        "unknown group.equal kind",
+        [*GROUPED, "--group-equal", "loadings,intercept"],
+        "group.equal names unknown kind(s) ['intercept']; the kinds are loadings, intercepts",
+    ),
+    case(
+        "group.partial not in the model",
+        [*GROUPED, "--group-equal", "loadings", "--group-partial", "F=~x9"],
+        "group.partial names ['F=~x9'], which are not parameters of the model",
+    ),
+    case(
+        "group.equal without a group",
+        [*FIT, "--group-equal", "loadings"],
+        "group.equal and group.partial need a group column",
+    ),
+    case(
+        "invariance: unknown step",
+        ["invariance", "{model}", "--data", "{data}", "--group", "g", "--steps", "metric,weak"],
+        "unknown invariance step(s) ['weak']; the steps are",
+        **{"data.csv": _grouped(["a", "b"] * 10)},
+    ),
+    case(
+        "invariance: group column missing",
+        ["invariance", "{model}", "--data", "{data}", "--group", "school", "--draws", "1"],
+        "has no column 'school' to split",
+    ),
     # ---- the other commands
     case(
         "simulate nobody",

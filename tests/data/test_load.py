@@ -512,3 +512,24 @@ def test_a_regression_name_neither_latent_nor_column_suggests_the_nearest_of_bot
     frame = pd.DataFrame({"x1": [1.0, 2.0], "x2": [2.0, 1.0], "age": [30.0, 40.0]})
     with pytest.raises(DataError, match=pattern):
         load_data(frame, ["x1", "x2", observed], observed=[observed], latents=["AX", "PU"])
+
+
+def test_groups_in_order_of_first_appearance_aligned_with_the_kept_rows():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(12, 3)), columns=["a", "b", "c"])
+    frame["g"] = [" y", "x"] * 6  # labels are stripped
+    frame.loc[2, "a"] = np.nan
+    data = load_data(frame, ["a", "b", "c"], missing="listwise", group="g")
+    assert data.group_levels == ["y", "x"]
+    assert list(data.groups.index) == list(data.frame.index) and 2 not in data.groups.index
+    assert list(data.groups[:3]) == ["y", "x", "x"]
+    assert load_data(frame, ["a", "b", "c"]).groups is None
+
+
+def test_rows_without_a_group_are_refused():
+    frame = pd.DataFrame(np.random.default_rng(2).normal(size=(8, 2)), columns=["a", "b"])
+    frame["g"] = ["u", "v", "", "u", "v", "u", None, "v"]
+    with pytest.raises(
+        DataError, match=r"2 row\(s\) have no group in the column 'g' \(row 2, row 6\)"
+    ):
+        load_data(frame, ["a", "b"], group="g")

@@ -16,6 +16,7 @@ from bayes_sor.data.summary_statistics import load_summary
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.model.build import pymc_model
 from bayes_sor.posterior.scores import marginal_latent_scores
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import implied_moments, representation
 from bayes_sor.spec.partable import build_partable, without_mean_structure
 
@@ -344,3 +345,75 @@ def test_cli_fits_a_covariance_matrix_and_saves_marginal_latent_scores(tmp_path)
     items = pd.read_csv(data)[["y1", "y2", "y3"]].mean(axis=1)
     mean_f = scores.sel(latent="F").mean(("chain", "draw")).values
     assert np.corrcoef(mean_f, items)[0, 1] > 0.95
+
+
+# ---- multiple groups ------------------------------------------------------------------------
+def test_multiple_group_likelihood_sums_each_groups_normal_density():
+    """Each group's answers against its own moments: nu + Lambda alpha (the second group's
+    free latent mean) and Sigma from its own rows, the second group with missing answers
+    (case-wise). The potentials equal the row-wise normal log-density summed over groups.
+    The shared intercepts are sampled as pooled means m = nu + sum_g w_g Lambda alpha_g (flat)
+    with nu's normal(0,32) prior as a Potential."""
+    data = pd.concat([_data(40, 1), _data(30, 2) + 0.5], ignore_index=True)
+    data.iloc[45, 1] = data.iloc[50, 2] = np.nan
+    groups = np.array(["a"] * 40 + ["b"] * 30)
+    pt_ = with_groups(build_partable(ONE_FACTOR), ["a", "b"], ["loadings", "intercepts"])
+    model = pymc_model(pt_, data, groups=groups).model
+    names = [p.name for p in model.potentials]
+    assert names == ["pooled_prior_normal", "loglik", "loglik_g2"]
+    rng = np.random.default_rng(3)
+    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    outputs = model.replace_rvs_by_values(
+        [model["par"], model["intercept_centred_params"], *model.potentials]
+    )
+    par, pooled, prior, *logliks = model.compile_fn(
+        outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
+    )(point)
+    loglik = sum(logliks)
+    ext = np.append(par, 0)
+    nu = ext[representation(pt_, 1).nu]
+    np.testing.assert_array_equal(nu, ext[representation(pt_, 2).nu])
+    shift = sum(
+        w * ext[representation(pt_, g).lambda_] @ ext[representation(pt_, g).alpha]
+        for g, w in ((1, 40 / 70), (2, 30 / 70))
+    )
+    np.testing.assert_allclose(nu, pooled - shift, rtol=1e-12)
+    np.testing.assert_allclose(prior, stats.norm(0, 32).logpdf(nu).sum(), rtol=1e-12)
+    expected = 0.0
+    for g, label in enumerate(["a", "b"], start=1):
+        rep = representation(pt_, g)
+        moments = implied_moments(rep, par)
+        mean = moments.nu + moments.lambda_ @ np.append(par, 0)[rep.alpha]
+        for y in data[groups == label].to_numpy():
+            seen = ~np.isnan(y)
+            expected += stats.multivariate_normal(
+                mean[seen], moments.item_cov[np.ix_(seen, seen)]
+            ).logpdf(y[seen])
+    assert abs(np.append(par, 0)[representation(pt_, 2).alpha[0]]) > 0.01  # a latent mean
+    np.testing.assert_allclose(loglik, expected, rtol=1e-9)
+
+
+def test_every_group_equal_kind_builds_a_model_with_a_finite_start():
+    """Every kind of equality at once (regressions, residual covariances, latent variances,
+    residual variances) gives a model whose starting point has a finite log-density and whose
+    equal rows hold one value."""
+    text = "F =~ y1 + y2\nG =~ y3 + y4\nG ~ F\ny1 ~~ y3\n"
+    data = pd.concat([_data(40, 1), _data(30, 2) + 0.5], ignore_index=True)
+    groups = np.array(["a"] * 40 + ["b"] * 30)
+    kinds = ["loadings", "intercepts", "regressions", "residual.covariances", "lv.variances"]
+    pt_ = with_groups(
+        build_partable(text, identification="marker"), ["a", "b"], [*kinds, "residuals"]
+    )
+    model = pymc_model(pt_, data, groups=groups).model
+    par, logp = model.compile_fn(
+        [*model.replace_rvs_by_values([model["par"]]), model.logp()],
+        inputs=model.value_vars,
+        point_fn=True,
+        on_unused_input="ignore",
+    )(model.initial_point())
+    assert np.isfinite(logp)
+    t = pt_.parameters.reset_index(drop=True)
+    later = t[(t.group == 2) & ~((t.op == "~1") & t.lhs.isin(["F", "G"]))]
+    assert later.free.isin(t.free[t.group == 1]).all()  # all but the latent means are shared
+    for f in t.free[t.free > 0].unique():
+        assert np.ptp(par[(t.free == f).to_numpy()]) == 0, f

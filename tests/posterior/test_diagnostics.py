@@ -85,3 +85,35 @@ def test_a_posterior_equal_to_its_prior_is_flagged():
     diag = check_convergence(*_tree(draws))
     flagged = [p for p in diag.problems if "nearly the prior" in p]
     assert flagged and "F =~ y1" in flagged[0] and "F =~ y0" not in flagged[0]
+
+
+def _two_groups(draws: np.ndarray) -> tuple[xr.DataTree, pd.DataFrame]:
+    """Loadings of y0 and y1 in groups A and B; y0's is one parameter in both."""
+    tree, estimates = _tree(draws)
+    names = ["F=~y0", "F=~y1", "F=~y0.g2", "F=~y1.g2"]
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset().assign_coords(param=names),
+            "sample_stats": tree["sample_stats"].to_dataset(),
+        }
+    )
+    estimates["rhs"], estimates["group"] = ["y0", "y1", "y0", "y1"], ["A", "A", "B", "B"]
+    estimates["free"] = [1, 2, 1, 3]
+    return tree, estimates
+
+
+def test_multiple_groups_name_each_parameter_once_with_its_group():
+    """Parameters named alike in two groups: the message says which group's mixes badly, a
+    parameter shared by both groups is named once, and the sign check reads each group's own
+    loading (``F=~y1.g2``)."""
+    draws = np.random.default_rng(6).normal(0.8, 0.05, size=(4, 1000, 4))
+    draws[1, :, 3] *= -1  # the second group's y1 loading flips in one chain
+    diag = check_convergence(*_two_groups(draws))
+    rhat = next(p for p in diag.problems if "R-hat" in p)
+    assert "F =~ y1 [B]" in rhat and "[A]" not in rhat
+    assert any("sign-flipped" in p and "F=~y1.g2" in p for p in diag.problems)
+    shared = draws.copy()
+    shared[1, :, 3] *= -1
+    shared[0, :, [0, 2]] += 1.0  # the shared loading: both groups' rows move
+    rhat = next(p for p in check_convergence(*_two_groups(shared)).problems if "R-hat" in p)
+    assert rhat.count("F =~ y0") == 1

@@ -13,6 +13,7 @@ from bayes_sor.posterior.effects import (
     parse_moderator_values,
     value_label,
 )
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 from bayes_sor.spec.syntax import check_moderator_values
@@ -218,3 +219,36 @@ def test_cli_rejects_bad_moderator_values_before_sampling(root, tmp_path, capsys
             ]
         )
         assert code == 2 and message in capsys.readouterr().err
+
+
+def test_effects_per_group_and_their_differences():
+    """Two groups with their own a paths (c(a1, a2)) and one shared b: each group's indirect
+    effect is its a times b, the difference row is a2 b - a1 b with P(difference > 0) in
+    effects.csv, and ':=' uses the groups' labels."""
+    text = "M =~ m1 + m2 + m3\nY =~ y1 + y2 + y3\nX =~ x1 + x2 + x3\n"
+    text += "M ~ c(a1, a2)*X\nY ~ b*M\nda := a2 - a1\n"
+    pt = with_groups(build_partable(text), ["A", "B"])
+    values = {"M~X": 0.3, "Y~M": 0.5, "M~X.g2": 0.8}
+    par = np.stack([_par(pt, values)[0], _par(pt, values)[0] + 0.01])  # 2 chains x 3 draws
+    names = pt.names
+    effects = effect_draws(pt, representation(pt), par)
+
+    def find(kind, effect, group):
+        hits = [e for e in effects if (e.kind, e.effect, e.group) == (kind, effect, group)]
+        assert len(hits) == 1
+        return hits[0].draws
+
+    a1, a2 = par[..., names.index("M~X")], par[..., names.index("M~X.g2")]
+    b, b2 = par[..., names.index("Y~M")], par[..., names.index("Y~M.g2")]
+    np.testing.assert_array_equal(b, b2)  # one label: one parameter in both groups
+    path = "X -> M -> Y"
+    np.testing.assert_allclose(find("indirect", path, "A"), a1 * b)
+    np.testing.assert_allclose(find("indirect", path, "B"), a2 * b)
+    np.testing.assert_allclose(find("indirect", path, "B - A"), (a2 - a1) * b)
+    np.testing.assert_allclose(find("direct", "X -> M", "B - A"), a2 - a1)
+    np.testing.assert_allclose(find("defined", "da", ""), a2 - a1)
+    table = effects_table(effects_dataarray(effects))
+    assert list(table.columns[:4]) == ["effect", "kind", "moderator_value", "group"]
+    row = table[(table.kind == "indirect") & (table.group == "B - A")].iloc[0]
+    assert row.p_positive == 1.0 and row["mean"] > 0.2
+    assert set(table.group) == {"A", "B", "B - A", ""}

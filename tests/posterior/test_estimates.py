@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import xarray as xr
 
-from bayes_sor.posterior.estimates import standardized_draws
+from bayes_sor.posterior.estimates import parameter_estimates, standardized_draws
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
@@ -71,3 +73,27 @@ def test_std_all_of_an_interaction_uses_the_product_sd():
     var_y = 0.2**2 + 0.1**2 + 2 * 0.2 * 0.1 * 0.3 + 0.25**2 * var_product + 1
     expected = 0.25 * np.sqrt(var_product) / np.sqrt(var_y)
     assert std[0, pt.names.index("Y~X:W")] == pytest.approx(expected)
+
+
+def test_estimates_of_two_groups_have_a_group_column_and_each_groups_std_all():
+    """Each group is standardised by its own moments: a second group whose latent variance
+    is 4 has its own std.all of the same (equal) loading, the one-group formula's value at
+    that variance."""
+    one = build_partable(MODEL)
+    pt = with_groups(one, ["A", "B"], ["loadings"])
+    values = {f"{v}~~{v}": 0.4 for v in one.indicators} | {f"{v}~1": 3.0 for v in one.indicators}
+    values |= {"X=~x1": 0.8, "X=~x2": 0.6, "X=~x3": 0.7, "Y=~y1": 0.9, "Y=~y2": 0.5}
+    values |= {"Y=~y3": 0.4, "Y~X": 0.5}
+    second = {f"{k}.g2": v for k, v in values.items()} | {"X~~X.g2": 4.0, "Y~~Y.g2": 1.0}
+    par = _values(pt, values | second)
+    posterior = xr.Dataset(
+        {"par": (("chain", "draw", "param"), np.broadcast_to(par, (2, 5, len(par))).copy())},
+        coords={"param": pt.names},
+    )
+    est = parameter_estimates(pt, representation(pt), posterior)
+    assert list(est.columns[:5]) == ["lhs", "op", "rhs", "label", "group"]
+    loading = est[(est.lhs == "X") & (est.op == "=~") & (est.rhs == "x2")].set_index("group")
+    assert loading.loc["A", "free"] == loading.loc["B", "free"]
+    expected = 0.6 * 2.0 / np.sqrt(0.36 * 4.0 + 0.4)
+    assert loading.loc["B", "std.all"] == pytest.approx(expected, rel=1e-9)
+    assert loading.loc["A", "std.all"] == pytest.approx(0.6 / np.sqrt(0.36 + 0.4), rel=1e-9)

@@ -248,3 +248,20 @@ def test_rank_plot_shows_the_worst_parameters():
     assert min(ax.title.get_fontsize() for ax in fig.axes if ax.get_title()) >= 11
     assert fig._suptitle.get_fontsize() >= 10
     assert figures.rank_plot(xr.DataTree(), []) is None
+
+
+def test_worst_parameters_of_a_multiple_group_fit_are_the_posterior_names():
+    """Rows of a later group are named as in the posterior (``.g2``): the same ``lhs op rhs``
+    in two groups would select two parameters and break the rank plot."""
+    estimates = pd.DataFrame(
+        {
+            "lhs": ["x1", "F", "x1", "F"],
+            "op": ["~1", "=~", "~1", "=~"],
+            "rhs": ["", "x2", "", "x2"],
+            "group": ["B", "B", "A", "A"],  # B appears first: it is the first group
+            "free": [1, 2, 1, 3],
+            "r_hat": [1.03, 1.0, 1.03, 1.02],
+            "ess_bulk": [200.0, 900.0, 210.0, 500.0],
+        }
+    )
+    assert figures.worst_parameters(estimates, 3) == ["x1~1", "x1~1.g2", "F=~x2.g2"]

@@ -404,7 +404,7 @@ def test_definition_errors(text, line, column, message):
             1,
             r"unknown header option 'identificaton' \(did you mean 'identification'\?\)",
         ),
-        ("---\ngroup: school\n---\nF =~ x", 2, 1, r"unknown header option 'group'; the"),
+        ("---\nclusters: school\n---\nF =~ x", 2, 1, r"unknown header option 'clusters'; the"),
         (
             "---\nidentification: markr\n---\nF =~ x",
             2,

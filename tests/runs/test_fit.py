@@ -1,0 +1,69 @@
+"""fit() with groups: the options reach the table (arguments over the header), the data's
+groups reach the model, and what multiple groups do not support yet is said before sampling."""
+
+from __future__ import annotations
+
+import importlib
+
+import pandas as pd
+import pytest
+from paths import ROOT
+
+from bayes_sor.errors import BayesSORError, ModelSpecError
+from bayes_sor.runs.fit import fit
+
+HS = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9\n"
+
+
+class Sampled(Exception):
+    """Raised instead of sampling."""
+
+
+@pytest.fixture
+def built(monkeypatch) -> list:
+    """The models fit() builds, sampling replaced by a stop."""
+    fit_module = importlib.import_module("bayes_sor.runs.fit")
+    seen = []
+
+    def stop(model, settings, stage):
+        seen.append(model)
+        raise Sampled
+
+    monkeypatch.setattr(fit_module, "sample", stop)
+    return seen
+
+
+def test_group_options_reach_the_model_and_arguments_replace_the_header(built):
+    header = "---\ngroup: school\ngroup.equal: [loadings]\n---\n"
+    with pytest.raises(Sampled):
+        fit(
+            header + HS,
+            ROOT / "data" / "holzinger_swineford.csv",
+            group_equal="loadings,intercepts",
+        )
+    model = built[0].model
+    assert [p.name for p in model.potentials] == ["pooled_prior_normal", "loglik", "loglik_g2"]
+    n = model["n_obs"].get_value(), model["n_obs_g2"].get_value()
+    assert n == (156, 145)  # Pasteur, Grant-White: lavaan's groups and sizes
+    assert "visual~1.g2" in model.coords["param"]
+
+
+def test_hypotheses_in_a_multiple_group_model_warn_that_they_read_the_first_group(built):
+    first = r"evaluated in the first group \('Pasteur'\) only"
+    with pytest.warns(UserWarning, match=first), pytest.raises(Sampled):
+        fit(
+            HS + "# H1: visual =~ x2 > 0\n",
+            ROOT / "data" / "holzinger_swineford.csv",
+            group="school",
+        )
+
+
+def test_what_groups_do_not_support_yet_is_refused_before_sampling(built):
+    data = pd.read_csv(ROOT / "data" / "holzinger_swineford.csv")
+    with pytest.raises(ModelSpecError, match="marginal likelihood only so far"):
+        fit(HS + "speed ~ visual + textual + visual:textual\n", data, group="school")
+    with pytest.raises(ModelSpecError, match="marginal likelihood only so far"):
+        fit(HS, data, group="school", ordinal="x1")
+    with pytest.raises(BayesSORError, match="summary statistics per group are not supported"):
+        fit(HS, cov=data[[f"x{i}" for i in range(1, 10)]].cov(), nobs=301, group="school")
+    assert not built
