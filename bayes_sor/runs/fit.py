@@ -32,7 +32,12 @@ from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate
 from bayes_sor.posterior.scores import marginal_latent_scores
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
-from bayes_sor.spec.partable import ParTable, build_partable, without_mean_structure
+from bayes_sor.spec.partable import (
+    ParTable,
+    build_partable,
+    small_variance_names,
+    without_mean_structure,
+)
 from bayes_sor.spec.syntax import check_moderator_values
 
 PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
@@ -195,7 +200,7 @@ def fit(
         estimates=estimates,
         effects=effects_table(effects, ci_prob, hdi),
         hypotheses=evaluate(partable, posterior, ci_prob),
-        diagnostics=check_convergence(idata, estimates),
+        diagnostics=check_convergence(idata, estimates, small_variance_names(partable)),
         settings=settings,
         ci_prob=ci_prob,
         hdi=hdi,

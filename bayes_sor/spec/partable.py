@@ -411,6 +411,7 @@ def build_partable(
         raise ModelSpecError(f"unknown identification {identification!r}; use 'std.lv' or 'marker'")
     merged_priors = _merged_priors(options.get("priors"), priors, prior_scale)
     rows, latents, indicators, measured = _model_rows(spec)
+    rows += small_variance_rows(options, rows, latents, measured, prior_scale)
     ordinal = options.get("ordinal") if ordinal is None else ordinal
     ordinal_items = _resolve_ordinal(ordinal, measured)
     ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
@@ -533,9 +534,11 @@ def _check_scales(pt: ParTable) -> None:
     t = pt.table
     p = len(pt.indicators)
     moments = p * (p + 1) // 2 + p
-    if pt.n_free > moments:
+    # parameters with small-variance priors are identified by their priors (BSEM), not the data
+    n_free = pt.n_free - small_variance_parameters(pt).free.nunique()
+    if n_free > moments:
         raise ModelSpecError(
-            f"the model has {pt.n_free} free parameters but the {p} items give only {moments} "
+            f"the model has {n_free} free parameters but the {p} items give only {moments} "
             "moments (variances, covariances, means): it is not identified; fix parameters or "
             "add items"
         )
@@ -598,6 +601,103 @@ def _check_definitions(pt: ParTable) -> None:
                 f"{missing}{hint}; label the paths first, e.g. 'CT ~ a1*PI'"
             )
         known.add(r.lhs)
+
+
+# ---- small-variance priors (BSEM) ---------------------------------------------------------
+def small_variance_rows(
+    options: dict, rows: list[dict], latents: list[str], measured: list[str], prior_scale: float
+) -> list[dict]:
+    """Every cross-loading (header option ``cross_loadings``) and every residual covariance of
+    two items (``residual_covariances``) the model does not state, each with the option's
+    small-variance prior: Bayesian SEM as Muthen & Asparouhov (2012), where the priors, not the
+    data, identify them.
+
+    Cross-loadings are on the loadings' scale (latent variance 1 under std.lv). Residual
+    covariances are sampled as correlations times the two residual SDs
+    (:mod:`bayes_sor.model.parameters`), so their prior is on the residual correlation:
+    ``beta(a,b)`` on (rho + 1) / 2 as for any residual covariance, or ``normal(0,s)``, the
+    beta(a,a) with the same SD s, a = (1/s^2 - 1) / 2 (``normal(0,0.1)``: beta(49.5,49.5)).
+    Observed structural variables get neither (they have no residual). Rows follow the user's,
+    so each factor's first (marker or sign-constrained) loading stays the user's first.
+    """
+    cross = options.get("cross_loadings")
+    residual = options.get("residual_covariances")
+    if cross is None and residual is None:
+        return []
+    have = {(r["lhs"], r["op"], r["rhs"]) for r in rows}
+    have |= {(r["rhs"], r["op"], r["lhs"]) for r in rows if r["op"] == "~~"}
+    factors = [f for f in latents if f not in _own_indicator(rows)]
+    pairs: list[tuple[str, str, str, str]] = []
+    if cross is not None:
+        prior = _small_variance_prior("cross_loadings", cross, prior_scale)
+        pairs += [(f, "=~", x, prior) for f in factors for x in measured]
+    if residual is not None:
+        prior = _residual_correlation_prior(residual, prior_scale)
+        pairs += [(a, "~~", b, prior) for i, a in enumerate(measured) for b in measured[i + 1 :]]
+    return [
+        {
+            "lhs": lhs,
+            "op": op,
+            "rhs": rhs,
+            "label": "",
+            "fixed": None,
+            "start": None,
+            "prior": prior,
+            "user": 0,
+            "line": 0,
+        }
+        for lhs, op, rhs, prior in pairs
+        if (lhs, op, rhs) not in have
+    ]
+
+
+def _own_indicator(rows: list[dict]) -> set[str]:
+    """Observed structural variables (``v =~ v``)."""
+    return {r["lhs"] for r in rows if r["op"] == "=~" and r["lhs"] == r["rhs"]}
+
+
+def _small_variance_prior(option: str, text: object, prior_scale: float) -> str:
+    """The header option's prior text, checked, widened by ``prior_scale`` as priors by kind."""
+    if not isinstance(text, str):
+        raise ModelSpecError(
+            f"the header option {option!r} takes one prior, e.g. '{option}: normal(0,0.1)'; "
+            f"got {text!r}"
+        )
+    parse_prior(text, f"the header option {option!r}")
+    return widen(text, prior_scale) if prior_scale != 1 else text
+
+
+def _residual_correlation_prior(text: object, prior_scale: float) -> str:
+    """``beta(a,b)`` as given, ``normal(0,s)`` as the beta(a,a) whose correlation has SD s."""
+    text = _small_variance_prior("residual_covariances", text, 1.0)
+    prior = parse_prior(text)
+    if prior.family == "normal" and prior.args[0] == 0 and prior.args[1] < 1:
+        # (rho + 1) / 2 ~ beta(a, a) gives var(rho) = 1 / (2a + 1)
+        text = f"beta({(1 / prior.args[1] ** 2 - 1) / 2:g},{(1 / prior.args[1] ** 2 - 1) / 2:g})"
+    elif prior.family != "beta":
+        raise ModelSpecError(
+            f"residual_covariances: {text!r} is not a prior of a residual correlation; give "
+            "'normal(0,s)' with s < 1 (the SD of the correlation, e.g. normal(0,0.1)) or "
+            "'beta(a,b)' on (rho + 1) / 2"
+        )
+    return widen(text, prior_scale) if prior_scale != 1 else text
+
+
+def small_variance_parameters(partable: ParTable) -> pd.DataFrame:
+    """The rows :func:`small_variance_rows` added: cross-loadings and item residual
+    covariances that the user did not state (no default row is one of these)."""
+    t = partable.parameters
+    items = set(partable.indicators) - set(partable.observed_structural)
+    added = t.user == 0
+    cross = (t.op == "=~") & (t.lhs != t.rhs)
+    residual = (t.op == "~~") & (t.lhs != t.rhs) & t.lhs.isin(items) & t.rhs.isin(items)
+    return t[added & (cross | residual)]
+
+
+def small_variance_names(partable: ParTable) -> list[str]:
+    """The :func:`small_variance_parameters` as ``lhs op rhs`` (the diagnostics' names)."""
+    rows = small_variance_parameters(partable)
+    return (rows.lhs + " " + rows.op + " " + rows.rhs).tolist()
 
 
 # ---- tables completed from the data -------------------------------------------------------

@@ -63,6 +63,9 @@ HEADER_OPTIONS: dict[str, tuple[str, ...] | None] = {
     "priors": None,
     "moderator_values": None,
     "latent_scores": LATENT_SCORES,
+    "cross_loadings": None,
+    "residual_covariances": None,
+    "reference": None,
 }
 _HYPOTHESIS = re.compile(r"^\s*#\s*(H\d+[A-Za-z]?)\s*:\s*(.+?)\s*$")
 _MODIFIER_FUNCTIONS = ("label", "start", "prior", "equal")

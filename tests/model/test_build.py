@@ -164,6 +164,20 @@ def test_starting_values_put_every_loading_on_the_positive_side():
     assert (starts["normal_params"][:3] > 0).all()
 
 
+def test_cross_loadings_with_small_variance_priors_start_at_zero():
+    two = "---\ncross_loadings: normal(0,0.1)\n---\nF =~ y1 + y2\nG =~ y3 + y4\n"
+    built = pymc_model(build_partable(two), _data())
+    dim = built.model.named_vars_to_dims["normal_params"][0]
+    starts = dict(zip(built.model.coords[dim], built.initial_values["normal_params"], strict=True))
+    assert {n: v for n, v in starts.items() if n in ("F=~y3", "F=~y4", "G=~y1", "G=~y2")} == {
+        "F=~y3": 0.0,
+        "F=~y4": 0.0,
+        "G=~y1": 0.0,
+        "G=~y2": 0.0,
+    }
+    assert starts["F=~y2"] > 0.3
+
+
 # ---- observed variables in the structural model -----------------------------------------
 PROCESS_14 = """
 negtone ~ a*dysfunc

@@ -85,3 +85,13 @@ def test_a_posterior_equal_to_its_prior_is_flagged():
     diag = check_convergence(*_tree(draws))
     flagged = [p for p in diag.problems if "nearly the prior" in p]
     assert flagged and "F =~ y1" in flagged[0] and "F =~ y0" not in flagged[0]
+
+
+def test_small_variance_parameters_may_equal_their_prior():
+    # BSEM's cross-loadings are identified by their priors: a posterior near the prior there is
+    # the design, not under-identification; any other parameter is still flagged
+    rng = np.random.default_rng(6)
+    draws = rng.normal(0.0, 9.0, size=(4, 1000, 3))
+    diag = check_convergence(*_tree(draws), prior_identified=["F =~ y1"])
+    flagged = [p for p in diag.problems if "nearly the prior" in p]
+    assert flagged and "F =~ y0" in flagged[0] and "F =~ y1" not in flagged[0]
