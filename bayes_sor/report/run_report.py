@@ -133,6 +133,10 @@ def _model_section(run: Run) -> Section:
                     f"`{attrs.get('bayes_sor_data_sha256', '?')}`",
                     _missingness(attrs),
                     *_category_notes(attrs),
+                    *(
+                        f"control {line}"
+                        for line in json.loads(attrs.get("bayes_sor_controls", "[]"))
+                    ),
                     f"identification: {attrs.get('bayes_sor_identification', '?')}; likelihood: "
                     f"{attrs.get('bayes_sor_likelihood', '?')}; intervals: {run.interval}",
                     "sampler: "

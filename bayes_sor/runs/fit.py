@@ -36,6 +36,7 @@ from bayes_sor.spec.partable import (
     ParTable,
     build_partable,
     small_variance_names,
+    with_dummy_controls,
     without_mean_structure,
 )
 from bayes_sor.spec.syntax import check_moderator_values
@@ -173,6 +174,8 @@ def fit(
     source = next((v for v in (data, cov, cor) if v is not None), None)
     stage("reading the data" + (f" ({source})" if isinstance(source, str | Path) else ""))
     dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
+    for coding in getattr(dataset, "controls", []):
+        stage(f"control {coding.describe()}")
     stage("building the PyMC model")
     built = pymc_model(
         partable,
@@ -290,6 +293,8 @@ def _record_provenance(
     idata.attrs.update(provenance(partable, dataset, settings, built.likelihood))
     if built.likelihood == "conditional":
         idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
+    if isinstance(dataset, Dataset) and dataset.controls:
+        idata.attrs["bayes_sor_controls"] = json.dumps([c.describe() for c in dataset.controls])
     if moderator_values:
         idata.attrs["bayes_sor_moderator_values"] = json.dumps(partable.options["moderator_values"])
     if isinstance(dataset, Dataset) and partable.ordinal_items():
@@ -319,7 +324,10 @@ def _load_inputs(
             ordinal=partable.ordinal_items(),
             observed=observed,
             latents=[f for f in partable.latents if f not in observed],
+            reference=partable.options.get("reference"),
         )
+        partable = with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
+        check_hypotheses(partable)  # one naming a coded control's path by its column's name
         scale_range = (scale.low, scale.high) if scale is not None else None
         return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
     if data is not None:

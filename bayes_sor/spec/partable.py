@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -698,6 +700,68 @@ def small_variance_names(partable: ParTable) -> list[str]:
     """The :func:`small_variance_parameters` as ``lhs op rhs`` (the diagnostics' names)."""
     rows = small_variance_parameters(partable)
     return (rows.lhs + " " + rows.op + " " + rows.rhs).tolist()
+
+
+# ---- dummy-coded controls -----------------------------------------------------------------
+def with_dummy_controls(partable: ParTable, dummies: Mapping[str, list[str]]) -> ParTable:
+    """The table with each dummy-coded control ``v`` (an observed structural variable whose
+    column is text, :mod:`bayes_sor.data.controls`) replaced by its dummies ``v[level]``.
+
+    ``Y ~ v`` becomes ``Y ~ v[level]`` for each dummy, and so do the control's own rows (its
+    single indicator, variance, intercept, covariances with the other exogenous variables),
+    with the covariances among its dummies added (the exogenous correlations form one LKJ
+    matrix). Free parameters are renumbered.
+    """
+    if not dummies:
+        return partable
+    _check_controls(partable, dummies)
+    table, pairs = [], []
+    for r in partable.table.to_dict("records"):
+        if r["op"] == ":=":
+            table.append(r)
+            continue
+        lhs = dummies.get(r["lhs"], [r["lhs"]])
+        rhs = dummies.get(r["rhs"], [r["rhs"]])
+        own = r["op"] == "=~" or (r["op"] == "~~" and r["lhs"] == r["rhs"])
+        pairs_of_row = zip(lhs, rhs, strict=True) if own else product(lhs, rhs)
+        table += [{**r, "lhs": a, "rhs": b} for a, b in pairs_of_row]
+        if r["op"] == "~~" and r["lhs"] == r["rhs"] and len(lhs) > 1:
+            prior = partable.options["priors"]["latent_correlations"]
+            pairs += [
+                {**r, "lhs": a, "rhs": b, "prior": prior}
+                for i, a in enumerate(lhs)
+                for b in lhs[i + 1 :]
+            ]
+    table = pd.DataFrame(table + pairs)
+    table = _assign_free(table.assign(fixed_flag=(table.free == 0) & (table.op != ":=")))
+    coded = _with_rows(partable, table)
+    _check_identification(coded)
+    return coded
+
+
+def _check_controls(partable: ParTable, dummies: Mapping[str, list[str]]) -> None:
+    """A dummy-coded control is a predictor only, in no interaction, labelled only when it
+    has one dummy (a label shared by several dummies would make their effects equal)."""
+    for r in partable.regressions.itertuples():
+        parts = r.rhs.split(":")
+        if r.lhs in dummies:
+            raise ModelSpecError(
+                f"model line {r.line}: the control {r.lhs!r} is text, dummy-coded, so it can "
+                f"only predict, not be the outcome of '{r.lhs} ~ {r.rhs}'; recode it into a "
+                "number if it is an outcome"
+            )
+        if len(parts) > 1 and set(parts) & set(dummies):
+            raise ModelSpecError(
+                f"model line {r.line}: '{r.rhs}' multiplies a text control, which bayes_sor "
+                "dummy-codes; interactions with a dummy-coded control are not supported: "
+                "recode it into a number (0/1 for two levels)"
+            )
+        if r.label and len(dummies.get(r.rhs, [])) > 1:
+            raise ModelSpecError(
+                f"model line {r.line}: the label {r.label!r} on the control {r.rhs!r} would "
+                f"be shared by its {len(dummies[r.rhs])} dummies {dummies[r.rhs]}, making "
+                "their effects equal; remove the label"
+            )
 
 
 # ---- tables completed from the data -------------------------------------------------------

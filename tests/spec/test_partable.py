@@ -568,3 +568,57 @@ def test_prior_scale_widens_small_variance_priors():
 def test_bad_small_variance_options_are_one_clear_error(header, message):
     with pytest.raises(ModelSpecError, match=re.escape(message)):
         _bsem(header)
+
+
+# ---- dummy-coded controls -------------------------------------------------------------------
+CONTROLLED = BASE + "G ~ F + gender + age + edu\n"
+
+
+def test_dummy_controls_replace_the_control_in_every_row():
+    from bayes_sor.spec.partable import with_dummy_controls
+
+    pt = build_partable(CONTROLLED)
+    coded = with_dummy_controls(pt, {"gender": ["gender[male]"], "edu": ["edu[a]", "edu[b]"]})
+    t = coded.table
+    assert list(rows(coded, "~", "G").rhs) == ["F", "gender[male]", "age", "edu[a]", "edu[b]"]
+    assert coded.observed_structural == ["gender[male]", "age", "edu[a]", "edu[b]"]
+    assert coded.exogenous == ["F", "gender[male]", "age", "edu[a]", "edu[b]"]
+    assert not {"gender", "edu"} & (set(t.lhs) | set(t.rhs))
+    # every pair of exogenous variables has its correlation (one LKJ matrix), the dummies'
+    # own pair included, and each dummy its variance and intercept
+    exo = coded.exogenous
+    pairs = t[(t.op == "~~") & (t.lhs != t.rhs)]
+    assert {frozenset(p) for p in zip(pairs.lhs, pairs.rhs, strict=True)} == {
+        frozenset((a, b)) for i, a in enumerate(exo) for b in exo[i + 1 :]
+    }
+    assert set(pairs.prior) == {DEFAULT_PRIORS["latent_correlations"]}
+    for dummy in ("edu[a]", "edu[b]"):
+        assert len(rows(coded, "~~", dummy, dummy)) == len(rows(coded, "~1", dummy)) == 1
+    # edu's second dummy: its path, variance, intercept, correlations with F, gender[male],
+    # age and edu[a]
+    free = t.free[t.free > 0]
+    assert sorted(free) == list(range(1, coded.n_free + 1)) and coded.n_free == pt.n_free + 7
+
+
+def test_a_label_on_a_two_level_control_is_kept():
+    from bayes_sor.spec.partable import with_dummy_controls
+
+    pt = build_partable(BASE + "G ~ F + g*gender\ngap := 2*g\n")
+    coded = with_dummy_controls(pt, {"gender": ["gender[male]"]})
+    assert rows(coded, "~", "G", "gender[male]").label.item() == "g"
+    assert coded.table.op.iloc[-1] == ":="
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (BASE + "G ~ F + e*edu\n", r"label 'e' on the control 'edu' .* remove the label"),
+        (BASE + "edu ~ F\nG ~ edu\n", r"can only predict, not be the outcome"),
+        (BASE + "G ~ F + edu + F:edu\n", r"interactions with a dummy-coded control"),
+    ],
+)
+def test_bad_uses_of_a_text_control_are_one_clear_error(model, message):
+    from bayes_sor.spec.partable import with_dummy_controls
+
+    with pytest.raises(ModelSpecError, match=message):
+        with_dummy_controls(build_partable(model), {"edu": ["edu[a]", "edu[b]"]})
