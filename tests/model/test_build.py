@@ -178,6 +178,17 @@ def test_cross_loadings_with_small_variance_priors_start_at_zero():
     assert starts["F=~y2"] > 0.3
 
 
+def test_small_variance_residual_correlations_have_a_finite_density_at_the_start():
+    # normal(0,0.1) stands for beta(49.5,49.5) on (rho + 1) / 2: read as beta(0, 0.1) the
+    # density would be undefined
+    text = "---\nresidual_covariances: normal(0,0.1)\ncross_loadings: normal(0,0.1)\n---\n"
+    built = pymc_model(build_partable(text + "F =~ y1 + y2\nG =~ y3 + y4\n"), _data())
+    model = built.model
+    assert model.named_vars["residual_cor_raw"].eval().shape == (6,)
+
+    assert np.isfinite(model.point_logps()["residual_cor_raw"])
+
+
 # ---- observed variables in the structural model -----------------------------------------
 PROCESS_14 = """
 negtone ~ a*dysfunc
