@@ -174,7 +174,7 @@ def fit(
     source = next((v for v in (data, cov, cor) if v is not None), None)
     stage("reading the data" + (f" ({source})" if isinstance(source, str | Path) else ""))
     dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
-    for coding in getattr(dataset, "controls", []):
+    for coding in dataset.controls if isinstance(dataset, Dataset) else []:
         stage(f"control {coding.describe()}")
     stage("building the PyMC model")
     built = pymc_model(
