@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bayes_sor.data.controls import ControlCoding, code_controls, coded_names
 from bayes_sor.data.csv_reader import read_csv_bytes
 from bayes_sor.data.messages import listed_rows, quoted
 from bayes_sor.data.scale import Scale, parse_scale
@@ -69,6 +70,9 @@ class Dataset:
     """Each kept row's group label (a multiple-group model), else ``None``."""
     group_levels: list[str] | None = None
     """The groups in order of first appearance (lavaan's group order)."""
+    controls: list[ControlCoding] = field(default_factory=list)
+    """The control columns dummy-coded (:mod:`~bayes_sor.data.controls`); ``items`` and
+    ``frame`` hold their dummies in their place."""
 
 
 def load_data(
@@ -80,6 +84,7 @@ def load_data(
     observed: Sequence[str] = (),
     latents: Sequence[str] = (),
     group: str | None = None,
+    reference: Mapping[str, object] | None = None,
 ) -> Dataset:
     """Read (a path) or take (a DataFrame) the data and check the model's ``items`` in it.
 
@@ -95,6 +100,10 @@ def load_data(
     data is most often a misspelt latent, and is reported as one. ``group``: the column that
     splits the respondents into groups (a multiple-group model): every group needs enough
     respondents and every item answered and varying within it.
+    data is most often a misspelt latent, and is reported as one. An observed variable whose
+    column is text (or that ``reference`` names: ``{gender: male}``) is a control, dummy-coded
+    (:func:`~bayes_sor.data.controls.code_controls`); the declared scale is the items', not the
+    observed variables'.
     """
     policy = str(missing).strip().lower()
     if policy not in MISSING_POLICIES:
@@ -107,6 +116,12 @@ def load_data(
     if scale is not None and not isinstance(scale, Scale):
         scale = parse_scale(str(scale))
     answers = _Source.read(source)
+    frame, controls = code_controls(
+        answers.frame, list(observed), reference, answers.where, answers.in_file, policy
+    )
+    if controls:
+        answers = replace(answers, frame=frame)
+        items, observed = coded_names(items, controls), coded_names(observed, controls)
     ordinal = resolve_ordinal(ordinal, items)
     values = _checked_values(answers, items, scale, ordinal, list(observed), list(latents))
     counts = {item: int(values[item].isna().sum()) for item in items}
@@ -130,6 +145,7 @@ def load_data(
         policy=policy,
         groups=groups,
         group_levels=levels,
+        controls=controls,
     )
 
 
@@ -186,8 +202,8 @@ def _checked_values(
     values = numeric_answers(frame, items, where, rows, answers.in_file)
     check_finite(values, where, rows)
     check_present(values, where)
-    if scale is not None:
-        check_scale(values, scale, where, rows)
+    if scale is not None:  # the Likert items', not the controls' (age, 0/1 dummies)
+        check_scale(values.drop(columns=observed), scale, where, rows)
     check_ordinal_whole(values, ordinal, where, rows)
     check_variation(values, ordinal, where, after_drop=False)
     return values

@@ -14,7 +14,7 @@ from bayes_sor.data.categories import answer_codes
 from bayes_sor.data.summary_statistics import SummaryData
 from bayes_sor.model.latent import CENTRED_PREFIX, raw_latent_names
 from bayes_sor.model.ordinal import start_thresholds
-from bayes_sor.spec.partable import ParTable
+from bayes_sor.spec.partable import ParTable, row_name, small_variance_parameters
 
 #: what a model is built from: answers, a covariance matrix with N, or nothing (the prior)
 Data = pd.DataFrame | SummaryData | None
@@ -116,9 +116,12 @@ def _start_scores(
 def _start_by_name(partable: ParTable, moments: ItemMoments) -> dict[str, float]:
     params = partable.parameters.reset_index(drop=True)
     ordinal = set(partable.ordinal_items())
+    small = {row_name(r.lhs, r.op, r.rhs) for r in small_variance_parameters(partable).itertuples()}
     start: dict[str, float] = {}
     for name, r in zip(partable.names, params.itertuples(), strict=True):
-        if r.op == "=~":
+        if name in small:
+            start[name] = 0.0  # a cross-loading with a small-variance prior: its prior mean
+        elif r.op == "=~":
             start[name] = 1.0 if r.rhs in ordinal else 0.7 * np.sqrt(moments.var[r.rhs])
         elif r.op == "~1":  # an item's mean; a latent mean (multiple groups) starts at 0
             start[name] = float(moments.mean.get(r.lhs, 0.0))

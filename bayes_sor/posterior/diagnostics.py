@@ -8,6 +8,7 @@ whose posterior SD is still more than half their prior SD (the data say little a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -74,8 +75,11 @@ def _prior_sd(text: str) -> float:
     return float("nan")
 
 
-def _identification_problems(idata: xr.DataTree, free: pd.DataFrame) -> list[str]:
-    """Empirical under-identification: chains in sign-flipped modes, posteriors equal priors."""
+def _identification_problems(
+    idata: xr.DataTree, free: pd.DataFrame, prior_identified: Collection[str]
+) -> list[str]:
+    """Empirical under-identification: chains in sign-flipped modes, posteriors equal priors
+    (except for the ``prior_identified`` parameters, whose prior is meant to dominate)."""
     problems = []
     par = idata["posterior"]["par"]
     chain_means = par.mean("draw")
@@ -95,7 +99,7 @@ def _identification_problems(idata: xr.DataTree, free: pd.DataFrame) -> list[str
             "or fix a loading"
         )
     ratio = free["sd"] / free["prior"].map(_prior_sd)
-    vague = ratio > PRIOR_SD_RATIO
+    vague = (ratio > PRIOR_SD_RATIO) & ~free.index.isin(list(prior_identified))
     if vague.any():
         problems.append(
             f"the posterior is nearly the prior for {_names(free, vague)} (posterior "
@@ -105,8 +109,13 @@ def _identification_problems(idata: xr.DataTree, free: pd.DataFrame) -> list[str
     return problems
 
 
-def check_convergence(idata: xr.DataTree, estimates: pd.DataFrame) -> Diagnostics:
-    """Judge a fit from its sampler statistics and the free parameters' R-hat and ESS."""
+def check_convergence(
+    idata: xr.DataTree, estimates: pd.DataFrame, prior_identified: Collection[str] = ()
+) -> Diagnostics:
+    """Judge a fit from its sampler statistics and the free parameters' R-hat and ESS.
+
+    ``prior_identified``: parameters (``lhs op rhs``) identified by a small-variance prior
+    (BSEM), which the check for posteriors that equal their priors leaves out."""
     free = estimates[estimates.free > 0].copy()
     free["param"] = pd.Series(posterior_names(estimates), index=estimates.index)[free.index]
     free.index = free.lhs + " " + free.op + " " + free.rhs
@@ -146,7 +155,7 @@ def check_convergence(idata: xr.DataTree, estimates: pd.DataFrame) -> Diagnostic
             "posterior may be biased; raise --target-accept (e.g. 0.95) or "
             "reparameterise"
         )
-    diag.problems += _identification_problems(idata, free)
+    diag.problems += _identification_problems(idata, free, prior_identified)
     if min_bfmi < BFMI_MIN:
         diag.problems.append(
             f"E-BFMI {min_bfmi:.2f} below {BFMI_MIN} in a chain: the sampler "

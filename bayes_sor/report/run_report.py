@@ -54,7 +54,7 @@ from bayes_sor.report.figures import (
 )
 from bayes_sor.runs.output import staging
 from bayes_sor.runs.rundir import RUN_FILES, Run, load_run
-from bayes_sor.spec.partable import ParTable, kind_of, row_name
+from bayes_sor.spec.partable import ParTable, kind_of, row_name, small_variance_parameters
 
 if TYPE_CHECKING:
     from bayes_sor.report.figures import ConditionalCurve
@@ -133,6 +133,10 @@ def _model_section(run: Run) -> Section:
                     f"`{attrs.get('bayes_sor_data_sha256', '?')}`",
                     _missingness(attrs),
                     *_category_notes(attrs),
+                    *(
+                        f"control {line}"
+                        for line in json.loads(attrs.get("bayes_sor_controls", "[]"))
+                    ),
                     f"identification: {attrs.get('bayes_sor_identification', '?')}; likelihood: "
                     f"{attrs.get('bayes_sor_likelihood', '?')}; intervals: {run.interval}",
                     "sampler: "
@@ -569,10 +573,37 @@ def _estimates_section(run: Run) -> Section:
     return Section(
         "7. Parameter estimates",
         [
+            *_small_variance_blocks(run),
             Paragraph(f"Every parameter ({run.interval}); fixed parameters have no R-hat or ESS."),
             _titled(format_frame(table), "Parameter estimates (estimates.csv)"),
         ],
     )
+
+
+def _small_variance_blocks(run: Run) -> list[Block]:
+    """The cross-loadings and residual covariances added with small-variance priors (header
+    options ``cross_loadings``, ``residual_covariances``) whose interval excludes 0: where the
+    model as written misses something (BSEM, Muthen & Asparouhov 2012)."""
+    added = small_variance_parameters(run.partable)[["lhs", "op", "rhs"]]
+    if added.empty:
+        return []
+    e = run.estimates.merge(added, on=["lhs", "op", "rhs"])
+    flagged = e[(e["ci.lower"] > 0) | (e["ci.upper"] < 0)]
+    text = (
+        f"The model adds {len(e)} cross-loadings and residual covariances with small-variance "
+        f"priors ({', '.join(sorted(set(e.prior)))}); {len(flagged)} of them "
+        f"{'has' if len(flagged) == 1 else 'have'} a {run.interval} that excludes 0"
+    )
+    if flagged.empty:
+        return [Paragraph(text + ": the data ask for none of them.")]
+    shown = flagged[["lhs", "op", "rhs", "mean", "sd", "ci.lower", "ci.upper", "std.all", "prior"]]
+    return [
+        Paragraph(
+            text + ", listed below: candidates to state in the model (or evidence against "
+            "it), to judge by their size and by theory, as modification indices are."
+        ),
+        _titled(format_frame(shown), "Small-variance parameters whose interval excludes 0"),
+    ]
 
 
 # ---- figures and the whole report ----------------------------------------------------------

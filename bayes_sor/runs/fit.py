@@ -33,7 +33,13 @@ from bayes_sor.posterior.scores import marginal_latent_scores
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
 from bayes_sor.spec.groups import check_group_values, check_groupable, with_groups
-from bayes_sor.spec.partable import ParTable, build_partable, without_mean_structure
+from bayes_sor.spec.partable import (
+    ParTable,
+    build_partable,
+    small_variance_names,
+    with_dummy_controls,
+    without_mean_structure,
+)
 from bayes_sor.spec.syntax import check_moderator_values
 
 PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
@@ -177,6 +183,8 @@ def fit(
     source = next((v for v in (data, cov, cor) if v is not None), None)
     stage("reading the data" + (f" ({source})" if isinstance(source, str | Path) else ""))
     dataset, partable = _load_inputs(partable, data, summary, scale, missing, save_latent)
+    for coding in dataset.controls if isinstance(dataset, Dataset) else []:
+        stage(f"control {coding.describe()}")
     stage("building the PyMC model")
     built = pymc_model(
         partable,
@@ -205,7 +213,7 @@ def fit(
         estimates=estimates,
         effects=effects_table(effects, ci_prob, hdi),
         hypotheses=evaluate(partable, posterior, ci_prob),
-        diagnostics=check_convergence(idata, estimates),
+        diagnostics=check_convergence(idata, estimates, small_variance_names(partable)),
         settings=settings,
         ci_prob=ci_prob,
         hdi=hdi,
@@ -325,6 +333,8 @@ def _record_provenance(
         )
     if built.likelihood == "conditional":
         idata.attrs["bayes_sor_centred_latents"] = json.dumps(built.centred_latents)
+    if isinstance(dataset, Dataset) and dataset.controls:
+        idata.attrs["bayes_sor_controls"] = json.dumps([c.describe() for c in dataset.controls])
     if moderator_values:
         idata.attrs["bayes_sor_moderator_values"] = json.dumps(partable.options["moderator_values"])
     if isinstance(dataset, Dataset) and partable.ordinal_items():
@@ -355,7 +365,10 @@ def _load_inputs(
             observed=observed,
             latents=[f for f in partable.latents if f not in observed],
             group=partable.options.get("group"),
+            reference=partable.options.get("reference"),
         )
+        partable = with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
+        check_hypotheses(partable)  # one naming a coded control's path by its column's name
         if dataset.group_levels:
             if partable.hypotheses:
                 warnings.warn(

@@ -27,7 +27,13 @@ from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate
 from bayes_sor.posterior.rsquared import r_squared
 from bayes_sor.runs.output import is_run_folder, refit_command
 from bayes_sor.spec.matrices import Representation, representation
-from bayes_sor.spec.partable import ParTable, add_thresholds, build_partable, without_mean_structure
+from bayes_sor.spec.partable import (
+    ParTable,
+    add_thresholds,
+    build_partable,
+    small_variance_names,
+    without_mean_structure,
+)
 
 #: the tables a complete run folder holds beside posterior.nc
 RUN_FILES = ("estimates.csv", "effects.csv")
@@ -126,7 +132,7 @@ class Run:
 
     @cached_property
     def diagnostics(self) -> Diagnostics:
-        return check_convergence(self.tree, self.estimates)
+        return check_convergence(self.tree, self.estimates, small_variance_names(self.partable))
 
     def latent_scores(self) -> np.ndarray | None:
         """Stored latent scores (chain, draw, obs, latent) of ``fit --save-latent``, if any."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -441,6 +443,7 @@ def build_partable(
         raise ModelSpecError(f"unknown identification {identification!r}; use 'std.lv' or 'marker'")
     merged_priors = _merged_priors(options.get("priors"), priors, prior_scale)
     rows, latents, indicators, measured = _model_rows(spec)
+    rows += small_variance_rows(options, rows, latents, measured, prior_scale)
     ordinal = options.get("ordinal") if ordinal is None else ordinal
     ordinal_items = _resolve_ordinal(ordinal, measured)
     ordinal_items += [r["lhs"] for r in rows if r["op"] == "|" and r["lhs"] not in ordinal_items]
@@ -565,9 +568,11 @@ def _check_scales(pt: ParTable) -> None:
     t = pt.table
     p = len(pt.indicators)
     moments = p * (p + 1) // 2 + p
-    if pt.n_free > moments:
+    # parameters with small-variance priors are identified by their priors (BSEM), not the data
+    n_free = pt.n_free - small_variance_parameters(pt).free.nunique()
+    if n_free > moments:
         raise ModelSpecError(
-            f"the model has {pt.n_free} free parameters but the {p} items give only {moments} "
+            f"the model has {n_free} free parameters but the {p} items give only {moments} "
             "moments (variances, covariances, means): it is not identified; fix parameters or "
             "add items"
         )
@@ -631,6 +636,165 @@ def _check_definitions(pt: ParTable, later_labels: set[str] = frozenset()) -> No
                 f"{missing}{hint}; label the paths first, e.g. 'CT ~ a1*PI'"
             )
         known.add(r.lhs)
+
+
+# ---- small-variance priors (BSEM) ---------------------------------------------------------
+def small_variance_rows(
+    options: dict, rows: list[dict], latents: list[str], measured: list[str], prior_scale: float
+) -> list[dict]:
+    """Every cross-loading (header option ``cross_loadings``) and every residual covariance of
+    two items (``residual_covariances``) the model does not state, each with the option's
+    small-variance prior: Bayesian SEM as Muthen & Asparouhov (2012), where the priors, not the
+    data, identify them.
+
+    Cross-loadings are on the loadings' scale (latent variance 1 under std.lv). Residual
+    covariances are sampled as correlations times the two residual SDs
+    (:mod:`bayes_sor.model.parameters`), so their prior is on the residual correlation:
+    ``beta(a,b)`` on (rho + 1) / 2 as for any residual covariance, or ``normal(0,s)``, the
+    beta(a,a) with the same SD s, a = (1/s^2 - 1) / 2 (``normal(0,0.1)``: beta(49.5,49.5)).
+    Observed structural variables get neither (they have no residual). Rows follow the user's,
+    so each factor's first (marker or sign-constrained) loading stays the user's first.
+    """
+    cross = options.get("cross_loadings")
+    residual = options.get("residual_covariances")
+    if cross is None and residual is None:
+        return []
+    have = {(r["lhs"], r["op"], r["rhs"]) for r in rows}
+    have |= {(r["rhs"], r["op"], r["lhs"]) for r in rows if r["op"] == "~~"}
+    factors = [f for f in latents if f not in _own_indicator(rows)]
+    pairs: list[tuple[str, str, str, str]] = []
+    if cross is not None:
+        prior = _small_variance_prior("cross_loadings", cross, prior_scale)
+        pairs += [(f, "=~", x, prior) for f in factors for x in measured]
+    if residual is not None:
+        prior = _residual_correlation_prior(residual, prior_scale)
+        pairs += [(a, "~~", b, prior) for i, a in enumerate(measured) for b in measured[i + 1 :]]
+    return [
+        {
+            "lhs": lhs,
+            "op": op,
+            "rhs": rhs,
+            "label": "",
+            "fixed": None,
+            "start": None,
+            "prior": prior,
+            "user": 0,
+            "line": 0,
+        }
+        for lhs, op, rhs, prior in pairs
+        if (lhs, op, rhs) not in have
+    ]
+
+
+def _own_indicator(rows: list[dict]) -> set[str]:
+    """Observed structural variables (``v =~ v``)."""
+    return {r["lhs"] for r in rows if r["op"] == "=~" and r["lhs"] == r["rhs"]}
+
+
+def _small_variance_prior(option: str, text: object, prior_scale: float) -> str:
+    """The header option's prior text, checked, widened by ``prior_scale`` as priors by kind."""
+    if not isinstance(text, str):
+        raise ModelSpecError(
+            f"the header option {option!r} takes one prior, e.g. '{option}: normal(0,0.1)'; "
+            f"got {text!r}"
+        )
+    parse_prior(text, f"the header option {option!r}")
+    return widen(text, prior_scale) if prior_scale != 1 else text
+
+
+def _residual_correlation_prior(text: object, prior_scale: float) -> str:
+    """``beta(a,b)`` as given, ``normal(0,s)`` as the beta(a,a) whose correlation has SD s."""
+    text = _small_variance_prior("residual_covariances", text, 1.0)
+    prior = parse_prior(text)
+    if prior.family == "normal" and prior.args[0] == 0 and prior.args[1] < 1:
+        # (rho + 1) / 2 ~ beta(a, a) gives var(rho) = 1 / (2a + 1)
+        text = f"beta({(1 / prior.args[1] ** 2 - 1) / 2:g},{(1 / prior.args[1] ** 2 - 1) / 2:g})"
+    elif prior.family != "beta":
+        raise ModelSpecError(
+            f"residual_covariances: {text!r} is not a prior of a residual correlation; give "
+            "'normal(0,s)' with s < 1 (the SD of the correlation, e.g. normal(0,0.1)) or "
+            "'beta(a,b)' on (rho + 1) / 2"
+        )
+    return widen(text, prior_scale) if prior_scale != 1 else text
+
+
+def small_variance_parameters(partable: ParTable) -> pd.DataFrame:
+    """The rows :func:`small_variance_rows` added: cross-loadings and item residual
+    covariances that the user did not state (no default row is one of these)."""
+    t = partable.parameters
+    items = set(partable.indicators) - set(partable.observed_structural)
+    added = t.user == 0
+    cross = (t.op == "=~") & (t.lhs != t.rhs)
+    residual = (t.op == "~~") & (t.lhs != t.rhs) & t.lhs.isin(items) & t.rhs.isin(items)
+    return t[added & (cross | residual)]
+
+
+def small_variance_names(partable: ParTable) -> list[str]:
+    """The :func:`small_variance_parameters` as ``lhs op rhs`` (the diagnostics' names)."""
+    rows = small_variance_parameters(partable)
+    return (rows.lhs + " " + rows.op + " " + rows.rhs).tolist()
+
+
+# ---- dummy-coded controls -----------------------------------------------------------------
+def with_dummy_controls(partable: ParTable, dummies: Mapping[str, list[str]]) -> ParTable:
+    """The table with each dummy-coded control ``v`` (an observed structural variable whose
+    column is text, :mod:`bayes_sor.data.controls`) replaced by its dummies ``v[level]``.
+
+    ``Y ~ v`` becomes ``Y ~ v[level]`` for each dummy, and so do the control's own rows (its
+    single indicator, variance, intercept, covariances with the other exogenous variables),
+    with the covariances among its dummies added (the exogenous correlations form one LKJ
+    matrix). Free parameters are renumbered.
+    """
+    if not dummies:
+        return partable
+    _check_controls(partable, dummies)
+    table, pairs = [], []
+    for r in partable.table.to_dict("records"):
+        if r["op"] == ":=":
+            table.append(r)
+            continue
+        lhs = dummies.get(r["lhs"], [r["lhs"]])
+        rhs = dummies.get(r["rhs"], [r["rhs"]])
+        own = r["op"] == "=~" or (r["op"] == "~~" and r["lhs"] == r["rhs"])
+        pairs_of_row = zip(lhs, rhs, strict=True) if own else product(lhs, rhs)
+        table += [{**r, "lhs": a, "rhs": b} for a, b in pairs_of_row]
+        if r["op"] == "~~" and r["lhs"] == r["rhs"] and len(lhs) > 1:
+            prior = partable.options["priors"]["latent_correlations"]
+            pairs += [
+                {**r, "lhs": a, "rhs": b, "prior": prior}
+                for i, a in enumerate(lhs)
+                for b in lhs[i + 1 :]
+            ]
+    table = pd.DataFrame(table + pairs)
+    table = _assign_free(table.assign(fixed_flag=(table.free == 0) & (table.op != ":=")))
+    coded = _with_rows(partable, table)
+    _check_identification(coded)
+    return coded
+
+
+def _check_controls(partable: ParTable, dummies: Mapping[str, list[str]]) -> None:
+    """A dummy-coded control is a predictor only, in no interaction, labelled only when it
+    has one dummy (a label shared by several dummies would make their effects equal)."""
+    for r in partable.regressions.itertuples():
+        parts = r.rhs.split(":")
+        if r.lhs in dummies:
+            raise ModelSpecError(
+                f"model line {r.line}: the control {r.lhs!r} is text, dummy-coded, so it can "
+                f"only predict, not be the outcome of '{r.lhs} ~ {r.rhs}'; recode it into a "
+                "number if it is an outcome"
+            )
+        if len(parts) > 1 and set(parts) & set(dummies):
+            raise ModelSpecError(
+                f"model line {r.line}: '{r.rhs}' multiplies a text control, which bayes_sor "
+                "dummy-codes; interactions with a dummy-coded control are not supported: "
+                "recode it into a number (0/1 for two levels)"
+            )
+        if r.label and len(dummies.get(r.rhs, [])) > 1:
+            raise ModelSpecError(
+                f"model line {r.line}: the label {r.label!r} on the control {r.rhs!r} would "
+                f"be shared by its {len(dummies[r.rhs])} dummies {dummies[r.rhs]}, making "
+                "their effects equal; remove the label"
+            )
 
 
 # ---- tables completed from the data -------------------------------------------------------

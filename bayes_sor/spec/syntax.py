@@ -67,6 +67,9 @@ HEADER_OPTIONS: dict[str, tuple[str, ...] | None] = {
     "group": None,
     "group.equal": None,
     "group.partial": None,
+    "cross_loadings": None,
+    "residual_covariances": None,
+    "reference": None,
 }
 _HYPOTHESIS = re.compile(r"^\s*#\s*(H\d+[A-Za-z]?)\s*:\s*(.+?)\s*$")
 _MODIFIER_FUNCTIONS = ("label", "start", "prior", "equal", "c")

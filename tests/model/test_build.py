@@ -164,6 +164,31 @@ def test_starting_values_put_every_loading_on_the_positive_side():
     assert (starts["normal_params"][:3] > 0).all()
 
 
+def test_cross_loadings_with_small_variance_priors_start_at_zero():
+    two = "---\ncross_loadings: normal(0,0.1)\n---\nF =~ y1 + y2\nG =~ y3 + y4\n"
+    built = pymc_model(build_partable(two), _data())
+    dim = built.model.named_vars_to_dims["normal_params"][0]
+    starts = dict(zip(built.model.coords[dim], built.initial_values["normal_params"], strict=True))
+    assert {n: v for n, v in starts.items() if n in ("F=~y3", "F=~y4", "G=~y1", "G=~y2")} == {
+        "F=~y3": 0.0,
+        "F=~y4": 0.0,
+        "G=~y1": 0.0,
+        "G=~y2": 0.0,
+    }
+    assert starts["F=~y2"] > 0.3
+
+
+def test_small_variance_residual_correlations_have_a_finite_density_at_the_start():
+    # normal(0,0.1) stands for beta(49.5,49.5) on (rho + 1) / 2: read as beta(0, 0.1) the
+    # density would be undefined
+    text = "---\nresidual_covariances: normal(0,0.1)\ncross_loadings: normal(0,0.1)\n---\n"
+    built = pymc_model(build_partable(text + "F =~ y1 + y2\nG =~ y3 + y4\n"), _data())
+    model = built.model
+    assert model.named_vars["residual_cor_raw"].eval().shape == (6,)
+
+    assert np.isfinite(model.point_logps()["residual_cor_raw"])
+
+
 # ---- observed variables in the structural model -----------------------------------------
 PROCESS_14 = """
 negtone ~ a*dysfunc

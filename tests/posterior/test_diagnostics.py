@@ -117,3 +117,13 @@ def test_multiple_groups_name_each_parameter_once_with_its_group():
     shared[0, :, [0, 2]] += 1.0  # the shared loading: both groups' rows move
     rhat = next(p for p in check_convergence(*_two_groups(shared)).problems if "R-hat" in p)
     assert rhat.count("F =~ y0") == 1
+
+
+def test_small_variance_parameters_may_equal_their_prior():
+    # BSEM's cross-loadings are identified by their priors: a posterior near the prior there is
+    # the design, not under-identification; any other parameter is still flagged
+    rng = np.random.default_rng(6)
+    draws = rng.normal(0.0, 9.0, size=(4, 1000, 3))
+    diag = check_convergence(*_tree(draws), prior_identified=["F =~ y1"])
+    flagged = [p for p in diag.problems if "nearly the prior" in p]
+    assert flagged and "F =~ y0" in flagged[0] and "F =~ y1" not in flagged[0]

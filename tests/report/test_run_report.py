@@ -518,3 +518,27 @@ def test_run_folder_attributes_record_interval_rope_and_missingness(fitted):
         "missing answers per item: none; handling: missing-data model, case-wise (FIML)"
         in (out / "report.md").read_text()
     )
+
+
+def test_small_variance_parameters_whose_interval_excludes_zero_are_listed(root):
+    from types import SimpleNamespace
+
+    from bayes_sor.report.run_report import _small_variance_blocks
+
+    model = (root / "models" / "holzinger_swineford.lav").read_text()
+    bsem = build_partable("---\ncross_loadings: normal(0,0.1)\n---\n" + model)
+    estimates = bsem.parameters.assign(
+        mean=0.01, sd=0.05, **{"ci.lower": -0.1, "ci.upper": 0.1, "std.all": 0.01}
+    )
+    x9 = (estimates.lhs == "visual") & (estimates.rhs == "x9")
+    estimates.loc[x9, ["mean", "ci.lower", "ci.upper"]] = [0.22, 0.09, 0.36]
+    estimates.loc[(estimates.lhs == "visual") & (estimates.rhs == "x1"), "ci.lower"] = 0.5
+    run = SimpleNamespace(partable=bsem, estimates=estimates, interval="95% equal-tailed interval")
+    text = to_markdown(Document("T", "", [Section("7", _small_variance_blocks(run))]))
+    assert "adds 18 cross-loadings" in text and "1 of them has a 95%" in text
+    listed = [line for line in text.splitlines() if line.startswith("| visual")]
+    assert listed == [
+        "| visual | =~ | x9 | 0.220 | 0.050 | 0.090 | 0.360 | 0.010 | normal(0,0.1) |"
+    ]
+    plain = SimpleNamespace(partable=build_partable(model), estimates=estimates, interval="")
+    assert _small_variance_blocks(plain) == []

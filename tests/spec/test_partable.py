@@ -477,3 +477,148 @@ def test_names_in_regressions_that_are_not_items_are_observed_variables():
     assert ("G", "F", "Q") in pt.interactions
     only_observed = build_partable("M ~ X\nY ~ M + X\n")
     assert set(only_observed.observed_structural) == {"X", "M", "Y"}
+
+
+# ---- small-variance priors (BSEM) ---------------------------------------------------------
+HS = (MODELS / "holzinger_swineford.lav").read_text()
+
+
+def _bsem(header: str, text: str = HS, **kwargs) -> ParTable:
+    return build_partable(f"---\n{header}\n---\n{text}", **kwargs)
+
+
+@pytest.mark.parametrize("identification", ["std.lv", "marker"])
+def test_cross_loadings_add_every_missing_loading_after_the_users(identification):
+    from bayes_sor.spec.partable import small_variance_parameters
+
+    pt = _bsem("cross_loadings: normal(0,0.1)", identification=identification)
+    added = small_variance_parameters(pt)
+    assert len(added) == 3 * 6 and set(added.op) == {"=~"} and set(added.prior) == {"normal(0,0.1)"}
+    assert ("visual", "x9") in set(zip(added.lhs, added.rhs, strict=True))
+    assert not {("visual", "x1"), ("speed", "x9")} & set(zip(added.lhs, added.rhs, strict=True))
+    first = rows(pt, "=~", "visual").iloc[0]
+    # each factor's scale still comes from its own first item, never from a cross-loading
+    assert first.rhs == "x1"
+    if identification == "marker":
+        assert first.free == 0 and (added.free > 0).all()
+    else:
+        assert first.prior == "halfnormal(10)"
+    assert pt.indicators == [f"x{i}" for i in range(1, 10)] and pt.latents == [
+        "visual",
+        "textual",
+        "speed",
+    ]
+
+
+def test_residual_covariances_prior_is_on_the_correlation():
+    from bayes_sor.spec.partable import small_variance_parameters
+
+    pt = _bsem("residual_covariances: normal(0,0.1)", BASE + "x1 ~~ x2\n")
+    added = small_variance_parameters(pt)
+    # 15 pairs of 6 items, less the one the model states (which keeps the default prior)
+    assert len(added) == 14 and set(added.op) == {"~~"}
+    assert set(added.prior) == {"beta(49.5,49.5)"}  # SD of 2 * beta(a, a) - 1 is 0.1
+    stated = rows(pt, "~~", "x1", "x2")
+    assert stated.prior.item() == DEFAULT_PRIORS["residual_covariances"]
+    assert set(small_variance_parameters(_bsem("residual_covariances: beta(20,20)")).prior) == {
+        "beta(20,20)"
+    }
+
+
+def test_small_variance_parameters_escape_the_counting_rule():
+    # 2 items per factor, 4 items: 14 moments; cross-loadings and residual covariances
+    # bring the free parameters to 4 + 4 + 4 + 4 + 1 + 6 = 23, identified by their priors alone;
+    # the same parameters stated in the model are counted, and refused
+    text = "F =~ x1 + x2\nG =~ y1 + y2\n"
+    pt = _bsem("cross_loadings: normal(0,0.1)\nresidual_covariances: normal(0,0.1)", text)
+    assert pt.n_free == 23
+    with pytest.raises(ModelSpecError, match="free parameters"):
+        build_partable(
+            text + "x1 ~~ x2 + y1 + y2\nx2 ~~ y1 + y2\ny1 ~~ y2\nF =~ y1 + y2\nG =~ x1 + x2\n"
+        )
+
+
+def test_small_variance_rows_skip_observed_structural_variables():
+    from bayes_sor.spec.partable import small_variance_parameters
+
+    text = "F =~ x1 + x2 + x3\nG =~ y1 + y2 + y3\nG ~ F + age\n"
+    added = small_variance_parameters(
+        _bsem("cross_loadings: normal(0,0.1)\nresidual_covariances: normal(0,0.1)", text)
+    )
+    assert "age" not in set(added.lhs) | set(added.rhs)
+    assert len(added[added.op == "=~"]) == 6 and len(added[added.op == "~~"]) == 15
+
+
+def test_prior_scale_widens_small_variance_priors():
+    from bayes_sor.spec.partable import small_variance_parameters
+
+    pt = _bsem("cross_loadings: normal(0,0.1)", prior_scale=2)
+    assert set(small_variance_parameters(pt).prior) == {"normal(0,0.2)"}
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("cross_loadings: normal(0,-1)", "non-positive scale"),
+        ("cross_loadings: [1, 2]", "takes one prior"),
+        ("residual_covariances: gamma(1,1)", "not a prior of a residual correlation"),
+        ("residual_covariances: normal(0,2)", "s < 1"),
+    ],
+)
+def test_bad_small_variance_options_are_one_clear_error(header, message):
+    with pytest.raises(ModelSpecError, match=re.escape(message)):
+        _bsem(header)
+
+
+# ---- dummy-coded controls -------------------------------------------------------------------
+CONTROLLED = BASE + "G ~ F + gender + age + edu\n"
+
+
+def test_dummy_controls_replace_the_control_in_every_row():
+    from bayes_sor.spec.partable import with_dummy_controls
+
+    pt = build_partable(CONTROLLED)
+    coded = with_dummy_controls(pt, {"gender": ["gender[male]"], "edu": ["edu[a]", "edu[b]"]})
+    t = coded.table
+    assert list(rows(coded, "~", "G").rhs) == ["F", "gender[male]", "age", "edu[a]", "edu[b]"]
+    assert coded.observed_structural == ["gender[male]", "age", "edu[a]", "edu[b]"]
+    assert coded.exogenous == ["F", "gender[male]", "age", "edu[a]", "edu[b]"]
+    assert not {"gender", "edu"} & (set(t.lhs) | set(t.rhs))
+    # every pair of exogenous variables has its correlation (one LKJ matrix), the dummies'
+    # own pair included, and each dummy its variance and intercept
+    exo = coded.exogenous
+    pairs = t[(t.op == "~~") & (t.lhs != t.rhs)]
+    assert {frozenset(p) for p in zip(pairs.lhs, pairs.rhs, strict=True)} == {
+        frozenset((a, b)) for i, a in enumerate(exo) for b in exo[i + 1 :]
+    }
+    assert set(pairs.prior) == {DEFAULT_PRIORS["latent_correlations"]}
+    for dummy in ("edu[a]", "edu[b]"):
+        assert len(rows(coded, "~~", dummy, dummy)) == len(rows(coded, "~1", dummy)) == 1
+    # edu's second dummy: its path, variance, intercept, correlations with F, gender[male],
+    # age and edu[a]
+    free = t.free[t.free > 0]
+    assert sorted(free) == list(range(1, coded.n_free + 1)) and coded.n_free == pt.n_free + 7
+
+
+def test_a_label_on_a_two_level_control_is_kept():
+    from bayes_sor.spec.partable import with_dummy_controls
+
+    pt = build_partable(BASE + "G ~ F + g*gender\ngap := 2*g\n")
+    coded = with_dummy_controls(pt, {"gender": ["gender[male]"]})
+    assert rows(coded, "~", "G", "gender[male]").label.item() == "g"
+    assert coded.table.op.iloc[-1] == ":="
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (BASE + "G ~ F + e*edu\n", r"label 'e' on the control 'edu' .* remove the label"),
+        (BASE + "edu ~ F\nG ~ edu\n", r"can only predict, not be the outcome"),
+        (BASE + "G ~ F + edu + F:edu\n", r"interactions with a dummy-coded control"),
+    ],
+)
+def test_bad_uses_of_a_text_control_are_one_clear_error(model, message):
+    from bayes_sor.spec.partable import with_dummy_controls
+
+    with pytest.raises(ModelSpecError, match=message):
+        with_dummy_controls(build_partable(model), {"edu": ["edu[a]", "edu[b]"]})
