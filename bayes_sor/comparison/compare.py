@@ -30,14 +30,16 @@ import argparse
 import hashlib
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bayes_sor.comparison.compare_report import write_outputs
+from bayes_sor.checks.result import Outcome, add_result_command
+from bayes_sor.comparison.compare_report import comparison_result
 from bayes_sor.comparison.published import read_published
-from bayes_sor.comparison.table import MethodEstimates, comparison_table
+from bayes_sor.comparison.table import OUTPUT_FILES, MethodEstimates, comparison_table
 from bayes_sor.data.csv_reader import read_csv
 from bayes_sor.data.load import load_data
 from bayes_sor.errors import BayesSORError, DataError, ModelSpecError
@@ -96,7 +98,8 @@ def _check_run(run: Run, partable: ParTable, data_path: Path) -> None:
         )
 
 
-def _check_counts(args: argparse.Namespace) -> None:
+def check_counts(args: argparse.Namespace) -> None:
+    """Refuse bootstrap and worker counts that cannot work, before any input is read."""
     for option, value, least in (
         ("--boot", args.boot, 2),
         ("--process-boot", args.process_boot, 2),
@@ -129,7 +132,8 @@ def _fit_bayes(args: argparse.Namespace, partable: ParTable, out: Path) -> tuple
 
 
 def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodEstimates], bool]:
-    """Everything ``compare`` does before writing: the four methods and their table."""
+    """The four methods and their table; whether a fit made here passed its convergence
+    checks (the options are checked first: :func:`check_counts`)."""
     # semopy (ML SEM) takes 0.7 s to import: only 'compare' itself loads it, not every CLI call
     from bayes_sor.comparison.compare_methods import (
         bayes_estimates,
@@ -138,7 +142,6 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
         study_estimates,
     )
 
-    _check_counts(args)
     partable = build_partable(read_model(args.model), identification=args.identification)
     if not args.data.is_file():
         raise DataError(f"data file {str(args.data)!r} does not exist")
@@ -170,13 +173,48 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
     return comparison_table(methods), methods, ok
 
 
+def comparison(args: argparse.Namespace) -> Outcome:
+    """``compare``'s result (:func:`~bayes_sor.comparison.compare_report.comparison_result`) for
+    ``--out``, its section for the Bayesian run's report, and the exit code: 1 when a fit made
+    here failed its convergence checks (unless ``--allow-warnings``)."""
+    table, methods, ok = run_comparison(args)
+    result = comparison_result(table, methods, model_name=args.model.stem)
+    run_dir = Path(methods[0].info["run"])
+    written = [args.out / name for name in OUTPUT_FILES]
+    written += [run_dir / "report.md", run_dir / "report.html"]
+    flagged = table[table.flag != ""]
+    lines = [
+        f"{len(table)} rows, {len(flagged)} flagged (methods disagree in sign or in whether "
+        "the interval excludes zero)"
+    ]
+    lines += [
+        f"  {r.scale:>3}  {r.kind:<26} {r.quantity} {r.moderator_value}: {r.flag}"
+        for r in flagged.itertuples()
+    ]
+    lines.append("wrote " + ", ".join(str(p) for p in written))
+    return Outcome(
+        [replace(result, console="\n".join(lines))],
+        args.out,
+        run_dir,
+        0 if ok or args.allow_warnings else 1,
+    )
+
+
 # ---- command line ----------------------------------------------------------------------------
 def add_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``python -m bayes_sor compare``."""
-    p = sub.add_parser(
+    """Register ``python -m bayes_sor compare`` (its results go to ``--out``, its section to
+    the Bayesian run's report)."""
+    add_result_command(
+        sub,
         "compare",
-        help="Bayesian vs ML SEM vs the study's composite OLS vs published values, side by side",
+        "Bayesian vs ML SEM vs the study's composite OLS vs published values, side by side",
+        comparison,
+        _declare,
+        check_counts,
     )
+
+
+def _declare(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="lavaan-syntax model file (.lav)")
     p.add_argument("--data", type=Path, required=True, help="CSV of item answers (+ controls)")
     p.add_argument(
@@ -221,20 +259,3 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="exit 0 even when the new fit fails its convergence checks",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_handler)
-
-
-def _handler(args: argparse.Namespace) -> int:
-
-    table, methods, ok = run_comparison(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = write_outputs(table, methods, args.out, model_name=args.model.stem)
-    flagged = table[table.flag != ""]
-    print(
-        f"{len(table)} rows, {len(flagged)} flagged (methods disagree in sign or in whether "
-        "the interval excludes zero)"
-    )
-    for r in flagged.itertuples():
-        print(f"  {r.scale:>3}  {r.kind:<26} {r.quantity} {r.moderator_value}: {r.flag}")
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0 if ok or args.allow_warnings else 1
