@@ -20,6 +20,7 @@ from paths import ROOT
 from reference_data import REFERENCE, require_reference
 from sem_models import MODERATED
 
+import bayes_sor as bs
 from bayes_sor.checks.result import CheckResult, FigureSettings
 from bayes_sor.cli.main import main
 from bayes_sor.comparison.compare import add_command, comparison, dummy_controls
@@ -237,6 +238,30 @@ def test_the_comparison_is_one_check_result_computed_without_writing(project):
     assert outcome.exit_code == 0 and result.console.startswith(
         f"{len(result.tables['comparison.csv'])} rows"
     )
+
+
+def test_the_apis_compare_gives_the_commands_table(compared, project, tmp_path):
+    """``bs.compare`` on the loaded run: the table ``compare --run`` wrote, files only with
+    ``out``."""
+    result = bs.compare(
+        bs.load(project / "run"),
+        project / "data.csv",
+        published=project / "published.yaml",
+        controls=["group", "age"],
+        boot=20,
+        process_boot=300,
+        workers=1,
+        seed=3,
+    )
+    csv = result.tables["comparison.csv"].to_csv(index=False)
+    assert csv == (project / "out" / "comparison.csv").read_text()
+    # the title names the model: the CLI's model file, the loaded run's folder
+    document = result.documents["comparison.md"]
+    written = (project / "out" / "comparison.md").read_text()
+    assert document.startswith("# Method comparison: run\n")
+    assert document.split("\n", 1)[1] == written.split("\n", 1)[1]
+    with pytest.raises(bs.BayesSORError, match="--boot"):
+        bs.compare(bs.load(project / "run"), project / "data.csv", boot=1)
 
 
 # ---- each method against its source ------------------------------------------------------------
