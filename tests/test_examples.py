@@ -45,6 +45,9 @@ def test_an_example_notebook_runs_without_an_error(notebook, tmp_path, monkeypat
         if output.get("output_type") == "error"
     ]
     assert errors == []
+    # figures show as images, also those made before anything loaded pyplot
+    plots = [c for c in nb.cells if c.cell_type == "code" and ".plot_" in c.source]
+    assert plots and all("image/png" in c.outputs[-1]["data"] for c in plots)
     summary = next(c for c in nb.cells if c.cell_type == "code" and "bs.fit(" in c.source)
     html = summary.outputs[-1]["data"]["text/html"]
     assert "convergence: <b" in html and "H10" in html

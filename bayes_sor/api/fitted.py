@@ -272,7 +272,8 @@ class FittedModel:
         when asked. Its console text, which names the files the command writes, is left out."""
         if write:
             write_result(result, self.require_saved("writing a check's results"))
-        return replace(result, console="")
+        figures = {name: _shown(figure) for name, figure in result.figures.items()}
+        return replace(result, figures=figures, console="")
 
     def ppc(
         self, draws: int = 1000, seed: int = 1, ci: float = 0.95, write: bool = False
@@ -349,11 +350,11 @@ class FittedModel:
         """The path diagram with posterior path estimates and R-squared (a CFA: its
         measurement model); None for a model with neither."""
         run = self._run
-        return path_diagram(run.partable, run.estimates, run.interval, run.r2)
+        return _shown(path_diagram(run.partable, run.estimates, run.interval, run.r2))
 
     def plot_effects(self) -> Figure | None:
         """Forest plot of the direct, indirect and total effects; None without any."""
-        return forest_plot(self._run.effects, self._run.interval)
+        return _shown(forest_plot(self._run.effects, self._run.interval))
 
     def plot_conditional(self, moderator: str | None = None) -> Figure | None:
         """Conditional (indirect) effects along a moderator, with the Johnson-Neyman-style
@@ -382,7 +383,7 @@ class FittedModel:
         curves = conditional_curves(
             run.partable, run.posterior["par"].values, moderated, run.ci_prob
         )
-        return conditional_plot(curves, f"{run.ci_prob:.0%} interval")
+        return _shown(conditional_plot(curves, f"{run.ci_prob:.0%} interval"))
 
     def plot_ranks(self, params: list[str] | None = None) -> Figure | None:
         """ArviZ rank plots, one panel per parameter, chains as lines.
@@ -397,8 +398,7 @@ class FittedModel:
         -------
         matplotlib.figure.Figure or None
         """
-        fig = rank_plot(self._run.tree, params or worst_parameters(self._run.estimates))
-        return _released(fig)
+        return _shown(rank_plot(self._run.tree, params or worst_parameters(self._run.estimates)))
 
     def plot_ppc(
         self, kind: str = "items", draws: int = 1000, seed: int = 1, ci: float = 0.95
@@ -425,7 +425,7 @@ class FittedModel:
         result = predictive_check(self._run, draws, seed, ci)
         if kind == "items" and result.observed is None:
             return None
-        return draw[kind](result)
+        return _shown(draw[kind](result))
 
 
 def _as_saved(frame: pd.DataFrame) -> pd.DataFrame:
@@ -438,12 +438,18 @@ def _probability(value: float, name: str) -> None:
         raise BayesSORError(f"{name} must lie between 0 and 1 (e.g. 0.95), got {value}")
 
 
-def _released(fig: Figure | None) -> Figure | None:
-    """A figure made through pyplot (ArviZ's) let go of by pyplot, so that a notebook shows it
-    once, as the value returned, and a script does not keep it open."""
-    if fig is not None and fig.canvas.manager is not None:
-        # pyplot only to release a figure ArviZ made through it
-        import matplotlib.pyplot as plt
+def _shown(fig: Figure | None) -> Figure | None:
+    """``fig`` ready to be shown as the value a notebook cell returns: once, and as an image.
 
+    Our figures are made without pyplot, and Jupyter's inline backend registers the display
+    of figures as images only once pyplot has loaded it (pyplot loads its backend at the first
+    figure it makes, or at ``draw_if_interactive``, which without a pyplot figure draws
+    nothing); a figure ArviZ made through pyplot is let go of, so that the notebook shows it
+    once and a script does not keep it open."""
+    # pyplot loads the notebook's inline backend (elsewhere the backend matplotlib picks)
+    import matplotlib.pyplot as plt
+
+    plt.draw_if_interactive()
+    if fig is not None and fig.canvas.manager is not None:
         plt.close(fig)
     return fig
