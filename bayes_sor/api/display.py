@@ -8,25 +8,13 @@ import html
 import pandas as pd
 
 from bayes_sor.posterior.diagnostics import Diagnostics
+from bayes_sor.posterior.effects import EFFECT_COLUMNS, KINDS
 from bayes_sor.posterior.hypotheses import console_table
 
-#: the effects a summary shows (direct paths are in ``effects`` and the report)
-MAIN_EFFECTS = (
-    "indirect",
-    "total",
-    "conditional_indirect",
-    "index_moderated_mediation",
-    "defined",
-)
-EFFECT_COLUMNS = [
-    "effect",
-    "kind",
-    "moderator_value",
-    "mean",
-    "ci.lower",
-    "ci.upper",
-    "p_positive",
-]
+#: the effects a summary shows (direct paths are in ``effects`` and the report; a total
+#: indirect effect adds the specific ones shown)
+MAIN_EFFECTS = tuple(k for k in KINDS if k not in ("direct", "total_indirect"))
+SUMMARY_COLUMNS = [c for c in EFFECT_COLUMNS if c not in ("median", "sd")]
 HYPOTHESIS_COLUMNS = ["hypothesis", "statement", "std.mean", "p_direction", "p_rope", "verdict"]
 
 
@@ -36,7 +24,7 @@ def main_effects(effects: pd.DataFrame) -> pd.DataFrame:
     shown = effects[effects.kind.isin(MAIN_EFFECTS)]
     if shown.empty:
         shown = effects[effects.kind == "direct"]
-    return shown[EFFECT_COLUMNS].reset_index(drop=True)
+    return shown[SUMMARY_COLUMNS].reset_index(drop=True)
 
 
 def verdict_text(diagnostics: Diagnostics) -> str:

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import pandas as pd
 
-from bayes_sor.api.display import EFFECT_COLUMNS, MAIN_EFFECTS
+from bayes_sor.api.display import MAIN_EFFECTS, SUMMARY_COLUMNS
 from bayes_sor.api.fitted import ConvergenceWarning, FittedModel
 from bayes_sor.api.functions import BLAS_WARNING, fit, simulate
 from bayes_sor.errors import BayesSORError
@@ -238,7 +238,7 @@ def _print_effects(effects: pd.DataFrame) -> None:
         print("no indirect, total or defined effects: the model has no mediation paths")
         return
     with pd.option_context("display.width", 120, "display.max_rows", 200):
-        print(shown[EFFECT_COLUMNS].round(3).to_string(index=False))
+        print(shown[SUMMARY_COLUMNS].round(3).to_string(index=False))
 
 
 def _diagnostics_verdict(problems: list[str], allow_warnings: bool) -> int:

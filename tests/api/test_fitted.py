@@ -6,28 +6,21 @@ import warnings
 
 import pandas as pd
 import pytest
-from fakes import answers
+from fakes import mediation_project
 from matplotlib.figure import Figure
-from sem_models import MEDIATION
 
 import bayes_sor as bs
 from bayes_sor.checks.result import CheckResult
 from bayes_sor.cli.main import main
 from bayes_sor.runs.rundir import read_table
-from bayes_sor.spec.partable import build_partable
 
-MODEL = "---\nscale: 1-7\n---" + MEDIATION + "# H1: indirect(X -> M -> Y) > 0\n"
 OPTIONS = {"chains": 4, "draws": 500, "tune": 500, "seed": 7, "scale": "none"}
 CLI_OPTIONS = ["--chains", "4", "--draws", "500", "--tune", "500", "--seed", "7"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("api")
-    (folder / "model.lav").write_text(MODEL)
-    data = answers(build_partable(MODEL), {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}, 300, seed=3)
-    data.round(3).to_csv(folder / "data.csv", index=False)
-    return folder
+    return mediation_project(tmp_path_factory.mktemp("api"))
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,13 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import answers
-from sem_models import MEDIATION
+from fakes import MEDIATION_PROJECT, mediation_project
 
 from bayes_sor.cli.main import main
 from bayes_sor.runs.rundir import load_run
 from bayes_sor.spec.partable import build_partable
 
-MODEL = "---\nscale: 1-7\n---" + MEDIATION + "# H1: indirect(X -> M -> Y) > 0\n"
+MODEL = MEDIATION_PROJECT
 FAST = ["--chains", "4", "--draws", "500", "--tune", "500", "--seed", "7", "--no-progress"]
 #: 20 draws: too few for the convergence checks to pass
 SHORT = ["--chains", "2", "--draws", "20", "--tune", "20", "--no-progress"]
@@ -33,11 +32,7 @@ def fit_argv(project, out, *options: str, model=None, data=None) -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli")
-    (folder / "model.lav").write_text(MODEL)
-    data = answers(build_partable(MODEL), {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}, 300, seed=3)
-    data.round(3).to_csv(folder / "data.csv", index=False)
-    return folder
+    return mediation_project(tmp_path_factory.mktemp("cli"))
 
 
 @pytest.fixture(scope="module")
