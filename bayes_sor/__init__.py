@@ -2,6 +2,18 @@
 
 Pipeline: model syntax -> parameter table -> PyMC model -> posterior (ArviZ DataTree) ->
 effects, checks and reports. See ARCHITECTURE.md.
+
+The Python API (:mod:`bayes_sor.api`)::
+
+    import bayes_sor as bs
+
+    res = bs.fit("models/impulse_buying.lav", "data/impulse_buying.csv")
+    res                      # convergence verdict, hypotheses, main effects
+    res.effects              # effects.csv as a DataFrame; res.idata: the ArviZ DataTree
+    res.ppc(), res.reliability(), res.sensitivity()
+    res.plot_diagram(), res.plot_effects(), res.plot_conditional()
+    res.save("reports/impulse_buying_nb")   # the run folder of ``python -m bayes_sor fit``
+    bs.load("reports/impulse_buying_nb")
 """
 
 import os
@@ -12,9 +24,49 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from bayes_sor.runs.fit import FitResult, fit  # noqa: E402
+from bayes_sor.api.fitted import ConvergenceWarning, FittedModel  # noqa: E402
+from bayes_sor.api.functions import (  # noqa: E402
+    Simulation,
+    compare,
+    compare_models,
+    fit,
+    load,
+    sbc,
+    simulate,
+)
+from bayes_sor.checks.result import CheckResult  # noqa: E402
+from bayes_sor.errors import (  # noqa: E402
+    BayesSORError,
+    DataError,
+    ModelSpecError,
+    ModelSyntaxError,
+    OutputError,
+)
+from bayes_sor.runs.fit import FitResult  # noqa: E402
+from bayes_sor.sbc.run import SBCResult  # noqa: E402
 from bayes_sor.spec.partable import ParTable, build_partable  # noqa: E402
 from bayes_sor.spec.syntax import parse  # noqa: E402
 
-__all__ = ["FitResult", "ParTable", "build_partable", "fit", "parse"]
+__all__ = [
+    "BayesSORError",
+    "CheckResult",
+    "ConvergenceWarning",
+    "DataError",
+    "FitResult",
+    "FittedModel",
+    "ModelSpecError",
+    "ModelSyntaxError",
+    "OutputError",
+    "ParTable",
+    "SBCResult",
+    "Simulation",
+    "build_partable",
+    "compare",
+    "compare_models",
+    "fit",
+    "load",
+    "parse",
+    "sbc",
+    "simulate",
+]
 __version__ = "0.1.0"

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy.optimize import minimize
+from sem_models import MEDIATION
 
 from bayes_sor.checks.predictive import implied, ml_discrepancy, sample_moments
 from bayes_sor.checks.sensitivity import prior_plan, prior_terms
 from bayes_sor.model.simulate import simulate
 from bayes_sor.posterior.effects import effect_draws, effects_dataarray
 from bayes_sor.spec.matrices import representation
-from bayes_sor.spec.partable import ParTable
+from bayes_sor.spec.partable import ParTable, build_partable
 
 
 def truth(
@@ -194,3 +195,17 @@ def write_run(
     tree.to_netcdf(path / "posterior.nc")
     (path / "report.md").write_text("# bayes_sor run report\n")
     return path
+
+
+#: the mediation model on a 1-7 scale with one hypothesis: the end-to-end fits' model
+MEDIATION_PROJECT = "---\nscale: 1-7\n---" + MEDIATION + "# H1: indirect(X -> M -> Y) > 0\n"
+
+
+def mediation_project(folder: Path) -> Path:
+    """``folder`` with ``model.lav`` (:data:`MEDIATION_PROJECT`) and ``data.csv``: 300
+    unrounded answers (rounded to 3 decimals) with paths X -> M 0.6, M -> Y 0.5, X -> Y 0.1."""
+    (folder / "model.lav").write_text(MEDIATION_PROJECT)
+    pt = build_partable(MEDIATION_PROJECT)
+    data = answers(pt, {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}, 300, seed=3)
+    data.round(3).to_csv(folder / "data.csv", index=False)
+    return folder

@@ -27,6 +27,7 @@ LAYERS = (
     "checks",
     "comparison",
     "sbc",
+    "api",
     "cli",
 )
 #: the package facade and ``python -m bayes_sor`` sit on top of everything

@@ -1,4 +1,4 @@
-"""Command line: a thin layer over the Python API (``bayes_sor.fit``, ``bayes_sor.model.simulate``).
+"""Command line: a thin layer over the Python API (:mod:`bayes_sor.api`: ``fit``, ``simulate``).
 
 Exit codes: 0 success; 1 the fit ran but failed its convergence checks (unless
 ``--allow-warnings``); 2 bad input (one message on stderr, no traceback unless ``--debug``).
@@ -17,25 +17,14 @@ from typing import NoReturn
 
 import pandas as pd
 
-from bayes_sor.data.csv_reader import read_csv
-from bayes_sor.data.scale import parse_scale
+from bayes_sor.api.display import MAIN_EFFECTS, summary_columns
+from bayes_sor.api.fitted import ConvergenceWarning, FittedModel
+from bayes_sor.api.functions import BLAS_WARNING, fit, simulate
 from bayes_sor.errors import BayesSORError
 from bayes_sor.files import check_file_destination, write_atomic
-from bayes_sor.model.simulate import (
-    prior_draw,
-    scale_thresholds,
-    simulate,
-    truth_table,
-    truth_vector,
-)
-from bayes_sor.posterior.effects import parse_moderator_values
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, console_table, rope_width
-from bayes_sor.report.run_report import write_report, write_run
-from bayes_sor.runs.fit import fit, read_model
 from bayes_sor.runs.output import check_destination
-from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.sampling.stages import Stages
-from bayes_sor.spec.partable import build_partable
 
 EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
 #: Modules that add a subcommand: each has ``add_command(subparsers)``, which registers a parser
@@ -210,7 +199,9 @@ def _fit(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / args.model.stem
     check_destination(out, args.force)
     result = _fit_result(args, stage)
-    _write_fit(result, out, args, stage)
+    result.save(out, force=args.force, report=not args.no_report, stage=stage)
+    stage("finished")
+    print()  # the stage lines end here; the results follow
     _print_effects(result.effects)
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):
         print("\n" + console_table(pd.read_csv(out / "hypotheses.csv")))
@@ -219,90 +210,48 @@ def _fit(args: argparse.Namespace) -> int:
     return _diagnostics_verdict(result.diagnostics.problems, args.allow_warnings)
 
 
-def _fit_result(args: argparse.Namespace, stage: Stages):
+def _fit_result(args: argparse.Namespace, stage: Stages) -> FittedModel:
     """The API's ``fit`` with the command line's options."""
-    settings = SamplerSettings(
+    return fit(
+        args.model,
+        args.data,
+        cov=args.cov,
+        cor=args.cor,
+        sd=args.sd,
+        nobs=args.nobs,
+        likelihood=args.likelihood,
+        missing=args.missing,
+        identification=args.identification,
+        ordinal=args.ordinal,
+        scale=args.scale,
         sampler=args.sampler,
         chains=args.chains,
         draws=args.draws,
         tune=args.tune,
         seed=args.seed,
         target_accept=args.target_accept,
-        progressbar=not args.no_progress,
-    )
-    return fit(
-        args.model,
-        args.data,
-        likelihood=args.likelihood,
-        identification=args.identification,
-        ordinal=args.ordinal,
-        scale=args.scale,
-        missing=args.missing,
-        settings=settings,
-        ci_prob=args.ci,
+        ci=args.ci,
         hdi=args.hdi,
-        save_latent=args.save_latent,
-        cov=args.cov,
-        cor=args.cor,
-        sd=args.sd,
-        nobs=args.nobs,
         prior_scale=args.prior_scale,
-        moderator_values=(
-            parse_moderator_values(args.moderator_values) if args.moderator_values else None
-        ),
+        moderator_values=args.moderator_values,
         latent_scores=args.latent_scores,
         group=args.group,
         group_equal=args.group_equal,
         group_partial=args.group_partial,
+        save_latent=args.save_latent,
+        rope=args.rope,
+        progress=not args.no_progress,
         stage=stage,
     )
 
 
-def _write_fit(result, out: Path, args: argparse.Namespace, stage: Stages) -> None:
-    """The run folder, then its report (a report that fails leaves the saved fit alone)."""
-    stage(f"writing {out}/ (posterior.nc, estimates.csv, effects.csv, hypotheses.csv)")
-    write_run(result, out, force=args.force, report=False, rope=args.rope)
-    if not args.no_report:
-        stage("writing the report (report.html, report.md, figures)")
-        try:
-            write_report(out, args.rope)
-        except Exception as exc:  # the posterior is safe on disk; the report can be redone
-            _warn(
-                f"the report could not be written ({type(exc).__name__}: {exc}); the fit "
-                f"is saved: run 'python -m bayes_sor report {out}'"
-            )
-    stage("finished")
-    print()  # the stage lines end here; the results follow
-
-
-#: the effects the console shows (direct paths are in the report and effects.csv)
-CONSOLE_EFFECTS = (
-    "indirect",
-    "total",
-    "conditional_indirect",
-    "index_moderated_mediation",
-    "defined",
-)
-CONSOLE_COLUMNS = [
-    "effect",
-    "kind",
-    "moderator_value",
-    "mean",
-    "ci.lower",
-    "ci.upper",
-    "p_positive",
-]
-
-
 def _print_effects(effects: pd.DataFrame) -> None:
-    shown = effects[effects.kind.isin(CONSOLE_EFFECTS)]
+    shown = effects[effects.kind.isin(MAIN_EFFECTS)]
     if shown.empty:
         print("no indirect, total or defined effects: the model has no mediation paths")
         return
     with pd.option_context("display.width", 120, "display.max_rows", 200):
-        columns = [*CONSOLE_COLUMNS[:3], "group", *CONSOLE_COLUMNS[3:]]  # multiple groups
-        shown = shown[columns if "group" in shown.columns else CONSOLE_COLUMNS]
-        print(shown.round(3).to_string(index=False))
+        print(shown[summary_columns(shown)].round(3).to_string(index=False))
 
 
 def _diagnostics_verdict(problems: list[str], allow_warnings: bool) -> int:
@@ -333,37 +282,29 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _simulate(args: argparse.Namespace) -> int:
-
-    partable = build_partable(
-        read_model(args.model), identification=args.identification, ordinal=args.ordinal
-    )
-    if args.nobs < 1:
-        raise BayesSORError("--nobs must be at least 1")
+    """``simulate``: the API's ``simulate``, written to ``--out`` (and ``--truth-out``)."""
     for path in (args.out, args.truth_out):
         if path is not None:
             check_file_destination(path)
-    scale = parse_scale(args.scale or partable.options.get("scale"))
-    partable = scale_thresholds(partable, scale)
-    if args.truth is not None:
-        par = truth_vector(partable, read_csv(args.truth))
-    else:
-        par = prior_draw(partable, args.seed)
-    data = simulate(partable, par, args.nobs, args.seed, scale=scale)
-    if scale is not None:
-        data = data.astype(int)
-    write_atomic(args.out, lambda p: data.to_csv(p, index=False))
+    simulated = simulate(
+        args.model,
+        args.nobs,
+        seed=args.seed,
+        truth=args.truth,
+        scale=args.scale,
+        identification=args.identification,
+        ordinal=args.ordinal,
+    )
+    write_atomic(args.out, lambda p: simulated.data.to_csv(p, index=False))
     if args.truth_out:
-        table = truth_table(partable, par)
-        write_atomic(args.truth_out, lambda p: table.to_csv(p, index=False))
-    print(f"wrote {args.out} ({args.nobs} rows, {len(partable.indicators)} items)")
+        write_atomic(args.truth_out, lambda p: simulated.truth.to_csv(p, index=False))
+    print(f"wrote {args.out} ({args.nobs} rows, {simulated.data.shape[1]} items)")
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
-    # Sampling runs on PyTensor's numba backend (through nutpie), which does not use the C
-    # backend's BLAS; its "could not link to a BLAS" warning would only mislead users.
-    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    warnings.filterwarnings("ignore", message=BLAS_WARNING)
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a malformed option that argparse has reported
@@ -373,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         handler = commands.get(args.command) or args.handler
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            # a failed convergence check is printed as a WARNING line of its own, with the
+            # verdict and the exit code (the API's one ConvergenceWarning would repeat them)
+            warnings.simplefilter("ignore", ConvergenceWarning)
             return handler(args)
     except BayesSORError as exc:
         if args.debug:

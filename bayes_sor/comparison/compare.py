@@ -30,16 +30,18 @@ import argparse
 import hashlib
 import os
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bayes_sor.comparison.compare_report import write_outputs
-from bayes_sor.comparison.published import read_published
-from bayes_sor.comparison.table import MethodEstimates, comparison_table
+from bayes_sor.checks.result import Outcome, add_result_command
+from bayes_sor.comparison.compare_report import comparison_result
+from bayes_sor.comparison.published import Published, read_published
+from bayes_sor.comparison.table import OUTPUT_FILES, MethodEstimates, comparison_table
 from bayes_sor.data.csv_reader import read_csv
-from bayes_sor.data.load import load_data
+from bayes_sor.data.load import Dataset, load_data
 from bayes_sor.errors import BayesSORError, DataError, ModelSpecError
 from bayes_sor.report.run_report import write_run
 from bayes_sor.runs.fit import fit, read_model
@@ -96,11 +98,12 @@ def _check_run(run: Run, partable: ParTable, data_path: Path) -> None:
         )
 
 
-def _check_counts(args: argparse.Namespace) -> None:
+def check_counts(boot: int, process_boot: int, workers: int) -> None:
+    """Refuse bootstrap and worker counts that cannot work, before any input is read."""
     for option, value, least in (
-        ("--boot", args.boot, 2),
-        ("--process-boot", args.process_boot, 2),
-        ("--workers", args.workers, 1),
+        ("--boot", boot, 2),
+        ("--process-boot", process_boot, 2),
+        ("--workers", workers, 1),
     ):
         if value < least:
             raise BayesSORError(f"{option} must be at least {least}, got {value}")
@@ -128,9 +131,45 @@ def _fit_bayes(args: argparse.Namespace, partable: ParTable, out: Path) -> tuple
     return out, result.diagnostics.ok
 
 
-def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodEstimates], bool]:
-    """Everything ``compare`` does before writing: the four methods and their table."""
-    # semopy (ML SEM) takes 0.7 s to import: only 'compare' itself loads it, not every CLI call
+@dataclass(frozen=True)
+class ComparisonData:
+    """The inputs of the frequentist methods, checked before any fit: the model's items
+    (validated, for ML SEM), the whole rows (composites), the controls as regressors, and the
+    published values."""
+
+    dataset: Dataset
+    frame: pd.DataFrame
+    controls: pd.DataFrame
+    published: Published | None
+
+
+def comparison_data(
+    partable: ParTable,
+    data: Path | pd.DataFrame,
+    controls: list[str],
+    published: Path | None = None,
+    missing: str = "model",
+) -> ComparisonData:
+    """Read and check the answers (a CSV path or a DataFrame), controls and published values."""
+    if not isinstance(data, pd.DataFrame) and not Path(data).is_file():
+        raise DataError(f"data file {str(data)!r} does not exist")
+    dataset = load_data(
+        data, partable.indicators, scale=partable.options.get("scale"), missing=missing
+    )
+    frame = (data if isinstance(data, pd.DataFrame) else read_csv(data)).loc[dataset.frame.index]
+    return ComparisonData(
+        dataset,
+        frame,
+        dummy_controls(frame, controls),
+        read_published(published) if published else None,
+    )
+
+
+def method_table(
+    run: Run, data: ComparisonData, boot: int, process_boot: int, seed: int, workers: int
+) -> tuple[pd.DataFrame, list[MethodEstimates]]:
+    """The four methods' rows for a finished run, and their comparison table."""
+    # semopy (ML SEM) takes 0.7 s to import: only a comparison itself loads it, not every CLI call
     from bayes_sor.comparison.compare_methods import (
         bayes_estimates,
         ml_estimates,
@@ -138,17 +177,26 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
         study_estimates,
     )
 
-    _check_counts(args)
+    bayes = bayes_estimates(run)
+    level = bayes.info["level"]
+    methods = [
+        bayes,
+        ml_estimates(run.partable, data.dataset.frame, boot, seed, workers, level),
+        study_estimates(run.partable, data.frame, data.controls, process_boot, seed, level),
+    ]
+    if data.published is not None:
+        methods.append(published_estimates(data.published, bayes.info["identification"]))
+    return comparison_table(methods), methods
+
+
+def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodEstimates], bool]:
+    """The four methods and their table; whether a fit made here passed its convergence
+    checks (the options are checked first: :func:`check_counts`)."""
     partable = build_partable(read_model(args.model), identification=args.identification)
-    if not args.data.is_file():
-        raise DataError(f"data file {str(args.data)!r} does not exist")
     # Every input is checked before the (long) fits, so a bad one costs seconds.
-    dataset = load_data(
-        args.data, partable.indicators, scale=partable.options.get("scale"), missing=args.missing
+    data = comparison_data(
+        partable, args.data, _controls(args.controls), args.published, args.missing
     )
-    frame = read_csv(args.data).loc[dataset.frame.index]
-    controls = dummy_controls(frame, _controls(args.controls))
-    published = read_published(args.published) if args.published else None
     ok = True
     if args.run is None:
         check_destination(args.out / "bayes", args.force)
@@ -157,26 +205,52 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
     else:
         run = load_run(args.run)
         _check_run(run, partable, args.data)
-    bayes = bayes_estimates(run)
-    partable = run.partable
-    level = bayes.info["level"]
-    methods = [
-        bayes,
-        ml_estimates(partable, dataset.frame, args.boot, args.seed, args.workers, level),
-        study_estimates(partable, frame, controls, args.process_boot, args.seed, level),
+    table, methods = method_table(run, data, args.boot, args.process_boot, args.seed, args.workers)
+    return table, methods, ok
+
+
+def comparison(args: argparse.Namespace) -> Outcome:
+    """``compare``'s result (:func:`~bayes_sor.comparison.compare_report.comparison_result`) for
+    ``--out``, its section for the Bayesian run's report, and the exit code: 1 when a fit made
+    here failed its convergence checks (unless ``--allow-warnings``)."""
+    table, methods, ok = run_comparison(args)
+    result = comparison_result(table, methods, model_name=args.model.stem)
+    run_dir = Path(methods[0].info["run"])
+    written = [args.out / name for name in OUTPUT_FILES]
+    written += [run_dir / "report.md", run_dir / "report.html"]
+    flagged = table[table.flag != ""]
+    lines = [
+        f"{len(table)} rows, {len(flagged)} flagged (methods disagree in sign or in whether "
+        "the interval excludes zero)"
     ]
-    if published is not None:
-        methods.append(published_estimates(published, bayes.info["identification"]))
-    return comparison_table(methods), methods, ok
+    lines += [
+        f"  {r.scale:>3}  {r.kind:<26} {r.quantity} {r.moderator_value}: {r.flag}"
+        for r in flagged.itertuples()
+    ]
+    lines.append("wrote " + ", ".join(str(p) for p in written))
+    return Outcome(
+        [replace(result, console="\n".join(lines))],
+        args.out,
+        run_dir,
+        0 if ok or args.allow_warnings else 1,
+    )
 
 
 # ---- command line ----------------------------------------------------------------------------
 def add_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``python -m bayes_sor compare``."""
-    p = sub.add_parser(
+    """Register ``python -m bayes_sor compare`` (its results go to ``--out``, its section to
+    the Bayesian run's report)."""
+    add_result_command(
+        sub,
         "compare",
-        help="Bayesian vs ML SEM vs the study's composite OLS vs published values, side by side",
+        "Bayesian vs ML SEM vs the study's composite OLS vs published values, side by side",
+        comparison,
+        _declare,
+        lambda args: check_counts(args.boot, args.process_boot, args.workers),
     )
+
+
+def _declare(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="lavaan-syntax model file (.lav)")
     p.add_argument("--data", type=Path, required=True, help="CSV of item answers (+ controls)")
     p.add_argument(
@@ -221,20 +295,3 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         help="exit 0 even when the new fit fails its convergence checks",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=_handler)
-
-
-def _handler(args: argparse.Namespace) -> int:
-
-    table, methods, ok = run_comparison(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = write_outputs(table, methods, args.out, model_name=args.model.stem)
-    flagged = table[table.flag != ""]
-    print(
-        f"{len(table)} rows, {len(flagged)} flagged (methods disagree in sign or in whether "
-        "the interval excludes zero)"
-    )
-    for r in flagged.itertuples():
-        print(f"  {r.scale:>3}  {r.kind:<26} {r.quantity} {r.moderator_value}: {r.flag}")
-    print("wrote " + ", ".join(str(p) for p in written))
-    return 0 if ok or args.allow_warnings else 1

@@ -1,5 +1,6 @@
-"""The outputs of ``compare``: ``comparison.csv``, ``comparison.md``, ``comparison.png`` and a
-section appended to the Bayesian run's ``report.md``.
+"""The outputs of ``compare`` as one :class:`~bayes_sor.checks.result.CheckResult`:
+``comparison.csv``, ``comparison.md``, ``comparison.png`` and a section of the Bayesian run's
+``report.md``.
 
 The explanation is generated from the table (attenuation ratios, posterior-vs-ML distances,
 interval widths, the interaction on each scale, distances to the published values), so it says
@@ -8,14 +9,13 @@ what these numbers show rather than what such comparisons usually show.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
-from bayes_sor.checks.result import CheckResult, write_result
+from bayes_sor.checks.result import CheckResult, FigureSettings
 from bayes_sor.comparison.table import (
     LABELS,
     MODEL_KINDS,
@@ -24,7 +24,6 @@ from bayes_sor.comparison.table import (
     MethodEstimates,
     excludes_zero,
 )
-from bayes_sor.files import write_atomic
 from bayes_sor.report.document import (
     Bullets,
     Document,
@@ -36,7 +35,6 @@ from bayes_sor.report.document import (
     nest_headings,
     to_markdown,
 )
-from bayes_sor.report.figures import save_png
 
 SHORT_KIND = {
     "path": "path",
@@ -357,41 +355,40 @@ def forest_figure(table: pd.DataFrame, methods: list[str]) -> MplFigure:
     return fig
 
 
-# ---- writing -----------------------------------------------------------------------------------
-def build_document(
-    table: pd.DataFrame, methods: list[MethodEstimates], model_name: str, figure: Path
-) -> Document:
-    names = [m.name for m in methods]
-    bayes = methods[0].info
+# ---- the document and the result -------------------------------------------------------------
+def _legend(methods: list[MethodEstimates]) -> Bullets:
+    """What each method is, what the two scales mean and when a row is flagged."""
+    identification = methods[0].info["identification"]
     legend = [f"**{LABELS[m.name]}**: {m.description}" for m in methods]
     legend += [
         "**Scales**: `std` rows are std.all (both ends standardised: latent SDs implied by the "
         "model for Bayesian and ML, composite sample SDs for the study's OLS), the common "
         "scale of all four methods; `raw` rows are the model's own metric "
-        f"({bayes['identification']} identification), where only Bayesian, ML and published "
+        f"({identification} identification), where only Bayesian, ML and published "
         "values of the same metric meet. Effects are standardised per SD of cause and outcome "
         "(the IMM also per SD of W).",
         "**Flags**: a row is flagged when methods disagree in sign, or in whether the interval "
         "excludes zero (for published values without interval: the paper's verdict).",
     ]
-    model_rows = _shown(table, "std", MODEL_KINDS)
+    return Bullets(legend)
+
+
+def _estimate_sections(table: pd.DataFrame, names: list[str]) -> list[Section]:
+    """The standardised model rows, the study's own regressions (where it has any) and the
+    model metric, each a table of every method that reports it."""
     sections = [
-        Section("Methods", [Bullets(legend)]),
-        Section(
-            "Where the methods differ, and why", [Paragraph(t) for t in explanation(table, methods)]
-        ),
         Section(
             "Standardised estimates (std.all)",
             [
                 _markdown_table(
-                    model_rows,
+                    _shown(table, "std", MODEL_KINDS),
                     names,
                     "estimate [interval]; conditional effects "
                     "at -1/0/+1 SD of W and at any values the model names "
                     "(percentile rows in comparison.csv)",
                 )
             ],
-        ),
+        )
     ]
     study_rows = _shown(table, "std", STUDY_KINDS)
     if len(study_rows):
@@ -421,7 +418,22 @@ def build_document(
             ],
         )
     )
-    sections.append(Section("Figure", [Figure(figure, "Standardised estimates by method")]))
+    return sections
+
+
+def build_document(
+    table: pd.DataFrame, methods: list[MethodEstimates], model_name: str, figure: Path
+) -> Document:
+    """``comparison.md``: the methods, where they differ and why, the tables, the figure."""
+    bayes = methods[0].info
+    sections = [
+        Section("Methods", [_legend(methods)]),
+        Section(
+            "Where the methods differ, and why", [Paragraph(t) for t in explanation(table, methods)]
+        ),
+        *_estimate_sections(table, [m.name for m in methods]),
+        Section("Figure", [Figure(figure, "Standardised estimates by method")]),
+    ]
     subtitle = (
         f"N = {bayes['n_obs']}; {bayes['level']:.0%} intervals; "
         "made by `python -m bayes_sor compare`"
@@ -429,30 +441,23 @@ def build_document(
     return Document(f"Method comparison: {model_name}", subtitle, sections)
 
 
-def _run_section(markdown: str, run_dir: Path, figure: Path) -> str:
-    """The comparison as a section of the run's report: headings nested under the report's
-    section, the figure linked from the run folder."""
-    text = nest_headings(markdown)
-    link = Path(os.path.relpath(figure.resolve(), run_dir.resolve())).as_posix()
-    return text.replace(f"]({figure.name})", f"]({link})")
+#: comparison.png is read on its own, beside comparison.md: a finer, cropped image
+FIGURE_SETTINGS = FigureSettings(dpi=130, tight=True)
 
 
-def write_outputs(
-    table: pd.DataFrame, methods: list[MethodEstimates], out: Path, model_name: str
-) -> list[Path]:
-    """comparison.csv / .md / .png in ``out`` and the section in the run's report.md, which
-    rewrites its report.html too (both returned)."""
-    out = Path(out)
-    csv, md, png = (out / name for name in OUTPUT_FILES)
-    write_atomic(csv, lambda p: table.to_csv(p, index=False))
-    fig = forest_figure(table, [m.name for m in methods])
-    save_png(fig, png, dpi=130)
-    text = to_markdown(build_document(table, methods, model_name, png))
-    write_atomic(md, lambda p: p.write_text(text, encoding="utf-8"))
-    run_dir = Path(methods[0].info["run"])
-    # the figure and tables stay in ``out``; the run folder gets the section, linking them
-    section = CheckResult(
-        "compare", _run_section(text, run_dir, png), passed=bool((table.flag == "").all())
+def comparison_result(
+    table: pd.DataFrame, methods: list[MethodEstimates], model_name: str
+) -> CheckResult:
+    """The comparison as a result (nothing written): comparison.csv / .md / .png and, for the
+    Bayesian run's report, ``comparison.md`` with its headings nested under the report's."""
+    csv, md, png = OUTPUT_FILES
+    text = to_markdown(build_document(table, methods, model_name, Path(png)))
+    return CheckResult(
+        "compare",
+        nest_headings(text),
+        tables={csv: table},
+        figures={png: forest_figure(table, [m.name for m in methods])},
+        passed=bool((table.flag == "").all()),
+        figure_settings={png: FIGURE_SETTINGS},
+        documents={md: text},
     )
-    report = write_result(section, run_dir)[-1]
-    return [csv, md, png, report, report.with_suffix(".html")]

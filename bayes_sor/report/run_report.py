@@ -719,7 +719,7 @@ def refresh_report(folder: Path) -> bool:
 # ---- writing a fit -------------------------------------------------------------------------
 
 
-def _report_attrs(result: FitResult, rope: float) -> dict[str, str]:
+def report_attrs(result: FitResult, rope: float) -> dict[str, str]:
     """What the report needs beyond the fit's provenance: interval, ROPE, missingness."""
     data = result.dataset
     return {
@@ -744,7 +744,7 @@ def write_run(
     ``README.md`` of the run it replaces is kept), then the report. A failing report never
     costs the fit: it is a warning, and ``python -m bayes_sor report OUT`` can make it later."""
     out = Path(out)
-    result.idata.attrs.update(_report_attrs(result, rope))
+    result.idata.attrs.update(report_attrs(result, rope))
     hypotheses = evaluate(
         result.partable, result.idata["posterior"].to_dataset(), result.ci_prob, rope
     )

@@ -177,6 +177,12 @@ def load_run(path: str | Path, rope: float | None = None) -> Run:
         tree = xr.load_datatree(nc)
     except Exception as exc:  # a truncated or foreign file: one clear message
         raise _not_a_run(path, f"posterior.nc cannot be read: {exc}") from None
+    return run_from_tree(path, tree, rope)
+
+
+def run_from_tree(path: Path, tree: xr.DataTree, rope: float | None = None) -> Run:
+    """The :class:`Run` of a posterior as ``fit`` stores it (read from ``path``, or still in
+    memory: the Python API's unsaved fit)."""
     missing = [a for a in REQUIRED_ATTRS if a not in tree.attrs]
     if missing or "posterior" not in tree or "observed_data" not in tree:
         raise _not_a_run(path, f"posterior.nc lacks {missing or 'the posterior/observed_data'}")

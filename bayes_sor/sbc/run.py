@@ -328,7 +328,13 @@ def _report_progress(record: dict, done: int, total: int) -> None:
 
 # ---- command line ---------------------------------------------------------------------------
 def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``python -m bayes_sor sbc``."""
+    """Register ``python -m bayes_sor sbc``.
+
+    Its own wiring, not :func:`~bayes_sor.checks.result.add_result_command`: an SBC study is
+    no result computed and then written, but a folder written while it runs (each simulation
+    saved as it finishes, so that the same command resumes it, and the summary rewritten when
+    it is interrupted), and it checks no run, so it has no report section to add.
+    """
 
     p = subparsers.add_parser(
         "sbc",

@@ -3,6 +3,9 @@ CheckResult and writes nothing; one writer puts it into a run folder; one helper
 commands."""
 
 import argparse
+import os
+from dataclasses import replace
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -13,12 +16,20 @@ from matplotlib.figure import Figure
 
 from bayes_sor.checks.ppc_report import ppc_check
 from bayes_sor.checks.reliability import reliability_check
-from bayes_sor.checks.result import CheckResult, add_check_command, write_result
+from bayes_sor.checks.result import (
+    CheckResult,
+    FigureSettings,
+    Outcome,
+    add_check_command,
+    add_result_command,
+    write_result,
+)
 from bayes_sor.checks.sensitivity import sensitivity_check
 from bayes_sor.cli.main import main
 from bayes_sor.errors import BayesSORError
 from bayes_sor.model.simulate import simulate
 from bayes_sor.report.document import section_markers
+from bayes_sor.report.figures import save_png
 from bayes_sor.runs.rundir import load_run
 from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.partable import build_partable
@@ -169,3 +180,73 @@ def test_a_check_refuses_a_multiple_group_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'reliability' does not support multiple-group runs yet" in err
     assert folder_state(path) == before
+
+
+def png_size(path) -> tuple[int, int]:
+    """Width and height of a PNG, from its header."""
+    header = path.read_bytes()[16:24]
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+def test_each_figure_is_saved_with_its_own_settings(tmp_path):
+    """The default: 110 dpi, the whole canvas; a figure's own settings: its dpi, cropped to
+    what is drawn, exactly as report/figures.save_png writes it."""
+    figures = {}
+    for name in ("plain.png", "tight.png", "reference.png"):
+        figures[name] = Figure(figsize=(4, 3))
+        figures[name].add_subplot().plot([0, 1])
+    result = CheckResult(
+        "demo",
+        "## Demo",
+        figures={"plain.png": figures["plain.png"], "tight.png": figures["tight.png"]},
+        figure_settings={"tight.png": FigureSettings(dpi=130, tight=True)},
+    )
+    write_result(result, tmp_path, section=False)
+    save_png(figures["reference.png"], tmp_path / "reference.png", dpi=130)
+    assert png_size(tmp_path / "plain.png") == (440, 330)
+    assert (tmp_path / "tight.png").read_bytes() == (tmp_path / "reference.png").read_bytes()
+    width, height = png_size(tmp_path / "tight.png")
+    assert width < 4 * 130 and height < 3 * 130
+
+
+def test_a_result_for_another_folder_links_its_figures_from_the_runs_report(run_dir, tmp_path):
+    """Files and documents go to the result's own folder; its section to the run's report,
+    with the figure links relative to the run folder."""
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    result = CheckResult(
+        "elsewhere",
+        "## Elsewhere\n\n![the figure](elsewhere.png)",
+        tables={"elsewhere.csv": pd.DataFrame({"a": [1]})},
+        figures={"elsewhere.png": fig},
+        documents={"elsewhere.md": "# Elsewhere\n"},
+    )
+    out = tmp_path / "out"
+    written = write_result(result, out, run_dir=run_dir)
+    names = ["elsewhere.csv", "elsewhere.png", "elsewhere.md", "report.md"]
+    assert [p.name for p in written] == names
+    assert written[-1] == run_dir / "report.md"
+    assert (out / "elsewhere.md").read_text() == "# Elsewhere\n"
+    link = os.path.relpath(out / "elsewhere.png", run_dir)
+    assert f"![the figure]({link})" in (run_dir / "report.md").read_text()
+    assert not (out / "report.md").exists() and not (run_dir / "elsewhere.csv").exists()
+
+
+def test_a_result_command_writes_to_its_folder_and_exits_with_its_code(run_dir, tmp_path, capsys):
+    def compute(args):
+        result = CheckResult("made", "## Made", tables={"made.csv": pd.DataFrame({"a": [1]})})
+        return Outcome([replace(result, console="made it")], args.out, run_dir, exit_code=1)
+
+    parser = argparse.ArgumentParser()
+    add_result_command(
+        parser.add_subparsers(),
+        "make",
+        "a command with a folder of its own",
+        compute,
+        declare=lambda p: p.add_argument("--out", type=Path),
+    )
+    args = parser.parse_args(["make", "--out", str(tmp_path / "made")])
+    assert args.handler(args) == 1
+    assert (tmp_path / "made" / "made.csv").is_file()
+    assert "## Made" in (run_dir / "report.md").read_text()
+    assert capsys.readouterr().out == "made it\n"

@@ -11,42 +11,34 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import answers
-from sem_models import MEDIATION
+from fakes import MEDIATION_PROJECT, mediation_project
 
 from bayes_sor.cli.main import main
 from bayes_sor.runs.rundir import load_run
 from bayes_sor.spec.partable import build_partable
 
-MODEL = "---\nscale: 1-7\n---" + MEDIATION + "# H1: indirect(X -> M -> Y) > 0\n"
+MODEL = MEDIATION_PROJECT
 FAST = ["--chains", "4", "--draws", "500", "--tune", "500", "--seed", "7", "--no-progress"]
+#: 20 draws: too few for the convergence checks to pass
+SHORT = ["--chains", "2", "--draws", "20", "--tune", "20", "--no-progress"]
+
+
+def fit_argv(project, out, *options: str, model=None, data=None) -> list[str]:
+    """``fit MODEL --data DATA --out OUT OPTIONS`` (the project's model and data by default)."""
+    model = model or project / "model.lav"
+    data = data or project / "data.csv"
+    return ["fit", str(model), "--data", str(data), "--out", str(out), *options]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli")
-    (folder / "model.lav").write_text(MODEL)
-    data = answers(build_partable(MODEL), {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}, 300, seed=3)
-    data.round(3).to_csv(folder / "data.csv", index=False)
-    return folder
+    return mediation_project(tmp_path_factory.mktemp("cli"))
 
 
 @pytest.fixture(scope="module")
 def run(project):
     out = project / "run"
-    code = main(
-        [
-            "fit",
-            str(project / "model.lav"),
-            "--data",
-            str(project / "data.csv"),
-            "--out",
-            str(out),
-            "--scale",
-            "none",
-            *FAST,
-        ]
-    )
+    code = main(fit_argv(project, out, "--scale", "none", *FAST))
     return code, out
 
 
@@ -92,25 +84,8 @@ def test_prior_scale_refits_with_every_default_prior_widened(run, project):
     effect of a well-identified model barely moves (the direct sensitivity check)."""
     _, default = run
     out = project / "wide"
-    assert (
-        main(
-            [
-                "fit",
-                str(project / "model.lav"),
-                "--data",
-                str(project / "data.csv"),
-                "--out",
-                str(out),
-                "--scale",
-                "none",
-                "--prior-scale",
-                "2",
-                "--no-report",
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    options = ["--scale", "none", "--prior-scale", "2", "--no-report", *FAST]
+    assert main(fit_argv(project, out, *options)) == 0
     estimates = pd.read_csv(out / "estimates.csv", keep_default_na=False)
     regression = estimates[(estimates.op == "~") & (estimates.rhs == "X")]
     assert set(regression.prior) == {"normal(0,20)"}
@@ -128,59 +103,24 @@ def test_prior_scale_refits_with_every_default_prior_widened(run, project):
 def test_existing_run_is_refused_without_force_and_kept(run, project, capsys):
     _, out = run
     before = (out / "estimates.csv").read_bytes()
-    code = main(
-        [
-            "fit",
-            str(project / "model.lav"),
-            "--data",
-            str(project / "data.csv"),
-            "--out",
-            str(out),
-            *FAST,
-        ]
-    )
+    code = main(fit_argv(project, out, *FAST))
     assert code == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "estimates.csv").read_bytes() == before
 
 
 def test_failed_diagnostics_exit_1_unless_allowed(project, capsys):
-    args = [
-        "fit",
-        str(project / "model.lav"),
-        "--data",
-        str(project / "data.csv"),
-        "--chains",
-        "2",
-        "--draws",
-        "20",
-        "--tune",
-        "20",
-        "--no-progress",
-        "--scale",
-        "none",
-        "--no-report",
-    ]
-    assert main([*args, "--out", str(project / "short")]) == 1
+    options = [*SHORT, "--scale", "none", "--no-report"]
+    assert main(fit_argv(project, project / "short", *options)) == 1
     assert "ESS" in capsys.readouterr().err
-    assert main([*args, "--out", str(project / "short2"), "--allow-warnings"]) == 0
+    assert main(fit_argv(project, project / "short2", *options, "--allow-warnings")) == 0
 
 
 def test_bad_input_exits_2_with_one_message_and_no_traceback(project):
     bad = project / "bad.csv"
     pd.DataFrame({"x1": ["agree", "3"], "x2": [1, 2]}).to_csv(bad, index=False)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bayes_sor",
-            "fit",
-            str(project / "model.lav"),
-            "--data",
-            str(bad),
-            "--out",
-            str(project / "never"),
-        ],
+        [sys.executable, "-m", "bayes_sor", *fit_argv(project, project / "never", data=bad)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -209,9 +149,7 @@ def test_run_exits_with_mains_code_after_the_exit_handlers_and_flushed_output():
 def test_syntax_error_names_line_and_column(project, capsys):
     broken = project / "broken.lav"
     broken.write_text("X =~ x1 + x2 + x3\nM =~ m1 + m2 + m3\nY ~ ~ M\n")
-    code = main(
-        ["fit", str(broken), "--data", str(project / "data.csv"), "--out", str(project / "x")]
-    )
+    code = main(fit_argv(project, project / "x", model=broken))
     assert code == 2
     assert "line 3" in capsys.readouterr().err
 
@@ -243,20 +181,7 @@ def test_simulate_writes_likert_answers(project):
 def test_same_seed_gives_the_same_posterior(run, project):
     _, out = run
     again = project / "again"
-    code = main(
-        [
-            "fit",
-            str(project / "model.lav"),
-            "--data",
-            str(project / "data.csv"),
-            "--out",
-            str(again),
-            "--scale",
-            "none",
-            "--no-report",
-            *FAST,
-        ]
-    )
+    code = main(fit_argv(project, again, "--scale", "none", "--no-report", *FAST))
     assert code == 0
     first = az.from_netcdf(out / "posterior.nc")["posterior"]["par"].values
     second = az.from_netcdf(again / "posterior.nc")["posterior"]["par"].values
@@ -270,24 +195,8 @@ def test_centred_and_non_centred_latent_scores_give_the_same_posterior(project):
     fits = {}
     for choice in ("centred", "non-centred"):
         out = project / f"latent_{choice}"
-        code = main(
-            [
-                "fit",
-                str(project / "model.lav"),
-                "--data",
-                str(project / "data.csv"),
-                "--out",
-                str(out),
-                "--scale",
-                "none",
-                "--likelihood",
-                "conditional",
-                "--latent-scores",
-                choice,
-                "--allow-warnings",
-                *FAST,
-            ]
-        )
+        options = ["--scale", "none", "--likelihood", "conditional", "--latent-scores", choice]
+        code = main(fit_argv(project, out, *options, "--allow-warnings", *FAST))
         assert code == 0
         post = az.from_netcdf(out / "posterior.nc")
         assert not {"latent_z", "latent_exogenous", "latent_eta_M", "latent_eta_Y"} & set(
@@ -326,21 +235,7 @@ def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(projec
             sys.executable,
             "-m",
             "bayes_sor",
-            "fit",
-            str(project / "model.lav"),
-            "--data",
-            str(project / "data.csv"),
-            "--out",
-            str(project / "console"),
-            "--scale",
-            "none",
-            "--chains",
-            "2",
-            "--draws",
-            "20",
-            "--tune",
-            "20",
-            "--no-progress",
+            *fit_argv(project, project / "console", "--scale", "none", *SHORT),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -377,26 +272,12 @@ def test_the_compiling_line_says_whether_the_compiled_model_is_cached(
     """A model graph not in the compiled-model cache is announced with the expected wait; the
     same model's next run says "cached"."""
     monkeypatch.setattr("bayes_sor.sampling.nutpie_cache.MODEL_CACHE", tmp_path / "models")
-    args = [
-        "fit",
-        str(project / "model.lav"),
-        "--data",
-        str(project / "data.csv"),
-        "--out",
-        str(tmp_path / "run"),
-        "--scale",
-        "none",
-        "--chains",
-        "1",
-        "--draws",
-        "10",
-        "--tune",
-        "10",
-        "--no-progress",
-        "--no-report",
-        "--allow-warnings",
-        "--force",
-    ]
+    args = fit_argv(
+        project,
+        tmp_path / "run",
+        *("--scale", "none", "--chains", "1", "--draws", "10", "--tune", "10", "--no-progress"),
+        *("--no-report", "--allow-warnings", "--force"),
+    )
     for said in (
         "nutpie: not cached, compiling (a model's first run: up to a few minutes",
         "compiling the marginal model for nutpie: cached\n",
@@ -409,27 +290,13 @@ def test_the_line_after_the_progress_bar_starts_on_a_line_of_its_own(project, tm
     """On a terminal nutpie draws its progress bar and leaves the last line unterminated; the
     next stage line must not be glued to it."""
     main_fd, child_fd = pty.openpty()
+    options = ["--scale", "none", "--chains", "2", "--draws", "50", "--tune", "50"]
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "bayes_sor",
-            "fit",
-            str(project / "model.lav"),
-            "--data",
-            str(project / "data.csv"),
-            "--out",
-            str(tmp_path / "tty"),
-            "--scale",
-            "none",
-            "--chains",
-            "2",
-            "--draws",
-            "50",
-            "--tune",
-            "50",
-            "--no-report",
-            "--allow-warnings",
+            *fit_argv(project, tmp_path / "tty", *options, "--no-report", "--allow-warnings"),
         ],
         stdin=child_fd,
         stdout=child_fd,

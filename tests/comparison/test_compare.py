@@ -8,6 +8,7 @@ carries its numbers (and PROCESS's) through unchanged.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,10 @@ from paths import ROOT
 from reference_data import REFERENCE, require_reference
 from sem_models import MODERATED
 
+import bayes_sor as bs
+from bayes_sor.checks.result import CheckResult, FigureSettings
 from bayes_sor.cli.main import main
-from bayes_sor.comparison.compare import dummy_controls
+from bayes_sor.comparison.compare import add_command, comparison, dummy_controls
 from bayes_sor.comparison.compare_methods import (
     _alphas,
     comparable_effects,
@@ -202,6 +205,63 @@ def test_report_section_is_appended_once(compared, project):
     # the explanation quotes this table's numbers, not canned ones
     flipped = _row(compared, "Y ~ X")
     assert f"{flipped.bayes_est:.3f}" in md
+
+
+def test_the_comparison_is_one_check_result_computed_without_writing(project):
+    """``compare`` computes one CheckResult (its files for --out, its section for the run's
+    report) and writes nothing itself: the registration in checks/result.py writes it."""
+    parser = argparse.ArgumentParser()
+    add_command(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "compare",
+            str(project / "model.lav"),
+            *("--data", str(project / "data.csv"), "--run", str(project / "run")),
+            *("--out", str(project / "unwritten"), "--boot", "20", "--process-boot", "50"),
+            *("--workers", "1", "--seed", "3"),
+        ]
+    )
+    report = (project / "run" / "report.md").read_bytes()
+    outcome = comparison(args)
+    assert not (project / "unwritten").exists()
+    assert (project / "run" / "report.md").read_bytes() == report
+    (result,) = outcome.results
+    assert isinstance(result, CheckResult) and result.name == "compare"
+    assert [*result.tables, *result.documents, *result.figures] == [
+        "comparison.csv",
+        "comparison.md",
+        "comparison.png",
+    ]
+    assert result.figure_settings["comparison.png"] == FigureSettings(dpi=130, tight=True)
+    assert result.passed is False  # the flipped path is flagged
+    assert outcome.folder == project / "unwritten" and outcome.run_dir == project / "run"
+    assert outcome.exit_code == 0 and result.console.startswith(
+        f"{len(result.tables['comparison.csv'])} rows"
+    )
+
+
+def test_the_apis_compare_gives_the_commands_table(compared, project, tmp_path):
+    """``bs.compare`` on the loaded run: the table ``compare --run`` wrote, files only with
+    ``out``."""
+    result = bs.compare(
+        bs.load(project / "run"),
+        project / "data.csv",
+        published=project / "published.yaml",
+        controls=["group", "age"],
+        boot=20,
+        process_boot=300,
+        workers=1,
+        seed=3,
+    )
+    csv = result.tables["comparison.csv"].to_csv(index=False)
+    assert csv == (project / "out" / "comparison.csv").read_text()
+    # the title names the model: the CLI's model file, the loaded run's folder
+    document = result.documents["comparison.md"]
+    written = (project / "out" / "comparison.md").read_text()
+    assert document.startswith("# Method comparison: run\n")
+    assert document.split("\n", 1)[1] == written.split("\n", 1)[1]
+    with pytest.raises(bs.BayesSORError, match="--boot"):
+        bs.compare(bs.load(project / "run"), project / "data.csv", boot=1)
 
 
 # ---- each method against its source ------------------------------------------------------------

@@ -10,9 +10,9 @@ import pytest
 import xarray as xr
 from paths import ROOT
 
-from bayes_sor import fit
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.report.run_report import write_run
+from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.samplers import SamplerSettings, _complete
 
 #: attributes ArviZ / PyMC stamp on a trace that differ between otherwise identical runs;

@@ -215,7 +215,8 @@ def test_cli_warns_about_vague_priors_before_running(monkeypatch, root: Path, tm
         raise KeyboardInterrupt
 
     monkeypatch.chdir(root)
-    monkeypatch.setattr("bayes_sor.sbc.run.run_sbc", interrupted)
+    # the module itself: the attribute bayes_sor.sbc is the API's sbc function
+    monkeypatch.setattr(sys.modules["bayes_sor.sbc.run"], "run_sbc", interrupted)
     command = ["sbc", HS, "--sims", "20", "--nobs", "301", "--out", str(tmp_path / "run")]
     assert main(command) == 130
     err = capsys.readouterr().err
