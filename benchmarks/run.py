@@ -121,10 +121,16 @@ QUICK = (
 
 
 def run_one(
-    name: str, model: str, data: str, extra: list[str], sampling: list[str], limit: float
+    name: str,
+    model: str,
+    data: str,
+    extra: list[str],
+    sampling: list[str],
+    limit: float,
+    code: Path = ROOT,
 ) -> dict:
     """Fit one workload in a child process and read its figures back from the run folder (or,
-    for a Stan row, from stan_peer.py's table)."""
+    for a Stan row, from stan_peer.py's table). ``code``: the checkout whose bayes_sor runs."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     if extra == STAN:
         out = folder / "estimates.csv"
@@ -155,8 +161,9 @@ def run_one(
             *extra,
         ]
     load = os.getloadavg()[0]
-    code, wall, peak_mb, message = _timed(command, limit)
-    if code != 0:
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    status, wall, peak_mb, message = _timed(command, limit, env)
+    if status != 0:
         status = f"killed after {limit:.0f} s" if wall >= limit else message
         return {"workload": name, "wall_s": round(wall, 1), "status": status}
     if extra == STAN:
@@ -185,11 +192,13 @@ def run_one(
     }
 
 
-def _timed(command: list[str], limit: float) -> tuple[int, float, float, str]:
+def _timed(command: list[str], limit: float, env: dict) -> tuple[int, float, float, str]:
     """Run ``command``; its exit code, wall seconds, peak RSS (MB) and the end of its stderr."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=env
+        )
         timer = threading.Timer(limit, proc.kill)
         timer.start()
         # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the maximum so far).
@@ -232,6 +241,12 @@ def main() -> None:
         help="rounds of the chosen rows, interleaved; the table gives each row's medians",
     )
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of earlier code (e.g. /work/main): each bayes_sor row runs with it "
+        "too, just before the current code's, in the same round (an interleaved A/B)",
+    )
+    parser.add_argument(
         "--limit",
         type=float,
         default=1200,
@@ -259,21 +274,30 @@ def main() -> None:
             f'{STAN_PYTHON.parents[1]} && {STAN_PYTHON.parent}/pip install pystan "arviz<1" pandas'
         )
         chosen = {name: spec for name, spec in chosen.items() if spec[2] != STAN}
-    rounds: dict[str, list[dict]] = {name: [] for name in chosen}
+    runs = [
+        (label, name, code)
+        for name, (_, _, extra) in chosen.items()
+        for label, code in (
+            [(f"{name} [baseline]", args.baseline)] if args.baseline and extra != STAN else []
+        )
+        + [(name, ROOT)]
+    ]
+    rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
     header = True
     for _ in range(args.repeat):
         peer = None
-        for name, (model, data, extra) in chosen.items():
-            row = run_one(name, model, data, extra, sampling, args.limit)
+        for label, name, code in runs:
+            model, data, extra = chosen[name]
+            row = run_one(label, model, data, extra, sampling, args.limit, code)
             estimates = row.pop("_estimates", None)
             if extra == STAN and estimates is not None and peer is not None:
                 row["mean_z"] = round(mean_z(peer, estimates), 1)
             elif extra != STAN:
                 peer = estimates
-            rounds[name].append(row)
+            rounds[label].append(row)
             print(pd.DataFrame([row]).to_string(index=False, header=header), flush=True)
             header = False
-    rows = [_median(runs) for runs in rounds.values()]
+    rows = [_median(rows_of) for rows_of in rounds.values()]
     print()
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(pd.DataFrame(rows).to_string(index=False))
