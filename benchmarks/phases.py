@@ -26,9 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HS = [
-    "models/holzinger_swineford.lav",
+    str(ROOT / "models/holzinger_swineford.lav"),
     "--data",
-    "data/holzinger_swineford.csv",
+    str(ROOT / "data/holzinger_swineford.csv"),
     "--likelihood",
     "marginal",
     "--scale",
@@ -51,7 +51,8 @@ def phases(fit_args: list[str], code: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(code)}
     command += ["--no-progress", "--allow-warnings"]
     start = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+    # in the checkout itself: ``python -m`` imports from the working folder before PYTHONPATH
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=code, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-500:])

@@ -162,7 +162,7 @@ def run_one(
         ]
     load = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(code)}
-    status, wall, peak_mb, message = _timed(command, limit, env)
+    status, wall, peak_mb, message = _timed(command, limit, env, code)
     if status != 0:
         status = f"killed after {limit:.0f} s" if wall >= limit else message
         return {"workload": name, "wall_s": round(wall, 1), "status": status}
@@ -192,13 +192,12 @@ def run_one(
     }
 
 
-def _timed(command: list[str], limit: float, env: dict) -> tuple[int, float, float, str]:
-    """Run ``command``; its exit code, wall seconds, peak RSS (MB) and the end of its stderr."""
+def _timed(command: list[str], limit: float, env: dict, cwd: Path) -> tuple[int, float, float, str]:
+    """Run ``command`` in ``cwd`` (``python -m`` imports from there first, before PYTHONPATH);
+    its exit code, wall seconds, peak RSS (MB) and the end of its stderr."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT, env=env
-        )
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=env)
         timer = threading.Timer(limit, proc.kill)
         timer.start()
         # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the maximum so far).
