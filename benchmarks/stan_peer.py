@@ -28,7 +28,15 @@ import numpy as np
 import pandas as pd
 import stan
 
-HS = r"""
+#: the log-likelihood of the answers from their mean and the Cholesky factor of their (biased)
+#: covariance, given Sigma's Cholesky factor L: the last statement of both models
+LIKELIHOOD = """  target += -0.5 * N * (2 * sum(log(diagonal(L)))
+                        + sum(square(mdivide_left_tri_low(L, S_chol)))
+                        + dot_self(mdivide_left_tri_low(L, ybar - nu)));
+"""
+
+HS = (
+    r"""
 data { int<lower=1> N; int<lower=1> P; vector[P] ybar; matrix[P, P] S_chol; }
 transformed data { array[P] int fac = {1, 1, 1, 2, 2, 2, 3, 3, 3}; }
 parameters {
@@ -59,19 +67,20 @@ model {
   Lcorr ~ lkj_corr_cholesky(1);
   theta_sd ~ gamma(1, 0.5);
   nu ~ normal(0, 32);
-  target += -0.5 * N * (2 * sum(log(diagonal(L)))
-                        + sum(square(mdivide_left_tri_low(L, S_chol)))
-                        + dot_self(mdivide_left_tri_low(L, ybar - nu)));
-}
+"""
+    + LIKELIHOOD
+    + r"""}
 generated quantities {
   vector[P] theta = square(theta_sd);
   matrix[3, 3] R = multiply_lower_tri_self_transpose(Lcorr);
   vector[3] cor = [R[1, 2], R[1, 3], R[2, 3]]';
 }
 """
+)
 
 # items x1 x2 x3 y1 .. y8; latents ind60, dem60, dem65 (each scaled by its first item)
-PD = r"""
+PD = (
+    r"""
 data { int<lower=1> N; int<lower=1> P; vector[P] ybar; matrix[P, P] S_chol; }
 transformed data {
   array[P] int fac = {1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
@@ -112,15 +121,15 @@ model {
   theta_sd ~ gamma(1, 0.5);
   psi_sd ~ gamma(1, 0.5);
   nu ~ normal(0, 32);
-  target += -0.5 * N * (2 * sum(log(diagonal(L)))
-                        + sum(square(mdivide_left_tri_low(L, S_chol)))
-                        + dot_self(mdivide_left_tri_low(L, ybar - nu)));
-}
+"""
+    + LIKELIHOOD
+    + r"""}
 generated quantities {
   vector[P] theta = square(theta_sd);
   vector[3] psi = square(psi_sd);
 }
 """
+)
 
 
 def _hs(y: np.ndarray) -> tuple[str, dict, list[tuple[str, str, str, str, int]]]:

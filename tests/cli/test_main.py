@@ -371,19 +371,16 @@ def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(projec
     assert len(warned) == len(set(warned)) and "UserWarning" not in result.stderr
 
 
-def test_the_compiling_line_says_whether_the_compiled_model_is_cached(
-    project, tmp_path, monkeypatch, capsys
-):
-    """A model graph not in the compiled-model cache is announced with the expected wait; the
-    same model's next run says "cached"."""
-    monkeypatch.setattr("bayes_sor.sampling.nutpie_cache.MODEL_CACHE", tmp_path / "models")
-    args = [
+def _tiny_fit(project, out) -> list[str]:
+    """``fit`` of the project's model, 1 chain x 10 draws without a report: for what happens
+    around sampling."""
+    return [
         "fit",
         str(project / "model.lav"),
         "--data",
         str(project / "data.csv"),
         "--out",
-        str(tmp_path / "run"),
+        str(out),
         "--scale",
         "none",
         "--chains",
@@ -397,6 +394,15 @@ def test_the_compiling_line_says_whether_the_compiled_model_is_cached(
         "--allow-warnings",
         "--force",
     ]
+
+
+def test_the_compiling_line_says_whether_the_compiled_model_is_cached(
+    project, tmp_path, monkeypatch, capsys
+):
+    """A model graph not in the compiled-model cache is announced with the expected wait; the
+    same model's next run says "cached"."""
+    monkeypatch.setattr("bayes_sor.sampling.nutpie_cache.MODEL_CACHE", tmp_path / "models")
+    args = _tiny_fit(project, tmp_path / "run")
     for said in (
         "nutpie: not cached, compiling (a model's first run: up to a few minutes",
         "compiling the marginal model for nutpie: cached\n",
@@ -478,24 +484,6 @@ def test_building_the_command_line_imports_no_plotting_and_no_ml_stack():
 def test_fit_without_report_imports_neither_the_diagram_nor_the_ml_stack(project, tmp_path):
     """``fit --no-report`` runs no report: the path diagram, the comparison's ML fit and semopy
     stay unloaded (matplotlib itself arrives with nutpie, which imports all of ArviZ)."""
-    args = [
-        "fit",
-        str(project / "model.lav"),
-        "--data",
-        str(project / "data.csv"),
-        "--out",
-        str(tmp_path / "run"),
-        "--scale",
-        "none",
-        "--chains",
-        "1",
-        "--draws",
-        "20",
-        "--tune",
-        "20",
-        "--no-progress",
-        "--no-report",
-        "--allow-warnings",
-    ]
+    args = _tiny_fit(project, tmp_path / "run")
     code = f"from bayes_sor.cli.main import main\nassert main({args!r}) == 0"
     assert _loaded(code, ("bayes_sor.report.diagram", *ML_STACK)) == []
