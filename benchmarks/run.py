@@ -297,9 +297,10 @@ def main() -> None:
             print(pd.DataFrame([row]).to_string(index=False, header=header), flush=True)
             header = False
     rows = [_median(rows_of) for rows_of in rounds.values()]
-    print()
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(pd.DataFrame(rows).to_string(index=False))
+    if rows:
+        print()
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(pd.DataFrame(rows).to_string(index=False))
     sbc_rows = sbc_benchmarks(args.only, args.quick, args.slow)
     if sbc_rows:
         print()
