@@ -7,10 +7,23 @@ then SBC throughput (the rows of issue 9's table).
                                         # a 2-minute smoke version
     python benchmarks/run.py --slow     # adds SBC of the Study A model, 200 simulations (~25 min)
     python benchmarks/run.py --only hs  # rows whose name contains 'hs'
+    python benchmarks/run.py --only stan --repeat 5   # bayes_sor against Stan, 5 interleaved
+                                        # rounds, medians
 
 Each row runs ``python -m bayes_sor fit`` in a fresh process, as a user would, so the wall time
 includes import and compilation. The naive baseline is the PyMC-notebook approach: latent scores
 sampled (conditional likelihood) with PyMC's own NUTS.
+
+The Stan rows (blavaan's engine on the same posterior, ``stan_peer.py``) run in their own
+virtual environment, never bayes_sor's nor CI's; without it they are skipped with a line
+saying so. Create it once (the first run of each Stan model then compiles it, ~1.5 minutes):
+
+    python3.12 -m venv /work/stanvenv && /work/stanvenv/bin/pip install pystan "arviz<1" pandas
+
+(``BAYES_SOR_STAN_PYTHON`` names another interpreter.) Each Stan row follows its bayes_sor
+peer, ``fit --no-report``, in the same round; both are whole processes, both give the minimum
+bulk ESS over the same free parameters, and ``mean_z`` is the largest difference of a posterior
+mean between the two in Monte Carlo standard errors (about 3 or less when the posteriors agree).
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,10 +39,15 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
+STAN_PYTHON = Path(os.environ.get("BAYES_SOR_STAN_PYTHON", "/work/stanvenv/bin/python"))
+
+#: the extra arguments of a Stan row: its model is stan_peer.py's name, run by STAN_PYTHON
+STAN = ["stan"]
 
 #: name -> (model, data, extra CLI arguments)
 WORKLOADS = {
@@ -77,6 +96,19 @@ WORKLOADS = {
     ),
     "study_a_conditional_pymc": ("impulse_buying", "impulse_buying", ["--sampler", "pymc"]),
     "study_a_ordinal_nutpie": ("impulse_buying", "impulse_buying", ["--ordinal", "all"]),
+    # bayes_sor against Stan: the command without the report, then stan_peer.py's peer model
+    "hs_cfa_no_report_vs_stan": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        ["--likelihood", "marginal", "--scale", "none", "--no-report"],
+    ),
+    "hs_cfa_stan": ("hs", "holzinger_swineford", STAN),
+    "pd_sem_no_report_vs_stan": (
+        "political_democracy",
+        "political_democracy",
+        ["--likelihood", "marginal", "--scale", "none", "--no-report"],
+    ),
+    "pd_sem_stan": ("pd", "political_democracy", STAN),
 }
 
 #: The rows of ``--quick``: one of each kind of model, each well under a minute.
@@ -89,56 +121,102 @@ QUICK = (
 
 
 def run_one(
-    name: str, model: str, data: str, extra: list[str], sampling: list[str], limit: float
+    name: str,
+    model: str,
+    data: str,
+    extra: list[str],
+    sampling: list[str],
+    limit: float,
+    code: Path = ROOT,
 ) -> dict:
-    """Fit one workload in a child process and read its figures back from the run folder."""
-    out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "bayes_sor",
-        "fit",
-        str(ROOT / "models" / f"{model}.lav"),
-        "--data",
-        str(ROOT / "data" / f"{data}.csv"),
-        "--out",
-        str(out),
-        "--allow-warnings",
-        "--no-progress",
-        *sampling,
-        *extra,
-    ]
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT)
-        timer = threading.Timer(limit, proc.kill)
-        timer.start()
-        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the maximum so far).
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        timer.cancel()
-        wall = time.perf_counter() - start
-        stderr.seek(0)
-        message = stderr.read().decode(errors="replace").strip()[-200:]
-    peak_mb = usage.ru_maxrss / 1024
-    if proc.returncode != 0:
+    """Fit one workload in a child process and read its figures back from the run folder (or,
+    for a Stan row, from stan_peer.py's table). ``code``: the checkout whose bayes_sor runs."""
+    folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    if extra == STAN:
+        out = folder / "estimates.csv"
+        settings = dict(zip(sampling[::2], sampling[1::2], strict=True))
+        command = [
+            str(STAN_PYTHON),
+            str(ROOT / "benchmarks" / "stan_peer.py"),
+            model,
+            str(ROOT / "data" / f"{data}.csv"),
+            str(out),
+            *(settings[f"--{k}"] for k in ("chains", "draws", "tune")),
+        ]
+    else:
+        out = folder / "run"
+        command = [
+            sys.executable,
+            "-m",
+            "bayes_sor",
+            "fit",
+            str(ROOT / "models" / f"{model}.lav"),
+            "--data",
+            str(ROOT / "data" / f"{data}.csv"),
+            "--out",
+            str(out),
+            "--allow-warnings",
+            "--no-progress",
+            *sampling,
+            *extra,
+        ]
+    load = os.getloadavg()[0]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    status, wall, peak_mb, message = _timed(command, limit, env, code)
+    if status != 0:
         status = f"killed after {limit:.0f} s" if wall >= limit else message
         return {"workload": name, "wall_s": round(wall, 1), "status": status}
-    est = pd.read_csv(out / "estimates.csv")
-    free = est[est.free > 0]
-    posterior_mb = (out / "posterior.nc").stat().st_size / 2**20
-    min_ess = float(free.ess_bulk.min())
+    if extra == STAN:
+        est = pd.read_csv(out)
+        figures = {"divergences": None, "posterior_mb": None}
+    else:
+        est = pd.read_csv(out / "estimates.csv")
+        est = est[est.free > 0]
+        figures = {
+            "divergences": _divergences(out),
+            "posterior_mb": round((out / "posterior.nc").stat().st_size / 2**20, 1),
+        }
+    min_ess = float(est.ess_bulk.min())
     return {
         "workload": name,
         "wall_s": round(wall, 1),
         "min_ess_bulk": round(min_ess),
         "ess_per_s": round(min_ess / wall, 1),
-        "max_r_hat": round(float(free.r_hat.max()), 3),
-        "divergences": _divergences(out),
+        "max_r_hat": round(float(est.r_hat.max()), 3) if "r_hat" in est else None,
+        **figures,
         "peak_rss_mb": round(peak_mb),
-        "posterior_mb": round(posterior_mb, 1),
+        "load": round(load, 1),
+        "mean_z": None,
         "status": "ok",
+        "_estimates": est,
     }
+
+
+def _timed(command: list[str], limit: float, env: dict, cwd: Path) -> tuple[int, float, float, str]:
+    """Run ``command`` in ``cwd`` (``python -m`` imports from there first, before PYTHONPATH);
+    its exit code, wall seconds, peak RSS (MB) and the end of its stderr."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=env)
+        timer = threading.Timer(limit, proc.kill)
+        timer.start()
+        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the maximum so far).
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        wall = time.perf_counter() - start
+        stderr.seek(0)
+        message = stderr.read().decode(errors="replace").strip()[-200:]
+    return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024, message
+
+
+def mean_z(ours: pd.DataFrame, stan: pd.DataFrame) -> float:
+    """The largest difference of a posterior mean between two fits, in Monte Carlo standard
+    errors of the difference (sd / sqrt(ESS) of each)."""
+    both = ours.merge(stan, on=["lhs", "op", "rhs"], suffixes=("", "_stan"), validate="1:1")
+    if len(both) != len(stan):
+        raise ValueError(f"stan_peer's {len(stan)} parameters, {len(both)} of them in our run")
+    mcse = np.sqrt(both.sd**2 / both.ess_bulk + both.sd_stan**2 / both.ess_bulk_stan)
+    return float((abs(both["mean"] - both.mean_stan) / mcse).max())
 
 
 def _divergences(out: Path) -> int:
@@ -156,6 +234,18 @@ def main() -> None:
     )
     parser.add_argument("--only", default="")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of the chosen rows, interleaved; the table gives each row's medians",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of earlier code (e.g. /work/main): each bayes_sor row runs with it "
+        "too, just before the current code's, in the same round (an interleaved A/B)",
+    )
+    parser.add_argument(
         "--limit",
         type=float,
         default=1200,
@@ -168,23 +258,66 @@ def main() -> None:
         else ["--chains", "4", "--draws", "1000", "--tune", "1000"]
     )
     print(
-        f"# {time.strftime('%Y-%m-%d')} {platform.node()} {platform.processor() or ''} "
-        f"Python {platform.python_version()}; sampling: {' '.join(sampling)}"
+        f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {platform.processor() or ''} "
+        f"Python {platform.python_version()}; sampling: {' '.join(sampling)}; load "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
-    rows = []
-    for name, (model, data, extra) in WORKLOADS.items():
-        if args.only in name and (name in QUICK or not args.quick):
-            rows.append(run_one(name, model, data, extra, sampling, args.limit))
-            print(
-                pd.DataFrame([rows[-1]]).to_string(index=False, header=len(rows) == 1), flush=True
-            )
-    print()
-    print(pd.DataFrame(rows).to_string(index=False))
+    chosen = {
+        name: spec
+        for name, spec in WORKLOADS.items()
+        if args.only in name and (name in QUICK or not args.quick)
+    }
+    if any(extra == STAN for _, _, extra in chosen.values()) and not STAN_PYTHON.exists():
+        print(
+            f"# Stan rows skipped: no {STAN_PYTHON}; create it with: python3.12 -m venv "
+            f'{STAN_PYTHON.parents[1]} && {STAN_PYTHON.parent}/pip install pystan "arviz<1" pandas'
+        )
+        chosen = {name: spec for name, spec in chosen.items() if spec[2] != STAN}
+    runs = [
+        (label, name, code)
+        for name, (_, _, extra) in chosen.items()
+        for label, code in (
+            [(f"{name} [baseline]", args.baseline)] if args.baseline and extra != STAN else []
+        )
+        + [(name, ROOT)]
+    ]
+    rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
+    header = True
+    for _ in range(args.repeat):
+        peer = None
+        for label, name, code in runs:
+            model, data, extra = chosen[name]
+            row = run_one(label, model, data, extra, sampling, args.limit, code)
+            estimates = row.pop("_estimates", None)
+            if extra == STAN and estimates is not None and peer is not None:
+                row["mean_z"] = round(mean_z(peer, estimates), 1)
+            elif extra != STAN:
+                peer = estimates
+            rounds[label].append(row)
+            print(pd.DataFrame([row]).to_string(index=False, header=header), flush=True)
+            header = False
+    rows = [_median(rows_of) for rows_of in rounds.values()]
+    if rows:
+        print()
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(pd.DataFrame(rows).to_string(index=False))
     sbc_rows = sbc_benchmarks(args.only, args.quick, args.slow)
     if sbc_rows:
         print()
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(pd.DataFrame(sbc_rows).to_string(index=False))
+
+
+def _median(runs: list[dict]) -> dict:
+    """One row of several rounds: the median of each figure, and how many rounds went well."""
+    ok = [r for r in runs if r["status"] == "ok"] or runs
+    row = {"workload": runs[0]["workload"], "rounds": f"{len(ok)}/{len(runs)}"}
+    for key in ok[0]:
+        values = [r[key] for r in ok if isinstance(r.get(key), int | float)]
+        if key not in row and key != "status":
+            row[key] = statistics.median(values) if values else ok[0][key]
+    row["status"] = ok[0]["status"]
+    return row
 
 
 def sbc_benchmarks(only: str, quick: bool, slow: bool) -> list[dict]:

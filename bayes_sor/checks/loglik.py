@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import xarray as xr
 from scipy.special import log_ndtr
@@ -170,4 +170,4 @@ def loo(tree: xr.DataTree):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return az.loo(tree, pointwise=True, var_name="items")
+        return azs.loo(tree, pointwise=True, var_name="items")

@@ -12,7 +12,7 @@ import argparse
 import warnings
 from pathlib import Path
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 
@@ -110,7 +110,7 @@ def compare(paths: list[str | Path]) -> pd.DataFrame:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        table = az.compare(elpds, method="stacking", round_to="none")
+        table = azs.compare(elpds, method="stacking", round_to="none")
     table = table.rename(columns={"elpd": "elpd_loo", "p": "p_loo"})
     table["pareto_k_gt_0.7"] = [
         int(np.sum(np.asarray(elpds[n].pareto_k) > K_BAD)) for n in table.index

@@ -16,15 +16,18 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure as MplFigure
 
 from bayes_sor.errors import BayesSORError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.figures import save_png, write_readable
 from bayes_sor.report.sections import append_report_section
 from bayes_sor.runs.rundir import Run, load_run, write_csv
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
 
 #: resolution of a check's figures
 FIGURE_DPI = 110

@@ -20,7 +20,7 @@ import argparse
 import warnings
 from dataclasses import dataclass
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -262,10 +262,10 @@ def sensitivity(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if ll is not None:
-            sens = az.psense_summary(tree, threshold=THRESHOLD, round_to=6)
+            sens = azs.psense_summary(tree, threshold=THRESHOLD, round_to=6)
         else:
             notes.append("no log-likelihood for this run: prior sensitivity only")
-            sens = _prior_only(az, tree)
+            sens = _prior_only(tree)
     table = conclusions(posterior, log_prior, ci, alphas)
     sens = sens.reindex(table.kind + "[" + table.quantity + "]")  # psense's row labels
     table["prior_sensitivity"] = sens["prior"].to_numpy()
@@ -283,9 +283,9 @@ def sensitivity(
     return table, notes
 
 
-def _prior_only(az, tree: xr.DataTree) -> pd.DataFrame:
+def _prior_only(tree: xr.DataTree) -> pd.DataFrame:
     """psense for the prior alone, in psense_summary's layout."""
-    prior = az.psense(tree, group="prior")
+    prior = azs.psense(tree, group="prior")
     labels, values = [], []
     for var in prior.data_vars:
         (dim,) = prior[var].dims

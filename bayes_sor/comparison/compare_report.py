@@ -10,10 +10,10 @@ what these numbers show rather than what such comparisons usually show.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure as MplFigure
 
 from bayes_sor.checks.result import CheckResult, FigureSettings
 from bayes_sor.comparison.table import (
@@ -35,6 +35,9 @@ from bayes_sor.report.document import (
     nest_headings,
     to_markdown,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MplFigure
 
 SHORT_KIND = {
     "path": "path",
@@ -311,6 +314,9 @@ def explanation(table: pd.DataFrame, methods: list[MethodEstimates]) -> list[str
 def forest_figure(table: pd.DataFrame, methods: list[str]) -> MplFigure:
     """One row per standardised path / effect, one marker and interval per method."""
     rows = _shown(table, "std", MODEL_KINDS).to_dict("records")[::-1]
+    # matplotlib (~0.5 s) when the comparison draws, not when the CLI registers the command
+    from matplotlib.figure import Figure as MplFigure
+
     fig = MplFigure(figsize=(9.0, 0.34 * len(rows) + 1.6))
     ax = fig.add_subplot()
     step = 0.8 / max(len(methods), 1)

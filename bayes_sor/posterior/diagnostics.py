@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -125,7 +125,7 @@ def check_convergence(
     stats = idata["sample_stats"]
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     n_draws = int(stats.sizes["chain"] * stats.sizes["draw"])
-    bfmi = az.bfmi(idata) if "energy" in stats else None
+    bfmi = azs.bfmi(idata) if "energy" in stats else None
     min_bfmi = float(np.min(bfmi["energy"].values)) if bfmi is not None else float("nan")
     diag = Diagnostics(
         max_r_hat=float(free.r_hat.max()),

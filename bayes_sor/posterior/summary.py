@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -30,12 +30,12 @@ def summarize(draws: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> 
     """
     (dim,) = [d for d in draws.dims if d not in ("chain", "draw")]
     sample = ("chain", "draw")
-    interval = (az.hdi if hdi else az.eti)(draws, prob=ci_prob)
+    interval = (azs.hdi if hdi else azs.eti)(draws, prob=ci_prob)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        r_hat = az.rhat(draws)
-        ess_bulk = az.ess(draws, method="bulk")
-        ess_tail = az.ess(draws, method="tail")
+        r_hat = azs.rhat(draws)
+        ess_bulk = azs.ess(draws, method="bulk")
+        ess_tail = azs.ess(draws, method="tail")
     constant = draws.std(sample) == 0
     table = pd.DataFrame(
         {

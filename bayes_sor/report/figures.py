@@ -12,19 +12,20 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import arviz_plots as azp
 import numpy as np
 import pandas as pd
 import xarray as xr
-from arviz_base.labels import NoVarLabeller
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from bayes_sor.files import write_atomic
 from bayes_sor.posterior.estimates import posterior_names
 from bayes_sor.spec.matrices import implied_moments, representation
 from bayes_sor.spec.partable import ParTable, row_name
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: effect kinds in the forest plot, in order, with their colours
 FOREST_KINDS = {
@@ -75,6 +76,9 @@ def forest_plot(effects: pd.DataFrame, interval: str = "95% interval") -> Figure
     groups = [(kind, rows[rows.kind == kind]) for kind in FOREST_KINDS]
     groups = [(kind, g) for kind, g in groups if len(g)]
     n_lines = len(rows) + len(groups)
+    # matplotlib (~0.5 s) only when a figure is drawn: `fit --no-report` never draws
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8.0, 0.9 + 0.27 * n_lines))
     ax = fig.add_subplot()
     y, ticks, labels = 0.0, [], []
@@ -218,6 +222,9 @@ def conditional_plot(
         return None
     ncols = min(2, len(curves))
     nrows = -(-len(curves) // ncols)
+    # matplotlib (~0.5 s) only when a figure is drawn: `fit --no-report` never draws
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.2 * ncols, 3.6 * nrows + 0.5))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, curve in zip(axes, curves, strict=False):
@@ -281,6 +288,9 @@ def rank_plot(idata: xr.DataTree, params: list[str]) -> Figure | None:
     """ArviZ's fractional-rank Delta-ECDF plots (one panel per parameter, chains as lines)."""
     if not params:
         return None
+    # ArviZ's plots import matplotlib's pyplot (~1 s): only when a rank plot is drawn
+    import arviz_plots as azp
+    from arviz_base.labels import NoVarLabeller
 
     ncols = min(3, len(params))
     nrows = -(-len(params) // ncols)

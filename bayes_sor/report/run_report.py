@@ -22,7 +22,6 @@ import pandas as pd
 
 from bayes_sor.posterior.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate, verdict_rules
-from bayes_sor.report.diagram import path_diagram
 from bayes_sor.report.document import (
     Block,
     Bullets,
@@ -613,6 +612,8 @@ def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path], list[C
     """Draw and save the report's figures; returns {name: path} and the conditional curves.
     ``redraw=False`` keeps the figures already in the folder (they depend on the posterior
     alone, which a model check does not change)."""
+    # the diagram is drawn with matplotlib (~0.5 s to import): only when figures are made
+    from bayes_sor.report.diagram import path_diagram
 
     par = run.posterior["par"].values
     curves = conditional_curves(

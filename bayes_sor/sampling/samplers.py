@@ -14,6 +14,8 @@ from bayes_sor.sampling.nutpie_cache import compile_pymc_model
 from bayes_sor.sampling.stages import StageReporter, quiet
 
 SAMPLERS = ("nutpie", "pymc")
+#: nutpie's mass-matrix adaptations; ``auto`` picks one by likelihood (:func:`nutpie_adaptation`)
+ADAPTATIONS = ("auto", "diag", "low_rank")
 #: what a fit says before compiling a model graph not in the cache (benchmarks/RESULTS.md:
 #: 15-60 s for a small marginal model, 1.5-4 minutes for Study A on two busy cores)
 FIRST_COMPILE = (
@@ -36,10 +38,15 @@ class SamplerSettings:
     target_accept: float = 0.9
     progressbar: bool = True
     cores: int | None = None
+    adaptation: str = "auto"
 
     def validate(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ModelSpecError(f"unknown sampler {self.sampler!r}; use one of {SAMPLERS}")
+        if self.adaptation not in ADAPTATIONS:
+            raise ModelSpecError(
+                f"unknown adaptation {self.adaptation!r}; use one of {ADAPTATIONS}"
+            )
         if min(self.chains, self.draws) < 1 or self.tune < 0:
             raise ModelSpecError("--chains and --draws must be at least 1, --tune at least 0")
         if self.sampler == "nutpie" and self.tune < 1:
@@ -93,6 +100,7 @@ def sample(
             cores=cores,
             seed=settings.seed,
             target_accept=settings.target_accept,
+            adaptation=nutpie_adaptation(settings.adaptation, built.likelihood),
             progress_bar=settings.progressbar,
             save_warmup=False,
             blocking=False,
@@ -125,6 +133,21 @@ def sample(
             compute_convergence_checks=False,
         )
     return _complete(trace, settings)
+
+
+def nutpie_adaptation(adaptation: str, likelihood: str) -> str:
+    """nutpie's mass-matrix adaptation: ``auto`` is the low-rank modified diagonal for the
+    marginal likelihood and the diagonal for the conditional one.
+
+    The marginal posteriors are small (tens of parameters) and correlated (the intercepts of
+    a factor's items, a loading and its item's residual variance): the low-rank correction
+    doubled the HS CFA's minimum ESS per gradient (benchmarks/RESULTS.md, section 4). With
+    thousands of latent scores (conditional) it cost more than it gave (Study A ordinal:
+    the same ESS per gradient, a longer warm-up).
+    """
+    if adaptation != "auto":
+        return adaptation
+    return "low_rank" if likelihood == "marginal" else "diag"
 
 
 def _complete(trace: xr.DataTree, settings: SamplerSettings) -> xr.DataTree:

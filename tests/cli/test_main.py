@@ -266,18 +266,24 @@ def test_fit_console_stages_verdicts_and_each_warning_once_through_a_pipe(projec
     assert len(warned) == len(set(warned)) and "UserWarning" not in result.stderr
 
 
+def _tiny_fit(project, out) -> list[str]:
+    """``fit`` of the project's model, 1 chain x 10 draws without a report: for what happens
+    around sampling."""
+    return fit_argv(
+        project,
+        out,
+        *("--scale", "none", "--chains", "1", "--draws", "10", "--tune", "10", "--no-progress"),
+        *("--no-report", "--allow-warnings", "--force"),
+    )
+
+
 def test_the_compiling_line_says_whether_the_compiled_model_is_cached(
     project, tmp_path, monkeypatch, capsys
 ):
     """A model graph not in the compiled-model cache is announced with the expected wait; the
     same model's next run says "cached"."""
     monkeypatch.setattr("bayes_sor.sampling.nutpie_cache.MODEL_CACHE", tmp_path / "models")
-    args = fit_argv(
-        project,
-        tmp_path / "run",
-        *("--scale", "none", "--chains", "1", "--draws", "10", "--tune", "10", "--no-progress"),
-        *("--no-report", "--allow-warnings", "--force"),
-    )
+    args = _tiny_fit(project, tmp_path / "run")
     for said in (
         "nutpie: not cached, compiling (a model's first run: up to a few minutes",
         "compiling the marginal model for nutpie: cached\n",
@@ -317,3 +323,34 @@ def test_the_line_after_the_progress_bar_starts_on_a_line_of_its_own(project, tm
     screen = b"".join(chunks).decode("utf-8", "replace").replace("\r", "")
     assert "Progress" in screen  # a progress bar was drawn
     assert re.search(r"\n\[ *\d+\.\d s\] summarising the posterior", screen), screen[-2000:]
+
+
+# ---- what a command imports ---------------------------------------------------------------------
+#: modules a command loads only when it draws or compares: the report's figures and diagram, the
+#: ML stack (semopy) of ``compare``
+DRAWING = ("matplotlib.figure", "matplotlib.pyplot", "arviz_plots", "bayes_sor.report.diagram")
+ML_STACK = ("semopy", "bayes_sor.comparison.ml_sem")
+
+
+def _loaded(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint('loaded:', *(m for m in {modules!r} if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=600, check=True
+    )
+    return result.stdout.splitlines()[-1].split()[1:]
+
+
+def test_building_the_command_line_imports_no_plotting_and_no_ml_stack():
+    """Every command registers its parser at start-up: registering must not draw in matplotlib,
+    ArviZ's plots or semopy (a second of every command, ``--help`` included)."""
+    code = "from bayes_sor.cli.main import _parser\n_parser()"
+    assert _loaded(code, DRAWING + ML_STACK + ("arviz",)) == []
+
+
+def test_fit_without_report_imports_neither_the_diagram_nor_the_ml_stack(project, tmp_path):
+    """``fit --no-report`` runs no report: the path diagram, the comparison's ML fit and semopy
+    stay unloaded (matplotlib itself arrives with nutpie, which imports all of ArviZ)."""
+    args = _tiny_fit(project, tmp_path / "run")
+    code = f"from bayes_sor.cli.main import main\nassert main({args!r}) == 0"
+    assert _loaded(code, ("bayes_sor.report.diagram", *ML_STACK)) == []

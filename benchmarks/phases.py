@@ -1,0 +1,97 @@
+"""Where the seconds of one ``fit`` command go, from its own stage lines: each stage, and the rest
+of the process's wall time (Python's start and the imports before the first stage line, the
+console tables and the exit after the last).
+
+    python benchmarks/phases.py                     # HS CFA, fit --no-report, 4 x 1000 after 1000
+    python benchmarks/phases.py --repeat 5 --baseline /work/main    # medians, interleaved A/B
+    python benchmarks/phases.py -- MODEL.lav --data DATA.csv ...     # another fit command
+
+Each run is a fresh process. A stage's time runs from its line to the next one; the stage
+"building the PyMC model" includes importing nutpie (and with it numba and all of ArviZ), which
+happens as sampling begins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HS = [
+    str(ROOT / "models/holzinger_swineford.lav"),
+    "--data",
+    str(ROOT / "data/holzinger_swineford.csv"),
+    "--likelihood",
+    "marginal",
+    "--scale",
+    "none",
+    "--no-report",
+    "--chains",
+    "4",
+    "--draws",
+    "1000",
+    "--tune",
+    "1000",
+]
+_STAGE = re.compile(r"^\[ *(\d+\.\d) s\] (.*)$")
+
+
+def phases(fit_args: list[str], code: Path) -> dict[str, float]:
+    """Seconds per phase of one ``python -m bayes_sor fit`` run with ``code`` on PYTHONPATH."""
+    out = Path(tempfile.mkdtemp(prefix="phases-")) / "run"
+    command = [sys.executable, "-m", "bayes_sor", "fit", *fit_args, "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    command += ["--no-progress", "--allow-warnings"]
+    start = time.perf_counter()
+    # in the checkout itself: ``python -m`` imports from the working folder before PYTHONPATH
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=code, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-500:])
+    stamps = [(float(m[1]), m[2]) for m in map(_STAGE.match, proc.stdout.splitlines()) if m]
+    # the stage clock starts once the imports are done; after "finished" come the console
+    # tables and the exit
+    outside = "start, imports; console tables, exit"
+    result = {outside: wall - stamps[-1][0], "total": wall}
+    for (at, name), (until, _) in itertools.pairwise(stamps):
+        # "writing /tmp/.../run/ (...)" names its folder: one label for every run
+        label = "writing the run" if name.startswith("writing ") else name.split(":")[0]
+        result[label] = until - at
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="a checkout of earlier code to interleave")
+    parser.add_argument("fit_args", nargs="*", help="fit's arguments (default: HS, see above)")
+    args = parser.parse_args()
+    fit_args = args.fit_args or HS
+    codes = {"baseline": args.baseline} if args.baseline else {}
+    codes["current"] = ROOT
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in codes}
+    loads = []
+    for _ in range(args.repeat):
+        for label, code in codes.items():
+            loads.append(os.getloadavg()[0])
+            runs[label].append(phases(fit_args, code))
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}; load {min(loads):.1f}-{max(loads):.1f}")
+    for label, rows in runs.items():
+        print(f"{label} (median of {len(rows)}):")
+        for name in rows[0]:
+            values = [r[name] for r in rows if name in r]
+            print(f"  {name:40s} {statistics.median(values):6.2f} s")
+
+
+if __name__ == "__main__":
+    main()
