@@ -13,10 +13,10 @@ import io
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import xarray as xr
-from matplotlib.figure import Figure
 
 from bayes_sor.api.display import summary_html, summary_text
 from bayes_sor.checks.ppc import predictive_check
@@ -26,7 +26,6 @@ from bayes_sor.checks.result import CheckResult, write_result
 from bayes_sor.checks.sensitivity import sensitivity_check
 from bayes_sor.errors import BayesSORError, OutputError
 from bayes_sor.posterior.diagnostics import Diagnostics
-from bayes_sor.report.diagram import path_diagram
 from bayes_sor.report.figures import (
     conditional_curves,
     conditional_plot,
@@ -40,6 +39,9 @@ from bayes_sor.runs.fit import FitResult
 from bayes_sor.runs.rundir import Run, read_table, run_from_tree
 from bayes_sor.sampling.stages import StageReporter, quiet
 from bayes_sor.spec.partable import ParTable
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: the folder name a fit not yet saved carries (no file is ever written under it)
 UNSAVED = Path("<unsaved>")
@@ -350,6 +352,9 @@ class FittedModel:
         """The path diagram with posterior path estimates and R-squared (a CFA: its
         measurement model); None for a model with neither."""
         run = self._run
+        # the diagram imports matplotlib (~0.5 s): only when it is drawn, not for every command
+        from bayes_sor.report.diagram import path_diagram
+
         return _shown(path_diagram(run.partable, run.estimates, run.interval, run.r2))
 
     def plot_effects(self) -> Figure | None:

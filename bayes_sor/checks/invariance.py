@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -146,7 +146,7 @@ def _loo(ll: np.ndarray):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return az.loo(tree, pointwise=True, var_name="items")
+        return azs.loo(tree, pointwise=True, var_name="items")
 
 
 def ladder_table(steps: dict[str, FitResult], seed: int = 0) -> pd.DataFrame:
