@@ -754,6 +754,8 @@ def write_run(
         result.effects.to_csv(tmp / "effects.csv", index=False)
         hypotheses.to_csv(tmp / "hypotheses.csv", index=False)
         result.partable.table.to_csv(tmp / "partable.csv", index=False)
+        if len(result.deviations):
+            result.deviations.to_csv(tmp / "invariance_deviations.csv", index=False)
         for name in KEPT_FILES:
             if (out / name).is_file():
                 shutil.copy2(out / name, tmp / name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.model.build import BuiltModel, pymc_model
 from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.parameterisation import centred_latents
+from bayes_sor.posterior.approximate import DEVIATION_COLUMNS, invariance_deviations
 from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
 from bayes_sor.posterior.effects import (
     effect_draws,
@@ -60,6 +61,10 @@ class FitResult:
     settings: SamplerSettings
     ci_prob: float
     hdi: bool
+    #: approximate invariance: each group's deviation from the common value (empty without)
+    deviations: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=DEVIATION_COLUMNS)
+    )
 
 
 def read_model(model: str | Path) -> str:
@@ -217,6 +222,7 @@ def fit(
         settings=settings,
         ci_prob=ci_prob,
         hdi=hdi,
+        deviations=invariance_deviations(partable, posterior, ci_prob, hdi),
     )
 
 
@@ -266,10 +272,10 @@ def _group_options(
     options = {**partable.options, **{k: v for k, v in given.items() if v is not None}}
     partable = replace(partable, options=options)
     if options.get("group") is None:
-        if options.get("group.equal") or options.get("group.partial"):
+        if any(options.get(k) for k in ("group.equal", "group.partial", "approximate")):
             raise ModelSpecError(
-                "group.equal and group.partial need a group column: give --group COLUMN (or "
-                "the header's 'group')"
+                "group.equal, group.partial and approximate need a group column: give "
+                "--group COLUMN (or the header's 'group')"
             )
         check_group_values(partable, 1)
         return partable
@@ -328,7 +334,7 @@ def _record_provenance(
         idata.attrs["bayes_sor_groups"] = json.dumps(
             {
                 key: partable.options[key]
-                for key in ("group", "group_labels", "group.equal", "group.partial")
+                for key in ("group", "group_labels", "group.equal", "group.partial", "approximate")
             }
         )
     if built.likelihood == "conditional":
