@@ -38,8 +38,10 @@ def _flagged(shift: float, seed: int, out: Path | None = None) -> tuple[list[str
     result = fit(HEADER + ONE, data, group="g", settings=settings)
     d = result.deviations
     if out is not None:
-        write_run(result, out, report=False)
+        write_run(result, out)
         assert pd.read_csv(out / "invariance_deviations.csv").flagged.tolist() == d.flagged.tolist()
+        report = (out / "report.md").read_text()
+        assert "## 8. Groups" in report and "flagged as non-invariant: y3 ~1." in report
     assert len(d) == 2 * 12 and (d.r_hat < 1.05).all()
     return sorted(set(d.lhs[d.flagged] + d.op[d.flagged] + d.rhs[d.flagged])), d
 
