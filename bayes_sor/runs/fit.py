@@ -29,7 +29,7 @@ from bayes_sor.posterior.effects import (
     named_moderator_values,
 )
 from bayes_sor.posterior.estimates import parameter_estimates
-from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate
+from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate, names_groups
 from bayes_sor.posterior.scores import marginal_latent_scores
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
@@ -183,6 +183,8 @@ def fit(
         model, identification, ordinal, prior_scale, moderator_values, latent_scores
     )
     partable = _group_options(partable, group, group_equal, group_partial)
+    if partable.options.get("group") is None:  # a group's hypotheses wait for its levels
+        check_hypotheses(partable)  # a hypothesis naming no path, label or effect
     scale = _declared_scale(partable, scale)
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
     source = next((v for v in (data, cov, cor) if v is not None), None)
@@ -255,7 +257,6 @@ def _checked_model(
             },
         )
     named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
-    check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
     centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
     return partable
 
@@ -374,16 +375,18 @@ def _load_inputs(
             reference=partable.options.get("reference"),
         )
         partable = with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
-        check_hypotheses(partable)  # one naming a coded control's path by its column's name
         if dataset.group_levels:
-            if partable.hypotheses:
+            grouped = with_groups(partable, dataset.group_levels)
+            check_hypotheses(grouped)
+            if not all(names_groups(h.text, grouped) for h in grouped.hypotheses):
                 warnings.warn(
-                    f"the hypotheses are evaluated in the first group "
+                    f"hypotheses naming no [group] are evaluated in the first group "
                     f"({dataset.group_levels[0]!r}) only; effects.csv has every group's "
                     "effects and their differences",
                     stacklevel=3,
                 )
-            return dataset, with_groups(partable, dataset.group_levels)
+            return dataset, grouped
+        check_hypotheses(partable)  # one naming a coded control's path by its column's name
         scale_range = (scale.low, scale.high) if scale is not None else None
         return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
     if data is not None:

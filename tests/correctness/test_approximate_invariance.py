@@ -19,6 +19,7 @@ import pytest
 
 from bayes_sor.report.run_report import write_run
 from bayes_sor.runs.fit import fit
+from bayes_sor.runs.rundir import load_run
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.spec.partable import build_partable
 from tests.fakes import answers
@@ -26,6 +27,8 @@ from tests.fakes import answers
 pytestmark = pytest.mark.slow
 
 ONE = "F =~ y1 + y2 + y3 + y4 + y5 + y6\n"
+#: the fitted model: y1's loading labelled per group, and a hypothesis comparing the groups
+FITTED = ONE.replace("y1", "c(l1, l2)*y1") + "# H1: l2 > l1\n# H2: l2 < l1\n"
 HEADER = "---\napproximate: {loadings: 0.05, intercepts: 0.05}\n---\n"
 
 
@@ -35,11 +38,18 @@ def _flagged(shift: float, seed: int, out: Path | None = None) -> tuple[list[str
     second = answers(pt, {"y3~1": 4.0 + shift}, 200, seed=seed + 100)
     data = pd.concat([first.assign(g="a"), second.assign(g="b")], ignore_index=True)
     settings = SamplerSettings(chains=2, draws=300, tune=300, progressbar=False, seed=seed)
-    result = fit(HEADER + ONE, data, group="g", settings=settings)
+    result = fit(HEADER + FITTED, data, group="g", settings=settings)
     d = result.deviations
     if out is not None:
         write_run(result, out)
         assert pd.read_csv(out / "invariance_deviations.csv").flagged.tolist() == d.flagged.tolist()
+        assert load_run(out).partable.groups == ["a", "b"]
+        # the report's hypotheses, read from the folder, compare the groups' own loadings
+        h = pd.read_csv(out / "hypotheses.csv").set_index("hypothesis")
+        assert h.loc["H1", "p_direction"] + h.loc["H2", "p_direction"] == pytest.approx(1.0)
+        assert h.loc["H1", "mean"] == pytest.approx(
+            d.loc[(d.rhs == "y1") & (d.op == "=~"), "mean"].diff().iloc[-1], abs=1e-9
+        )
         report = (out / "report.md").read_text()
         assert "## 8. Groups" in report and "flagged as non-invariant: y3 ~1." in report
     assert len(d) == 2 * 12 and (d.r_hat < 1.05).all()

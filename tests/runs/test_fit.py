@@ -4,6 +4,7 @@ groups reach the model, and what multiple groups do not support yet is said befo
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import pandas as pd
 import pytest
@@ -77,3 +78,19 @@ def test_approximate_invariance_needs_groups_and_excludes_equal_kinds(built):
     with pytest.raises(ModelSpecError, match=r"intercepts cannot be both in group\.equal"):
         fit(header + HS, data, group="school", group_equal="loadings,intercepts")
     assert not built
+
+
+def test_hypotheses_between_groups_are_checked_against_the_groups_before_sampling(built):
+    data = ROOT / "data" / "holzinger_swineford.csv"
+    compare = "# H1: visual =~ x2 [Grant-White] > visual =~ x2 [Pasteur]\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every quantity names its group: no warning
+        with pytest.raises(Sampled):
+            fit(
+                HS + "visual ~~ textual\n" + compare.replace("=~", "~~").replace("x2", "textual"),
+                data,
+                group="school",
+            )
+    with pytest.raises(ModelSpecError, match="names the group 'Grant White'"):
+        fit(HS + "# H1: visual ~~ textual [Grant White] > 0\n", data, group="school")
+    assert len(built) == 1
