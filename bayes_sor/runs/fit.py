@@ -275,8 +275,8 @@ def _group_options(
     if options.get("group") is None:
         if any(options.get(k) for k in ("group.equal", "group.partial", "approximate")):
             raise ModelSpecError(
-                "group.equal, group.partial and approximate need a group column: give "
-                "--group COLUMN (or the header's 'group')"
+                "group.equal and group.partial need a group column, and so does approximate: "
+                "give --group COLUMN (or the header's 'group')"
             )
         check_group_values(partable, 1)
         return partable

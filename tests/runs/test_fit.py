@@ -73,7 +73,7 @@ def test_what_groups_do_not_support_yet_is_refused_before_sampling(built):
 def test_approximate_invariance_needs_groups_and_excludes_equal_kinds(built):
     header = "---\napproximate: {intercepts: 0.1}\n---\n"
     data = ROOT / "data" / "holzinger_swineford.csv"
-    with pytest.raises(ModelSpecError, match="approximate need a group column"):
+    with pytest.raises(ModelSpecError, match="group column, and so does approximate"):
         fit(header + HS, data)
     with pytest.raises(ModelSpecError, match=r"intercepts cannot be both in group\.equal"):
         fit(header + HS, data, group="school", group_equal="loadings,intercepts")
