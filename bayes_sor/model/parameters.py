@@ -17,6 +17,7 @@ import pytensor.tensor as pt
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.ordinal import GroupedOrdered
 from bayes_sor.model.prior_families import DISTRIBUTIONS, group_rv
+from bayes_sor.spec.groups import approximate_rows
 from bayes_sor.spec.matrices import Representation
 from bayes_sor.spec.partable import ParTable
 from bayes_sor.spec.prior_text import ARGUMENTS, POSITIVE, Prior, parse_prior
@@ -115,6 +116,8 @@ class _FreeKinds:
     thresholds: pd.DataFrame
     #: free ids of the intercepts sampled centred
     intercepts: list[int]
+    #: rows approximately equal across groups (:func:`~bayes_sor.spec.groups.approximate_rows`)
+    approximate: pd.DataFrame
     #: the rest: one random variable per prior group
     ordinary: pd.DataFrame
 
@@ -126,7 +129,9 @@ class _FreeKinds:
         thresholds = free[free.op == "|"]
         ordinary = free.drop(exo_cov.index).drop(res_cov.index).drop(thresholds.index)
         intercepts = [f for f in centred if f not in thresholds.index]
-        return cls(free, exo_cov, res_cov, thresholds, intercepts, ordinary.drop(intercepts))
+        approximate = approximate_rows(partable)
+        ordinary = ordinary.drop([*intercepts, *(f for ids in approximate.free for f in ids)])
+        return cls(free, exo_cov, res_cov, thresholds, intercepts, approximate, ordinary)
 
 
 def _sampled_groups(
@@ -154,12 +159,47 @@ def _sampled_groups(
             dim, [partable.names[free.loc[f, "pos"]] for f in kinds.intercepts]
         )
         groups.append((kinds.intercepts, pm.Flat("intercept_centred_params", dims=dim)))
+    if len(kinds.approximate):
+        groups.append(_approximate_values(partable, kinds))
     if len(kinds.thresholds):
         rv, numbers = threshold_vector(
             partable, centred=bool(set(centred) & set(kinds.thresholds.index))
         )
         groups.append((numbers, rv))
     return groups
+
+
+def _approximate_values(
+    partable: ParTable, kinds: _FreeKinds
+) -> tuple[list[int], pt.TensorVariable]:
+    """(free ids, values) of the approximately equal parameters: in group g, mu + z_g - mean(z).
+
+    mu, the common value (the groups' mean), has the first group's prior (vectors
+    ``<family>_common_params``); z_g ~ Normal(0, s) (``approximate_deviations_raw``, groups x
+    parameters), so the deviations from the mean have the density of values drawn from
+    Normal(mu, s) around it. Centring z on its mean leaves mu and the deviations uncoupled:
+    drawn as mu + z_g, mu and z trade off (one direction identified by the prior alone).
+    """
+    approx = kinds.approximate
+    first = [ids[0] for ids in approx.free]
+    order, common = [], []
+    for (family, _), members in prior_groups(kinds.free.loc[first]).items():
+        name = f"{family}_common_params"
+        dim = add_coord(f"{name}_dim", [partable.names[kinds.free.loc[f, "pos"]] for f in members])
+        common.append(group_rv(name, family, np.array([p.args for p in members.values()]), dim))
+        order += list(members)
+    mu = pt.concatenate(common)[np.array([order.index(f) for f in first])]
+    add_coord("approximate_group", list(partable.groups))
+    add_coord("approximate_param", approx.name.tolist())
+    z = pm.Normal(
+        "approximate_deviations_raw",
+        mu=0.0,
+        sigma=approx.sd.to_numpy(dtype=float),
+        dims=("approximate_group", "approximate_param"),
+    )
+    values = mu[None, :] + z - z.mean(axis=0, keepdims=True)
+    ids = [ids[g] for g in range(len(partable.groups)) for ids in approx.free]
+    return ids, values.flatten()
 
 
 def _covariances(

@@ -2,7 +2,11 @@
 
 A hypothesis names a quantity and a direction: a path (``CT ~ PI``, ``IB ~ CT:IT``), a label
 (``b``), a defined parameter, or an effect (``indirect(PI -> CT -> IB)``, ``total(PI -> IB)``,
-``direct(...)``, ``total_indirect(...)``), followed by ``> 0`` or ``< 0``.
+``direct(...)``, ``total_indirect(...)``), followed by ``> 0`` or ``< 0``. In a multiple-group
+model a quantity may name its group in brackets (``CT ~ PI [women]``; without one it is the
+first group's), and two quantities may be compared (``CT ~ PI [women] > CT ~ PI [men]``,
+``a2 > a1`` with ``c(a1, a2)`` labels): the hypothesis is then about their difference, left
+minus right, on the raw and on the std.all scale (each side standardised in its own group).
 
 Besides P(direction), each hypothesis gets the probability of practical equivalence: the
 posterior mass inside a region of practical equivalence (ROPE, default +/- 0.05) around zero.
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -28,7 +31,10 @@ from bayes_sor.posterior.estimates import standardized_draws
 from bayes_sor.spec.matrices import implied_moments, representation
 from bayes_sor.spec.partable import ParTable, row_name
 
-_FORM = re.compile(r"^(?P<quantity>.+?)\s*(?P<direction>[<>])\s*0\s*$")
+#: a comparison sign; a '>' after '-' is a path's arrow
+_SIGN = re.compile(r"(?<!-)[<>]")
+#: a quantity's group: ``[women]`` after a space (``gender[female]`` is a coded control)
+_GROUP = re.compile(r"^(?P<quantity>.+?)\s+\[(?P<group>[^\[\]]+)\]$")
 _EFFECT = re.compile(r"^(?P<kind>indirect|direct|total|total_indirect)\((?P<path>.+)\)$")
 
 #: (minimum posterior probability of the stated direction, verdict in words)
@@ -96,51 +102,73 @@ def verdict_rules(rope: float) -> str:
 
 
 class _Standardizer:
-    """std.all draws of parameters and effects, computed once and only when needed."""
+    """std.all draws of parameters and effects, per group, computed once and only when
+    needed."""
 
     def __init__(self, partable: ParTable, par: np.ndarray) -> None:
         self.partable, self.par = partable, par
+        self._parameters: dict[int, np.ndarray] = {}
+        self._latent_sd: dict[int, dict[str, np.ndarray]] = {}
 
-    @cached_property
-    def _rep(self):
+    def parameters(self, group: int = 1) -> np.ndarray:
+        if group not in self._parameters:
+            rep = representation(self.partable, group)
+            self._parameters[group] = standardized_draws(self.partable, rep, self.par, group)
+        return self._parameters[group]
 
-        return representation(self.partable)
+    def latent_sd(self, group: int = 1) -> dict[str, np.ndarray]:
+        if group not in self._latent_sd:
+            rep = representation(self.partable, group)
+            cov = implied_moments(rep, self.par).latent_cov
+            sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+            self._latent_sd[group] = dict(zip(rep.latents, np.moveaxis(sd, -1, 0), strict=True))
+        return self._latent_sd[group]
 
-    @cached_property
-    def parameters(self) -> np.ndarray:
-
-        return standardized_draws(self.partable, self._rep, self.par)
-
-    @cached_property
-    def latent_sd(self) -> dict[str, np.ndarray]:
-
-        cov = implied_moments(self._rep, self.par).latent_cov
-        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-        return dict(zip(self._rep.latents, np.moveaxis(sd, -1, 0), strict=True))
-
-    def effect(self, path: str, draws: np.ndarray) -> np.ndarray:
+    def effect(self, path: str, draws: np.ndarray, group: int = 1) -> np.ndarray:
         """An effect of the path's first on its last variable, in SDs of both."""
         nodes = [n.strip() for n in path.split("->")]
-        return draws * self.latent_sd[nodes[0]] / self.latent_sd[nodes[-1]]
+        sd = self.latent_sd(group)
+        return draws * sd[nodes[0]] / sd[nodes[-1]]
+
+
+def _group(quantity: str, partable: ParTable) -> tuple[str, int | None]:
+    """The quantity without its ``[group]`` and that group's number (None: not named)."""
+    tagged = _GROUP.match(quantity)
+    if tagged is None:
+        return quantity, None
+    label = tagged.group("group").strip()
+    if label not in partable.groups:
+        known = (
+            f"the groups are {', '.join(partable.groups)}"
+            if partable.groups
+            else "the model is fitted to one group (no group column)"
+        )
+        raise ModelSpecError(
+            f"hypothesis quantity {quantity!r} names the group {label!r}; {known} (a "
+            "dummy-coded control is written without a space: gender[female])"
+        )
+    return tagged.group("quantity"), partable.groups.index(label) + 1
 
 
 def _draws(
     quantity: str, partable: ParTable, posterior: xr.Dataset, std: _Standardizer
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The quantity's raw draws and its std.all draws (None where it has no standard scale)."""
-    quantity = re.sub(r"\s+", " ", quantity.strip())
+    quantity, group = _group(re.sub(r"\s+", " ", quantity.strip()), partable)
     effect = _EFFECT.match(quantity)
     effects = posterior["effects"]
     if effect:
         path = " -> ".join(p.strip() for p in effect.group("path").split("->"))
         kind = effect.group("kind")
         mask = (effects.kind == kind) & (effects.effect == path) & (effects.moderator_value == "")
+        if partable.groups:
+            mask = mask & (effects.group == partable.groups[(group or 1) - 1])
         if not mask.any():
             raise ModelSpecError(
                 f"hypothesis quantity {quantity!r}: no {kind} effect {path!r} in the model"
             )
         draws = effects.isel(effect_id=int(np.flatnonzero(mask.values)[0])).values
-        return draws, std.effect(path, draws)
+        return draws, std.effect(path, draws, group or 1)
     names = partable.names
     if "~" in quantity:
         lhs, rhs = (s.strip().replace(" ", "") for s in quantity.split("~", 1))
@@ -149,14 +177,23 @@ def _draws(
             raise ModelSpecError(
                 f"hypothesis quantity {quantity!r}: the model has no path {name!r}"
             )
-        return _parameter(names.index(name), posterior, std)
+        suffix = f".g{group}" if group and group > 1 else ""
+        return _parameter(names.index(name + suffix), partable, posterior, std)
     params = partable.parameters.reset_index(drop=True)
-    labelled = params.index[params.label == quantity]
+    chosen = params.label == quantity
+    if group is not None:
+        chosen &= params.group == group
+    labelled = params.index[chosen]
     if len(labelled):
-        return _parameter(int(labelled[0]), posterior, std)
+        return _parameter(int(labelled[0]), partable, posterior, std)
     defined = (effects.kind == "defined") & (effects.effect == quantity)
-    if defined.any():
+    if defined.any() and group is None:
         return effects.isel(effect_id=int(np.flatnonzero(defined.values)[0])).values, None
+    if defined.any():
+        raise ModelSpecError(
+            f"hypothesis quantity {quantity!r}: a defined parameter (:=) belongs to no group; "
+            "drop the [group], or define one per group from the groups' labels"
+        )
     raise ModelSpecError(
         f"hypothesis quantity {quantity!r} is not a path, label, defined "
         "parameter or effect of the model"
@@ -164,9 +201,45 @@ def _draws(
 
 
 def _parameter(
-    k: int, posterior: xr.Dataset, std: _Standardizer
+    k: int, partable: ParTable, posterior: xr.Dataset, std: _Standardizer
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    return posterior["par"].isel(param=k).values, std.parameters[..., k]
+    """Table row ``k``'s draws, standardised in its own group."""
+    params = partable.parameters
+    group = int(params.group.iloc[k]) if "group" in params.columns else 1
+    return posterior["par"].isel(param=k).values, std.parameters(group)[..., k]
+
+
+def names_groups(text: str, partable: ParTable) -> bool:
+    """Whether every quantity of a hypothesis names its group: ``[women]``, or a label of one
+    group's row (``a2`` of ``c(a1, a2)``)."""
+    params = partable.parameters
+    own = set()
+    if "group" in params.columns:
+        labelled = params[params.label != ""]
+        groups = labelled.groupby("label").group.nunique()
+        own = set(groups.index[groups == 1])
+    sides = [side.strip() for side in _SIGN.split(text)]
+    return all(side == "0" or side in own or _GROUP.match(side) for side in sides)
+
+
+def _comparison(
+    text: str, partable: ParTable, posterior: xr.Dataset, std: _Standardizer
+) -> tuple[str, np.ndarray, np.ndarray | None] | None:
+    """(direction, raw draws, std.all draws) of ``<quantity> > 0``, ``<quantity> < 0`` or
+    ``<quantity> > <quantity>`` (their difference); None when the text has no single sign."""
+    signs = list(_SIGN.finditer(text))
+    if len(signs) != 1:
+        return None
+    sign = signs[0]
+    left, right = text[: sign.start()].strip(), text[sign.end() :].strip()
+    if not left or not right:
+        return None
+    raw, standard = _draws(left, partable, posterior, std)
+    if right != "0":
+        other, other_std = _draws(right, partable, posterior, std)
+        raw = raw - other
+        standard = None if standard is None or other_std is None else standard - other_std
+    return sign.group(), raw, standard
 
 
 def check_hypotheses(partable: ParTable) -> None:
@@ -202,16 +275,17 @@ def evaluate(
     tail = (1 - ci_prob) / 2
     rows = []
     for h in partable.hypotheses:
-        form = _FORM.match(h.text)
+        form = _comparison(h.text, partable, posterior, std)
         if form is None:
             raise ModelSpecError(
                 f"model line {h.line}: hypothesis {h.name} must read "
-                "'<quantity> > 0' or '<quantity> < 0', e.g. 'CT ~ PI > 0'"
+                "'<quantity> > 0', '<quantity> < 0' or, between groups, "
+                "'<quantity> [B] > <quantity> [A]', e.g. 'CT ~ PI > 0'"
             )
-        raw, standard = _draws(form.group("quantity"), partable, posterior, std)
+        direction, raw, standard = form
         raw = raw.ravel()
         standard = standard.ravel() if standard is not None else None
-        sign = 1 if form.group("direction") == ">" else -1
+        sign = 1 if direction == ">" else -1
         p_direction = float(np.mean(sign * raw > 0))
         scaled = raw if standard is None else standard
         p_rope = float(np.mean(np.abs(scaled) <= rope))

@@ -68,8 +68,11 @@ def save_png(fig: Figure, path: Path, dpi: int = 150) -> Path:
 # ---- forest plot ---------------------------------------------------------------------------
 
 
-def forest_plot(effects: pd.DataFrame, interval: str = "95% interval") -> Figure | None:
-    """Posterior mean and interval of every direct, indirect and total effect, by kind."""
+def forest_plot(
+    effects: pd.DataFrame, interval: str = "95% interval", quantity: str = "effect"
+) -> Figure | None:
+    """Posterior mean and interval of every direct, indirect and total effect, by kind;
+    ``quantity`` names what the x axis shows."""
     rows = effects[effects.kind.isin(FOREST_KINDS) & (effects.moderator_value == "")]
     if rows.empty:
         return None
@@ -105,12 +108,22 @@ def forest_plot(effects: pd.DataFrame, interval: str = "95% interval") -> Figure
     ax.axvline(0, color="#555555", linewidth=0.8, linestyle=":")
     ax.set_yticks(ticks, labels, fontsize=8.5)
     ax.set_ylim(y + 0.3, 0.7)
-    ax.set_xlabel(f"effect (posterior mean and {interval}; model scale)")
+    ax.set_xlabel(f"{quantity} (posterior mean and {interval}; model scale)")
     ax.grid(axis="x", color="#eeeeee")
     ax.spines[["top", "right", "left"]].set_visible(False)
     ax.tick_params(axis="y", length=0)
     fig.tight_layout()
     return fig
+
+
+def group_differences_plot(effects: pd.DataFrame, interval: str = "95% interval") -> Figure | None:
+    """The forest of a multiple-group run's differences between groups (``effects.csv`` rows
+    whose ``group`` is ``B - A``), each effect labelled with its groups."""
+    if "group" not in effects.columns:
+        return None
+    rows = effects[effects.group.fillna("").str.contains(" - ", regex=False)]
+    labelled = rows.assign(effect=rows.effect + "  [" + rows.group + "]")
+    return forest_plot(labelled, interval, "difference between groups")
 
 
 # ---- conditional effects along a moderator -------------------------------------------------

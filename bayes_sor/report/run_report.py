@@ -44,6 +44,7 @@ from bayes_sor.report.figures import (
     conditional_plot,
     describe_regions,
     forest_plot,
+    group_differences_plot,
     moderated_paths,
     rank_plot,
     save_png,
@@ -52,7 +53,7 @@ from bayes_sor.report.figures import (
     write_readable,
 )
 from bayes_sor.runs.output import staging
-from bayes_sor.runs.rundir import RUN_FILES, Run, load_run
+from bayes_sor.runs.rundir import RUN_FILES, Run, load_run, read_table
 from bayes_sor.spec.partable import ParTable, kind_of, row_name, small_variance_parameters
 
 if TYPE_CHECKING:
@@ -64,7 +65,10 @@ FIGURE_FILES = {
     "forest": "effects_forest.png",
     "conditional": "conditional_effects.png",
     "rank": "rank_plots.png",
+    "differences": "group_differences.png",
 }
+#: approximate invariance's deviations from the common values (written by :func:`write_run`)
+DEVIATIONS_FILE = "invariance_deviations.csv"
 #: files of a replaced run (``fit --force``) carried into the new one: the user's notes
 KEPT_FILES = ("README.md",)
 #: rows shown of a table another stage wrote (residual matrices can be large)
@@ -343,6 +347,7 @@ def _effects_section(run: Run, figures: dict[str, Path], curves: list[Conditiona
             "effect": e.effect,
             "kind": e.kind.str.replace("_", " "),
             "at": e.moderator_value,
+            **({"group": e.group} if "group" in e.columns else {}),
             "mean": e["mean"],
             "sd": e["sd"],
             "lower": e["ci.lower"],
@@ -619,9 +624,11 @@ def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path], list[C
     curves = conditional_curves(
         run.partable, par, moderated_paths(run.partable, run.effects), run.ci_prob
     )
+    estimates, effects = _first_group(run.estimates), _first_group(run.effects)
     drawers = {
-        "diagram": lambda: path_diagram(run.partable, run.estimates, run.interval, run.r2),
-        "forest": lambda: forest_plot(run.effects, run.interval),
+        "diagram": lambda: path_diagram(run.partable, estimates, run.interval, run.r2),
+        "forest": lambda: forest_plot(effects, run.interval),
+        "differences": lambda: group_differences_plot(run.effects, run.interval),
         "conditional": lambda: conditional_plot(curves, f"{run.ci_prob:.0%} interval"),
         "rank": lambda: rank_plot(run.tree, worst_parameters(run.estimates)),
     }
@@ -637,6 +644,94 @@ def make_figures(run: Run, redraw: bool = True) -> tuple[dict[str, Path], list[C
             continue
         saved[name] = save_png(fig, path)
     return saved, curves
+
+
+def group_labels(estimates: pd.DataFrame) -> list[str]:
+    """A multiple-group run's groups in their order (the first is the reference of every
+    difference); empty for one group."""
+    return list(dict.fromkeys(estimates.group)) if "group" in estimates.columns else []
+
+
+def _first_group(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the first group of a multiple-group run's table (all rows of one group)."""
+    if "group" not in frame.columns:
+        return frame
+    return frame[frame.group == frame.group.iloc[0]] if len(frame) else frame
+
+
+def _groups_section(run: Run, figures: dict[str, Path]) -> Section | None:
+    """A multiple-group run: each path per group, the effects' differences between groups
+    and, under approximate invariance, the parameters flagged as non-invariant."""
+    labels = group_labels(run.estimates)
+    if not labels:
+        return None
+    blocks: list[Block] = [
+        Paragraph(
+            f"The model is fitted in {len(labels)} groups ({', '.join(labels)}). The path "
+            f"diagram, the effects forest and the hypotheses show the first group ({labels[0]}); "
+            "the tables of effects and estimates have every group."
+        )
+    ]
+    paths = per_group_table(run.estimates[run.estimates.op == "~"], labels)
+    if len(paths):
+        blocks.append(_titled(format_frame(paths), f"Paths per group, mean [{run.interval}]"))
+    if "differences" in figures:
+        blocks.append(
+            Figure(
+                figures["differences"],
+                f"Each effect's difference between groups (a later group minus {labels[0]}): "
+                f"posterior mean and {run.interval}; P(difference > 0) is in effects.csv.",
+            )
+        )
+    deviations = run.path / DEVIATIONS_FILE
+    if deviations.is_file():
+        blocks += deviation_blocks(read_table(deviations), run.interval)
+    return Section("8. Groups", blocks)
+
+
+def per_group_table(estimates: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """One row per parameter (``lhs op rhs``), one column per group: mean [interval]."""
+    cells = estimates.assign(
+        parameter=estimates.lhs + " " + estimates.op + " " + estimates.rhs,
+        cell=[
+            _interval(*v)
+            for v in estimates[["mean", "ci.lower", "ci.upper"]].itertuples(index=False)
+        ],
+    )
+    table = cells.pivot(index="parameter", columns="group", values="cell")
+    order = list(dict.fromkeys(cells.parameter))
+    return table.reindex(index=order, columns=labels).reset_index().rename_axis(columns=None)
+
+
+def deviation_blocks(deviations: pd.DataFrame, interval: str) -> list[Block]:
+    """Approximate invariance: the parameters whose deviation from the common value has an
+    interval that excludes 0, and every deviation."""
+    flagged = deviations[deviations.flagged.astype(str) == "True"]
+    names = list(dict.fromkeys((flagged.lhs + " " + flagged.op + " " + flagged.rhs).str.strip()))
+    found = f"flagged as non-invariant: {', '.join(names)}" if names else "none is flagged"
+    shown = deviations[
+        [
+            "lhs",
+            "op",
+            "rhs",
+            "group",
+            "prior_sd",
+            "common",
+            "mean",
+            "ci.lower",
+            "ci.upper",
+            "flagged",
+        ]
+    ]
+    return [
+        Paragraph(
+            "Approximate invariance: each group's loadings / intercepts drawn around a common "
+            "value with a small prior SD (prior_sd). A parameter is flagged in a group when the "
+            f"{interval} of its deviation from the common value (the groups' mean) excludes "
+            f"0; {found}."
+        ),
+        _titled(format_frame(shown), f"Deviations from the common value ({DEVIATIONS_FILE})"),
+    ]
 
 
 def _title(run: Run) -> str:
@@ -674,6 +769,7 @@ def build_document(
             _diagnostics_section(run, figures),
             _checks_section(run, appended or {}),
             _estimates_section(run),
+            *filter(None, [_groups_section(run, figures)]),
         ],
     )
 
@@ -755,6 +851,8 @@ def write_run(
         result.effects.to_csv(tmp / "effects.csv", index=False)
         hypotheses.to_csv(tmp / "hypotheses.csv", index=False)
         result.partable.table.to_csv(tmp / "partable.csv", index=False)
+        if len(result.deviations):
+            result.deviations.to_csv(tmp / "invariance_deviations.csv", index=False)
         for name in KEPT_FILES:
             if (out / name).is_file():
                 shutil.copy2(out / name, tmp / name)

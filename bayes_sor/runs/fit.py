@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.model.build import BuiltModel, pymc_model
 from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.parameterisation import centred_latents
+from bayes_sor.posterior.approximate import DEVIATION_COLUMNS, invariance_deviations
 from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
 from bayes_sor.posterior.effects import (
     effect_draws,
@@ -28,7 +29,7 @@ from bayes_sor.posterior.effects import (
     named_moderator_values,
 )
 from bayes_sor.posterior.estimates import parameter_estimates
-from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate
+from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate, names_groups
 from bayes_sor.posterior.scores import marginal_latent_scores
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
@@ -60,6 +61,10 @@ class FitResult:
     settings: SamplerSettings
     ci_prob: float
     hdi: bool
+    #: approximate invariance: each group's deviation from the common value (empty without)
+    deviations: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=DEVIATION_COLUMNS)
+    )
 
 
 def read_model(model: str | Path) -> str:
@@ -178,6 +183,8 @@ def fit(
         model, identification, ordinal, prior_scale, moderator_values, latent_scores
     )
     partable = _group_options(partable, group, group_equal, group_partial)
+    if partable.options.get("group") is None:  # a group's hypotheses wait for its levels
+        check_hypotheses(partable)  # a hypothesis naming no path, label or effect
     scale = _declared_scale(partable, scale)
     summary = {"cov": cov, "cor": cor, "sd": sd, "nobs": nobs}
     source = next((v for v in (data, cov, cor) if v is not None), None)
@@ -217,6 +224,7 @@ def fit(
         settings=settings,
         ci_prob=ci_prob,
         hdi=hdi,
+        deviations=invariance_deviations(partable, posterior, ci_prob, hdi),
     )
 
 
@@ -249,7 +257,6 @@ def _checked_model(
             },
         )
     named_moderator_values(partable)  # a misspelt moderator fails before sampling, not after
-    check_hypotheses(partable)  # so does a hypothesis naming no path, label or effect
     centred_latents(partable, None, latent_scores)  # and an unknown latent-score choice
     return partable
 
@@ -266,10 +273,10 @@ def _group_options(
     options = {**partable.options, **{k: v for k, v in given.items() if v is not None}}
     partable = replace(partable, options=options)
     if options.get("group") is None:
-        if options.get("group.equal") or options.get("group.partial"):
+        if any(options.get(k) for k in ("group.equal", "group.partial", "approximate")):
             raise ModelSpecError(
-                "group.equal and group.partial need a group column: give --group COLUMN (or "
-                "the header's 'group')"
+                "group.equal and group.partial need a group column, and so does approximate: "
+                "give --group COLUMN (or the header's 'group')"
             )
         check_group_values(partable, 1)
         return partable
@@ -328,7 +335,7 @@ def _record_provenance(
         idata.attrs["bayes_sor_groups"] = json.dumps(
             {
                 key: partable.options[key]
-                for key in ("group", "group_labels", "group.equal", "group.partial")
+                for key in ("group", "group_labels", "group.equal", "group.partial", "approximate")
             }
         )
     if built.likelihood == "conditional":
@@ -368,16 +375,18 @@ def _load_inputs(
             reference=partable.options.get("reference"),
         )
         partable = with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
-        check_hypotheses(partable)  # one naming a coded control's path by its column's name
         if dataset.group_levels:
-            if partable.hypotheses:
+            grouped = with_groups(partable, dataset.group_levels)
+            check_hypotheses(grouped)
+            if not all(names_groups(h.text, grouped) for h in grouped.hypotheses):
                 warnings.warn(
-                    f"the hypotheses are evaluated in the first group "
+                    f"hypotheses naming no [group] are evaluated in the first group "
                     f"({dataset.group_levels[0]!r}) only; effects.csv has every group's "
                     "effects and their differences",
                     stacklevel=3,
                 )
-            return dataset, with_groups(partable, dataset.group_levels)
+            return dataset, grouped
+        check_hypotheses(partable)  # one naming a coded control's path by its column's name
         scale_range = (scale.low, scale.high) if scale is not None else None
         return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
     if data is not None:

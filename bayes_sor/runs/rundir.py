@@ -242,7 +242,10 @@ def _partable(attrs: dict, names: list[str], path: Path, summary: bool) -> ParTa
         table = pd.read_csv(stored, keep_default_na=False, na_values={"value": [""]})
         table["value"] = pd.to_numeric(table["value"], errors="coerce")
         first = candidates[0]
-        candidates.append(ParTable(table, first.options, first.hypotheses, first.text))
+        # a multiple-group fit's labels and options (approximate invariance) are the run's
+        groups = json.loads(attrs.get("bayes_sor_groups", "{}"))
+        options = {**first.options, **groups}
+        candidates.append(ParTable(table, options, first.hypotheses, first.text))
     for partable in candidates:
         if set(partable.names) == set(names):
             return partable

@@ -13,9 +13,13 @@ The table of one group (:func:`bayes_sor.spec.partable.build_partable`) is the f
   means are free in all but the first group.
 
 A plain label (``a*x``) is the same label in every group, hence one parameter for all groups;
-``c(a1, a2)*x`` gives each group its own. Later approximate invariance (group parameters drawn
-around a common value) starts from the same rows: the ``key`` of :func:`_free_keys` names the
-parameters that ``group.equal`` makes one.
+``c(a1, a2)*x`` gives each group its own.
+
+Approximate invariance (Muthen & Asparouhov 2013; header ``approximate: {loadings: 0.05}``)
+keeps each group's row its own free number, as configural, but identifies the later groups as
+``group.equal`` would (latent variances free when the loadings are approximate, latent means
+when the intercepts are); :func:`approximate_rows` names the rows whose group values
+:mod:`bayes_sor.model.parameters` draws around a common value with that prior SD.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ EQUAL_KINDS = (
     "lv.variances",
     "lv.covariances",
 )
+
+#: the kinds whose group values approximate invariance draws around a common value
+APPROXIMATE_KINDS = ("loadings", "intercepts")
 
 
 def equal_kind(pt: ParTable, lhs: str, op: str, rhs: str) -> str:
@@ -89,6 +96,52 @@ def check_group_equal(value: object) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
+def check_approximate(value: object) -> dict[str, float]:
+    """The ``approximate`` option (``{loadings: 0.05, intercepts: 0.1}``): a positive prior SD
+    per kind of :data:`APPROXIMATE_KINDS` (``{}`` or none: no approximate invariance)."""
+    if value is None or value == {}:
+        return {}
+    example = "e.g. 'approximate: {loadings: 0.05, intercepts: 0.1}'"
+    if not isinstance(value, dict):
+        raise ModelSpecError(f"approximate must map kinds to prior SDs, {example}; got {value!r}")
+    out = {}
+    for kind, sd in value.items():
+        if kind not in APPROXIMATE_KINDS:
+            raise ModelSpecError(
+                f"approximate names the kind {kind!r}; the kinds are "
+                f"{', '.join(APPROXIMATE_KINDS)} ({example})"
+            )
+        if isinstance(sd, bool) or not isinstance(sd, int | float) or not 0 < sd < np.inf:
+            raise ModelSpecError(
+                f"approximate {kind}: the prior SD must be a positive number, {example}; got {sd!r}"
+            )
+        out[str(kind)] = float(sd)
+    return out
+
+
+def approximate_rows(partable: ParTable) -> pd.DataFrame:
+    """The rows whose group values are drawn around a common value: one row per parameter
+    (``name`` as ``visual=~x2``, ``kind``, prior ``sd``) with ``free``, its free number in each
+    group (a list, in group order). Rows of an approximate kind that are fixed in some group,
+    named in ``group.partial`` or shared by a label are left out."""
+    columns = ["name", "lhs", "op", "rhs", "kind", "sd", "free"]
+    approximate = check_approximate(partable.options.get("approximate"))
+    if not approximate or "group" not in partable.table.columns:
+        return pd.DataFrame(columns=columns)
+    params = partable.parameters
+    partial = set(partable.options.get("group.partial", []))
+    out = []
+    for (lhs, op, rhs), rows in params.groupby(["lhs", "op", "rhs"], sort=False):
+        kind = equal_kind(partable, lhs, op, rhs)
+        name = row_name(lhs, op, rhs)
+        free = rows.sort_values("group").free.tolist()
+        if kind not in approximate or name in partial:
+            continue
+        if len(free) == len(partable.groups) and min(free) > 0 and len(set(free)) == len(free):
+            out.append([name, lhs, op, rhs, kind, approximate[kind], free])
+    return pd.DataFrame(out, columns=columns)
+
+
 def check_group_values(partable: ParTable, n_groups: int) -> None:
     """Every ``c(...)`` modifier gives one value per group."""
     for s in parse(partable.text).statements if partable.text else []:
@@ -113,8 +166,21 @@ def check_groupable(partable: ParTable) -> None:
             + ("ordinal items" if partable.ordinal_items() else "a latent interaction")
             + ": fit each group separately, or drop the group option"
         )
-    check_group_equal(partable.options.get("group.equal"))
+    _check_kinds(
+        check_group_equal(partable.options.get("group.equal")),
+        check_approximate(partable.options.get("approximate")),
+    )
     _checked_partial(partable, partable.options.get("group.partial"))
+
+
+def _check_kinds(equal: list[str], approximate: dict[str, float]) -> None:
+    """A kind is either equal across groups or approximately so."""
+    both = [k for k in approximate if k in equal]
+    if both:
+        raise ModelSpecError(
+            f"{', '.join(both)} cannot be both in group.equal and in approximate; keep "
+            "exactly equal kinds in group.equal and approximately equal ones in approximate"
+        )
 
 
 def with_groups(
@@ -133,6 +199,8 @@ def with_groups(
     partial = _checked_partial(
         partable, partable.options.get("group.partial") if partial is None else partial
     )
+    approximate = check_approximate(partable.options.get("approximate"))
+    _check_kinds(equal, approximate)
     check_group_values(partable, len(labels))
     per_group = _per_group_modifiers(partable)
     base = pd.concat([partable.parameters, _latent_means(partable)], ignore_index=True)
@@ -140,7 +208,11 @@ def with_groups(
     base["equal"] = base.kind.isin(equal) & ~base.apply(
         lambda r: row_name(r.lhs, r.op, r.rhs) in partial, axis=1
     )
-    groups = [_group_rows(partable, base, g, per_group, equal) for g in range(1, len(labels) + 1)]
+    # approximately equal kinds identify the later groups as equal ones do
+    identified = [*equal, *approximate]
+    groups = [
+        _group_rows(partable, base, g, per_group, identified) for g in range(1, len(labels) + 1)
+    ]
     table = pd.concat(groups, ignore_index=True)
     table["free"] = _free_numbers(table)
     defined = partable.defined.assign(group=0)
@@ -150,6 +222,7 @@ def with_groups(
         "group_labels": list(labels),
         "group.equal": equal,
         "group.partial": sorted(partial),
+        "approximate": approximate,
     }
     out = ParTable(table, options, list(partable.hypotheses), partable.text)
     _check_counts(out)
@@ -277,12 +350,14 @@ def _free_numbers(table: pd.DataFrame) -> np.ndarray:
 
 
 def _check_counts(pt: ParTable) -> None:
-    """No more free parameters than the groups' moments together."""
+    """No more free parameters than the groups' moments together; an approximately equal
+    parameter counts once (its groups' deviations are identified by their prior)."""
     p = len(pt.indicators)
     moments = len(pt.groups) * (p * (p + 1) // 2 + p)
-    if pt.n_free > moments:
+    n_free = pt.n_free - sum(len(free) - 1 for free in approximate_rows(pt).free)
+    if n_free > moments:
         raise ModelSpecError(
-            f"the model has {pt.n_free} free parameters but the {p} items in "
+            f"the model has {n_free} free parameters but the {p} items in "
             f"{len(pt.groups)} groups give only {moments} moments: it is not identified; "
             "constrain parameters across groups (group.equal) or fix parameters"
         )

@@ -67,6 +67,7 @@ HEADER_OPTIONS: dict[str, tuple[str, ...] | None] = {
     "group": None,
     "group.equal": None,
     "group.partial": None,
+    "approximate": None,
     "cross_loadings": None,
     "residual_covariances": None,
     "reference": None,

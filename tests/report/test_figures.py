@@ -265,3 +265,22 @@ def test_worst_parameters_of_a_multiple_group_fit_are_the_posterior_names():
         }
     )
     assert figures.worst_parameters(estimates, 3) == ["x1~1", "x1~1.g2", "F=~x2.g2"]
+
+
+def test_group_differences_plot_shows_only_the_differences_labelled_with_their_groups():
+    effects = pd.DataFrame(
+        {
+            "effect": ["X -> M", "X -> M", "X -> M", "X -> M -> Y"],
+            "kind": ["direct", "direct", "direct", "indirect"],
+            "moderator_value": ["", "", "", ""],
+            "group": ["A", "B", "B - A", "B - A"],
+            "mean": [0.5, 0.2, -0.3, -0.1],
+            "ci.lower": [0.3, 0.0, -0.5, -0.2],
+            "ci.upper": [0.7, 0.4, -0.1, 0.0],
+        }
+    )
+    fig = figures.group_differences_plot(effects)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["X -> M  [B - A]", "X -> M -> Y  [B - A]"]
+    assert fig.axes[0].get_xlabel().startswith("difference between groups")
+    assert figures.group_differences_plot(effects.drop(columns="group")) is None

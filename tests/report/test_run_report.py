@@ -28,7 +28,13 @@ from bayes_sor.report.document import (
     to_html,
     to_markdown,
 )
-from bayes_sor.report.run_report import FIGURE_FILES, write_report, write_run
+from bayes_sor.report.run_report import (
+    FIGURE_FILES,
+    deviation_blocks,
+    per_group_table,
+    write_report,
+    write_run,
+)
 from bayes_sor.report.sections import append_report_section
 from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.samplers import SamplerSettings
@@ -542,3 +548,45 @@ def test_small_variance_parameters_whose_interval_excludes_zero_are_listed(root)
     ]
     plain = SimpleNamespace(partable=build_partable(model), estimates=estimates, interval="")
     assert _small_variance_blocks(plain) == []
+
+
+def test_per_group_table_and_flagged_deviations():
+    """The groups section's pieces: each path per group in the groups' order, and the
+    parameters approximate invariance flags named once however many groups flag them."""
+    estimates = pd.DataFrame(
+        {
+            "lhs": ["M", "Y", "M", "Y"],
+            "op": ["~"] * 4,
+            "rhs": ["X", "M", "X", "M"],
+            "group": ["men", "men", "women", "women"],
+            "mean": [0.5, 0.4, 0.1, 0.4],
+            "ci.lower": [0.3, 0.2, -0.1, 0.2],
+            "ci.upper": [0.7, 0.6, 0.3, 0.6],
+        }
+    )
+    table = per_group_table(estimates, ["women", "men"])
+    assert list(table.columns) == ["parameter", "women", "men"]
+    assert table.values.tolist() == [
+        ["M ~ X", "0.100 [-0.100, 0.300]", "0.500 [0.300, 0.700]"],
+        ["Y ~ M", "0.400 [0.200, 0.600]", "0.400 [0.200, 0.600]"],
+    ]
+    deviations = pd.DataFrame(
+        {
+            "lhs": ["x1", "x2", "x1", "x2"],
+            "op": ["~1"] * 4,
+            "rhs": [""] * 4,
+            "group": ["men", "men", "women", "women"],
+            "prior_sd": [0.1] * 4,
+            "common": [3.0, 3.1, 3.0, 3.1],
+            "mean": [0.2, 0.0, -0.2, 0.0],
+            "ci.lower": [0.1, -0.1, -0.3, -0.1],
+            "ci.upper": [0.3, 0.1, -0.1, 0.1],
+            "flagged": [True, False, True, False],
+        }
+    )
+    text = to_markdown(
+        Document("t", "", [Section("8. Groups", deviation_blocks(deviations, "95% interval"))])
+    )
+    assert "flagged as non-invariant: x1 ~1." in text
+    none = deviation_blocks(deviations.assign(flagged=False), "95% interval")[0]
+    assert "none is flagged" in to_markdown(Document("t", "", [Section("s", [none])]))

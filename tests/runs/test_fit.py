@@ -4,6 +4,7 @@ groups reach the model, and what multiple groups do not support yet is said befo
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import pandas as pd
 import pytest
@@ -67,3 +68,29 @@ def test_what_groups_do_not_support_yet_is_refused_before_sampling(built):
     with pytest.raises(BayesSORError, match="summary statistics per group are not supported"):
         fit(HS, cov=data[[f"x{i}" for i in range(1, 10)]].cov(), nobs=301, group="school")
     assert not built
+
+
+def test_approximate_invariance_needs_groups_and_excludes_equal_kinds(built):
+    header = "---\napproximate: {intercepts: 0.1}\n---\n"
+    data = ROOT / "data" / "holzinger_swineford.csv"
+    with pytest.raises(ModelSpecError, match="group column, and so does approximate"):
+        fit(header + HS, data)
+    with pytest.raises(ModelSpecError, match=r"intercepts cannot be both in group\.equal"):
+        fit(header + HS, data, group="school", group_equal="loadings,intercepts")
+    assert not built
+
+
+def test_hypotheses_between_groups_are_checked_against_the_groups_before_sampling(built):
+    data = ROOT / "data" / "holzinger_swineford.csv"
+    compare = "# H1: visual =~ x2 [Grant-White] > visual =~ x2 [Pasteur]\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every quantity names its group: no warning
+        with pytest.raises(Sampled):
+            fit(
+                HS + "visual ~~ textual\n" + compare.replace("=~", "~~").replace("x2", "textual"),
+                data,
+                group="school",
+            )
+    with pytest.raises(ModelSpecError, match="names the group 'Grant White'"):
+        fit(HS + "# H1: visual ~~ textual [Grant White] > 0\n", data, group="school")
+    assert len(built) == 1

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bayes_sor.errors import ModelSpecError, ModelSyntaxError
-from bayes_sor.spec.groups import EQUAL_KINDS, check_group_values, with_groups
+from bayes_sor.spec.groups import EQUAL_KINDS, approximate_rows, check_group_values, with_groups
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable, build_partable
 from bayes_sor.spec.syntax import parse
@@ -172,3 +172,49 @@ def test_counting_rule_over_groups():
     assert with_groups(build_partable(text), ["a", "b"], ["loadings"]).n_free == 16
     with pytest.raises(ModelSpecError, match=r"19 free parameters .* only 18 moments"):
         with_groups(build_partable(text), ["a", "b"])
+
+
+# ---- approximate invariance ----------------------------------------------------------------
+APPROXIMATE = "---\napproximate: {loadings: 0.05, intercepts: 0.1}\n---\nF =~ y1 + y2 + y3\n"
+
+
+def test_approximate_rows_each_group_its_own_number_identified_as_equal():
+    """Approximately equal loadings/intercepts keep a free number per group (drawn around a
+    common value by the model), the later group's latent variance and mean are free as under
+    group.equal, and the counting rule counts each approximate parameter once: 3 items give
+    9 moments per group, and 18 + 2 free numbers pass."""
+    pt = with_groups(build_partable(APPROXIMATE), ["a", "b"])
+    rows = approximate_rows(pt)
+    assert rows.name.tolist() == ["F=~y1", "F=~y2", "F=~y3", "y1~1", "y2~1", "y3~1"]
+    assert rows.sd.tolist() == [0.05] * 3 + [0.1] * 3
+    for name, free in zip(rows.name, rows.free, strict=True):
+        assert free == [row(pt, name, 1).free, row(pt, name, 2).free] and free[0] != free[1]
+    assert row(pt, "F~~F", 1).free == 0 and row(pt, "F~~F", 2).free > 0
+    assert row(pt, "F~1", 1).free == 0 and row(pt, "F~1", 2).free > 0
+    assert pt.n_free == 20 and pt.options["approximate"] == {"loadings": 0.05, "intercepts": 0.1}
+
+
+def test_approximate_leaves_out_partial_and_fixed_rows():
+    text = APPROXIMATE.replace("---\nF", "group.partial: [y2~1]\n---\nF")
+    pt = with_groups(build_partable(text, identification="marker"), ["a", "b"])
+    assert approximate_rows(pt).name.tolist() == ["F=~y2", "F=~y3", "y1~1", "y3~1"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("{residuals: 0.1}", "approximate names the kind 'residuals'"),
+        ("{loadings: -0.1}", "must be a positive number"),
+        ("{loadings: yes}", "must be a positive number"),
+        ("0.1", "approximate must map kinds to prior SDs"),
+    ],
+)
+def test_bad_approximate_option(option, message):
+    text = f"---\napproximate: {option}\n---\nF =~ y1 + y2 + y3\n"
+    with pytest.raises(ModelSpecError, match=message):
+        with_groups(build_partable(text), ["a", "b"])
+
+
+def test_a_kind_both_equal_and_approximate_is_refused():
+    with pytest.raises(ModelSpecError, match=r"loadings cannot be both in group\.equal"):
+        with_groups(build_partable(APPROXIMATE), ["a", "b"], ["loadings"])

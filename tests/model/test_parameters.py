@@ -1,0 +1,39 @@
+"""The parameter vector (model/parameters.py): approximately equal parameters of a
+multiple-group model drawn around their common value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayes_sor.model.build import pymc_model
+from bayes_sor.spec.groups import with_groups
+from bayes_sor.spec.partable import build_partable
+
+TEXT = "---\napproximate: {loadings: 0.05, intercepts: 0.1}\n---\nF =~ y1 + y2 + y3\n"
+
+
+def test_group_values_are_the_common_value_plus_centred_deviations():
+    """In group g a parameter is mu + z_g - mean(z), z_g ~ Normal(0, s): the groups' mean of
+    the parameter is mu, the deviations sum to 0, and z has the option's prior SD."""
+    pt = with_groups(build_partable(TEXT), ["a", "b", "c"])
+    model = pymc_model(pt, None).model
+    assert model.coords["approximate_group"] == ("a", "b", "c")
+    point = model.initial_point()
+    rng = np.random.default_rng(1)
+    z = rng.normal(0.0, 0.1, (3, 6))
+    point["approximate_deviations_raw"] = z
+    common = np.r_[point["halfnormal_common_params_log__"], point["normal_common_params"]]
+    (par,) = model.replace_rvs_by_values([model["par"]])
+    par = model.compile_fn(par, inputs=model.value_vars, on_unused_input="ignore")(point)
+    names = list(model.coords["param"])
+    mu = np.exp(common[0])  # the first loading's common value is positive (std.lv)
+    for g, suffix in enumerate(["", ".g2", ".g3"]):
+        assert par[names.index("F=~y1" + suffix)] == pytest.approx(mu + z[g, 0] - z[:, 0].mean())
+        assert par[names.index("y3~1" + suffix)] == pytest.approx(
+            common[-1] + z[g, 5] - z[:, 5].mean()
+        )
+    logp = model.compile_logp(vars=[model["approximate_deviations_raw"]])(point)
+    sd = np.r_[[0.05] * 3, [0.1] * 3]
+    assert logp == pytest.approx(stats.norm(0, sd).logpdf(z).sum())
