@@ -9,6 +9,8 @@ then SBC throughput (the rows of issue 9's table).
     python benchmarks/run.py --only hs  # rows whose name contains 'hs'
     python benchmarks/run.py --only stan --repeat 5   # bayes_sor against Stan, 5 interleaved
                                         # rounds, medians
+    python benchmarks/run.py --only stan --hide dask,distributed   # as installed without the
+                                        # test extra (no dask)
 
 Each row runs ``python -m bayes_sor fit`` in a fresh process, as a user would, so the wall time
 includes import and compilation. The naive baseline is the PyMC-notebook approach: latent scores
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +123,24 @@ QUICK = (
 )
 
 
+def bayes_sor_command(hidden: Sequence[str] = ()) -> list[str]:
+    """``python -m bayes_sor``; with ``hidden`` modules, the same with those modules absent as
+    if not installed (``sys.modules[name] = None``: ``import`` and ``find_spec`` both say so).
+
+    The development environment has the test extra's dask, which a user's install lacks and
+    xarray imports whenever it can (``dask.array`` for the first DataArray, ``distributed``
+    when writing NetCDF); hiding it measures what the user's command costs.
+    """
+    if not hidden:
+        return [sys.executable, "-m", "bayes_sor"]
+    # ``-c`` puts the working folder first on sys.path, as ``-m`` does
+    code = (
+        f"import runpy, sys; sys.modules.update(dict.fromkeys({list(hidden)!r})); "
+        "runpy.run_module('bayes_sor', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", code]
+
+
 def run_one(
     name: str,
     model: str,
@@ -128,9 +149,11 @@ def run_one(
     sampling: list[str],
     limit: float,
     code: Path = ROOT,
+    hidden: Sequence[str] = (),
 ) -> dict:
     """Fit one workload in a child process and read its figures back from the run folder (or,
-    for a Stan row, from stan_peer.py's table). ``code``: the checkout whose bayes_sor runs."""
+    for a Stan row, from stan_peer.py's table). ``code``: the checkout whose bayes_sor runs;
+    ``hidden``: modules its process runs without (:func:`bayes_sor_command`)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     if extra == STAN:
         out = folder / "estimates.csv"
@@ -146,9 +169,7 @@ def run_one(
     else:
         out = folder / "run"
         command = [
-            sys.executable,
-            "-m",
-            "bayes_sor",
+            *bayes_sor_command(hidden),
             "fit",
             str(ROOT / "models" / f"{model}.lav"),
             "--data",
@@ -246,6 +267,12 @@ def main() -> None:
         "too, just before the current code's, in the same round (an interleaved A/B)",
     )
     parser.add_argument(
+        "--hide",
+        default="",
+        help="comma-separated modules bayes_sor's processes run without, as if not installed "
+        "(e.g. dask,distributed: a user's install has no dask)",
+    )
+    parser.add_argument(
         "--limit",
         type=float,
         default=1200,
@@ -259,8 +286,8 @@ def main() -> None:
     )
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {platform.processor() or ''} "
-        f"Python {platform.python_version()}; sampling: {' '.join(sampling)}; load "
-        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        f"Python {platform.python_version()}; sampling: {' '.join(sampling)}; "
+        f"hidden: {args.hide or 'none'}; load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
     chosen = {
         name: spec
@@ -281,13 +308,14 @@ def main() -> None:
         )
         + [(name, ROOT)]
     ]
+    hidden = [name for name in args.hide.split(",") if name]
     rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
     header = True
     for _ in range(args.repeat):
         peer = None
         for label, name, code in runs:
             model, data, extra = chosen[name]
-            row = run_one(label, model, data, extra, sampling, args.limit, code)
+            row = run_one(label, model, data, extra, sampling, args.limit, code, hidden)
             estimates = row.pop("_estimates", None)
             if extra == STAN and estimates is not None and peer is not None:
                 row["mean_z"] = round(mean_z(peer, estimates), 1)
