@@ -183,7 +183,7 @@ def run_one(
         ]
     load = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(code)}
-    status, wall, peak_mb, message = _timed(command, limit, env, code)
+    status, wall, cpu, peak_mb, message = _timed(command, limit, env, code)
     if status != 0:
         status = f"killed after {limit:.0f} s" if wall >= limit else message
         return {"workload": name, "wall_s": round(wall, 1), "status": status}
@@ -203,6 +203,8 @@ def run_one(
         "wall_s": round(wall, 1),
         "min_ess_bulk": round(min_ess),
         "ess_per_s": round(min_ess / wall, 1),
+        "cpu_s": round(cpu, 1),
+        "ess_per_cpu_s": round(min_ess / cpu, 1),
         "max_r_hat": round(float(est.r_hat.max()), 3) if "r_hat" in est else None,
         **figures,
         "peak_rss_mb": round(peak_mb),
@@ -213,9 +215,15 @@ def run_one(
     }
 
 
-def _timed(command: list[str], limit: float, env: dict, cwd: Path) -> tuple[int, float, float, str]:
+def _timed(
+    command: list[str], limit: float, env: dict, cwd: Path
+) -> tuple[int, float, float, float, str]:
     """Run ``command`` in ``cwd`` (``python -m`` imports from there first, before PYTHONPATH);
-    its exit code, wall seconds, peak RSS (MB) and the end of its stderr."""
+    its exit code, wall seconds, CPU seconds (user + system, its waited-for child processes
+    included: Stan's chains), peak RSS (MB) and the end of its stderr.
+
+    On a machine shared with other work the wall time follows the load and CPU seconds much
+    less: both are reported."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=env)
@@ -227,7 +235,8 @@ def _timed(command: list[str], limit: float, env: dict, cwd: Path) -> tuple[int,
         wall = time.perf_counter() - start
         stderr.seek(0)
         message = stderr.read().decode(errors="replace").strip()[-200:]
-    return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024, message
+    cpu = usage.ru_utime + usage.ru_stime
+    return os.waitstatus_to_exitcode(status), wall, cpu, usage.ru_maxrss / 1024, message
 
 
 def mean_z(ours: pd.DataFrame, stan: pd.DataFrame) -> float:
