@@ -8,8 +8,8 @@ console tables and the exit after the last).
     python benchmarks/phases.py --hide dask,distributed   # as installed without the test extra
 
 Each run is a fresh process. A stage's time runs from its line to the next one; the stage
-"building the PyMC model" includes importing nutpie (and with it numba and all of ArviZ), which
-happens as sampling begins.
+"building the PyMC model" includes importing nutpie (and with it numba), which happens as sampling
+begins.
 """
 
 from __future__ import annotations
