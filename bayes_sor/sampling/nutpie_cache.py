@@ -112,15 +112,17 @@ def load_nutpie():
     nutpie is imported; a later ``import arviz`` (the report) loads the real one. Where
     ``arviz`` is loaded already (a notebook), nutpie is imported as it is.
     """
-    # nutpie and numba (seconds to import) load only when a model is compiled or sampled
     if "nutpie" not in sys.modules and "arviz" not in sys.modules:
+        # loaded already with arviz_stats; imported here only to stand in for arviz
         import arviz_base
 
         sys.modules["arviz"] = arviz_base
         try:
+            # nutpie and numba (seconds to import) load only when a model is compiled or sampled
             import nutpie.compile_pymc
         finally:
             del sys.modules["arviz"]
+    # nutpie and numba (seconds to import) load only when a model is compiled or sampled
     import nutpie.compile_pymc
 
     return nutpie
