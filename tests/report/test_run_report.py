@@ -542,3 +542,27 @@ def test_small_variance_parameters_whose_interval_excludes_zero_are_listed(root)
     ]
     plain = SimpleNamespace(partable=build_partable(model), estimates=estimates, interval="")
     assert _small_variance_blocks(plain) == []
+
+
+def test_the_run_writes_the_fits_hypotheses_and_judges_them_again_only_for_another_rope(
+    fitted, tmp_path, monkeypatch
+):
+    """The fit judged its hypotheses already: writing the run with the same ROPE writes those
+    (no second pass over the draws); another ROPE judges them again."""
+    result, _ = fitted
+    calls = []
+
+    def counted(*args):
+        calls.append(args[-1])
+        return evaluate(*args)
+
+    monkeypatch.setattr("bayes_sor.report.run_report.evaluate", counted)
+    same = write_run(result, tmp_path / "same", report=False)
+    assert calls == []
+    written = pd.read_csv(same / "hypotheses.csv")
+    assert list(written.hypothesis) == list(result.hypotheses.hypothesis)
+    np.testing.assert_allclose(written.p_rope, result.hypotheses.p_rope)
+    wider = write_run(result, tmp_path / "wider", report=False, rope=0.3)
+    assert calls == [0.3]
+    assert (pd.read_csv(wider / "hypotheses.csv").p_rope >= written.p_rope).all()
+    assert (pd.read_csv(wider / "hypotheses.csv").p_rope > written.p_rope).any()
