@@ -5,10 +5,11 @@ console tables and the exit after the last).
     python benchmarks/phases.py                     # HS CFA, fit --no-report, 4 x 1000 after 1000
     python benchmarks/phases.py --repeat 5 --baseline /work/main    # medians, interleaved A/B
     python benchmarks/phases.py -- MODEL.lav --data DATA.csv ...     # another fit command
+    python benchmarks/phases.py --hide dask,distributed   # as installed without the test extra
 
 Each run is a fresh process. A stage's time runs from its line to the next one; the stage
-"building the PyMC model" includes importing nutpie (and with it numba and all of ArviZ), which
-happens as sampling begins.
+"building the PyMC model" includes importing nutpie (and with it numba), which happens as sampling
+begins.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from run import bayes_sor_command
 
 ROOT = Path(__file__).resolve().parents[1]
 HS = [
@@ -44,10 +46,11 @@ HS = [
 _STAGE = re.compile(r"^\[ *(\d+\.\d) s\] (.*)$")
 
 
-def phases(fit_args: list[str], code: Path) -> dict[str, float]:
-    """Seconds per phase of one ``python -m bayes_sor fit`` run with ``code`` on PYTHONPATH."""
+def phases(fit_args: list[str], code: Path, hidden: list[str]) -> dict[str, float]:
+    """Seconds per phase of one ``python -m bayes_sor fit`` run with ``code`` on PYTHONPATH,
+    without the ``hidden`` modules (:func:`run.bayes_sor_command`)."""
     out = Path(tempfile.mkdtemp(prefix="phases-")) / "run"
-    command = [sys.executable, "-m", "bayes_sor", "fit", *fit_args, "--out", str(out)]
+    command = [*bayes_sor_command(hidden), "fit", *fit_args, "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(code)}
     command += ["--no-progress", "--allow-warnings"]
     start = time.perf_counter()
@@ -74,18 +77,25 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="a checkout of earlier code to interleave")
+    parser.add_argument(
+        "--hide", default="", help="comma-separated modules to run without (e.g. dask,distributed)"
+    )
     parser.add_argument("fit_args", nargs="*", help="fit's arguments (default: HS, see above)")
     args = parser.parse_args()
     fit_args = args.fit_args or HS
     codes = {"baseline": args.baseline} if args.baseline else {}
     codes["current"] = ROOT
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in codes}
+    hidden = [name for name in args.hide.split(",") if name]
     loads = []
     for _ in range(args.repeat):
         for label, code in codes.items():
             loads.append(os.getloadavg()[0])
-            runs[label].append(phases(fit_args, code))
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}; load {min(loads):.1f}-{max(loads):.1f}")
+            runs[label].append(phases(fit_args, code, hidden))
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M')}; load {min(loads):.1f}-{max(loads):.1f}; "
+        f"hidden: {args.hide or 'none'}"
+    )
     for label, rows in runs.items():
         print(f"{label} (median of {len(rows)}):")
         for name in rows[0]:

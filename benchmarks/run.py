@@ -9,6 +9,8 @@ then SBC throughput (the rows of issue 9's table).
     python benchmarks/run.py --only hs  # rows whose name contains 'hs'
     python benchmarks/run.py --only stan --repeat 5   # bayes_sor against Stan, 5 interleaved
                                         # rounds, medians
+    python benchmarks/run.py --only stan --hide dask,distributed   # as installed without the
+                                        # test extra (no dask)
 
 Each row runs ``python -m bayes_sor fit`` in a fresh process, as a user would, so the wall time
 includes import and compilation. The naive baseline is the PyMC-notebook approach: latent scores
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +123,24 @@ QUICK = (
 )
 
 
+def bayes_sor_command(hidden: Sequence[str] = ()) -> list[str]:
+    """``python -m bayes_sor``; with ``hidden`` modules, the same with those modules absent as
+    if not installed (``sys.modules[name] = None``: ``import`` and ``find_spec`` both say so).
+
+    The development environment has the test extra's dask, which a user's install lacks and
+    xarray imports whenever it can (``dask.array`` for the first DataArray, ``distributed``
+    when writing NetCDF); hiding it measures what the user's command costs.
+    """
+    if not hidden:
+        return [sys.executable, "-m", "bayes_sor"]
+    # ``-c`` puts the working folder first on sys.path, as ``-m`` does
+    code = (
+        f"import runpy, sys; sys.modules.update(dict.fromkeys({list(hidden)!r})); "
+        "runpy.run_module('bayes_sor', run_name='__main__', alter_sys=True)"
+    )
+    return [sys.executable, "-c", code]
+
+
 def run_one(
     name: str,
     model: str,
@@ -128,9 +149,11 @@ def run_one(
     sampling: list[str],
     limit: float,
     code: Path = ROOT,
+    hidden: Sequence[str] = (),
 ) -> dict:
     """Fit one workload in a child process and read its figures back from the run folder (or,
-    for a Stan row, from stan_peer.py's table). ``code``: the checkout whose bayes_sor runs."""
+    for a Stan row, from stan_peer.py's table). ``code``: the checkout whose bayes_sor runs;
+    ``hidden``: modules its process runs without (:func:`bayes_sor_command`)."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     if extra == STAN:
         out = folder / "estimates.csv"
@@ -146,9 +169,7 @@ def run_one(
     else:
         out = folder / "run"
         command = [
-            sys.executable,
-            "-m",
-            "bayes_sor",
+            *bayes_sor_command(hidden),
             "fit",
             str(ROOT / "models" / f"{model}.lav"),
             "--data",
@@ -162,7 +183,7 @@ def run_one(
         ]
     load = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(code)}
-    status, wall, peak_mb, message = _timed(command, limit, env, code)
+    status, wall, cpu, peak_mb, message = _timed(command, limit, env, code)
     if status != 0:
         status = f"killed after {limit:.0f} s" if wall >= limit else message
         return {"workload": name, "wall_s": round(wall, 1), "status": status}
@@ -182,6 +203,8 @@ def run_one(
         "wall_s": round(wall, 1),
         "min_ess_bulk": round(min_ess),
         "ess_per_s": round(min_ess / wall, 1),
+        "cpu_s": round(cpu, 1),
+        "ess_per_cpu_s": round(min_ess / cpu, 1),
         "max_r_hat": round(float(est.r_hat.max()), 3) if "r_hat" in est else None,
         **figures,
         "peak_rss_mb": round(peak_mb),
@@ -192,9 +215,15 @@ def run_one(
     }
 
 
-def _timed(command: list[str], limit: float, env: dict, cwd: Path) -> tuple[int, float, float, str]:
+def _timed(
+    command: list[str], limit: float, env: dict, cwd: Path
+) -> tuple[int, float, float, float, str]:
     """Run ``command`` in ``cwd`` (``python -m`` imports from there first, before PYTHONPATH);
-    its exit code, wall seconds, peak RSS (MB) and the end of its stderr."""
+    its exit code, wall seconds, CPU seconds (user + system, its waited-for child processes
+    included: Stan's chains), peak RSS (MB) and the end of its stderr.
+
+    On a machine shared with other work the wall time follows the load and CPU seconds much
+    less: both are reported."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=cwd, env=env)
@@ -206,7 +235,8 @@ def _timed(command: list[str], limit: float, env: dict, cwd: Path) -> tuple[int,
         wall = time.perf_counter() - start
         stderr.seek(0)
         message = stderr.read().decode(errors="replace").strip()[-200:]
-    return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024, message
+    cpu = usage.ru_utime + usage.ru_stime
+    return os.waitstatus_to_exitcode(status), wall, cpu, usage.ru_maxrss / 1024, message
 
 
 def mean_z(ours: pd.DataFrame, stan: pd.DataFrame) -> float:
@@ -246,6 +276,12 @@ def main() -> None:
         "too, just before the current code's, in the same round (an interleaved A/B)",
     )
     parser.add_argument(
+        "--hide",
+        default="",
+        help="comma-separated modules bayes_sor's processes run without, as if not installed "
+        "(e.g. dask,distributed: a user's install has no dask)",
+    )
+    parser.add_argument(
         "--limit",
         type=float,
         default=1200,
@@ -259,8 +295,8 @@ def main() -> None:
     )
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {platform.processor() or ''} "
-        f"Python {platform.python_version()}; sampling: {' '.join(sampling)}; load "
-        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+        f"Python {platform.python_version()}; sampling: {' '.join(sampling)}; "
+        f"hidden: {args.hide or 'none'}; load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
     chosen = {
         name: spec
@@ -281,13 +317,14 @@ def main() -> None:
         )
         + [(name, ROOT)]
     ]
+    hidden = [name for name in args.hide.split(",") if name]
     rounds: dict[str, list[dict]] = {label: [] for label, _, _ in runs}
     header = True
     for _ in range(args.repeat):
         peer = None
         for label, name, code in runs:
             model, data, extra = chosen[name]
-            row = run_one(label, model, data, extra, sampling, args.limit, code)
+            row = run_one(label, model, data, extra, sampling, args.limit, code, hidden)
             estimates = row.pop("_estimates", None)
             if extra == STAN and estimates is not None and peer is not None:
                 row["mean_z"] = round(mean_z(peer, estimates), 1)

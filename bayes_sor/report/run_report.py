@@ -842,8 +842,11 @@ def write_run(
     costs the fit: it is a warning, and ``python -m bayes_sor report OUT`` can make it later."""
     out = Path(out)
     result.idata.attrs.update(report_attrs(result, rope))
-    hypotheses = evaluate(
-        result.partable, result.idata["posterior"].to_dataset(), result.ci_prob, rope
+    # the fit judged its hypotheses already; again only for another ROPE
+    hypotheses = (
+        result.hypotheses
+        if rope == result.rope
+        else evaluate(result.partable, result.idata["posterior"].to_dataset(), result.ci_prob, rope)
     )
     with staging(out, force) as tmp:
         result.idata.to_netcdf(tmp / "posterior.nc")

@@ -29,7 +29,7 @@ from bayes_sor.posterior.effects import (
     named_moderator_values,
 )
 from bayes_sor.posterior.estimates import parameter_estimates
-from bayes_sor.posterior.hypotheses import check_hypotheses, evaluate, names_groups
+from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, check_hypotheses, evaluate, names_groups
 from bayes_sor.posterior.scores import marginal_latent_scores
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
@@ -65,6 +65,8 @@ class FitResult:
     deviations: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=DEVIATION_COLUMNS)
     )
+    #: half-width of the ROPE ``hypotheses`` were judged with
+    rope: float = DEFAULT_ROPE
 
 
 def read_model(model: str | Path) -> str:
@@ -151,6 +153,7 @@ def fit(
     group: str | None = None,
     group_equal: list[str] | str | None = None,
     group_partial: list[str] | str | None = None,
+    rope: float = DEFAULT_ROPE,
     stage: StageReporter = quiet,
 ) -> FitResult:
     """Fit a Bayesian SEM: parse, check data, build, sample, summarise, judge diagnostics.
@@ -172,7 +175,9 @@ def fit(
     ``group``: the data column that splits the respondents into groups, each with its own
     parameters except the kinds named in ``group_equal`` (lavaan's ``group.equal``) and not
     in ``group_partial`` (:mod:`bayes_sor.spec.groups`); these replace the header's ``group``,
-    ``group.equal`` and ``group.partial``. ``stage`` is told as each stage begins
+    ``group.equal`` and ``group.partial``. ``rope``: the half-width of the hypotheses' region of
+    practical equivalence (``write_run`` with the same one writes them as judged here).
+    ``stage`` is told as each stage begins
     (:class:`bayes_sor.sampling.stages.Stages` prints them).
     """
     settings = settings or SamplerSettings()
@@ -219,12 +224,13 @@ def fit(
         idata=idata,
         estimates=estimates,
         effects=effects_table(effects, ci_prob, hdi),
-        hypotheses=evaluate(partable, posterior, ci_prob),
+        hypotheses=evaluate(partable, posterior, ci_prob, rope),
         diagnostics=check_convergence(idata, estimates, small_variance_names(partable)),
         settings=settings,
         ci_prob=ci_prob,
         hdi=hdi,
         deviations=invariance_deviations(partable, posterior, ci_prob, hdi),
+        rope=rope,
     )
 
 

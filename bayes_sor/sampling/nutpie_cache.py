@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -99,6 +100,32 @@ def {name}(dim, expanded, x_, out_, user_data_):
         return -2
     return 0
 """
+
+
+def load_nutpie():
+    """The ``nutpie`` module, imported (the first time) without ArviZ's plotting.
+
+    nutpie's ``sample`` module runs ``import arviz``, whose ``__init__`` imports ``arviz_plots``
+    and with it matplotlib's pyplot (~0.7 s of every sampling command), and then calls only
+    ``arviz.from_dict`` and ``arviz.dict_to_dataset``: ``arviz_base``'s functions, which
+    ``arviz`` re-exports as the same objects. So ``arviz_base`` stands in for ``arviz`` while
+    nutpie is imported; a later ``import arviz`` (the report) loads the real one. Where
+    ``arviz`` is loaded already (a notebook), nutpie is imported as it is.
+    """
+    if "nutpie" not in sys.modules and "arviz" not in sys.modules:
+        # loaded already with arviz_stats; imported here only to stand in for arviz
+        import arviz_base
+
+        sys.modules["arviz"] = arviz_base
+        try:
+            # nutpie and numba (seconds to import) load only when a model is compiled or sampled
+            import nutpie.compile_pymc
+        finally:
+            del sys.modules["arviz"]
+    # nutpie and numba (seconds to import) load only when a model is compiled or sampled
+    import nutpie.compile_pymc
+
+    return nutpie
 
 
 def compile_pymc_model(
@@ -189,8 +216,7 @@ class _ModelGraph:
 def _compile(model, point_fn, var_names) -> tuple:
     """nutpie's compile (PyTensor graph functions) with our callbacks; returns the compiled
     model and its cache entry (``None`` when the callbacks cannot be cached)."""
-    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
-    from nutpie import compile_pymc as nutpie_pymc
+    nutpie_pymc = load_nutpie().compile_pymc
 
     n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info, reparameterized = (
         nutpie_pymc._make_functions(
@@ -246,8 +272,7 @@ def _compile(model, point_fn, var_names) -> tuple:
 def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
     """The compiled model from a cache entry, or ``None`` if the entry does not fit or a
     callback is no longer in numba's cache (the caller then compiles)."""
-    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
-    from nutpie import compile_pymc as nutpie_pymc
+    nutpie_pymc = load_nutpie().compile_pymc
 
     try:
         entry = json.loads(path.read_text())
@@ -298,8 +323,7 @@ def _assemble(
 ):
     """nutpie's ``CompiledPyMCModel`` around our two callbacks (compiled, or, with ``inner``
     ``None``, only loaded from numba's cache)."""
-    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
-    from nutpie import compile_pymc as nutpie_pymc
+    nutpie_pymc = load_nutpie().compile_pymc
 
     # Stable keys (nutpie uses uuid4): the record layout is part of the callbacks' code.
     shared_var_keys = {var: f"shared{i}" for i, var in enumerate(shared_vars)}
@@ -364,12 +388,13 @@ def _callback(
     """One C callback around the compiled PyTensor function ``inner``, cached when PyTensor
     cached ``inner`` (``inner_key``); ``inner=None`` loads it from the cache or raises
     :class:`_NotCached`."""
-    # nutpie and numba (seconds to import) load only when a model is compiled for nutpie
+    # numba (seconds to import) loads only when a model is compiled for nutpie
     import numba
     from numba.core import sigutils
     from numba.core.ccallback import CFunc
-    from nutpie.compile_pymc import address_as_void_pointer
     from pytensor.link.numba.cache import compile_numba_function_src
+
+    address_as_void_pointer = load_nutpie().compile_pymc.address_as_void_pointer
 
     views, args = _shared_arguments(user_data, shared)
     template = _LOGP if kind == "logp" else _EXPAND

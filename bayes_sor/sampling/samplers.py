@@ -10,7 +10,7 @@ import xarray as xr
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.build import BuiltModel
-from bayes_sor.sampling.nutpie_cache import compile_pymc_model
+from bayes_sor.sampling.nutpie_cache import compile_pymc_model, load_nutpie
 from bayes_sor.sampling.stages import StageReporter, quiet
 
 SAMPLERS = ("nutpie", "pymc")
@@ -81,8 +81,7 @@ def sample(
         f"{settings.tune} tuning steps"
     )
     if settings.sampler == "nutpie":
-        # nutpie and numba (seconds to import) load only when the nutpie sampler runs
-        import nutpie
+        nutpie = load_nutpie()
 
         def announce(cached: bool) -> None:
             stage(

@@ -590,3 +590,27 @@ def test_per_group_table_and_flagged_deviations():
     assert "flagged as non-invariant: x1 ~1." in text
     none = deviation_blocks(deviations.assign(flagged=False), "95% interval")[0]
     assert "none is flagged" in to_markdown(Document("t", "", [Section("s", [none])]))
+
+
+def test_the_run_writes_the_fits_hypotheses_and_judges_them_again_only_for_another_rope(
+    fitted, tmp_path, monkeypatch
+):
+    """The fit judged its hypotheses already: writing the run with the same ROPE writes those
+    (no second pass over the draws); another ROPE judges them again."""
+    result, _ = fitted
+    calls = []
+
+    def counted(*args):
+        calls.append(args[-1])
+        return evaluate(*args)
+
+    monkeypatch.setattr("bayes_sor.report.run_report.evaluate", counted)
+    same = write_run(result, tmp_path / "same", report=False)
+    assert calls == []
+    written = pd.read_csv(same / "hypotheses.csv")
+    assert list(written.hypothesis) == list(result.hypotheses.hypothesis)
+    np.testing.assert_allclose(written.p_rope, result.hypotheses.p_rope)
+    wider = write_run(result, tmp_path / "wider", report=False, rope=0.3)
+    assert calls == [0.3]
+    assert (pd.read_csv(wider / "hypotheses.csv").p_rope >= written.p_rope).all()
+    assert (pd.read_csv(wider / "hypotheses.csv").p_rope > written.p_rope).any()

@@ -2,6 +2,8 @@
 
 import ctypes
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +239,24 @@ def test_a_graph_without_a_key_is_compiled_and_not_entered(hs, model_cache, monk
     monkeypatch.setattr(nutpie_cache, "graph_key", unkeyable)
     assert _compile(_built(hs)).logp_func is not None
     assert not model_cache.exists()
+
+
+def test_nutpie_loaded_without_arviz_leaves_the_real_arviz_to_a_later_import():
+    """load_nutpie lets arviz_base stand in for arviz only while nutpie is imported: the
+    conversion nutpie calls is arviz's own, and a later ``import arviz`` gets all of ArviZ."""
+    probe = (
+        "import sys\n"
+        "from bayes_sor.sampling.nutpie_cache import load_nutpie\n"
+        "load_nutpie()\n"
+        "assert 'arviz' not in sys.modules and 'matplotlib' not in sys.modules\n"
+        "import arviz\n"
+        "converter = sys.modules['nutpie.sample'].arviz\n"
+        "assert converter.from_dict is arviz.from_dict\n"
+        "assert converter.dict_to_dataset is arviz.dict_to_dataset\n"
+        "assert callable(arviz.plot_dist)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]
