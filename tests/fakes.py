@@ -9,6 +9,7 @@ at a fraction of a second per data set; ``write_run`` saves its draws in the lay
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +157,13 @@ def write_run(
     latent_scores: np.ndarray | None = None,
     likelihood: str = "marginal",
     summary: bool = False,
+    groups: np.ndarray | None = None,
 ) -> Path:
     """A run folder in ``fit``'s layout: posterior.nc (par, effects), observed data, attrs.
 
     ``summary``: store only the (N - 1) covariance matrix of the data, as ``fit --cov`` does.
+    ``groups``: each respondent's group label, for a multiple-group ``pt`` (stored with the
+    data, its table as ``partable.csv`` and its group options, as ``fit --group`` does).
     """
     path.mkdir(parents=True, exist_ok=True)
     rep = representation(pt)
@@ -182,7 +186,13 @@ def write_run(
             coords={"item": rep.items, "item_": rep.items},
         )
         observed["sample_cov"].attrs["n_obs"] = len(items)
+    if groups is not None:
+        observed["group"] = ("obs", np.asarray(groups, dtype=str))
+        pt.table.to_csv(path / "partable.csv", index=False)
     tree = xr.DataTree.from_dict({"posterior": posterior, "observed_data": observed})
+    if groups is not None:
+        keys = ("group", "group_labels", "group.equal", "group.partial", "approximate")
+        tree.attrs["bayes_sor_groups"] = json.dumps({k: pt.options.get(k) for k in keys})
     tree.attrs.update(
         {
             "bayes_sor_model_text": pt.text,

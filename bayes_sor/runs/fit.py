@@ -418,9 +418,11 @@ def _observed_data(dataset: Dataset | SummaryData, partable: ParTable) -> xr.Dat
             coords={"item": dataset.items, "item_": dataset.items},
             attrs={"n_obs": dataset.nobs, "standardized": int(dataset.standardized)},
         )
+    data = {"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))}
+    if dataset.groups is not None:  # each respondent's group: the checks work per group
+        data["group"] = ("obs", dataset.groups.to_numpy().astype(str))
     return xr.Dataset(
-        {"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
-        coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators},
+        data, coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators}
     )
 
 

@@ -11,7 +11,7 @@ indices as the fit did.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -65,6 +65,10 @@ class Run:
     n_obs: int
     #: half-width of the ROPE for hypotheses (``report --rope`` overrides the run's)
     rope: float = DEFAULT_ROPE
+    #: which group of a multiple-group table ``y`` and the moments are (numbered from 1)
+    group: int = 1
+    #: each respondent's group label (a multiple-group run; ``None`` otherwise)
+    labels: np.ndarray | None = None
 
     @property
     def attrs(self) -> dict:
@@ -80,7 +84,26 @@ class Run:
 
     @cached_property
     def rep(self) -> Representation:
-        return representation(self.partable)
+        return representation(self.partable, self.group)
+
+    def by_group(self) -> list[tuple[str, Run]]:
+        """Each group's label and its run: that group's answers, moments and representation
+        (the same draws); one pair, the run itself labelled ``""``, for a one-group run."""
+        if not self.partable.groups:
+            return [("", self)]
+        if self.labels is None:
+            raise BayesSORError(
+                f"{str(self.path)!r} was fitted with groups but does not store each respondent's "
+                f"group (an older run); recreate it with '{refit_command(self.path)}'"
+            )
+        out = []
+        for g, label in enumerate(self.partable.groups, start=1):
+            y = self.y[self.labels == label]
+            mean, cov = observed_moments(y)
+            out.append(
+                (label, replace(self, y=y, mean=mean, cov=cov, n_obs=len(y), group=g, labels=None))
+            )
+        return out
 
     @property
     def draws(self) -> np.ndarray:
@@ -195,7 +218,10 @@ def run_from_tree(path: Path, tree: xr.DataTree, rope: float | None = None) -> R
         y = observed["items"].sel(item=partable.indicators).transpose("obs", "item").values
         y = y.astype(float)
         mean, cov = observed_moments(y)
-        return Run(path, tree, partable, par, y, cov, mean, len(y), _rope(tree.attrs, rope))
+        labels = observed["group"].values.astype(str) if "group" in observed else None
+        return Run(
+            path, tree, partable, par, y, cov, mean, len(y), _rope(tree.attrs, rope), labels=labels
+        )
     items = partable.indicators
     s = observed["sample_cov"].sel(item=items, item_=items).values.astype(float)
     n = int(
