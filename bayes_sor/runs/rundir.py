@@ -203,15 +203,19 @@ def load_run(path: str | Path, rope: float | None = None) -> Run:
     return run_from_tree(path, tree, rope)
 
 
-def run_from_tree(path: Path, tree: xr.DataTree, rope: float | None = None) -> Run:
+def run_from_tree(
+    path: Path, tree: xr.DataTree, rope: float | None = None, partable: ParTable | None = None
+) -> Run:
     """The :class:`Run` of a posterior as ``fit`` stores it (read from ``path``, or still in
-    memory: the Python API's unsaved fit)."""
+    memory: the Python API's unsaved fit, whose ``partable`` is given: a multiple-group table
+    is not rebuilt from the model text, and an unsaved fit has no ``partable.csv``)."""
     missing = [a for a in REQUIRED_ATTRS if a not in tree.attrs]
     if missing or "posterior" not in tree or "observed_data" not in tree:
         raise _not_a_run(path, f"posterior.nc lacks {missing or 'the posterior/observed_data'}")
     observed = tree["observed_data"].to_dataset()
     names = [str(n) for n in tree["posterior"]["par"].coords["param"].values]
-    partable = _partable(tree.attrs, names, path, summary="items" not in observed)
+    if partable is None:
+        partable = _partable(tree.attrs, names, path, summary="items" not in observed)
     par = tree["posterior"]["par"].sel(param=partable.names)
     par = par.transpose("chain", "draw", "param").values.astype(float)
     if "items" in observed:

@@ -162,3 +162,27 @@ def test_reliability_of_a_two_group_run_is_each_groups(group_run):
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     assert rows[0].split("|")[1].strip() == "group"
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["a", "a", "b", "b"]
+
+
+@pytest.mark.slow
+def test_a_fitted_two_group_run_is_checked_per_group(tmp_path):
+    """``fit --group`` stores each respondent's group; ``ppc`` and ``reliability`` then check
+    each group of the real fit (a small one: 2 chains x 200 draws)."""
+    pt, par = two_groups()
+    labels = mixed_labels(300, 7)
+    data = answers(pt, par, labels, 8).assign(g=labels)
+    data.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "model.lav").write_text(CFA)
+    out = tmp_path / "run"
+    fit = ["fit", str(tmp_path / "model.lav"), "--data", str(tmp_path / "data.csv")]
+    fit += ["--group", "g", "--group-equal", "loadings,intercepts", "--out", str(out)]
+    fit += ["--chains", "2", "--draws", "200", "--tune", "300", "--no-progress"]
+    assert main([*fit, "--allow-warnings"]) == 0
+    assert list(load_run(out).labels) == list(labels)
+    assert main(["ppc", str(out), "--draws", "100"]) == 0
+    measures = read_table(out / "fit_measures.csv").set_index(["group", "measure"]).value
+    assert measures["a", "ppp"] > 0.05
+    assert measures["b", "ppp"] > 0.05
+    assert main(["reliability", str(out)]) == 0
+    table = read_table(out / "reliability.csv").set_index(["group", "measure", "construct"])
+    assert table.loc[("b", "omega", "F1"), "mean"] > table.loc[("a", "omega", "F1"), "mean"]
