@@ -453,7 +453,7 @@ def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.
         ("chisq", float(np.mean(d_obs)), "posterior mean of D(y; theta) summed over groups"),
     ]
     ll_kind, why = loglik_kind(run)
-    elpd = loo(loglik_tree(run, pointwise_loglik(run, ll_kind)))
+    elpd = None if ll_kind is None else loo(loglik_tree(run, pointwise_loglik(run, ll_kind)))
     rows += _loo_rows(elpd, ll_kind, why, notes)
     rows += _interval_rows("srmr", srmr_all, ci, "weighted by the groups' sizes (as lavaan)")
     frames = [_group_frame(ALL_GROUPS, rows)]
@@ -476,7 +476,7 @@ def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.
         pd.concat(frames, ignore_index=True),
         _group_first(residual.reset_index(drop=True)),
         _group_first(pd.concat(items, ignore_index=True)),
-        np.concatenate(observed),
+        None if run.y is None else np.concatenate(observed),
         np.concatenate([reps.kept for _, _, reps in groups], axis=1),
         run.items,
         notes,

@@ -91,6 +91,20 @@ class Run:
         (the same draws); one pair, the run itself labelled ``""``, for a one-group run."""
         if not self.partable.groups:
             return [("", self)]
+        if self.y is None:  # one covariance matrix and N per group
+            observed = self.tree["observed_data"]
+            if "group_cov" not in observed:
+                raise BayesSORError(
+                    f"{str(self.path)!r} was fitted with groups but does not store each "
+                    f"group's matrix; recreate it with '{refit_command(self.path)}'"
+                )
+            items = self.partable.indicators
+            out = []
+            for g, label in enumerate(self.partable.groups, start=1):
+                s = observed["group_cov"].sel(group=label, item=items, item_=items).values
+                n = int(observed["group_nobs"].sel(group=label))
+                out.append((label, replace(self, cov=s * (n - 1) / n, n_obs=n, group=g)))
+            return out
         if self.labels is None:
             raise BayesSORError(
                 f"{str(self.path)!r} was fitted with groups but does not store each respondent's "
