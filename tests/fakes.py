@@ -9,6 +9,7 @@ at a fraction of a second per data set; ``write_run`` saves its draws in the lay
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ from bayes_sor.checks.predictive import implied, ml_discrepancy, sample_moments
 from bayes_sor.checks.sensitivity import prior_plan, prior_terms
 from bayes_sor.model.simulate import simulate
 from bayes_sor.posterior.effects import effect_draws, effects_dataarray
-from bayes_sor.spec.matrices import representation
+from bayes_sor.runs.rundir import Run
+from bayes_sor.spec.groups import with_groups
+from bayes_sor.spec.matrices import implied_mean, implied_moments, representation
 from bayes_sor.spec.partable import ParTable, build_partable
 
 
@@ -156,10 +159,13 @@ def write_run(
     latent_scores: np.ndarray | None = None,
     likelihood: str = "marginal",
     summary: bool = False,
+    groups: np.ndarray | None = None,
 ) -> Path:
     """A run folder in ``fit``'s layout: posterior.nc (par, effects), observed data, attrs.
 
     ``summary``: store only the (N - 1) covariance matrix of the data, as ``fit --cov`` does.
+    ``groups``: each respondent's group label, for a multiple-group ``pt`` (stored with the
+    data, its table as ``partable.csv`` and its group options, as ``fit --group`` does).
     """
     path.mkdir(parents=True, exist_ok=True)
     rep = representation(pt)
@@ -182,7 +188,13 @@ def write_run(
             coords={"item": rep.items, "item_": rep.items},
         )
         observed["sample_cov"].attrs["n_obs"] = len(items)
+    if groups is not None:
+        observed["group"] = ("obs", np.asarray(groups, dtype=str))
+        pt.table.to_csv(path / "partable.csv", index=False)
     tree = xr.DataTree.from_dict({"posterior": posterior, "observed_data": observed})
+    if groups is not None:
+        keys = ("group", "group_labels", "group.equal", "group.partial", "approximate")
+        tree.attrs["bayes_sor_groups"] = json.dumps({k: pt.options.get(k) for k in keys})
     tree.attrs.update(
         {
             "bayes_sor_model_text": pt.text,
@@ -209,3 +221,75 @@ def mediation_project(folder: Path) -> Path:
     data = answers(pt, {"M~X": 0.6, "Y~M": 0.5, "Y~X": 0.1}, 300, seed=3)
     data.round(3).to_csv(folder / "data.csv", index=False)
     return folder
+
+
+# ---- two groups ---------------------------------------------------------------------------------
+GROUP_CFA = """
+F1 =~ x1 + x2 + x3
+F2 =~ x4 + x5 + x6
+"""
+GROUP_ITEMS = ["x1", "x2", "x3", "x4", "x5", "x6"]
+
+
+def two_group_cfa(**values: float):
+    """A scalar two-group CFA (groups a, b) and parameters in which group b differs: its
+    latent means, a larger F1 variance and its own residual variances."""
+    pt = with_groups(build_partable(GROUP_CFA), ["a", "b"], ["loadings", "intercepts"])
+    b = {"F1~1.g2": 0.6, "F2~1.g2": -0.4, "F1~~F1.g2": 1.8, "x4~~x4.g2": 0.9}
+    return pt, truth(pt, {"x1~1": 3.0, "x1~1.g2": 3.0, **b, **values})
+
+
+def group_moments(pt, par: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    rep = representation(pt, group)
+    return implied_mean(rep, par), implied_moments(rep, par).item_cov
+
+
+def group_answers(pt, par, labels: np.ndarray, seed: int, data_par=None) -> pd.DataFrame:
+    """Each respondent's answers from their group's moments (``data_par``: other values)."""
+    rng = np.random.default_rng(seed)
+    y = np.empty((len(labels), len(GROUP_ITEMS)))
+    for g, label in enumerate(pt.groups, start=1):
+        mean, cov = group_moments(pt, par if data_par is None else data_par, g)
+        rows = labels == label
+        y[rows] = rng.multivariate_normal(mean, cov, size=rows.sum())
+    return pd.DataFrame(y, columns=GROUP_ITEMS)
+
+
+def mixed_labels(n: int, seed: int) -> np.ndarray:
+    """Group labels in no particular order (a group's respondents are not one block)."""
+    return np.random.default_rng(seed).permutation(np.repeat(["a", "b"], n // 2))
+
+
+def in_memory_run(pt, par: np.ndarray, data: pd.DataFrame, labels: np.ndarray) -> Run:
+    y = data[GROUP_ITEMS].to_numpy()
+    return Run("mem", None, pt, par, y, np.cov(y.T), y.mean(0), len(y), labels=labels)
+
+
+def two_group_run(path: Path) -> Path:
+    """A two-group run folder: draws around :func:`two_group_cfa`'s truth, answers from each
+    group's moments, the groups' respondents interleaved."""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(160, 4)
+    data = group_answers(pt, par, labels, 5)
+    rng = np.random.default_rng(6)
+    draws = par * (1 + 0.02 * rng.standard_normal((2, 50, len(par))))
+    return write_run(path, pt, draws, data, groups=labels)
+
+
+#: the one-factor model's items of the summary-statistics tests
+SUMMARY_ITEMS = ["y1", "y2", "y3", "y4"]
+
+
+def grouped_answers(n: int, loading: float, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=n)
+    return pd.DataFrame({y: loading * f + rng.normal(0, 0.6, n) for y in SUMMARY_ITEMS})
+
+
+def group_covariances(*groups: tuple[str, pd.DataFrame]) -> pd.DataFrame:
+    """The matrices file: a ``g`` column, the row names, then the items."""
+    parts = []
+    for label, data in groups:
+        cov = data.cov().reset_index(names="item")
+        parts.append(cov.assign(g=label)[["g", "item", *SUMMARY_ITEMS]])
+    return pd.concat(parts, ignore_index=True)

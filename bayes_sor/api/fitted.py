@@ -95,7 +95,7 @@ class FittedModel:
         FittedModel
         """
         result.idata.attrs.update(report_attrs(result, rope))
-        run = run_from_tree(UNSAVED, result.idata, rope)
+        run = run_from_tree(UNSAVED, result.idata, rope, result.partable)
         # the tables as a run folder's CSV files read back, so an unsaved fit shows what a
         # saved one (and the command line) shows
         run.__dict__["estimates"] = _as_saved(result.estimates)

@@ -47,7 +47,7 @@ def fit(
     cov: str | Path | pd.DataFrame | None = None,
     cor: str | Path | pd.DataFrame | None = None,
     sd: str | Path | pd.DataFrame | None = None,
-    nobs: int | None = None,
+    nobs: int | list[int] | None = None,
     likelihood: str = "auto",
     missing: str = "model",
     identification: str | None = None,
@@ -92,8 +92,9 @@ def fit(
     cov, cor, sd : str, pathlib.Path or pandas.DataFrame, optional
         Instead of ``data``: a covariance matrix, or a correlation matrix (with the items'
         SDs, else a standardised analysis); needs ``nobs``. No mean structure.
-    nobs : int, optional
-        The sample size behind ``cov`` / ``cor``.
+    nobs : int or list of int, optional
+        The sample size behind ``cov`` / ``cor``; with ``group``, one per group (the matrices
+        stacked in one file with the group column, groups in order of first appearance).
     likelihood : {"auto", "marginal", "conditional"}
         ``auto`` integrates the latent variables out whenever the model is linear with
         continuous items.

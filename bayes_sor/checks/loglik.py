@@ -151,10 +151,21 @@ def pointwise_loglik(run: Run, kind: str | None = None) -> xr.DataArray | None:
             [conditional_loglik(run, draws[i], eta[i]) for i in batches(draws.shape[0], 50)]
         )
     else:
-        ll = marginal_loglik(run.y, implied(run.rep, draws))
+        ll = _marginal_by_group(run, draws)
     return xr.DataArray(
         ll.reshape(*run.par.shape[:2], run.n_obs), dims=("chain", "draw", "obs"), name="items"
     )
+
+
+def _marginal_by_group(run: Run, draws: np.ndarray) -> np.ndarray:
+    """Marginal log-likelihood of each respondent under their own group's implied moments, in
+    the run's respondent order: (S, N)."""
+    if not run.partable.groups:
+        return marginal_loglik(run.y, implied(run.rep, draws))
+    out = np.empty((len(draws), run.n_obs))
+    for label, group in run.by_group():
+        out[:, run.labels == label] = marginal_loglik(group.y, implied(group.rep, draws))
+    return out
 
 
 def loglik_tree(run: Run, ll: xr.DataArray, posterior: xr.Dataset | None = None) -> xr.DataTree:

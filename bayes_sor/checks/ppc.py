@@ -90,7 +90,7 @@ class _Replications:
 # ---- observed scale ----------------------------------------------------------------------------
 def item_constructs(run: Run) -> dict[str, str]:
     """Each item's construct(s), e.g. ``{"x9": "speed"}`` (``a+b`` for cross-loaded items)."""
-    t = run.partable.table
+    t = run.partable.structure
     loads = t[t.op == "=~"]
     return {item: "+".join(loads.loc[loads.rhs == item, "lhs"]) for item in run.items}
 
@@ -374,6 +374,8 @@ def item_table(
 
 def predictive_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.95) -> PPCResult:
     """All posterior predictive checks of ``run`` (no files written)."""
+    if run.partable.groups:
+        return grouped_check(run, max_draws, seed, ci)
     rng = np.random.default_rng(seed)
     observed, kind = _observed_scale(run)
     if kind in ("ordinal", "mixed"):
@@ -404,3 +406,88 @@ def predictive_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float =
         run.items,
         notes_first + notes,
     )
+
+
+# ---- multiple groups ---------------------------------------------------------------------------
+#: the ``group`` of the rows about all groups together
+ALL_GROUPS = "(all)"
+
+
+def group_replications(
+    run: Run, draws: np.ndarray, rng: np.random.Generator
+) -> list[tuple[str, Run, _Replications]]:
+    """Each group's replications: ``run.n_obs`` respondents of the group per draw from that
+    group's own implied moments, its discrepancies against them."""
+    out = []
+    for label, group in run.by_group():
+        _, kind = _observed_scale(group)
+        out.append(
+            (label, group, replicate_all(group, implied(group.rep, draws), draws, kind, rng))
+        )
+    return out
+
+
+def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.95) -> PPCResult:
+    """The predictive checks of a multiple-group run, as blavaan: per group its PPP,
+    chi-square and SRMR from its own replications; overall the PPP of the chi-square summed
+    over the groups (per draw), the summed chi-square, SRMR weighted by the groups' sizes (as
+    lavaan) and LOO over every respondent under their own group's moments. Residual
+    correlations and item checks per group (a ``group`` column)."""
+    rng = np.random.default_rng(seed)
+    draws = run.draws[thin(len(run.draws), max_draws)]
+    groups = group_replications(run, draws, rng)
+    d_obs = sum(reps.d_obs for _, _, reps in groups)
+    d_rep = sum(reps.d_rep for _, _, reps in groups)
+    srmr_all = sum(group.n_obs * reps.srmr for _, group, reps in groups) / run.n_obs
+    notes = [
+        "multiple groups: each group replicated from its own implied moments; the overall "
+        "PPP compares the chi-square summed over the groups (as blavaan), the overall SRMR "
+        "is the groups' weighted by their sizes (as lavaan)",
+        "BRMSEA, BCFI and BTLI are not computed for multiple-group runs",
+    ]
+    rows: list[tuple] = [
+        ("npar", float(run.partable.n_free), ""),
+        ("ntotal", float(run.n_obs), ""),
+        ("ppp.draws", float(len(draws)), "posterior draws replicated"),
+        ("ppp", float(np.mean(d_rep >= d_obs)), "chi-square summed over the groups"),
+        ("chisq", float(np.mean(d_obs)), "posterior mean of D(y; theta) summed over groups"),
+    ]
+    ll_kind, why = loglik_kind(run)
+    elpd = None if ll_kind is None else loo(loglik_tree(run, pointwise_loglik(run, ll_kind)))
+    rows += _loo_rows(elpd, ll_kind, why, notes)
+    rows += _interval_rows("srmr", srmr_all, ci, "weighted by the groups' sizes (as lavaan)")
+    frames = [_group_frame(ALL_GROUPS, rows)]
+    residuals, items, observed = [], [], []
+    for label, group, reps in groups:
+        group_rows = [
+            ("ntotal", float(group.n_obs), ""),
+            ("ppp", float(np.mean(reps.d_rep >= reps.d_obs)), "this group's chi-square"),
+            ("chisq", float(np.mean(reps.d_obs)), "posterior mean of D(y; theta)"),
+            *_interval_rows("srmr", reps.srmr, ci, "posterior of SRMR (Bentler, as lavaan)"),
+        ]
+        frames.append(_group_frame(label, group_rows))
+        scale, _ = _observed_scale(group)
+        observed.append(scale)
+        residuals.append(residual_table(group, scale, reps.corr, ci).assign(group=label))
+        items.append(item_table(group, scale, reps.stats, ci).assign(group=label))
+    residual = pd.concat(residuals, ignore_index=True)
+    residual = residual.loc[residual.residual.abs().sort_values(ascending=False).index]
+    return PPCResult(
+        pd.concat(frames, ignore_index=True),
+        _group_first(residual.reset_index(drop=True)),
+        _group_first(pd.concat(items, ignore_index=True)),
+        None if run.y is None else np.concatenate(observed),
+        np.concatenate([reps.kept for _, _, reps in groups], axis=1),
+        run.items,
+        notes,
+    )
+
+
+def _group_frame(label: str, rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["measure", "value", "note"])
+    frame.insert(0, "group", label)
+    return frame
+
+
+def _group_first(table: pd.DataFrame) -> pd.DataFrame:
+    return table[["group", *(c for c in table.columns if c != "group")]]

@@ -74,7 +74,8 @@ def residual_figure(result: PPCResult) -> MplFigure:
     names = result.item_names
     pos = {n: i for i, n in enumerate(names)}
     mat = np.full((len(names), len(names)), np.nan)
-    for r in result.residuals.itertuples():
+    # largest first: with several groups a pair's cell shows its largest residual (drawn last)
+    for r in result.residuals[::-1].itertuples():
         mat[pos[r.item2], pos[r.item1]] = r.residual
     bound = max(float(np.nanmax(np.abs(mat))) if np.isfinite(mat).any() else 0.0, 0.05)
     size = 1.2 + 0.42 * len(names)
@@ -135,8 +136,9 @@ def _pair_sentence(r: dict) -> str:
     more = r["residual"] > 0
     verb = "more strongly" if more else "less strongly"
     flag = " (outside its interval)" if r["outside"] else ""
+    group = f"[{r['group']}] " if "group" in r else ""
     return (
-        f"- {r['item1']} and {r['item2']} ({r['constructs']}) correlate {verb} than the "
+        f"- {group}{r['item1']} and {r['item2']} ({r['constructs']}) correlate {verb} than the "
         f"model predicts: observed {r['observed']:.2f}, predicted {r['predicted']:.2f} "
         f"{_bracket(r)}{flag}"
     )
@@ -155,20 +157,24 @@ def misfit_hints(residuals: pd.DataFrame, constructs: dict[str, str]) -> list[st
     """What under-predicted pairs suggest: a cross-loading when one item is under-predicted
     with two or more items of another construct, a residual covariance within a construct."""
     under = _under_predicted(residuals)
-    counts: dict[tuple[str, str], int] = {}
+
+    def group(r) -> str:  # a multiple-group run's residuals are each group's
+        return f"[{r.group}] " if hasattr(r, "group") else ""
+
+    counts: dict[tuple[str, str, str], int] = {}
     for r in under[under.constructs.str.contains("/")].itertuples():
         for item, other in ((r.item1, r.item2), (r.item2, r.item1)):
-            key = (item, constructs[other])
+            key = (group(r), item, constructs[other])
             counts[key] = counts.get(key, 0) + 1
     hints = [
-        f"- {item} is under-predicted with {n} items of {construct}: it may also measure "
-        f"{construct} (a cross-loading '{construct} =~ {item}'; check the item's wording "
-        "before adding it)"
-        for (item, construct), n in sorted(counts.items())
+        f"- {where}{item} is under-predicted with {n} items of {construct}: it may also "
+        f"measure {construct} (a cross-loading '{construct} =~ {item}'; check the item's "
+        "wording before adding it)"
+        for (where, item, construct), n in sorted(counts.items())
         if n >= 2
     ]
     hints += [
-        f"- {r.item1} and {r.item2} share more than their construct {r.constructs} "
+        f"- {group(r)}{r.item1} and {r.item2} share more than their construct {r.constructs} "
         f"explains: a residual covariance '{r.item1} ~~ {r.item2}' (shared wording or "
         "method) or a further factor"
         for r in under[~under.constructs.str.contains("/")].itertuples()
@@ -203,7 +209,8 @@ def _misses(result: PPCResult, ci: float) -> list[str]:
     residuals = result.residuals
     outside = residuals[residuals.outside]
     largest = residuals.head(6) if _measure(result, "ppp") < 0.05 else residuals.iloc[:0]
-    shown = pd.concat([outside.head(10), largest]).drop_duplicates(["item1", "item2"])
+    keys = [c for c in ("group", "item1", "item2") if c in residuals.columns]
+    shown = pd.concat([outside.head(10), largest]).drop_duplicates(keys)
     lines = [
         "### Where the model misses",
         "",
@@ -233,6 +240,7 @@ def report_section(run: Run, result: PPCResult, ci: float) -> str:
                 f"[{_measure(result, name + '.ci.lower'):.3f}, "
                 f"{_measure(result, name + '.ci.upper'):.3f}]"
                 for name in ("srmr", "brmsea", "bcfi")
+                if not np.isnan(_measure(result, name))
             )
             + f" ({ci:.0%} intervals; conventional cut-offs SRMR < .08, RMSEA < .06-.08, "
             "CFI > .90-.95).",

@@ -47,12 +47,16 @@ class Implied:
 def implied(rep: Representation, draws: np.ndarray) -> Implied:
     """Implied moments of the items (latent responses for ordinal items) for ``draws`` (S, K).
 
-    With latent interactions the items are not normal; the moments are then those of the
+    A group of a multiple-group table (``rep`` of that group) adds its latent means. With
+    latent interactions the items are not normal; the moments are then those of the
     normal approximation of :func:`bayes_sor.spec.matrices.implied_moments`, and the means include
     E[a b] = Cov(a, b) of each product term (its outcome's mean shifts by gamma Cov(a, b)).
     """
     m = implied_moments(rep, draws)
+    # a multiple-group table's latent means (alpha) shift each group's item means
     shift = np.zeros((*draws.shape[:-1], len(rep.latents)))
+    if rep.alpha is not None:
+        shift = shift + m.ext[..., rep.alpha]
     for k, t in enumerate(rep.interactions):
         shift[..., t.outcome] += m.gamma[..., k] * m.latent_cov[..., t.first, t.second]
     inv = np.linalg.inv(np.eye(len(rep.latents)) - m.beta)

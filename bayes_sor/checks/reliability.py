@@ -128,7 +128,18 @@ def _sample_values(run: Run) -> dict[tuple[str, str, str], float]:
 
 
 def reliability(run: Run, ci: float = 0.95) -> pd.DataFrame:
-    """The ``reliability.csv`` table: posterior summaries, sample values and criteria."""
+    """The ``reliability.csv`` table: posterior summaries, sample values and criteria; for a
+    multiple-group run each group's, from its own implied moments and its own answers (a
+    ``group`` column first)."""
+    if not run.partable.groups:
+        return _reliability(run, ci)
+    return pd.concat(
+        [_reliability(group, ci).assign(group=label) for label, group in run.by_group()],
+        ignore_index=True,
+    )[["group", *COLUMNS]]
+
+
+def _reliability(run: Run, ci: float) -> pd.DataFrame:
     draws = _draws(run)
     keys = list(draws)
     stacked = xr.DataArray(
@@ -165,21 +176,27 @@ def report_section(table: pd.DataFrame, ci: float, ordinal: bool, incomplete: bo
     """The "Reliability and validity" section of ``report.md``; ``incomplete``: the data have
     missing answers (the sample alphas then come from the EM covariance matrix)."""
 
+    grouped = "group" in table.columns
+    keys = ["group", "construct", "with"] if grouped else ["construct", "with"]
+
     def pick(measure: str) -> pd.DataFrame:
-        return table[table.measure == measure].set_index(["construct", "with"])
+        return table[table.measure == measure].set_index(keys)
 
     omega, ave, alpha = pick("omega"), pick("ave"), pick("alpha")
-    rows = [
-        {
-            "construct": f,
-            "omega": o["mean"],
-            "omega.ci": f"[{o['ci.lower']:.2f}, {o['ci.upper']:.2f}]",
-            "AVE": ave.loc[(f, ""), "mean"],
-            "AVE.ci": f"[{ave.loc[(f, ''), 'ci.lower']:.2f}, {ave.loc[(f, ''), 'ci.upper']:.2f}]",
-            "alpha (sample)": alpha.loc[(f, ""), "sample"],
-        }
-        for (f, _), o in omega.iterrows()
-    ]
+    rows = []
+    for key, o in omega.iterrows():
+        a = ave.loc[key]
+        rows.append(
+            {
+                **({"group": key[0]} if grouped else {}),
+                "construct": key[-2],
+                "omega": o["mean"],
+                "omega.ci": f"[{o['ci.lower']:.2f}, {o['ci.upper']:.2f}]",
+                "AVE": a["mean"],
+                "AVE.ci": f"[{a['ci.lower']:.2f}, {a['ci.upper']:.2f}]",
+                "alpha (sample)": alpha.loc[key, "sample"],
+            }
+        )
     pairs = table[table.measure.isin(["htmt", "latent_r2"])]
     weak = pairs[pairs.p_criterion < 0.95]
     lines = [
@@ -203,7 +220,8 @@ def report_section(table: pd.DataFrame, ci: float, ordinal: bool, incomplete: bo
         lines.append(
             "Discriminant validity is uncertain (posterior probability < .95) for: "
             + "; ".join(
-                f"{r.construct} / {r.with_}: P({r.criterion}) = {r.p_criterion:.2f}"
+                (f"[{r.group}] " if grouped else "")
+                + f"{r.construct} / {r.with_}: P({r.criterion}) = {r.p_criterion:.2f}"
                 for r in weak.rename(columns={"with": "with_"}).itertuples()
             )
         )
@@ -221,7 +239,17 @@ def reliability_check(run: Run, ci: float = 0.95) -> CheckResult:
     incomplete = run.y is not None and bool(np.isnan(run.y).any())
     text = report_section(table, ci, bool(run.partable.ordinal_items()), incomplete)
     pairs = table[table.measure.isin(["htmt", "latent_r2"])]
-    cols = ["measure", "construct", "with", "mean", "ci.lower", "ci.upper", "sample", "p_criterion"]
+    cols = [c for c in ("group",) if c in table.columns]
+    cols += [
+        "measure",
+        "construct",
+        "with",
+        "mean",
+        "ci.lower",
+        "ci.upper",
+        "sample",
+        "p_criterion",
+    ]
     console = (
         table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
         + f"\n\nwrote {run.path}/reliability.csv and a section of report.md and "

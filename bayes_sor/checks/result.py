@@ -164,11 +164,13 @@ def add_check_command(
     check: Check,
     declare: Callable[[argparse.ArgumentParser], None] | None = None,
     validate: Callable[[argparse.Namespace], None] | None = None,
+    groups: bool = True,
 ) -> None:
     """Register ``python -m bayes_sor NAME RUN_DIR [options]``: ``declare`` adds the command's
     options, ``validate`` refuses bad ones (before the run is read); the command then runs
     ``check`` on the run, writes each result into the run folder and prints each result's
-    ``console`` text; its exit code is 0 (a check's verdict is reported, not an error)."""
+    ``console`` text; its exit code is 0 (a check's verdict is reported, not an error).
+    ``groups=False``: the check refuses a multiple-group run."""
 
     def declare_run(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
@@ -177,7 +179,7 @@ def add_check_command(
 
     def compute(args: argparse.Namespace) -> Outcome:
         run = load_run(args.run_dir)
-        if "group" in run.partable.table.columns:  # each group's moments: not yet per group
+        if not groups and "group" in run.partable.table.columns:
             raise BayesSORError(
                 f"'{name}' does not support multiple-group runs yet ({args.run_dir} was fitted "
                 "with --group); fit each group separately to check it"

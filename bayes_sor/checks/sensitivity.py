@@ -397,4 +397,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         lambda run, args: [sensitivity_check(run, args.ci, (args.alpha, 1 / args.alpha))],
         declare=_declare,
         validate=_validate,
+        # the prior terms are one group's rows: approximate invariance's priors on the
+        # groups' deviations and parameters shared across groups are not power-scaled yet
+        groups=False,
     )

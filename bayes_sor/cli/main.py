@@ -79,6 +79,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sample_sizes(text: str) -> int | list[int]:
+    """``--nobs``: one N, or one per group separated by commas (``156,145``)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a sample size: give a whole number, or one per group "
+            "separated by commas (e.g. 156,145)"
+        ) from None
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
 def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
     """``fit``'s data (answers or summary statistics), run folder, likelihood, missing data."""
     f.add_argument("--data", type=Path, help="CSV of item answers")
@@ -95,7 +107,11 @@ def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
         "--sd for covariances, else a standardised analysis; needs --nobs)",
     )
     f.add_argument("--sd", type=Path, help="CSV of item standard deviations for --cor")
-    f.add_argument("--nobs", type=int, help="sample size behind --cov / --cor")
+    f.add_argument(
+        "--nobs",
+        type=sample_sizes,
+        help="sample size behind --cov / --cor; one per group with --group, e.g. 156,145",
+    )
     f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
     f.add_argument("--likelihood", default="auto", choices=["auto", "marginal", "conditional"])
     f.add_argument(

@@ -42,6 +42,10 @@ class SummaryData:
     items: list[str] = field(default_factory=list)
     n_dropped: int = 0
     missing: dict[str, int] = field(default_factory=dict)
+    #: a multiple-group input: each group's label and its own matrix and N (``cov`` and
+    #: ``nobs`` are then the groups' pooled covariance and their total N)
+    group_levels: list[str] = field(default_factory=list)
+    group_data: list[SummaryData] = field(default_factory=list)
 
     def statistics(self) -> dict[str, np.ndarray]:
         """What the marginal likelihood needs: N - 1 and the Cholesky factor of S (no means)."""
@@ -237,6 +241,95 @@ def load_summary(
         sha256=hashlib.sha256(raw).hexdigest(),
         items=list(items),
     )
+
+
+def load_group_summary(
+    items: list[str],
+    group: str,
+    *,
+    cov: str | Path | pd.DataFrame | None = None,
+    cor: str | Path | pd.DataFrame | None = None,
+    sd: str | Path | pd.DataFrame | None = None,
+    nobs: list[int] | int | None = None,
+) -> SummaryData:
+    """One matrix per group, stacked in one file with a ``group`` column (lavaan's
+    ``sample.cov`` list): the rows of each group's matrix carry its label, groups in order of
+    first appearance; ``nobs``: each group's N in that order (``--nobs 156,145``). ``sd``
+    (with ``cor``) holds one row of SDs per group, with the same ``group`` column."""
+    if (cov is None) == (cor is None):
+        raise DataError(
+            "give either a covariance matrix (--cov) or a correlation matrix (--cor), not both"
+        )
+    frame, where, raw = _read(
+        cov if cov is not None else cor, "covariance" if cov is not None else "correlation"
+    )
+    levels = _group_levels(frame, group, where)
+    counts = [nobs] if isinstance(nobs, int) else list(nobs or [])
+    if len(counts) != len(levels):
+        raise DataError(
+            f"{where} holds {len(levels)} groups ({', '.join(levels)}) but --nobs gives "
+            f"{len(counts)} sample size(s); give one per group in that order, e.g. --nobs "
+            + ",".join(["150"] * len(levels))
+        )
+    sds = None
+    if sd is not None:
+        sd_frame, _, sd_raw = _read(sd, "SD")
+        raw += sd_raw
+        sds = (
+            {
+                level: rows.drop(columns=group)
+                for level, rows in sd_frame.groupby(
+                    sd_frame[group].astype(str).str.strip(), sort=False
+                )
+            }
+            if group in sd_frame.columns
+            else None
+        )
+        if sds is None or set(sds) != set(levels):
+            raise DataError(
+                f"SD file: give one row of SDs per group with a {group!r} column naming the "
+                f"groups {levels}"
+            )
+    labels = frame[group].astype(str).str.strip()
+    parts, messages = [], {}
+    for level, n in zip(levels, counts, strict=True):
+        matrix = frame[labels == level].drop(columns=group).reset_index(drop=True)
+        kind = {"cov": matrix} if cov is not None else {"cor": matrix}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            parts.append(
+                load_summary(items, **kind, sd=None if sds is None else sds[level], nobs=n)
+            )
+        messages.update({str(w.message): w.category for w in caught})
+    for message, category in messages.items():  # the standardisation warning once, not per group
+        warnings.warn(message, category, stacklevel=2)
+    pooled = sum((d.nobs - 1) * d.cov for d in parts) / sum(d.nobs - 1 for d in parts)
+    return SummaryData(
+        cov=pooled,
+        nobs=sum(d.nobs for d in parts),
+        standardized=parts[0].standardized,
+        source=where,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        items=list(items),
+        group_levels=levels,
+        group_data=parts,
+    )
+
+
+def _group_levels(frame: pd.DataFrame, group: str, where: str) -> list[str]:
+    """The groups of a stacked matrix file, in order of first appearance; each needs two."""
+    if group not in frame.columns:
+        raise DataError(
+            f"{where} has no {group!r} column: for a multiple-group model stack one matrix "
+            f"per group with a {group!r} column naming each row's group"
+        )
+    levels = list(dict.fromkeys(frame[group].astype(str).str.strip()))
+    if len(levels) < 2:
+        raise DataError(
+            f"{where}: the {group!r} column has only one group ({levels[0]!r}); a "
+            "multiple-group model needs at least two"
+        )
+    return levels
 
 
 def _check_nobs(nobs: int | None, p: int) -> None:

@@ -140,7 +140,8 @@ def pymc_model(
             source = "summary" if summary else kind if raw else "none"
             if centred:
                 par = uncentred_intercepts(par, partable, centred, _group_shares(groups, partable))
-            grouped_marginal(named_par(par), partable, y, groups, source)
+            summaries = [d.statistics() for d in data.group_data] if summary else None
+            grouped_marginal(named_par(par), partable, y, groups, source, summaries)
         elif summary:
             marginal_likelihood(named_par(par), rep, data.statistics())
         elif raw and kind == "marginal" and np.isnan(y).any():
@@ -162,20 +163,27 @@ def pymc_model(
 
 
 def grouped_marginal(
-    par, partable: ParTable, y: np.ndarray, groups: Sequence[str] | None, kind: str
+    par,
+    partable: ParTable,
+    y: np.ndarray,
+    groups: Sequence[str] | None,
+    kind: str,
+    summaries: list[dict] | None = None,
 ) -> None:
     """The marginal likelihood of a multiple-group model: each group's answers against its
     own model-implied moments (:func:`~bayes_sor.spec.matrices.representation` of the group),
     from the group's sufficient statistics, case-wise over its missingness patterns where
     answers are missing. Potentials ``loglik`` (first group), ``loglik_g2``, ... ``kind``:
-    the likelihood chosen, ``"summary"`` for a covariance matrix, ``"none"`` for the prior."""
+    the likelihood chosen, ``"summary"`` for a covariance matrix per group (``summaries``:
+    each group's N - 1 and Cholesky factor: its Wishart likelihood), ``"none"`` for the
+    prior."""
     if kind == "none":
         return
     if kind == "summary":
-        raise ModelSpecError(
-            "a multiple-group model needs the raw answers (--data with the group column); "
-            "summary statistics per group are not supported"
-        )
+        for g, stats in enumerate(summaries or [], start=1):
+            suffix = "" if g == 1 else f"_g{g}"
+            marginal_likelihood(par, representation(partable, g), stats, suffix)
+        return
     if kind != "marginal":
         raise ModelSpecError(
             "multiple-group models are fitted with the marginal likelihood only (continuous "

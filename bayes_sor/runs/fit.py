@@ -15,7 +15,7 @@ import xarray as xr
 from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
 from bayes_sor.data.load import Dataset, load_data
 from bayes_sor.data.scale import Scale, parse_scale
-from bayes_sor.data.summary_statistics import SummaryData, load_summary
+from bayes_sor.data.summary_statistics import SummaryData, load_group_summary, load_summary
 from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.model.build import BuiltModel, pymc_model
 from bayes_sor.model.latent import raw_latent_names
@@ -146,7 +146,7 @@ def fit(
     cov: str | Path | pd.DataFrame | None = None,
     cor: str | Path | pd.DataFrame | None = None,
     sd: str | Path | pd.DataFrame | None = None,
-    nobs: int | None = None,
+    nobs: int | list[int] | None = None,
     prior_scale: float = 1.0,
     moderator_values: dict[str, list[float]] | None = None,
     latent_scores: str | None = None,
@@ -399,16 +399,16 @@ def _load_inputs(
         raise BayesSORError(
             "give either raw data (--data) or a summary matrix (--cov/--cor), not both"
         )
-    if partable.options.get("group") is not None:
-        raise BayesSORError(
-            "a multiple-group model needs the raw answers with the group column (--data); "
-            "summary statistics per group are not supported"
-        )
     if save_latent:
         raise BayesSORError(
             "--save-latent needs the raw answers; a covariance matrix has no respondents to score"
         )
-    dataset = load_summary(partable.indicators, **summary)
+    group = partable.options.get("group")
+    if group is not None:
+        dataset = load_group_summary(partable.indicators, group, **summary)
+        partable = with_groups(partable, dataset.group_levels)
+    else:
+        dataset = load_summary(partable.indicators, **summary)
     warnings.warn(
         "summary-statistics input has no item means: the mean structure is dropped "
         "(no intercepts are estimated)",
@@ -418,15 +418,29 @@ def _load_inputs(
 
 
 def _observed_data(dataset: Dataset | SummaryData, partable: ParTable) -> xr.Dataset:
+    if isinstance(dataset, SummaryData) and dataset.group_levels:
+        # each group's matrix and N: the checks work per group
+        groups = dataset.group_data
+        return xr.Dataset(
+            {
+                "sample_cov": (("item", "item_"), dataset.cov.to_numpy()),
+                "group_cov": (("group", "item", "item_"), np.stack([d.cov for d in groups])),
+                "group_nobs": ("group", np.array([d.nobs for d in groups])),
+            },
+            coords={"item": dataset.items, "item_": dataset.items, "group": dataset.group_levels},
+            attrs={"n_obs": dataset.nobs, "standardized": int(dataset.standardized)},
+        )
     if isinstance(dataset, SummaryData):
         return xr.Dataset(
             {"sample_cov": (("item", "item_"), dataset.cov.to_numpy())},
             coords={"item": dataset.items, "item_": dataset.items},
             attrs={"n_obs": dataset.nobs, "standardized": int(dataset.standardized)},
         )
+    data = {"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))}
+    if dataset.groups is not None:  # each respondent's group: the checks work per group
+        data["group"] = ("obs", dataset.groups.to_numpy().astype(str))
     return xr.Dataset(
-        {"items": (("obs", "item"), dataset.frame.to_numpy(dtype=float))},
-        coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators},
+        data, coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators}
     )
 
 

@@ -11,7 +11,7 @@ indices as the fit did.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -65,6 +65,10 @@ class Run:
     n_obs: int
     #: half-width of the ROPE for hypotheses (``report --rope`` overrides the run's)
     rope: float = DEFAULT_ROPE
+    #: which group of a multiple-group table ``y`` and the moments are (numbered from 1)
+    group: int = 1
+    #: each respondent's group label (a multiple-group run; ``None`` otherwise)
+    labels: np.ndarray | None = None
 
     @property
     def attrs(self) -> dict:
@@ -80,7 +84,40 @@ class Run:
 
     @cached_property
     def rep(self) -> Representation:
-        return representation(self.partable)
+        return representation(self.partable, self.group)
+
+    def by_group(self) -> list[tuple[str, Run]]:
+        """Each group's label and its run: that group's answers, moments and representation
+        (the same draws); one pair, the run itself labelled ``""``, for a one-group run."""
+        if not self.partable.groups:
+            return [("", self)]
+        if self.y is None:  # one covariance matrix and N per group
+            observed = self.tree["observed_data"]
+            if "group_cov" not in observed:
+                raise BayesSORError(
+                    f"{str(self.path)!r} was fitted with groups but does not store each "
+                    f"group's matrix; recreate it with '{refit_command(self.path)}'"
+                )
+            items = self.partable.indicators
+            out = []
+            for g, label in enumerate(self.partable.groups, start=1):
+                s = observed["group_cov"].sel(group=label, item=items, item_=items).values
+                n = int(observed["group_nobs"].sel(group=label))
+                out.append((label, replace(self, cov=s * (n - 1) / n, n_obs=n, group=g)))
+            return out
+        if self.labels is None:
+            raise BayesSORError(
+                f"{str(self.path)!r} was fitted with groups but does not store each respondent's "
+                f"group (an older run); recreate it with '{refit_command(self.path)}'"
+            )
+        out = []
+        for g, label in enumerate(self.partable.groups, start=1):
+            y = self.y[self.labels == label]
+            mean, cov = observed_moments(y)
+            out.append(
+                (label, replace(self, y=y, mean=mean, cov=cov, n_obs=len(y), group=g, labels=None))
+            )
+        return out
 
     @property
     def draws(self) -> np.ndarray:
@@ -180,22 +217,29 @@ def load_run(path: str | Path, rope: float | None = None) -> Run:
     return run_from_tree(path, tree, rope)
 
 
-def run_from_tree(path: Path, tree: xr.DataTree, rope: float | None = None) -> Run:
+def run_from_tree(
+    path: Path, tree: xr.DataTree, rope: float | None = None, partable: ParTable | None = None
+) -> Run:
     """The :class:`Run` of a posterior as ``fit`` stores it (read from ``path``, or still in
-    memory: the Python API's unsaved fit)."""
+    memory: the Python API's unsaved fit, whose ``partable`` is given: a multiple-group table
+    is not rebuilt from the model text, and an unsaved fit has no ``partable.csv``)."""
     missing = [a for a in REQUIRED_ATTRS if a not in tree.attrs]
     if missing or "posterior" not in tree or "observed_data" not in tree:
         raise _not_a_run(path, f"posterior.nc lacks {missing or 'the posterior/observed_data'}")
     observed = tree["observed_data"].to_dataset()
     names = [str(n) for n in tree["posterior"]["par"].coords["param"].values]
-    partable = _partable(tree.attrs, names, path, summary="items" not in observed)
+    if partable is None:
+        partable = _partable(tree.attrs, names, path, summary="items" not in observed)
     par = tree["posterior"]["par"].sel(param=partable.names)
     par = par.transpose("chain", "draw", "param").values.astype(float)
     if "items" in observed:
         y = observed["items"].sel(item=partable.indicators).transpose("obs", "item").values
         y = y.astype(float)
         mean, cov = observed_moments(y)
-        return Run(path, tree, partable, par, y, cov, mean, len(y), _rope(tree.attrs, rope))
+        labels = observed["group"].values.astype(str) if "group" in observed else None
+        return Run(
+            path, tree, partable, par, y, cov, mean, len(y), _rope(tree.attrs, rope), labels=labels
+        )
     items = partable.indicators
     s = observed["sample_cov"].sel(item=items, item_=items).values.astype(float)
     n = int(

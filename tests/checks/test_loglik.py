@@ -2,11 +2,17 @@
 
 import numpy as np
 import pytest
-from fakes import truth, write_run
+from fakes import group_answers, group_moments, mixed_labels, truth, two_group_cfa, write_run
+from scipy import stats
 from scipy.stats import multivariate_normal, norm
 from sem_models import INTERACTION
 
-from bayes_sor.checks.loglik import conditional_loglik, loglik_kind, marginal_loglik
+from bayes_sor.checks.loglik import (
+    conditional_loglik,
+    loglik_kind,
+    marginal_loglik,
+    pointwise_loglik,
+)
 from bayes_sor.checks.predictive import implied
 from bayes_sor.model.simulate import simulate
 from bayes_sor.runs.rundir import load_run
@@ -74,3 +80,21 @@ def test_ordinal_loglik_given_latent_scores_is_the_probit_interval(tmp_path):
     mu = 0.8 * eta[0, 0]
     ref = np.log(norm.cdf(cuts[code + 1] - mu) - norm.cdf(cuts[code] - mu)).sum(axis=1)
     np.testing.assert_allclose(ours, ref)
+
+
+def test_each_respondents_loglik_is_their_groups_normal_density(tmp_path):
+    """LOO's pointwise log-likelihood: each row the scipy MvNormal density under the implied
+    moments of the row's own group (latent means included), the rows in the data's order.
+    (Before: every respondent under the first group's moments without its latent means.)"""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(40, 1)
+    data = group_answers(pt, par, labels, 2)
+    draws = np.stack([par, par * 1.05])[None]
+    run = load_run(write_run(tmp_path / "run", pt, draws, data, groups=labels))
+    ll = pointwise_loglik(run).values.reshape(2, -1)
+    for s in range(2):
+        for g, label in enumerate(pt.groups, start=1):
+            mean, cov = group_moments(pt, draws[0, s], g)
+            rows = labels == label
+            want = stats.multivariate_normal(mean, cov).logpdf(data.to_numpy()[rows])
+            np.testing.assert_allclose(ll[s, rows], want, rtol=1e-10)

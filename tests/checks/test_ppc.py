@@ -6,11 +6,21 @@ Fast tests use Laplace-approximate posteriors (tests/fakes.py); the sampled ones
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import laplace_draws, truth, write_run
+from fakes import (
+    GROUP_CFA,
+    group_answers,
+    in_memory_run,
+    laplace_draws,
+    mixed_labels,
+    truth,
+    two_group_cfa,
+    two_group_run,
+    write_run,
+)
 from scipy.stats import multivariate_normal
 
 from bayes_sor.checks.fit_indices import bayes_fit_indices
-from bayes_sor.checks.ppc import predictive_check
+from bayes_sor.checks.ppc import group_replications, predictive_check
 from bayes_sor.checks.predictive import (
     Implied,
     bvn_cdf,
@@ -22,7 +32,7 @@ from bayes_sor.checks.predictive import (
 )
 from bayes_sor.cli.main import main
 from bayes_sor.model.simulate import simulate
-from bayes_sor.runs.rundir import load_run
+from bayes_sor.runs.rundir import load_run, read_table
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable, row_name
 
@@ -316,3 +326,91 @@ def test_report_counts_read_as_counts_in_words_and_tables(tmp_path):
     assert len(marker.get_offsets()) == 1
     assert tuple(marker.get_facecolor()[0]) == to_rgba("white")
     assert tuple(marker.get_edgecolor()[0]) == to_rgba("black")
+
+
+def test_group_ppp_is_uniform_at_the_true_moments():
+    """With the posterior a point mass at the truth, each group's PPP (and the overall one of
+    the summed chi-square) is uniform over data sets: mean near 1/2, few small values."""
+    pt, par = two_group_cfa()
+    draws = np.broadcast_to(par, (100, len(par)))
+    labels = np.repeat(["a", "b"], 80)
+    ppps = {"a": [], "b": [], "all": []}
+    for seed in range(40):
+        run = in_memory_run(pt, draws[None], group_answers(pt, par, labels, seed), labels)
+        groups = group_replications(run, draws, np.random.default_rng(seed))
+        for label, _, reps in groups:
+            ppps[label].append(np.mean(reps.d_rep >= reps.d_obs))
+        d_obs = sum(r.d_obs for _, _, r in groups)
+        ppps["all"].append(np.mean(sum(r.d_rep for _, _, r in groups) >= d_obs))
+    for label, values in ppps.items():
+        values = np.array(values)
+        assert abs(values.mean() - 0.5) < 0.12, (label, values.mean())
+        assert np.mean(values < 0.05) <= 0.15, (label, values)
+
+
+def test_group_ppp_is_small_only_in_the_group_the_model_misses():
+    """Group b's data have loadings the model does not have: b's PPP and the overall PPP are
+    small, a's is not (each group is replicated from its own moments)."""
+    pt, par = two_group_cfa()
+    wrong = par.copy()
+    wrong[pt.names.index("F1=~x1.g2")], wrong[pt.names.index("F2=~x6.g2")] = 0.1, 1.6
+    labels = np.repeat(["a", "b"], 150)
+    data = group_answers(pt, par, labels, 3, data_par=wrong)
+    draws = np.broadcast_to(par, (200, len(par)))
+    run = in_memory_run(pt, draws[None], data, labels)
+    groups = group_replications(run, draws, np.random.default_rng(0))
+    ppp = {label: np.mean(reps.d_rep >= reps.d_obs) for label, _, reps in groups}
+    assert ppp["b"] < 0.01
+    assert ppp["a"] > 0.05
+    d_obs = sum(r.d_obs for _, _, r in groups)
+    assert np.mean(sum(r.d_rep for _, _, r in groups) >= d_obs) < 0.01
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory):
+    return two_group_run(tmp_path_factory.mktemp("groups") / "run")
+
+
+def test_ppc_of_a_two_group_run_writes_group_rows(group_run, capsys):
+    """``ppc`` on a multiple-group run (refused before): fit measures overall and per group,
+    residual correlations and item checks per group, reliability per group."""
+    assert main(["ppc", str(group_run), "--draws", "60"]) == 0
+    measures = read_table(group_run / "fit_measures.csv")
+    assert list(measures.columns[:2]) == ["group", "measure"]
+    assert set(measures.group) == {"(all)", "a", "b"}
+    value = measures.set_index(["group", "measure"]).value
+    assert value["(all)", "ntotal"] == 160
+    assert value["a", "ntotal"] == value["b", "ntotal"] == 80
+    assert value["(all)", "chisq"] == pytest.approx(value["a", "chisq"] + value["b", "chisq"])
+    assert np.isfinite(value["(all)", "elpd_loo"])
+    residuals = read_table(group_run / "residuals.csv")
+    assert residuals.groupby("group").size().to_dict() == {"a": 15, "b": 15}
+    items = read_table(group_run / "ppc_items.csv")
+    assert items.groupby("group").size().to_dict() == {"a": 24, "b": 24}
+    reliability = read_table(group_run / "reliability.csv")
+    assert set(reliability.group) == {"a", "b"}
+    assert "## Model checking" in (group_run / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_fitted_two_group_run_is_checked_per_group(tmp_path):
+    """``fit --group`` stores each respondent's group; ``ppc`` and ``reliability`` then check
+    each group of the real fit (a small one: 2 chains x 200 draws)."""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(300, 7)
+    data = group_answers(pt, par, labels, 8).assign(g=labels)
+    data.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "model.lav").write_text(GROUP_CFA)
+    out = tmp_path / "run"
+    fit = ["fit", str(tmp_path / "model.lav"), "--data", str(tmp_path / "data.csv")]
+    fit += ["--group", "g", "--group-equal", "loadings,intercepts", "--out", str(out)]
+    fit += ["--chains", "2", "--draws", "200", "--tune", "300", "--no-progress"]
+    assert main([*fit, "--allow-warnings"]) == 0
+    assert list(load_run(out).labels) == list(labels)
+    assert main(["ppc", str(out), "--draws", "100"]) == 0
+    measures = read_table(out / "fit_measures.csv").set_index(["group", "measure"]).value
+    assert measures["a", "ppp"] > 0.05
+    assert measures["b", "ppp"] > 0.05
+    assert main(["reliability", str(out)]) == 0
+    table = read_table(out / "reliability.csv").set_index(["group", "measure", "construct"])
+    assert table.loc[("b", "omega", "F1"), "mean"] > table.loc[("a", "omega", "F1"), "mean"]

@@ -3,12 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import truth, write_run
+from fakes import truth, two_group_run, write_run
 
 from bayes_sor.checks.reliability import cronbach_alpha, reliability
 from bayes_sor.cli.main import main
 from bayes_sor.model.simulate import simulate
-from bayes_sor.runs.rundir import load_run
+from bayes_sor.runs.rundir import load_run, read_table
 from bayes_sor.spec.partable import build_partable
 
 TWO = """
@@ -73,3 +73,25 @@ def test_cronbach_alpha_formula():
     expected = 3 / 2 * (1 - np.trace(cov) / cov.sum())
     assert cronbach_alpha(cov) == pytest.approx(expected)
     assert np.isnan(cronbach_alpha(cov[:1, :1]))
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory):
+    return two_group_run(tmp_path_factory.mktemp("groups") / "run")
+
+
+def test_reliability_of_a_two_group_run_is_each_groups(group_run):
+    """Omega per group from the group's own moments: group b's larger F1 variance gives F1 a
+    larger omega there; the sample alpha is that of the group's own answers."""
+    assert main(["reliability", str(group_run)]) == 0
+    table = read_table(group_run / "reliability.csv").set_index(["group", "measure", "construct"])
+    assert table.loc[("b", "omega", "F1"), "mean"] > table.loc[("a", "omega", "F1"), "mean"]
+    run = load_run(group_run)
+    y = run.y[run.labels == "b"][:, :3]
+    cov = np.cov(y.T)
+    alpha = 3 / 2 * (1 - np.trace(cov) / cov.sum())
+    assert table.loc[("b", "alpha", "F1"), "sample"] == pytest.approx(alpha)
+    section = (group_run / "report.md").read_text().split("## Reliability and validity")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0].split("|")[1].strip() == "group"
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ["a", "a", "b", "b"]

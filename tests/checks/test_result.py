@@ -167,18 +167,19 @@ def test_a_registered_check_validates_first_then_loads_writes_and_prints(run_dir
         bad.handler(bad)
 
 
-def test_a_check_refuses_a_multiple_group_run(tmp_path, capsys):
-    """ppc, reliability and sensitivity read one group's moments: a run fitted with --group
-    is refused (exit 2, one message) rather than checked against the first group's model."""
+def test_sensitivity_refuses_a_multiple_group_run(tmp_path, capsys):
+    """sensitivity power-scales one group's prior terms: a run fitted with --group is refused
+    (exit 2, one message) rather than checked against the first group's model (ppc and
+    reliability check each group: tests/checks/test_group_checks.py)."""
     pt = with_groups(build_partable(CFA), ["a", "b"], ["loadings"])
     data = simulate(build_partable(CFA), truth(build_partable(CFA)), 60, 4)
     par = np.broadcast_to(truth(pt, free=0.5), (2, 10, len(pt.names))).copy()
     path = write_run(tmp_path / "run", pt, par, data)
     pt.table.to_csv(path / "partable.csv", index=False)
     before = folder_state(path)
-    assert main(["reliability", str(path)]) == 2
+    assert main(["sensitivity", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "'reliability' does not support multiple-group runs yet" in err
+    assert "'sensitivity' does not support multiple-group runs yet" in err
     assert folder_state(path) == before
 
 

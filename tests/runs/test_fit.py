@@ -65,7 +65,8 @@ def test_what_groups_do_not_support_yet_is_refused_before_sampling(built):
         fit(HS + "speed ~ visual + textual + visual:textual\n", data, group="school")
     with pytest.raises(ModelSpecError, match="marginal likelihood only so far"):
         fit(HS, data, group="school", ordinal="x1")
-    with pytest.raises(BayesSORError, match="summary statistics per group are not supported"):
+    # one matrix for a multiple-group model: the groups' matrices are stacked with the column
+    with pytest.raises(BayesSORError, match="has no 'school' column: for a multiple-group"):
         fit(HS, cov=data[[f"x{i}" for i in range(1, 10)]].cov(), nobs=301, group="school")
     assert not built
 
