@@ -107,7 +107,9 @@ def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
     f.add_argument("--sd", type=Path, help="CSV of item standard deviations for --cor")
     f.add_argument("--nobs", type=int, help="sample size behind --cov / --cor")
     f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
-    f.add_argument("--likelihood", default="auto", choices=["auto", "marginal", "conditional"])
+    f.add_argument(
+        "--likelihood", default="auto", choices=["auto", "marginal", "conditional", "quadrature"]
+    )
     f.add_argument(
         "--missing",
         default="model",
