@@ -212,20 +212,22 @@ def project(
     can be swapped in (SBC); ``patterns``: ``y``'s, when known."""
     patterns = patterns or Patterns.of(y)
     mask = patterns.mask
+    # one pattern: its row broadcasts, so that no constant of length N enters the graph
+    rows = patterns.index if len(mask) > 1 else slice(0, 1)
     answers = np.nan_to_num(y) if answers is None else answers
-    resid = xp.where(~np.isnan(y), answers - mats["nu"], 0.0)
+    resid = (answers - mats["nu"]) * mask[rows]
     lam, theta = mats["lambda"], mats["theta"]
     off_diagonal = (rep.theta != rep.zero) & ~np.eye(len(rep.items), dtype=bool)
     answered = mask.sum(axis=1) * LOG_2PI
     if not off_diagonal.any():
         inv = np.where(mask, 1.0, 0.0) / xp.diag(theta)  # (K, p): Theta_oo^-1, 0 elsewhere
-        weighted = resid * inv[patterns.index]
+        weighted = resid * inv[rows]
         m = (lam.T[None] * inv[:, None, :]) @ lam
         logdet = xp.sum(np.where(mask, 1.0, 0.0) * xp.log(xp.diag(theta)), axis=1)
     else:  # the answered block, and the identity on unanswered items (log-determinant 0)
         padded = xp.linalg.cholesky(xp.where(patterns.pairs, theta[None], np.eye(len(mask[0]))))
         inv = xp.linalg.inv(padded @ padded.swapaxes(-1, -2)) * patterns.pairs
-        weighted = (inv[patterns.index] @ resid[..., None])[..., 0]
+        weighted = (inv[rows] @ resid[..., None])[..., 0]
         m = lam.T @ inv @ lam
         logdet = 2 * xp.sum(xp.log(xp.diagonal(padded, axis1=-2, axis2=-1)), axis=-1)
     return Projected(
@@ -266,13 +268,13 @@ def node_loglik(
     products = data.p[:, row] * data.p[:, col] * np.where(row == col, 1.0, 2.0)
     upper = q[..., row, col]  # (K_pat, K, m (m + 1) / 2)
     index = data.index
-    if (index == 0).all():  # complete answers: two matrix products for all nodes
-        linear, quadratic = data.p @ a[0].T, products @ upper[0].T
+    if (index == 0).all():  # one pattern: two matrix products for all nodes
+        linear, quadratic, per_node = data.p @ a[0].T, products @ upper[0].T, per_pattern[:1]
     else:
         linear = xp.sum(a[index] * data.p[:, None, :], axis=-1)
         quadratic = xp.sum(upper[index] * products[:, None, :], axis=-1)
-    quad = data.s[:, None] - 2 * linear - quadratic
-    return -0.5 * (per_pattern[index] + quad)
+        per_node = per_pattern[index]
+    return -0.5 * (per_node + data.s[:, None] - 2 * linear - quadratic)
 
 
 def quadrature_likelihood(

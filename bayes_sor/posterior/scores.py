@@ -63,9 +63,11 @@ def marginal_latent_scores(
 
 
 #: cells per integrated latent of the grid that a quadrature fit's moderator scores are drawn
-#: on (over +-6 SD): 1/10 SD wide for one moderator, a third of a well-measured moderator's
-#: SD given the answers (the within-cell uniform draw adds width^2 / 12 to its variance: 1 %)
-SCORE_CELLS = {1: 121, 2: 41}
+#: on (over +-6 SD): 1/5 SD wide for one moderator. The uniform draw within a cell adds
+#: width^2 / 12 = 0.0033 to a score's variance given the answers (about 0.1 for Study A's IT):
+#: the moderator's percentiles, set by the spread between respondents (variance 1), move by
+#: less than 0.2 %.
+SCORE_CELLS = {1: 61, 2: 31}
 
 
 def quadrature_latent_scores(
