@@ -11,6 +11,7 @@ import pytest
 from fakes import truth
 from paths import ROOT
 from posterior_helpers import fit_posterior
+from test_sbc_conditional import MODERATED_MEDIATION  # the SBC model of the conditional one
 
 from bayes_sor.model.simulate import simulate
 from bayes_sor.posterior.effects import effect_draws
@@ -20,18 +21,6 @@ from bayes_sor.spec.partable import build_partable
 
 pytestmark = [pytest.mark.slow, pytest.mark.correctness]
 
-#: the SBC model of tests/correctness/test_sbc_conditional.py
-MODERATED_MEDIATION = """---
-priors: {loadings: "gamma(8,8)", regressions: "normal(0,0.5)", intercepts: "normal(0,1)",
-         variances: "gamma(10,16)[sd]", latent_correlations: "lkj(4)"}
----
-X =~ x1 + x2 + x3
-M =~ m1 + m2 + m3
-W =~ w1 + w2 + w3
-Y =~ y1 + y2 + y3
-M ~ a*X
-Y ~ b*M + X + W + d*M:W
-"""
 #: the agreement asked for, in posterior SDs of the conditional fit
 AGREEMENT = 0.1
 
