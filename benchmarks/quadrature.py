@@ -68,7 +68,10 @@ def gradient_ms(built, data: pd.DataFrame | None = None, fn=None) -> tuple[float
     fn = fn or built.model.compile_dlogp(mode="NUMBA")
     if data is not None:
         with built.model:
-            pm.set_data({"y": data[built.representation.items].to_numpy(dtype=float)})
+            pm.set_data(
+                {"y": data[built.representation.items].to_numpy(dtype=float)},
+                coords={"obs": np.arange(len(data))},
+            )
     point = built.model.initial_point()
     fn(point)
     times = []

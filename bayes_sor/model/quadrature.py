@@ -46,6 +46,8 @@ from bayes_sor.spec.partable import ParTable
 #: is within 1e-3 of 64 nodes' from 40 nodes on (16: 0.05, 32: 1.5e-3 off), within 2e-5 at 48
 #: (tests/model/test_quadrature.py measures it). The nodes sit on the moderator's prior, so a
 #: well-measured moderator (a narrow p(y_i | w)) and respondents far out on it need the most.
+#: Several integrated latents take the product grid, NODES ** q nodes: the cost per gradient
+#: grows with it (2304 nodes for two moderators).
 NODES = 48
 
 
