@@ -113,7 +113,9 @@ def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
         help="sample size behind --cov / --cor; one per group with --group, e.g. 156,145",
     )
     f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
-    f.add_argument("--likelihood", default="auto", choices=["auto", "marginal", "conditional"])
+    f.add_argument(
+        "--likelihood", default="auto", choices=["auto", "marginal", "conditional", "quadrature"]
+    )
     f.add_argument(
         "--missing",
         default="model",

@@ -30,11 +30,12 @@ from bayes_sor.model.marginal import (
     uncentred_intercepts,
 )
 from bayes_sor.model.parameters import named_par, parameter_vector
+from bayes_sor.model.quadrature import NODES, quadrature_likelihood, quadrature_reason
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
 from bayes_sor.spec.matrices import Representation, representation
 from bayes_sor.spec.partable import ParTable
 
-LIKELIHOODS = ("auto", "marginal", "conditional")
+LIKELIHOODS = ("auto", "marginal", "conditional", "quadrature")
 
 
 def marginal_reason(partable: ParTable) -> str:
@@ -47,7 +48,8 @@ def marginal_reason(partable: ParTable) -> str:
 
 
 def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: bool = False) -> str:
-    """Resolve ``auto``: marginal whenever it is valid, conditional otherwise.
+    """Resolve ``auto``: marginal whenever it is valid, else quadrature (a latent interaction
+    with continuous items, every product with an exogenous latent factor), else conditional.
 
     ``summary``: the data are a covariance matrix, which only the marginal likelihood can use.
     """
@@ -59,14 +61,21 @@ def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: boo
             f"the marginal likelihood cannot be used: {reason}; use --likelihood conditional "
             "(or auto)"
         )
-    if summary and (reason or likelihood == "conditional"):
+    if likelihood == "quadrature" and (why := quadrature_reason(partable)):
+        raise ModelSpecError(
+            f"the quadrature likelihood cannot be used: {why}; use --likelihood conditional "
+            "(or auto)"
+        )
+    if summary and (reason or likelihood in ("conditional", "quadrature")):
         raise ModelSpecError(
             "a covariance matrix can only be analysed with the marginal likelihood"
             + (f", but {reason}" if reason else "")
             + "; give the raw answers (--data) instead"
         )
+    if likelihood == "auto" and not reason:
+        return "marginal"
     if likelihood == "auto":
-        return "conditional" if reason else "marginal"
+        return "conditional" if quadrature_reason(partable) else "quadrature"
     return likelihood
 
 
@@ -90,6 +99,7 @@ def pymc_model(
     centre_locations: bool = True,
     latent_scores: str | Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
+    nodes: int = NODES,
 ) -> BuiltModel:
     """Build the PyMC model for ``partable`` and ``data``.
 
@@ -111,6 +121,7 @@ def pymc_model(
     ``latent_scores`` option, else ``auto``).
     ``groups``: each respondent's group label, for a multiple-group table (one likelihood
     term per group, :func:`grouped_marginal`).
+    ``nodes``: Gauss-Hermite nodes per integrated latent of the quadrature likelihood.
     """
     summary = isinstance(data, SummaryData)
     kind = choose_likelihood(partable, likelihood, summary=summary)
@@ -148,6 +159,8 @@ def pymc_model(
             casewise_likelihood(named_par(par), rep, PatternStatistics.of(y))
         elif raw and kind == "marginal":
             marginal_likelihood(named_par(par), rep, sufficient_statistics(y))
+        elif raw and kind == "quadrature":
+            quadrature_likelihood(named_par(par), rep, partable, y, nodes)
         elif raw:
             centred_latents = parameterisation.centred_latents(partable, data, latent_scores)
             conditional_likelihood(par, rep, partable, y, save_latent, centred, centred_latents)

@@ -20,6 +20,7 @@ from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.model.build import BuiltModel, pymc_model
 from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.parameterisation import centred_latents
+from bayes_sor.model.quadrature import integrated_latents
 from bayes_sor.posterior.approximate import DEVIATION_COLUMNS, invariance_deviations
 from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
 from bayes_sor.posterior.effects import (
@@ -30,7 +31,11 @@ from bayes_sor.posterior.effects import (
 )
 from bayes_sor.posterior.estimates import parameter_estimates
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, check_hypotheses, evaluate, names_groups
-from bayes_sor.posterior.scores import marginal_latent_scores
+from bayes_sor.posterior.scores import (
+    marginal_latent_scores,
+    moderator_quantiles,
+    quadrature_latent_scores,
+)
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
 from bayes_sor.spec.groups import check_group_values, check_groupable, with_groups
@@ -306,8 +311,18 @@ def _posterior_with_effects(
     save_latent: bool,
 ) -> tuple[xr.Dataset, xr.DataArray]:
     """The posterior plus ``effects`` per draw; latent scores kept only when asked for (drawn
-    afterwards for a marginal fit)."""
+    afterwards for a marginal fit). A quadrature fit draws its moderators' scores afterwards
+    (all latent scores with ``save_latent``) for the moderator percentiles."""
     posterior = idata["posterior"].to_dataset()
+    if built.likelihood == "quadrature":
+        scores = _quadrature_scores(built, partable, posterior, dataset, seed, save_latent)
+        posterior["moderator_quantiles"] = xr.DataArray(
+            moderator_quantiles(scores.values, built.representation, partable),
+            dims=("chain", "draw", "moderator", "quantile"),
+            coords={"moderator": partable.moderators, "quantile": ["p16", "p50", "p84"]},
+        )
+        if save_latent:
+            posterior["latent_scores"] = scores
     quantiles = (
         posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior else None
     )
@@ -441,6 +456,33 @@ def _observed_data(dataset: Dataset | SummaryData, partable: ParTable) -> xr.Dat
         data["group"] = ("obs", dataset.groups.to_numpy().astype(str))
     return xr.Dataset(
         data, coords={"obs": dataset.frame.index.to_numpy(), "item": partable.indicators}
+    )
+
+
+def _quadrature_scores(
+    built: BuiltModel,
+    partable: ParTable,
+    posterior: xr.Dataset,
+    dataset: Dataset,
+    seed: int,
+    save_latent: bool,
+) -> xr.DataArray:
+    """Latent scores of a quadrature fit (the moderators' only, unless ``save_latent``)."""
+    rep = built.representation
+    y = dataset.frame[rep.items].to_numpy(dtype=float)
+    moderators_integrated = set(partable.moderators) <= set(integrated_latents(partable))
+    draws = quadrature_latent_scores(
+        partable,
+        rep,
+        posterior["par"].values,
+        y,
+        seed,
+        integrated_only=moderators_integrated and not save_latent,
+    )
+    return xr.DataArray(
+        draws,
+        dims=("chain", "draw", "obs", "latent"),
+        coords={"obs": np.arange(y.shape[0]), "latent": rep.latents},
     )
 
 

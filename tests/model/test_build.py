@@ -125,7 +125,7 @@ def test_structural_latent_scores_follow_the_regression_and_interaction():
     pt = build_partable(model_text)
     rng = np.random.default_rng(3)
     data = pd.DataFrame(rng.normal(size=(15, 9)), columns=pt.indicators)
-    model = pymc_model(pt, data, latent_scores="non-centred").model
+    model = pymc_model(pt, data, "conditional", latent_scores="non-centred").model
     items = model.observed_RVs[0]
     par, z, logp = _evaluate(model, [model["par"], model["latent_z"], model.logp(vars=[items])])
     names = pt.names
@@ -151,7 +151,7 @@ def test_structural_latent_scores_follow_the_regression_and_interaction():
 def test_auto_likelihood_picks_marginal_only_when_valid():
     assert choose_likelihood(build_partable(ONE_FACTOR)) == "marginal"
     moderated = build_partable("X =~ a1+a2+a3\nW =~ b1+b2+b3\nY =~ c1+c2+c3\nY ~ X + W + X:W")
-    assert choose_likelihood(moderated) == "conditional"
+    assert choose_likelihood(moderated) == "quadrature"
     with pytest.raises(ModelSpecError, match="latent interaction"):
         choose_likelihood(moderated, "marginal")
 
