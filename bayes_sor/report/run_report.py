@@ -556,8 +556,11 @@ def _checks_section(run: Run, appended: dict[str, str]) -> Section:
 
 def _estimates_section(run: Run) -> Section:
     e = run.estimates
+    # a multiple-group run's later groups repeat every row: the group tells them apart
+    group = ["group"] if "group" in e.columns else []
     table = e[
         [
+            *group,
             "lhs",
             "op",
             "rhs",

@@ -37,6 +37,7 @@ from bayes_sor.report.run_report import (
 )
 from bayes_sor.report.sections import append_report_section
 from bayes_sor.runs.fit import fit
+from bayes_sor.runs.rundir import load_run
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.spec.partable import build_partable
 
@@ -614,3 +615,21 @@ def test_the_run_writes_the_fits_hypotheses_and_judges_them_again_only_for_anoth
     assert calls == [0.3]
     assert (pd.read_csv(wider / "hypotheses.csv").p_rope >= written.p_rope).all()
     assert (pd.read_csv(wider / "hypotheses.csv").p_rope > written.p_rope).any()
+
+
+def test_a_multiple_group_runs_estimates_table_names_each_rows_group(fitted):
+    """Later groups repeat every row of the table: without the group column they could not be
+    told apart in the report."""
+    from types import SimpleNamespace
+
+    from bayes_sor.report.run_report import _estimates_section
+
+    run = load_run(fitted[1])
+    twice = pd.concat([run.estimates.assign(group="men"), run.estimates.assign(group="women")])
+    grouped = SimpleNamespace(estimates=twice, interval=run.interval, partable=run.partable)
+    text = to_markdown(Document("t", "", [_estimates_section(grouped)]))
+    header = next(line for line in text.splitlines() if line.startswith("| "))
+    assert header.split("|")[1].strip() == "group"
+    assert text.count("| men ") == len(run.estimates) == text.count("| women ")
+    plain = to_markdown(Document("t", "", [_estimates_section(run)]))
+    assert "| group " not in plain
