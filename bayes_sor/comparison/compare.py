@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,11 +41,12 @@ from bayes_sor.checks.result import Outcome, add_result_command
 from bayes_sor.comparison.compare_report import comparison_result
 from bayes_sor.comparison.published import Published, read_published
 from bayes_sor.comparison.table import OUTPUT_FILES, MethodEstimates, comparison_table
+from bayes_sor.data.controls import code_controls, coded_names
 from bayes_sor.data.csv_reader import read_csv
-from bayes_sor.data.load import Dataset, load_data
+from bayes_sor.data.load import Dataset
 from bayes_sor.errors import BayesSORError, DataError, ModelSpecError
 from bayes_sor.report.run_report import write_run
-from bayes_sor.runs.fit import fit, read_model
+from bayes_sor.runs.fit import fit, load_answers, read_model
 from bayes_sor.runs.output import check_destination
 from bayes_sor.runs.rundir import load_run
 from bayes_sor.sampling.samplers import SamplerSettings
@@ -56,26 +58,22 @@ if TYPE_CHECKING:
 
 
 # ---- inputs ----------------------------------------------------------------------------------
-def dummy_controls(data: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Control variables as regressors: numeric columns as they are, categorical ones as
-    dummies against their first level (alphabetically)."""
+def regression_controls(
+    data: pd.DataFrame, names: list[str], reference: Mapping[str, object] | None = None
+) -> pd.DataFrame:
+    """Control variables of the study's regressions (``compare --controls``): numeric columns
+    as they are, text ones dummy-coded as a fit codes the model's own controls
+    (:func:`~bayes_sor.data.controls.code_controls`: ``gender[female]`` against the header's
+    reference level, else the first in sorted order)."""
     missing = [c for c in names if c not in data.columns]
     if missing:
         raise DataError(
             f"control variable(s) {missing} are not columns of the data; it has "
             f"{[c for c in data.columns][:20]}"
         )
-    parts = []
-    for name in names:
-        numeric = pd.to_numeric(data[name], errors="coerce")
-        if numeric.notna().sum() == data[name].notna().sum():
-            parts.append(numeric.rename(name))
-        else:
-            dummies = pd.get_dummies(
-                data[name].astype("string"), prefix=name, drop_first=True, dtype=float
-            )
-            parts.append(dummies.where(data[name].notna()))
-    return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=data.index)
+    named = {k: v for k, v in (reference or {}).items() if k in names}
+    frame, codings = code_controls(data, names, named, "the data", False, "listwise")
+    return frame[coded_names(names, codings)].apply(pd.to_numeric, errors="coerce")
 
 
 def _sha256(path: Path) -> str:
@@ -134,13 +132,20 @@ def _fit_bayes(args: argparse.Namespace, partable: ParTable, out: Path) -> tuple
 @dataclass(frozen=True)
 class ComparisonData:
     """The inputs of the frequentist methods, checked before any fit: the model's items
-    (validated, for ML SEM), the whole rows (composites), the controls as regressors, and the
-    published values."""
+    (validated, for ML SEM), the whole rows (composites; the model's text controls with their
+    dummies added), the controls as regressors, the published values, and the model's table
+    with its text controls dummy-coded as a fit codes them."""
 
     dataset: Dataset
     frame: pd.DataFrame
     controls: pd.DataFrame
     published: Published | None
+    partable: ParTable
+
+    @property
+    def dummies(self) -> dict[str, list[str]]:
+        """Each dummy-coded control of the model and its dummies."""
+        return {c.column: c.dummies for c in self.dataset.controls}
 
 
 def comparison_data(
@@ -150,18 +155,23 @@ def comparison_data(
     published: Path | None = None,
     missing: str = "model",
 ) -> ComparisonData:
-    """Read and check the answers (a CSV path or a DataFrame), controls and published values."""
+    """Read and check the answers (a CSV path or a DataFrame), controls and published values.
+
+    ``partable``: the model's table, built from its file or a fitted run's (whose text
+    controls are already coded: the answers are read against its model text)."""
     if not isinstance(data, pd.DataFrame) and not Path(data).is_file():
         raise DataError(f"data file {str(data)!r} does not exist")
-    dataset = load_data(
-        data, partable.indicators, scale=partable.options.get("scale"), missing=missing
-    )
-    frame = (data if isinstance(data, pd.DataFrame) else read_csv(data)).loc[dataset.frame.index]
+    model = build_partable(partable.text, identification=partable.options.get("identification"))
+    dataset, coded = load_answers(model, data, model.options.get("scale"), missing)
+    rows = (data if isinstance(data, pd.DataFrame) else read_csv(data)).loc[dataset.frame.index]
+    dummies = coded_names([c.column for c in dataset.controls], dataset.controls)
+    frame = rows.join(dataset.frame[dummies])
     return ComparisonData(
         dataset,
         frame,
-        dummy_controls(frame, controls),
+        regression_controls(frame, controls, model.options.get("reference")),
         read_published(published) if published else None,
+        coded,
     )
 
 
@@ -182,7 +192,9 @@ def method_table(
     methods = [
         bayes,
         ml_estimates(run.partable, data.dataset.frame, boot, seed, workers, level),
-        study_estimates(run.partable, data.frame, data.controls, process_boot, seed, level),
+        study_estimates(
+            run.partable, data.frame, data.controls, process_boot, seed, level, data.dummies
+        ),
     ]
     if data.published is not None:
         methods.append(published_estimates(data.published, bayes.info["identification"]))
@@ -204,7 +216,7 @@ def run_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, list[MethodE
         run = load_run(run_dir)
     else:
         run = load_run(args.run)
-        _check_run(run, partable, args.data)
+        _check_run(run, data.partable, args.data)
     table, methods = method_table(run, data, args.boot, args.process_boot, args.seed, args.workers)
     return table, methods, ok
 

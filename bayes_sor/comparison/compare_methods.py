@@ -10,6 +10,7 @@ observed variable), filled with OLS coefficients per bootstrap resample.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from bayes_sor.posterior.estimates import standardized_draws
 from bayes_sor.posterior.summary import summarize
 from bayes_sor.runs.rundir import Run, read_table
 from bayes_sor.spec.matrices import Representation, implied_moments, representation
-from bayes_sor.spec.partable import ParTable, build_partable
+from bayes_sor.spec.partable import ParTable, build_partable, with_dummy_controls
 from bayes_sor.spec.syntax import ModelSpec, parse
 
 
@@ -293,11 +294,14 @@ def ml_estimates(
 
 
 # ---- 3. the study's approach -----------------------------------------------------------------
-def structural_partable(partable: ParTable) -> ParTable:
-    """The model's structural part with every construct an observed (composite) variable."""
+def structural_partable(
+    partable: ParTable, dummies: Mapping[str, list[str]] | None = None
+) -> ParTable:
+    """The model's structural part with every construct an observed (composite) variable,
+    each dummy-coded control (``dummies``) replaced by its dummies as in the fit."""
     spec = parse(partable.text)
     statements = [s for s in spec.statements if s.op in ("~", ":=")]
-    return build_partable(ModelSpec(statements, {}, [], ""))
+    return with_dummy_controls(build_partable(ModelSpec(statements, {}, [], "")), dummies or {})
 
 
 @dataclass
@@ -385,8 +389,10 @@ def study_estimates(
     boot: int,
     seed: int,
     level: float,
+    dummies: Mapping[str, list[str]] | None = None,
 ) -> MethodEstimates:
     """Composite OLS, Baron-Kenny and moderation regressions, PROCESS-style bootstrap effects.
+    ``dummies``: the model's dummy-coded controls (``data`` has their dummy columns).
 
     Composites are mean-centred (so a product term is the mean-centred product and lower-order
     terms are effects at the other variable's mean, as in the Bayesian model). For one
@@ -399,7 +405,7 @@ def study_estimates(
     frame = pd.concat([scores, controls], axis=1).dropna()
     centred = frame[scores.columns] - frame[scores.columns].mean()
     controls = frame[controls.columns]
-    cp = structural_partable(partable)
+    cp = structural_partable(partable, dummies)
     equations = _equations(cp, centred, controls)
     rows = _composite_rows(
         cp, centred, equations, _resampled_coefficients(equations, centred, boot, seed)

@@ -372,6 +372,26 @@ def _record_provenance(
         )
 
 
+def load_answers(
+    partable: ParTable, data: Path | pd.DataFrame, scale: Scale | str | None, missing: str
+) -> tuple[Dataset, ParTable]:
+    """The answers checked against the model (:func:`~bayes_sor.data.load.load_data`) with
+    its text controls dummy-coded, and the table with those controls' dummies in their place."""
+    observed = partable.observed_structural
+    dataset = load_data(
+        data,
+        partable.indicators,
+        scale=scale,
+        missing=missing,
+        ordinal=partable.ordinal_items(),
+        observed=observed,
+        latents=[f for f in partable.latents if f not in observed],
+        group=partable.options.get("group"),
+        reference=partable.options.get("reference"),
+    )
+    return dataset, with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
+
+
 def _load_inputs(
     partable: ParTable, data, summary: dict, scale: Scale | None, missing: str, save_latent: bool
 ) -> tuple[Dataset | SummaryData, ParTable]:
@@ -383,19 +403,7 @@ def _load_inputs(
                 "give the data (--data), or a covariance matrix (--cov) or "
                 "correlation matrix (--cor) with --nobs"
             )
-        observed = partable.observed_structural
-        dataset = load_data(
-            data,
-            partable.indicators,
-            scale=scale,
-            missing=missing,
-            ordinal=partable.ordinal_items(),
-            observed=observed,
-            latents=[f for f in partable.latents if f not in observed],
-            group=partable.options.get("group"),
-            reference=partable.options.get("reference"),
-        )
-        partable = with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
+        dataset, partable = load_answers(partable, data, scale, missing)
         if dataset.group_levels:
             grouped = with_groups(partable, dataset.group_levels)
             check_hypotheses(grouped)

@@ -23,7 +23,12 @@ from sem_models import MODERATED
 import bayes_sor as bs
 from bayes_sor.checks.result import CheckResult, FigureSettings
 from bayes_sor.cli.main import main
-from bayes_sor.comparison.compare import add_command, comparison, dummy_controls
+from bayes_sor.comparison.compare import (
+    add_command,
+    comparison,
+    comparison_data,
+    regression_controls,
+)
 from bayes_sor.comparison.compare_methods import (
     _alphas,
     comparable_effects,
@@ -90,7 +95,13 @@ def project(tmp_path_factory, partable, data) -> Path:
     par = fit.model_rows(fit.boot_rows).reshape(2, 20, -1)
     k = partable.names.index(FLIPPED)
     par[..., k] = -par[..., k] - 0.5
-    run = write_run(folder / "run", partable, par, data)
+    summarised_run(folder / "run", partable, par, data)
+    return folder
+
+
+def summarised_run(path: Path, partable, par: np.ndarray, data: pd.DataFrame) -> None:
+    """A fake run of draws ``par`` with its estimates.csv and effects.csv."""
+    run = write_run(path, partable, par, data)
     rep = representation(partable)
     posterior = xr.Dataset(
         {"par": (("chain", "draw", "param"), par)}, coords={"param": partable.names}
@@ -98,7 +109,6 @@ def project(tmp_path_factory, partable, data) -> Path:
     parameter_estimates(partable, rep, posterior).to_csv(run / "estimates.csv", index=False)
     effects = effects_table(effects_dataarray(effect_draws(partable, rep, par)))
     effects.to_csv(run / "effects.csv", index=False)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +299,7 @@ def test_ml_interaction_keeps_ml_sem_standardised_value(partable, data):
 
 
 def test_study_effects_are_process_model14(partable, data):
-    controls = dummy_controls(data, ["group", "age"])
+    controls = regression_controls(data, ["group", "age"])
     study = study_estimates(partable, data, controls, boot=400, seed=9, level=0.95)
     rows = study.table.set_index(KEY)
     scores = composite_scores(partable, data)
@@ -365,11 +375,48 @@ def test_attenuation_factor_uses_the_composites_alphas(compared, project, partab
     assert len(factors) >= 2 and max(factors) < 0.95
 
 
-def test_controls_are_dummy_coded(data):
-    controls = dummy_controls(data, ["group", "age"])
-    assert list(controls.columns) == ["group_south", "group_west", "age"]
+def test_controls_are_dummy_coded_as_a_fit_codes_them(data):
+    controls = regression_controls(data, ["group", "age"])
+    assert list(controls.columns) == ["group[south]", "group[west]", "age"]
+    named = regression_controls(data, ["group"], reference={"group": "west", "other": 1})
+    assert list(named.columns) == ["group[north]", "group[south]"]
+    np.testing.assert_array_equal(named["group[north]"], (data.group == "north").astype(float))
     with pytest.raises(DataError, match="income"):
-        dummy_controls(data, ["income"])
+        regression_controls(data, ["income"])
+
+
+#: a model whose structural part has a text control (dummy-coded by the fit)
+CONTROLLED = """---
+reference: {sex: male}
+---
+X =~ x1 + x2 + x3
+Y =~ y1 + y2 + y3
+Y ~ X + sex + age
+"""
+
+
+def test_a_model_with_a_text_control_is_compared_on_its_dummies(tmp_path):
+    numeric = build_partable(CONTROLLED.replace("sex", "female"))
+    values = {"Y~X": 0.4, "Y~female": 0.5, "Y~age": 0.2}
+    data = simulate(numeric, truth(numeric, values), 400, seed=4).round(3)
+    data.insert(0, "sex", np.where(data.pop("female") > 0, "female", "male"))
+    data.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "model.lav").write_text(CONTROLLED)
+    coded = comparison_data(build_partable(CONTROLLED), tmp_path / "data.csv", []).partable
+    assert "Y~sex[female]" in coded.names
+    frame = data.assign(**{"sex[female]": (data.sex == "female").astype(float)})
+    fit = ml_sem_fit(coded, frame, bootstrap=20, seed=1)
+    summarised_run(tmp_path / "run", coded, fit.model_rows(fit.boot_rows).reshape(2, 10, -1), frame)
+    (tmp_path / "run" / "partable.csv").write_text(coded.table.to_csv(index=False))
+    argv = ["compare", str(tmp_path / "model.lav"), "--data", str(tmp_path / "data.csv")]
+    argv += ["--run", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--boot", "20"]
+    assert main([*argv, "--process-boot", "50", "--workers", "1"]) == 0
+    table = read_comparison(tmp_path / "out" / "comparison.csv").set_index(KEY)
+    raw, std = (table.loc[("Y ~ sex[female]", "path", "", scale)] for scale in ("raw", "std"))
+    # the ML and composite fits see the dummy (1 = female), not the text column
+    ml = fit.table.set_index(["lhs", "op", "rhs"]).loc[("Y", "~", "sex[female]"), "est"]
+    assert raw["ml_est"] == pytest.approx(ml, abs=1e-6)
+    assert std["study_est"] == pytest.approx(std["ml_est"], abs=0.05)
 
 
 # ---- published values --------------------------------------------------------------------------
