@@ -44,6 +44,7 @@ from bayes_sor.model.ordinal import sort_thresholds
 from bayes_sor.model.simulate import latent_draws, scale_thresholds, simulate
 from bayes_sor.model.start_values import ItemMoments, initial_values
 from bayes_sor.posterior.effects import effect_draws, effects_dataarray
+from bayes_sor.posterior.scores import moderator_quantiles
 from bayes_sor.sampling.nutpie_cache import compile_pymc_model
 from bayes_sor.sampling.samplers import SamplerSettings, nutpie_adaptation, sample
 from bayes_sor.spec.matrices import Representation, extend, representation
@@ -60,7 +61,6 @@ EFFECT_KINDS = (
     "index_moderated_mediation",
     "defined",
 )
-MODERATOR_QUANTILES = (0.16, 0.50, 0.84)
 
 
 @dataclass(frozen=True)
@@ -227,19 +227,6 @@ def simulate_dataset(
     data = simulate(partable, par, nobs, seed, scale=None)
     eta = latent_draws(representation(partable), partable, par, nobs, np.random.default_rng(seed))
     return data, eta
-
-
-def true_moderator_quantiles(
-    eta: np.ndarray, rep: Representation, partable: ParTable
-) -> np.ndarray:
-    """16th/50th/84th percentiles of each moderator's true latent scores (moderator, 3).
-
-    NumPy twin of ``build._moderator_quantiles`` (same order statistic, floor(q (n - 1))), so
-    truth and posterior define conditional effects at the same point.
-    """
-    ranked = np.sort(eta[:, [rep.latents.index(w) for w in partable.moderators]], axis=0)
-    rows = [math.floor(q * (eta.shape[0] - 1)) for q in MODERATOR_QUANTILES]
-    return ranked[rows].T
 
 
 # ---- fitting ----------------------------------------------------------------------------------
@@ -434,7 +421,7 @@ class Simulator:
             posterior["moderator_quantiles"].values if "moderator_quantiles" in posterior else None
         )
         true_q = (
-            true_moderator_quantiles(eta, self.rep, self.fit_table)[None, None]
+            moderator_quantiles(eta, self.rep, self.fit_table)[None, None]
             if post_q is not None
             else None
         )
