@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_sor.comparison.published import KEY
+from bayes_sor.posterior.effects import KINDS
 
 LABELS = {
     "bayes": "Bayesian",
@@ -21,15 +22,8 @@ LABELS = {
 SHORT = {"bayes": "Bayes", "ml": "ML", "study": "study", "published": "published"}
 VALUE_COLUMNS = ["est", "se", "lower", "upper", "significant"]
 #: rows of the structural model's quantities, then the study's own regression steps
-MODEL_KINDS = (
-    "path",
-    "indirect",
-    "total_indirect",
-    "total",
-    "conditional_indirect",
-    "index_moderated_mediation",
-    "defined",
-)
+#: (a direct effect is its path's row)
+MODEL_KINDS = ("path", *(k for k in KINDS if k != "direct"))
 STUDY_KINDS = ("moderation", "baron_kenny")
 KIND_ORDER = MODEL_KINDS + STUDY_KINDS
 OUTPUT_FILES = ("comparison.csv", "comparison.md", "comparison.png")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from bayes_sor.posterior.diagnostics import BFMI_MIN, ESS_MIN, RHAT_MAX
+from bayes_sor.posterior.estimates import ESTIMATE_COLUMNS
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, evaluate, verdict_rules
 from bayes_sor.report.document import (
     Block,
@@ -558,24 +559,8 @@ def _estimates_section(run: Run) -> Section:
     e = run.estimates
     # a multiple-group run's later groups repeat every row: the group tells them apart
     group = ["group"] if "group" in e.columns else []
-    table = e[
-        [
-            *group,
-            "lhs",
-            "op",
-            "rhs",
-            "label",
-            "mean",
-            "sd",
-            "ci.lower",
-            "ci.upper",
-            "r_hat",
-            "ess_bulk",
-            "ess_tail",
-            "std.all",
-            "prior",
-        ]
-    ].copy()
+    shown = [c for c in ESTIMATE_COLUMNS if c not in ("median", "free")]
+    table = e[[*group, *shown]].copy()
     table[["ess_bulk", "ess_tail"]] = table[["ess_bulk", "ess_tail"]].round().astype("Int64")
     return Section(
         "7. Parameter estimates",

@@ -43,7 +43,7 @@ from bayes_sor.model.marginal import sufficient_statistics
 from bayes_sor.model.ordinal import sort_thresholds
 from bayes_sor.model.simulate import latent_draws, scale_thresholds, simulate
 from bayes_sor.model.start_values import ItemMoments, initial_values
-from bayes_sor.posterior.effects import effect_draws, effects_dataarray
+from bayes_sor.posterior.effects import KINDS, effect_draws, effects_dataarray
 from bayes_sor.posterior.scores import moderator_quantiles
 from bayes_sor.sampling.nutpie_cache import compile_pymc_model
 from bayes_sor.sampling.samplers import SamplerSettings, nutpie_adaptation, sample
@@ -53,14 +53,7 @@ from bayes_sor.spec.prior_text import widen
 
 #: Effect kinds ranked besides the free parameters; ``direct`` effects are the regression
 #: parameters themselves, ranked already.
-EFFECT_KINDS = (
-    "indirect",
-    "total_indirect",
-    "total",
-    "conditional_indirect",
-    "index_moderated_mediation",
-    "defined",
-)
+EFFECT_KINDS = tuple(k for k in KINDS if k != "direct")
 
 
 @dataclass(frozen=True)
