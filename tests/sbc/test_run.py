@@ -165,18 +165,9 @@ def test_failed_fit_is_recorded_and_the_others_go_on(monkeypatch, tmp_path):
             if index == 2:
                 raise FloatingPointError("the sampler hit a singular matrix")
             rng = np.random.default_rng(seed)
-            return {
-                "sim": index,
-                "seed": seed,
-                "L": 99,
-                "thin": 1,
-                "ess_min": 100.0,
-                "divergences": 0,
-                "fit_seconds": 0.0,
-                "error": "",
-                "ranks": {"a": int(rng.integers(100)), "b": int(rng.integers(100))},
-                "truth": {},
-            }
+            return stand_in_record(
+                index, seed, {"a": int(rng.integers(100)), "b": int(rng.integers(100))}
+            )
 
     monkeypatch.setattr(simulations, "Simulator", FailingThird)
     config = make_config(mediation_model(1), NOBS, **{**SETTINGS, "seed": 99})
@@ -238,18 +229,23 @@ class PiledUpRanks:
         pass
 
     def run(self, index, seed):
-        return {
-            "sim": index,
-            "seed": seed,
-            "L": 99,
-            "thin": 1,
-            "ess_min": 100.0,
-            "divergences": 0,
-            "fit_seconds": 0.0,
-            "error": "",
-            "ranks": {"a": 0},
-            "truth": {},
-        }
+        return stand_in_record(index, seed, {"a": 0})
+
+
+def stand_in_record(index: int, seed: int, ranks: dict[str, int]) -> dict:
+    """A simulation's record as ``Simulator.run`` returns it, with these ranks (out of 99)."""
+    return {
+        "sim": index,
+        "seed": seed,
+        "L": 99,
+        "thin": 1,
+        "ess_min": 100.0,
+        "divergences": 0,
+        "fit_seconds": 0.0,
+        "error": "",
+        "ranks": ranks,
+        "truth": {},
+    }
 
 
 def test_sbc_md_names_the_priors_and_warns_about_vague_ones(monkeypatch, root: Path, tmp_path):
