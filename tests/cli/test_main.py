@@ -330,6 +330,8 @@ def test_the_line_after_the_progress_bar_starts_on_a_line_of_its_own(project, tm
 #: ML stack (semopy) of ``compare``
 DRAWING = ("matplotlib.figure", "matplotlib.pyplot", "arviz_plots", "bayes_sor.report.diagram")
 ML_STACK = ("semopy", "bayes_sor.comparison.ml_sem")
+#: what the posterior's summaries and diagnostics need (arviz_stats imports scipy.stats)
+STATISTICS = ("arviz_stats", "scipy.stats")
 
 
 def _loaded(code: str, modules: tuple[str, ...]) -> list[str]:
@@ -343,9 +345,10 @@ def _loaded(code: str, modules: tuple[str, ...]) -> list[str]:
 
 def test_building_the_command_line_imports_no_plotting_and_no_ml_stack():
     """Every command registers its parser at start-up: registering must not draw in matplotlib,
-    ArviZ's plots or semopy (a second of every command, ``--help`` included)."""
+    ArviZ's plots or semopy (a second of every command, ``--help`` included), nor ArviZ's
+    statistics and scipy.stats (0.6 s, which ``fit`` spends while its chains sample)."""
     code = "from bayes_sor.cli.main import _parser\n_parser()"
-    assert _loaded(code, DRAWING + ML_STACK + ("arviz",)) == []
+    assert _loaded(code, (*DRAWING, *ML_STACK, "arviz", *STATISTICS)) == []
 
 
 def test_fit_without_report_imports_no_plotting_and_no_ml_stack(project, tmp_path):
@@ -355,3 +358,24 @@ def test_fit_without_report_imports_no_plotting_and_no_ml_stack(project, tmp_pat
     args = _tiny_fit(project, tmp_path / "run")
     code = f"from bayes_sor.cli.main import main\nassert main({args!r}) == 0"
     assert _loaded(code, ("matplotlib", "arviz", *DRAWING, *ML_STACK)) == []
+
+
+def test_a_fits_second_run_loads_its_model_without_pymcs_graph_work(project, tmp_path):
+    """The same command run again, in a new process, finds the record of its model's build:
+    PyMC neither derives the log density nor compiles the initial-point function."""
+    args = _tiny_fit(project, tmp_path / "run")
+    code = (
+        "import bayes_sor.sampling.nutpie_cache as cache\n"
+        "derived = []\n"
+        "cache._ModelGraph.of = lambda *a, of=cache._ModelGraph.of: derived.append(1) or of(*a)\n"
+        "from bayes_sor.cli.main import main\n"
+        f"assert main({args!r}) == 0\n"
+        "print('graph work:', len(derived))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+        ).stdout.splitlines()[-1]
+        for _ in range(2)
+    ]
+    assert runs[1] == "graph work: 0", runs
