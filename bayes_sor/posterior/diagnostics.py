@@ -112,6 +112,7 @@ def load_statistics() -> None:
     """Import ArviZ's statistics, which :func:`check_convergence` and the summaries use: with
     scipy.stats ~0.6 s, which a fit spends while its chains sample (``sample``'s
     ``meanwhile``) rather than before or after."""
+    # imported for its side effect: the module is then loaded when the summaries need it
     import arviz_stats  # noqa: F401
 
 
