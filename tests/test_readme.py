@@ -103,7 +103,7 @@ def test_the_fit_command_passes_every_check_on_a_fresh_clones_example_folder(tmp
     class Sampled(Exception):
         pass
 
-    def stop(built, settings, stage):
+    def stop(built, settings, stage, **sampling):
         raise Sampled
 
     monkeypatch.setattr(importlib.import_module("bayes_sor.runs.fit"), "sample", stop)

@@ -24,11 +24,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from bayes_sor.checks.loglik import mvn_logpdf
 from bayes_sor.data.missing import casewise_pointwise_loglik
@@ -113,6 +111,9 @@ def _discrepancy(n: int, ybar, scatter, mean, cov) -> np.ndarray:
 
 def ppp(moments: list, data: GroupData, rng: np.random.Generator) -> float:
     """P(discrepancy of replicated data > that of the data), NaN with missing answers."""
+    # scipy.stats takes ~0.6 s to import: loaded where used, not by every command
+    from scipy import stats
+
     if any(np.isnan(y).any() for y in data.answers):
         return float("nan")
     observed = replicated = 0.0
@@ -138,6 +139,9 @@ def step_draws(result: FitResult) -> np.ndarray:
 
 
 def _loo(ll: np.ndarray):
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
+    import arviz_stats as azs
+
     tree = xr.DataTree.from_dict(
         {
             "posterior": xr.Dataset({"x": (("chain", "draw"), np.zeros((1, ll.shape[0])))}),

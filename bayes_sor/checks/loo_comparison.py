@@ -12,7 +12,6 @@ import argparse
 import warnings
 from pathlib import Path
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 
@@ -97,6 +96,8 @@ def _names(paths: list[Path]) -> list[str]:
 
 def compare(paths: list[str | Path]) -> pd.DataFrame:
     """The comparison table, best model first."""
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
+    import arviz_stats as azs
 
     paths = [Path(p) for p in paths]
     if len(paths) < 2:

@@ -20,11 +20,9 @@ import argparse
 import warnings
 from dataclasses import dataclass
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from bayes_sor.checks.loglik import loglik_kind, pointwise_loglik
 from bayes_sor.checks.predictive import implied, ml_discrepancy
@@ -42,6 +40,9 @@ SAMPLE_DIMS = ["chain", "draw"]
 
 def _logpdf(family: str, x: np.ndarray, a: np.ndarray) -> np.ndarray:
     """log density of a prior family; ``a`` holds one column per argument (broadcast on x)."""
+    # scipy.stats takes ~0.6 s to import: loaded where used, not by every command
+    from scipy import stats
+
     a = [a[:, k] for k in range(a.shape[1])]
     return {
         "normal": lambda: stats.norm.logpdf(x, a[0], a[1]),
@@ -250,6 +251,8 @@ def sensitivity(
     run: Run, ci: float = 0.95, alphas: tuple[float, float] = ALPHAS
 ) -> tuple[pd.DataFrame, list[str]]:
     """The ``sensitivity.csv`` table and notes on what was approximated."""
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
+    import arviz_stats as azs
 
     posterior, what = quantities(run)
     log_prior = log_prior_terms(run)
@@ -285,6 +288,9 @@ def sensitivity(
 
 def _prior_only(tree: xr.DataTree) -> pd.DataFrame:
     """psense for the prior alone, in psense_summary's layout."""
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
+    import arviz_stats as azs
+
     prior = azs.psense(tree, group="prior")
     labels, values = [], []
     for var in prior.data_vars:

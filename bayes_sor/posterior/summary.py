@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -28,6 +27,9 @@ def summarize(draws: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> 
     ``ci.*`` is the equal-tailed interval, or the highest-density interval with ``hdi=True``.
     Constant entries (fixed parameters) get R-hat and ESS as NaN rather than a warning.
     """
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used (see check_convergence)
+    import arviz_stats as azs
+
     (dim,) = [d for d in draws.dims if d not in ("chain", "draw")]
     sample = ("chain", "draw")
     interval = (azs.hdi if hdi else azs.eti)(draws, prob=ci_prob)

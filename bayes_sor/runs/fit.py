@@ -22,7 +22,7 @@ from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.parameterisation import centred_latents
 from bayes_sor.model.quadrature import integrated_latents
 from bayes_sor.posterior.approximate import DEVIATION_COLUMNS, invariance_deviations
-from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
+from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence, load_statistics
 from bayes_sor.posterior.effects import (
     effect_draws,
     effects_dataarray,
@@ -36,6 +36,7 @@ from bayes_sor.posterior.scores import (
     moderator_quantiles,
     quadrature_latent_scores,
 )
+from bayes_sor.sampling.nutpie_cache import build_key
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
 from bayes_sor.spec.groups import check_group_values, check_groupable, with_groups
@@ -203,15 +204,18 @@ def fit(
     for coding in dataset.controls if isinstance(dataset, Dataset) else []:
         stage(f"control {coding.describe()}")
     stage("building the PyMC model")
-    built = pymc_model(
-        partable,
-        dataset if isinstance(dataset, SummaryData) else dataset.frame,
-        likelihood=likelihood,
-        save_latent=save_latent,
-        latent_scores=latent_scores,
-        groups=None if getattr(dataset, "groups", None) is None else dataset.groups.to_numpy(),
-    )
-    idata = sample(built, settings, stage)
+    model_data = dataset if isinstance(dataset, SummaryData) else dataset.frame
+    groups = None if getattr(dataset, "groups", None) is None else dataset.groups.to_numpy()
+    options = {
+        "likelihood": likelihood,
+        "save_latent": save_latent,
+        "latent_scores": latent_scores,
+        "groups": groups,
+    }
+    built = pymc_model(partable, model_data, **options)
+    # the key of this build lets a model built the same way before load without PyMC's work
+    build = build_key(pymc_model, partable, model_data, **options)
+    idata = sample(built, settings, stage, meanwhile=load_statistics, build=build)
     stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
     posterior, effects = _posterior_with_effects(
         idata, built, partable, dataset, settings.seed, save_latent

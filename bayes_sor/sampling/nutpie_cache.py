@@ -22,6 +22,10 @@ Hand-written because no library offers it, in two layers:
   and the cached callbacks without rewriting or compiling anything. An entry that no longer
   fits, a callback gone from numba's cache or a graph the key cannot describe means compiling
   as before, never failing.
+- Deriving the log density to key it, and PyMC's initial-point function, cost a cached run
+  0.2-0.4 s: a caller that knows the call that built the model (:func:`build_key`: its
+  arguments, pickled, and the package's source) gets, from its second run on, the graph's key
+  and the initial point from a record of that call, without either.
 
 Everything else is nutpie's: its graph functions, data record and ``CompiledPyMCModel`` (so
 ``with_data`` keeps working); nutpie is pinned to 0.16.x in ``pyproject.toml`` because these
@@ -32,8 +36,11 @@ own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
+import pickle
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -48,11 +55,12 @@ from pytensor.graph.traversal import graph_inputs
 
 from bayes_sor.errors import OutputError
 from bayes_sor.files import write_atomic
-from bayes_sor.sampling.graph_key import Unkeyable, graph_key
+from bayes_sor.sampling.graph_key import Unkeyable, graph_key, value_key
 
 #: bumped whenever the generated source changes, so no stale callback is ever loaded
 TEMPLATE_VERSION = "1"
-#: one small JSON file per compiled model, beside PyTensor's numba cache
+#: one small JSON file per compiled model, beside PyTensor's numba cache; in ``builds/``, one
+#: per model-building call seen (:func:`build_key`): its graph's key and its initial point
 MODEL_CACHE = config.base_compiledir / "bayes_sor_models"
 #: PyTensor settings that change what a graph compiles to
 _CONFIG_FLAGS = (
@@ -64,6 +72,8 @@ _CONFIG_FLAGS = (
     "numba__fastmath",
 )
 _LIBRARIES = ("pymc", "pytensor", "nutpie", "numba", "llvmlite", "numpy")
+#: libraries that the building of a model reads besides those (its data, its start values)
+_BUILD_LIBRARIES = ("pandas", "scipy")
 
 _LOGP = """\
 def {name}(dim, x_, out_, logp_, user_data_):
@@ -134,6 +144,7 @@ def compile_pymc_model(
     initial_points: dict,
     var_names: Iterable[str] | None = None,
     announce: Callable[[bool], None] | None = None,
+    build: str | None = None,
 ):
     """``nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())`` with cached
     C callbacks; returns nutpie's ``CompiledPyMCModel``.
@@ -141,30 +152,144 @@ def compile_pymc_model(
     A model compiled before (same :class:`_ModelGraph` key) is assembled from its cache entry
     and the two cached callbacks, without PyTensor rewriting or compiling anything but the
     initial point; its ``logp_func``/``expand_func`` (PyTensor functions nutpie keeps but does
-    not call when sampling) are then ``None``. ``announce(cached)`` is called before the
-    model is assembled from the cache (``True``) or compiled (``False``; also after an entry
-    that turned out not to fit), so a caller can say how long the wait will be.
+    not call when sampling) are then ``None``. ``build``, the :func:`build_key` of the call that
+    built ``model``, lets a model built by the same call before skip even that: its graph's key
+    and its initial point are read from the record of that call instead of PyMC deriving the
+    log density and compiling the initial-point function. ``announce(cached)`` is called
+    before the model is assembled from the cache (``True``) or compiled (``False``; also after
+    an entry that turned out not to fit), so a caller can say how long the wait will be.
     """
 
     announce = announce or (lambda cached: None)
     var_names = None if var_names is None else list(var_names)
+    record_path = _build_record_path(build, initial_points, var_names)
+    if record_path is not None and record_path.is_file():
+        compiled = _from_build_record(record_path, model, announce)
+        if compiled is not None:
+            return compiled
     point_fn = make_initial_point_fn(
         model=model, overrides=initial_points, jitter_rvs=set(), return_transformed=True
     )
-    graph = _ModelGraph.of(model, point_fn(0), var_names)
+    point = point_fn(0)
+    graph = _ModelGraph.of(model, point, var_names)
     entry_path = None if graph.key is None else MODEL_CACHE / f"{graph.key}.json"
+    compiled = None
     if entry_path is not None and entry_path.is_file():
         announce(True)
         compiled = _from_entry(entry_path, graph, model, point_fn)
-        if compiled is not None:
-            return compiled
-    announce(False)
-    compiled, entry = _compile(model, point_fn, var_names)
-    if entry_path is not None and entry is not None:
-        # an unwritable cache costs the next run its compile time, nothing else
+    if compiled is None:
+        announce(False)
+        compiled, entry = _compile(model, point_fn, var_names)
+        if entry_path is not None and entry is not None:
+            # an unwritable cache costs the next run its compile time, nothing else
+            with contextlib.suppress(OSError, OutputError):
+                write_atomic(entry_path, lambda tmp: tmp.write_text(json.dumps(entry)))
+    if record_path is not None and entry_path is not None and entry_path.is_file():
+        record = {
+            "graph": graph.key,
+            "point": {
+                name: {"dtype": value.dtype.str, "shape": value.shape, "values": value.tolist()}
+                for name, value in ((name, np.asarray(point[name])) for name in graph.joined)
+            },
+            "data": _data_shapes(graph.shared),
+        }
         with contextlib.suppress(OSError, OutputError):
-            write_atomic(entry_path, lambda tmp: tmp.write_text(json.dumps(entry)))
+            write_atomic(record_path, lambda tmp: tmp.write_text(json.dumps(record)))
     return compiled
+
+
+def build_key(build: Callable, *args, **kwargs) -> str | None:
+    """A key of the model-building call ``build(*args, **kwargs)``, for
+    :func:`compile_pymc_model`'s ``build``: the function's name, every argument (defaults
+    included, pickled: the whole parameter table, every data value) and the source of the
+    bayes_sor package, whose code builds the graph. Calls with equal keys build the same
+    model; ``None`` when an argument cannot be pickled."""
+    bound = inspect.signature(build).bind(*args, **kwargs)
+    bound.apply_defaults()
+    try:
+        arguments = pickle.dumps(
+            (f"{build.__module__}.{build.__qualname__}", bound.arguments), protocol=5
+        )
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+    return hashlib.sha256(arguments + _package_source()).hexdigest()
+
+
+@functools.cache
+def _package_source() -> bytes:
+    """sha256 of every module of the bayes_sor package, with its path."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\x00" + path.read_bytes())
+    return digest.digest()
+
+
+def _build_record_path(
+    build: str | None, initial_points: dict, var_names: list[str] | None
+) -> Path | None:
+    """Where the record of a model-building call is kept (``None``: no call key, or PyTensor's
+    numba cache off, which the entries rely on)."""
+    if build is None or not config.numba__cache:
+        return None
+    parts = (
+        build,
+        repr(sorted((name, value_key(np.asarray(v))) for name, v in initial_points.items())),
+        repr(var_names),
+        *_environment(),
+        *(f"{p}={metadata.version(p)}" for p in _BUILD_LIBRARIES),
+    )
+    key = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return MODEL_CACHE / "builds" / f"{key}.json"
+
+
+def _from_build_record(path: Path, model, announce: Callable[[bool], None]):
+    """The compiled model from the record of the call that built ``model`` and the entry it
+    names, or ``None`` if either is missing or does not fit (the caller then goes the long way)."""
+    try:
+        record = json.loads(path.read_text())
+        point = {
+            name: np.array(v["values"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
+            for name, v in record["point"].items()
+        }
+        entry_path = MODEL_CACHE / f"{record['graph']}.json"
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    # the data a compiled model reads: the shared variables of the model's own graph, which
+    # its log density inherits
+    shared = _shared_inputs([*model.basic_RVs, *model.potentials, *model.deterministics])
+    # the key decides; these only catch a record that cannot be this model's
+    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    if (
+        [(v.name, v.type.ndim) for v in values] != [(k, v.ndim) for k, v in point.items()]
+        or _data_shapes(shared) != record.get("data")
+        or not entry_path.is_file()
+    ):
+        return None
+    graph = _ModelGraph(record["graph"], {k: v.shape for k, v in point.items()}, shared)
+    announce(True)
+    # without jitter every chain starts at the recorded point
+    return _from_entry(
+        entry_path, graph, model, lambda seed: {k: v.copy() for k, v in point.items()}
+    )
+
+
+def _data_shapes(shared: dict[str | None, list]) -> dict[str, list[list[int]]]:
+    """The shapes of the named shared variables (the data), as JSON keeps them."""
+    return {
+        name: [list(np.shape(v.get_value(borrow=True))) for v in found]
+        for name, found in sorted(shared.items(), key=lambda item: str(item[0]))
+        if name is not None
+    }
+
+
+def _shared_inputs(outputs: list) -> dict[str | None, list]:
+    """The shared variables the graph of ``outputs`` reads, by name."""
+    shared: dict[str | None, list] = {}
+    for var in graph_inputs(outputs):
+        if isinstance(var, SharedVariable):
+            shared.setdefault(var.name, []).append(var)
+    return shared
 
 
 @dataclass(frozen=True)
@@ -186,10 +311,7 @@ class _ModelGraph:
             if v.name not in joined and (wanted is None or v.name in wanted)
         ]
         outputs = [model.logp(), *traced]
-        shared: dict[str | None, list] = {}
-        for var in graph_inputs(outputs):
-            if isinstance(var, SharedVariable):
-                shared.setdefault(var.name, []).append(var)
+        shared = _shared_inputs(outputs)
         if not config.numba__cache:
             return cls(None, joined, shared)
         try:
@@ -203,14 +325,22 @@ class _ModelGraph:
             repr(list(joined.items())),
             repr([v.name for v in traced]),
             str(model.check_bounds),
-            *(str(getattr(config, flag, None)) for flag in _CONFIG_FLAGS),
-            *(f"{p}={metadata.version(p)}" for p in _LIBRARIES),
-            *(
-                hashlib.sha256(Path(f).read_bytes()).hexdigest()
-                for f in (__file__, graph_key.__code__.co_filename)
-            ),
+            *_environment(),
         )
         return cls(hashlib.sha256("\x00".join(parts).encode()).hexdigest(), joined, shared)
+
+
+def _environment() -> tuple[str, ...]:
+    """What a compiled model depends on besides its graph: the compile settings, the libraries
+    and the code of this module and of the graph's key."""
+    return (
+        *(str(getattr(config, flag, None)) for flag in _CONFIG_FLAGS),
+        *(f"{p}={metadata.version(p)}" for p in _LIBRARIES),
+        *(
+            hashlib.sha256(Path(f).read_bytes()).hexdigest()
+            for f in (__file__, graph_key.__code__.co_filename)
+        ),
+    )
 
 
 def _compile(model, point_fn, var_names) -> tuple:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pymc as pm
@@ -63,7 +64,11 @@ class SamplerSettings:
 
 
 def sample(
-    built: BuiltModel, settings: SamplerSettings, stage: StageReporter = quiet
+    built: BuiltModel,
+    settings: SamplerSettings,
+    stage: StageReporter = quiet,
+    meanwhile: Callable[[], object] | None = None,
+    build: str | None = None,
 ) -> xr.DataTree:
     """Sample the posterior; returns an ArviZ DataTree with ``posterior`` and ``sample_stats``.
 
@@ -71,7 +76,11 @@ def sample(
     :func:`bayes_sor.model.start_values.initial_values`, without
     jitter: a jittered start can put a loading on the wrong side of zero, and the chain then
     explores a sign-flipped copy of the posterior. ``stage`` is told when compiling (cached or
-    not) and sampling begin.
+    not) and sampling begin. ``meanwhile`` runs on the calling thread while nutpie's chains
+    sample in threads of their own (work that would otherwise wait for the draws, such as the
+    summaries' imports); with PyMC's sampler it is not called. ``build``: the
+    :func:`~bayes_sor.sampling.nutpie_cache.build_key` of the call that built ``built``, which
+    lets a model built by the same call before load from the cache without PyMC's graph work.
     """
     settings.validate()
     model = built.model
@@ -89,7 +98,9 @@ def sample(
                 + ("cached" if cached else FIRST_COMPILE)
             )
 
-        compiled = compile_pymc_model(model, initial_points=built.initial_values, announce=announce)
+        compiled = compile_pymc_model(
+            model, initial_points=built.initial_values, announce=announce, build=build
+        )
         stage(sampling)
         sampler = nutpie.sample(
             compiled,
@@ -105,6 +116,8 @@ def sample(
             blocking=False,
         )
         try:
+            if meanwhile is not None:
+                meanwhile()
             trace = sampler.wait()
             if settings.progressbar:
                 print(flush=True)  # nutpie's progress bar leaves its last line unterminated

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from arviz_stats.base import array_stats
-from arviz_stats.ecdf_utils import ecdf_pit
 
 from bayes_sor.files import write_atomic
 
@@ -98,6 +96,8 @@ def kind_of_quantity(name: str) -> str:
 
 def summary_frame(pit: pd.DataFrame) -> tuple[pd.DataFrame, Verdict]:
     """Per-quantity uniformity test with Holm-adjusted verdicts, plus an overall row."""
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
+    from arviz_stats.base import array_stats
 
     quantities = list(pit.columns)
     n = len(pit)
@@ -151,8 +151,10 @@ def plot_ecdf(pit: pd.DataFrame, summary: pd.DataFrame, path: Path) -> list[str]
     Large models have hundreds of quantities: the panels show the lowest p-values first, at
     most :data:`MAX_PANELS` of them.
     """
-    # matplotlib: the Agg backend (no display) is chosen when a figure is drawn, not on import
+    # matplotlib: the Agg backend (no display) is chosen when a figure is drawn, not on import;
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
     import matplotlib
+    from arviz_stats.ecdf_utils import ecdf_pit
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
-from arviz_stats.base import array_stats
 from pymc.initial_point import make_initial_point_fn
 from pymc.pytensorf import compile as compile_pymc
 from pymc.pytensorf import reseed_rngs
@@ -354,6 +353,8 @@ def quantities(
 
 def effective_size(draws: np.ndarray) -> float:
     """Smallest bulk or tail ESS over the quantities (draws: chain, draw, quantity)."""
+    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
+    from arviz_stats.base import array_stats
 
     bulk = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk")
     tail = array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail", prob=(0.05, 0.95))

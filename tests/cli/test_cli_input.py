@@ -404,7 +404,7 @@ def stop_before_sampling(monkeypatch) -> list[pd.DataFrame]:
         seen.append(data)
         return build(partable, data, **kwargs)
 
-    def stop(built, settings, stage):
+    def stop(built, settings, stage, **sampling):
         raise Sampled
 
     monkeypatch.setattr(fit_module, "pymc_model", recording_build)

@@ -330,6 +330,8 @@ def test_the_line_after_the_progress_bar_starts_on_a_line_of_its_own(project, tm
 #: ML stack (semopy) of ``compare``
 DRAWING = ("matplotlib.figure", "matplotlib.pyplot", "arviz_plots", "bayes_sor.report.diagram")
 ML_STACK = ("semopy", "bayes_sor.comparison.ml_sem")
+#: what the posterior's summaries and diagnostics need (arviz_stats imports scipy.stats)
+STATISTICS = ("arviz_stats", "scipy.stats")
 
 
 def _loaded(code: str, modules: tuple[str, ...]) -> list[str]:
@@ -343,9 +345,10 @@ def _loaded(code: str, modules: tuple[str, ...]) -> list[str]:
 
 def test_building_the_command_line_imports_no_plotting_and_no_ml_stack():
     """Every command registers its parser at start-up: registering must not draw in matplotlib,
-    ArviZ's plots or semopy (a second of every command, ``--help`` included)."""
+    ArviZ's plots or semopy (a second of every command, ``--help`` included), nor ArviZ's
+    statistics and scipy.stats (0.6 s, which ``fit`` spends while its chains sample)."""
     code = "from bayes_sor.cli.main import _parser\n_parser()"
-    assert _loaded(code, DRAWING + ML_STACK + ("arviz",)) == []
+    assert _loaded(code, (*DRAWING, *ML_STACK, "arviz", *STATISTICS)) == []
 
 
 def test_fit_without_report_imports_no_plotting_and_no_ml_stack(project, tmp_path):
@@ -355,3 +358,31 @@ def test_fit_without_report_imports_no_plotting_and_no_ml_stack(project, tmp_pat
     args = _tiny_fit(project, tmp_path / "run")
     code = f"from bayes_sor.cli.main import main\nassert main({args!r}) == 0"
     assert _loaded(code, ("matplotlib", "arviz", *DRAWING, *ML_STACK)) == []
+
+
+def test_a_fits_second_run_loads_its_model_without_pymcs_graph_work(project, tmp_path):
+    """The same command run again, in a new process, finds the record of its model's build:
+    PyMC neither derives the log density nor compiles the initial-point function, and the
+    posterior file is byte for byte the one of a run that went the long way."""
+
+    def run(out, long_way: bool) -> str:
+        code = (
+            "import bayes_sor.sampling.nutpie_cache as cache\n"
+            + ("cache._from_build_record = lambda *args: None\n" if long_way else "")
+            + "derived, of = [], cache._ModelGraph.of\n"
+            "cache._ModelGraph.of = lambda *a: derived.append(1) or of(*a)\n"
+            "from bayes_sor.cli.main import main\n"
+            f"assert main({_tiny_fit(project, out)!r}) == 0\n"
+            "print('graph work:', len(derived))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=600
+        )
+        return result.stdout.splitlines()[-1] if result.stdout else result.stderr[-2000:]
+
+    assert run(tmp_path / "long", long_way=True) == "graph work: 1"  # and recorded
+    assert run(tmp_path / "recorded", long_way=False) == "graph work: 0"
+    posterior = "posterior.nc"
+    assert (tmp_path / "recorded" / posterior).read_bytes() == (
+        tmp_path / "long" / posterior
+    ).read_bytes()

@@ -26,7 +26,7 @@ def built(monkeypatch) -> list:
     fit_module = importlib.import_module("bayes_sor.runs.fit")
     seen = []
 
-    def stop(model, settings, stage):
+    def stop(model, settings, stage, **sampling):
         seen.append(model)
         raise Sampled
 

@@ -170,7 +170,7 @@ def test_ctrl_c_during_sampling_keeps_the_old_run(tmp_path, monkeypatch, capsys)
     old = _old_run(tmp_path / "run")
     before = _snapshot(tmp_path)
 
-    def interrupted(built, settings, stage):
+    def interrupted(built, settings, stage, **sampling):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(importlib.import_module("bayes_sor.runs.fit"), "sample", interrupted)

@@ -2,6 +2,7 @@
 
 import ctypes
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,11 +158,19 @@ def test_a_model_compiled_before_is_assembled_from_its_entry_without_pytensor(
     folder, first, _ = entered
     monkeypatch.setattr(nutpie_cache, "MODEL_CACHE", folder)
     again = _compile(_built(hs))  # a new PyMC model object, as in a new process
-    assert first.logp_func is not None and again.logp_func is None  # nothing compiled
+    assert first.logp_func is not None
+    _assembled_alike(first, again)
+
+
+def _assembled_alike(first, again) -> None:
+    """``again``, assembled from the cache without compiling, is ``first`` in every part
+    nutpie uses: density, gradient, traced values, starting point and layout."""
+    assert again.logp_func is None  # nothing compiled
     assert again.compiled_logp_func.cache_hits == again.compiled_expand_func.cache_hits == 1
-    x = first.initial_point_func(0) + np.linspace(-0.3, 0.3, first.n_dim)
-    _same_density(first, again, x)
-    np.testing.assert_array_equal(again.initial_point_func(0), first.initial_point_func(0))
+    start = first.initial_point_func(0)
+    assert again.initial_point_func(0).tobytes() == start.tobytes()
+    assert again.initial_point_func(3).tobytes() == start.tobytes()  # no jitter, any chain
+    _same_density(first, again, start + np.linspace(-0.3, 0.3, first.n_dim))
     assert (again.n_dim, again.n_expanded, again.shapes, again.dims) == (
         first.n_dim,
         first.n_expanded,
@@ -260,3 +269,110 @@ def test_nutpie_loaded_without_arviz_leaves_the_real_arviz_to_a_later_import():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300
     )
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+# ---- the record of a model-building call: a cached model loaded without PyMC's graph work ----
+def _call(data: pd.DataFrame, model: str = MODEL, prior_scale: float = 1.0, **options):
+    """A build of the model from new objects (as in a new process) and the key of its call."""
+    partable = build_partable(parse(model), prior_scale=prior_scale)
+    options = {"likelihood": "marginal", **options}
+    key = nutpie_cache.build_key(pymc_model, partable, data.copy(), **options)
+    return pymc_model(partable, data.copy(), **options), key
+
+
+def _compile_call(built, key):
+    return compile_pymc_model(built.model, initial_points=built.initial_values, build=key)
+
+
+def _no_graph_work(monkeypatch) -> None:
+    """PyMC deriving the log density or compiling the initial point now fails the test."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("PyMC's graph work for a recorded build")
+
+    monkeypatch.setattr(nutpie_cache, "make_initial_point_fn", fail)
+    monkeypatch.setattr(nutpie_cache._ModelGraph, "of", fail)
+
+
+def test_a_model_built_by_the_same_call_loads_without_pymcs_graph_work(
+    hs, model_cache, monkeypatch
+):
+    first = _compile_call(*_call(hs))
+    assert len(list((model_cache / "builds").glob("*.json"))) == 1
+    _no_graph_work(monkeypatch)
+    _assembled_alike(first, _compile_call(*_call(hs)))
+
+
+def test_the_build_key_changes_with_what_a_model_is_built_from_and_only_with_that(hs, monkeypatch):
+    same = _call(hs)[1]
+    assert _call(hs, save_latent=False, centre_locations=True)[1] == same  # defaults given
+    nudged = hs.copy()
+    nudged.loc[0, "x1"] = np.nextafter(nudged.loc[0, "x1"], np.inf)
+    renamed = hs.rename(columns={"x9": "y9"})
+    changed = {
+        "an answer's last bit": _call(nudged)[1],
+        "a respondent fewer": _call(hs.iloc[1:])[1],
+        "a column not in the model renamed": _call(renamed)[1],
+        "another model": _call(hs, model=MODEL + "speed =~ x7 + x8 + x9\n")[1],
+        "priors widened": _call(hs, prior_scale=2.0)[1],
+        "another likelihood": _call(hs, likelihood="conditional")[1],
+        "intercepts not centred": _call(hs, centre_locations=False)[1],
+        "latent scores kept": _call(hs, save_latent=True)[1],
+    }
+    assert same not in changed.values()
+    assert len(set(changed.values())) == len(changed), changed
+    monkeypatch.setattr(nutpie_cache, "_package_source", lambda: b"the next version")
+    assert _call(hs)[1] != same  # bayes_sor's code builds the graph
+
+
+def test_a_build_key_is_the_same_in_a_fresh_process(hs):
+    """The CLI's next run must find the record: nothing in the key may depend on the process
+    (its hash seed, object identities)."""
+    probe = (
+        "import pandas as pd\n"
+        "from paths import ROOT\n"
+        "from test_nutpie_cache import _call\n"
+        "print(_call(pd.read_csv(ROOT / 'data/holzinger_swineford.csv'))[1])\n"
+    )
+    tests = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(tests), str(tests / "sampling")]),
+        "PYTHONHASHSEED": "12345",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.stdout.strip() == _call(hs)[1], result.stderr[-2000:]
+
+
+def test_an_argument_that_cannot_be_pickled_gives_no_key_and_no_record(hs, model_cache):
+    assert nutpie_cache.build_key(pymc_model, build_partable(parse(MODEL)), lambda: hs) is None
+    built, _ = _call(hs)
+    assert _compile_call(built, None).logp_func is not None
+    assert not (model_cache / "builds").exists()
+
+
+@pytest.mark.parametrize(
+    "damage", ["entry gone", "not json", "another model's record", "other data shapes"]
+)
+def test_a_record_that_does_not_fit_means_the_long_way_not_a_wrong_model(hs, model_cache, damage):
+    built, key = _call(hs)
+    first = _compile_call(built, key)
+    (record_path,) = (model_cache / "builds").glob("*.json")
+    record = json.loads(record_path.read_text())
+    if damage == "entry gone":
+        (model_cache / f"{record['graph']}.json").unlink()
+    elif damage == "not json":
+        record_path.write_text("{")
+    elif damage == "another model's record":  # as if two calls' keys were equal
+        other = _compile_call(*_call(hs, model="visual =~ x1 + x2 + x3\n"))
+        assert other.n_dim != first.n_dim
+        (other_path,) = set((model_cache / "builds").glob("*.json")) - {record_path}
+        record_path.write_text(other_path.read_text())
+    elif damage == "other data shapes":
+        record["data"]["item_mean"] = [[7]]
+        record_path.write_text(json.dumps(record))
+    again = _compile_call(*_call(hs))
+    assert again.n_dim == first.n_dim
+    _same_density(first, again, first.initial_point_func(0) + 0.05)
