@@ -9,9 +9,10 @@ changes: a conclusion that flips is one that depends on the prior.
 
 The log prior is evaluated per draw in NumPy from ``par`` and the priors in the parameter table,
 in the parameterisation each prior is stated in: ``[sd]`` priors at the standard deviation,
-``beta`` residual-correlation priors at (rho + 1) / 2, the LKJ prior as (eta - 1) log det R of
-the exogenous latents' correlation matrix (its normalising constant cancels). Latent scores of a
-conditional fit (their N(0, 1)) belong to the model, not the prior, and are not scaled.
+``beta`` residual-correlation priors at (rho + 1) / 2 (``normal`` ones at rho), the LKJ prior
+as (eta - 1) log det R of the exogenous latents' correlation matrix (its normalising constant
+cancels). Latent scores of a conditional fit (their N(0, 1)) belong to the model, not the
+prior, and are not scaled.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class PriorGroup:
     """Free parameters sharing a prior family and scale, evaluated in one vectorised call."""
 
     family: str
-    scale: str  # "value", "sd" (a [sd] prior) or "correlation" (beta on (rho + 1) / 2)
+    # "value", "sd" (a [sd] prior), "correlation" (beta on (rho + 1) / 2) or "rho" (normal on
+    # the correlation; its truncation to (-1, 1) is a constant)
+    scale: str
     pos: np.ndarray
     variances: np.ndarray  # (n, 2) positions of the variances behind a correlation
     args: np.ndarray
@@ -94,7 +97,10 @@ def prior_plan(partable: ParTable) -> PriorPlan:
             lkj_rows.append((int(pos), exo.index(r.lhs), exo.index(r.rhs), pair))
             continue
         correlation = r.op == "~~" and r.lhs != r.rhs
-        scale = "correlation" if correlation else "sd" if prior.on_sd else "value"
+        if correlation:  # beta on (rho + 1) / 2, normal on rho (model/parameters.py)
+            scale = "correlation" if prior.family == "beta" else "rho"
+        else:
+            scale = "sd" if prior.on_sd else "value"
         members.setdefault((prior.family, scale), []).append((int(pos), prior.args, pair))
     groups = [
         PriorGroup(
@@ -121,8 +127,9 @@ def prior_terms(
     values, names = [], []
     for g in plan.groups:
         value = par[..., g.pos]
-        if g.scale == "correlation":
-            value = (_correlation(par, g.pos, g.variances[:, 0], g.variances[:, 1]) + 1) / 2
+        if g.scale in ("correlation", "rho"):
+            value = _correlation(par, g.pos, g.variances[:, 0], g.variances[:, 1])
+            value = (value + 1) / 2 if g.scale == "correlation" else value
         elif g.scale == "sd":
             value = np.sqrt(value)
         values.append(_logpdf(g.family, value, g.args))

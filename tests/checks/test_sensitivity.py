@@ -21,10 +21,12 @@ x1 ~~ m1
 """
 
 
-def test_numpy_log_prior_matches_the_pymc_model():
+@pytest.mark.parametrize("residual", ["", 'prior("normal(0,0.2)")*'])
+def test_numpy_log_prior_matches_the_pymc_model(residual):
     """Differences of log prior between two points equal those of the PyMC model's priors
-    (constants aside): [sd] priors, halfnormal first loadings, beta residual correlations."""
-    pt = build_partable(MEDIATION.format(a="a*"))
+    (constants aside): [sd] priors, halfnormal first loadings, beta residual correlations,
+    and a normal prior on a residual correlation (evaluated at (rho + 1) / 2 before)."""
+    pt = build_partable(MEDIATION.format(a="a*").replace("x1 ~~ m1", f"x1 ~~ {residual}m1"))
     data = simulate(pt, truth(pt, {"x1~~m1": 0.1}), 50, seed=0)
     model = pymc_model(pt, data).model
     logp = model.compile_logp(vars=model.free_RVs, jacobian=False)
