@@ -79,7 +79,7 @@ def step_measures(run: Run, rng: np.random.Generator) -> tuple[dict, np.ndarray]
     """One step's PPP, BRMSEA / BCFI (mean and interval) and LOO, and its pointwise ELPD."""
     kind, why = loglik_kind(run)
     if kind is None:
-        raise BayesSORError(f"the invariance ladder compares steps by LOO, which needs {why}")
+        raise BayesSORError(f"the invariance ladder compares the steps by LOO, unavailable: {why}")
     elpd = loo(loglik_tree(run, pointwise_loglik(run, kind)))
     draws = run.draws[thin(len(run.draws), MAX_DRAWS)]
     groups = group_replications(run, draws, rng)

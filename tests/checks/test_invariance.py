@@ -11,8 +11,9 @@ import pytest
 import xarray as xr
 from fakes import group_answers, mixed_labels, two_group_cfa, write_run
 
-from bayes_sor.checks.invariance import COLUMNS, ladder_table, verdict
+from bayes_sor.checks.invariance import COLUMNS, ladder_table, step_measures, verdict
 from bayes_sor.checks.loglik import loglik_tree, loo, pointwise_loglik
+from bayes_sor.errors import BayesSORError
 from bayes_sor.runs.rundir import load_run
 
 
@@ -59,3 +60,16 @@ def test_verdict_a_step_fails_only_beyond_two_standard_errors():
     assert verdict(5.0, 3.6) == "holds"
     assert verdict(-7.0, 3.6) == "holds"
     assert verdict(-13.7, 6.0).startswith("fails: the constraints cost 13.7 ELPD (> 2 x SE 6.0)")
+
+
+def test_a_step_without_a_pointwise_log_likelihood_is_refused_with_the_reason(tmp_path):
+    """The ladder compares steps by LOO: a run without respondents (covariance matrices) has
+    no pointwise log-likelihood, and the message says so rather than failing inside LOO."""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(200, 1)
+    draws = np.broadcast_to(par, (2, 20, len(par))).copy()
+    path = write_run(
+        tmp_path / "run", pt, draws, group_answers(pt, par, labels, 2), summary=True, groups=labels
+    )
+    with pytest.raises(BayesSORError, match="by LOO, unavailable: covariance-matrix input"):
+        step_measures(load_run(path), np.random.default_rng(0))
