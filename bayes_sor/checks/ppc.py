@@ -434,7 +434,8 @@ def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.
     """The predictive checks of a multiple-group run, as blavaan: per group its PPP,
     chi-square and SRMR from its own replications; overall the PPP of the chi-square summed
     over the groups (per draw), the summed chi-square, SRMR weighted by the groups' sizes (as
-    lavaan) and LOO over every respondent under their own group's moments. Residual
+    lavaan), LOO over every respondent under their own group's moments and BRMSEA / BCFI /
+    BTLI of the summed chi-square (:func:`~bayes_sor.checks.fit_indices.fit_indices`). Residual
     correlations and item checks per group (a ``group`` column)."""
     rng = np.random.default_rng(seed)
     draws = run.draws[thin(len(run.draws), max_draws)]
