@@ -54,3 +54,23 @@ def test_a_rows_cpu_seconds_count_its_child_processes_work_not_its_waiting(tmp_p
     )
     assert status == 0
     assert 0.6 <= cpu < wall - 0.5
+
+
+def test_every_fit_rows_model_exists_and_the_two_group_row_splits_study_a_by_gender():
+    """Each bayes_sor row's model file exists (a bundled one or a benchmark's own variant);
+    the two-group Study A row fits the interaction-free Study A by the data's gender column,
+    whose two levels each have more respondents than items."""
+    import pandas as pd
+
+    from bayes_sor.spec.partable import build_partable
+
+    for model, _, extra in bench_run.WORKLOADS.values():
+        if extra != bench_run.STAN:
+            assert bench_run.model_file(model).is_file(), model
+    model, data, extra = bench_run.WORKLOADS["study_a_marginal_two_group_nutpie"]
+    assert bench_run.WORKLOADS["study_a_marginal_nutpie"][:2] == (model, data)
+    pt = build_partable(bench_run.model_file(model).read_text())
+    assert not pt.interactions
+    answers = pd.read_csv(ROOT / "data" / f"{data}.csv")
+    sizes = answers[extra[extra.index("--group") + 1]].value_counts()
+    assert len(sizes) == 2 and sizes.min() > len(pt.indicators) + 1

@@ -1,7 +1,8 @@
 """Bayesian approximate fit indices (Garnier-Villarreal & Jorgensen 2020, as blavaan).
 
 BRMSEA, BCFI and BTLI per posterior draw from the chi-square discrepancy of each draw, the
-effective number of parameters pD and the independence (null) model's chi-square draws.
+effective number of parameters pD and the independence (null) model's chi-square draws; a
+multiple-group run's summed over its groups, as blavaan's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from bayes_sor.checks.loglik import loglik_tree, loo, marginal_loglik, pointwise_loglik
-from bayes_sor.checks.predictive import CaseWise, Implied, implied, ml_discrepancy
+from bayes_sor.checks.predictive import CaseWise, Implied, implied, ml_discrepancy, n_moments
 from bayes_sor.runs.rundir import Run
 
 
@@ -49,32 +50,68 @@ def null_model(run: Run, n_draws: int, rng: np.random.Generator) -> tuple[np.nda
 
 
 def bayes_fit_indices(
-    chi2: np.ndarray, p_d: float, chi2_null: np.ndarray, p_d_null: float, n: int, moments: int
+    chi2: np.ndarray,
+    p_d: float,
+    chi2_null: np.ndarray,
+    p_d_null: float,
+    n: int,
+    moments: int,
+    groups: int = 1,
 ) -> dict[str, np.ndarray]:
-    """BRMSEA, BCFI, BTLI per draw (blavaan's ``BayesRelFit``, ``rescale = "devM"``).
+    """BRMSEA, BCFI, BTLI per draw (blavaan's ``BayesChiFit``, ``rescale = "devM"``).
 
-    ``moments``: p*, the modelled sample moments; noncentrality chi2 - p*, floored at 0.
+    ``moments``: p*, the modelled sample moments of all ``groups`` together; noncentrality
+    chi2 - p*, floored at 0; ``n`` the respondents of all groups. As blavaan's BayesChiFit
+    (R/ctr_bayes_fit.R: ``p <- p * Ngr``, ``BRMSEA = sqrt(nonc / (dif.ppD * N)) * sqrt(Ngr)``)
+    and lavaan's multiple-group RMSEA, BRMSEA is scaled by sqrt(G): each group's discrepancy
+    is measured against its own N, not the total.
     """
     df = moments - p_d
     nonc = np.maximum(chi2 - moments, 0.0)
     nonc_null = chi2_null - moments
     null_part = (chi2_null - p_d_null) / (moments - p_d_null)
     return {
-        "brmsea": np.sqrt(nonc / (df * n)),
+        "brmsea": np.sqrt(nonc / (df * n)) * np.sqrt(groups),
         "bcfi": 1 - nonc / nonc_null,
         "btli": (null_part - (chi2 - p_d) / df) / (null_part - 1),
     }
 
 
+def fit_indices(
+    run: Run, chi2: np.ndarray, p_d: float, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], float]:
+    """:func:`bayes_fit_indices` of a run of one or more groups, and the null model's pD.
+
+    ``chi2``: the discrepancy per draw summed over the groups. As blavaan, the null model is
+    the independence model of each group (:func:`null_model` of its answers); its chi-square
+    draws and its pD add over the groups, and p* counts every group's moments.
+    """
+    groups = [group for _, group in run.by_group()]
+    nulls = [null_model(group, len(chi2), rng) for group in groups]
+    chi2_null = np.sum([c for c, _ in nulls], axis=0)
+    p_d_null = float(sum(p for _, p in nulls))
+    moments = model_moments(run)
+    indices = bayes_fit_indices(chi2, p_d, chi2_null, p_d_null, run.n_obs, moments, len(groups))
+    return indices, p_d_null
+
+
+def model_moments(run: Run) -> int:
+    """p*: the sample moments the model reproduces, every group's."""
+    return sum(n_moments(len(g.items), g.mean is not None) for _, g in run.by_group())
+
+
 def effective_parameters(
     run: Run, chi2: np.ndarray, p_loo: float | None = None
 ) -> tuple[float, str]:
-    """pD of the Bayesian fit indices: p_loo of the marginal model, else DIC-style."""
+    """pD of the Bayesian fit indices: p_loo of the marginal model, else DIC-style (the
+    chi-square summed over the groups, at the posterior mean)."""
     if p_loo is not None:
         return p_loo, "p_loo of the marginal model"
     if run.y is not None:
         ll = pointwise_loglik(run, "marginal_approx" if run.partable.interactions else "marginal")
         return float(loo(loglik_tree(run, ll)).p), "p_loo of the marginal model"
-    centre = implied(run.rep, run.draws.mean(axis=0)[None])
-    at_mean = ml_discrepancy(run.n_obs, run.mean, run.cov, centre)[0]
+    centre = run.draws.mean(axis=0)[None]
+    at_mean = sum(
+        ml_discrepancy(g.n_obs, g.mean, g.cov, implied(g.rep, centre))[0] for _, g in run.by_group()
+    )
     return float(chi2.mean() - at_mean), "DIC-style: mean chi2 - chi2 at the posterior mean"

@@ -4,40 +4,38 @@ COLUMN``.
 Fits the model in every group four times, each step adding lavaan's ``group.equal`` kinds:
 configural (none), metric (loadings), scalar (+ intercepts), strict (+ residual variances),
 and compares each step with the one before it: the posterior predictive p-value of the
-chi-square discrepancy (PPP; a model that fits gives about 0.5, below 0.05 a misfit), PSIS-LOO
+chi-square discrepancy (PPP; a model that fits gives about 0.5, below 0.05 a misfit), BRMSEA
+and BCFI (Garnier-Villarreal & Jorgensen 2020, as blavaan's for multiple groups), PSIS-LOO
 (ELPD) per step, and the ELPD difference to the step before with its standard error. A step
 holds when its constraints cost no clear predictive accuracy: its ELPD difference is above
 -2 SE (lavaan's LRT answers the same question with a chi-square difference test).
 
-The log-likelihood is each respondent's marginal normal density under their group's implied
-moments (case-wise over the answered items). The PPP's discrepancy is, per draw, the
-likelihood-ratio statistic of the groups' sample moments against the implied ones,
-sum_g n_g [log|Sigma_g| + tr(Sigma_g^-1 S_g) + d_g' Sigma_g^-1 d_g - log|S_g| - p], for the data
-and for data replicated from the draw (their sufficient statistics drawn directly: the mean
-normal, the scatter Wishart); with missing answers it is not computed.
+Each step is read as a run (:class:`~bayes_sor.runs.rundir.Run`, its groups through
+``Run.by_group``) and measured by the checks every run gets: the log-likelihood of
+:mod:`bayes_sor.checks.loglik` (each respondent's marginal density under their group's
+implied moments, case-wise over the answered items), the PPP of ``ppc``'s replications
+(:func:`bayes_sor.checks.ppc.group_replications`: the chi-square summed over the groups, as
+blavaan) and the fit indices of :mod:`bayes_sor.checks.fit_indices` (pD = p_loo).
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
-from bayes_sor.checks.loglik import mvn_logpdf
-from bayes_sor.data.missing import casewise_pointwise_loglik
+from bayes_sor.checks.fit_indices import fit_indices
+from bayes_sor.checks.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
+from bayes_sor.checks.ppc import group_replications, observed_scale
+from bayes_sor.checks.predictive import thin
 from bayes_sor.errors import BayesSORError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import markdown_table
 from bayes_sor.runs.fit import FitResult, fit, read_model
-from bayes_sor.runs.rundir import write_csv
+from bayes_sor.runs.rundir import Run, run_from_tree, write_csv
 from bayes_sor.sampling.samplers import SamplerSettings
-from bayes_sor.spec.matrices import implied_mean, implied_moments, representation
-from bayes_sor.spec.partable import ParTable
 
 #: the ladder: each step's ``group.equal`` kinds
 STEPS = {
@@ -46,13 +44,21 @@ STEPS = {
     "scalar": ["loadings", "intercepts"],
     "strict": ["loadings", "intercepts", "residuals"],
 }
-#: draws used for the PPP and the LOO (thinned evenly from the posterior)
+#: draws used for the PPP and the fit indices (thinned evenly from the posterior)
 MAX_DRAWS = 1000
+#: the fit indices' interval (blavaan's summary: 90%)
+INDEX_CI = 0.9
 COLUMNS = [
     "step",
     "group.equal",
     "n_free",
     "ppp",
+    "brmsea",
+    "brmsea.ci.lower",
+    "brmsea.ci.upper",
+    "bcfi",
+    "bcfi.ci.lower",
+    "bcfi.ci.upper",
     "elpd_loo",
     "se",
     "p_loo",
@@ -64,114 +70,47 @@ COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class GroupData:
-    """Each group's answers (NaN where missing), in the table's group order."""
-
-    answers: list[np.ndarray]
-
-    @classmethod
-    def of(cls, result: FitResult) -> GroupData:
-        frame, labels = result.dataset.frame, result.dataset.groups.to_numpy()
-        y = frame[result.partable.indicators].to_numpy(dtype=float)
-        return cls([y[labels == g] for g in result.partable.groups])
+def step_run(name: str, result: FitResult) -> Run:
+    """A step's fit (in memory) as a run, read as a saved one would be."""
+    return run_from_tree(Path(name), result.idata, partable=result.partable)
 
 
-def group_moments(partable: ParTable, par: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(mean (S, p), covariance (S, p, p)) of each group for draws ``par`` (S, n_par)."""
-    out = []
-    for g in range(1, len(partable.groups) + 1):
-        rep = representation(partable, g)
-        out.append((implied_mean(rep, par), implied_moments(rep, par).item_cov))
-    return out
-
-
-def pointwise_loglik(moments: list, data: GroupData) -> np.ndarray:
-    """log density of each respondent's answers under their group's moments: (S, N), the
-    respondents group by group."""
-    parts = []
-    for (mean, cov), y in zip(moments, data.answers, strict=True):
-        if np.isnan(y).any():
-            parts.append(casewise_pointwise_loglik(y, mean, cov))
-        else:
-            parts.append(mvn_logpdf(y[None] - mean[:, None], cov))
-    return np.concatenate(parts, axis=1)
-
-
-def _discrepancy(n: int, ybar, scatter, mean, cov) -> np.ndarray:
-    """n [log|Sigma| + tr(Sigma^-1 S) + d' Sigma^-1 d - log|S| - p], S = scatter / n."""
-    d = ybar - mean
-    s = np.broadcast_to(scatter / n, (*d.shape[:-1], d.shape[-1], d.shape[-1]))
-    solved = np.linalg.solve(cov, np.concatenate([s, d[..., None]], axis=-1))
-    trace = np.trace(solved[..., :-1], axis1=-2, axis2=-1)
-    quad = (d * solved[..., -1]).sum(axis=-1)
-    logdet = np.linalg.slogdet(cov)[1] - np.linalg.slogdet(s)[1]
-    return n * (logdet + trace + quad - s.shape[-1])
-
-
-def ppp(moments: list, data: GroupData, rng: np.random.Generator) -> float:
-    """P(discrepancy of replicated data > that of the data), NaN with missing answers."""
-    # scipy.stats takes ~0.6 s to import: loaded where used, not by every command
-    from scipy import stats
-
-    if any(np.isnan(y).any() for y in data.answers):
-        return float("nan")
-    observed = replicated = 0.0
-    for (mean, cov), y in zip(moments, data.answers, strict=True):
-        n = len(y)
-        ybar = y.mean(axis=0)
-        scatter = (y - ybar).T @ (y - ybar)
-        observed = observed + _discrepancy(n, ybar, scatter, mean, cov)
-        chol = np.linalg.cholesky(cov)
-        rep_mean = mean + (chol @ rng.standard_normal((*mean.shape, 1)))[..., 0] / np.sqrt(n)
-        rep_scatter = np.stack(
-            [stats.wishart(df=n - 1, scale=c).rvs(random_state=rng) for c in cov]
-        )
-        replicated = replicated + _discrepancy(n, rep_mean, rep_scatter, mean, cov)
-    return float(np.mean(replicated > observed))
-
-
-def step_draws(result: FitResult) -> np.ndarray:
-    """At most :data:`MAX_DRAWS` draws of ``par`` (S, n_par), thinned evenly."""
-    par = result.idata["posterior"]["par"].values
-    par = par.reshape(-1, par.shape[-1])
-    return par[np.linspace(0, len(par) - 1, min(MAX_DRAWS, len(par))).astype(int)]
-
-
-def _loo(ll: np.ndarray):
-    # arviz_stats imports scipy.stats (~0.6 s): loaded where used, not by every command
-    import arviz_stats as azs
-
-    tree = xr.DataTree.from_dict(
-        {
-            "posterior": xr.Dataset({"x": (("chain", "draw"), np.zeros((1, ll.shape[0])))}),
-            "log_likelihood": xr.Dataset({"items": (("chain", "draw", "obs"), ll[None])}),
-        }
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return azs.loo(tree, pointwise=True, var_name="items")
+def step_measures(run: Run, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    """One step's PPP, BRMSEA / BCFI (mean and interval) and LOO, and its pointwise ELPD."""
+    kind, why = loglik_kind(run)
+    if kind is None:
+        raise BayesSORError(f"the invariance ladder compares the steps by LOO, unavailable: {why}")
+    elpd = loo(loglik_tree(run, pointwise_loglik(run, kind)))
+    draws = run.draws[thin(len(run.draws), MAX_DRAWS)]
+    groups = group_replications(run, draws, rng)
+    d_obs = sum(reps.d_obs for _, _, reps in groups)
+    d_rep = sum(reps.d_rep for _, _, reps in groups)
+    row = {
+        "ppp": float(np.mean(d_rep >= d_obs)),
+        "elpd_loo": float(elpd.elpd),
+        "se": float(elpd.se),
+        "p_loo": float(elpd.p),
+    }
+    if all(observed_scale(group)[1] == "continuous" for _, group, _ in groups):
+        indices, _ = fit_indices(run, d_obs, float(elpd.p), rng)
+        for name in ("brmsea", "bcfi"):
+            lo, hi = np.quantile(indices[name], [(1 - INDEX_CI) / 2, (1 + INDEX_CI) / 2])
+            row |= {name: indices[name].mean(), f"{name}.ci.lower": lo, f"{name}.ci.upper": hi}
+    return row, np.asarray(elpd.elpd_i).ravel()
 
 
 def ladder_table(steps: dict[str, FitResult], seed: int = 0) -> pd.DataFrame:
-    """One row per step: PPP, ELPD (SE), the ELPD difference to the step before (SE) and the
-    verdict, with the step's convergence."""
+    """One row per step: PPP, BRMSEA and BCFI, ELPD (SE), the ELPD difference to the step
+    before (SE) and the verdict, with the step's convergence."""
     rng = np.random.default_rng(seed)
     rows, before = [], None
     for name, result in steps.items():
-        data = GroupData.of(result)
-        moments = group_moments(result.partable, step_draws(result))
-        ll = pointwise_loglik(moments, data)
-        elpd = _loo(ll)
-        pointwise = np.asarray(elpd.elpd_i).ravel()
+        measures, pointwise = step_measures(step_run(name, result), rng)
         row = {
             "step": name,
             "group.equal": ",".join(result.partable.options.get("group.equal") or []) or "none",
             "n_free": result.partable.n_free,
-            "ppp": ppp(moments, data, rng),
-            "elpd_loo": float(elpd.elpd),
-            "se": float(elpd.se),
-            "p_loo": float(elpd.p),
+            **measures,
             "elpd_diff": np.nan,
             "dse": np.nan,
             "verdict": "baseline",
@@ -203,6 +142,11 @@ def summary_text(table: pd.DataFrame, group: str, labels: list[str]) -> str:
         markdown_table(table, digits=3),
         "",
     ]
+    lines.append(
+        f"BRMSEA and BCFI: posterior means and {INDEX_CI:.0%} intervals (blavaan's "
+        "blavFitIndices for multiple groups; pD = p_loo)."
+    )
+    lines.append("")
     for r in table.iloc[1:].to_dict("records"):
         lines.append(
             f"- {r['step']} ({r['group.equal']} equal): ELPD difference {r['elpd_diff']:.1f} "

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayes_sor.checks.fit_indices import bayes_fit_indices, effective_parameters, null_model
+from bayes_sor.checks.fit_indices import effective_parameters, fit_indices, model_moments
 from bayes_sor.checks.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
 from bayes_sor.checks.predictive import (
     REPLICATION_TOL,
@@ -42,7 +42,6 @@ from bayes_sor.checks.predictive import (
     implied,
     item_moments,
     ml_discrepancy,
-    n_moments,
     ordinal_codes,
     pairwise_g2,
     replicate,
@@ -95,7 +94,7 @@ def item_constructs(run: Run) -> dict[str, str]:
     return {item: "+".join(loads.loc[loads.rhs == item, "lhs"]) for item in run.items}
 
 
-def _observed_scale(run: Run) -> tuple[np.ndarray | None, str]:
+def observed_scale(run: Run) -> tuple[np.ndarray | None, str]:
     """Observed data on the scale replications are compared on, and the kind of data.
 
     Kinds: ``continuous``, ``ordinal`` (answers as category codes), ``mixed``, ``summary``
@@ -140,7 +139,7 @@ def replicate_all(
     With missing answers a replication misses the same answers as the data, and its moments
     are the saturated model's (EM), fitted per replication.
     """
-    observed, _ = _observed_scale(run)
+    observed, _ = observed_scale(run)
     answered = None if run.y is None else ~np.isnan(run.y)
     incomplete = answered is not None and not answered.all()
     patterns = Patterns.of(run.y) if incomplete else None
@@ -230,7 +229,8 @@ def fit_measures(
     rows += _loo_rows(elpd, ll_kind, why, notes)
     if kind in ("continuous", "summary"):
         marginal_p = None if elpd is None or ll_kind == "conditional" else float(elpd.p)
-        rows += _chisq_index_rows(run, reps, ci, rng, notes, marginal_p)
+        srmr_rows = _interval_rows("srmr", reps.srmr, ci, "posterior of SRMR (Bentler, as lavaan)")
+        rows += _chisq_index_rows(run, reps.d_obs, srmr_rows, ci, rng, notes, marginal_p)
     else:
         notes.append(
             "SRMR, BRMSEA, BCFI and BTLI are chi-square based and reported for "
@@ -266,26 +266,29 @@ def _loo_rows(elpd, kind: str | None, why: str, notes: list[str]) -> list[tuple]
 
 def _chisq_index_rows(
     run: Run,
-    reps: _Replications,
+    d_obs: np.ndarray,
+    srmr_rows: list[tuple],
     ci: float,
     rng: np.random.Generator,
     notes: list[str],
     p_loo: float | None,
 ) -> list[tuple]:
-    p_d, how = effective_parameters(run, reps.d_obs, p_loo)
-    chi2_null, p_d_null = null_model(run, len(reps.d_obs), rng)
-    moments = n_moments(len(run.items), run.mean is not None)
-    baseline = _baseline_chisq(run)
-    indices = bayes_fit_indices(reps.d_obs, p_d, chi2_null, p_d_null, run.n_obs, moments)
+    """pD, the baseline model, SRMR (``srmr_rows``) and BRMSEA / BCFI / BTLI of the chi-square
+    ``d_obs`` (summed over the groups of a multiple-group run, as blavaan)."""
+    p_d, how = effective_parameters(run, d_obs, p_loo)
+    indices, p_d_null = fit_indices(run, d_obs, p_d, rng)
+    baseline = sum(_baseline_chisq(group) for _, group in run.by_group())
     null_note = "null model: independence model, closed-form posterior (Jeffreys prior)"
+    if run.partable.groups:
+        null_note += ", per group"
     notes.append(f"BCFI/BTLI: {null_note}; pD: {how}")
     rows = [
         ("pd", p_d, how),
-        ("df_adj", moments - p_d, "p* - pD"),
+        ("df_adj", model_moments(run) - p_d, "p* - pD"),
         ("baseline.chisq", float(baseline), "ML chi-square of the independence model"),
         ("baseline.pd", p_d_null, null_note),
+        *srmr_rows,
     ]
-    rows += _interval_rows("srmr", reps.srmr, ci, "posterior of SRMR (Bentler, as lavaan)")
     for name, values in indices.items():
         rows += _interval_rows(name, values, ci, "Garnier-Villarreal & Jorgensen (2020)")
     return rows
@@ -377,7 +380,7 @@ def predictive_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float =
     if run.partable.groups:
         return grouped_check(run, max_draws, seed, ci)
     rng = np.random.default_rng(seed)
-    observed, kind = _observed_scale(run)
+    observed, kind = observed_scale(run)
     if kind in ("ordinal", "mixed"):
         _check_categories(run, observed)
     if kind == "summary":
@@ -420,7 +423,7 @@ def group_replications(
     group's own implied moments, its discrepancies against them."""
     out = []
     for label, group in run.by_group():
-        _, kind = _observed_scale(group)
+        _, kind = observed_scale(group)
         out.append(
             (label, group, replicate_all(group, implied(group.rep, draws), draws, kind, rng))
         )
@@ -431,7 +434,8 @@ def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.
     """The predictive checks of a multiple-group run, as blavaan: per group its PPP,
     chi-square and SRMR from its own replications; overall the PPP of the chi-square summed
     over the groups (per draw), the summed chi-square, SRMR weighted by the groups' sizes (as
-    lavaan) and LOO over every respondent under their own group's moments. Residual
+    lavaan), LOO over every respondent under their own group's moments and BRMSEA / BCFI /
+    BTLI of the summed chi-square (:func:`~bayes_sor.checks.fit_indices.fit_indices`). Residual
     correlations and item checks per group (a ``group`` column)."""
     rng = np.random.default_rng(seed)
     draws = run.draws[thin(len(run.draws), max_draws)]
@@ -443,7 +447,6 @@ def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.
         "multiple groups: each group replicated from its own implied moments; the overall "
         "PPP compares the chi-square summed over the groups (as blavaan), the overall SRMR "
         "is the groups' weighted by their sizes (as lavaan)",
-        "BRMSEA, BCFI and BTLI are not computed for multiple-group runs",
     ]
     rows: list[tuple] = [
         ("npar", float(run.partable.n_free), ""),
@@ -455,7 +458,16 @@ def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.
     ll_kind, why = loglik_kind(run)
     elpd = None if ll_kind is None else loo(loglik_tree(run, pointwise_loglik(run, ll_kind)))
     rows += _loo_rows(elpd, ll_kind, why, notes)
-    rows += _interval_rows("srmr", srmr_all, ci, "weighted by the groups' sizes (as lavaan)")
+    srmr_rows = _interval_rows("srmr", srmr_all, ci, "weighted by the groups' sizes (as lavaan)")
+    if all(observed_scale(group)[1] in ("continuous", "summary") for _, group, _ in groups):
+        marginal_p = None if elpd is None or ll_kind == "conditional" else float(elpd.p)
+        rows += _chisq_index_rows(run, d_obs, srmr_rows, ci, rng, notes, marginal_p)
+    else:
+        rows += srmr_rows
+        notes.append(
+            "SRMR, BRMSEA, BCFI and BTLI are chi-square based and reported for "
+            "continuous items only"
+        )
     frames = [_group_frame(ALL_GROUPS, rows)]
     residuals, items, observed = [], [], []
     for label, group, reps in groups:
@@ -466,7 +478,7 @@ def grouped_check(run: Run, max_draws: int = 1000, seed: int = 1, ci: float = 0.
             *_interval_rows("srmr", reps.srmr, ci, "posterior of SRMR (Bentler, as lavaan)"),
         ]
         frames.append(_group_frame(label, group_rows))
-        scale, _ = _observed_scale(group)
+        scale, _ = observed_scale(group)
         observed.append(scale)
         residuals.append(residual_table(group, scale, reps.corr, ci).assign(group=label))
         items.append(item_table(group, scale, reps.stats, ci).assign(group=label))

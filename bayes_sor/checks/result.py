@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bayes_sor.errors import BayesSORError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.figures import save_png, write_readable
 from bayes_sor.report.sections import append_report_section
@@ -164,13 +163,11 @@ def add_check_command(
     check: Check,
     declare: Callable[[argparse.ArgumentParser], None] | None = None,
     validate: Callable[[argparse.Namespace], None] | None = None,
-    groups: bool = True,
 ) -> None:
     """Register ``python -m bayes_sor NAME RUN_DIR [options]``: ``declare`` adds the command's
     options, ``validate`` refuses bad ones (before the run is read); the command then runs
     ``check`` on the run, writes each result into the run folder and prints each result's
-    ``console`` text; its exit code is 0 (a check's verdict is reported, not an error).
-    ``groups=False``: the check refuses a multiple-group run."""
+    ``console`` text; its exit code is 0 (a check's verdict is reported, not an error)."""
 
     def declare_run(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("run_dir", type=Path, help="a run folder written by 'fit'")
@@ -179,11 +176,6 @@ def add_check_command(
 
     def compute(args: argparse.Namespace) -> Outcome:
         run = load_run(args.run_dir)
-        if not groups and "group" in run.partable.table.columns:
-            raise BayesSORError(
-                f"'{name}' does not support multiple-group runs yet ({args.run_dir} was fitted "
-                "with --group); fit each group separately to check it"
-            )
         return Outcome(check(run, args), run.path)
 
     add_result_command(subparsers, name, help, compute, declare_run, validate)

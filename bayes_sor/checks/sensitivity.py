@@ -9,9 +9,10 @@ changes: a conclusion that flips is one that depends on the prior.
 
 The log prior is evaluated per draw in NumPy from ``par`` and the priors in the parameter table,
 in the parameterisation each prior is stated in: ``[sd]`` priors at the standard deviation,
-``beta`` residual-correlation priors at (rho + 1) / 2, the LKJ prior as (eta - 1) log det R of
-the exogenous latents' correlation matrix (its normalising constant cancels). Latent scores of a
-conditional fit (their N(0, 1)) belong to the model, not the prior, and are not scaled.
+``beta`` residual-correlation priors at (rho + 1) / 2 (``normal`` ones at rho), the LKJ prior
+as (eta - 1) log det R of the exogenous latents' correlation matrix (its normalising constant
+cancels). Latent scores of a conditional fit (their N(0, 1)) belong to the model, not the
+prior, and are not scaled.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.checks.loglik import loglik_kind, pointwise_loglik
+from bayes_sor.checks.ppc import ALL_GROUPS
 from bayes_sor.checks.predictive import implied, ml_discrepancy
 from bayes_sor.checks.result import CheckResult, add_check_command
 from bayes_sor.errors import BayesSORError
 from bayes_sor.report.document import markdown_table
 from bayes_sor.runs.rundir import Run
+from bayes_sor.spec.groups import approximate_rows
 from bayes_sor.spec.partable import ParTable
 from bayes_sor.spec.prior_text import parse_prior
 
@@ -58,10 +61,15 @@ def _logpdf(family: str, x: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class PriorGroup:
-    """Free parameters sharing a prior family and scale, evaluated in one vectorised call."""
+    """Free parameters sharing a prior family and scale, evaluated in one vectorised call.
+
+    ``pos`` (n, k): a parameter's value is the mean of its k rows' values (k = 1 but for the
+    common value of an approximately equal parameter, the mean over the groups)."""
 
     family: str
-    scale: str  # "value", "sd" (a [sd] prior) or "correlation" (beta on (rho + 1) / 2)
+    # "value", "sd" (a [sd] prior), "correlation" (beta on (rho + 1) / 2) or "rho" (normal on
+    # the correlation; its truncation to (-1, 1) is a constant)
+    scale: str
     pos: np.ndarray
     variances: np.ndarray  # (n, 2) positions of the variances behind a correlation
     args: np.ndarray
@@ -69,73 +77,146 @@ class PriorGroup:
 
 
 @dataclass(frozen=True)
+class LkjBlock:
+    """One group's exogenous latent correlations under its LKJ prior."""
+
+    eta: float
+    rows: list[tuple[int, int, int, tuple[int, int]]]  # (pos, i, j, variance positions)
+    name: str
+
+
+@dataclass(frozen=True)
+class Deviations:
+    """Approximate invariance: each group's deviation from the common value, N(0, sd)."""
+
+    pos: np.ndarray  # (parameters, groups)
+    sd: np.ndarray
+    names: list[str]  # per parameter and group, parameters first
+
+
+@dataclass(frozen=True)
 class PriorPlan:
     groups: list[PriorGroup]
-    lkj_eta: float
-    lkj_rows: list[tuple[int, int, int, tuple[int, int]]]  # (pos, i, j, variance positions)
+    lkj: list[LkjBlock]
+    deviations: Deviations | None
     n_exo: int
 
 
 def prior_plan(partable: ParTable) -> PriorPlan:
-    """Parse every free parameter's prior once (evaluating them is then pure NumPy)."""
+    """Parse every free parameter's prior once (evaluating them is then pure NumPy).
+
+    A multiple-group table's joint prior: each free parameter once (one shared across groups
+    too), each group's LKJ prior, and for approximately equal parameters
+    (:func:`bayes_sor.model.parameters._approximate_values`) the common value (the groups'
+    mean) under the first group's prior and the groups' deviations from it under N(0, sd). The
+    centred deviations' sum, a direction the draws of ``par`` do not carry, is independent of
+    everything else a priori and a posteriori, so its factor cancels in the power-scaling
+    weights."""
     params = partable.parameters.reset_index(drop=True)
+    group = params.group if "group" in params.columns else pd.Series(1, index=params.index)
     var_pos = {
-        r.lhs: k for k, r in enumerate(params.itertuples()) if r.op == "~~" and r.lhs == r.rhs
+        (r.lhs, g): k
+        for k, (r, g) in enumerate(zip(params.itertuples(), group, strict=True))
+        if r.op == "~~" and r.lhs == r.rhs
     }
     exo = partable.exogenous
+    approx = approximate_rows(partable)
+    position = {f: k for k, f in reversed(list(enumerate(params.free))) if f > 0}
     firsts = params.drop_duplicates("free")
-    members: dict[tuple[str, str], list[tuple[int, tuple, tuple[int, int]]]] = {}
-    lkj_rows, eta = [], 1.0
-    for pos in firsts.index[firsts.free > 0]:
-        r = params.loc[pos]
+    members: dict[tuple[str, str], list[tuple[list[int], tuple, tuple[int, int], str]]] = {}
+    lkj: dict[int, LkjBlock] = {}
+    skip = {f for ids in approx.free for f in ids}
+    for pos in firsts.index[(firsts.free > 0) & ~firsts.free.isin(skip)]:
+        r, g = params.loc[pos], group[pos]
         prior = parse_prior(r.prior, f"'{r.lhs} {r.op} {r.rhs}'")
-        pair = (var_pos.get(r.lhs, 0), var_pos.get(r.rhs, 0))
+        pair = (var_pos.get((r.lhs, g), 0), var_pos.get((r.rhs, g), 0))
         if prior.family == "lkj":
-            eta = prior.args[0]
-            lkj_rows.append((int(pos), exo.index(r.lhs), exo.index(r.rhs), pair))
+            name = "lkj(exogenous latent correlations)" + _group_tag(partable, g)
+            block = lkj.setdefault(g, LkjBlock(prior.args[0], [], name))
+            block.rows.append((int(pos), exo.index(r.lhs), exo.index(r.rhs), pair))
             continue
         correlation = r.op == "~~" and r.lhs != r.rhs
-        scale = "correlation" if correlation else "sd" if prior.on_sd else "value"
-        members.setdefault((prior.family, scale), []).append((int(pos), prior.args, pair))
+        if correlation:  # beta on (rho + 1) / 2, normal on rho (model/parameters.py)
+            scale = "correlation" if prior.family == "beta" else "rho"
+        else:
+            scale = "sd" if prior.on_sd else "value"
+        name = partable.names[pos]
+        members.setdefault((prior.family, scale), []).append(([int(pos)], prior.args, pair, name))
+    deviations = None
+    if len(approx):
+        rows = np.array([[position[f] for f in ids] for ids in approx.free])
+        for k, parameter in enumerate(approx.name):
+            prior = parse_prior(params.prior[rows[k, 0]])
+            members.setdefault((prior.family, "value"), []).append(
+                (rows[k].tolist(), prior.args, (0, 0), f"{parameter} (common value)")
+            )
+        labels = partable.groups
+        deviations = Deviations(
+            rows,
+            approx.sd.to_numpy(dtype=float),
+            [f"{n} (deviation) [{label}]" for n in approx.name for label in labels],
+        )
     groups = [
         PriorGroup(
             family,
             scale,
-            np.array([m[0] for m in rows]),
+            _padded([m[0] for m in rows]),
             np.array([m[2] for m in rows]).reshape(-1, 2),
             np.array([m[1] for m in rows], dtype=float),
-            [partable.names[m[0]] for m in rows],
+            [m[3] for m in rows],
         )
         for (family, scale), rows in members.items()
     ]
-    return PriorPlan(groups, eta, lkj_rows, len(exo))
+    return PriorPlan(groups, list(lkj.values()), deviations, len(exo))
+
+
+def _group_tag(partable: ParTable, group: int) -> str:
+    return f" [{partable.groups[group - 1]}]" if partable.groups else ""
+
+
+def _padded(positions: list[list[int]]) -> np.ndarray:
+    """Rows of positions as one (n, k) array, a short row repeating its first entry (whose
+    mean is then that entry's value)."""
+    width = max(len(p) for p in positions)
+    return np.array([p + [p[0]] * (width - len(p)) for p in positions])
 
 
 def prior_terms(
     partable: ParTable, par: np.ndarray, plan: PriorPlan | None = None
 ) -> tuple[np.ndarray, list[str]]:
-    """log prior density of each free parameter (the LKJ prior: one term) at draws ``par``.
+    """log prior density of each free parameter (an LKJ prior: one term per group; an
+    approximately equal parameter: its common value and each group's deviation) at draws
+    ``par``.
 
     Returns (..., terms) and the terms' names; ``par`` is (..., param) in table order.
     """
     plan = plan or prior_plan(partable)
     values, names = [], []
     for g in plan.groups:
-        value = par[..., g.pos]
-        if g.scale == "correlation":
-            value = (_correlation(par, g.pos, g.variances[:, 0], g.variances[:, 1]) + 1) / 2
-        elif g.scale == "sd":
-            value = np.sqrt(value)
+        if g.scale in ("correlation", "rho"):
+            pos = g.pos[:, 0]
+            value = _correlation(par, pos, g.variances[:, 0], g.variances[:, 1])
+            value = (value + 1) / 2 if g.scale == "correlation" else value
+        else:
+            value = par[..., g.pos].mean(axis=-1)
+            value = np.sqrt(value) if g.scale == "sd" else value
         values.append(_logpdf(g.family, value, g.args))
         names += g.names
-    if plan.lkj_rows:
+    for block in plan.lkj:
         corr = np.broadcast_to(np.eye(plan.n_exo), (*par.shape[:-1], plan.n_exo, plan.n_exo))
         corr = corr.copy()
-        for pos, i, j, (a, b) in plan.lkj_rows:
+        for pos, i, j, (a, b) in block.rows:
             corr[..., i, j] = corr[..., j, i] = _correlation(par, pos, a, b)
         # the LKJ density up to its normalising constant, which cancels in power-scaling
-        values.append((plan.lkj_eta - 1) * np.linalg.slogdet(corr)[1][..., None])
-        names.append("lkj(exogenous latent correlations)")
+        values.append((block.eta - 1) * np.linalg.slogdet(corr)[1][..., None])
+        names.append(block.name)
+    if plan.deviations is not None:
+        dev = plan.deviations
+        value = par[..., dev.pos]
+        value = value - value.mean(axis=-1, keepdims=True)
+        terms = stats.norm.logpdf(value, 0.0, dev.sd[:, None])
+        values.append(terms.reshape(*par.shape[:-1], -1))
+        names += dev.names
     return np.concatenate(values, axis=-1), names
 
 
@@ -154,8 +235,11 @@ def log_likelihood(run: Run) -> tuple[xr.DataArray | None, str]:
     kind, why = loglik_kind(run)
     if kind is not None:
         return pointwise_loglik(run, kind), why
-    if run.y is None:  # -chi2 / 2 is the log-likelihood up to a constant
-        chi2 = ml_discrepancy(run.n_obs, None, run.cov, implied(run.rep, run.draws))
+    if run.y is None:  # -chi2 / 2 is the log-likelihood up to a constant (summed over groups)
+        chi2 = sum(
+            ml_discrepancy(g.n_obs, None, g.cov, implied(g.rep, run.draws))
+            for _, g in run.by_group()
+        )
         total = (-0.5 * chi2).reshape(*run.par.shape[:2], 1)
         return xr.DataArray(total, dims=("chain", "draw", "obs")), "covariance-matrix likelihood"
     return None, why
@@ -180,6 +264,31 @@ def quantities(run: Run) -> tuple[xr.Dataset, str]:
     free = [k for k in params.drop_duplicates("free").index if params.free[k] > 0]
     data["parameter"] = _named(run.par[..., free], [names[k] for k in free], "parameter")
     return xr.Dataset(data), "all free parameters (the model has no structural paths)"
+
+
+def quantity_groups(run: Run, posterior: xr.Dataset) -> list[str]:
+    """The group of each quantity of :func:`quantities` (in the table's order) of a
+    multiple-group run: a parameter's group, ``(all)`` for one every group shares, an effect's
+    group (or ``B - A``, a difference between groups)."""
+    params = run.partable.parameters.reset_index(drop=True)
+    shared = params[params.free > 0].groupby("free").group.nunique()
+    row = {name: k for k, name in enumerate(run.partable.names)}
+    effect_group = {}
+    if "effect" in posterior:
+        effects = run.posterior["effects"]
+        effect_group = dict(
+            zip(map(str, effects.effect_id.values), effects.group.values.astype(str), strict=True)
+        )
+    out = []
+    for var in posterior.data_vars:
+        for label in map(str, posterior[var][f"{var}_id"].values):
+            if var == "effect":
+                out.append(effect_group[label])
+                continue
+            k = row[label]
+            everyone = params.free[k] > 0 and shared[params.free[k]] > 1
+            out.append(ALL_GROUPS if everyone else run.partable.groups[params.group[k] - 1])
+    return out
 
 
 def _named(values: np.ndarray, labels: list[str], var: str) -> xr.DataArray:
@@ -270,6 +379,8 @@ def sensitivity(
             notes.append("no log-likelihood for this run: prior sensitivity only")
             sens = _prior_only(tree)
     table = conclusions(posterior, log_prior, ci, alphas)
+    if run.partable.groups:
+        table.insert(1, "group", quantity_groups(run, posterior))
     sens = sens.reindex(table.kind + "[" + table.quantity + "]")  # psense's row labels
     table["prior_sensitivity"] = sens["prior"].to_numpy()
     table["likelihood_sensitivity"] = sens["likelihood"].to_numpy()
@@ -333,7 +444,8 @@ def report_section(table: pd.DataFrame, notes: list[str], alphas: tuple[float, f
             "sensitive.",
         ]
     # readable headers (the CSV keeps its names): interval ends under each power-scaled prior
-    names = {"quantity": "quantity", "median": "median", "ci.lower": "lower", "ci.upper": "upper"}
+    names = {"quantity": "quantity"} | ({"group": "group"} if "group" in table else {})
+    names |= {"median": "median", "ci.lower": "lower", "ci.upper": "upper"}
     for a in alphas:
         names |= {
             f"ci.lower_alpha{a:g}": f"lower (α={a:g})",
@@ -353,6 +465,7 @@ def sensitivity_check(
     table, notes = sensitivity(run, ci, alphas)
     cols = [
         "quantity",
+        *(["group"] if "group" in table else []),
         "median",
         "ci.lower",
         "ci.upper",
@@ -403,7 +516,4 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         lambda run, args: [sensitivity_check(run, args.ci, (args.alpha, 1 / args.alpha))],
         declare=_declare,
         validate=_validate,
-        # the prior terms are one group's rows: approximate invariance's priors on the
-        # groups' deviations and parameters shared across groups are not power-scaled yet
-        groups=False,
     )

@@ -85,10 +85,10 @@ def parameter_vector(
     Free parameters sharing a prior family form one vector random variable named
     ``<family>_params`` (``[sd]`` priors: ``<family>_sd_params``), so the graph stays small.
     Covariances are built from correlations: an LKJ matrix for the exogenous latents,
-    ``beta`` priors on (rho + 1) / 2 for residual covariances. Thresholds form one ordered
-    vector ``thresholds``. ``centred``: free ids of intercepts sampled as the flat
-    ``intercept_centred_params`` and of thresholds sampled as ``thresholds_centred``
-    (:func:`bayes_sor.model.conditional._uncentre`).
+    ``beta`` priors on (rho + 1) / 2 (or normal priors on rho) for residual covariances.
+    Thresholds form one ordered vector ``thresholds``. ``centred``: free ids of intercepts
+    sampled as the flat ``intercept_centred_params`` and of thresholds sampled as
+    ``thresholds_centred`` (:func:`bayes_sor.model.conditional._uncentre`).
     """
     params = partable.parameters.reset_index(drop=True)
     kinds = _FreeKinds.of(partable, centred or [])
@@ -111,7 +111,7 @@ class _FreeKinds:
     free: pd.DataFrame
     #: correlations of the exogenous latents (one LKJ matrix)
     exo_cov: pd.DataFrame
-    #: residual covariances (beta priors on the correlations)
+    #: residual covariances (beta or normal priors on the correlations)
     res_cov: pd.DataFrame
     thresholds: pd.DataFrame
     #: free ids of the intercepts sampled centred
@@ -212,11 +212,9 @@ def _covariances(
     for name, exo_cov in _by_group(kinds.exo_cov, "latent_cor_chol"):
         cov_rows.append(exo_cov)
         correlations.append(_latent_correlations(partable.exogenous, exo_cov, name))
-    if len(res_cov):
-        args = np.array([parse_prior(p, "a residual covariance").args for p in res_cov.prior])
-        raw = pm.Beta("residual_cor_raw", alpha=args[:, 0], beta=args[:, 1], shape=len(res_cov))
-        cov_rows.append(res_cov)
-        correlations.append(2 * raw - 1)
+    for rows, correlation in _residual_correlations(res_cov):
+        cov_rows.append(rows)
+        correlations.append(correlation)
     if not cov_rows:
         return stage
     rows = pd.concat(cov_rows)
@@ -232,6 +230,47 @@ def _covariances(
         * stage[np.array([variance[(v, g)] for v, g in zip(rows.rhs, row_groups, strict=True)])]
     )
     return _place(stage, params, rows.index.tolist(), pt.concatenate(correlations) * scale)
+
+
+def _residual_correlations(res_cov: pd.DataFrame) -> list[tuple[pd.DataFrame, pt.TensorVariable]]:
+    """(rows, correlations) of the residual covariances, one random variable per prior family.
+
+    A covariance is sampled as its correlation (times the two SDs), so its prior is on the
+    correlation: ``beta(a,b)`` on (rho + 1) / 2 as blavaan (``residual_cor_raw``), or
+    ``normal(m,s)`` on rho itself, truncated to (-1, 1) (``residual_cor_normal``; a BSEM
+    small-variance prior written on the covariance row, e.g. ``prior("normal(0,0.1)")*x2``).
+    """
+    priors = [
+        parse_prior(p, f"the residual covariance '{r.lhs} ~~ {r.rhs}'")
+        for p, r in zip(res_cov.prior, res_cov.itertuples(), strict=True)
+    ]
+    for prior, r in zip(priors, res_cov.itertuples(), strict=True):
+        if prior.family not in ("beta", "normal") or prior.on_sd:
+            raise ModelSpecError(
+                f"the residual covariance '{r.lhs} ~~ {r.rhs}' is sampled as a correlation: its "
+                f"prior {r.prior!r} must be 'beta(a,b)' on (rho + 1) / 2 or 'normal(m,s)' on "
+                "the correlation (e.g. normal(0,0.1))"
+            )
+    families = np.array([p.family for p in priors])
+    args = {f: np.array([p.args for p in priors if p.family == f]) for f in ("beta", "normal")}
+    out = []
+    if (families == "beta").any():
+        a = args["beta"]
+        raw = pm.Beta("residual_cor_raw", alpha=a[:, 0], beta=a[:, 1], shape=len(a))
+        out.append((res_cov[families == "beta"], 2 * raw - 1))
+    if (families == "normal").any():
+        a = args["normal"]
+        rho = pm.TruncatedNormal(
+            "residual_cor_normal",
+            mu=a[:, 0],
+            sigma=a[:, 1],
+            lower=-1.0,
+            upper=1.0,
+            shape=len(a),
+            initval=np.zeros(len(a)),
+        )
+        out.append((res_cov[families == "normal"], rho))
+    return out
 
 
 def _by_group(rows: pd.DataFrame, name: str) -> list[tuple[str, pd.DataFrame]]:

@@ -125,7 +125,7 @@ def check_convergence(
     (BSEM), which the check for posteriors that equal their priors leaves out."""
     free = estimates[estimates.free > 0].copy()
     free["param"] = pd.Series(posterior_names(estimates), index=estimates.index)[free.index]
-    free.index = free.lhs + " " + free.op + " " + free.rhs
+    free.index = (free.lhs + " " + free.op + " " + free.rhs).str.strip()  # an intercept: rhs ""
     if "group" in free.columns:  # multiple groups: each parameter once, named with its group
         free = free.drop_duplicates("free")
         free.index = free.index + " [" + free.group.astype(str) + "]"

@@ -1,80 +1,75 @@
-"""The invariance ladder's pieces (checks/invariance.py): log-likelihood per group, the
-chi-square discrepancy and its PPP, the verdict; the ladder itself on HS is in
-tests/correctness/test_agreement_groups.py (slow)."""
+"""The invariance ladder's table (checks/invariance.py): each step read as a run and measured
+by the checks every run gets (PPP, BRMSEA / BCFI, LOO), the ELPD difference and the verdict;
+the ladder itself on HS is in tests/correctness/test_agreement_groups.py (slow)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
-from scipy import stats
+import xarray as xr
+from fakes import group_answers, mixed_labels, two_group_cfa, write_run
 
-from bayes_sor.checks.invariance import GroupData, _discrepancy, pointwise_loglik, ppp, verdict
+from bayes_sor.checks.invariance import COLUMNS, ladder_table, step_measures, verdict
+from bayes_sor.checks.loglik import loglik_tree, loo, pointwise_loglik
+from bayes_sor.errors import BayesSORError
+from bayes_sor.runs.rundir import load_run
 
-COV = np.array([[1.0, 0.5, 0.3], [0.5, 1.0, 0.4], [0.3, 0.4, 1.0]])
-MEAN = np.array([1.0, 2.0, 3.0])
 
-
-def _groups(seed: int = 0) -> GroupData:
-    rng = np.random.default_rng(seed)
-    return GroupData(
-        [
-            rng.multivariate_normal(MEAN, COV, size=80),
-            rng.multivariate_normal(MEAN + 0.5, 2 * COV, size=60),
-        ]
+def _step(path, pt, draws, data, labels) -> SimpleNamespace:
+    """A step's fit as the ladder reads it: posterior tree, table and convergence."""
+    write_run(path, pt, draws, data, groups=labels)
+    tree = xr.open_datatree(path / "posterior.nc").load()
+    return SimpleNamespace(
+        idata=tree,
+        partable=pt,
+        diagnostics=SimpleNamespace(max_r_hat=1.0, min_ess_bulk=1000.0),
     )
 
 
-def _moments(draws: int, shift: float = 0.0) -> list:
-    return [
-        (np.tile(MEAN + shift, (draws, 1)), np.tile(COV, (draws, 1, 1))),
-        (np.tile(MEAN + 0.5, (draws, 1)), np.tile(2 * COV, (draws, 1, 1))),
-    ]
-
-
-def test_pointwise_loglik_is_each_respondents_density_under_its_groups_moments():
-    data = _groups()
-    data.answers[1][3, 1] = np.nan  # case-wise in the second group
-    ll = pointwise_loglik(_moments(2), data)
-    assert ll.shape == (2, 140)
-    assert ll[0, 5] == pytest.approx(
-        stats.multivariate_normal(MEAN, COV).logpdf(data.answers[0][5])
-    )
-    seen = [0, 2]
-    expected = stats.multivariate_normal(MEAN[seen] + 0.5, 2 * COV[np.ix_(seen, seen)])
-    assert ll[1, 83] == pytest.approx(expected.logpdf(data.answers[1][3, seen]))
-
-
-def test_discrepancy_is_zero_at_the_sample_moments_and_the_ml_chi_square_elsewhere():
-    y = _groups().answers[0]
-    n, ybar = len(y), y.mean(axis=0)
-    scatter = (y - ybar).T @ (y - ybar)
-    assert _discrepancy(n, ybar, scatter, ybar[None], scatter[None] / n)[0] == pytest.approx(
-        0.0, abs=1e-9
-    )
-    s = scatter / n
-    f_ml = (
-        np.linalg.slogdet(COV)[1]
-        + np.trace(np.linalg.solve(COV, s))
-        + (ybar - MEAN) @ np.linalg.solve(COV, ybar - MEAN)
-        - np.linalg.slogdet(s)[1]
-        - 3
-    )
-    assert _discrepancy(n, ybar, scatter, MEAN[None], COV[None])[0] == pytest.approx(n * f_ml)
-
-
-def test_ppp_is_uniform_at_the_true_moments_and_zero_at_wrong_ones():
-    """At the generating moments the PPP of a data set is uniform: over 20 data sets its mean
-    is 0.5 (SD of the mean 0.065); moments off by 0.6 SD give 0."""
-    rng = np.random.default_rng(2)
-    values = [ppp(_moments(200), _groups(seed), rng) for seed in range(20)]
-    assert 0.35 < np.mean(values) < 0.65
-    data = _groups(1)
-    assert ppp(_moments(200, shift=0.6), data, rng) == 0.0
-    data.answers[0][0, 0] = np.nan
-    assert np.isnan(ppp(_moments(10), data, rng))
+def test_the_ladder_flags_the_step_whose_constraint_the_data_refute(tmp_path):
+    """Answers from a scalar two-group CFA whose group b has latent means 0.6 and -0.4: draws
+    around the truth fit (PPP not small, BRMSEA near 0, BCFI near 1); the same model with
+    group b's latent means held at 0 (as a wrong constraint would) misfits: PPP 0, larger
+    BRMSEA, its ELPD difference below -2 SE (fails). Each step's LOO is the loglik module's."""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(400, 1)
+    data = group_answers(pt, par, labels, 2)
+    rng = np.random.default_rng(3)
+    draws = par * (1 + 0.02 * rng.standard_normal((2, 200, len(par))))
+    wrong = draws.copy()
+    wrong[..., [pt.names.index("F1~1.g2"), pt.names.index("F2~1.g2")]] = 0.0
+    steps = {
+        "true": _step(tmp_path / "true", pt, draws, data, labels),
+        "wrong": _step(tmp_path / "wrong", pt, wrong, data, labels),
+    }
+    table = ladder_table(steps, seed=0).set_index("step")
+    assert list(table.reset_index().columns) == COLUMNS
+    true, bad = table.loc["true"], table.loc["wrong"]
+    assert true.ppp > 0.05 and bad.ppp == 0.0
+    assert true.brmsea < 0.05 and bad.brmsea > true.brmsea + 0.05
+    assert true["brmsea.ci.lower"] <= true.brmsea <= true["brmsea.ci.upper"]
+    assert true.bcfi > 0.95 and bad.bcfi < true.bcfi
+    assert true.verdict == "baseline" and bad.verdict.startswith("fails")
+    run = load_run(tmp_path / "true")
+    assert true.elpd_loo == pytest.approx(float(loo(loglik_tree(run, pointwise_loglik(run))).elpd))
 
 
 def test_verdict_a_step_fails_only_beyond_two_standard_errors():
     assert verdict(5.0, 3.6) == "holds"
     assert verdict(-7.0, 3.6) == "holds"
     assert verdict(-13.7, 6.0).startswith("fails: the constraints cost 13.7 ELPD (> 2 x SE 6.0)")
+
+
+def test_a_step_without_a_pointwise_log_likelihood_is_refused_with_the_reason(tmp_path):
+    """The ladder compares steps by LOO: a run without respondents (covariance matrices) has
+    no pointwise log-likelihood, and the message says so rather than failing inside LOO."""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(200, 1)
+    draws = np.broadcast_to(par, (2, 20, len(par))).copy()
+    path = write_run(
+        tmp_path / "run", pt, draws, group_answers(pt, par, labels, 2), summary=True, groups=labels
+    )
+    with pytest.raises(BayesSORError, match="by LOO, unavailable: covariance-matrix input"):
+        step_measures(load_run(path), np.random.default_rng(0))

@@ -19,7 +19,7 @@ from fakes import (
 )
 from scipy.stats import multivariate_normal
 
-from bayes_sor.checks.fit_indices import bayes_fit_indices
+from bayes_sor.checks.fit_indices import bayes_fit_indices, fit_indices, model_moments, null_model
 from bayes_sor.checks.ppc import group_replications, predictive_check
 from bayes_sor.checks.predictive import (
     Implied,
@@ -108,6 +108,35 @@ def test_bayesian_fit_indices_follow_blavaan_formulas():
     assert out["brmsea"][0] == pytest.approx(np.sqrt((100 - 54) / (24 * 300)))
     assert out["brmsea"][1] == 0.0  # chi2 below p*: no noncentrality
     assert out["bcfi"][0] == pytest.approx(1 - 46 / (900 - 54))
+
+
+def test_multiple_group_fit_indices_are_blavaans():
+    """blavaan's BayesChiFit with Ngr = 2: p* of both groups (2 x 54), N of both, BRMSEA
+    times sqrt(2) (R/ctr_bayes_fit.R); the chi-squares are the groups' summed."""
+    out = bayes_fit_indices(
+        np.array([150.0]), 50.0, np.array([1200.0]), 36.0, n=300, moments=108, groups=2
+    )
+    assert out["brmsea"][0] == pytest.approx(np.sqrt(42 / (58 * 300)) * np.sqrt(2))
+    assert out["bcfi"][0] == pytest.approx(1 - 42 / 1092)
+    null_part = (1200 - 36) / (108 - 36)
+    assert out["btli"][0] == pytest.approx((null_part - 100 / 58) / (null_part - 1))
+
+
+def test_a_two_group_runs_null_model_is_each_groups_independence_model():
+    """fit_indices of a two-group run: the null chi-squares and pDs of the groups' own
+    independence models, summed; p* counts both groups' means and covariances."""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(200, 1)
+    run = in_memory_run(pt, par[None, None], group_answers(pt, par, labels, 2), labels)
+    chi2 = np.linspace(80.0, 120.0, 200)
+    indices, p_d_null = fit_indices(run, chi2, 30.0, np.random.default_rng(4))
+    assert model_moments(run) == 2 * (21 + 6)
+    rng = np.random.default_rng(4)
+    nulls = [null_model(group, 200, rng) for _, group in run.by_group()]
+    assert p_d_null == pytest.approx(nulls[0][1] + nulls[1][1])
+    expected = bayes_fit_indices(chi2, 30.0, nulls[0][0] + nulls[1][0], p_d_null, 200, 54, groups=2)
+    for name, values in expected.items():
+        np.testing.assert_allclose(indices[name], values)
 
 
 # ---- PPP and residuals on Laplace posteriors -------------------------------------------------
@@ -383,6 +412,8 @@ def test_ppc_of_a_two_group_run_writes_group_rows(group_run, capsys):
     assert value["a", "ntotal"] == value["b", "ntotal"] == 80
     assert value["(all)", "chisq"] == pytest.approx(value["a", "chisq"] + value["b", "chisq"])
     assert np.isfinite(value["(all)", "elpd_loo"])
+    # BRMSEA / BCFI of the chi-square summed over the groups (not computed before)
+    assert 0 <= value["(all)", "brmsea"] < 0.1 and 0.9 < value["(all)", "bcfi"] <= 1.01
     residuals = read_table(group_run / "residuals.csv")
     assert residuals.groupby("group").size().to_dict() == {"a": 15, "b": 15}
     items = read_table(group_run / "ppc_items.csv")

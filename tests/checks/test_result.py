@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 import pandas as pd
 import pytest
 from fakes import laplace_draws, truth, write_run
@@ -25,13 +24,11 @@ from bayes_sor.checks.result import (
     write_result,
 )
 from bayes_sor.checks.sensitivity import sensitivity_check
-from bayes_sor.cli.main import main
 from bayes_sor.errors import BayesSORError
 from bayes_sor.model.simulate import simulate
 from bayes_sor.report.document import section_markers
 from bayes_sor.report.figures import save_png
 from bayes_sor.runs.rundir import load_run
-from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.partable import build_partable
 
 matplotlib.use("Agg")
@@ -165,22 +162,6 @@ def test_a_registered_check_validates_first_then_loads_writes_and_prints(run_dir
     bad = parser.parse_args(["demo", str(tmp_path / "missing"), "--level", "2"])
     with pytest.raises(BayesSORError, match="--level"):
         bad.handler(bad)
-
-
-def test_sensitivity_refuses_a_multiple_group_run(tmp_path, capsys):
-    """sensitivity power-scales one group's prior terms: a run fitted with --group is refused
-    (exit 2, one message) rather than checked against the first group's model (ppc and
-    reliability check each group: tests/checks/test_group_checks.py)."""
-    pt = with_groups(build_partable(CFA), ["a", "b"], ["loadings"])
-    data = simulate(build_partable(CFA), truth(build_partable(CFA)), 60, 4)
-    par = np.broadcast_to(truth(pt, free=0.5), (2, 10, len(pt.names))).copy()
-    path = write_run(tmp_path / "run", pt, par, data)
-    pt.table.to_csv(path / "partable.csv", index=False)
-    before = folder_state(path)
-    assert main(["sensitivity", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert "'sensitivity' does not support multiple-group runs yet" in err
-    assert folder_state(path) == before
 
 
 def png_size(path) -> tuple[int, int]:

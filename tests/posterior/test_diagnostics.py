@@ -119,6 +119,27 @@ def test_multiple_groups_name_each_parameter_once_with_its_group():
     assert rhat.count("F =~ y0") == 1
 
 
+def test_intercepts_are_named_with_single_spaces():
+    """An intercept's rhs is empty: it was named ``y1 ~1  [B]`` (two spaces), and ``y1 ~1 ``
+    in a one-group run."""
+    draws = np.random.default_rng(6).normal(0.8, 0.05, size=(4, 1000, 4))
+    draws[1, :, 3] += 1.0
+    tree, estimates = _two_groups(draws)
+    names = ["y0~1", "y1~1", "y0~1.g2", "y1~1.g2"]
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset().assign_coords(param=names),
+            "sample_stats": tree["sample_stats"].to_dataset(),
+        }
+    )
+    estimates["lhs"], estimates["op"], estimates["rhs"] = ["y0", "y1"] * 2, "~1", ""
+    rhat = next(p for p in check_convergence(tree, estimates).problems if "R-hat" in p)
+    assert "y1 ~1 [B] (max" in rhat
+    one = estimates.drop(columns="group").assign(free=[1, 2, 3, 4])
+    rhat = next(p for p in check_convergence(tree, one).problems if "R-hat" in p)
+    assert "y1 ~1 (max" in rhat
+
+
 def test_small_variance_parameters_may_equal_their_prior():
     # BSEM's cross-loadings are identified by their priors: a posterior near the prior there is
     # the design, not under-identification; any other parameter is still flagged
