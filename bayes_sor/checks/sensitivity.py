@@ -214,7 +214,8 @@ def prior_terms(
         dev = plan.deviations
         value = par[..., dev.pos]
         value = value - value.mean(axis=-1, keepdims=True)
-        terms = stats.norm.logpdf(value, 0.0, dev.sd[:, None])
+        z = value / dev.sd[:, None]
+        terms = -0.5 * z**2 - np.log(dev.sd[:, None]) - 0.5 * np.log(2 * np.pi)
         values.append(terms.reshape(*par.shape[:-1], -1))
         names += dev.names
     return np.concatenate(values, axis=-1), names
