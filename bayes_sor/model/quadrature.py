@@ -328,9 +328,9 @@ class Affine:
     With A(w) = A0 + w A0 g h' A0 (Gamma = g h'), U(w) = Lambda A(w) F = U0 + w L1 R1', so
     Sigma(w) = Sigma0 + E C(w) E', E = [L1, U0 R1], C(w) = [[w^2 R1'R1, w], [w, 0]]: a rank-2
     change of Sigma0 = U0 U0' + Theta, factored once per gradient and pattern. The mean is a
-    cubic, Lambda mu(w) = sum_j w^j V_j, so r' Sigma0^-1 r is a polynomial of degree 6 and
-    E' Sigma0^-1 r a cubic, whose coefficients come from projecting the data once onto
-    Sigma0^-1 [V_1, V_2, V_3, E].
+    cubic, Lambda mu(w) = sum_j w^j V_j (a quadratic without products of w), so r' Sigma0^-1 r
+    is a polynomial of degree 6 (4) and E' Sigma0^-1 r a cubic (quadratic), whose coefficients
+    come from projecting the data once onto Sigma0^-1 [V_1, V_2, V_3, E].
     """
 
     sd: object
@@ -368,7 +368,30 @@ class Affine:
 
     def at(self, xp: ModuleType, w):
         """log p(y_i | w) at values ``w`` (N, K) of the moderator (not standardised)."""
-        x1, x2 = horner(self.cross[0], w), horner(self.cross[1], w)
+        polynomials = (horner(c, w) for c in (self.quadratic, *self.cross))
+        return self.combine(xp, w, *polynomials)
+
+    def on_nodes(self, xp: ModuleType, centre, spread, z: np.ndarray):
+        """log p(y_i | w_ik) at w_ik = sd (centre_i + spread_i z_k): each polynomial re-expanded
+        in z per respondent (a Taylor shift, on vectors of N), then evaluated at every node by
+        one matrix product with the powers of z, instead of Horner over (N, K) arrays."""
+        a, b = self.sd * centre, self.sd * spread
+        powers = z[:, None] ** np.arange(len(self.quadratic))
+
+        def in_z(coefficients: list):
+            shifted = [c + 0.0 * a for c in coefficients]  # p(a + t) = sum_j shifted_j t^j
+            for i in range(len(shifted) - 1):
+                for j in range(len(shifted) - 2, i - 1, -1):
+                    shifted[j] = shifted[j] + a * shifted[j + 1]
+            scaled = [c * b**j for j, c in enumerate(shifted)]
+            return xp.stack(scaled, axis=1) @ powers[:, : len(scaled)].T
+
+        w = a[:, None] + b[:, None] * z
+        return self.combine(xp, w, *(in_z(c) for c in (self.quadratic, *self.cross)))
+
+    def combine(self, xp: ModuleType, w, quadratic, x1, x2):
+        """log p(y_i | w) from w (N, K) and the polynomials' values there: r' Sigma0^-1 r and
+        E' Sigma0^-1 r = (x1, x2)."""
         k11, k12, k22 = (self.k[:, i, j, None] for i, j in ((0, 0), (0, 1), (1, 1)))
         curve = self.rho * w * w
         # I + C(w) K and C(w) x: Sigma(w)^-1 = S0^-1 - S0^-1 E (I + C K)^-1 C E' S0^-1
@@ -377,7 +400,7 @@ class Affine:
         det = m11 * m22 - m12 * m21
         v1, v2 = curve * x1 + w * x2, w * x1
         woodbury = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) / det
-        return -0.5 * (self.constant[:, None] + xp.log(det) + horner(self.quadratic, w) - woodbury)
+        return -0.5 * (self.constant[:, None] + xp.log(det) + quadratic - woodbury)
 
 
 def affine_terms(
@@ -416,8 +439,10 @@ def affine_terms(
     factor = total((chol_rest.T @ place_r.T).T)  # A0 F
     mean_e, mean_c = total(e), total(c)
     u0, l1, r1 = lam @ factor, lam @ total(g), factor.T @ h
-    v1 = lam @ mean_e
-    basis = xp.stack([v1, lam @ mean_c + l1 * (h @ mean_e), l1 * (h @ mean_c), l1, u0 @ r1], axis=1)
+    # Lambda mu(w) = sum_j w^j V_j: a cubic with products of w (X:X), else a quadratic
+    means = [lam @ mean_e, lam @ mean_c + l1 * (h @ mean_e), l1 * (h @ mean_c)]
+    degree = 3 if layout.constants else 2
+    basis = xp.stack([*means[:degree], l1, u0 @ r1], axis=1)
     patterns = patterns or Patterns.of(y)
     mask = patterns.mask
     rows = patterns.index if len(mask) > 1 else slice(0, 1)
@@ -425,26 +450,22 @@ def affine_terms(
     resid = (answers - mats["nu"]) * mask[rows]
     inv, logdet = pattern_inverse(xp, u0 @ u0.T + mats["theta"], patterns)
     weighted = (inv[rows] @ resid[..., None])[..., 0] if len(mask) > 1 else resid @ inv[0]
-    t, f = weighted @ basis[:, :3], weighted @ basis[:, 3:]
+    t, f = weighted @ basis[:, :degree], weighted @ basis[:, degree:]
     gram = (basis.T @ inv @ basis)[rows]  # [V, E]' Sigma0^-1 [V, E] per respondent's pattern
-    vv, ev = gram[:, :3, :3], gram[:, 3:, :3]
-    quadratic = [
-        xp.sum(weighted * resid, axis=1),
-        -2 * t[:, 0],
-        -2 * t[:, 1] + vv[:, 0, 0],
-        -2 * t[:, 2] + 2 * vv[:, 0, 1],
-        2 * vv[:, 0, 2] + vv[:, 1, 1],
-        2 * vv[:, 1, 2],
-        vv[:, 2, 2],
+    vv, ev = gram[:, :degree, :degree], gram[:, degree:, :degree]
+    quadratic = [xp.sum(weighted * resid, axis=1)] + [
+        (-2 * t[:, d - 1] if d <= degree else 0.0)
+        + sum(vv[:, j - 1, d - j - 1] for j in range(max(1, d - degree), min(degree, d - 1) + 1))
+        for d in range(1, 2 * degree + 1)
     ]
-    cross = [[f[:, a], -ev[:, a, 0], -ev[:, a, 1], -ev[:, a, 2]] for a in (0, 1)]
+    cross = [[f[:, a]] + [-ev[:, a, j] for j in range(degree)] for a in (0, 1)]
     sd = chol_w[0, 0]
     precision = 1 + sd**2 * vv[:, 0, 0]
     return Affine(
         sd,
         quadratic,
         cross,
-        gram[:, 3:, 3:],
+        gram[:, degree:, degree:],
         r1 @ r1,
         (logdet + mask.sum(axis=1) * LOG_2PI)[rows],
         sd * t[:, 0] / precision,
@@ -480,7 +501,8 @@ def respondent_loglik(
         centre, spread = terms.laplace(xp) if layout.constants else (terms.centre, terms.spread)
         u = centre[:, None] + spread[:, None] * z
         correction = xp.log(spread)[:, None] - 0.5 * u**2 + 0.5 * z**2
-        return log_sum_exp(xp, terms.at(xp, terms.sd * u) + log_weight + correction)
+        logp = terms.on_nodes(xp, centre, spread, z)
+        return log_sum_exp(xp, logp + log_weight + correction)
     z, log_weight = gauss_hermite(nodes or NODES, len(layout.integrated))
     return log_sum_exp(xp, node_loglik(xp, par, rep, layout, y, z, answers, patterns) + log_weight)
 
