@@ -51,9 +51,11 @@ def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: boo
     """Resolve ``auto``: marginal whenever it is valid, else conditional.
 
     ``auto`` does not choose the quadrature likelihood yet: it samples the same posterior with
-    better mixing, but on Study A its wall time is longer (114 s against 77 s cached) and its
-    first compilation takes minutes (benchmarks/RESULTS.md, section 6), so the conditional
-    likelihood stays the default until the quadrature's cost per gradient comes down.
+    half the leapfrog steps, but even with nodes adapted to each respondent its whole command
+    takes more CPU time than the conditional one's on Study A (81 s against 52 s cached) and
+    its first compilation takes minutes (benchmarks/RESULTS.md, section 6.1), so the
+    conditional likelihood stays the default until the quadrature's cost per gradient comes
+    down.
 
     ``summary``: the data are a covariance matrix, which only the marginal likelihood can use.
     """

@@ -24,6 +24,15 @@ a vector and of P's products with Q's upper triangle: latents^2 / 2 numbers. Mis
 Theta^-1 restricted to each pattern's answered items (zero elsewhere), so s, P, M and
 log|Theta_oo| are per pattern (case-wise, as :func:`bayes_sor.model.marginal.casewise_likelihood`).
 
+Two rules (:func:`respondent_loglik`). The general one above: fixed nodes on the integrated
+latents' prior, shared by all respondents (so each node's algebra is done once), NODES per
+integrated latent. The usual case, one moderator whose moderated paths make A(w) affine in w
+(:attr:`Layout.affine`: Study A, moderated mediation, ``X:X``), takes a faster one: Sigma(w) is
+a rank-2 change of one Sigma0 (:class:`Affine`), so log p(y_i | w) is a handful of scalars per
+respondent at any w, and the nodes are adapted to each respondent (adaptive Gauss-Hermite, as
+lme4's nAGQ or GLLAMM's adaptive quadrature): centred and scaled on the moderator's
+distribution given y_i, ADAPTED_NODES of them instead of NODES.
+
 The algebra is written once for an array namespace ``xp``, PyTensor's (the likelihood) or
 NumPy's (latent scores drawn after the fit, :mod:`bayes_sor.posterior.scores`).
 """
@@ -50,7 +59,10 @@ from bayes_sor.spec.partable import ParTable
 #: Several integrated latents take the product grid, NODES ** q nodes: the cost per gradient
 #: grows with it (2304 nodes for two moderators).
 NODES = 48
-#: nodes per respondent of the adapted rule (one moderator, affine layout)
+#: Nodes per respondent of the adapted rule (one moderator, affine layout): Study A's
+#: log-likelihood at its generating values is within 1e-5 of 64 fixed nodes' from 4 adapted
+#: nodes on (64 fixed nodes' own error), and respondents 4 SD out on the moderator stay within
+#: 1e-4 at 6 (X:X: 4e-5; tests/model/test_quadrature.py measures both).
 ADAPTED_NODES = 6
 
 
