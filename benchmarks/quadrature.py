@@ -27,7 +27,7 @@ import pymc as pm
 from run import ROOT, run_one
 
 from bayes_sor.model.build import pymc_model
-from bayes_sor.model.quadrature import NODES
+from bayes_sor.model.quadrature import ADAPTED_NODES
 from bayes_sor.model.simulate import simulate
 from bayes_sor.spec.partable import build_partable
 
@@ -85,7 +85,8 @@ def gradient_ms(built, data: pd.DataFrame | None = None, fn=None) -> tuple[float
 def gradient_tables() -> None:
     """Against N: the quadrature model compiled once, answers of N = 500, 2000, 8000 swapped
     in; the conditional one (latent scores: its graph grows with N) at N = 2000. Against the
-    node count: the three-factor model at N = 2000. Study A at the default node count."""
+    node count (nodes per respondent of the adapted rule): the three-factor model at N = 2000.
+    Study A at the default node count."""
     three = build_partable(THREE_FACTOR)
     rows = []
 
@@ -99,10 +100,10 @@ def gradient_tables() -> None:
     fn = None
     for n in (500, 2000, 8000):
         ms, fn = gradient_ms(built, three_factor_data(n), fn)
-        row("three-factor", n, "quadrature", NODES, ms)
+        row("three-factor", n, "quadrature", ADAPTED_NODES, ms)
     conditional = pymc_model(three, three_factor_data(2000), likelihood="conditional")
     row("three-factor", 2000, "conditional", "", gradient_ms(conditional)[0])
-    for nodes in (16, 32, 64):
+    for nodes in (4, 8, 12, 24):
         built = pymc_model(three, three_factor_data(2000), likelihood="quadrature", nodes=nodes)
         row("three-factor", 2000, "quadrature", nodes, gradient_ms(built)[0])
     study_a = build_partable((ROOT / "models" / "impulse_buying.lav").read_text())
@@ -113,7 +114,7 @@ def gradient_tables() -> None:
             "Study A",
             len(answers),
             likelihood,
-            NODES if likelihood == "quadrature" else "",
+            ADAPTED_NODES if likelihood == "quadrature" else "",
             gradient_ms(built)[0],
         )
     print(pd.DataFrame(rows).to_string(index=False))
@@ -124,32 +125,16 @@ def fit_rows(limit: float) -> None:
     (folder / "three_factor.lav").write_text(THREE_FACTOR)
     three_factor_data(2000).to_csv(folder / "three_factor.csv", index=False)
     three = str(folder / "three_factor")
-    workloads = [
-        (
-            "study_a_quadrature_cli_defaults",
-            "impulse_buying",
-            "impulse_buying",
-            ["--likelihood", "quadrature"],
-        ),
-        (
-            "study_a_conditional_cli_defaults",
-            "impulse_buying",
-            "impulse_buying",
-            ["--likelihood", "conditional"],
-        ),
-        (
-            "three_factor_n2000_quadrature_cli_defaults",
-            three,
-            three,
-            ["--likelihood", "quadrature", "--scale", "none"],
-        ),
-        (
-            "three_factor_n2000_conditional_cli_defaults",
-            three,
-            three,
-            ["--likelihood", "conditional", "--scale", "none"],
-        ),
-    ]
+    # per model: quadrature (its graph compiled on first use), conditional, quadrature again
+    # (compiled model cached), interleaved so that both likelihoods see the same load
+    workloads = []
+    for label, model, extra in (
+        ("study_a", "impulse_buying", []),
+        ("three_factor_n2000", three, ["--scale", "none"]),
+    ):
+        for likelihood, run in (("quadrature", "first"), ("conditional", ""), ("quadrature", "")):
+            name = f"{label}_{likelihood}_cli_defaults" + (f"_{run}" if run else "")
+            workloads.append((name, model, model, ["--likelihood", likelihood, *extra]))
     rows = []
     for name, model, data, extra in workloads:
         rows.append(run_one(name, model, data, extra, [], limit))

@@ -30,7 +30,7 @@ from bayes_sor.model.marginal import (
     uncentred_intercepts,
 )
 from bayes_sor.model.parameters import named_par, parameter_vector
-from bayes_sor.model.quadrature import NODES, quadrature_likelihood, quadrature_reason
+from bayes_sor.model.quadrature import quadrature_likelihood, quadrature_reason
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
 from bayes_sor.spec.matrices import Representation, representation
 from bayes_sor.spec.partable import ParTable
@@ -51,9 +51,11 @@ def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: boo
     """Resolve ``auto``: marginal whenever it is valid, else conditional.
 
     ``auto`` does not choose the quadrature likelihood yet: it samples the same posterior with
-    better mixing, but on Study A its wall time is longer (114 s against 77 s cached) and its
-    first compilation takes minutes (benchmarks/RESULTS.md, section 6), so the conditional
-    likelihood stays the default until the quadrature's cost per gradient comes down.
+    half the leapfrog steps, but even with nodes adapted to each respondent its whole command
+    takes more CPU time than the conditional one's on Study A (81 s against 52 s cached) and
+    its first compilation takes minutes (benchmarks/RESULTS.md, section 6.1), so the
+    conditional likelihood stays the default until the quadrature's cost per gradient comes
+    down.
 
     ``summary``: the data are a covariance matrix, which only the marginal likelihood can use.
     """
@@ -103,7 +105,7 @@ def pymc_model(
     centre_locations: bool = True,
     latent_scores: str | Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
-    nodes: int = NODES,
+    nodes: int | None = None,
 ) -> BuiltModel:
     """Build the PyMC model for ``partable`` and ``data``.
 
@@ -125,7 +127,8 @@ def pymc_model(
     ``latent_scores`` option, else ``auto``).
     ``groups``: each respondent's group label, for a multiple-group table (one likelihood
     term per group, :func:`grouped_marginal`).
-    ``nodes``: Gauss-Hermite nodes per integrated latent of the quadrature likelihood.
+    ``nodes``: Gauss-Hermite nodes per integrated latent of the quadrature likelihood (default:
+    its rule's, :func:`bayes_sor.model.quadrature.respondent_loglik`).
     """
     summary = isinstance(data, SummaryData)
     kind = choose_likelihood(partable, likelihood, summary=summary)
