@@ -110,7 +110,7 @@ def sample(
             cores=cores,
             seed=settings.seed,
             target_accept=settings.target_accept,
-            adaptation=nutpie_adaptation(settings.adaptation, built.likelihood),
+            adaptation=nutpie_adaptation(settings.adaptation, built.likelihood, compiled.n_dim),
             progress_bar=settings.progressbar,
             save_warmup=False,
             blocking=False,
@@ -147,19 +147,29 @@ def sample(
     return _complete(trace, settings)
 
 
-def nutpie_adaptation(adaptation: str, likelihood: str) -> str:
+#: the most sampled dimensions for which ``auto`` takes the low-rank mass matrix: Study A's
+#: one-group marginal model (119) gained ~4x ESS per CPU second from it, its two-group metric
+#: model (203) spent ~10x the CPU seconds in warm-up for the same ESS per CPU second as the
+#: diagonal (benchmarks/RESULTS.md, "Two-group Study A against its one-group fit")
+LOW_RANK_MAX_DIM = 150
+
+
+def nutpie_adaptation(adaptation: str, likelihood: str, n_dim: int) -> str:
     """nutpie's mass-matrix adaptation: ``auto`` is the low-rank modified diagonal for the
-    marginal likelihood and the diagonal for the conditional one.
+    marginal likelihood of up to :data:`LOW_RANK_MAX_DIM` sampled (unconstrained) coordinates
+    (``n_dim``: nutpie's compiled model's),
+    else the diagonal.
 
     The marginal posteriors are small (tens of parameters) and correlated (the intercepts of
     a factor's items, a loading and its item's residual variance): the low-rank correction
     doubled the HS CFA's minimum ESS per gradient (benchmarks/RESULTS.md, section 4). With
     thousands of latent scores (conditional) it cost more than it gave (Study A ordinal:
-    the same ESS per gradient, a longer warm-up).
+    the same ESS per gradient, a longer warm-up), and so it did with a multiple-group
+    Study A's 203 parameters.
     """
     if adaptation != "auto":
         return adaptation
-    return "low_rank" if likelihood == "marginal" else "diag"
+    return "low_rank" if likelihood == "marginal" and n_dim <= LOW_RANK_MAX_DIM else "diag"
 
 
 def _complete(trace: xr.DataTree, settings: SamplerSettings) -> xr.DataTree:

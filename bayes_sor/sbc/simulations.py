@@ -316,7 +316,9 @@ class Fitter:
                 cores=settings.chains,
                 seed=settings.seed,
                 target_accept=settings.target_accept,
-                adaptation=nutpie_adaptation(settings.adaptation, self.built.likelihood),
+                adaptation=nutpie_adaptation(
+                    settings.adaptation, self.built.likelihood, compiled.n_dim
+                ),
                 progress_bar=False,
                 save_warmup=False,
             )

@@ -15,7 +15,14 @@ from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.build import pymc_model
 from bayes_sor.report.run_report import write_run
 from bayes_sor.runs.fit import fit
-from bayes_sor.sampling.samplers import SamplerSettings, _complete, nutpie_adaptation, sample
+from bayes_sor.sampling.nutpie_cache import compile_pymc_model
+from bayes_sor.sampling.samplers import (
+    LOW_RANK_MAX_DIM,
+    SamplerSettings,
+    _complete,
+    nutpie_adaptation,
+    sample,
+)
 from bayes_sor.spec.partable import build_partable
 from bayes_sor.spec.syntax import parse
 
@@ -93,10 +100,16 @@ def test_same_seed_same_data_gives_a_byte_identical_posterior_file(tmp_path):
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_auto_adaptation_is_low_rank_for_the_marginal_likelihood_only():
-    assert nutpie_adaptation("auto", "marginal") == "low_rank"
-    assert nutpie_adaptation("auto", "conditional") == "diag"
-    assert nutpie_adaptation("diag", "marginal") == "diag"
+def test_auto_adaptation_is_low_rank_for_small_marginal_posteriors_only(root):
+    hs = build_partable((root / "models" / "holzinger_swineford.lav").read_text())
+    data = pd.read_csv(root / "data" / "holzinger_swineford.csv")
+    built = pymc_model(hs, data)
+    n_dim = compile_pymc_model(built.model, initial_points=built.initial_values).n_dim
+    assert n_dim == hs.table.free.max() == 30
+    assert nutpie_adaptation("auto", "marginal", n_dim) == "low_rank"
+    assert nutpie_adaptation("auto", "marginal", LOW_RANK_MAX_DIM + 1) == "diag"
+    assert nutpie_adaptation("auto", "conditional", n_dim) == "diag"
+    assert nutpie_adaptation("diag", "marginal", n_dim) == "diag"
 
 
 def test_low_rank_adaptation_samples_the_same_hs_posterior_with_more_effective_draws():
