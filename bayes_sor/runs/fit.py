@@ -396,6 +396,9 @@ def _load_inputs(
             reference=partable.options.get("reference"),
         )
         partable = with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
+        scale_range = (scale.low, scale.high) if scale is not None else None
+        # thresholds from every group's answers, before the table is repeated per group
+        partable = add_ordinal_thresholds(partable, dataset.frame, scale_range)
         if dataset.group_levels:
             grouped = with_groups(partable, dataset.group_levels)
             check_hypotheses(grouped)
@@ -408,8 +411,7 @@ def _load_inputs(
                 )
             return dataset, grouped
         check_hypotheses(partable)  # one naming a coded control's path by its column's name
-        scale_range = (scale.low, scale.high) if scale is not None else None
-        return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
+        return dataset, partable
     if data is not None:
         raise BayesSORError(
             "give either raw data (--data) or a summary matrix (--cov/--cor), not both"
