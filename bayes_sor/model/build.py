@@ -160,7 +160,12 @@ def pymc_model(
         if partable.groups and raw and kind == "conditional":
             centred_latents = parameterisation.centred_latents(partable, data, latent_scores)
             grouped_conditional_likelihood(
-                par, partable, y, _respondent_groups(groups, y), save_latent, centred,
+                par,
+                partable,
+                y,
+                _respondent_groups(groups, y),
+                save_latent,
+                centred,
                 centred_latents,
             )
         elif partable.groups:
