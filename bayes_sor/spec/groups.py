@@ -9,8 +9,10 @@ The table of one group (:func:`bayes_sor.spec.partable.build_partable`) is the f
 - makes the rows of every kind named in ``group.equal`` (except those in ``group.partial``)
   share the first group's free parameter (an equality constraint is a shared free number);
 - identifies each group as lavaan does: when the loadings are equal, latent variances fixed
-  by std.lv are free in all but the first group; when the intercepts are equal, the latent
-  means are free in all but the first group.
+  by std.lv are free in all but the first group; when the intercepts or the thresholds are
+  equal, the latent means are free in all but the first group; when the thresholds are
+  equal, the ordinal items' residual variances (1 in the theta parameterisation) are free in
+  all but the first group (lavaan's theta parameterisation; bayes_sor has no delta one).
 
 A plain label (``a*x``) is the same label in every group, hence one parameter for all groups;
 ``c(a1, a2)*x`` gives each group its own.
