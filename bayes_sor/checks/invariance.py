@@ -32,14 +32,14 @@ from scipy import stats
 
 from bayes_sor.checks.loglik import mvn_logpdf
 from bayes_sor.data.missing import casewise_pointwise_loglik
-from bayes_sor.errors import BayesSORError
+from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import markdown_table
 from bayes_sor.runs.fit import FitResult, fit, read_model
 from bayes_sor.runs.rundir import write_csv
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.spec.matrices import implied_mean, implied_moments, representation
-from bayes_sor.spec.partable import ParTable
+from bayes_sor.spec.partable import ParTable, build_partable
 
 #: the ladder: each step's ``group.equal`` kinds
 STEPS = {
@@ -223,6 +223,13 @@ def run_ladder(
     if unknown:
         raise BayesSORError(f"unknown invariance step(s) {unknown}; the steps are {list(STEPS)}")
     text = read_model(model)
+    probe = build_partable(text, identification)
+    if probe.ordinal_items() or probe.interactions:
+        raise ModelSpecError(
+            "the invariance ladder needs continuous items and no latent interaction (its PPP "
+            "and LOO are the groups' normal moments'); fit each step with fit --group "
+            "--group-equal and compare the runs with compare-models"
+        )
     fits = {
         name: fit(
             text,

@@ -5,10 +5,20 @@ tests/correctness/test_agreement_groups.py (slow)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_sor.checks.invariance import GroupData, _discrepancy, pointwise_loglik, ppp, verdict
+from bayes_sor.checks.invariance import (
+    GroupData,
+    _discrepancy,
+    pointwise_loglik,
+    ppp,
+    run_ladder,
+    verdict,
+)
+from bayes_sor.errors import ModelSpecError
+from bayes_sor.sampling.samplers import SamplerSettings
 
 COV = np.array([[1.0, 0.5, 0.3], [0.5, 1.0, 0.4], [0.3, 0.4, 1.0]])
 MEAN = np.array([1.0, 2.0, 3.0])
@@ -78,3 +88,16 @@ def test_verdict_a_step_fails_only_beyond_two_standard_errors():
     assert verdict(5.0, 3.6) == "holds"
     assert verdict(-7.0, 3.6) == "holds"
     assert verdict(-13.7, 6.0).startswith("fails: the constraints cost 13.7 ELPD (> 2 x SE 6.0)")
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "---\nordinal: all\n---\nF =~ y1 + y2 + y3\n",
+        "X =~ x1 + x2 + x3\nW =~ w1 + w2 + w3\nY =~ y1 + y2 + y3\nY ~ X + W + X:W\n",
+    ],
+)
+def test_the_ladder_refuses_ordinal_items_and_latent_interactions_before_fitting(model):
+    """Its PPP and LOO are the groups' normal moments', which neither model has."""
+    with pytest.raises(ModelSpecError, match="invariance ladder needs continuous items"):
+        run_ladder(model, pd.DataFrame(), "g", SamplerSettings())
