@@ -170,3 +170,11 @@ def test_grouped_moderator_percentiles_are_each_groups_own():
         w = np.sort(eta[groups == label, 1])
         expected = [w[int(np.floor(q * (len(w) - 1)))] for q in (0.16, 0.5, 0.84)]
         np.testing.assert_allclose(quantiles[g, 0], expected)
+
+
+def test_item_residual_covariances_per_group_are_refused_with_one_message():
+    pt = build_partable(INTERACTION + "x1 ~~ x2\n")
+    data = pd.DataFrame(np.zeros((12, 9)), columns=pt.indicators)
+    grouped = with_groups(pt, ["a", "b"])
+    with pytest.raises(ModelSpecError, match=r"residual covariances of items in a multiple-group"):
+        pymc_model(grouped, data, groups=_groups(len(data)))
