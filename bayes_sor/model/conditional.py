@@ -14,7 +14,7 @@ import pytensor.tensor as pt
 from bayes_sor.data.categories import answer_codes
 from bayes_sor.data.missing import LOG_2PI, Patterns
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.model.latent import latent_scores, scores_from
+from bayes_sor.model.latent import GroupFactors, by_group, latent_scores, scores_from
 from bayes_sor.model.marginal import log_diagonal, padded_cholesky
 from bayes_sor.model.ordinal import (
     ordinal_logp,
@@ -148,14 +148,16 @@ def _gathered(
     per_group = [model_matrices(par, r) for r in reps]
     mats = {
         key: pt.stack([m[key] for m in per_group])[index]
-        for key in ("lambda", "beta", "psi", "nu", "alpha")
+        for key in ("beta", "psi", "nu", "alpha")
         if key in per_group[0]
     }
     mats["theta_sd"] = pt.sqrt(pt.stack([pt.diag(m["theta"]) for m in per_group]))[index]
+    mats["groups"] = per_group, index
 
-    def exo_factor(idx: list[int]) -> pt.TensorVariable:
-        factors = [pt.linalg.cholesky(m["psi"][np.ix_(idx, idx)]) for m in per_group]
-        return pt.stack(factors)[index]
+    def exo_factor(idx: list[int]) -> GroupFactors:
+        return GroupFactors(
+            [pt.linalg.cholesky(m["psi"][np.ix_(idx, idx)]) for m in per_group], index
+        )
 
     mats["exo_factor"] = exo_factor
     ext = pt.concatenate([par, pt.zeros(1)])
@@ -330,11 +332,13 @@ def _ordinal_items(
 
 
 def _item_means(mats: dict, eta: pt.TensorVariable, block: list[int]) -> pt.TensorVariable:
-    """nu + eta Lambda' of the items ``block`` (obs x items); Lambda and nu one per respondent
-    in a multiple-group model."""
-    if mats["lambda"].ndim == 2:
+    """nu + eta Lambda' of the items ``block`` (obs x items); in a multiple-group model
+    (``mats["groups"]``: each group's matrices, each respondent's group) each respondent's
+    group's."""
+    if "groups" not in mats:
         return mats["nu"][block] + eta @ mats["lambda"][block].T
-    return mats["nu"][:, block] + pt.sum(mats["lambda"][:, block, :] * eta[:, None, :], axis=-1)
+    per_group, index = mats["groups"]
+    return by_group(index, [m["nu"][block] + eta @ m["lambda"][block].T for m in per_group])
 
 
 def _moderator_quantiles(eta: pt.TensorVariable, rep: Representation, partable: ParTable) -> None:

@@ -94,7 +94,7 @@ def scores_from(
     products (one per ``rep.interactions``). The matrices may carry a leading respondent axis
     (a multiple-group model's parameters gathered per respondent,
     :func:`bayes_sor.model.conditional.grouped_conditional_likelihood`; then ``mats`` also has
-    ``exo_factor``, the Cholesky factor of the exogenous covariance per respondent), and
+    ``exo_factor``, the exogenous covariance's Cholesky factors, :class:`GroupFactors`), and
     latent means ``alpha`` (a multiple-group table's) shift the scores."""
     pos = {f: i for i, f in enumerate(rep.latents)}
     block = _observed_block(mats, rep, partable, y)
@@ -170,11 +170,11 @@ def _exogenous_scores(
 
     def given(lo: int, hi: int) -> pt.TensorVariable:
         """The mean of rows lo:hi of the factor given the blocks before them (lo > 0)."""
-        return _times(chol[..., lo:hi, :lo], pt.concatenate(standardised, axis=1))
+        return _times(chol[lo:hi, :lo], pt.concatenate(standardised, axis=1))
 
     def standardise(lo: int, hi: int, scores, mean) -> None:
         if hi < len(idx):  # a later block is drawn given these
-            standardised.append(_solve(chol[..., lo:hi, lo:hi], scores - mean))
+            standardised.append(_solve(chol[lo:hi, lo:hi], scores - mean))
 
     def location(names: list[str]) -> pt.TensorVariable:
         """The latent means of ``names`` (a multiple-group table has them)."""
@@ -183,30 +183,28 @@ def _exogenous_scores(
     k = len(exo_obs)
     if exo_obs:
         data, nu = block.take(exo_obs)
-        pm.MvNormal(
-            "exogenous_observed",
-            mu=nu,
-            chol=chol[..., :k, :k],
-            observed=data,
-            dims=("obs", add_coord("observed_exogenous", exo_obs)),
-        )
+        dims = ("obs", add_coord("observed_exogenous", exo_obs))
+        if isinstance(chol, GroupFactors):
+            pm.Potential("exogenous_observed", chol[:k, :k].logp(data, nu))
+        else:
+            pm.MvNormal("exogenous_observed", mu=nu, chol=chol[:k, :k], observed=data, dims=dims)
         standardise(0, k, data, nu)
     if exo_centred:
         hi = k + len(exo_centred)
         mean = given(k, hi) if k else pt.zeros(len(exo_centred))
         if "alpha" in mats:
             mean = mean + location(exo_centred)
-        scores = pm.MvNormal(
-            CENTRED_EXOGENOUS,
-            mu=mean,
-            chol=chol[..., k:hi, k:hi],
-            dims=("obs", add_coord("centred_exogenous", exo_centred)),
-        )
+        dims = ("obs", add_coord("centred_exogenous", exo_centred))
+        if isinstance(chol, GroupFactors):  # the same density, each group's factor dense
+            scores = pm.Flat(CENTRED_EXOGENOUS, dims=dims)
+            pm.Potential(f"{CENTRED_EXOGENOUS}_prior", chol[k:hi, k:hi].logp(scores, mean))
+        else:
+            scores = pm.MvNormal(CENTRED_EXOGENOUS, mu=mean, chol=chol[k:hi, k:hi], dims=dims)
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
         standardise(k, hi, scores, mean)
         k = hi
     if exo_lat:
-        scores = _times(chol[..., k:, k:], pt.stack([z_of[f] for f in exo_lat], axis=1))
+        scores = _times(chol[k:, k:], pt.stack([z_of[f] for f in exo_lat], axis=1))
         if k:
             scores = scores + given(k, len(idx))
         if "alpha" in mats:
@@ -215,19 +213,54 @@ def _exogenous_scores(
     return columns
 
 
-def _times(factor: pt.TensorVariable, z: pt.TensorVariable) -> pt.TensorVariable:
-    """Each respondent's ``factor @ z_i``: (obs x k) @ factor' for one factor, elementwise
-    for one factor per respondent (obs x a x k)."""
-    if factor.ndim == 2:
-        return z @ factor.T
-    return pt.sum(factor * z[:, None, :], axis=-1)
+def by_group(index: np.ndarray, values: list[pt.TensorVariable]) -> pt.TensorVariable:
+    """Row i of ``values[index[i]]`` (each obs x ...): every group's value computed for all
+    respondents, each respondent's own kept."""
+    out = values[0]
+    for g in range(1, len(values)):
+        mask = (index == g).reshape(-1, *([1] * (values[g].ndim - 1)))
+        out = pt.switch(mask, values[g], out)
+    return out
 
 
-def _solve(factor: pt.TensorVariable, x: pt.TensorVariable) -> pt.TensorVariable:
-    """Each respondent's ``factor^-1 x_i`` (``factor`` lower triangular, one or per respondent)."""
-    if factor.ndim == 2:
-        return pt.linalg.solve_triangular(factor, x.T, lower=True).T
-    return pt.linalg.solve_triangular(factor, x[..., None], lower=True)[..., 0]
+@dataclass(frozen=True)
+class GroupFactors:
+    """The exogenous covariance's Cholesky factor of each group of a multiple-group model and
+    each respondent's group (``index``). Products, solves and the normal density are each
+    group's dense ones, each respondent's own kept (:func:`by_group`): a batch of one small
+    solve per respondent was many times slower."""
+
+    factors: list[pt.TensorVariable]
+    index: np.ndarray
+
+    def __getitem__(self, key) -> GroupFactors:
+        return GroupFactors([f[key] for f in self.factors], self.index)
+
+    def times(self, z: pt.TensorVariable) -> pt.TensorVariable:
+        return by_group(self.index, [z @ f.T for f in self.factors])
+
+    def solve(self, x: pt.TensorVariable) -> pt.TensorVariable:
+        return by_group(
+            self.index, [pt.linalg.solve_triangular(f, x.T, lower=True).T for f in self.factors]
+        )
+
+    def logp(self, x: pt.TensorVariable, mu: pt.TensorVariable) -> pt.TensorVariable:
+        """Sum over respondents of log MvNormal(x_i | mu_i, L_g L_g'), g the respondent's."""
+        z = self.solve(x - mu)
+        log_det = pt.stack([pt.sum(pt.log(pt.diag(f))) for f in self.factors])[self.index]
+        return -0.5 * pt.sum(z**2) - pt.sum(log_det) - 0.5 * z.size * np.log(2 * np.pi)
+
+
+def _times(factor, z: pt.TensorVariable) -> pt.TensorVariable:
+    """Each respondent's ``factor @ z_i`` (one factor, or one per group)."""
+    return factor.times(z) if isinstance(factor, GroupFactors) else z @ factor.T
+
+
+def _solve(factor, x: pt.TensorVariable) -> pt.TensorVariable:
+    """Each respondent's ``factor^-1 x_i`` (``factor`` lower triangular, one or one per group)."""
+    if isinstance(factor, GroupFactors):
+        return factor.solve(x)
+    return pt.linalg.solve_triangular(factor, x.T, lower=True).T
 
 
 def raw_latent_names(model: pm.Model) -> list[str]:

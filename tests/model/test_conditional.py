@@ -52,7 +52,9 @@ def _terms(model) -> list:
 
 
 def _density(model, point: dict) -> float:
-    potentials = [p for p in model.potentials if p.name == "ordinal_loglik"]
+    # a grouped model's centred exogenous scores and observed exogenous variables are
+    # Potentials (each group's factor dense); the parameters' priors are not compared
+    potentials = [p for p in model.potentials if not p.name.startswith("centred_prior")]
     terms = [model.logp(vars=_terms(model), sum=True)]
     outputs = model.replace_rvs_by_values(terms + potentials)
     fn = model.compile_fn(
