@@ -103,6 +103,21 @@ def test_grouped_interaction_density_is_the_sum_of_each_groups_one_group_density
     assert density == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize("latent_scores", ["centred", ["Y"]])
+def test_grouped_density_with_an_observed_exogenous_variable_is_the_sum_over_groups(
+    latent_scores,
+):
+    """An observed exogenous x: its data's density and the latents' scores given it, per
+    group (each group's exogenous factor)."""
+    pt = build_partable(INTERACTION.replace("Y ~ X + W + X:W", "Y ~ X + W + x + X:W"))
+    rng = np.random.default_rng(8)
+    data = pd.DataFrame(rng.normal(size=(28, 10)), columns=pt.indicators)
+    groups = _groups(len(data))
+    grouped = with_groups(pt, ["a", "b"], ["loadings"])
+    density, expected = _sum_over_groups(grouped, data, groups, latent_scores)
+    assert density == pytest.approx(expected, rel=1e-9)
+
+
 def _ordinal(n: int = 45, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     latent = 0.9 * rng.normal(size=n)[:, None] + rng.normal(size=(n, 4))
