@@ -30,12 +30,13 @@ from bayes_sor.checks.fit_indices import fit_indices
 from bayes_sor.checks.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
 from bayes_sor.checks.ppc import group_replications, observed_scale
 from bayes_sor.checks.predictive import thin
-from bayes_sor.errors import BayesSORError
+from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import markdown_table
 from bayes_sor.runs.fit import FitResult, fit, read_model
 from bayes_sor.runs.rundir import Run, run_from_tree, write_csv
 from bayes_sor.sampling.samplers import SamplerSettings
+from bayes_sor.spec.partable import build_partable
 
 #: the ladder: each step's ``group.equal`` kinds
 STEPS = {
@@ -171,6 +172,13 @@ def run_ladder(
     if unknown:
         raise BayesSORError(f"unknown invariance step(s) {unknown}; the steps are {list(STEPS)}")
     text = read_model(model)
+    probe = build_partable(text, identification)
+    if probe.ordinal_items() or probe.interactions:
+        raise ModelSpecError(
+            "the invariance ladder needs continuous items and no latent interaction (its PPP "
+            "and LOO are the groups' normal moments'); fit each step with fit --group "
+            "--group-equal and compare the runs with compare-models"
+        )
     fits = {
         name: fit(
             text,

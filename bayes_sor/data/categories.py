@@ -53,6 +53,8 @@ def answer_codes(column: pd.Series | np.ndarray, item: str, partable: ParTable) 
     whenever every category of the scale was chosen.
     """
     params = partable.parameters
+    if "group" in params.columns:  # every group has the first group's thresholds
+        params = params[params.group == 1]
     n_thresholds = int(((params.op == "|") & (params.lhs == item)).sum())
     answers = np.asarray(column, dtype=float)
     observed = np.unique(answers[~np.isnan(answers)])

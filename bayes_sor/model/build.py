@@ -21,7 +21,11 @@ from bayes_sor.data.missing import PatternStatistics
 from bayes_sor.data.summary_statistics import SummaryData
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model import parameterisation
-from bayes_sor.model.conditional import centred_locations, conditional_likelihood
+from bayes_sor.model.conditional import (
+    centred_locations,
+    conditional_likelihood,
+    grouped_conditional_likelihood,
+)
 from bayes_sor.model.marginal import (
     casewise_likelihood,
     marginal_likelihood,
@@ -125,8 +129,10 @@ def pymc_model(
     ``"auto"`` (the well-measured constructs), ``"centred"``, ``"non-centred"``, or a list of
     latents (:func:`bayes_sor.model.parameterisation.centred_latents`; ``None``: the model header's
     ``latent_scores`` option, else ``auto``).
-    ``groups``: each respondent's group label, for a multiple-group table (one likelihood
-    term per group, :func:`grouped_marginal`).
+    ``groups``: each respondent's group label, for a multiple-group table (the marginal
+    likelihood: one term per group, :func:`grouped_marginal`; the conditional one: each
+    respondent under its group's parameters,
+    :func:`~bayes_sor.model.conditional.grouped_conditional_likelihood`).
     ``nodes``: Gauss-Hermite nodes per integrated latent of the quadrature likelihood (default:
     its rule's, :func:`bayes_sor.model.quadrature.respondent_loglik`).
     """
@@ -154,7 +160,18 @@ def pymc_model(
         if partable.groups and centre_locations and raw and kind == "marginal":
             centred = pooled_intercepts(partable)
         par = parameter_vector(partable, rep, centred)
-        if partable.groups:
+        if partable.groups and raw and kind == "conditional":
+            centred_latents = parameterisation.centred_latents(partable, data, latent_scores)
+            grouped_conditional_likelihood(
+                par,
+                partable,
+                y,
+                _respondent_groups(groups, y),
+                save_latent,
+                centred,
+                centred_latents,
+            )
+        elif partable.groups:
             source = "summary" if summary else kind if raw else "none"
             if centred:
                 par = uncentred_intercepts(par, partable, centred, _group_shares(groups, partable))
@@ -206,13 +223,10 @@ def grouped_marginal(
         return
     if kind != "marginal":
         raise ModelSpecError(
-            "multiple-group models are fitted with the marginal likelihood only (continuous "
-            "items, no latent interaction) so far; ordinal items and latent interactions per "
-            "group are not supported yet"
+            f"the {kind} likelihood of multiple-group models is not supported yet; use "
+            "--likelihood conditional (or auto)"
         )
-    if groups is None or len(groups) != len(y):
-        raise ModelSpecError("a multiple-group model needs each respondent's group")
-    labels = np.asarray(groups, dtype=str)
+    labels = _respondent_groups(groups, y)
     for g, label in enumerate(partable.groups, start=1):
         rep = representation(partable, g)
         part = y[labels == label]
@@ -221,6 +235,13 @@ def grouped_marginal(
             casewise_likelihood(par, rep, PatternStatistics.of(part), suffix)
         else:
             marginal_likelihood(par, rep, sufficient_statistics(part), suffix)
+
+
+def _respondent_groups(groups: Sequence[str] | None, y: np.ndarray) -> np.ndarray:
+    """Each respondent's group label, checked against the answers."""
+    if groups is None or len(groups) != len(y):
+        raise ModelSpecError("a multiple-group model needs each respondent's group")
+    return np.asarray(groups, dtype=str)
 
 
 def _group_shares(groups: Sequence[str] | None, partable: ParTable) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytensor.tensor as pt
 from bayes_sor.data.categories import answer_codes
 from bayes_sor.data.missing import LOG_2PI, Patterns
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.model.latent import latent_scores
+from bayes_sor.model.latent import GroupFactors, by_group, latent_scores, scores_from
 from bayes_sor.model.marginal import log_diagonal, padded_cholesky
 from bayes_sor.model.ordinal import (
     ordinal_logp,
@@ -29,7 +29,7 @@ from bayes_sor.model.parameters import (
     named_par,
     shifted_locations,
 )
-from bayes_sor.spec.matrices import Representation
+from bayes_sor.spec.matrices import Representation, representation
 from bayes_sor.spec.partable import ParTable
 
 
@@ -38,9 +38,13 @@ def centred_locations(partable: ParTable) -> list[int]:
     the latent scores' mean (:func:`_uncentre`)."""
     free = free_rows(partable)
     ordinal = set(partable.ordinal_items()) | set(partable.observed_structural)
-    counts = partable.parameters.free.value_counts()
     rows = free[(free.op == "~1") & ~free.lhs.isin(ordinal) & ~free.prior.str.endswith("[sd]")]
-    return [f for f in rows.index if counts.get(f, 0) == 1] + free.index[free.op == "|"].tolist()
+    rows = rows[rows.lhs.isin(partable.indicators)]  # not the latent means of later groups
+    # one item's intercept, in one row per group (a label shared by items is left direct)
+    params = partable.parameters
+    carriers = params.assign(g=params.group if "group" in params.columns else 1).groupby("free")
+    single = (carriers.lhs.nunique() == 1) & (carriers.size() == carriers.g.nunique())
+    return [f for f in rows.index if single[f]] + free.index[free.op == "|"].tolist()
 
 
 def _item_blocks(rep: Representation, partable: ParTable) -> tuple[list[int], list[int]]:
@@ -73,14 +77,7 @@ def conditional_likelihood(
     ordinal items ordered probit (:mod:`bayes_sor.data.categories`). ``centred``: free ids of the
     intercepts and thresholds sampled centred (:func:`_uncentre`); ``centred_latents``:
     latents whose scores are sampled centred (:func:`bayes_sor.model.latent.latent_scores`)."""
-    psi = partable.table[(partable.table.op == "~~") & (partable.table.lhs != partable.table.rhs)]
-    endo_cov = psi[psi.lhs.isin(partable.endogenous) | psi.rhs.isin(partable.endogenous)]
-    if len(endo_cov):
-        pairs = ", ".join(endo_cov.lhs + " ~~ " + endo_cov.rhs)
-        raise ModelSpecError(
-            f"residual covariances between endogenous latents ({pairs}) are only supported by "
-            "the marginal likelihood; remove them or drop the latent interaction"
-        )
+    _refuse_endogenous_covariances(partable)
     continuous, ordinal_pos = _item_blocks(rep, partable)
     eta = latent_scores(par, rep, partable, y, centred_latents)
     par = named_par(_uncentre(par, rep, partable, eta, centred or []))
@@ -92,6 +89,124 @@ def conditional_likelihood(
     if save_latent:
         pm.Deterministic("latent_scores", eta, dims=("obs", "latent"))
     _moderator_quantiles(eta, rep, partable)
+
+
+def grouped_conditional_likelihood(
+    par: pt.TensorVariable,
+    partable: ParTable,
+    y: np.ndarray,
+    groups: Sequence[str],
+    save_latent: bool = False,
+    centred: list[int] | None = None,
+    centred_latents: Sequence[str] = (),
+) -> None:
+    """:func:`conditional_likelihood` of a multiple-group table: each respondent's items and
+    latent scores under its own group's parameters (the groups' matrices gathered per
+    respondent: Lambda, nu, the residual SDs, B, Psi's Cholesky factor, the latent means and
+    the product terms' coefficients), so the log density is the sum of each group's
+    one-group conditional log density. The latent-score variables are the one-group model's,
+    over all respondents in the data's order. ``centred``: intercepts and thresholds sampled
+    centred on their group's mean latent scores (:func:`_grouped_uncentre`); the moderator
+    percentiles are per group (dims ``moderator_group``, ``moderator``, ``quantile``)."""
+    _refuse_endogenous_covariances(partable)
+    labels = np.asarray(groups, dtype=str)
+    index = np.array([partable.groups.index(label) for label in labels])
+    reps = [representation(partable, g) for g in range(1, len(partable.groups) + 1)]
+    rep = reps[0]
+    off_diagonal = (rep.theta != rep.zero) & ~np.eye(len(rep.items), dtype=bool)
+    if off_diagonal.any():
+        raise ModelSpecError(
+            "residual covariances of items in a multiple-group model with a latent interaction "
+            "or ordinal items are not supported yet; remove them, or fit each group separately"
+        )
+    continuous, ordinal_pos = _item_blocks(rep, partable)
+    eta = scores_from(*_gathered(par, reps, index), rep, partable, y, centred_latents)
+    par = named_par(_grouped_uncentre(par, reps, partable, eta, index, centred or []))
+    mats, _ = _gathered(par, reps, index)
+    if continuous:
+        _continuous_items(mats, rep, eta, y, continuous)
+    if ordinal_pos:
+        _ordinal_items(par, mats, rep, partable, eta, y, ordinal_pos, index)
+    if save_latent:
+        pm.Deterministic("latent_scores", eta, dims=("obs", "latent"))
+    if partable.moderators:
+        add_coord("moderator_group", list(partable.groups))
+        pm.Deterministic(
+            "moderator_quantiles",
+            pt.stack([_quantiles(eta[index == g], rep, partable) for g in range(len(reps))]),
+            dims=("moderator_group", "moderator", "quantile"),
+        )
+
+
+def _gathered(
+    par: pt.TensorVariable, reps: list[Representation], index: np.ndarray
+) -> tuple[dict, list[pt.TensorVariable]]:
+    """Each group's model matrices and product coefficients, gathered per respondent
+    (respondent i gets group ``index[i]``'s): the matrices for
+    :func:`~bayes_sor.model.latent.scores_from` and the items (``theta_sd``: residual SDs;
+    ``exo_factor``: the exogenous covariance's Cholesky factor, one per group, gathered)."""
+    per_group = [model_matrices(par, r) for r in reps]
+    mats = {
+        key: pt.stack([m[key] for m in per_group])[index]
+        for key in ("beta", "psi", "nu", "alpha")
+        if key in per_group[0]
+    }
+    mats["theta_sd"] = pt.sqrt(pt.stack([pt.diag(m["theta"]) for m in per_group]))[index]
+    mats["groups"] = per_group, index
+
+    def exo_factor(idx: list[int]) -> GroupFactors:
+        return GroupFactors(
+            [pt.linalg.cholesky(m["psi"][np.ix_(idx, idx)]) for m in per_group], index
+        )
+
+    mats["exo_factor"] = exo_factor
+    ext = pt.concatenate([par, pt.zeros(1)])
+    products = [
+        pt.stack([ext[r.interactions[k].param] for r in reps])[index]
+        for k in range(len(reps[0].interactions))
+    ]
+    return mats, products
+
+
+def _grouped_uncentre(
+    par: pt.TensorVariable,
+    reps: list[Representation],
+    partable: ParTable,
+    eta: pt.TensorVariable,
+    index: np.ndarray,
+    centred: list[int],
+) -> pt.TensorVariable:
+    """:func:`_uncentre` per group: a location carried by the rows of several groups (an
+    intercept or threshold equal across groups) moves by the respondent-weighted mean of its
+    groups' lambda_j' mean_g(eta) (any shift by other parameters has Jacobian 1)."""
+    if not centred:
+        return par
+    params = partable.parameters.reset_index(drop=True)
+    shares = np.bincount(index, minlength=len(reps)) / len(index)
+    lam = [model_matrices(par, r)["lambda"] for r in reps]
+    means = [eta[index == g].mean(axis=0) for g in range(len(reps))]
+    shifts = []
+    for f in centred:
+        rows = params[params.free == f]
+        weights = shares[rows.group.to_numpy() - 1]
+        terms = [
+            w * (lam[g - 1][reps[0].items.index(item)] @ means[g - 1])
+            for w, g, item in zip(weights / weights.sum(), rows.group, rows.lhs, strict=True)
+        ]
+        sign = 1.0 if rows.op.iloc[0] == "|" else -1.0
+        shifts.append(sign * sum(terms[1:], terms[0]))
+    return shifted_locations(par, partable, centred, pt.stack(shifts))
+
+
+def _refuse_endogenous_covariances(partable: ParTable) -> None:
+    psi = partable.table[(partable.table.op == "~~") & (partable.table.lhs != partable.table.rhs)]
+    endo_cov = psi[psi.lhs.isin(partable.endogenous) | psi.rhs.isin(partable.endogenous)]
+    if len(endo_cov):
+        pairs = ", ".join(dict.fromkeys(endo_cov.lhs + " ~~ " + endo_cov.rhs))
+        raise ModelSpecError(
+            f"residual covariances between endogenous latents ({pairs}) are only supported by "
+            "the marginal likelihood; remove them or drop the latent interaction"
+        )
 
 
 def _uncentre(
@@ -128,13 +243,14 @@ def _continuous_items(
 ) -> None:
     names = [rep.items[k] for k in block]
     dim = block_dim("continuous_item", names, rep.items, "item")
-    mu = mats["nu"][block] + eta @ mats["lambda"][block].T
-    theta = mats["theta"][np.ix_(block, block)]
+    mu = _item_means(mats, eta, block)
+    theta = None if "theta_sd" in mats else mats["theta"][np.ix_(block, block)]
+    sigma = mats["theta_sd"][..., block] if theta is None else pt.sqrt(pt.diag(theta))
     correlated = np.any(
         (rep.theta[np.ix_(block, block)] != rep.zero) & ~np.eye(len(block), dtype=bool)
     )
     if np.isnan(y[:, block]).any():
-        _masked_items(mu, theta, y[:, block], correlated, dim)
+        _masked_items(mu, theta, y[:, block], correlated, dim, sigma)
         return
     data = pm.Data("y", y[:, block], dims=("obs", dim))
     if correlated:
@@ -142,11 +258,16 @@ def _continuous_items(
             "items", mu=mu, chol=pt.linalg.cholesky(theta), observed=data, dims=("obs", dim)
         )
     else:
-        pm.Normal("items", mu=mu, sigma=pt.sqrt(pt.diag(theta)), observed=data, dims=("obs", dim))
+        pm.Normal("items", mu=mu, sigma=sigma, observed=data, dims=("obs", dim))
 
 
 def _masked_items(
-    mu: pt.TensorVariable, theta: pt.TensorVariable, answers: np.ndarray, correlated: bool, dim: str
+    mu: pt.TensorVariable,
+    theta: pt.TensorVariable | None,
+    answers: np.ndarray,
+    correlated: bool,
+    dim: str,
+    sigma: pt.TensorVariable,
 ) -> None:
     """Continuous items with missing answers: only the answered cells enter the likelihood
     (no imputed values are sampled). Uncorrelated residuals: one Normal over the answered
@@ -157,9 +278,8 @@ def _masked_items(
         rows, cols = np.nonzero(answered)
         dim = add_coord("answered_cell", list(range(len(rows))))
         data = pm.Data("y", answers[rows, cols], dims=dim)
-        pm.Normal(
-            "items", mu=mu[rows, cols], sigma=pt.sqrt(pt.diag(theta))[cols], observed=data, dims=dim
-        )
+        sd = sigma[cols] if sigma.ndim == 1 else sigma[rows, cols]
+        pm.Normal("items", mu=mu[rows, cols], sigma=sd, observed=data, dims=dim)
         return
     patterns = Patterns.of(answers)
     chol = padded_cholesky(theta, patterns)[patterns.index]
@@ -178,10 +298,18 @@ def _ordinal_items(
     eta: pt.TensorVariable,
     y: np.ndarray,
     block: list[int],
+    group_index: np.ndarray | None = None,
 ) -> None:
-    """Ordered probit per answer: only the interval of the observed category is evaluated."""
+    """Ordered probit per answer: only the interval of the observed category is evaluated.
+    ``group_index``: each respondent's group (0, 1, ...) in a multiple-group model, whose
+    groups' padded thresholds lie one after the other (a respondent's offsets moved by its
+    group's)."""
     names = [rep.items[k] for k in block]
     positions, offsets = threshold_layout(partable, names)
+    if group_index is not None:
+        layouts = [threshold_layout(partable, names, g) for g in range(1, len(partable.groups) + 1)]
+        positions = np.concatenate([p for p, _ in layouts])
+        offsets = group_index[:, None] * len(layouts[0][0]) + layouts[0][1][None, :]
     codes = np.column_stack(
         [answer_codes(y[:, k], name, partable) for k, name in zip(block, names, strict=True)]
     )
@@ -189,8 +317,11 @@ def _ordinal_items(
     answered = ~np.isnan(y[:, block])
     codes = np.where(answered, codes, 0)  # a valid placeholder; unanswered cells are left out
     data = pm.Data("y_ordinal", codes, dims=("obs", dim))
-    mu = mats["nu"][block] + eta @ mats["lambda"][block].T
-    sigma = pt.sqrt(pt.diag(mats["theta"])[block])
+    mu = _item_means(mats, eta, block)
+    if "theta_sd" in mats:
+        sigma = mats["theta_sd"][..., block]
+    else:
+        sigma = pt.sqrt(pt.diag(mats["theta"])[block])
     tau = padded_thresholds(par, positions)
     logp = ordinal_logp(data, mu, sigma, tau, offsets)
     # A Potential, not a CustomDist: the padded thresholds of all items form one vector that
@@ -200,16 +331,29 @@ def _ordinal_items(
     )
 
 
+def _item_means(mats: dict, eta: pt.TensorVariable, block: list[int]) -> pt.TensorVariable:
+    """nu + eta Lambda' of the items ``block`` (obs x items); in a multiple-group model
+    (``mats["groups"]``: each group's matrices, each respondent's group) each respondent's
+    group's."""
+    if "groups" not in mats:
+        return mats["nu"][block] + eta @ mats["lambda"][block].T
+    per_group, index = mats["groups"]
+    return by_group(index, [m["nu"][block] + eta @ m["lambda"][block].T for m in per_group])
+
+
 def _moderator_quantiles(eta: pt.TensorVariable, rep: Representation, partable: ParTable) -> None:
     """16th/50th/84th percentiles of each moderator's latent scores, per draw."""
     if not partable.moderators:
         return
+    pm.Deterministic(
+        "moderator_quantiles", _quantiles(eta, rep, partable), dims=("moderator", "quantile")
+    )
+
+
+def _quantiles(eta: pt.TensorVariable, rep: Representation, partable: ParTable):
+    """(moderator x 3) percentiles of the moderators' scores ``eta`` (obs x latent)."""
     n = eta.shape[0]
     pos = [rep.latents.index(w) for w in partable.moderators]
     ranked = pt.sort(eta[:, pos], axis=0)
     rows = [pt.cast(pt.floor(q * (n - 1)), "int64") for q in (0.16, 0.50, 0.84)]
-    pm.Deterministic(
-        "moderator_quantiles",
-        pt.stack([ranked[r] for r in rows], axis=1),
-        dims=("moderator", "quantile"),
-    )
+    return pt.stack([ranked[r] for r in rows], axis=1)

@@ -32,12 +32,12 @@ class _ObservedBlock:
     def take(self, names: list[str]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
         """(data, intercepts) of some of the variables."""
         idx = [self.names.index(v) for v in names]
-        return self.data[:, idx], self.nu[idx]
+        return self.data[:, idx], self.nu[..., idx]
 
     def centred(self, name: str) -> pt.TensorVariable:
         """The variable's score in the structural model: data minus intercept."""
         k = self.names.index(name)
-        return self.data[:, k] - self.nu[k]
+        return self.data[:, k] - self.nu[..., k]
 
 
 def _observed_block(
@@ -55,7 +55,7 @@ def _observed_block(
             "listwise, or the marginal likelihood if the model has no latent interaction"
         )
     data = pm.Data("y_observed", y[:, idx], dims=("obs", add_coord("observed_variable", names)))
-    return _ObservedBlock(names, data, mats["nu"][idx])
+    return _ObservedBlock(names, data, mats["nu"][..., idx])
 
 
 def latent_scores(
@@ -77,7 +77,25 @@ def latent_scores(
     their structural equations as likelihood terms (as indicators their residual variance is
     0, which a Normal cannot carry).
     """
-    mats = model_matrices(par, rep)
+    ext = pt.concatenate([par, pt.zeros(1)])
+    products = [ext[t.param] for t in rep.interactions]
+    return scores_from(model_matrices(par, rep), products, rep, partable, y, centred)
+
+
+def scores_from(
+    mats: dict,
+    products: list[pt.TensorVariable],
+    rep: Representation,
+    partable: ParTable,
+    y: np.ndarray,
+    centred: Sequence[str] = (),
+) -> pt.TensorVariable:
+    """:func:`latent_scores` from the model matrices and the coefficients of the latent
+    products (one per ``rep.interactions``). The matrices may carry a leading respondent axis
+    (a multiple-group model's parameters gathered per respondent,
+    :func:`bayes_sor.model.conditional.grouped_conditional_likelihood`; then ``mats`` also has
+    ``exo_factor``, the exogenous covariance's Cholesky factors, :class:`GroupFactors`), and
+    latent means ``alpha`` (a multiple-group table's) shift the scores."""
     pos = {f: i for i, f in enumerate(rep.latents)}
     block = _observed_block(mats, rep, partable, y)
     observed = block.names if block else []
@@ -87,27 +105,28 @@ def latent_scores(
     z_of = {f: z[:, k] for k, f in enumerate(deviates)}
     columns = _exogenous_scores(mats, pos, partable, block, z_of, centred)
     outcomes: dict[str, pt.TensorVariable] = {}
-    ext = pt.concatenate([par, pt.zeros(1)])
     for f in partable.order:
         i = pos[f]
         if i in columns:
             continue
         mean = pt.zeros(y.shape[0])
+        if "alpha" in mats and rep.alpha[i] != rep.zero:
+            mean = mean + mats["alpha"][..., i]
         for j in columns:
             if rep.beta[i, j] != rep.zero:
-                mean = mean + mats["beta"][i, j] * columns[j]
-        for t in rep.interactions:
+                mean = mean + mats["beta"][..., i, j] * columns[j]
+        for t, gamma in zip(rep.interactions, products, strict=True):
             if t.outcome == i:
-                mean = mean + ext[t.param] * columns[t.first] * columns[t.second]
+                mean = mean + gamma * columns[t.first] * columns[t.second]
         if f in observed:
             outcomes[f] = mean
             columns[i] = block.centred(f)
         elif f in centred:
             columns[i] = pm.Normal(
-                f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][i, i]), dims="obs"
+                f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][..., i, i]), dims="obs"
             )
         else:
-            columns[i] = mean + pt.sqrt(mats["psi"][i, i]) * z_of[f]
+            columns[i] = mean + pt.sqrt(mats["psi"][..., i, i]) * z_of[f]
     if outcomes:
         names = list(outcomes)
         data, nu = block.take(names)
@@ -115,7 +134,7 @@ def latent_scores(
         pm.Normal(
             "observed_outcomes",
             mu=nu + pt.stack(list(outcomes.values()), axis=1),
-            sigma=pt.sqrt(mats["psi"][idx, idx]),
+            sigma=pt.sqrt(mats["psi"][..., idx, idx]),
             observed=data,
             dims=("obs", add_coord("observed_outcome", names)),
         )
@@ -142,49 +161,106 @@ def _exogenous_scores(
     idx = [pos[f] for f in exo_obs + exo_centred + exo_lat]
     if not idx:
         return {}
-    chol = pt.linalg.cholesky(mats["psi"][np.ix_(idx, idx)])
+    if "exo_factor" in mats:
+        chol = mats["exo_factor"](idx)
+    else:
+        chol = pt.linalg.cholesky(mats["psi"][np.ix_(idx, idx)])
     columns: dict[int, pt.TensorVariable] = {pos[f]: block.centred(f) for f in exo_obs}
     standardised: list[pt.TensorVariable] = []  # z of the blocks drawn so far, in order
 
     def given(lo: int, hi: int) -> pt.TensorVariable:
         """The mean of rows lo:hi of the factor given the blocks before them (lo > 0)."""
-        return pt.concatenate(standardised, axis=1) @ chol[lo:hi, :lo].T
+        return _times(chol[lo:hi, :lo], pt.concatenate(standardised, axis=1))
 
     def standardise(lo: int, hi: int, scores, mean) -> None:
         if hi < len(idx):  # a later block is drawn given these
-            standardised.append(
-                pt.linalg.solve_triangular(chol[lo:hi, lo:hi], (scores - mean).T, lower=True).T
-            )
+            standardised.append(_solve(chol[lo:hi, lo:hi], scores - mean))
+
+    def location(names: list[str]) -> pt.TensorVariable:
+        """The latent means of ``names`` (a multiple-group table has them)."""
+        return mats["alpha"][..., [pos[f] for f in names]]
 
     k = len(exo_obs)
     if exo_obs:
         data, nu = block.take(exo_obs)
-        pm.MvNormal(
-            "exogenous_observed",
-            mu=nu,
-            chol=chol[:k, :k],
-            observed=data,
-            dims=("obs", add_coord("observed_exogenous", exo_obs)),
-        )
+        dims = ("obs", add_coord("observed_exogenous", exo_obs))
+        if isinstance(chol, GroupFactors):
+            pm.Potential("exogenous_observed", chol[:k, :k].logp(data, nu))
+        else:
+            pm.MvNormal("exogenous_observed", mu=nu, chol=chol[:k, :k], observed=data, dims=dims)
         standardise(0, k, data, nu)
     if exo_centred:
         hi = k + len(exo_centred)
         mean = given(k, hi) if k else pt.zeros(len(exo_centred))
-        scores = pm.MvNormal(
-            CENTRED_EXOGENOUS,
-            mu=mean,
-            chol=chol[k:hi, k:hi],
-            dims=("obs", add_coord("centred_exogenous", exo_centred)),
-        )
+        if "alpha" in mats:
+            mean = mean + location(exo_centred)
+        dims = ("obs", add_coord("centred_exogenous", exo_centred))
+        if isinstance(chol, GroupFactors):  # the same density, each group's factor dense
+            scores = pm.Flat(CENTRED_EXOGENOUS, dims=dims)
+            pm.Potential(f"{CENTRED_EXOGENOUS}_prior", chol[k:hi, k:hi].logp(scores, mean))
+        else:
+            scores = pm.MvNormal(CENTRED_EXOGENOUS, mu=mean, chol=chol[k:hi, k:hi], dims=dims)
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
         standardise(k, hi, scores, mean)
         k = hi
     if exo_lat:
-        scores = pt.stack([z_of[f] for f in exo_lat], axis=1) @ chol[k:, k:].T
+        scores = _times(chol[k:, k:], pt.stack([z_of[f] for f in exo_lat], axis=1))
         if k:
             scores = scores + given(k, len(idx))
+        if "alpha" in mats:
+            scores = scores + location(exo_lat)
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_lat)})
     return columns
+
+
+def by_group(index: np.ndarray, values: list[pt.TensorVariable]) -> pt.TensorVariable:
+    """Row i of ``values[index[i]]`` (each obs x ...): every group's value computed for all
+    respondents, each respondent's own kept."""
+    out = values[0]
+    for g in range(1, len(values)):
+        mask = (index == g).reshape(-1, *([1] * (values[g].ndim - 1)))
+        out = pt.switch(mask, values[g], out)
+    return out
+
+
+@dataclass(frozen=True)
+class GroupFactors:
+    """The exogenous covariance's Cholesky factor of each group of a multiple-group model and
+    each respondent's group (``index``). Products, solves and the normal density are each
+    group's dense ones, each respondent's own kept (:func:`by_group`): a batch of one small
+    solve per respondent was many times slower."""
+
+    factors: list[pt.TensorVariable]
+    index: np.ndarray
+
+    def __getitem__(self, key) -> GroupFactors:
+        return GroupFactors([f[key] for f in self.factors], self.index)
+
+    def times(self, z: pt.TensorVariable) -> pt.TensorVariable:
+        return by_group(self.index, [z @ f.T for f in self.factors])
+
+    def solve(self, x: pt.TensorVariable) -> pt.TensorVariable:
+        return by_group(
+            self.index, [pt.linalg.solve_triangular(f, x.T, lower=True).T for f in self.factors]
+        )
+
+    def logp(self, x: pt.TensorVariable, mu: pt.TensorVariable) -> pt.TensorVariable:
+        """Sum over respondents of log MvNormal(x_i | mu_i, L_g L_g'), g the respondent's."""
+        z = self.solve(x - mu)
+        log_det = pt.stack([pt.sum(pt.log(pt.diag(f))) for f in self.factors])[self.index]
+        return -0.5 * pt.sum(z**2) - pt.sum(log_det) - 0.5 * z.size * np.log(2 * np.pi)
+
+
+def _times(factor, z: pt.TensorVariable) -> pt.TensorVariable:
+    """Each respondent's ``factor @ z_i`` (one factor, or one per group)."""
+    return factor.times(z) if isinstance(factor, GroupFactors) else z @ factor.T
+
+
+def _solve(factor, x: pt.TensorVariable) -> pt.TensorVariable:
+    """Each respondent's ``factor^-1 x_i`` (``factor`` lower triangular, one or one per group)."""
+    if isinstance(factor, GroupFactors):
+        return factor.solve(x)
+    return pt.linalg.solve_triangular(factor, x.T, lower=True).T
 
 
 def raw_latent_names(model: pm.Model) -> list[str]:

@@ -93,13 +93,18 @@ def log_interval_probability(a: pt.TensorVariable, b: pt.TensorVariable) -> pt.T
     return pt.log(pt.erfc(-high / _SQRT2) - pt.erfc(-low / _SQRT2)) - np.log(2.0)
 
 
-def threshold_layout(partable: ParTable, items: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def threshold_layout(
+    partable: ParTable, items: list[str], group: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions of each item's thresholds in ``par`` and its offset in the padded vector.
 
     The padded vector is, per item, ``[-BIG, t_1, ..., t_{K-1}, +BIG]``; returns the ``par``
     position of every padded entry (-1 for the padding) and each item's first padded index.
+    ``group``: the rows of that group of a multiple-group table.
     """
     params = partable.parameters.reset_index(drop=True)
+    if group is not None:
+        params = params[params.group == group]
     positions: list[int] = []
     offsets = []
     for item in items:

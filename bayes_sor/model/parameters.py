@@ -40,23 +40,14 @@ def threshold_vector(
     ``centred``: the flat, ordered ``thresholds_centred`` instead, whose priors
     :func:`bayes_sor.model.conditional._uncentre` adds once they are shifted back.
     """
-    params = partable.parameters.reset_index(drop=True)
-    rows = params[params.op == "|"]
-    if (rows.free == 0).any() or rows.free.duplicated().any():
-        raise ModelSpecError(
-            "fixed thresholds and thresholds shared by a label are not supported; leave the "
-            "thresholds free (each item gets its own)"
-        )
-    items = partable.ordinal_items()
-    rows = rows.assign(item=rows.lhs.map(items.index), k=rows.rhs.str[1:].astype(int))
-    rows = rows.sort_values(["item", "k"])
+    rows = _threshold_rows(partable)
     priors = [
         parse_prior(p, f"the threshold '{r.lhs} | {r.rhs}'")
         for p, r in zip(rows.prior, rows.itertuples(), strict=True)
     ]
     if any(p.family != "normal" or p.on_sd for p in priors):
         raise ModelSpecError("thresholds need normal priors, e.g. 'normal(0,1.5)'")
-    first = (rows.lhs != rows.lhs.shift()).to_numpy()
+    first = ((rows.lhs != rows.lhs.shift()) | (rows.group != rows.group.shift())).to_numpy()
     names = [partable.names[i] for i in rows.index]
     add_coord("thresholds_dim", names)
     args = np.array([p.args for p in priors])
@@ -74,6 +65,36 @@ def threshold_vector(
         else pm.Normal("thresholds", mu=args[:, 0], sigma=args[:, 1], **ordered)
     )
     return rv, rows.free.tolist()
+
+
+def _threshold_rows(partable: ParTable) -> pd.DataFrame:
+    """The rows of the free thresholds, one per free number, by group, item and rank.
+
+    In a multiple-group table the thresholds of an item are either all the first group's
+    (``group.equal: thresholds``) or all the group's own: the ordered transform keeps each
+    item's thresholds increasing within one vector, which a mix of shared and own thresholds
+    would leave unordered."""
+    params = partable.parameters.reset_index(drop=True)
+    rows = params[params.op == "|"]
+    if "group" not in rows.columns:
+        rows = rows.assign(group=1)
+    groups = rows.groupby("free").group.transform("nunique")
+    shared = rows.free.duplicated(keep=False) & (groups > 1)
+    if (rows.free == 0).any() or rows.free[~shared].duplicated().any():
+        raise ModelSpecError(
+            "fixed thresholds and thresholds shared by a label are not supported; leave the "
+            "thresholds free (each item gets its own)"
+        )
+    mixed = sorted(set(rows.lhs[shared]) & set(rows.lhs[~shared & (rows.group > 1)]))
+    if mixed:
+        raise ModelSpecError(
+            f"group.partial frees some but not all thresholds of {mixed} in a later group; "
+            "name all of an item's thresholds in group.partial (e.g. 'x1|t1, x1|t2') or none"
+        )
+    items = partable.ordinal_items()
+    rows = rows.drop_duplicates("free")
+    rows = rows.assign(item=rows.lhs.map(items.index), k=rows.rhs.str[1:].astype(int))
+    return rows.sort_values(["group", "item", "k"])
 
 
 def parameter_vector(

@@ -151,25 +151,34 @@ def effect_draws(
 
     ``moderator_quantiles`` (chain, draw, moderator, 3): the 16th/50th/84th percentiles of each
     moderator's latent scores per draw; without them (marginal fits) the normal quantiles
-    -0.994/0/+0.994 SD are used. A multiple-group table: :func:`grouped_effect_draws`.
+    -0.994/0/+0.994 SD are used. A multiple-group table: :func:`grouped_effect_draws`, with
+    ``moderator_quantiles`` (chain, draw, group, moderator, 3) per group.
     """
     if partable.groups:
-        return grouped_effect_draws(partable, par)
+        return grouped_effect_draws(partable, par, moderator_quantiles)
     return structural_effects(partable, rep, par, moderator_quantiles) + defined_draws(
         partable, par
     )
 
 
-def grouped_effect_draws(partable: ParTable, par: np.ndarray) -> list[Effect]:
-    """The effects of every group (each from its own rows) and, for every effect of the
-    first group, its difference in each later group (``"B - A"``, B minus the first group A;
-    its ``p_positive`` in effects.csv is P(B's effect > A's)); then the ``:=`` definitions,
-    which may use the groups' own labels (``c(a1, a2)*X``)."""
+def grouped_effect_draws(
+    partable: ParTable, par: np.ndarray, moderator_quantiles: np.ndarray | None = None
+) -> list[Effect]:
+    """The effects of every group (each from its own rows; conditional effects at its own
+    moderator percentiles, ``moderator_quantiles[..., g, :, :]``, or its own mean +-1 SD) and,
+    for every effect of the first group, its difference in each later group (``"B - A"``, B
+    minus the first group A; its ``p_positive`` in effects.csv is P(B's effect > A's)); then
+    the ``:=`` definitions, which may use the groups' own labels (``c(a1, a2)*X``)."""
     labels = partable.groups
     per_group = [
         [
             replace(e, group=label)
-            for e in structural_effects(partable, representation(partable, g), par)
+            for e in structural_effects(
+                partable,
+                representation(partable, g),
+                par,
+                None if moderator_quantiles is None else moderator_quantiles[..., g - 1, :, :],
+            )
         ]
         for g, label in enumerate(labels, start=1)
     ]
@@ -242,14 +251,17 @@ def _moderator_points(
     """Moderator -> {label: its value w in the structural model, per draw}.
 
     ``w`` is the moderator's deviation from its mean (an observed moderator: from its
-    intercept), the scale on which ``b + d w`` holds.
+    intercept), the scale on which ``b + d w`` holds; a later group's latent moderator has its
+    own mean (multiple groups), around which its SD points lie.
     """
     explicit = named_moderator_values(partable)
     out: dict[str, dict[str, np.ndarray]] = {}
+    means = _latent_means(rep, ext)
     for w_name in partable.moderators:
         k = rep.latents.index(w_name)
         w_sd = np.sqrt(mom.latent_cov[..., k, k])
-        points = {f"{w_name}={lab}": z * w_sd for lab, z in SD_POINTS.items()}
+        w_mean = 0.0 if means is None else means[..., k]
+        points = {f"{w_name}={lab}": w_mean + z * w_sd for lab, z in SD_POINTS.items()}
         if moderator_quantiles is not None:
             q = moderator_quantiles[..., partable.moderators.index(w_name), :]
             points.update(
@@ -257,7 +269,10 @@ def _moderator_points(
             )
         else:
             points.update(
-                {f"{w_name}=p{p}": z * w_sd for p, z in ((16, -0.9945), (50, 0.0), (84, 0.9945))}
+                {
+                    f"{w_name}=p{p}": w_mean + z * w_sd
+                    for p, z in ((16, -0.9945), (50, 0.0), (84, 0.9945))
+                }
             )
         origin = (
             ext[..., rep.nu[rep.items.index(w_name)]]
@@ -267,6 +282,14 @@ def _moderator_points(
         points.update({value_label(w_name, v): v - origin for v in explicit.get(w_name, [])})
         out[w_name] = points
     return out
+
+
+def _latent_means(rep: Representation, ext: np.ndarray) -> np.ndarray | None:
+    """The latents' means (I - B)^-1 alpha per draw; ``None`` without latent means."""
+    if rep.alpha is None:
+        return None
+    total = np.linalg.inv(np.eye(len(rep.latents)) - ext[..., rep.beta])
+    return (total @ ext[..., rep.alpha][..., None])[..., 0]
 
 
 def _conditional(

@@ -408,6 +408,9 @@ def _load_inputs(
                 "correlation matrix (--cor) with --nobs"
             )
         dataset, partable = load_answers(partable, data, scale, missing)
+        scale_range = (scale.low, scale.high) if scale is not None else None
+        # thresholds from every group's answers, before the table is repeated per group
+        partable = add_ordinal_thresholds(partable, dataset.frame, scale_range)
         if dataset.group_levels:
             grouped = with_groups(partable, dataset.group_levels)
             check_hypotheses(grouped)
@@ -420,8 +423,7 @@ def _load_inputs(
                 )
             return dataset, grouped
         check_hypotheses(partable)  # one naming a coded control's path by its column's name
-        scale_range = (scale.low, scale.high) if scale is not None else None
-        return dataset, add_ordinal_thresholds(partable, dataset.frame, scale_range)
+        return dataset, partable
     if data is not None:
         raise BayesSORError(
             "give either raw data (--data) or a summary matrix (--cov/--cor), not both"

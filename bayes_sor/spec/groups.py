@@ -9,8 +9,10 @@ The table of one group (:func:`bayes_sor.spec.partable.build_partable`) is the f
 - makes the rows of every kind named in ``group.equal`` (except those in ``group.partial``)
   share the first group's free parameter (an equality constraint is a shared free number);
 - identifies each group as lavaan does: when the loadings are equal, latent variances fixed
-  by std.lv are free in all but the first group; when the intercepts are equal, the latent
-  means are free in all but the first group.
+  by std.lv are free in all but the first group; when the intercepts or the thresholds are
+  equal, the latent means are free in all but the first group; when the thresholds are
+  equal, the ordinal items' residual variances (1 in the theta parameterisation) are free in
+  all but the first group (lavaan's theta parameterisation; bayes_sor has no delta one).
 
 A plain label (``a*x``) is the same label in every group, hence one parameter for all groups;
 ``c(a1, a2)*x`` gives each group its own.
@@ -157,15 +159,8 @@ def check_group_values(partable: ParTable, n_groups: int) -> None:
 
 
 def check_groupable(partable: ParTable) -> None:
-    """A model that multiple groups support: the marginal likelihood's (continuous items, no
-    latent interaction), and valid ``group.equal`` / ``group.partial`` options."""
-    if partable.ordinal_items() or partable.interactions:
-        raise ModelSpecError(
-            "multiple-group models are fitted with the marginal likelihood only so far "
-            "(continuous items, no latent interaction); this model has "
-            + ("ordinal items" if partable.ordinal_items() else "a latent interaction")
-            + ": fit each group separately, or drop the group option"
-        )
+    """A model that multiple groups support (every likelihood but the quadrature one, which
+    the fit refuses by name), and valid ``group.equal`` / ``group.partial`` options."""
     _check_kinds(
         check_group_equal(partable.options.get("group.equal")),
         check_approximate(partable.options.get("approximate")),
@@ -295,12 +290,13 @@ def _group_rows(
     rows["group"] = g
     names = [row_name(r.lhs, r.op, r.rhs) for r in rows.itertuples()]
     std_lv = partable.options.get("identification", "std.lv") == "std.lv"
+    ordinal = set(partable.ordinal_items())
     for k, (name, r) in enumerate(zip(names, rows.itertuples(), strict=True)):
         if name in per_group:
             label, fixed, _ = group_modifier(per_group[name][g - 1])
             rows.loc[k, ["label", "value"]] = [label, np.nan if fixed is None else fixed]
             rows.loc[k, "free"] = 0 if fixed is not None else 1
-        elif g > 1 and not r.user and not r.equal and _freed_later(r, std_lv, equal):
+        elif g > 1 and not r.user and not r.equal and _freed_later(r, std_lv, equal, ordinal):
             rows.loc[k, ["free", "value"]] = [1, np.nan]
     freed = (rows.free > 0) & (rows.prior == "")
     rows.loc[freed, "prior"] = [_default_prior(partable, r) for r in rows[freed].itertuples()]
@@ -308,13 +304,18 @@ def _group_rows(
     return rows
 
 
-def _freed_later(row, std_lv: bool, equal: list[str]) -> bool:
+def _freed_later(row, std_lv: bool, equal: list[str], ordinal: set[str]) -> bool:
     """lavaan's identification of groups 2+: std.lv's unit latent variances are free when the
-    loadings are equal, the latent means when the intercepts are."""
+    loadings are equal; the latent means when the intercepts or the thresholds are; and, theta
+    parameterisation, the ordinal items' unit residual variances when the thresholds are
+    (lavaan's ``lav_partable_flat``: with thresholds equal, a later group's latent responses
+    may differ in location and scale)."""
     if row.kind == "lv.variances" and std_lv and row.value == 1.0:
         return "loadings" in equal
     if row.kind == "means" and row.value == 0.0:
-        return "intercepts" in equal
+        return "intercepts" in equal or "thresholds" in equal
+    if row.kind == "residuals" and row.lhs in ordinal and row.value == 1.0:
+        return "thresholds" in equal
     return False
 
 
@@ -351,9 +352,14 @@ def _free_numbers(table: pd.DataFrame) -> np.ndarray:
 
 def _check_counts(pt: ParTable) -> None:
     """No more free parameters than the groups' moments together; an approximately equal
-    parameter counts once (its groups' deviations are identified by their prior)."""
+    parameter counts once (its groups' deviations are identified by their prior). As lavaan
+    counts them, a group's moments are the items' covariances (correlations between ordinal
+    ones), each continuous item's mean and variance and each ordinal item's thresholds."""
     p = len(pt.indicators)
-    moments = len(pt.groups) * (p * (p + 1) // 2 + p)
+    params = pt.parameters
+    thresholds = int(((params.op == "|") & (params.group == 1)).sum())
+    continuous = p - len(pt.ordinal_items())
+    moments = len(pt.groups) * (p * (p - 1) // 2 + 2 * continuous + thresholds)
     n_free = pt.n_free - sum(len(free) - 1 for free in approximate_rows(pt).free)
     if n_free > moments:
         raise ModelSpecError(

@@ -7,14 +7,16 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from fakes import group_answers, mixed_labels, two_group_cfa, write_run
 
-from bayes_sor.checks.invariance import COLUMNS, ladder_table, step_measures, verdict
+from bayes_sor.checks.invariance import COLUMNS, ladder_table, run_ladder, step_measures, verdict
 from bayes_sor.checks.loglik import loglik_tree, loo, pointwise_loglik
-from bayes_sor.errors import BayesSORError
+from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.runs.rundir import load_run
+from bayes_sor.sampling.samplers import SamplerSettings
 
 
 def _step(path, pt, draws, data, labels) -> SimpleNamespace:
@@ -73,3 +75,16 @@ def test_a_step_without_a_pointwise_log_likelihood_is_refused_with_the_reason(tm
     )
     with pytest.raises(BayesSORError, match="by LOO, unavailable: covariance-matrix input"):
         step_measures(load_run(path), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "---\nordinal: all\n---\nF =~ y1 + y2 + y3\n",
+        "X =~ x1 + x2 + x3\nW =~ w1 + w2 + w3\nY =~ y1 + y2 + y3\nY ~ X + W + X:W\n",
+    ],
+)
+def test_the_ladder_refuses_ordinal_items_and_latent_interactions_before_fitting(model):
+    """Its PPP and LOO are the groups' normal moments', which neither model has."""
+    with pytest.raises(ModelSpecError, match="invariance ladder needs continuous items"):
+        run_ladder(model, pd.DataFrame(), "g", SamplerSettings())

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes import MEDIATION_PROJECT, mediation_project
+from paths import ROOT
 
 from bayes_sor.cli.main import main
 from bayes_sor.runs.rundir import load_run
@@ -386,3 +387,51 @@ def test_a_fits_second_run_loads_its_model_without_pymcs_graph_work(project, tmp
     assert (tmp_path / "recorded" / posterior).read_bytes() == (
         tmp_path / "long" / posterior
     ).read_bytes()
+
+
+#: Study A's moderated path on its own (the bundled data, a gender column)
+STUDY_A_MODERATION = """CT =~ ct1 + ct2 + ct3 + ct4 + ct5
+IT =~ it1 + it2 + it3 + it4
+IB =~ ib1 + ib2 + ib3 + ib4
+PI =~ pi1 + pi2 + pi3 + pi4 + pi5
+CT ~ PI
+IB ~ CT + IT + CT:IT
+"""
+
+
+@pytest.mark.slow
+def test_a_grouped_latent_interaction_fits_end_to_end_on_study_a(tmp_path):
+    """``fit --group gender`` of a latent interaction: the conditional likelihood per group,
+    every effect per group and its difference, the moderator percentiles each group's own."""
+    model = tmp_path / "moderation.lav"
+    model.write_text(STUDY_A_MODERATION)
+    out = tmp_path / "run"
+    argv = fit_argv(
+        tmp_path,
+        out,
+        "--group",
+        "gender",
+        "--group-equal",
+        "loadings,intercepts",
+        "--allow-warnings",
+        "--no-report",
+        *SHORT,
+        model=model,
+        data=ROOT / "data" / "impulse_buying.csv",
+    )
+    assert main(argv) == 0
+    effects = pd.read_csv(out / "effects.csv").fillna("")
+    conditional = effects[
+        (effects.kind == "conditional_indirect") & (effects.moderator_value == "IT=p84")
+    ]
+    assert set(conditional.group) == {"male", "female", "female - male"}
+    post = az.from_netcdf(out / "posterior.nc")["posterior"]
+    quantiles = post["moderator_quantiles"]
+    assert quantiles.dims[2:] == ("moderator_group", "moderator", "quantile")
+    assert not np.allclose(
+        quantiles.sel(moderator_group="male"), quantiles.sel(moderator_group="female")
+    )
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert set(estimates.group) == {"male", "female"}
+    later = estimates[(estimates.group == "female") & (estimates.op == "~1")]
+    assert later[later.lhs == "IT"].free.iloc[0] > 0  # its latent mean is free

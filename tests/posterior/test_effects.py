@@ -252,3 +252,36 @@ def test_effects_per_group_and_their_differences():
     row = table[(table.kind == "indirect") & (table.group == "B - A")].iloc[0]
     assert row.p_positive == 1.0 and row["mean"] > 0.2
     assert set(table.group) == {"A", "B", "B - A", ""}
+
+
+def test_conditional_effects_per_group_use_each_groups_moderator_percentiles_and_mean():
+    """A later group's conditional indirect effects: at its own percentiles of the moderator's
+    scores (the conditional likelihood's ``moderator_quantiles`` per group), and at its own
+    mean +-1 SD of the moderator (its latent mean is free when the intercepts are equal)."""
+    text = "X =~ x1 + x2 + x3\nM =~ m1 + m2 + m3\nW =~ w1 + w2 + w3\nY =~ y1 + y2 + y3\n"
+    text += "M ~ X\nY ~ X + M + W + c(d1, d2)*M:W\n"
+    pt = with_groups(build_partable(text), ["A", "B"], ["loadings", "intercepts"])
+    values = {"W~1.g2": 0.5, "W~~W.g2": 2.25, "Y~M:W": 0.2, "Y~M:W.g2": 0.4}
+    par = _par(pt, values, draws=1)
+    quantiles = np.array([[-1.0, 0.0, 1.0], [0.1, 0.5, 2.0]]).reshape(1, 1, 2, 1, 3)
+    effects = effect_draws(pt, representation(pt), par, quantiles)
+
+    def conditional(moderator, group):
+        hits = [
+            e
+            for e in effects
+            if (e.kind, e.effect, e.moderator_value, e.group)
+            == ("conditional_indirect", "X -> M -> Y", moderator, group)
+        ]
+        assert len(hits) == 1
+        return hits[0].draws[0, 0]
+
+    def value(name):
+        return par[0, 0, pt.names.index(name)]
+
+    a, b = value("M~X.g2"), value("Y~M.g2")
+    assert conditional("W=p16", "B") == pytest.approx(a * (b + 0.4 * 0.1))
+    assert conditional("W=p84", "B") == pytest.approx(a * (b + 0.4 * 2.0))
+    assert conditional("W=+1SD", "B") == pytest.approx(a * (b + 0.4 * (0.5 + 1.5)))
+    assert conditional("W=p16", "A") == pytest.approx(value("M~X") * (value("Y~M") - 0.2))
+    assert conditional("W=+1SD", "A") == pytest.approx(value("M~X") * (value("Y~M") + 0.2))

@@ -1,5 +1,6 @@
 """fit() with groups: the options reach the table (arguments over the header), the data's
-groups reach the model, and what multiple groups do not support yet is said before sampling."""
+groups reach the model (every likelihood), and what multiple groups do not support yet is said
+before sampling."""
 
 from __future__ import annotations
 
@@ -59,12 +60,24 @@ def test_hypotheses_in_a_multiple_group_model_warn_that_they_read_the_first_grou
         )
 
 
+def test_latent_interactions_and_ordinal_items_per_group_reach_the_conditional_likelihood(built):
+    data = pd.read_csv(ROOT / "data" / "holzinger_swineford.csv")
+    data["x1"] = pd.cut(data.x1, [-99, 4, 5, 99], labels=False) + 1
+    interaction = HS + "speed ~ visual + textual + visual:textual\n"
+    for options in ({"likelihood": "auto"}, {"ordinal": "x1", "group_equal": "thresholds"}):
+        with pytest.raises(Sampled), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit(interaction, data, group="school", **options)
+    assert all(b.likelihood == "conditional" for b in built)
+    assert "moderator_quantiles" in built[0].model.named_vars
+    assert list(built[1].model.coords["thresholds_dim"]) == ["x1|t1", "x1|t2"]  # shared
+
+
 def test_what_groups_do_not_support_yet_is_refused_before_sampling(built):
     data = pd.read_csv(ROOT / "data" / "holzinger_swineford.csv")
-    with pytest.raises(ModelSpecError, match="marginal likelihood only so far"):
-        fit(HS + "speed ~ visual + textual + visual:textual\n", data, group="school")
-    with pytest.raises(ModelSpecError, match="marginal likelihood only so far"):
-        fit(HS, data, group="school", ordinal="x1")
+    interaction = HS + "speed ~ visual + textual + visual:textual\n"
+    with pytest.raises(ModelSpecError, match="quadrature likelihood of multiple-group models"):
+        fit(interaction, data, group="school", likelihood="quadrature")
     # one matrix for a multiple-group model: the groups' matrices are stacked with the column
     with pytest.raises(BayesSORError, match="has no 'school' column: for a multiple-group"):
         fit(HS, cov=data[[f"x{i}" for i in range(1, 10)]].cov(), nobs=301, group="school")
