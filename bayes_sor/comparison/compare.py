@@ -41,7 +41,7 @@ from bayes_sor.checks.result import Outcome, add_result_command
 from bayes_sor.comparison.compare_report import comparison_result
 from bayes_sor.comparison.published import Published, read_published
 from bayes_sor.comparison.table import OUTPUT_FILES, MethodEstimates, comparison_table
-from bayes_sor.data.controls import code_controls, coded_names
+from bayes_sor.data.controls import code_controls, coded_names, dummies_of
 from bayes_sor.data.csv_reader import read_csv
 from bayes_sor.data.load import Dataset
 from bayes_sor.errors import BayesSORError, DataError, ModelSpecError
@@ -145,7 +145,7 @@ class ComparisonData:
     @property
     def dummies(self) -> dict[str, list[str]]:
         """Each dummy-coded control of the model and its dummies."""
-        return {c.column: c.dummies for c in self.dataset.controls}
+        return dummies_of(self.dataset.controls)
 
 
 def comparison_data(

@@ -103,9 +103,14 @@ def code_controls(
     return pd.concat([frame.drop(columns=[c.column for c in codings]), *dummies], axis=1), codings
 
 
+def dummies_of(codings: Sequence[ControlCoding]) -> dict[str, list[str]]:
+    """Each coded control column and its dummies (``{"gender": ["gender[female]"]}``)."""
+    return {c.column: c.dummies for c in codings}
+
+
 def coded_names(names: Sequence[str], codings: Sequence[ControlCoding]) -> list[str]:
     """``names`` with each coded control replaced by its dummies."""
-    by_column = {c.column: c.dummies for c in codings}
+    by_column = dummies_of(codings)
     return [d for n in names for d in by_column.get(n, [n])]
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.data.categories import add_ordinal_thresholds, category_notes
+from bayes_sor.data.controls import dummies_of
 from bayes_sor.data.load import Dataset, load_data
 from bayes_sor.data.scale import Scale, parse_scale
 from bayes_sor.data.summary_statistics import SummaryData, load_group_summary, load_summary
@@ -393,7 +394,7 @@ def load_answers(
         group=partable.options.get("group"),
         reference=partable.options.get("reference"),
     )
-    return dataset, with_dummy_controls(partable, {c.column: c.dummies for c in dataset.controls})
+    return dataset, with_dummy_controls(partable, dummies_of(dataset.controls))
 
 
 def _load_inputs(
