@@ -21,6 +21,31 @@ from bayes_sor.spec.partable import ParTable
 CENTRED_EXOGENOUS, CENTRED_PREFIX = "latent_exogenous", "latent_eta_"
 
 
+def reflect(x: np.ndarray | pt.TensorVariable) -> np.ndarray | pt.TensorVariable:
+    """The Householder reflection H x along the respondents' axis (axis 0), NumPy or PyTensor:
+    H swaps the first unit vector e_1 and u = (1, ..., 1) / sqrt(N) and is its own inverse.
+
+    Every latent-score variable is sampled reflected (the scores are H times it). Once the
+    intercepts and thresholds are centred on the scores' mean (:mod:`.conditional`), the items
+    no longer say where that mean lies; only the prior does, which leaves the mean direction
+    u sqrt(1 + r) times wider than each single score's (r: the items' information over the
+    prior's, 5-10 on Study A). A diagonal mass matrix cannot see a direction shared by N
+    coordinates, so NUTS needed trees several times longer to cross it, and the intercepts
+    and thresholds (through lambda' mean(eta)) mixed slowest. Reflected, the mean is the
+    first row of the sampled variable, one coordinate whose own scale the diagonal adapts.
+    H is orthogonal, so the density of the reflected variable is the scores' density at H x
+    (Jacobian 1): iid rows stay iid with the same covariance, their means reflected too.
+    """
+    n = x.shape[0]
+    root = n**0.5
+    k = (x[0] - x.sum(axis=0) / root) / (1.0 - 1.0 / root)  # 2 v'x / v'v, v = e_1 - u
+    out = x + k / root
+    if isinstance(x, np.ndarray):
+        out[0] -= k
+        return out
+    return pt.inc_subtensor(out[0], -k)
+
+
 @dataclass
 class _ObservedBlock:
     """Observed structural variables: their data (constant) and intercepts (parameters)."""
@@ -83,7 +108,7 @@ def latent_scores(
     observed = block.names if block else []
     deviates = [f for f in rep.latents if f not in observed and f not in centred]
     z_dim = block_dim("noncentred_latent", deviates, rep.latents, "latent")
-    z = pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim)) if deviates else None
+    z = reflect(pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim))) if deviates else None
     z_of = {f: z[:, k] for k, f in enumerate(deviates)}
     columns = _exogenous_scores(mats, pos, partable, block, z_of, centred)
     outcomes: dict[str, pt.TensorVariable] = {}
@@ -103,8 +128,10 @@ def latent_scores(
             outcomes[f] = mean
             columns[i] = block.centred(f)
         elif f in centred:
-            columns[i] = pm.Normal(
-                f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][i, i]), dims="obs"
+            columns[i] = reflect(
+                pm.Normal(
+                    f"{CENTRED_PREFIX}{f}", reflect(mean), pt.sqrt(mats["psi"][i, i]), dims="obs"
+                )
             )
         else:
             columns[i] = mean + pt.sqrt(mats["psi"][i, i]) * z_of[f]
@@ -170,11 +197,13 @@ def _exogenous_scores(
     if exo_centred:
         hi = k + len(exo_centred)
         mean = given(k, hi) if k else pt.zeros(len(exo_centred))
-        scores = pm.MvNormal(
-            CENTRED_EXOGENOUS,
-            mu=mean,
-            chol=chol[k:hi, k:hi],
-            dims=("obs", add_coord("centred_exogenous", exo_centred)),
+        scores = reflect(
+            pm.MvNormal(
+                CENTRED_EXOGENOUS,
+                mu=reflect(mean) if k else mean,  # zero means reflect to zero
+                chol=chol[k:hi, k:hi],
+                dims=("obs", add_coord("centred_exogenous", exo_centred)),
+            )
         )
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
         standardise(k, hi, scores, mean)
