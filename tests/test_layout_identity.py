@@ -58,11 +58,11 @@ RUNS = {
             "--likelihood",
             "conditional",
         ],
-        "c5102417627038ae520c7daea3db638bbdce9c902147179b82fb0291a33a1031",
+        "45ad451e4a35b2dd0dcc2a69876ebf6bc27ce0dae0b620866783c232669d3790",
     ),
     "study_a_ordinal": (
         ["models/impulse_buying.lav", "--data", "data/impulse_buying.csv", "--ordinal", "all"],
-        "941b1d9cefab300023d99982c49d56a94e5d3d6c7d79b6c2cbe68aacc1e13bee",
+        "0ffde77b3928b8c05e9f597b07bccf9ac6c3081844c7d98c7fd01529216e2979",
     ),
 }
 #: where the checksums were recorded

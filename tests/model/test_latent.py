@@ -20,4 +20,4 @@ def test_reflection_is_an_orthogonal_involution_swapping_e1_and_the_mean_directi
     np.testing.assert_allclose(reflect(x), np.tensordot(h, x, axes=1), atol=1e-14)
     np.testing.assert_allclose(reflect(x)[0], np.sqrt(n) * x.mean(axis=0), rtol=1e-13)
     symbolic = pt.tensor("x", shape=(None,) * len(shape))
-    np.testing.assert_allclose(reflect(symbolic).eval({symbolic: x}), reflect(x), atol=1e-14)
+    np.testing.assert_allclose(reflect(symbolic, n).eval({symbolic: x}), reflect(x), atol=1e-14)
