@@ -242,14 +242,14 @@ def _exogenous_scores(
             scores = pm.Flat(CENTRED_EXOGENOUS, dims=dims)
             pm.Potential(f"{CENTRED_EXOGENOUS}_prior", chol[k:hi, k:hi].logp(scores, mean))
         else:
+            if k:
+                mu = reflect(mean, n)
+            elif "alpha" in mats:  # rows alike reflect to sqrt(N) e_1 mean': not alike
+                mu = reflect(pt.broadcast_to(mean, (n, hi)), n)
+            else:
+                mu = mean  # zero means reflect to zero
             scores = reflect(
-                pm.MvNormal(
-                    CENTRED_EXOGENOUS,
-                    mu=reflect(mean, n) if k else mean,  # zero means reflect to zero
-                    chol=chol[k:hi, k:hi],
-                    dims=dims,
-                ),
-                n,
+                pm.MvNormal(CENTRED_EXOGENOUS, mu=mu, chol=chol[k:hi, k:hi], dims=dims), n
             )
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
         standardise(k, hi, scores, mean)
