@@ -21,6 +21,42 @@ from bayes_sor.spec.partable import ParTable
 CENTRED_EXOGENOUS, CENTRED_PREFIX = "latent_exogenous", "latent_eta_"
 
 
+def reflect(
+    x: np.ndarray | pt.TensorVariable, n: int | None = None
+) -> np.ndarray | pt.TensorVariable:
+    """The Householder reflection H x along the respondents' axis (axis 0), NumPy or PyTensor:
+    H swaps the first unit vector e_1 and u = (1, ..., 1) / sqrt(N) and is its own inverse.
+
+    Every latent-score variable is sampled reflected (the scores are H times it). Once the
+    intercepts and thresholds are centred on the scores' mean (:mod:`.conditional`), the items
+    no longer say where that mean lies; only the prior does, which leaves the mean direction
+    u sqrt(1 + r) times wider than each single score's (r: the items' information over the
+    prior's, 5-10 on Study A). A diagonal mass matrix cannot see a direction shared by N
+    coordinates, so the mean wandered slowly from draw to draw, and with it the intercepts
+    and thresholds (through lambda' mean(eta)), the slowest-mixing parameters (Study A: min
+    ESS 444 -> 4422 over the intercepts, benchmarks/RESULTS.md). Reflected, the mean is the
+    first row of the sampled variable, one coordinate whose own scale the diagonal adapts.
+    H is orthogonal, so the density of the reflected variable is the scores' density at H x
+    (Jacobian 1): iid rows stay iid with the same covariance, their means reflected too.
+    ``n``: the number of respondents (a PyTensor variable's is not known before sampling).
+    """
+    n = x.shape[0] if n is None else n
+    v = np.full(n, -1 / np.sqrt(n))  # e_1 - u
+    v[0] += 1.0
+    dot = np.dot if isinstance(x, np.ndarray) else pt.dot
+    # H x = x - v (2 v'x / v'v) with v a constant: a BLAS product and one fused update (+16 %
+    # per gradient at N = 2000; row sums and a row-0 update instead: +50 %, RESULTS.md)
+    coef = (2.0 / (v @ v)) * dot(v, x)
+    return x - (v[:, None] * coef[None, :] if x.ndim == 2 else v * coef)
+
+
+def is_reflected(name: str, grouped: bool) -> bool:
+    """Whether the latent-score variable ``name`` is sampled reflected (:func:`reflect`): every
+    one of a one-group model; in a multiple-group model only the standard normal ``latent_z``,
+    since H keeps the density of iid rows only, not of rows with each group's covariance."""
+    return name == "latent_z" or not grouped
+
+
 @dataclass
 class _ObservedBlock:
     """Observed structural variables: their data (constant) and intercepts (parameters)."""
@@ -101,9 +137,10 @@ def scores_from(
     observed = block.names if block else []
     deviates = [f for f in rep.latents if f not in observed and f not in centred]
     z_dim = block_dim("noncentred_latent", deviates, rep.latents, "latent")
-    z = pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim)) if deviates else None
+    n = y.shape[0]
+    z = reflect(pm.Normal("latent_z", 0.0, 1.0, dims=("obs", z_dim)), n) if deviates else None
     z_of = {f: z[:, k] for k, f in enumerate(deviates)}
-    columns = _exogenous_scores(mats, pos, partable, block, z_of, centred)
+    columns = _exogenous_scores(mats, pos, partable, block, z_of, centred, n)
     outcomes: dict[str, pt.TensorVariable] = {}
     for f in partable.order:
         i = pos[f]
@@ -122,9 +159,13 @@ def scores_from(
             outcomes[f] = mean
             columns[i] = block.centred(f)
         elif f in centred:
-            columns[i] = pm.Normal(
-                f"{CENTRED_PREFIX}{f}", mean, pt.sqrt(mats["psi"][..., i, i]), dims="obs"
-            )
+            sd = pt.sqrt(mats["psi"][..., i, i])
+            if "exo_factor" in mats:  # each group's own variance: H would mix the groups'
+                columns[i] = pm.Normal(f"{CENTRED_PREFIX}{f}", mean, sd, dims="obs")
+            else:
+                columns[i] = reflect(
+                    pm.Normal(f"{CENTRED_PREFIX}{f}", reflect(mean, n), sd, dims="obs"), n
+                )
         else:
             columns[i] = mean + pt.sqrt(mats["psi"][..., i, i]) * z_of[f]
     if outcomes:
@@ -148,6 +189,7 @@ def _exogenous_scores(
     block: _ObservedBlock | None,
     z_of: dict[str, pt.TensorVariable],
     centred: Sequence[str],
+    n: int,
 ) -> dict[int, pt.TensorVariable]:
     """Exogenous scores, in three blocks: observed variables O, centred latents C, non-centred
     latents N. Psi is ordered (O, C, N) and factored L L'; each block is drawn given the
@@ -196,10 +238,19 @@ def _exogenous_scores(
             mean = mean + location(exo_centred)
         dims = ("obs", add_coord("centred_exogenous", exo_centred))
         if isinstance(chol, GroupFactors):  # the same density, each group's factor dense
+            # not reflected: H keeps iid rows' density only, not rows of several covariances
             scores = pm.Flat(CENTRED_EXOGENOUS, dims=dims)
             pm.Potential(f"{CENTRED_EXOGENOUS}_prior", chol[k:hi, k:hi].logp(scores, mean))
         else:
-            scores = pm.MvNormal(CENTRED_EXOGENOUS, mu=mean, chol=chol[k:hi, k:hi], dims=dims)
+            if k:
+                mu = reflect(mean, n)
+            elif "alpha" in mats:  # rows alike reflect to sqrt(N) e_1 mean': not alike
+                mu = reflect(pt.broadcast_to(mean, (n, hi)), n)
+            else:
+                mu = mean  # zero means reflect to zero
+            scores = reflect(
+                pm.MvNormal(CENTRED_EXOGENOUS, mu=mu, chol=chol[k:hi, k:hi], dims=dims), n
+            )
         columns.update({pos[f]: scores[:, j] for j, f in enumerate(exo_centred)})
         standardise(k, hi, scores, mean)
         k = hi

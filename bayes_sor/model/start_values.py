@@ -12,7 +12,7 @@ import pymc as pm
 
 from bayes_sor.data.categories import answer_codes
 from bayes_sor.data.summary_statistics import SummaryData
-from bayes_sor.model.latent import CENTRED_PREFIX, raw_latent_names
+from bayes_sor.model.latent import CENTRED_PREFIX, is_reflected, raw_latent_names, reflect
 from bayes_sor.model.ordinal import start_thresholds
 from bayes_sor.spec.partable import ParTable, row_name, small_variance_parameters
 
@@ -111,7 +111,8 @@ def _start_scores(
             noise[:, k] += 0.8 * score.fillna(0.0).to_numpy()  # 0: no answer to any of its items
     if name != "latent_z":
         noise *= np.sqrt([start[f"{f}~~{f}"] for f in latents])
-    return noise[:, 0] if single else noise
+    noise = noise[:, 0] if single else noise
+    return reflect(noise) if is_reflected(name, bool(partable.groups)) else noise
 
 
 def _start_by_name(partable: ParTable, moments: ItemMoments) -> dict[str, float]:

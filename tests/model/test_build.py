@@ -7,7 +7,7 @@ from scipy import stats
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.build import choose_likelihood, pymc_model
-from bayes_sor.model.latent import raw_latent_names
+from bayes_sor.model.latent import raw_latent_names, reflect
 from bayes_sor.spec.matrices import extend, representation
 from bayes_sor.spec.partable import build_partable
 
@@ -76,6 +76,7 @@ def test_conditional_item_logp_equals_scipy_normal_given_latent_scores():
     model = pymc_model(pt, data, likelihood="conditional", latent_scores="non-centred").model
     items = model.observed_RVs[0]
     par, z, logp = _evaluate(model, [model["par"], model["latent_z"], model.logp(vars=[items])])
+    z = reflect(z)  # the deviates are sampled reflected
     names = pt.names
     lam = np.array([par[names.index(f"F=~y{i}")] for i in range(1, 5)])
     sd = np.sqrt([par[names.index(f"y{i}~~y{i}")] for i in range(1, 5)])
@@ -128,6 +129,7 @@ def test_structural_latent_scores_follow_the_regression_and_interaction():
     model = pymc_model(pt, data, "conditional", latent_scores="non-centred").model
     items = model.observed_RVs[0]
     par, z, logp = _evaluate(model, [model["par"], model["latent_z"], model.logp(vars=[items])])
+    z = reflect(z)
     names = pt.names
     cor = par[names.index("X~~W")]
     x = z[:, 0]
@@ -263,6 +265,7 @@ def test_latent_exogenous_scores_are_drawn_given_observed_exogenous_ones():
     ).model
     assert list(model.coords["noncentred_latent"]) == ["F", "Y"]
     par, z, eta = _evaluate(model, [model["par"], model["latent_z"], model["latent_scores"]])
+    z = reflect(z)
     v = {name: _value(pt, par, name) for name in pt.names}
     x = data["x"].to_numpy() - v["x~1"]
     cov = np.array([[v["x~~x"], v["F~~x"]], [v["F~~x"], v["F~~F"]]])
@@ -332,8 +335,8 @@ def test_every_latent_score_parameterisation_has_the_same_joint_density(other):
     point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
     density, eta = _joint_density(model, point)
     same = {k: v for k, v in point.items() if k in centred.initial_point()}
-    same["latent_exogenous"] = eta[:, :2]  # F, G
-    same["latent_eta_Y"] = eta[:, 2]
+    same["latent_exogenous"] = reflect(eta[:, :2])  # F, G, sampled reflected
+    same["latent_eta_Y"] = reflect(eta[:, 2])
     assert set(same) == set(centred.initial_point())
     centred_density, centred_eta = _joint_density(centred, same)
     np.testing.assert_allclose(centred_eta, eta, rtol=1e-12)
@@ -349,6 +352,7 @@ def test_centred_latent_scores_have_the_structural_model_as_their_prior():
     model = pymc_model(pt, data, latent_scores="centred").model
     latent = [model["latent_exogenous"], model["latent_eta_Y"]]
     par, exo, y_eta, logp = _evaluate(model, [model["par"], *latent, model.logp(vars=latent)])
+    exo, y_eta = reflect(exo), reflect(y_eta)  # the scores; H is orthogonal: the same density
     v = {name: _value(pt, par, name) for name in pt.names}
     order = ["x", "F", "G"]
     cov = np.array([[v.get(f"{a}~~{b}", v.get(f"{b}~~{a}")) for b in order] for a in order])
@@ -371,7 +375,9 @@ def test_centred_scores_start_at_the_item_scores_in_the_latent_units():
     for item in ["g1", "g2", "g3", "y1", "y2", "y3"]:
         data[item] = data["f1"] + rng.normal(0, 0.5, 30)
     built = pymc_model(pt, data, latent_scores="centred")
-    start = built.initial_values
+    start = dict(built.initial_values)
+    for name in ("latent_exogenous", "latent_eta_Y"):  # sampled reflected
+        start[name] = reflect(start[name])
     assert np.shape(start["latent_exogenous"]) == (30, 2)
     assert np.shape(start["latent_eta_Y"]) == (30,)
     score = data[["f1", "f2", "f3"]].apply(lambda c: (c - c.mean()) / c.std(ddof=0)).mean(axis=1)
@@ -381,5 +387,6 @@ def test_centred_scores_start_at_the_item_scores_in_the_latent_units():
     marker = pymc_model(
         build_partable(MIXED, identification="marker"), data, latent_scores="centred"
     ).initial_values
+    marker["latent_exogenous"] = reflect(marker["latent_exogenous"])
     sd = np.sqrt(0.5 * data["f1"].var(ddof=0))  # the marker item's starting latent variance
     assert marker["latent_exogenous"][:, 0].std() == pytest.approx(0.8 * sd, rel=0.1)

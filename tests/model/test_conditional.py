@@ -13,7 +13,7 @@ from pytensor.compile.mode import Mode
 from bayes_sor.data.categories import add_ordinal_thresholds
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model.build import pymc_model
-from bayes_sor.model.latent import raw_latent_names
+from bayes_sor.model.latent import is_reflected, raw_latent_names, reflect
 from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.partable import ParTable, build_partable
 
@@ -85,7 +85,9 @@ def _sum_over_groups(grouped: ParTable, data: pd.DataFrame, groups, latent_score
             latent_scores=latent_scores,
         ).model
         assert set(one.initial_point()) == set(raw_latent_names(one))  # parameters fixed
-        total += _density(one, {k: point[k][rows] for k in one.initial_point()})
+        # each model's raw variables: the scores, reflected where that model reflects them
+        scores = {k: reflect(v) if is_reflected(k, True) else v for k, v in point.items()}
+        total += _density(one, {k: reflect(scores[k][rows]) for k in one.initial_point()})
     return _density(model, point), total
 
 
