@@ -226,6 +226,23 @@ def with_groups(
     return out
 
 
+def shared_labels(grouped: ParTable) -> list[str]:
+    """The plain labels (``a*x``, not ``c(...)``) of free rows in a multiple-group table whose
+    kind ``group.equal`` leaves free: each names one parameter shared by every group, so its
+    paths are equal across groups where the user may expect each group its own."""
+    per_group = _per_group_modifiers(grouped)
+    equal = set(grouped.options.get("group.equal") or [])
+    t = grouped.parameters
+    plain = t[(t.label != "") & (t.free > 0)]
+    keep = [
+        row_name(r.lhs, r.op, r.rhs) not in per_group
+        and equal_kind(grouped, r.lhs, r.op, r.rhs) not in equal
+        for r in plain.itertuples()
+    ]
+    plain = plain[np.array(keep, dtype=bool)]
+    return sorted(label for label, g in plain.groupby("label").group if g.nunique() > 1)
+
+
 def _checked_partial(partable: ParTable, value: object) -> set[str]:
     """``group.partial`` rows as canonical names (``visual=~x2``, ``x3~1``), each a row."""
     names = {row_name(r.lhs, r.op, r.rhs) for r in partable.parameters.itertuples()}

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from bayes_sor.errors import ModelSpecError, ModelSyntaxError
-from bayes_sor.spec.groups import EQUAL_KINDS, approximate_rows, check_group_values, with_groups
+from bayes_sor.spec.groups import (
+    EQUAL_KINDS,
+    approximate_rows,
+    check_group_values,
+    shared_labels,
+    with_groups,
+)
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable, add_thresholds, build_partable
 from bayes_sor.spec.syntax import parse
@@ -233,3 +239,10 @@ def test_equal_thresholds_free_later_residual_variances_of_items_with_three_cate
         if not freed:
             assert row(pt, f"{item}~~{item}", 2).value == 1.0, item
     assert row(pt, "F~1", 2).free > 0
+
+
+def test_shared_labels_are_the_plain_ones_group_equal_leaves_free():
+    text = HS.replace("+ x2", "+ l*x2") + "\nspeed ~ b*visual + c(g1, g2)*textual"
+    assert shared_labels(grouped(text)) == ["b", "l"]
+    assert shared_labels(grouped(text, equal=["loadings"])) == ["b"]
+    assert shared_labels(grouped(text, equal=["loadings", "regressions"])) == []
