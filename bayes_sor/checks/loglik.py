@@ -278,37 +278,42 @@ def importance_loglik(
     return ll, se
 
 
-def pointwise_loglik(run: Run, kind: str | None = None) -> xr.DataArray | None:
-    """(chain, draw, obs) log-likelihood of each respondent, or None when unavailable.
+def pointwise_loglik(run: Run, kind: str | None = None, every: int = 1) -> xr.DataArray | None:
+    """(chain, draw, obs) log-likelihood of each respondent, or None when unavailable; of every
+    ``every``-th draw of each chain (``run.posterior.isel(draw=slice(None, None, every))``).
 
     ``marginal_is`` values carry their Monte Carlo error as attributes ``mc_se_mean`` and
     ``mc_se_max`` (nats, over respondents and draws)."""
     kind = kind or loglik_kind(run)[0]
     if kind is None:
         return None
-    draws = run.draws
+    par = run.par[:, ::every]
+    draws = par.reshape(-1, par.shape[-1])
     attrs = {}
+    if kind in ("conditional", "marginal_is"):
+        eta = run.latent_scores()[:, ::every].reshape(len(draws), run.n_obs, -1)
     if kind == "conditional":
-        eta = run.latent_scores().reshape(draws.shape[0], run.n_obs, -1)
         ll = np.concatenate(
             [conditional_loglik(run, draws[i], eta[i]) for i in batches(draws.shape[0], 50)]
         )
     elif kind == "marginal_is":
-        ll, se = _importance_by_group(run, draws)
+        ll, se = _importance_by_group(run, draws, eta)
         attrs = {"mc_se_mean": float(se.mean()), "mc_se_max": float(se.max())}
     else:
         ll = _marginal_by_group(run, draws)
     return xr.DataArray(
-        ll.reshape(*run.par.shape[:2], run.n_obs),
+        ll.reshape(*par.shape[:2], run.n_obs),
         dims=("chain", "draw", "obs"),
         name="items",
         attrs=attrs,
     )
 
 
-def _importance_by_group(run: Run, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`importance_loglik` of each group's respondents under their group's parameters."""
-    scores = run.latent_scores().reshape(len(draws), run.n_obs, -1)
+def _importance_by_group(
+    run: Run, draws: np.ndarray, scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`importance_loglik` of each group's respondents under their group's parameters,
+    the proposals fitted to their ``scores`` (S, N, m)."""
     codes = answer_codes(run)
     ll, se = np.empty((len(draws), run.n_obs)), np.empty((len(draws), run.n_obs))
     for rows, rep in group_rows(run):

@@ -4,6 +4,7 @@ latent scores)."""
 import numpy as np
 import pytest
 from fakes import group_answers, group_moments, mixed_labels, truth, two_group_cfa, write_run
+from ordinal_fakes import posterior_scores, probit_loglik
 from scipy import stats
 from scipy.stats import multivariate_normal, norm
 from sem_models import INTERACTION
@@ -161,21 +162,6 @@ def _ordinal_factor():
     return pt, truth(pt, cuts, loading=1.2, variance=1.0)
 
 
-def _probit_loglik(rep, e: np.ndarray, codes: np.ndarray, eta: np.ndarray) -> np.ndarray:
-    """log P(y_i | eta) of the one-factor ordinal model at scores ``eta`` (G,): (N, G)."""
-    out = np.zeros((len(codes), len(eta)))
-    for j, item in enumerate(rep.items):
-        tau = np.concatenate([[-np.inf], np.sort(e[rep.thresholds[item]]), [np.inf]])
-        mu = e[rep.nu][j] + e[rep.lambda_][j, 0] * eta
-        sd = np.sqrt(e[rep.theta][j, j])
-        c = codes[:, j]
-        with np.errstate(divide="ignore"):  # far out on the grid: probability 0
-            out += np.log(
-                norm.cdf((tau[c + 1, None] - mu) / sd) - norm.cdf((tau[c, None] - mu) / sd)
-            )
-    return out
-
-
 def test_importance_sampled_marginal_of_ordinal_items_equals_gauss_hermite(tmp_path):
     """One factor, four 4-category items: the importance sampler against 80-node Gauss-Hermite
     quadrature over the factor, per respondent and draw, within 0.02 nats (measured: at most
@@ -187,15 +173,11 @@ def test_importance_sampled_marginal_of_ordinal_items_equals_gauss_hermite(tmp_p
     rng = np.random.default_rng(2)
     draws = par * (1 + 0.03 * rng.standard_normal((40, len(par))))
     x, w = np.polynomial.hermite_e.hermegauss(80)
-    grid = np.linspace(-6, 6, 1201)
-    exact, scores = np.empty((len(draws), len(data))), np.empty((len(draws), len(data), 1))
+    exact = np.empty((len(draws), len(data)))
     for s, e in enumerate(extend(draws)):
         sd = np.sqrt(e[rep.psi][0, 0])
-        exact[s] = np.log(np.exp(_probit_loglik(rep, e, codes, sd * x)) @ w / np.sqrt(2 * np.pi))
-        log_post = _probit_loglik(rep, e, codes, grid) + norm.logpdf(grid, 0, sd)
-        cdf = np.cumsum(np.exp(log_post - log_post.max(axis=1, keepdims=True)), axis=1)
-        u = rng.uniform(size=(len(data), 1)) * cdf[:, -1:]
-        scores[s, :, 0] = grid[(cdf < u).sum(axis=1)]
+        exact[s] = np.log(np.exp(probit_loglik(rep, e, codes, sd * x)) @ w / np.sqrt(2 * np.pi))
+    scores = posterior_scores(rep, draws, codes, rng)
     run = load_run(write_run(tmp_path / "o", pt, draws[None], data, latent_scores=scores[None]))
     assert loglik_kind(run)[0] == "marginal_is"
     ours = pointwise_loglik(run).values.reshape(len(draws), -1)
