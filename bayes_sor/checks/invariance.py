@@ -124,8 +124,7 @@ def step_measures(run: Run, rng: np.random.Generator) -> tuple[dict, np.ndarray]
         raise BayesSORError(f"the invariance ladder compares the steps by LOO, unavailable: {why}")
     every = int(np.ceil(len(run.draws) / MAX_DRAWS)) if kind == "marginal_is" else 1
     ll = pointwise_loglik(run, kind, every)
-    posterior = run.posterior[["par"]].isel(draw=slice(None, None, every))
-    elpd = loo(loglik_tree(run, ll, posterior))
+    elpd = loo(loglik_tree(run, ll))
     row = {
         "elpd_loo": float(elpd.elpd),
         "se": float(elpd.se),
@@ -201,10 +200,11 @@ def summary_text(table: pd.DataFrame, group: str, labels: list[str]) -> str:
         markdown_table(table, digits=3),
         "",
     ]
-    lines.append(
-        f"BRMSEA and BCFI: posterior means and {INDEX_CI:.0%} intervals (blavaan's "
-        "blavFitIndices for multiple groups; pD = p_loo)."
-    )
+    if table.brmsea.notna().any():
+        lines.append(
+            f"BRMSEA and BCFI: posterior means and {INDEX_CI:.0%} intervals (blavaan's "
+            "blavFitIndices for multiple groups; pD = p_loo)."
+        )
     if (table.loglik == "marginal_is").any():
         lines.append(
             "LOO: each respondent's marginal log-likelihood with the latent scores integrated "

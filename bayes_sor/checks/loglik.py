@@ -280,7 +280,7 @@ def importance_loglik(
 
 def pointwise_loglik(run: Run, kind: str | None = None, every: int = 1) -> xr.DataArray | None:
     """(chain, draw, obs) log-likelihood of each respondent, or None when unavailable; of every
-    ``every``-th draw of each chain (``run.posterior.isel(draw=slice(None, None, every))``).
+    ``every``-th draw of each chain (attribute ``every``, which :func:`loglik_tree` follows).
 
     ``marginal_is`` values carry their Monte Carlo error as attributes ``mc_se_mean`` and
     ``mc_se_max`` (nats, over respondents and draws)."""
@@ -289,7 +289,7 @@ def pointwise_loglik(run: Run, kind: str | None = None, every: int = 1) -> xr.Da
         return None
     par = run.par[:, ::every]
     draws = par.reshape(-1, par.shape[-1])
-    attrs = {}
+    attrs = {"every": every}
     if kind in ("conditional", "marginal_is"):
         eta = run.latent_scores()[:, ::every].reshape(len(draws), run.n_obs, -1)
     if kind == "conditional":
@@ -298,7 +298,7 @@ def pointwise_loglik(run: Run, kind: str | None = None, every: int = 1) -> xr.Da
         )
     elif kind == "marginal_is":
         ll, se = _importance_by_group(run, draws, eta)
-        attrs = {"mc_se_mean": float(se.mean()), "mc_se_max": float(se.max())}
+        attrs |= {"mc_se_mean": float(se.mean()), "mc_se_max": float(se.max())}
     else:
         ll = _marginal_by_group(run, draws)
     return xr.DataArray(
@@ -335,8 +335,11 @@ def _marginal_by_group(run: Run, draws: np.ndarray) -> np.ndarray:
 
 
 def loglik_tree(run: Run, ll: xr.DataArray, posterior: xr.Dataset | None = None) -> xr.DataTree:
-    """A DataTree with ``posterior`` and ``log_likelihood`` groups, as ArviZ's LOO expects."""
-    posterior = posterior if posterior is not None else run.posterior[["par"]]
+    """A DataTree with ``posterior`` and ``log_likelihood`` groups, as ArviZ's LOO expects;
+    the run's draws thinned as ``ll``'s (its attribute ``every``) unless ``posterior`` is given."""
+    if posterior is None:
+        every = ll.attrs.get("every", 1)
+        posterior = run.posterior[["par"]].isel(draw=slice(None, None, every))
     return xr.DataTree.from_dict(
         {"posterior": posterior, "log_likelihood": xr.Dataset({"items": ll})}
     )

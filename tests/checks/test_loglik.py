@@ -12,6 +12,8 @@ from sem_models import INTERACTION
 from bayes_sor.checks.loglik import (
     conditional_loglik,
     loglik_kind,
+    loglik_tree,
+    loo,
     marginal_loglik,
     pointwise_loglik,
 )
@@ -237,3 +239,18 @@ def test_loglik_given_scores_uses_each_respondents_own_group(tmp_path):
         sd = np.sqrt(np.diag(e[rep.theta]))
         want = norm.logpdf(data.to_numpy()[rows], mu, sd).sum(axis=1)
         np.testing.assert_allclose(ours[rows], want)
+
+
+def test_a_thinned_loglik_keeps_every_kth_draw_of_each_chain_and_its_tree_follows(tmp_path):
+    """``every=2``: each chain's even draws, and LOO's tree thins the posterior alike (ArviZ
+    refuses a posterior and a log-likelihood of different draws)."""
+    pt, par = two_group_cfa()
+    labels = mixed_labels(40, 1)
+    draws = par * (1 + 0.02 * np.random.default_rng(0).standard_normal((2, 30, len(par))))
+    data = group_answers(pt, par, labels, 2)
+    run = load_run(write_run(tmp_path / "run", pt, draws, data, groups=labels))
+    full, thinned = pointwise_loglik(run, "marginal"), pointwise_loglik(run, "marginal", 2)
+    np.testing.assert_array_equal(thinned.values, full.values[:, ::2])
+    tree = loglik_tree(run, thinned)
+    np.testing.assert_array_equal(tree["posterior"]["par"].values, draws[:, ::2])
+    assert np.isfinite(float(loo(tree).elpd))
