@@ -97,6 +97,21 @@ def test_a_step_without_a_pointwise_log_likelihood_is_refused_with_the_reason(tm
         step_measures(load_run(path), np.random.default_rng(0))
 
 
+def test_an_ordinal_step_without_stored_latent_scores_is_refused_with_the_fix(tmp_path):
+    """The ladder keeps the scores; a step without them (an ordinal run fitted without
+    --save-latent) has no marginal log-likelihood, and the message names the fix."""
+    base = build_partable("F =~ u1 + u2 + u3 + u4", ordinal="all")
+    pt = with_groups(add_thresholds(base, dict.fromkeys(ORDINAL_ITEMS, 4)), ["a", "b"], [])
+    data, labels = _ordinal_groups(40, 0.0, 2)
+    draws = np.broadcast_to(_configural_truth(pt, 0.0), (1, 10, len(pt.names))).copy()
+    path = write_run(tmp_path / "o", pt, draws, data, likelihood="conditional", groups=labels)
+    with pytest.raises(
+        BayesSORError,
+        match=r"no stored latent scores: no pointwise log-likelihood \(refit with --save-latent",
+    ):
+        step_measures(load_run(path), np.random.default_rng(0))
+
+
 def _ordinal_groups(n: int, shift: float, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     """Two groups' answers to four 4-category items of one factor (theta parameterisation):
     group b's factor has mean 0.3 and SD 1.15, and its u3 thresholds lie ``shift`` higher."""
