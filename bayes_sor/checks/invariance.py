@@ -48,6 +48,7 @@ from bayes_sor.checks.predictive import thin
 from bayes_sor.errors import BayesSORError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import markdown_table
+from bayes_sor.report.run_report import LADDER_FILE, step_verdicts
 from bayes_sor.runs.fit import FitResult, fit, read_model
 from bayes_sor.runs.rundir import Run, run_from_tree, write_csv
 from bayes_sor.sampling.samplers import SamplerSettings
@@ -214,11 +215,7 @@ def summary_text(table: pd.DataFrame, group: str, labels: list[str]) -> str:
     for note in dict.fromkeys(n for n in table.notes if n):
         lines.append(f"Not available: {note}.")
     lines.append("")
-    for r in table.iloc[1:].to_dict("records"):
-        lines.append(
-            f"- {r['step']} ({r['group.equal']} equal): ELPD difference {r['elpd_diff']:.1f} "
-            f"(SE {r['dse']:.1f}) to the step before: {r['verdict']}."
-        )
+    lines += [f"- {v}" for v in step_verdicts(table)]
     lines.append("")
     return "\n".join(lines)
 
@@ -284,7 +281,7 @@ def _handler(args: argparse.Namespace) -> int:
     text = summary_text(table, args.group, labels)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        write_csv(table, args.out / "invariance.csv")
+        write_csv(table, args.out / LADDER_FILE)
         write_atomic(args.out / "invariance.md", lambda p: p.write_text(text))
     print(text)
     return 0

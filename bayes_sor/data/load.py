@@ -165,6 +165,11 @@ class _Source:
             where = "the data frame"
             sha = hashlib.sha256(source.to_csv(lineterminator="\n").encode("utf-8")).hexdigest()
             check_unique_columns(source, where)
+            if not source.index.is_unique:
+                # rows are matched by their index label (groups, dropped rows) and named by it
+                # in messages: a repeated label (say after pd.concat) names rows by position
+                where = "the data frame (rows by position: its index repeats labels)"
+                source = source.reset_index(drop=True)
             return cls(source, where, False, sha, "<DataFrame>")
         if isinstance(source, str | Path):
             frame, raw = read_csv_bytes(source)

@@ -70,6 +70,11 @@ FIGURE_FILES = {
 }
 #: approximate invariance's deviations from the common values (written by :func:`write_run`)
 DEVIATIONS_FILE = "invariance_deviations.csv"
+#: the invariance ladder's table, written by ``invariance --out`` (into a run's folder: its
+#: Groups section shows it)
+LADDER_FILE = "invariance.csv"
+#: the invariance ladder's columns the Groups section shows
+LADDER_COLUMNS = ["step", "group.equal", "ppp", "brmsea", "bcfi", "elpd_loo", "elpd_diff", "dse"]
 #: files of a replaced run (``fit --force``) carried into the new one: the user's notes
 KEPT_FILES = ("README.md",)
 #: rows shown of a table another stage wrote (residual matrices can be large)
@@ -671,10 +676,29 @@ def _groups_section(run: Run, figures: dict[str, Path]) -> Section | None:
                 f"posterior mean and {run.interval}; P(difference > 0) is in effects.csv.",
             )
         )
+    ladder = run.path / LADDER_FILE
+    if ladder.is_file():
+        blocks += ladder_blocks(read_table(ladder))
     deviations = run.path / DEVIATIONS_FILE
     if deviations.is_file():
         blocks += deviation_blocks(read_table(deviations), run.interval)
     return Section("8. Groups", blocks)
+
+
+def ladder_blocks(ladder: pd.DataFrame) -> list[Block]:
+    """The measurement-invariance ladder that ``invariance --out`` wrote into this run's
+    folder: each step's fit and its verdict against the step before."""
+    shown = ladder[[c for c in LADDER_COLUMNS if c in ladder.columns]]
+    return [
+        Paragraph(
+            "Measurement invariance (the `invariance` command): the model refitted with more "
+            "parameters equal across the groups at each step. PPP near 0.5 and BRMSEA / BCFI "
+            "judge each step's fit; a step holds when its ELPD difference to the step before "
+            "is above -2 SE."
+        ),
+        _titled(format_frame(shown), f"The invariance ladder ({LADDER_FILE})"),
+        Bullets(step_verdicts(ladder)),
+    ]
 
 
 def per_group_table(estimates: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -689,6 +713,15 @@ def per_group_table(estimates: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     table = cells.pivot(index="parameter", columns="group", values="cell")
     order = list(dict.fromkeys(cells.parameter))
     return table.reindex(index=order, columns=labels).reset_index().rename_axis(columns=None)
+
+
+def step_verdicts(ladder: pd.DataFrame) -> list[str]:
+    """One sentence per invariance step after the first: its ELPD difference and verdict."""
+    return [
+        f"{r['step']} ({r['group.equal']} equal): ELPD difference {r['elpd_diff']:.1f} "
+        f"(SE {r['dse']:.1f}) to the step before: {r['verdict']}."
+        for r in ladder.iloc[1:].to_dict("records")
+    ]
 
 
 def deviation_blocks(deviations: pd.DataFrame, interval: str) -> list[Block]:

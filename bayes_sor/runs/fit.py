@@ -40,7 +40,12 @@ from bayes_sor.posterior.scores import (
 from bayes_sor.sampling.nutpie_cache import build_key
 from bayes_sor.sampling.samplers import SamplerSettings, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
-from bayes_sor.spec.groups import check_group_values, check_groupable, with_groups
+from bayes_sor.spec.groups import (
+    check_group_values,
+    check_groupable,
+    shared_labels,
+    with_groups,
+)
 from bayes_sor.spec.partable import (
     ParTable,
     build_partable,
@@ -414,6 +419,20 @@ def _load_inputs(
         partable = add_ordinal_thresholds(partable, dataset.frame, scale_range)
         if dataset.group_levels:
             grouped = with_groups(partable, dataset.group_levels)
+            shared = shared_labels(grouped)
+            if shared:
+                first = grouped.parameters.set_index("label").loc[shared[0]].iloc[0]
+                n = len(dataset.group_levels)
+                own = ", ".join(f"{shared[0]}_{g}" for g in range(1, n + 1))
+                # lavaan's rule, silent there; here a group comparison of these paths would
+                # read 0 by construction
+                warnings.warn(
+                    f"the label(s) {', '.join(shared)} name one parameter shared by every "
+                    "group (lavaan's rule): their paths are equal across groups and their "
+                    "effects' group differences are 0 by construction; give each group its "
+                    f"own with c(), e.g. '{first.lhs} {first.op} c({own})*{first.rhs}'",
+                    stacklevel=3,
+                )
             check_hypotheses(grouped)
             if not all(names_groups(h.text, grouped) for h in grouped.hypotheses):
                 warnings.warn(

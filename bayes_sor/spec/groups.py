@@ -11,8 +11,9 @@ The table of one group (:func:`bayes_sor.spec.partable.build_partable`) is the f
 - identifies each group as lavaan does: when the loadings are equal, latent variances fixed
   by std.lv are free in all but the first group; when the intercepts or the thresholds are
   equal, the latent means are free in all but the first group; when the thresholds are
-  equal, the ordinal items' residual variances (1 in the theta parameterisation) are free in
-  all but the first group (lavaan's theta parameterisation; bayes_sor has no delta one).
+  equal, the residual variances of ordinal items with three or more categories (1 in the theta
+  parameterisation) are free in all but the first group (lavaan's theta parameterisation;
+  bayes_sor has no delta one); a binary item's stays 1 (Wu & Estabrook 2016).
 
 A plain label (``a*x``) is the same label in every group, hence one parameter for all groups;
 ``c(a1, a2)*x`` gives each group its own.
@@ -225,6 +226,23 @@ def with_groups(
     return out
 
 
+def shared_labels(grouped: ParTable) -> list[str]:
+    """The plain labels (``a*x``, not ``c(...)``) of free rows in a multiple-group table whose
+    kind ``group.equal`` leaves free: each names one parameter shared by every group, so its
+    paths are equal across groups where the user may expect each group its own."""
+    per_group = _per_group_modifiers(grouped)
+    equal = set(grouped.options.get("group.equal") or [])
+    t = grouped.parameters
+    plain = t[(t.label != "") & (t.free > 0)]
+    keep = [
+        row_name(r.lhs, r.op, r.rhs) not in per_group
+        and equal_kind(grouped, r.lhs, r.op, r.rhs) not in equal
+        for r in plain.itertuples()
+    ]
+    plain = plain[np.array(keep, dtype=bool)]
+    return sorted(label for label, g in plain.groupby("label").group if g.nunique() > 1)
+
+
 def _checked_partial(partable: ParTable, value: object) -> set[str]:
     """``group.partial`` rows as canonical names (``visual=~x2``, ``x3~1``), each a row."""
     names = {row_name(r.lhs, r.op, r.rhs) for r in partable.parameters.itertuples()}
@@ -290,13 +308,16 @@ def _group_rows(
     rows["group"] = g
     names = [row_name(r.lhs, r.op, r.rhs) for r in rows.itertuples()]
     std_lv = partable.options.get("identification", "std.lv") == "std.lv"
-    ordinal = set(partable.ordinal_items())
+    thresholds = base.loc[base.op == "|", "lhs"].value_counts()
+    # a binary item's one threshold cannot set both a later group's location and scale (Wu &
+    # Estabrook 2016): its residual variance stays 1 in every group
+    scaled = {item for item in partable.ordinal_items() if thresholds.get(item, 0) > 1}
     for k, (name, r) in enumerate(zip(names, rows.itertuples(), strict=True)):
         if name in per_group:
             label, fixed, _ = group_modifier(per_group[name][g - 1])
             rows.loc[k, ["label", "value"]] = [label, np.nan if fixed is None else fixed]
             rows.loc[k, "free"] = 0 if fixed is not None else 1
-        elif g > 1 and not r.user and not r.equal and _freed_later(r, std_lv, equal, ordinal):
+        elif g > 1 and not r.user and not r.equal and _freed_later(r, std_lv, equal, scaled):
             rows.loc[k, ["free", "value"]] = [1, np.nan]
     freed = (rows.free > 0) & (rows.prior == "")
     rows.loc[freed, "prior"] = [_default_prior(partable, r) for r in rows[freed].itertuples()]
@@ -304,17 +325,17 @@ def _group_rows(
     return rows
 
 
-def _freed_later(row, std_lv: bool, equal: list[str], ordinal: set[str]) -> bool:
+def _freed_later(row, std_lv: bool, equal: list[str], scaled: set[str]) -> bool:
     """lavaan's identification of groups 2+: std.lv's unit latent variances are free when the
     loadings are equal; the latent means when the intercepts or the thresholds are; and, theta
-    parameterisation, the ordinal items' unit residual variances when the thresholds are
-    (lavaan's ``lav_partable_flat``: with thresholds equal, a later group's latent responses
-    may differ in location and scale)."""
+    parameterisation, the unit residual variances of the ordinal items in ``scaled`` (three or
+    more categories) when the thresholds are (lavaan's ``lav_partable_flat``: with thresholds
+    equal, a later group's latent responses may differ in location and scale)."""
     if row.kind == "lv.variances" and std_lv and row.value == 1.0:
         return "loadings" in equal
     if row.kind == "means" and row.value == 0.0:
         return "intercepts" in equal or "thresholds" in equal
-    if row.kind == "residuals" and row.lhs in ordinal and row.value == 1.0:
+    if row.kind == "residuals" and row.lhs in scaled and row.value == 1.0:
         return "thresholds" in equal
     return False
 

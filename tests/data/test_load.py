@@ -526,6 +526,21 @@ def test_groups_in_order_of_first_appearance_aligned_with_the_kept_rows():
     assert load_data(frame, ["a", "b", "c"]).groups is None
 
 
+def test_a_repeated_index_keeps_each_row_its_group():
+    """A frame from ``pd.concat`` repeats index labels: rows are then taken by position (the
+    groups were once matched by label, one row per label pair)."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(12, 3)), columns=["a", "b", "c"])
+    frame["g"] = ["y"] * 6 + ["x"] * 6
+    frame.index = [0] * 12
+    data = load_data(frame, ["a", "b", "c"], group="g")
+    assert len(data.groups) == 12 and list(data.groups) == list(frame["g"])
+    frame["a"] = frame["a"].astype(object)
+    frame.iloc[4, 0] = "seven"
+    with pytest.raises(DataError, match=r"rows by position: its index repeats.*row 4"):
+        load_data(frame, ["a", "b", "c"], group="g")
+
+
 def test_rows_without_a_group_are_refused():
     frame = pd.DataFrame(np.random.default_rng(2).normal(size=(8, 2)), columns=["a", "b"])
     frame["g"] = ["u", "v", "", "u", "v", "u", None, "v"]

@@ -31,6 +31,7 @@ from bayes_sor.report.document import (
 from bayes_sor.report.run_report import (
     FIGURE_FILES,
     deviation_blocks,
+    ladder_blocks,
     per_group_table,
     write_report,
     write_run,
@@ -591,6 +592,30 @@ def test_per_group_table_and_flagged_deviations():
     assert "flagged as non-invariant: x1 ~1." in text
     none = deviation_blocks(deviations.assign(flagged=False), "95% interval")[0]
     assert "none is flagged" in to_markdown(Document("t", "", [Section("s", [none])]))
+
+
+def test_the_invariance_ladder_in_the_groups_section():
+    """``invariance --out RUN`` leaves invariance.csv in a run's folder: the Groups section
+    shows each step and its verdict against the step before."""
+    ladder = pd.DataFrame(
+        {
+            "step": ["configural", "metric", "scalar"],
+            "group.equal": ["", "loadings", "loadings, intercepts"],
+            "n_free": [60, 54, 48],
+            "ppp": [0.41, 0.38, 0.01],
+            "brmsea": [0.05, 0.05, 0.09],
+            "bcfi": [0.95, 0.95, 0.88],
+            "elpd_loo": [-3700.1, -3698.2, -3720.5],
+            "elpd_diff": [np.nan, 1.9, -22.3],
+            "dse": [np.nan, 2.5, 6.1],
+            "verdict": ["", "holds", "fails"],
+        }
+    )
+    text = to_markdown(Document("t", "", [Section("8. Groups", ladder_blocks(ladder))]))
+    assert "The invariance ladder (invariance.csv)" in text
+    assert "metric (loadings equal): ELPD difference 1.9 (SE 2.5) to the step before: holds" in text
+    assert "scalar (loadings, intercepts equal): ELPD difference -22.3 (SE 6.1)" in text
+    assert "n_free" not in text  # the report's columns, not every column of the file
 
 
 def test_the_run_writes_the_fits_hypotheses_and_judges_them_again_only_for_another_rope(

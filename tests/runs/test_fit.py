@@ -60,6 +60,24 @@ def test_hypotheses_in_a_multiple_group_model_warn_that_they_read_the_first_grou
         )
 
 
+def test_plain_labels_shared_by_the_groups_warn_and_name_the_c_form(built):
+    """``b*visual`` in a multiple-group model is one path for both schools (lavaan's rule):
+    said, with the c() spelling that frees it; c() labels and loadings made equal by
+    --group-equal are not."""
+    data = ROOT / "data" / "holzinger_swineford.csv"
+    shared = r"label\(s\) b name one parameter shared by every group.*speed ~ c\(b_1, b_2\)\*visual"
+    with pytest.warns(UserWarning, match=shared), pytest.raises(Sampled):
+        fit(HS + "speed ~ b*visual\n", data, group="school")
+    with warnings.catch_warnings(), pytest.raises(Sampled):
+        warnings.simplefilter("error")
+        fit(
+            HS.replace("x2", "l*x2") + "speed ~ c(b1, b2)*visual\n",
+            data,
+            group="school",
+            group_equal="loadings",
+        )
+
+
 def test_latent_interactions_and_ordinal_items_per_group_reach_the_conditional_likelihood(built):
     data = pd.read_csv(ROOT / "data" / "holzinger_swineford.csv")
     data["x1"] = pd.cut(data.x1, [-99, 4, 5, 99], labels=False) + 1

@@ -7,9 +7,15 @@ import numpy as np
 import pytest
 
 from bayes_sor.errors import ModelSpecError, ModelSyntaxError
-from bayes_sor.spec.groups import EQUAL_KINDS, approximate_rows, check_group_values, with_groups
+from bayes_sor.spec.groups import (
+    EQUAL_KINDS,
+    approximate_rows,
+    check_group_values,
+    shared_labels,
+    with_groups,
+)
 from bayes_sor.spec.matrices import representation
-from bayes_sor.spec.partable import ParTable, build_partable
+from bayes_sor.spec.partable import ParTable, add_thresholds, build_partable
 from bayes_sor.spec.syntax import parse
 
 HS = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9"
@@ -218,3 +224,25 @@ def test_bad_approximate_option(option, message):
 def test_a_kind_both_equal_and_approximate_is_refused():
     with pytest.raises(ModelSpecError, match=r"loadings cannot be both in group\.equal"):
         with_groups(build_partable(APPROXIMATE), ["a", "b"], ["loadings"])
+
+
+def test_equal_thresholds_free_later_residual_variances_of_items_with_three_categories():
+    """Theta parameterisation with equal thresholds: a later group's latent responses may
+    differ in scale where two or more thresholds pin it; a binary item's one threshold
+    cannot, so its residual variance stays 1 (Wu & Estabrook 2016)."""
+    base = build_partable("---\nordinal: all\n---\nF =~ u1 + u2 + u3 + u4", identification="marker")
+    base = add_thresholds(base, {"u1": 4, "u2": 2, "u3": 3, "u4": 2})
+    pt = with_groups(base, LABELS, ["loadings", "thresholds"])
+    for item, freed in {"u1": True, "u2": False, "u3": True, "u4": False}.items():
+        assert row(pt, f"{item}~~{item}", 1).free == 0, item
+        assert (row(pt, f"{item}~~{item}", 2).free > 0) == freed, item
+        if not freed:
+            assert row(pt, f"{item}~~{item}", 2).value == 1.0, item
+    assert row(pt, "F~1", 2).free > 0
+
+
+def test_shared_labels_are_the_plain_ones_group_equal_leaves_free():
+    text = HS.replace("+ x2", "+ l*x2") + "\nspeed ~ b*visual + c(g1, g2)*textual"
+    assert shared_labels(grouped(text)) == ["b", "l"]
+    assert shared_labels(grouped(text, equal=["loadings"])) == ["b"]
+    assert shared_labels(grouped(text, equal=["loadings", "regressions"])) == []
