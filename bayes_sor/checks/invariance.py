@@ -10,12 +10,27 @@ and BCFI (Garnier-Villarreal & Jorgensen 2020, as blavaan's for multiple groups)
 holds when its constraints cost no clear predictive accuracy: its ELPD difference is above
 -2 SE (lavaan's LRT answers the same question with a chi-square difference test).
 
+Ordinal items follow lavaan/Mplus (theta parameterisation, :func:`ladder_steps`): the scalar
+step equates thresholds instead of intercepts (lavaan's ``group.equal = c("loadings",
+"thresholds")``; intercepts too for the continuous items of a mixed model), freeing the later
+groups' latent means and the ordinal items' residual variances, which the strict step equates
+again (to the first group's 1). Models with ordinal items or a latent interaction are fitted
+with the conditional likelihood per group, their latent scores kept (``save_latent``).
+
 Each step is read as a run (:class:`~bayes_sor.runs.rundir.Run`, its groups through
 ``Run.by_group``) and measured by the checks every run gets: the log-likelihood of
 :mod:`bayes_sor.checks.loglik` (each respondent's marginal density under their group's
-implied moments, case-wise over the answered items), the PPP of ``ppc``'s replications
-(:func:`bayes_sor.checks.ppc.group_replications`: the chi-square summed over the groups, as
-blavaan) and the fit indices of :mod:`bayes_sor.checks.fit_indices` (pD = p_loo).
+parameters, case-wise over the answered items: closed form for continuous items, importance
+sampling over the latent scores, ``marginal_is``, for ordinal items and interactions; LOO then
+on at most :data:`MAX_DRAWS` draws, thinned per chain), the PPP of ``ppc``'s replications
+(:func:`bayes_sor.checks.ppc.group_replications`, summed over the groups as blavaan: the
+chi-square for continuous items, the pairwise G^2 for ordinal ones) and the fit indices of
+:mod:`bayes_sor.checks.fit_indices` (pD = p_loo). What has no defined discrepancy is left
+empty, the reason in the ``notes`` column: BRMSEA and BCFI of ordinal items (they are
+chi-square based, as ``ppc``'s); the PPP of mixed ordinal and continuous items (``ppc`` has no
+discrepancy for them); PPP, BRMSEA and BCFI of a latent interaction (its chi-square and
+replications are those of the normal approximation of the implied moments: they would judge
+that approximation, not the model fitted).
 """
 
 from __future__ import annotations
@@ -30,16 +45,16 @@ from bayes_sor.checks.fit_indices import fit_indices
 from bayes_sor.checks.loglik import loglik_kind, loglik_tree, loo, pointwise_loglik
 from bayes_sor.checks.ppc import group_replications, observed_scale
 from bayes_sor.checks.predictive import thin
-from bayes_sor.errors import BayesSORError, ModelSpecError
+from bayes_sor.errors import BayesSORError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import markdown_table
 from bayes_sor.report.run_report import LADDER_FILE, step_verdicts
 from bayes_sor.runs.fit import FitResult, fit, read_model
 from bayes_sor.runs.rundir import Run, run_from_tree, write_csv
 from bayes_sor.sampling.samplers import SamplerSettings
-from bayes_sor.spec.partable import build_partable
+from bayes_sor.spec.partable import ParTable, build_partable
 
-#: the ladder: each step's ``group.equal`` kinds
+#: the ladder: each step's ``group.equal`` kinds (continuous items; :func:`ladder_steps`)
 STEPS = {
     "configural": [],
     "metric": ["loadings"],
@@ -69,7 +84,32 @@ COLUMNS = [
     "verdict",
     "max_r_hat",
     "min_ess_bulk",
+    "loglik",
+    "loglik.mc_se",
+    "notes",
 ]
+#: why a column is empty (the ``notes`` column)
+NO_INDICES_ORDINAL = "BRMSEA/BCFI: chi-square based, defined for continuous items only (as ppc)"
+NO_PPP_MIXED = "PPP: no discrepancy for mixed ordinal and continuous items (as ppc)"
+NO_FIT_INTERACTION = (
+    "PPP, BRMSEA/BCFI: a latent interaction's chi-square and replications are the normal "
+    "approximation's, which they would judge instead of the model"
+)
+
+
+def ladder_steps(partable: ParTable) -> dict[str, list[str]]:
+    """Each step's ``group.equal`` kinds for this model: :data:`STEPS`, with thresholds in
+    place of intercepts for ordinal items (intercepts kept for continuous ones)."""
+    if not partable.ordinal_items():
+        return STEPS
+    continuous = set(partable.indicators) - set(partable.ordinal_items())
+    scalar = ["loadings", "thresholds"] + (["intercepts"] if continuous else [])
+    return {
+        "configural": [],
+        "metric": ["loadings"],
+        "scalar": scalar,
+        "strict": [*scalar, "residuals"],
+    }
 
 
 def step_run(name: str, result: FitResult) -> Run:
@@ -78,26 +118,43 @@ def step_run(name: str, result: FitResult) -> Run:
 
 
 def step_measures(run: Run, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
-    """One step's PPP, BRMSEA / BCFI (mean and interval) and LOO, and its pointwise ELPD."""
+    """One step's PPP, BRMSEA / BCFI (mean and interval) and LOO, and its pointwise ELPD;
+    measures without a defined discrepancy are left out, their reason in ``notes``."""
     kind, why = loglik_kind(run)
     if kind is None:
         raise BayesSORError(f"the invariance ladder compares the steps by LOO, unavailable: {why}")
-    elpd = loo(loglik_tree(run, pointwise_loglik(run, kind)))
-    draws = run.draws[thin(len(run.draws), MAX_DRAWS)]
-    groups = group_replications(run, draws, rng)
-    d_obs = sum(reps.d_obs for _, _, reps in groups)
-    d_rep = sum(reps.d_rep for _, _, reps in groups)
+    every = int(np.ceil(len(run.draws) / MAX_DRAWS)) if kind == "marginal_is" else 1
+    ll = pointwise_loglik(run, kind, every)
+    elpd = loo(loglik_tree(run, ll))
     row = {
-        "ppp": float(np.mean(d_rep >= d_obs)),
         "elpd_loo": float(elpd.elpd),
         "se": float(elpd.se),
         "p_loo": float(elpd.p),
+        "loglik": kind,
+        "loglik.mc_se": ll.attrs.get("mc_se_mean", np.nan),
+        "notes": "",
     }
-    if all(observed_scale(group)[1] == "continuous" for _, group, _ in groups):
+    if run.partable.interactions:
+        row["notes"] = NO_FIT_INTERACTION
+        return row, np.asarray(elpd.elpd_i).ravel()
+    draws = run.draws[thin(len(run.draws), MAX_DRAWS)]
+    groups = group_replications(run, draws, rng)
+    scales = {observed_scale(group)[1] for _, group, _ in groups}
+    notes = []
+    if "mixed" in scales:
+        notes.append(NO_PPP_MIXED)
+    else:
+        d_obs = sum(reps.d_obs for _, _, reps in groups)
+        d_rep = sum(reps.d_rep for _, _, reps in groups)
+        row["ppp"] = float(np.mean(d_rep >= d_obs))
+    if scales == {"continuous"}:
         indices, _ = fit_indices(run, d_obs, float(elpd.p), rng)
         for name in ("brmsea", "bcfi"):
             lo, hi = np.quantile(indices[name], [(1 - INDEX_CI) / 2, (1 + INDEX_CI) / 2])
             row |= {name: indices[name].mean(), f"{name}.ci.lower": lo, f"{name}.ci.upper": hi}
+    else:
+        notes.append(NO_INDICES_ORDINAL)
+    row["notes"] = "; ".join(notes)
     return row, np.asarray(elpd.elpd_i).ravel()
 
 
@@ -144,10 +201,19 @@ def summary_text(table: pd.DataFrame, group: str, labels: list[str]) -> str:
         markdown_table(table, digits=3),
         "",
     ]
-    lines.append(
-        f"BRMSEA and BCFI: posterior means and {INDEX_CI:.0%} intervals (blavaan's "
-        "blavFitIndices for multiple groups; pD = p_loo)."
-    )
+    if table.brmsea.notna().any():
+        lines.append(
+            f"BRMSEA and BCFI: posterior means and {INDEX_CI:.0%} intervals (blavaan's "
+            "blavFitIndices for multiple groups; pD = p_loo)."
+        )
+    if (table.loglik == "marginal_is").any():
+        lines.append(
+            "LOO: each respondent's marginal log-likelihood with the latent scores integrated "
+            "out by importance sampling (loglik.mc_se: its mean Monte Carlo standard error per "
+            "respondent and draw, nats)."
+        )
+    for note in dict.fromkeys(n for n in table.notes if n):
+        lines.append(f"Not available: {note}.")
     lines.append("")
     lines += [f"- {v}" for v in step_verdicts(table)]
     lines.append("")
@@ -162,28 +228,25 @@ def run_ladder(
     identification: str | None = None,
     steps: list[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Fit each step (:data:`STEPS`, or the ``steps`` named): :func:`ladder_table` and the
-    group labels."""
+    """Fit each step (:func:`ladder_steps`, or the ``steps`` named): :func:`ladder_table` and
+    the group labels. Ordinal items and latent interactions keep their latent scores (the
+    proposals of their marginal log-likelihood)."""
     steps = steps or list(STEPS)
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise BayesSORError(f"unknown invariance step(s) {unknown}; the steps are {list(STEPS)}")
     text = read_model(model)
     probe = build_partable(text, identification)
-    if probe.ordinal_items() or probe.interactions:
-        raise ModelSpecError(
-            "the invariance ladder needs continuous items and no latent interaction (its PPP "
-            "and LOO are the groups' normal moments'); fit each step with fit --group "
-            "--group-equal and compare the runs with compare-models"
-        )
+    kinds = ladder_steps(probe)
     fits = {
         name: fit(
             text,
             data,
             group=group,
-            group_equal=STEPS[name],
+            group_equal=kinds[name],
             identification=identification,
             settings=settings,
+            save_latent=bool(probe.ordinal_items() or probe.interactions),
         )
         for name in steps
     }
