@@ -22,9 +22,10 @@ Each step is read as a run (:class:`~bayes_sor.runs.rundir.Run`, its groups thro
 :mod:`bayes_sor.checks.loglik` (each respondent's marginal density under their group's
 parameters, case-wise over the answered items: closed form for continuous items, importance
 sampling over the latent scores, ``marginal_is``, for ordinal items and interactions; LOO then
-on at most :data:`MAX_DRAWS` draws, thinned per chain), the PPP of ``ppc``'s replications
-(:func:`bayes_sor.checks.ppc.group_replications`, summed over the groups as blavaan: the
-chi-square for continuous items, the pairwise G^2 for ordinal ones) and the fit indices of
+on at most :data:`~bayes_sor.checks.loglik.IS_MAX_DRAWS` draws, thinned per chain), the PPP
+of ``ppc``'s replications (:func:`bayes_sor.checks.ppc.group_replications`, summed over the
+groups as blavaan: the chi-square for continuous items, the pairwise G^2 for ordinal ones)
+and the fit indices of
 :mod:`bayes_sor.checks.fit_indices` (pD = p_loo). What has no defined discrepancy is left
 empty, the reason in the ``notes`` column: BRMSEA and BCFI of ordinal items (they are
 chi-square based, as ``ppc``'s); the PPP of mixed ordinal and continuous items (``ppc`` has no
@@ -48,7 +49,7 @@ from bayes_sor.checks.predictive import thin
 from bayes_sor.errors import BayesSORError
 from bayes_sor.files import write_atomic
 from bayes_sor.report.document import markdown_table
-from bayes_sor.report.run_report import LADDER_FILE, step_verdicts
+from bayes_sor.report.run_report import LADDER_FILE, ladder_notes, step_verdicts
 from bayes_sor.runs.fit import FitResult, fit, read_model
 from bayes_sor.runs.rundir import Run, run_from_tree, write_csv
 from bayes_sor.sampling.samplers import SamplerSettings
@@ -123,8 +124,7 @@ def step_measures(run: Run, rng: np.random.Generator) -> tuple[dict, np.ndarray]
     kind, why = loglik_kind(run)
     if kind is None:
         raise BayesSORError(f"the invariance ladder compares the steps by LOO, unavailable: {why}")
-    every = int(np.ceil(len(run.draws) / MAX_DRAWS)) if kind == "marginal_is" else 1
-    ll = pointwise_loglik(run, kind, every)
+    ll = pointwise_loglik(run, kind)
     elpd = loo(loglik_tree(run, ll))
     row = {
         "elpd_loo": float(elpd.elpd),
@@ -212,8 +212,7 @@ def summary_text(table: pd.DataFrame, group: str, labels: list[str]) -> str:
             "out by importance sampling (loglik.mc_se: its mean Monte Carlo standard error per "
             "respondent and draw, nats)."
         )
-    for note in dict.fromkeys(n for n in table.notes if n):
-        lines.append(f"Not available: {note}.")
+    lines += ladder_notes(table)
     lines.append("")
     lines += [f"- {v}" for v in step_verdicts(table)]
     lines.append("")

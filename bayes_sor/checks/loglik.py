@@ -40,6 +40,9 @@ from bayes_sor.data.missing import casewise_pointwise_loglik
 from bayes_sor.runs.rundir import Run
 from bayes_sor.spec.matrices import Representation, extend
 
+#: draws ``marginal_is`` integrates at by default (LOO's Monte Carlo error is far below the
+#: comparisons' SE with 1000; each draw costs an integral per respondent)
+IS_MAX_DRAWS = 1000
 KINDS = ("marginal", "marginal_is", "marginal_approx", "conditional")
 LOG_2PI = np.log(2 * np.pi)
 #: quasi-random points per respondent and draw of ``marginal_is`` for one latent variable,
@@ -278,15 +281,21 @@ def importance_loglik(
     return ll, se
 
 
-def pointwise_loglik(run: Run, kind: str | None = None, every: int = 1) -> xr.DataArray | None:
+def pointwise_loglik(
+    run: Run, kind: str | None = None, every: int | None = None
+) -> xr.DataArray | None:
     """(chain, draw, obs) log-likelihood of each respondent, or None when unavailable; of every
     ``every``-th draw of each chain (attribute ``every``, which :func:`loglik_tree` follows).
+    By default every draw, except ``marginal_is`` (an integral per respondent and draw): at
+    most :data:`IS_MAX_DRAWS` draws, thinned evenly per chain.
 
     ``marginal_is`` values carry their Monte Carlo error as attributes ``mc_se_mean`` and
     ``mc_se_max`` (nats, over respondents and draws)."""
     kind = kind or loglik_kind(run)[0]
     if kind is None:
         return None
+    if every is None:
+        every = int(np.ceil(len(run.draws) / IS_MAX_DRAWS)) if kind == "marginal_is" else 1
     par = run.par[:, ::every]
     draws = par.reshape(-1, par.shape[-1])
     attrs = {"every": every}

@@ -368,6 +368,11 @@ def sensitivity(
     log_prior = log_prior_terms(run)
     ll, ll_note = log_likelihood(run)
     notes = [f"checked: {what}", f"likelihood: {ll_note}"]
+    every = 1 if ll is None else ll.attrs.get("every", 1)
+    if every > 1:  # an integrated log-likelihood of fewer draws: the others follow it
+        posterior = posterior.isel(draw=slice(None, None, every))
+        log_prior = log_prior.isel(draw=slice(None, None, every))
+        notes.append(f"every {every}th draw of each chain (the log-likelihood's)")
     groups = {"posterior": posterior, "log_prior": xr.Dataset({"prior": log_prior})}
     if ll is not None:
         groups["log_likelihood"] = xr.Dataset({"items": ll})

@@ -697,8 +697,15 @@ def ladder_blocks(ladder: pd.DataFrame) -> list[Block]:
             "is above -2 SE."
         ),
         _titled(format_frame(shown), f"The invariance ladder ({LADDER_FILE})"),
+        *[Paragraph(note) for note in ladder_notes(ladder)],
         Bullets(step_verdicts(ladder)),
     ]
+
+
+def ladder_notes(ladder: pd.DataFrame) -> list[str]:
+    """Why a measure of the ladder is empty (its ``notes`` column), each reason once."""
+    notes = ladder["notes"].fillna("") if "notes" in ladder.columns else []
+    return [f"Not available: {note}." for note in dict.fromkeys(notes) if note]
 
 
 def per_group_table(estimates: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from scipy import stats
 from scipy.stats import multivariate_normal, norm
 from sem_models import INTERACTION
 
+from bayes_sor.checks import loglik as loglik_module
 from bayes_sor.checks.loglik import (
     conditional_loglik,
     loglik_kind,
@@ -184,6 +185,29 @@ def test_importance_sampled_marginal_of_ordinal_items_equals_gauss_hermite(tmp_p
     assert loglik_kind(run)[0] == "marginal_is"
     ours = pointwise_loglik(run).values.reshape(len(draws), -1)
     np.testing.assert_allclose(ours, exact, atol=0.02)
+
+
+def test_an_importance_sampled_loglik_integrates_at_most_is_max_draws_by_default(
+    tmp_path, monkeypatch
+):
+    """An integral per respondent and draw: by default every k-th draw of each chain up to
+    IS_MAX_DRAWS (ppc, compare-models, sensitivity and the ladder all call it), the closed
+    forms every draw."""
+    pt, par = _ordinal_factor()
+    data = simulate(pt, par, 30, seed=5)
+    rep = representation(pt)
+    draws = par * (1 + 0.03 * np.random.default_rng(3).standard_normal((2, 20, len(par))))
+    codes = data.to_numpy().astype(int) - 1
+    scores = posterior_scores(rep, draws.reshape(40, -1), codes, np.random.default_rng(4))
+    run = load_run(
+        write_run(tmp_path / "o", pt, draws, data, latent_scores=scores.reshape(2, 20, 30, 1))
+    )
+    monkeypatch.setattr(loglik_module, "IS_MAX_DRAWS", 15)
+    ll = pointwise_loglik(run)
+    assert ll.attrs["every"] == 3 and ll.sizes == {"chain": 2, "draw": 7, "obs": 30}
+    assert pointwise_loglik(run, "conditional").sizes["draw"] == 20
+    tree = loglik_tree(run, ll)
+    np.testing.assert_array_equal(tree["posterior"]["par"].values, draws[:, ::3])
 
 
 def test_importance_sampled_marginal_of_a_latent_interaction_equals_quadrature(tmp_path):

@@ -4,13 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes import laplace_draws, truth, write_run
+from ordinal_fakes import posterior_scores
 
-from bayes_sor.checks.sensitivity import prior_terms
+from bayes_sor.checks import loglik as loglik_module
+from bayes_sor.checks.sensitivity import prior_terms, sensitivity
 from bayes_sor.cli.main import main
 from bayes_sor.model.build import pymc_model
 from bayes_sor.model.simulate import simulate
+from bayes_sor.runs.rundir import load_run
 from bayes_sor.spec.groups import with_groups
-from bayes_sor.spec.partable import build_partable
+from bayes_sor.spec.matrices import representation
+from bayes_sor.spec.partable import add_thresholds, build_partable
 
 MEDIATION = """
 X =~ x1 + x2 + x3
@@ -161,3 +165,30 @@ def test_an_informative_prior_on_one_groups_path_is_flagged_in_that_group_only(t
     for quantity in ("M~X", "Y~M", "Y~M.g2"):
         assert table.loc[quantity, "prior_sensitivity"] < 0.05, quantity
         assert table.loc[quantity, "diagnosis"] == "", quantity
+
+
+def test_an_integrated_loglik_of_fewer_draws_thins_the_posterior_and_prior_alike(
+    tmp_path, monkeypatch
+):
+    """Ordinal items with stored scores: the importance-sampled log-likelihood is integrated
+    at every k-th draw; power-scaling pairs it with the same draws' prior and quantities
+    (ArviZ refuses groups of different draws)."""
+    items = ["u1", "u2", "u3", "u4"]
+    pt = add_thresholds(
+        build_partable("F =~ u1 + u2 + u3 + u4", ordinal="all"), dict.fromkeys(items, 3)
+    )
+    cuts = {f"{item}|{t}": v for item in items for t, v in (("t1", -0.5), ("t2", 0.6))}
+    par = truth(pt, cuts, loading=1.0, variance=1.0)
+    data = simulate(pt, par, 60, seed=6)
+    draws = par * (1 + 0.03 * np.random.default_rng(7).standard_normal((2, 120, len(par))))
+    scores = posterior_scores(
+        representation(pt),
+        draws.reshape(240, -1),
+        data.to_numpy().astype(int) - 1,
+        np.random.default_rng(8),
+    )
+    run = write_run(tmp_path / "run", pt, draws, data, latent_scores=scores.reshape(2, 120, 60, 1))
+    monkeypatch.setattr(loglik_module, "IS_MAX_DRAWS", 80)
+    table, notes = sensitivity(load_run(run))
+    assert "every 3th draw of each chain (the log-likelihood's)" in notes
+    assert table.prior_sensitivity.notna().all() and table.likelihood_sensitivity.notna().all()

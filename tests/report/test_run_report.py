@@ -609,6 +609,11 @@ def test_the_invariance_ladder_in_the_groups_section():
             "elpd_diff": [np.nan, 1.9, -22.3],
             "dse": [np.nan, 2.5, 6.1],
             "verdict": ["", "holds", "fails"],
+            "notes": [
+                np.nan,
+                "BRMSEA and BCFI of ordinal items",
+                "BRMSEA and BCFI of ordinal items",
+            ],
         }
     )
     text = to_markdown(Document("t", "", [Section("8. Groups", ladder_blocks(ladder))]))
@@ -616,6 +621,7 @@ def test_the_invariance_ladder_in_the_groups_section():
     assert "metric (loadings equal): ELPD difference 1.9 (SE 2.5) to the step before: holds" in text
     assert "scalar (loadings, intercepts equal): ELPD difference -22.3 (SE 6.1)" in text
     assert "n_free" not in text  # the report's columns, not every column of the file
+    assert text.count("Not available: BRMSEA and BCFI of ordinal items.") == 1
 
 
 def test_the_run_writes_the_fits_hypotheses_and_judges_them_again_only_for_another_rope(
