@@ -140,9 +140,8 @@ def answer_codes(run: Run) -> np.ndarray:
     codes = np.zeros(run.y.shape, dtype=int)
     ordinal = [j for j, item in enumerate(run.rep.items) if item in run.rep.thresholds]
     if ordinal:
-        answers = run.y[:, ordinal]
-        categories = [np.unique(a[~np.isnan(a)]) for a in answers.T]
-        codes[:, ordinal] = np.nan_to_num(ordinal_codes(answers, categories)).astype(int)
+        categories = [run.categories[run.rep.items[j]] for j in ordinal]
+        codes[:, ordinal] = np.nan_to_num(ordinal_codes(run.y[:, ordinal], categories)).astype(int)
     return codes
 
 

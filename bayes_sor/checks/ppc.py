@@ -107,7 +107,7 @@ def observed_scale(run: Run) -> tuple[np.ndarray | None, str]:
         return run.y, "continuous"
     observed = run.y.copy()
     observed[:, ordinal] = ordinal_codes(
-        run.y[:, ordinal], [_categories(run.y[:, j]) for j in ordinal]
+        run.y[:, ordinal], [run.categories[run.items[j]] for j in ordinal]
     )
     return observed, "mixed" if len(ordinal) < len(run.items) else "ordinal"
 

@@ -69,6 +69,20 @@ class Run:
     group: int = 1
     #: each respondent's group label (a multiple-group run; ``None`` otherwise)
     labels: np.ndarray | None = None
+    #: a group's run: the whole run's :attr:`categories` (a group may lack an answer)
+    all_categories: dict[str, np.ndarray] | None = None
+
+    @property
+    def categories(self) -> dict[str, np.ndarray]:
+        """Each ordinal item's distinct answers over every respondent of the run, in order:
+        the categories ``fit`` coded its thresholds from (code k is the k-th of them)."""
+        if self.all_categories is not None:
+            return self.all_categories
+        return {
+            item: np.unique(self.y[:, j][~np.isnan(self.y[:, j])])
+            for j, item in enumerate(self.items)
+            if item in self.rep.thresholds
+        }
 
     @property
     def attrs(self) -> dict:
@@ -110,13 +124,21 @@ class Run:
                 f"{str(self.path)!r} was fitted with groups but does not store each respondent's "
                 f"group (an older run); recreate it with '{refit_command(self.path)}'"
             )
-        out = []
+        out, categories = [], self.categories
         for g, label in enumerate(self.partable.groups, start=1):
             y = self.y[self.labels == label]
             mean, cov = observed_moments(y)
-            out.append(
-                (label, replace(self, y=y, mean=mean, cov=cov, n_obs=len(y), group=g, labels=None))
+            group = replace(
+                self,
+                y=y,
+                mean=mean,
+                cov=cov,
+                n_obs=len(y),
+                group=g,
+                labels=None,
+                all_categories=categories,
             )
+            out.append((label, group))
         return out
 
     @property

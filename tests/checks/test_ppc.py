@@ -20,7 +20,8 @@ from fakes import (
 from scipy.stats import multivariate_normal
 
 from bayes_sor.checks.fit_indices import bayes_fit_indices, fit_indices, model_moments, null_model
-from bayes_sor.checks.ppc import group_replications, predictive_check
+from bayes_sor.checks.loglik import answer_codes
+from bayes_sor.checks.ppc import group_replications, observed_scale, predictive_check
 from bayes_sor.checks.predictive import (
     Implied,
     bvn_cdf,
@@ -33,8 +34,9 @@ from bayes_sor.checks.predictive import (
 from bayes_sor.cli.main import main
 from bayes_sor.model.simulate import simulate
 from bayes_sor.runs.rundir import load_run, read_table
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import representation
-from bayes_sor.spec.partable import build_partable, row_name
+from bayes_sor.spec.partable import add_thresholds, build_partable, row_name
 
 CFA = """
 F1 =~ x1 + x2 + x3
@@ -445,3 +447,23 @@ def test_a_fitted_two_group_run_is_checked_per_group(tmp_path):
     assert main(["reliability", str(out)]) == 0
     table = read_table(out / "reliability.csv").set_index(["group", "measure", "construct"])
     assert table.loc[("b", "omega", "F1"), "mean"] > table.loc[("a", "omega", "F1"), "mean"]
+
+
+def test_a_groups_ordinal_answers_are_coded_among_every_groups_categories(tmp_path):
+    """Group b never answers 1 to u1: its answers 2..4 are still codes 1..3 (the thresholds
+    were estimated from every group's answers), in the G^2 tables and the log-likelihood.
+    (Before: coded 0..2 among group b's own answers.)"""
+    items = ["u1", "u2", "u3"]
+    base = build_partable("F =~ u1 + u2 + u3", ordinal="all")
+    pt = with_groups(add_thresholds(base, dict.fromkeys(items, 4)), ["a", "b"])
+    rng = np.random.default_rng(5)
+    labels = np.repeat(["a", "b"], 40)
+    data = pd.DataFrame(rng.integers(1, 5, size=(80, 3)).astype(float), columns=items)
+    data.loc[labels == "b", "u1"] = rng.integers(2, 5, size=40)
+    par = np.tile(truth(pt, loading=1.0, variance=1.0), (1, 4, 1))
+    run = load_run(write_run(tmp_path / "run", pt, par, data, groups=labels))
+    _, b = run.by_group()[1]
+    observed, kind = observed_scale(b)
+    assert kind == "ordinal"
+    np.testing.assert_array_equal(observed[:, 0], data.u1[labels == "b"] - 1)
+    np.testing.assert_array_equal(answer_codes(run)[labels == "b", 0], data.u1[labels == "b"] - 1)
