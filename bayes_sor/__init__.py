@@ -24,6 +24,9 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+# The subpackage ``bayes_sor.sbc`` first: importing it later would rebind the name ``sbc`` of
+# this package from the API's function to the subpackage.
+import bayes_sor.sbc  # noqa: E402, F401
 from bayes_sor.api.fitted import ConvergenceWarning, FittedModel  # noqa: E402
 from bayes_sor.api.functions import (  # noqa: E402
     Simulation,
@@ -43,7 +46,6 @@ from bayes_sor.errors import (  # noqa: E402
     OutputError,
 )
 from bayes_sor.runs.fit import FitResult  # noqa: E402
-from bayes_sor.sbc.run import SBCResult  # noqa: E402
 from bayes_sor.spec.partable import ParTable, build_partable  # noqa: E402
 from bayes_sor.spec.syntax import parse  # noqa: E402
 
@@ -70,3 +72,15 @@ __all__ = [
     "simulate",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``SBCResult``, imported on first use: its module imports PyMC (~0.3 s), which
+    ``python -m bayes_sor fit`` (this package is imported first) does without when its
+    model's build was recorded by an earlier run."""
+    if name != "SBCResult":
+        raise AttributeError(f"module 'bayes_sor' has no attribute {name!r}")
+    # see the docstring: the SBC module loads PyMC
+    from bayes_sor.sbc.run import SBCResult
+
+    return SBCResult

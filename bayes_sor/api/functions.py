@@ -11,11 +11,11 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-# modules whose function has the name of ours: called by their full names
-import bayes_sor.model.simulate
+# a module whose function has the name of ours: called by its full name
 import bayes_sor.runs.fit
 from bayes_sor.api.fitted import ConvergenceWarning, FittedModel
 from bayes_sor.checks.loo_comparison import loo_comparison_check
@@ -25,15 +25,16 @@ from bayes_sor.comparison.compare_report import comparison_result
 from bayes_sor.data.csv_reader import read_csv
 from bayes_sor.data.scale import parse_scale
 from bayes_sor.errors import BayesSORError
-from bayes_sor.model.simulate import prior_draw, scale_thresholds, truth_table, truth_vector
 from bayes_sor.posterior.effects import parse_moderator_values
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE
 from bayes_sor.runs.fit import read_model
 from bayes_sor.runs.rundir import load_run
 from bayes_sor.sampling.samplers import SamplerSettings
 from bayes_sor.sampling.stages import StageReporter, quiet
-from bayes_sor.sbc.run import SBCResult, make_config, run_sbc, vague_prior_warning
 from bayes_sor.spec.partable import ParTable, build_partable, read_prior_file
+
+if TYPE_CHECKING:
+    from bayes_sor.sbc.run import SBCResult
 
 #: PyTensor's "could not link to a BLAS" warning: sampling runs on its numba backend (through
 #: nutpie), which does not use the C backend's BLAS, so the warning would only mislead
@@ -353,6 +354,11 @@ def simulate(
     -------
     Simulation
     """
+    # simulating and SBC build PyMC models: PyMC (~0.3 s) loads only for them, so that a
+    # fit of a recorded model build never imports it
+    import bayes_sor.model.simulate
+    from bayes_sor.model.simulate import prior_draw, scale_thresholds, truth_table, truth_vector
+
     partable = build_partable(read_model(model), identification=identification, ordinal=ordinal)
     if nobs < 1:
         raise BayesSORError("--nobs must be at least 1")
@@ -416,6 +422,9 @@ def sbc(
     SBCResult
         ``ranks``, ``summary`` (one row per quantity) and ``verdict``.
     """
+    # SBC builds PyMC models: PyMC (~0.3 s) loads only for it (see simulate)
+    from bayes_sor.sbc.run import make_config, run_sbc, vague_prior_warning
+
     if isinstance(priors, str | Path):
         priors = read_prior_file(priors)
     config = make_config(model, nobs, priors=priors, **options)

@@ -28,7 +28,9 @@ from bayes_sor.sampling.stages import Stages
 
 EXIT_OK, EXIT_DIAGNOSTICS, EXIT_INPUT = 0, 1, 2
 #: Modules that add a subcommand: each has ``add_command(subparsers)``, which registers a parser
-#: whose ``handler`` default is a function ``(args) -> exit code``.
+#: whose ``handler`` default is a function ``(args) -> exit code``. A command line running one
+#: of this module's own commands (``fit``, ``simulate``) does not import them (SBC's, for one,
+#: imports PyMC, which a fit of a recorded model build does without).
 COMMAND_MODULES: tuple[str, ...] = (
     "bayes_sor.checks.ppc_report",
     "bayes_sor.checks.reliability",
@@ -64,7 +66,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+#: the commands this module defines itself
+OWN_COMMANDS = ("fit", "simulate")
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; for ``command``, one of :data:`OWN_COMMANDS`, without the
+    other modules' commands."""
     parser = _ArgumentParser(prog="python -m bayes_sor", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_sampler_options(f)
     _add_result_options(f)
     _add_simulate_command(sub)
-    for module in COMMAND_MODULES:
+    for module in () if command in OWN_COMMANDS else COMMAND_MODULES:
         importlib.import_module(module).add_command(sub)
     return parser
 
@@ -323,8 +331,12 @@ def _simulate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     warnings.filterwarnings("ignore", message=BLAS_WARNING)
+    argv = sys.argv[1:] if argv is None else argv
+    # the command is the first word that is not an option (the only option before it, --debug,
+    # takes no value)
+    command = next((word for word in argv if not word.startswith("-")), None)
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(command).parse_args(argv)
     except SystemExit as exc:  # --help, or a malformed option that argparse has reported
         return exc.code if isinstance(exc.code, int) else EXIT_INPUT
     commands = {"fit": _fit, "simulate": _simulate}

@@ -11,7 +11,6 @@ Data may be raw answers (a DataFrame), a covariance matrix with N
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,11 +20,13 @@ from bayes_sor.data.missing import PatternStatistics
 from bayes_sor.data.summary_statistics import SummaryData
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.model import parameterisation
+from bayes_sor.model.built import BuiltModel
 from bayes_sor.model.conditional import (
     centred_locations,
     conditional_likelihood,
     grouped_conditional_likelihood,
 )
+from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.marginal import (
     casewise_likelihood,
     marginal_likelihood,
@@ -36,7 +37,7 @@ from bayes_sor.model.marginal import (
 from bayes_sor.model.parameters import named_par, parameter_vector
 from bayes_sor.model.quadrature import quadrature_likelihood, quadrature_reason
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
-from bayes_sor.spec.matrices import Representation, representation
+from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable
 
 LIKELIHOODS = ("auto", "marginal", "conditional", "quadrature")
@@ -87,18 +88,6 @@ def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: boo
     if likelihood == "auto":
         return "conditional"
     return likelihood
-
-
-@dataclass
-class BuiltModel:
-    """A PyMC model with what sampling and later stages need to know about it."""
-
-    model: pm.Model
-    likelihood: str
-    representation: Representation
-    initial_values: dict[str, np.ndarray]
-    #: latents whose scores the conditional likelihood samples centred (the rest non-centred)
-    centred_latents: list[str] = field(default_factory=list)
 
 
 def pymc_model(
@@ -196,6 +185,7 @@ def pymc_model(
         rep,
         initial_values(model, partable, ItemMoments.of(partable, data)),
         centred_latents,
+        raw_latent_names(model),
     )
 
 

@@ -18,10 +18,8 @@ from bayes_sor.data.load import Dataset, load_data
 from bayes_sor.data.scale import Scale, parse_scale
 from bayes_sor.data.summary_statistics import SummaryData, load_group_summary, load_summary
 from bayes_sor.errors import BayesSORError, ModelSpecError
-from bayes_sor.model.build import BuiltModel, pymc_model
-from bayes_sor.model.latent import raw_latent_names
+from bayes_sor.model.built import BuiltModel
 from bayes_sor.model.parameterisation import centred_latents
-from bayes_sor.model.quadrature import integrated_latents
 from bayes_sor.posterior.approximate import DEVIATION_COLUMNS, invariance_deviations
 from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence, load_statistics
 from bayes_sor.posterior.effects import (
@@ -32,13 +30,8 @@ from bayes_sor.posterior.effects import (
 )
 from bayes_sor.posterior.estimates import parameter_estimates
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, check_hypotheses, evaluate, names_groups
-from bayes_sor.posterior.scores import (
-    marginal_latent_scores,
-    moderator_quantiles,
-    quadrature_latent_scores,
-)
 from bayes_sor.sampling.nutpie_cache import build_key
-from bayes_sor.sampling.samplers import SamplerSettings, sample
+from bayes_sor.sampling.samplers import SamplerSettings, recorded_build, sample
 from bayes_sor.sampling.stages import StageReporter, quiet
 from bayes_sor.spec.groups import (
     check_group_values,
@@ -46,6 +39,7 @@ from bayes_sor.spec.groups import (
     shared_labels,
     with_groups,
 )
+from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import (
     ParTable,
     build_partable,
@@ -56,6 +50,9 @@ from bayes_sor.spec.partable import (
 from bayes_sor.spec.syntax import check_moderator_values
 
 PACKAGES = ("bayes_sor", "pymc", "pytensor", "nutpie", "arviz", "numpy", "pandas", "xarray")
+#: the call that builds a fit's model, as :func:`~bayes_sor.sampling.nutpie_cache.build_key`
+#: names it (by name: a recorded build is found before, and without, importing PyMC)
+BUILDER = "bayes_sor.model.build.pymc_model"
 
 
 @dataclass
@@ -218,10 +215,17 @@ def fit(
         "latent_scores": latent_scores,
         "groups": groups,
     }
-    built = pymc_model(partable, model_data, **options)
-    # the key of this build lets a model built the same way before load without PyMC's work
-    build = build_key(pymc_model, partable, model_data, **options)
-    idata = sample(built, settings, stage, meanwhile=load_statistics, build=build)
+    # the key of this build lets a model built the same way before load without PyMC
+    build = build_key(BUILDER, partable, model_data, **options)
+    recorded = (
+        recorded_build(build, representation(partable), stage)
+        if settings.sampler == "nutpie"
+        else None
+    )
+    built, compiled = recorded or (_build(partable, model_data, options), None)
+    idata = sample(
+        built, settings, stage, meanwhile=load_statistics, build=build, compiled=compiled
+    )
     stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
     posterior, effects = _posterior_with_effects(
         idata, built, partable, dataset, settings.seed, save_latent
@@ -247,6 +251,14 @@ def fit(
         deviations=invariance_deviations(partable, posterior, ci_prob, hdi),
         rope=rope,
     )
+
+
+def _build(partable: ParTable, model_data, options: dict) -> BuiltModel:
+    """The PyMC model of a build not recorded before (:data:`BUILDER`)."""
+    # PyMC and the model's graph (~0.3 s) load only when no earlier fit recorded this build
+    from bayes_sor.model.build import pymc_model
+
+    return pymc_model(partable, model_data, **options)
 
 
 def _checked_model(
@@ -325,6 +337,9 @@ def _posterior_with_effects(
     (all latent scores with ``save_latent``) for the moderator percentiles."""
     posterior = idata["posterior"].to_dataset()
     if built.likelihood == "quadrature":
+        # posterior.scores imports the quadrature's code (PyTensor and PyMC): only for its fits
+        from bayes_sor.posterior.scores import moderator_quantiles
+
         scores = _quadrature_scores(built, partable, posterior, dataset, seed, save_latent)
         posterior["moderator_quantiles"] = xr.DataArray(
             moderator_quantiles(scores.values, built.representation, partable),
@@ -344,9 +359,7 @@ def _posterior_with_effects(
     if save_latent and built.likelihood == "marginal":
         posterior["latent_scores"] = _marginal_scores(built, posterior, dataset, seed)
     if not save_latent:
-        posterior = posterior.drop_vars(
-            [v for v in raw_latent_names(built.model) if v in posterior]
-        )
+        posterior = posterior.drop_vars([v for v in built.sampled_latents if v in posterior])
     return posterior, effects
 
 
@@ -502,6 +515,10 @@ def _quadrature_scores(
     save_latent: bool,
 ) -> xr.DataArray:
     """Latent scores of a quadrature fit (the moderators' only, unless ``save_latent``)."""
+    # the quadrature's code imports PyTensor and PyMC: loaded only for the fits that use it
+    from bayes_sor.model.quadrature import integrated_latents
+    from bayes_sor.posterior.scores import quadrature_latent_scores
+
     rep = built.representation
     y = dataset.frame[rep.items].to_numpy(dtype=float)
     moderators_integrated = set(partable.moderators) <= set(integrated_latents(partable))
@@ -524,6 +541,9 @@ def _marginal_scores(
     built: BuiltModel, posterior: xr.Dataset, dataset: Dataset, seed: int
 ) -> xr.DataArray:
     """Latent scores of a marginal fit, drawn from their conditional normal per draw."""
+    # posterior.scores imports the quadrature's code (PyTensor and PyMC): only when asked for
+    from bayes_sor.posterior.scores import marginal_latent_scores
+
     rep = built.representation
     y = dataset.frame[rep.items].to_numpy(dtype=float)
     draws = marginal_latent_scores(rep, posterior["par"].values, y, seed)

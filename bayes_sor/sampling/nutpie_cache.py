@@ -25,7 +25,10 @@ Hand-written because no library offers it, in two layers:
 - Deriving the log density to key it, and PyMC's initial-point function, cost a cached run
   0.2-0.4 s: a caller that knows the call that built the model (:func:`build_key`: its
   arguments, pickled, and the package's source) gets, from its second run on, the graph's key
-  and the initial point from a record of that call, without either.
+  and the initial point from a record of that call, without either. The record also holds
+  what nutpie reads of the model besides (its data, dims and coordinates) and what the caller
+  asked to keep of it, so :func:`recorded_model` assembles the compiled model of a recorded
+  call before the model is built, and a caller that finds one need not import PyMC at all.
 
 Everything else is nutpie's: its graph functions, data record and ``CompiledPyMCModel`` (so
 ``with_data`` keeps working); nutpie is pinned to 0.16.x in ``pyproject.toml`` because these
@@ -38,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import inspect
 import json
 import pickle
 import sys
@@ -48,14 +50,14 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from pymc.initial_point import make_initial_point_fn
+import pandas as pd
 from pytensor import config
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.traversal import graph_inputs
 
 from bayes_sor.errors import OutputError
 from bayes_sor.files import write_atomic
-from bayes_sor.sampling.graph_key import Unkeyable, graph_key, value_key
+from bayes_sor.sampling.graph_key import Unkeyable, graph_key
 
 #: bumped whenever the generated source changes, so no stale callback is ever loaded
 TEMPLATE_VERSION = "1"
@@ -145,6 +147,7 @@ def compile_pymc_model(
     var_names: Iterable[str] | None = None,
     announce: Callable[[bool], None] | None = None,
     build: str | None = None,
+    facts: dict | None = None,
 ):
     """``nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())`` with cached
     C callbacks; returns nutpie's ``CompiledPyMCModel``.
@@ -158,11 +161,16 @@ def compile_pymc_model(
     log density and compiling the initial-point function. ``announce(cached)`` is called
     before the model is assembled from the cache (``True``) or compiled (``False``; also after
     an entry that turned out not to fit), so a caller can say how long the wait will be.
+    ``initial_points`` must be the ones the call ``build`` chose (its record keeps its point).
+    ``facts``: what the caller wants back from :func:`recorded_model` with the compiled model
+    (JSON data, e.g. the likelihood chosen), kept in the record of ``build``.
     """
+    # PyMC's initial point is compiled only when no record of the build has it
+    from pymc.initial_point import make_initial_point_fn
 
     announce = announce or (lambda cached: None)
     var_names = None if var_names is None else list(var_names)
-    record_path = _build_record_path(build, initial_points, var_names)
+    record_path = _build_record_path(build, var_names)
     if record_path is not None and record_path.is_file():
         compiled = _from_build_record(record_path, model, announce)
         if compiled is not None:
@@ -176,7 +184,7 @@ def compile_pymc_model(
     compiled = None
     if entry_path is not None and entry_path.is_file():
         announce(True)
-        compiled = _from_entry(entry_path, graph, model, point_fn)
+        compiled = _from_model_entry(entry_path, graph, model, point_fn)
     if compiled is None:
         announce(False)
         compiled, entry = _compile(model, point_fn, var_names)
@@ -187,29 +195,91 @@ def compile_pymc_model(
     if record_path is not None and entry_path is not None and entry_path.is_file():
         record = {
             "graph": graph.key,
-            "point": {
-                name: {"dtype": value.dtype.str, "shape": value.shape, "values": value.tolist()}
-                for name, value in ((name, np.asarray(point[name])) for name in graph.joined)
-            },
+            "point": {name: _array_json(point[name]) for name in graph.joined},
             "data": _data_shapes(graph.shared),
+            "shared": {
+                name: _array_json(found[0].get_value(borrow=True))
+                for name, found in graph.shared.items()
+                if name is not None and len(found) == 1
+            },
+            "dims": {name: list(d) for name, d in compiled.dims.items()},
+            "coords": {name: index.tolist() for name, index in compiled.coords.items()},
+            "facts": facts or {},
         }
         with contextlib.suppress(OSError, OutputError):
             write_atomic(record_path, lambda tmp: tmp.write_text(json.dumps(record)))
     return compiled
 
 
-def build_key(build: Callable, *args, **kwargs) -> str | None:
-    """A key of the model-building call ``build(*args, **kwargs)``, for
-    :func:`compile_pymc_model`'s ``build``: the function's name, every argument (defaults
-    included, pickled: the whole parameter table, every data value) and the source of the
-    bayes_sor package, whose code builds the graph. Calls with equal keys build the same
-    model; ``None`` when an argument cannot be pickled."""
-    bound = inspect.signature(build).bind(*args, **kwargs)
-    bound.apply_defaults()
+def recorded_model(
+    build: str | None,
+    var_names: Iterable[str] | None = None,
+    facts: Iterable[str] = (),
+    announce: Callable[[dict], None] | None = None,
+):
+    """The compiled model of a model-building call recorded by :func:`compile_pymc_model`
+    (its ``build`` and ``var_names``) and the ``facts`` the caller kept with it, without the
+    model: ``(CompiledPyMCModel, facts)``, or ``None`` when there is no usable record (or one
+    without each of the ``facts`` named; the caller then builds the model and compiles it).
+    ``announce(facts)`` is called before the cached callbacks are loaded.
+
+    The key of the call (its arguments and the package's code) decides that the record is
+    this model's: its data, initial point, dims and coordinates are the ones that call built.
+    """
+    record_path = _build_record_path(build, None if var_names is None else list(var_names))
+    if record_path is None or not record_path.is_file():
+        return None
     try:
-        arguments = pickle.dumps(
-            (f"{build.__module__}.{build.__qualname__}", bound.arguments), protocol=5
-        )
+        record = json.loads(record_path.read_text())
+        point = {name: _json_array(v) for name, v in record["point"].items()}
+        shared = {name: _json_array(v) for name, v in record["shared"].items()}
+        dims = {name: tuple(d) for name, d in record["dims"].items()}
+        coords = {name: pd.Index(values) for name, values in record["coords"].items()}
+        kept = record["facts"]
+        entry_path = MODEL_CACHE / f"{record['graph']}.json"
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    if not entry_path.is_file() or not set(facts) <= set(kept):
+        return None
+    (announce or (lambda facts: None))(kept)
+    compiled = _from_entry(
+        entry_path,
+        {name: value.shape for name, value in point.items()},
+        {name: (_Shared(name, value.ndim), value) for name, value in shared.items()},
+        lambda shape_info, reparameterized: (dims, coords),
+        lambda seed: {k: v.copy() for k, v in point.items()},
+    )
+    return None if compiled is None else (compiled, kept)
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """A shared variable as nutpie's data record and ``with_data`` see it: its name and
+    rank (the variable itself is PyTensor's, in a model a recorded call did not build)."""
+
+    name: str
+    ndim: int
+
+
+def _array_json(value) -> dict:
+    """An array as JSON keeps it exactly (floats written as their shortest repr)."""
+    value = np.asarray(value)
+    return {"dtype": value.dtype.str, "shape": value.shape, "values": value.tolist()}
+
+
+def _json_array(kept: dict) -> np.ndarray:
+    return np.array(kept["values"], dtype=np.dtype(kept["dtype"])).reshape(kept["shape"])
+
+
+def build_key(build: str, *args, **kwargs) -> str | None:
+    """A key of the model-building call ``build(*args, **kwargs)``, for
+    :func:`compile_pymc_model`'s ``build``: the function's name (``module.function``; a name,
+    so that a record is found without importing the builder), every argument as given
+    (pickled: the whole parameter table, every data value) and the source of the bayes_sor
+    package, whose code (the builder's defaults included) builds the graph. Calls with equal
+    keys build the same model; ``None`` when an argument cannot be pickled."""
+    try:
+        arguments = pickle.dumps((build, args, kwargs), protocol=5)
     except (pickle.PicklingError, TypeError, AttributeError):
         return None
     return hashlib.sha256(arguments + _package_source()).hexdigest()
@@ -225,16 +295,13 @@ def _package_source() -> bytes:
     return digest.digest()
 
 
-def _build_record_path(
-    build: str | None, initial_points: dict, var_names: list[str] | None
-) -> Path | None:
+def _build_record_path(build: str | None, var_names: list[str] | None) -> Path | None:
     """Where the record of a model-building call is kept (``None``: no call key, or PyTensor's
     numba cache off, which the entries rely on)."""
     if build is None or not config.numba__cache:
         return None
     parts = (
         build,
-        repr(sorted((name, value_key(np.asarray(v))) for name, v in initial_points.items())),
         repr(var_names),
         *_environment(),
         *(f"{p}={metadata.version(p)}" for p in _BUILD_LIBRARIES),
@@ -248,10 +315,7 @@ def _from_build_record(path: Path, model, announce: Callable[[bool], None]):
     names, or ``None`` if either is missing or does not fit (the caller then goes the long way)."""
     try:
         record = json.loads(path.read_text())
-        point = {
-            name: np.array(v["values"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
-            for name, v in record["point"].items()
-        }
+        point = {name: _json_array(v) for name, v in record["point"].items()}
         entry_path = MODEL_CACHE / f"{record['graph']}.json"
     except (OSError, KeyError, TypeError, ValueError):
         return None
@@ -266,11 +330,13 @@ def _from_build_record(path: Path, model, announce: Callable[[bool], None]):
         or not entry_path.is_file()
     ):
         return None
-    graph = _ModelGraph(record["graph"], {k: v.shape for k, v in point.items()}, shared)
     announce(True)
     # without jitter every chain starts at the recorded point
-    return _from_entry(
-        entry_path, graph, model, lambda seed: {k: v.copy() for k, v in point.items()}
+    return _from_model_entry(
+        entry_path,
+        _ModelGraph(record["graph"], {k: v.shape for k, v in point.items()}, shared),
+        model,
+        lambda seed: {k: v.copy() for k, v in point.items()},
     )
 
 
@@ -366,12 +432,12 @@ def _compile(model, point_fn, var_names) -> tuple:
     inner = {"logp": logp_fn.vm.jit_fn, "expand": expand_fn.vm.jit_fn}
     inner_keys = {kind: _inner_key(fn) for kind, fn in inner.items()}
     compiled = _assemble(
-        model,
+        nutpie_pymc._prepare_dims_and_coords(model, shape_info, reparameterized),
         n_dim,
         n_expanded,
         shape_info,
         reparameterized,
-        shared_vars,
+        [(var, var.get_value()) for var in shared_vars],
         uses,
         inner,
         inner_keys,
@@ -399,33 +465,55 @@ def _compile(model, point_fn, var_names) -> tuple:
     return compiled, entry if cacheable else None
 
 
-def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
+def _from_model_entry(path: Path, graph: _ModelGraph, model, point_fn):
+    """:func:`_from_entry` with ``model``'s data, dims and coordinates."""
+    shared = {
+        name: (found[0], found[0].get_value())
+        for name, found in graph.shared.items()
+        if name is not None and len(found) == 1  # a name the entry reads twice: no fit
+    }
+
+    def dims_and_coords(shape_info, reparameterized):
+        nutpie_pymc = load_nutpie().compile_pymc
+        return nutpie_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)
+
+    return _from_entry(path, graph.joined, shared, dims_and_coords, point_fn)
+
+
+def _from_entry(
+    path: Path,
+    joined: dict[str, tuple[int, ...]],
+    shared: dict[str, tuple],
+    dims_and_coords: Callable[[tuple, list[str]], tuple[dict, dict]],
+    point_fn,
+):
     """The compiled model from a cache entry, or ``None`` if the entry does not fit or a
-    callback is no longer in numba's cache (the caller then compiles)."""
+    callback is no longer in numba's cache (the caller then compiles). ``joined``: the value
+    variables and their shapes; ``shared``: by name, each shared variable the entry reads
+    (anything with its ``name`` and ``ndim``) and its value; ``dims_and_coords(shape_info,
+    reparameterized)``: nutpie's dims and coordinates; ``point_fn(seed)``: the initial
+    point."""
     nutpie_pymc = load_nutpie().compile_pymc
 
     try:
         entry = json.loads(path.read_text())
         names, slices, shapes = entry["shape_info"]
         shape_info = (names, [slice(*s) for s in slices], [tuple(s) for s in shapes])
-        shared_vars = [graph.shared[name] for name in entry["shared"]]
         entered = dict(zip(names, shape_info[2], strict=True))
-        if any(len(found) != 1 for found in shared_vars) or any(
-            entered.get(name) != shape for name, shape in graph.joined.items()
-        ):
+        if any(entered.get(name) != tuple(shape) for name, shape in joined.items()):
             return None
         initial_point_fn = nutpie_pymc._rv_dict_to_flat_array_wrapper(
             nutpie_pymc._wrap_with_lock(point_fn),
-            names=list(graph.joined),
-            shapes=list(graph.joined.values()),
+            names=list(joined),
+            shapes=list(joined.values()),
         )
         return _assemble(
-            model,
+            dims_and_coords(shape_info, entry["reparameterized"]),
             entry["n_dim"],
             entry["n_expanded"],
             shape_info,
             entry["reparameterized"],
-            [found[0] for found in shared_vars],
+            [shared[name] for name in entry["shared"]],
             entry["uses"],
             dict.fromkeys(entry["inner_keys"]),
             entry["inner_keys"],
@@ -438,12 +526,12 @@ def _from_entry(path: Path, graph: _ModelGraph, model, point_fn):
 
 
 def _assemble(
-    model,
+    dims_and_coords: tuple[dict, dict],
     n_dim: int,
     n_expanded: int,
     shape_info,
     reparameterized: list[str],
-    shared_vars: list,
+    shared: list[tuple],
     uses: dict[str, list[int]],
     inner: dict,
     inner_keys: dict,
@@ -452,13 +540,14 @@ def _assemble(
     expand_fn,
 ):
     """nutpie's ``CompiledPyMCModel`` around our two callbacks (compiled, or, with ``inner``
-    ``None``, only loaded from numba's cache)."""
+    ``None``, only loaded from numba's cache); ``shared``: each shared variable (anything with
+    its ``name`` and ``ndim``) with its value, in the callbacks' order."""
     nutpie_pymc = load_nutpie().compile_pymc
 
     # Stable keys (nutpie uses uuid4): the record layout is part of the callbacks' code.
-    shared_var_keys = {var: f"shared{i}" for i, var in enumerate(shared_vars)}
+    shared_var_keys = {var: f"shared{i}" for i, (var, _) in enumerate(shared)}
     shared_data = {
-        key: np.array(var.get_value(), order="C", copy=True) for var, key in shared_var_keys.items()
+        shared_var_keys[var]: np.array(value, order="C", copy=True) for var, value in shared
     }
     for value in shared_data.values():
         value.flags.writeable = False
@@ -475,7 +564,7 @@ def _assemble(
         )
         for kind in ("logp", "expand")
     }
-    dims, coords = nutpie_pymc._prepare_dims_and_coords(model, shape_info, reparameterized)
+    dims, coords = dims_and_coords
     return nutpie_pymc.CompiledPyMCModel(
         _n_dim=n_dim,
         dims=dims,

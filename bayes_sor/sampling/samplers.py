@@ -6,13 +6,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pymc as pm
 import xarray as xr
 
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.model.build import BuiltModel
-from bayes_sor.sampling.nutpie_cache import compile_pymc_model, load_nutpie
+from bayes_sor.model.built import BuiltModel
+from bayes_sor.sampling.nutpie_cache import compile_pymc_model, load_nutpie, recorded_model
 from bayes_sor.sampling.stages import StageReporter, quiet
+from bayes_sor.spec.matrices import Representation
 
 SAMPLERS = ("nutpie", "pymc")
 #: nutpie's mass-matrix adaptations; ``auto`` picks one by likelihood (:func:`nutpie_adaptation`)
@@ -23,6 +23,8 @@ FIRST_COMPILE = (
     "not cached, compiling (a model's first run: up to a few minutes; its later "
     "runs load it in seconds)"
 )
+#: what the record of a build keeps of its :class:`BuiltModel` besides the compiled model
+RECORDED_FACTS = ("likelihood", "centred_latents", "sampled_latents")
 #: attributes ArviZ and PyMC stamp on a trace that differ between runs of the same seed
 RUN_SPECIFIC_ATTRS = ("created_at", "sampling_time")
 
@@ -63,12 +65,38 @@ class SamplerSettings:
             raise ModelSpecError("--target-accept must lie between 0 and 1, e.g. 0.9")
 
 
+def recorded_build(
+    build: str | None, representation: Representation, stage: StageReporter = quiet
+) -> tuple[BuiltModel, object] | None:
+    """The model that the call ``build`` (:func:`~bayes_sor.sampling.nutpie_cache.build_key`)
+    built for an earlier nutpie fit, without PyMC: a :class:`BuiltModel` without its PyMC
+    graph (``model`` ``None``, no ``initial_values``; ``representation``: the table's, as the
+    build's) and nutpie's compiled model, for :func:`sample`'s ``compiled``; ``None`` when the
+    call has no usable record (build the model then)."""
+    recorded = recorded_model(
+        build,
+        facts=RECORDED_FACTS,
+        announce=lambda facts: stage(_compiling(facts["likelihood"], cached=True)),
+    )
+    if recorded is None:
+        return None
+    compiled, facts = recorded
+    return BuiltModel(None, representation=representation, initial_values={}, **facts), compiled
+
+
+def _compiling(likelihood: str, cached: bool) -> str:
+    return f"compiling the {likelihood} model for nutpie: " + (
+        "cached" if cached else FIRST_COMPILE
+    )
+
+
 def sample(
     built: BuiltModel,
     settings: SamplerSettings,
     stage: StageReporter = quiet,
     meanwhile: Callable[[], object] | None = None,
     build: str | None = None,
+    compiled=None,
 ) -> xr.DataTree:
     """Sample the posterior; returns an ArviZ DataTree with ``posterior`` and ``sample_stats``.
 
@@ -80,7 +108,9 @@ def sample(
     sample in threads of their own (work that would otherwise wait for the draws, such as the
     summaries' imports); with PyMC's sampler it is not called. ``build``: the
     :func:`~bayes_sor.sampling.nutpie_cache.build_key` of the call that built ``built``, which
-    lets a model built by the same call before load from the cache without PyMC's graph work.
+    lets a model built by the same call before load from the cache without PyMC's graph work
+    (and records what :func:`recorded_build` gives back). ``compiled``: nutpie's compiled
+    model of ``built`` from :func:`recorded_build` (nutpie only), not compiled again.
     """
     settings.validate()
     model = built.model
@@ -91,16 +121,14 @@ def sample(
     )
     if settings.sampler == "nutpie":
         nutpie = load_nutpie()
-
-        def announce(cached: bool) -> None:
-            stage(
-                f"compiling the {built.likelihood} model for nutpie: "
-                + ("cached" if cached else FIRST_COMPILE)
+        if compiled is None:
+            compiled = compile_pymc_model(
+                model,
+                initial_points=built.initial_values,
+                announce=lambda cached: stage(_compiling(built.likelihood, cached)),
+                build=build,
+                facts={name: getattr(built, name) for name in RECORDED_FACTS},
             )
-
-        compiled = compile_pymc_model(
-            model, initial_points=built.initial_values, announce=announce, build=build
-        )
         stage(sampling)
         sampler = nutpie.sample(
             compiled,
@@ -130,6 +158,9 @@ def sample(
         f"compiling the {built.likelihood} model for PyMC's NUTS (C code, cached after the "
         f"first run), then {sampling}"
     )
+    # PyMC (~0.3 s) loads only for its own sampler: a recorded nutpie build needs none of it
+    import pymc as pm
+
     with model:
         trace = pm.sample(
             draws=settings.draws,

@@ -1,6 +1,7 @@
 """The Python API's calls (bayes_sor/api/functions.py) beyond the fit itself: simulate and
 SBC as the commands do them, and the fit's keyword options."""
 
+import importlib
 import inspect
 import warnings
 from pathlib import Path
@@ -37,6 +38,14 @@ def test_simulate_gives_the_commands_answers_and_truth(tmp_path):
         bs.simulate(model, 0)
 
 
+def test_the_packages_sbc_stays_the_api_function_once_the_sbc_modules_load():
+    """``bs.sbc`` is the API's function, also after its SBC modules load (they load on first
+    use; the subpackage's own import must not take the package's name ``sbc``)."""
+    importlib.import_module("bayes_sor.sbc.run")
+    assert bs.sbc is importlib.import_module("bayes_sor.api.functions").sbc
+    assert bs.SBCResult is importlib.import_module("bayes_sor.sbc.run").SBCResult
+
+
 def test_sbc_warns_once_about_vague_priors_and_reads_a_prior_file(monkeypatch, tmp_path):
     calls = []
 
@@ -45,7 +54,7 @@ def test_sbc_warns_once_about_vague_priors_and_reads_a_prior_file(monkeypatch, t
         return "result"
 
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr("bayes_sor.api.functions.run_sbc", run_sbc)
+    monkeypatch.setattr(importlib.import_module("bayes_sor.sbc.run"), "run_sbc", run_sbc)
     with pytest.warns(UserWarning, match="vague default priors for loadings") as caught:
         assert bs.sbc(HS, 301, tmp_path / "a", 20, draws=200, workers=1) == "result"
     assert len(caught) == 1 and f"--priors {HS_PRIORS} (bundled" in str(caught[0].message)

@@ -397,17 +397,18 @@ def stop_before_sampling(monkeypatch) -> list[pd.DataFrame]:
     """Replace sampling by a stop; returns the data each built model received."""
     # The attribute `bayes_sor.fit` is the function; the module is in sys.modules.
     fit_module = importlib.import_module("bayes_sor.runs.fit")
-    build = fit_module.pymc_model
+    build = fit_module._build
     seen: list[pd.DataFrame] = []
 
-    def recording_build(partable, data, **kwargs):
+    def recording_build(partable, data, options):
         seen.append(data)
-        return build(partable, data, **kwargs)
+        return build(partable, data, options)
 
     def stop(built, settings, stage, **sampling):
         raise Sampled
 
-    monkeypatch.setattr(fit_module, "pymc_model", recording_build)
+    monkeypatch.setattr(fit_module, "recorded_build", lambda *args: None)  # always built
+    monkeypatch.setattr(fit_module, "_build", recording_build)
     monkeypatch.setattr(fit_module, "sample", stop)
     return seen
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import nutpie
 import pandas as pd
+import pymc.initial_point
 import pytest
 from paths import ROOT
 
@@ -21,6 +22,8 @@ from bayes_sor.spec.syntax import parse
 
 DOUBLE = ctypes.POINTER(ctypes.c_double)
 MODEL = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\n"
+#: the builder's name in a build key, as ``runs.fit`` gives it
+BUILDER = "bayes_sor.model.build.pymc_model"
 
 
 @pytest.fixture(scope="module")
@@ -276,12 +279,14 @@ def _call(data: pd.DataFrame, model: str = MODEL, prior_scale: float = 1.0, **op
     """A build of the model from new objects (as in a new process) and the key of its call."""
     partable = build_partable(parse(model), prior_scale=prior_scale)
     options = {"likelihood": "marginal", **options}
-    key = nutpie_cache.build_key(pymc_model, partable, data.copy(), **options)
+    key = nutpie_cache.build_key(BUILDER, partable, data.copy(), **options)
     return pymc_model(partable, data.copy(), **options), key
 
 
-def _compile_call(built, key):
-    return compile_pymc_model(built.model, initial_points=built.initial_values, build=key)
+def _compile_call(built, key, facts: dict | None = None):
+    return compile_pymc_model(
+        built.model, initial_points=built.initial_values, build=key, facts=facts
+    )
 
 
 def _no_graph_work(monkeypatch) -> None:
@@ -290,7 +295,7 @@ def _no_graph_work(monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("PyMC's graph work for a recorded build")
 
-    monkeypatch.setattr(nutpie_cache, "make_initial_point_fn", fail)
+    monkeypatch.setattr(pymc.initial_point, "make_initial_point_fn", fail)
     monkeypatch.setattr(nutpie_cache._ModelGraph, "of", fail)
 
 
@@ -303,9 +308,32 @@ def test_a_model_built_by_the_same_call_loads_without_pymcs_graph_work(
     _assembled_alike(first, _compile_call(*_call(hs)))
 
 
+def test_a_recorded_build_gives_back_its_compiled_model_and_facts_without_the_model(
+    hs, model_cache, monkeypatch
+):
+    """What a fit finds before building its model: the record alone (no PyMC model, no graph
+    work) assembles the same compiled model, dims and coordinates included, and gives back
+    what the caller kept with it; a record without a fact asked for is no record."""
+    built, key = _call(hs)
+    first = _compile_call(built, key, facts={"likelihood": "marginal"})
+    _no_graph_work(monkeypatch)
+    announced = []
+    again, facts = nutpie_cache.recorded_model(key, facts=["likelihood"], announce=announced.append)
+    assert facts == {"likelihood": "marginal"} and announced == [facts]
+    _assembled_alike(first, again)
+    assert set(again.coords) == set(first.coords)
+    for name, index in first.coords.items():
+        assert again.coords[name].equals(index) and again.coords[name].dtype == index.dtype
+    assert again.shared_data.keys() == first.shared_data.keys()
+    for name, value in first.shared_data.items():
+        assert again.shared_data[name].tobytes() == value.tobytes()
+    assert nutpie_cache.recorded_model(key, facts=["likelihood", "other"]) is None
+    assert nutpie_cache.recorded_model(_call(hs.iloc[1:])[1]) is None  # another call: none
+
+
 def test_the_build_key_changes_with_what_a_model_is_built_from_and_only_with_that(hs, monkeypatch):
     same = _call(hs)[1]
-    assert _call(hs, save_latent=False, centre_locations=True)[1] == same  # defaults given
+    assert _call(hs)[1] == same
     nudged = hs.copy()
     nudged.loc[0, "x1"] = np.nextafter(nudged.loc[0, "x1"], np.inf)
     renamed = hs.rename(columns={"x9": "y9"})
@@ -347,7 +375,7 @@ def test_a_build_key_is_the_same_in_a_fresh_process(hs):
 
 
 def test_an_argument_that_cannot_be_pickled_gives_no_key_and_no_record(hs, model_cache):
-    assert nutpie_cache.build_key(pymc_model, build_partable(parse(MODEL)), lambda: hs) is None
+    assert nutpie_cache.build_key(BUILDER, build_partable(parse(MODEL)), lambda: hs) is None
     built, _ = _call(hs)
     assert _compile_call(built, None).logp_func is not None
     assert not (model_cache / "builds").exists()
