@@ -12,6 +12,7 @@ import pytensor.tensor as pt
 
 from bayes_sor.data.missing import LOG_2PI, Patterns, PatternStatistics, psd_root, unanswered_blocks
 from bayes_sor.model.parameters import add_coord, free_rows, model_matrices, shifted_locations
+from bayes_sor.spec.groups import approximate_rows
 from bayes_sor.spec.matrices import Representation, path_depth, representation
 from bayes_sor.spec.partable import ParTable
 
@@ -195,14 +196,15 @@ def uncentred_intercepts(
 
 def own_intercepts(partable: ParTable) -> list[int]:
     """Free ids of the item intercepts of a multiple-group model that each belong to one row,
-    of one group (intercepts not equal across groups): :func:`whitened_intercepts` samples
-    them."""
+    of one group (intercepts not equal across groups, nor drawn around a common value by
+    approximate invariance): :func:`whitened_intercepts` samples them."""
     if not partable.groups:
         return []
     free = free_rows(partable)
     counts = partable.parameters.free.value_counts()
+    approximate = {f for ids in approximate_rows(partable).free for f in ids}
     rows = free[(free.op == "~1") & free.lhs.isin(partable.indicators)]
-    return [f for f in rows.index if counts.get(f, 0) == 1]
+    return [f for f in rows.index if counts.get(f, 0) == 1 and f not in approximate]
 
 
 def whitened_intercepts(

@@ -17,6 +17,7 @@ from bayes_sor.cli.main import main
 from bayes_sor.data.summary_statistics import load_group_summary, load_summary
 from bayes_sor.errors import DataError, ModelSpecError
 from bayes_sor.model.build import pymc_model
+from bayes_sor.model.marginal import own_intercepts
 from bayes_sor.posterior.scores import marginal_latent_scores
 from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.samplers import SamplerSettings
@@ -551,3 +552,17 @@ def test_two_group_study_a_passes_the_gate_at_the_default_adaptation(root):
     assert diagnostics.max_r_hat <= 1.01
     assert min(diagnostics.min_ess_bulk, diagnostics.min_ess_tail) >= 1000
     assert diagnostics.divergences == 0
+
+
+def test_approximately_equal_intercepts_are_not_whitened():
+    """Intercepts drawn around a common value (approximate invariance) keep that sampling;
+    only the others of a group's own are whitened, each sampled once (before the rule: both,
+    the same intercept placed twice)."""
+    data = pd.concat([_data(40, 1), _data(30, 2) + 0.5], ignore_index=True)
+    groups = np.array(["a"] * 40 + ["b"] * 30)
+    text = "---\napproximate: {intercepts: 0.1}\n---\n" + ONE_FACTOR
+    pt_ = with_groups(build_partable(text), ["a", "b"], ["loadings"])
+    assert own_intercepts(pt_) == []
+    model = pymc_model(pt_, data, groups=groups).model
+    assert "intercept_centred_params" not in model.named_vars
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
