@@ -6,7 +6,7 @@ then SBC throughput (the rows of issue 9's table).
     python benchmarks/run.py --quick    # 4 fits of 2 chains x 300 draws, SBC of 30 simulations:
                                         # a 2-minute smoke version
     python benchmarks/run.py --slow     # adds SBC of the Study A model, 200 simulations (~25 min)
-    python benchmarks/run.py --only hs  # rows whose name contains 'hs'
+    python benchmarks/run.py --only hs  # rows whose name contains 'hs' (hs,pd: either)
     python benchmarks/run.py --only stan --repeat 5   # bayes_sor against Stan, 5 interleaved
                                         # rounds, medians
     python benchmarks/run.py --only stan --hide dask,distributed   # as installed without the
@@ -107,6 +107,18 @@ WORKLOADS = {
         "benchmarks/study_a_marginal",
         "impulse_buying",
         ["--group", "gender", "--group-equal", "loadings"],
+    ),
+    # The same pair for Study A with its latent interaction (conditional likelihood) at the
+    # CLI's default draws (2000 per chain); all four rows: --only study_a_marginal,interaction
+    "study_a_interaction_one_group_nutpie": (
+        "impulse_buying",
+        "impulse_buying",
+        ["--draws", "2000"],
+    ),
+    "study_a_interaction_two_group_nutpie": (
+        "impulse_buying",
+        "impulse_buying",
+        ["--draws", "2000", "--group", "gender", "--group-equal", "loadings"],
     ),
     # bayes_sor against Stan: the command without the report, then stan_peer.py's peer model
     "hs_cfa_no_report_vs_stan": (
@@ -316,7 +328,7 @@ def main() -> None:
     chosen = {
         name: spec
         for name, spec in WORKLOADS.items()
-        if args.only in name and (name in QUICK or not args.quick)
+        if any(part in name for part in args.only.split(",")) and (name in QUICK or not args.quick)
     }
     if any(extra == STAN for _, _, extra in chosen.values()) and not STAN_PYTHON.exists():
         print(

@@ -30,9 +30,11 @@ from bayes_sor.model.latent import raw_latent_names
 from bayes_sor.model.marginal import (
     casewise_likelihood,
     marginal_likelihood,
+    own_intercepts,
     pooled_intercepts,
     sufficient_statistics,
     uncentred_intercepts,
+    whitened_intercepts,
 )
 from bayes_sor.model.parameters import named_par, parameter_vector
 from bayes_sor.model.quadrature import quadrature_likelihood, quadrature_reason
@@ -112,7 +114,9 @@ def pymc_model(
     and ordinal items' thresholds centred on the latent scores' sample mean
     (:func:`bayes_sor.model.conditional._uncentre`; the same posterior, better mixing), and
     in a multiple-group marginal one the shared intercepts as pooled item means
-    (:func:`bayes_sor.model.marginal.uncentred_intercepts`); ``False`` samples them directly,
+    (:func:`bayes_sor.model.marginal.uncentred_intercepts`) and each group's own ones whitened
+    by its answers' covariance (:func:`bayes_sor.model.marginal.whitened_intercepts`); ``False``
+    samples them directly,
     for comparisons.
     ``latent_scores``: which latent scores the conditional likelihood samples centred:
     ``"auto"`` (the well-measured constructs), ``"centred"``, ``"non-centred"``, or a list of
@@ -146,8 +150,10 @@ def pymc_model(
             if centre_locations and raw and kind == "conditional"
             else []
         )
+        pooled, own = [], []
         if partable.groups and centre_locations and raw and kind == "marginal":
-            centred = pooled_intercepts(partable)
+            pooled, own = pooled_intercepts(partable), own_intercepts(partable)
+            centred = pooled + own
         par = parameter_vector(partable, rep, centred)
         if partable.groups and raw and kind == "conditional":
             centred_latents = parameterisation.centred_latents(partable, data, latent_scores)
@@ -162,8 +168,10 @@ def pymc_model(
             )
         elif partable.groups:
             source = "summary" if summary else kind if raw else "none"
-            if centred:
-                par = uncentred_intercepts(par, partable, centred, _group_shares(groups, partable))
+            if pooled:
+                par = uncentred_intercepts(par, partable, pooled, _group_shares(groups, partable))
+            if own:
+                par = whitened_intercepts(par, partable, own, y, _respondent_groups(groups, y))
             summaries = [d.statistics() for d in data.group_data] if summary else None
             grouped_marginal(named_par(par), partable, y, groups, source, summaries)
         elif summary:

@@ -6,6 +6,7 @@ mean.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
@@ -146,8 +147,8 @@ def _gathered(
     :func:`~bayes_sor.model.latent.scores_from` and the items (``theta_sd``: residual SDs;
     ``exo_factor``: the exogenous covariance's Cholesky factor, one per group, gathered)."""
     per_group = [model_matrices(par, r) for r in reps]
-    mats = {
-        key: pt.stack([m[key] for m in per_group])[index]
+    mats: dict = {
+        key: PerRespondent(pt.stack([m[key] for m in per_group]), index)
         for key in ("beta", "psi", "nu", "alpha")
         if key in per_group[0]
     }
@@ -168,6 +169,25 @@ def _gathered(
     return mats, products
 
 
+@dataclass(frozen=True)
+class PerRespondent:
+    """Each group's matrix, stacked (group first), read per respondent: ``x[..., i, j]`` is
+    the (i, j) entry of each respondent's group's matrix (N,).
+
+    The entries are taken from the small stack before they are gathered by respondent, so
+    the latent scores gather (and their gradient scatters back) only the entries they use;
+    whole matrices gathered by respondent (N x 7 x 7 for Study A) left every path
+    coefficient's gradient a zero-filled N x 7 x 7 array to add into."""
+
+    stacked: pt.TensorVariable
+    index: np.ndarray
+
+    def __getitem__(self, key: tuple) -> pt.TensorVariable:
+        if not (isinstance(key, tuple) and key and key[0] is Ellipsis):
+            raise TypeError("read a PerRespondent as x[..., entries]")
+        return self.stacked[(slice(None), *key[1:])][self.index]
+
+
 def _grouped_uncentre(
     par: pt.TensorVariable,
     reps: list[Representation],
@@ -178,24 +198,30 @@ def _grouped_uncentre(
 ) -> pt.TensorVariable:
     """:func:`_uncentre` per group: a location carried by the rows of several groups (an
     intercept or threshold equal across groups) moves by the respondent-weighted mean of its
-    groups' lambda_j' mean_g(eta) (any shift by other parameters has Jacobian 1)."""
+    groups' lambda_j' mean_g(eta) (any shift by other parameters has Jacobian 1).
+
+    All shifts are one constant matrix times the groups' Lambda_g mean_g(eta), stacked: one
+    product per group, where a product per location and group (66 on a two-group Study A)
+    made a third of the gradient's graph."""
     if not centred:
         return par
     params = partable.parameters.reset_index(drop=True)
     shares = np.bincount(index, minlength=len(reps)) / len(index)
-    lam = [model_matrices(par, r)["lambda"] for r in reps]
-    means = [eta[index == g].mean(axis=0) for g in range(len(reps))]
-    shifts = []
-    for f in centred:
-        rows = params[params.free == f]
-        weights = shares[rows.group.to_numpy() - 1]
-        terms = [
-            w * (lam[g - 1][reps[0].items.index(item)] @ means[g - 1])
-            for w, g, item in zip(weights / weights.sum(), rows.group, rows.lhs, strict=True)
+    n_items = len(reps[0].items)
+    implied = pt.concatenate(
+        [
+            model_matrices(par, r)["lambda"] @ eta[index == g].mean(axis=0)
+            for g, r in enumerate(reps)
         ]
+    )
+    weights = np.zeros((len(centred), len(reps) * n_items))
+    for k, f in enumerate(centred):
+        rows = params[params.free == f]
+        share = shares[rows.group.to_numpy() - 1]
         sign = 1.0 if rows.op.iloc[0] == "|" else -1.0
-        shifts.append(sign * sum(terms[1:], terms[0]))
-    return shifted_locations(par, partable, centred, pt.stack(shifts))
+        for w, g, item in zip(share / share.sum(), rows.group, rows.lhs, strict=True):
+            weights[k, (g - 1) * n_items + reps[0].items.index(item)] += sign * w
+    return shifted_locations(par, partable, centred, pt.dot(weights, implied))
 
 
 def _refuse_endogenous_covariances(partable: ParTable) -> None:

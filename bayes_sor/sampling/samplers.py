@@ -15,7 +15,7 @@ from bayes_sor.sampling.stages import StageReporter, quiet
 from bayes_sor.spec.matrices import Representation
 
 SAMPLERS = ("nutpie", "pymc")
-#: nutpie's mass-matrix adaptations; ``auto`` picks one by likelihood (:func:`nutpie_adaptation`)
+#: nutpie's mass-matrix adaptations; ``auto`` picks one by likelihood (:func:`nutpie_options`)
 ADAPTATIONS = ("auto", "diag", "low_rank")
 #: what a fit says before compiling a model graph not in the cache (benchmarks/RESULTS.md:
 #: 15-60 s for a small marginal model, 1.5-4 minutes for Study A on two busy cores)
@@ -138,7 +138,7 @@ def sample(
             cores=cores,
             seed=settings.seed,
             target_accept=settings.target_accept,
-            adaptation=nutpie_adaptation(settings.adaptation, built.likelihood, compiled.n_dim),
+            **nutpie_options(settings.adaptation, built.likelihood, compiled.n_dim),
             progress_bar=settings.progressbar,
             save_warmup=False,
             blocking=False,
@@ -178,29 +178,42 @@ def sample(
     return _complete(trace, settings)
 
 
-#: the most sampled dimensions for which ``auto`` takes the low-rank mass matrix: Study A's
-#: one-group marginal model (119) gained ~4x ESS per CPU second from it, its two-group metric
-#: model (203) spent ~10x the CPU seconds in warm-up for the same ESS per CPU second as the
-#: diagonal (benchmarks/RESULTS.md, "Two-group Study A against its one-group fit")
+#: the most sampled dimensions for which ``auto`` takes nutpie's low-rank mass matrix with its
+#: own regularisation; above, with :data:`LOW_RANK_GAMMA` (:func:`nutpie_options`)
 LOW_RANK_MAX_DIM = 150
+#: the low-rank adaptation's eigenvalue regularisation above :data:`LOW_RANK_MAX_DIM`: with
+#: nutpie's 1e-5, a two-group Study A (203 coordinates) spent 11x the CPU seconds per tuning
+#: draw of the diagonal adaptation at the same number of gradients (36 s against 3.3 s for
+#: one chain's 1000 tuning draws; one group, 119 coordinates: 2.0 s against 1.5 s); with 1e-2,
+#: 3.3 s and the same bulk ESS (benchmarks/RESULTS.md, "Two-group Study A within 2.5x")
+LOW_RANK_GAMMA = 1e-2
 
 
 def nutpie_adaptation(adaptation: str, likelihood: str, n_dim: int) -> str:
     """nutpie's mass-matrix adaptation: ``auto`` is the low-rank modified diagonal for the
-    marginal likelihood of up to :data:`LOW_RANK_MAX_DIM` sampled (unconstrained) coordinates
-    (``n_dim``: nutpie's compiled model's),
-    else the diagonal.
+    marginal likelihood, else the diagonal (``n_dim``, the compiled model's sampled
+    coordinates, is for :func:`nutpie_options`).
 
-    The marginal posteriors are small (tens of parameters) and correlated (the intercepts of
-    a factor's items, a loading and its item's residual variance): the low-rank correction
-    doubled the HS CFA's minimum ESS per gradient (benchmarks/RESULTS.md, section 4). With
-    thousands of latent scores (conditional) it cost more than it gave (Study A ordinal:
-    the same ESS per gradient, a longer warm-up), and so it did with a multiple-group
-    Study A's 203 parameters.
+    The marginal posteriors are small (tens to a few hundred parameters) and correlated (the
+    intercepts of a factor's items, a loading and its item's residual variance): the low-rank
+    correction doubled the HS CFA's minimum ESS per gradient (benchmarks/RESULTS.md, section
+    4). With thousands of latent scores (conditional) it cost more than it gave (Study A
+    ordinal: the same ESS per gradient, a longer warm-up).
     """
     if adaptation != "auto":
         return adaptation
-    return "low_rank" if likelihood == "marginal" and n_dim <= LOW_RANK_MAX_DIM else "diag"
+    return "low_rank" if likelihood == "marginal" else "diag"
+
+
+def nutpie_options(adaptation: str, likelihood: str, n_dim: int) -> dict[str, object]:
+    """nutpie's keyword arguments for the mass matrix: :func:`nutpie_adaptation`'s choice,
+    and for a low-rank one of more than :data:`LOW_RANK_MAX_DIM` coordinates the
+    regularisation :data:`LOW_RANK_GAMMA`."""
+    chosen = nutpie_adaptation(adaptation, likelihood, n_dim)
+    options: dict[str, object] = {"adaptation": chosen}
+    if chosen == "low_rank" and n_dim > LOW_RANK_MAX_DIM:
+        options["mass_matrix_gamma"] = LOW_RANK_GAMMA
+    return options
 
 
 def _complete(trace: xr.DataTree, settings: SamplerSettings) -> xr.DataTree:

@@ -45,7 +45,7 @@ from bayes_sor.model.start_values import ItemMoments, initial_values
 from bayes_sor.posterior.effects import KINDS, effect_draws, effects_dataarray
 from bayes_sor.posterior.scores import moderator_quantiles
 from bayes_sor.sampling.nutpie_cache import compile_pymc_model
-from bayes_sor.sampling.samplers import SamplerSettings, nutpie_adaptation, sample
+from bayes_sor.sampling.samplers import SamplerSettings, nutpie_options, sample
 from bayes_sor.spec.matrices import Representation, extend, representation
 from bayes_sor.spec.partable import ParTable, build_partable
 from bayes_sor.spec.prior_text import widen
@@ -316,9 +316,7 @@ class Fitter:
                 cores=settings.chains,
                 seed=settings.seed,
                 target_accept=settings.target_accept,
-                adaptation=nutpie_adaptation(
-                    settings.adaptation, self.built.likelihood, compiled.n_dim
-                ),
+                **nutpie_options(settings.adaptation, self.built.likelihood, compiled.n_dim),
                 progress_bar=False,
                 save_warmup=False,
             )

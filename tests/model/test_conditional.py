@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from pytensor.compile.mode import Mode
+from pytensor.graph.basic import applys_between
+from pytensor.tensor.math import Dot
+from pytensor.tensor.subtensor import AdvancedSubtensor
 
 from bayes_sor.data.categories import add_ordinal_thresholds
 from bayes_sor.errors import ModelSpecError
@@ -197,3 +200,38 @@ def test_item_residual_covariances_per_group_are_refused_with_one_message():
     grouped = with_groups(pt, ["a", "b"])
     with pytest.raises(ModelSpecError, match=r"residual covariances of items in a multiple-group"):
         pymc_model(grouped, data, groups=_groups(len(data)))
+
+
+def _graph_ops(model) -> list:
+    """The apply nodes of a model's log density graph (before rewriting)."""
+    return list(applys_between(model.value_vars, [model.logp()]))
+
+
+def test_grouped_graph_gathers_entries_not_matrices_and_shifts_locations_in_one_product():
+    """Two groups, latent interaction: no (N x k x k) gather of a group's matrices per
+    respondent (each path coefficient's gradient a zero-filled array of that size), and the
+    centred intercepts' shifts are one product per group whatever the number of items (before:
+    Study A's two-group gradient cost 3.2x the one-group one's, 0.42 against 0.13 ms, with
+    66 small products)."""
+    counts = []
+    for extra in (0, 2):
+        text = INTERACTION
+        for f in "XWY":
+            more = [f"{f.lower()}{k}" for k in range(4, 4 + extra)]
+            text = text.replace(f"{f} =~ ", f"{f} =~ {' + '.join([*more, ''])}")
+        pt = build_partable(text)
+        rng = np.random.default_rng(5)
+        data = pd.DataFrame(rng.normal(size=(31, len(pt.indicators))), columns=pt.indicators)
+        grouped = with_groups(pt, ["a", "b"], ["loadings"])
+        groups = _groups(len(data))
+        # non-centred: the same latent-score variables however many items
+        model = pymc_model(grouped, data, groups=groups, latent_scores="non-centred").model
+        ops = _graph_ops(model)
+        gathered = [
+            node
+            for node in ops
+            if isinstance(node.op, AdvancedSubtensor) and node.outputs[0].ndim >= 3
+        ]
+        assert not gathered
+        counts.append(sum(isinstance(node.op, Dot) for node in ops))
+    assert counts[0] == counts[1]

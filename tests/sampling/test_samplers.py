@@ -17,10 +17,11 @@ from bayes_sor.report.run_report import write_run
 from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.nutpie_cache import compile_pymc_model
 from bayes_sor.sampling.samplers import (
+    LOW_RANK_GAMMA,
     LOW_RANK_MAX_DIM,
     SamplerSettings,
     _complete,
-    nutpie_adaptation,
+    nutpie_options,
     sample,
 )
 from bayes_sor.spec.partable import build_partable
@@ -100,16 +101,23 @@ def test_same_seed_same_data_gives_a_byte_identical_posterior_file(tmp_path):
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_auto_adaptation_is_low_rank_for_small_marginal_posteriors_only(root):
+def test_auto_adaptation_is_low_rank_for_marginal_posteriors_regularised_when_large(root):
+    """``auto``: the low-rank mass matrix for every marginal posterior (before: the diagonal
+    above 150 coordinates, where the two-group Study A's R-hat missed the gate), with
+    nutpie's regularisation up to 150 coordinates and LOW_RANK_GAMMA above (nutpie's own made
+    the 203-coordinate two-group Study A's tuning 11x costlier per draw)."""
     hs = build_partable((root / "models" / "holzinger_swineford.lav").read_text())
     data = pd.read_csv(root / "data" / "holzinger_swineford.csv")
     built = pymc_model(hs, data)
     n_dim = compile_pymc_model(built.model, initial_points=built.initial_values).n_dim
     assert n_dim == hs.table.free.max() == 30
-    assert nutpie_adaptation("auto", "marginal", n_dim) == "low_rank"
-    assert nutpie_adaptation("auto", "marginal", LOW_RANK_MAX_DIM + 1) == "diag"
-    assert nutpie_adaptation("auto", "conditional", n_dim) == "diag"
-    assert nutpie_adaptation("diag", "marginal", n_dim) == "diag"
+    assert nutpie_options("auto", "marginal", n_dim) == {"adaptation": "low_rank"}
+    assert nutpie_options("auto", "marginal", LOW_RANK_MAX_DIM + 1) == {
+        "adaptation": "low_rank",
+        "mass_matrix_gamma": LOW_RANK_GAMMA,
+    }
+    assert nutpie_options("auto", "conditional", n_dim) == {"adaptation": "diag"}
+    assert nutpie_options("diag", "marginal", LOW_RANK_MAX_DIM + 1) == {"adaptation": "diag"}
 
 
 def test_low_rank_adaptation_samples_the_same_hs_posterior_with_more_effective_draws():
