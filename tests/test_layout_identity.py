@@ -38,6 +38,9 @@ SETTINGS = [
     "200",
     "--seed",
     "1",
+    # stated: a one-group ordinal model's default is 0.85 (sampling.samplers.ORDINAL_DEFAULTS)
+    "--target-accept",
+    "0.9",
     "--allow-warnings",
     "--no-report",
     "--no-progress",

@@ -214,6 +214,7 @@ def fit(
         "groups": groups,
     }
     built = pymc_model(partable, model_data, **options)
+    settings = settings.for_model(built)  # the model's own defaults for what was left unset
     # the key of this build lets a model built the same way before load without PyMC's work
     build = build_key(pymc_model, partable, model_data, **options)
     idata = sample(built, settings, stage, meanwhile=load_statistics, build=build)

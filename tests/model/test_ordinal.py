@@ -333,6 +333,31 @@ def _sampled_thresholds(model, point):
     return fn(point[model.rvs_to_values[rv].name])
 
 
+@pytest.mark.slow
+def test_standardised_and_direct_thresholds_give_the_same_posterior():
+    """The posterior means of a one-factor ordinal model agree, within Monte Carlo error,
+    whether its thresholds are sampled standardised (the default) or directly."""
+    from bayes_sor.posterior.estimates import parameter_estimates
+    from bayes_sor.sampling.samplers import SamplerSettings, sample
+
+    data = _answers(200, seed=5)
+    pt_ = _ordinal_table(data)
+    settings = SamplerSettings(chains=2, draws=1000, tune=500, seed=2, progressbar=False)
+    fits = []
+    for centre in (True, False):
+        built = pymc_model(pt_, data, centre_locations=centre)
+        posterior = sample(built, settings)["posterior"].to_dataset()
+        est = parameter_estimates(pt_, built.representation, posterior)
+        est = est[est.free > 0]
+        fits.append(est.set_index(est.lhs + est.op + est.rhs))
+    ours, direct = fits
+    assert "F=~y1" in ours.index and "y4|t3" in ours.index
+    mcse = np.sqrt(ours.sd**2 / ours.ess_bulk + direct.sd**2 / direct.ess_bulk)
+    z = (ours["mean"] - direct["mean"]).abs() / mcse
+    assert z.max() < 4, z.sort_values().tail()
+    assert ((ours.sd / direct.sd) - 1).abs().max() < 0.15
+
+
 def test_ordinal_items_work_with_a_latent_interaction_and_continuous_items():
     text = """
     X =~ x1 + x2 + x3
