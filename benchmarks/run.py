@@ -99,6 +99,13 @@ WORKLOADS = {
     ),
     "study_a_conditional_pymc": ("impulse_buying", "impulse_buying", ["--sampler", "pymc"]),
     "study_a_ordinal_nutpie": ("impulse_buying", "impulse_buying", ["--ordinal", "all"]),
+    # The command as a user runs it: each checkout's own default draws, tuning and target
+    # acceptance (issue 22 item 4's A/B: --only study_a_ordinal --baseline OLD_CHECKOUT).
+    "study_a_ordinal_nutpie_cli_defaults": (
+        "impulse_buying",
+        "impulse_buying",
+        ["--ordinal", "all"],
+    ),
     # Issue 20: a two-group fit against its one-group peer (run them together: --only
     # study_a_marginal); Study A without its latent interaction (benchmarks/study_a_marginal.lav)
     # by the bundled gender column, the metric model (loadings equal across the groups).
@@ -134,6 +141,9 @@ WORKLOADS = {
     ),
     "pd_sem_stan": ("pd", "political_democracy", STAN),
 }
+
+#: rows run without the benchmark's sampling options, at the command's own defaults
+OWN_DEFAULTS = {"study_a_ordinal_nutpie_cli_defaults"}
 
 #: The rows of ``--quick``: one of each kind of model, each well under a minute.
 QUICK = (
@@ -351,7 +361,8 @@ def main() -> None:
         peer = None
         for label, name, code in runs:
             model, data, extra = chosen[name]
-            row = run_one(label, model, data, extra, sampling, args.limit, code, hidden)
+            own = [] if name in OWN_DEFAULTS else sampling
+            row = run_one(label, model, data, extra, own, args.limit, code, hidden)
             estimates = row.pop("_estimates", None)
             if extra == STAN and estimates is not None and peer is not None:
                 row["mean_z"] = round(mean_z(peer, estimates), 1)

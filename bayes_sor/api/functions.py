@@ -56,10 +56,10 @@ def fit(
     scale: str | None = None,
     sampler: str = SamplerSettings.sampler,
     chains: int = SamplerSettings.chains,
-    draws: int = SamplerSettings.draws,
-    tune: int = SamplerSettings.tune,
+    draws: int | None = SamplerSettings.draws,
+    tune: int | None = SamplerSettings.tune,
     seed: int = SamplerSettings.seed,
-    target_accept: float = SamplerSettings.target_accept,
+    target_accept: float | None = SamplerSettings.target_accept,
     ci: float = 0.95,
     hdi: bool = False,
     prior_scale: float = 1.0,
@@ -109,9 +109,11 @@ def fit(
         The answers' Likert range (``"1-7"``) or ``"none"`` (default: the model file's).
     sampler : {"nutpie", "pymc"}
     chains, draws, tune : int
-        Chains, draws per chain after tuning, tuning steps.
+        Chains, draws per chain after tuning, tuning steps (draws and tuning steps unset: 2000
+        and 1000, or 600 and 400 for a one-group model with ordinal items).
     seed : int
     target_accept : float
+        0.9 unless given (0.85 for a one-group model with ordinal items).
     ci : float
         Interval probability of every table.
     hdi : bool

@@ -149,13 +149,17 @@ def _add_sampler_options(f: argparse.ArgumentParser) -> None:
     f.add_argument(
         "--draws",
         type=int,
-        default=2000,
-        help="draws per chain after tuning (2000: enough for ESS >= 400 on the "
-        "bundled S-O-R models, whose latent correlations mix slowly)",
+        help="draws per chain after tuning (default 2000: enough for ESS >= 400 on the "
+        "bundled S-O-R models, whose latent correlations mix slowly; 600 for a one-group "
+        "model with ordinal items, whose standardised thresholds mix faster)",
     )
-    f.add_argument("--tune", type=int, default=1000)
+    f.add_argument("--tune", type=int, help="tuning steps (default 1000; ordinal items: 400)")
     f.add_argument("--seed", type=int, default=20261124)
-    f.add_argument("--target-accept", type=float, default=0.9)
+    f.add_argument(
+        "--target-accept",
+        type=float,
+        help="default 0.9; 0.85 for a one-group model with ordinal items",
+    )
 
 
 def _add_result_options(f: argparse.ArgumentParser) -> None:

@@ -36,6 +36,7 @@ from bayes_sor.model.marginal import (
     uncentred_intercepts,
     whitened_intercepts,
 )
+from bayes_sor.model.ordinal import STANDARDISED_THRESHOLDS
 from bayes_sor.model.parameters import named_par, parameter_vector
 from bayes_sor.model.quadrature import quadrature_likelihood, quadrature_reason
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
@@ -194,6 +195,7 @@ def pymc_model(
         initial_values(model, partable, ItemMoments.of(partable, data)),
         centred_latents,
         raw_latent_names(model),
+        STANDARDISED_THRESHOLDS in model.named_vars,
     )
 
 

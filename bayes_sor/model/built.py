@@ -29,3 +29,6 @@ class BuiltModel:
     #: the sampler's latent-score variables (:func:`bayes_sor.model.latent.raw_latent_names`),
     #: which a run folder leaves out unless latent scores are asked for
     sampled_latents: list[str] = field(default_factory=list)
+    #: its ordinal thresholds are sampled standardised (a one-group model with ordinal
+    #: items): the sampler's defaults are :data:`~bayes_sor.sampling.samplers.ORDINAL_DEFAULTS`
+    standardised_thresholds: bool = False

@@ -22,6 +22,9 @@ from bayes_sor.spec.partable import ParTable
 #: Stand-in for an infinite threshold (in latent-response SD units). Finite so that the
 #: gradient of the extreme categories stays finite: Phi(-1e4) is exactly 0 in log space too.
 BIG = 1e4
+#: the sampled thresholds of a one-group conditional model: each item's thresholds minus
+#: lambda' mean(eta), over its latent-response SD (:func:`response_sd`)
+STANDARDISED_THRESHOLDS = "thresholds_standardised"
 _SQRT2 = np.sqrt(2.0)
 
 
@@ -142,6 +145,27 @@ def ordinal_logp(
     lower = tau[offsets + value]
     upper = tau[offsets + value + 1]
     return log_interval_probability((lower - mu) / sigma, (upper - mu) / sigma)
+
+
+def response_sd(
+    lam: pt.TensorVariable, residual_var: pt.TensorVariable, eta: pt.TensorVariable
+) -> pt.TensorVariable:
+    """Each item's latent-response SD over the respondents, sqrt(theta_jj + var_i(lambda_j'
+    eta_i)), for loading rows ``lam`` (items x latents) and latent scores ``eta`` (obs x latent).
+
+    The scale of the thresholds :func:`bayes_sor.model.conditional._uncentre` samples
+    standardised: the data fix a threshold in these units (the probit of its cumulative
+    proportion), while in the latent response's own units it grows with the loading.
+    """
+    centred = eta - eta.mean(axis=0)
+    cov = centred.T @ centred / eta.shape[0]
+    return pt.sqrt(residual_var + pt.sum((lam @ cov) * lam, axis=-1))
+
+
+def standardised_start(thresholds: np.ndarray) -> np.ndarray:
+    """Starting standardised thresholds from starting thresholds in latent-response units
+    (:func:`start_thresholds` at loading 1: the response SD is sqrt(2) there)."""
+    return np.asarray(thresholds) / np.sqrt(2.0)
 
 
 def sort_thresholds(partable: ParTable, par: np.ndarray) -> np.ndarray:

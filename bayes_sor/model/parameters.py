@@ -15,7 +15,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayes_sor.errors import ModelSpecError
-from bayes_sor.model.ordinal import GroupedOrdered
+from bayes_sor.model.ordinal import STANDARDISED_THRESHOLDS, GroupedOrdered
 from bayes_sor.model.prior_families import DISTRIBUTIONS, group_rv
 from bayes_sor.spec.groups import approximate_rows
 from bayes_sor.spec.matrices import Representation
@@ -37,8 +37,9 @@ def threshold_vector(
 
     Returns the variable and the free-parameter numbers of its elements. Each threshold keeps
     its own normal prior; the grouped ordered transform makes them increase within an item.
-    ``centred``: the flat, ordered ``thresholds_centred`` instead, whose priors
-    :func:`bayes_sor.model.conditional._uncentre` adds once they are shifted back.
+    ``centred``: the flat, ordered ``thresholds_standardised`` (one group) or
+    ``thresholds_centred`` (multiple groups) instead, whose priors
+    :func:`bayes_sor.model.conditional._uncentre` adds once they are mapped back.
     """
     rows = _threshold_rows(partable)
     priors = [
@@ -59,8 +60,10 @@ def threshold_vector(
         "transform": GroupedOrdered(first),
         "initval": 0.5 * rank - 0.5,
     }
+    # one group: standardised by each item's response SD too (conditional._uncentre)
+    flat = "thresholds_centred" if partable.groups else STANDARDISED_THRESHOLDS
     rv = (
-        pm.Flat("thresholds_centred", **ordered)
+        pm.Flat(flat, **ordered)
         if centred
         else pm.Normal("thresholds", mu=args[:, 0], sigma=args[:, 1], **ordered)
     )

@@ -13,7 +13,11 @@ import pymc as pm
 from bayes_sor.data.categories import answer_codes
 from bayes_sor.data.summary_statistics import SummaryData
 from bayes_sor.model.latent import CENTRED_PREFIX, is_reflected, raw_latent_names, reflect
-from bayes_sor.model.ordinal import start_thresholds
+from bayes_sor.model.ordinal import (
+    STANDARDISED_THRESHOLDS,
+    standardised_start,
+    start_thresholds,
+)
 from bayes_sor.spec.partable import ParTable, row_name, small_variance_parameters
 
 #: what a model is built from: answers, a covariance matrix with N, or nothing (the prior)
@@ -65,9 +69,11 @@ def initial_values(
     values: dict[str, np.ndarray] = {}
     for rv in model.free_RVs:
         dims = model.named_vars_to_dims.get(rv.name, ())
-        if rv.name.endswith("_params") or rv.name in ("thresholds", "thresholds_centred"):
+        if rv.name.endswith("_params") or rv.name.startswith("thresholds"):
             members = model.coords[dims[0]]
             vals = np.array([start[m] for m in members])
+            if rv.name == STANDARDISED_THRESHOLDS:
+                vals = standardised_start(vals)
             values[rv.name] = np.sqrt(vals) if rv.name.endswith("_sd_params") else vals
             if rv.name.startswith(("halfnormal", "gamma", "lognormal", "exponential")):
                 values[rv.name] = np.abs(values[rv.name]) + 1e-3

@@ -223,6 +223,7 @@ def fit(
         else None
     )
     built, compiled = recorded or (_build(partable, model_data, options), None)
+    settings = settings.for_model(built)  # the model's own defaults for what was left unset
     idata = sample(
         built, settings, stage, meanwhile=load_statistics, build=build, compiled=compiled
     )

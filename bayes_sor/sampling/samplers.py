@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import xarray as xr
 
@@ -24,35 +24,55 @@ FIRST_COMPILE = (
     "runs load it in seconds)"
 )
 #: what the record of a build keeps of its :class:`BuiltModel` besides the compiled model
-RECORDED_FACTS = ("likelihood", "centred_latents", "sampled_latents")
+RECORDED_FACTS = ("likelihood", "centred_latents", "sampled_latents", "standardised_thresholds")
 #: attributes ArviZ and PyMC stamp on a trace that differ between runs of the same seed
 RUN_SPECIFIC_ATTRS = ("created_at", "sampling_time")
 
 
+#: draws per chain, tuning steps and target acceptance of a fit that leaves them unset
+DEFAULTS = {"draws": 2000, "tune": 1000, "target_accept": 0.9}
+#: the same for a one-group model with ordinal items, whose thresholds are sampled
+#: standardised (:func:`bayes_sor.model.conditional._uncentre`): nutpie's adaptation has
+#: settled well within its own default of 400 tuning steps there, and the draws mix fast
+#: enough for the gate with fewer of them (benchmarks/RESULTS.md, "Study A ordinal by
+#: default"). Multiple-group models keep :data:`DEFAULTS`: not measured.
+ORDINAL_DEFAULTS = {"draws": 600, "tune": 400, "target_accept": 0.85}
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
-    """What NUTS is asked to do; recorded in the posterior's attributes."""
+    """What NUTS is asked to do; recorded in the posterior's attributes. ``draws``, ``tune``
+    and ``target_accept`` left ``None`` take the model's defaults (:meth:`for_model`)."""
 
     sampler: str = "nutpie"
     chains: int = 4
-    draws: int = 2000
-    tune: int = 1000
+    draws: int | None = None
+    tune: int | None = None
     seed: int = 20261124
-    target_accept: float = 0.9
+    target_accept: float | None = None
     progressbar: bool = True
     cores: int | None = None
     adaptation: str = "auto"
 
+    def for_model(self, built: BuiltModel) -> SamplerSettings:
+        """These settings with the unset ones at ``built``'s defaults: :data:`ORDINAL_DEFAULTS`
+        where its thresholds are sampled standardised, else :data:`DEFAULTS`."""
+        chosen = ORDINAL_DEFAULTS if built.standardised_thresholds else DEFAULTS
+        return replace(self, **{k: v for k, v in chosen.items() if getattr(self, k) is None})
+
     def validate(self) -> None:
+        """Refuse settings NUTS cannot use (unset ones are checked once set, :meth:`for_model`)."""
         if self.sampler not in SAMPLERS:
             raise ModelSpecError(f"unknown sampler {self.sampler!r}; use one of {SAMPLERS}")
         if self.adaptation not in ADAPTATIONS:
             raise ModelSpecError(
                 f"unknown adaptation {self.adaptation!r}; use one of {ADAPTATIONS}"
             )
-        if min(self.chains, self.draws) < 1 or self.tune < 0:
+        draws = 1 if self.draws is None else self.draws
+        tune = 1 if self.tune is None else self.tune
+        if min(self.chains, draws) < 1 or tune < 0:
             raise ModelSpecError("--chains and --draws must be at least 1, --tune at least 0")
-        if self.sampler == "nutpie" and self.tune < 1:
+        if self.sampler == "nutpie" and tune < 1:
             raise ModelSpecError(
                 "nutpie needs at least one tuning step: give --tune 1 or more "
                 "(or --sampler pymc for no tuning)"
@@ -61,7 +81,7 @@ class SamplerSettings:
             raise ModelSpecError(
                 f"--seed must be a whole number from 0 to 2^64 - 1, got {self.seed}"
             )
-        if not 0 < self.target_accept < 1:
+        if self.target_accept is not None and not 0 < self.target_accept < 1:
             raise ModelSpecError("--target-accept must lie between 0 and 1, e.g. 0.9")
 
 
@@ -112,6 +132,7 @@ def sample(
     (and records what :func:`recorded_build` gives back). ``compiled``: nutpie's compiled
     model of ``built`` from :func:`recorded_build` (nutpie only), not compiled again.
     """
+    settings = settings.for_model(built)
     settings.validate()
     model = built.model
     cores = settings.cores or min(settings.chains, _available_cores())

@@ -282,6 +282,7 @@ class Fitter:
     def fit(self, data: pd.DataFrame, settings: SamplerSettings) -> xr.DataTree:
         """Posterior for ``data``, starting from the data-based values ``fit`` uses."""
         updates, start = self._shortcut(data) if self.fast else self._rebuilt(data)
+        settings = settings.for_model(self.built)  # unset draws/tune/target: the model's own
         if self.compiled is None:
             with _LOCK, self.built.model, _quiet("pymc"):  # set_data changes the model
                 pm.set_data(updates)

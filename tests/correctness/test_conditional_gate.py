@@ -20,7 +20,7 @@ from paths import ROOT
 
 from bayes_sor.model.simulate import simulate
 from bayes_sor.runs.fit import fit
-from bayes_sor.sampling.samplers import SamplerSettings
+from bayes_sor.sampling.samplers import DEFAULTS, SamplerSettings
 from bayes_sor.spec.partable import build_partable
 
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmark's modules import each other
@@ -40,7 +40,7 @@ def test_three_factor_interaction_at_n_2000_passes_the_gate_at_default_settings(
     partable = build_partable(THREE_FACTOR)
     data = simulate(partable, truth(partable, VALUES, variance=0.2), 2000, seed=4, scale=None)
     result = fit(partable, data, settings=SamplerSettings(progressbar=False))
-    assert result.settings.draws == SamplerSettings().draws  # the defaults
+    assert result.settings.draws == DEFAULTS["draws"]  # the defaults
     assert result.diagnostics.ok, result.diagnostics.as_dict()
     estimates = result.estimates[result.estimates.free > 0]
     intercepts = estimates[estimates.op == "~1"]

@@ -156,7 +156,7 @@ def test_declared_thresholds_keep_categories_nobody_chose():
     point = built.model.initial_point()
     assert np.isfinite(built.model.compile_logp()(point))
     assert np.isfinite(built.model.compile_dlogp()(point)).all()
-    starts = built.initial_values["thresholds_centred"].reshape(4, 6)
+    starts = built.initial_values["thresholds_standardised"].reshape(4, 6)
     assert (np.diff(starts, axis=1) > 0).all()
 
 
@@ -284,39 +284,78 @@ def test_ordinal_loglik_equals_scipy_given_latent_scores():
     assert loglik == pytest.approx(expected, rel=1e-9)
 
 
-def test_centred_thresholds_are_an_exact_reparameterisation():
-    """Sampling s = t - lambda' mean(eta) (flat, ordered; t's prior as a Potential) instead of
-    the thresholds t gives the same joint density at corresponding points."""
+def test_standardised_thresholds_are_an_exact_reparameterisation():
+    """Sampling u = (t - lambda' mean(eta)) / sd (flat, ordered; sd each item's latent-response
+    SD over the respondents, t's prior as a Potential) instead of the thresholds t gives the
+    same joint density at corresponding points, up to the Jacobian of the map: one sd per item
+    between the two unconstrained parameterisations (the ordered transforms' gaps are log
+    differences, so only each item's anchor is scaled)."""
     data = _answers()
     pt_ = _ordinal_table(data)
-    centred = pymc_model(pt_, data).model
-    direct = pymc_model(pt_, data, centre_locations=False).model
-    assert "thresholds_centred" in centred.named_vars and "thresholds" in direct.named_vars
+    standardised = pymc_model(pt_, data, save_latent=True).model
+    direct = pymc_model(pt_, data, save_latent=True, centre_locations=False).model
+    assert "thresholds_standardised" in standardised.named_vars
+    assert "thresholds" in direct.named_vars
     rng = np.random.default_rng(3)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in centred.initial_point().items()}
-    par = centred.compile_fn(
-        centred.replace_rvs_by_values([centred["par"]])[0],
-        inputs=centred.value_vars,
-        on_unused_input="ignore",
-    )(point)
-    names = list(direct.coords["thresholds_dim"])
-    t = np.array([par[pt_.names.index(n)] for n in names])
-    forward = pytensor.function(
-        [y := pt.dvector()], direct.rvs_to_transforms[direct["thresholds"]].forward(y)
-    )
-    moved = {k: v for k, v in point.items() if not k.startswith("thresholds_centred")}
-    moved[direct.rvs_to_values[direct["thresholds"]].name] = forward(t)
-    assert set(moved) == set(direct.initial_point())
-    assert direct.compile_logp()(moved) == pytest.approx(centred.compile_logp()(point), rel=1e-10)
-    shift = t - _sampled_thresholds(centred, point)
-    assert np.ptp(shift[:3]) < 1e-12 and abs(shift[0]) > 1e-3  # one shift per item, not zero
+    for _ in range(3):
+        point = {
+            k: v + rng.uniform(-0.3, 0.3, np.shape(v))
+            for k, v in standardised.initial_point().items()
+        }
+        par, eta = standardised.compile_fn(
+            standardised.replace_rvs_by_values(
+                [standardised["par"], standardised["latent_scores"]]
+            ),
+            inputs=standardised.value_vars,
+            on_unused_input="ignore",
+        )(point)
+        names = list(direct.coords["thresholds_dim"])
+        t = np.array([par[pt_.names.index(n)] for n in names]).reshape(4, 3)
+        forward = pytensor.function(
+            [y := pt.dvector()], direct.rvs_to_transforms[direct["thresholds"]].forward(y)
+        )
+        moved = {k: v for k, v in point.items() if not k.startswith("thresholds_standardised")}
+        moved[direct.rvs_to_values[direct["thresholds"]].name] = forward(t.ravel())
+        assert set(moved) == set(direct.initial_point())
+        loadings = np.array([par[pt_.names.index(f"F=~y{j}")] for j in range(1, 5)])
+        sd = np.sqrt(1.0 + loadings**2 * np.var(eta[:, 0]))
+        u = _sampled_thresholds(standardised, point).reshape(4, 3)
+        np.testing.assert_allclose(t, sd[:, None] * u + loadings[:, None] * eta[:, 0].mean())
+        assert direct.compile_logp()(moved) == pytest.approx(
+            standardised.compile_logp()(point) - np.log(sd).sum(), rel=1e-10
+        )
 
 
 def _sampled_thresholds(model, point):
-    """The sampled (centred) thresholds s at ``point``."""
-    rv = model["thresholds_centred"]
+    """The sampled (standardised) thresholds u at ``point``."""
+    rv = model["thresholds_standardised"]
     fn = pytensor.function([y := pt.dvector()], model.rvs_to_transforms[rv].backward(y))
     return fn(point[model.rvs_to_values[rv].name])
+
+
+@pytest.mark.slow
+def test_standardised_and_direct_thresholds_give_the_same_posterior():
+    """The posterior means of a one-factor ordinal model agree, within Monte Carlo error,
+    whether its thresholds are sampled standardised (the default) or directly."""
+    from bayes_sor.posterior.estimates import parameter_estimates
+    from bayes_sor.sampling.samplers import SamplerSettings, sample
+
+    data = _answers(200, seed=5)
+    pt_ = _ordinal_table(data)
+    settings = SamplerSettings(chains=2, draws=1000, tune=500, seed=2, progressbar=False)
+    fits = []
+    for centre in (True, False):
+        built = pymc_model(pt_, data, centre_locations=centre)
+        posterior = sample(built, settings)["posterior"].to_dataset()
+        est = parameter_estimates(pt_, built.representation, posterior)
+        est = est[est.free > 0]
+        fits.append(est.set_index(est.lhs + est.op + est.rhs))
+    ours, direct = fits
+    assert "F=~y1" in ours.index and "y4|t3" in ours.index
+    mcse = np.sqrt(ours.sd**2 / ours.ess_bulk + direct.sd**2 / direct.ess_bulk)
+    z = (ours["mean"] - direct["mean"]).abs() / mcse
+    assert z.max() < 4, z.sort_values().tail()
+    assert ((ours.sd / direct.sd) - 1).abs().max() < 0.15
 
 
 def test_ordinal_items_work_with_a_latent_interaction_and_continuous_items():

@@ -17,8 +17,10 @@ from bayes_sor.report.run_report import write_run
 from bayes_sor.runs.fit import fit
 from bayes_sor.sampling.nutpie_cache import compile_pymc_model
 from bayes_sor.sampling.samplers import (
+    DEFAULTS,
     LOW_RANK_GAMMA,
     LOW_RANK_MAX_DIM,
+    ORDINAL_DEFAULTS,
     SamplerSettings,
     _complete,
     nutpie_options,
@@ -161,3 +163,39 @@ def test_work_for_while_the_chains_sample_runs_once_and_leaves_the_draws_alone()
     assert calls == ["ran"]
     for name, draws in alone["posterior"].items():
         assert with_work["posterior"][name].values.tobytes() == draws.values.tobytes(), name
+
+
+def _ordinal_answers(n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    latent = 0.9 * rng.normal(size=(n, 1)) + rng.normal(size=(n, 3))
+    return pd.DataFrame(1 + np.digitize(latent, [-0.8, 0.0, 0.9]), columns=["y1", "y2", "y3"])
+
+
+@pytest.mark.parametrize(
+    ("ordinal", "group", "expected"),
+    [
+        ("all", None, ORDINAL_DEFAULTS),
+        (None, None, DEFAULTS),
+        ("all", "g", DEFAULTS),  # multiple groups: thresholds not standardised, not measured
+    ],
+    ids=["one-group ordinal", "continuous", "two-group ordinal"],
+)
+def test_unset_settings_take_the_models_defaults(ordinal, group, expected):
+    """A one-group model with ordinal items (standardised thresholds) samples 4 x 600 after
+    400 at target acceptance 0.85 unless told otherwise; every other model, and every setting
+    given, stays as it was."""
+    from bayes_sor.data.categories import add_ordinal_thresholds
+    from bayes_sor.spec.groups import with_groups
+
+    data = _ordinal_answers().assign(g=np.repeat(["a", "b"], 20))
+    partable = build_partable("F =~ y1 + y2 + y3\n", ordinal=ordinal)
+    if ordinal:
+        partable = add_ordinal_thresholds(partable, data)
+    if group:
+        partable = with_groups(partable, ["a", "b"])
+    groups = data.g.to_numpy() if group else None
+    built = pymc_model(partable, data, likelihood="conditional", groups=groups)
+    resolved = SamplerSettings().for_model(built)
+    assert {k: getattr(resolved, k) for k in expected} == expected
+    given = SamplerSettings(draws=300, tune=200, target_accept=0.8).for_model(built)
+    assert (given.draws, given.tune, given.target_accept) == (300, 200, 0.8)
