@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType
+from pytensor.gradient import DisconnectedType, disconnected_type
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
@@ -190,11 +190,15 @@ class AdaptedQuadrature(Op):
         coefficients = pt.as_tensor(coefficients, dtype="float64")
         if coefficients.ndim != 2:
             raise TypeError("AdaptedQuadrature takes an (n, columns) matrix")
-        return Apply(self, [coefficients], [pt.dvector(), pt.dmatrix()])
+        z, log_weight = (pt.constant(a) for a in self.rule())
+        return Apply(self, [coefficients, z, log_weight], [pt.dvector(), pt.dmatrix()])
 
     def perform(self, node, inputs, output_storage) -> None:
-        value, jac = adapted_quadrature(inputs[0], *self.rule(), self.degree)
+        value, jac = adapted_quadrature(*inputs, self.degree)
         output_storage[0][0], output_storage[1][0] = value, jac
+
+    def connection_pattern(self, node) -> list:
+        return [[True, True], [False, False], [False, False]]
 
     def infer_shape(self, fgraph, node, shapes) -> list:
         return [shapes[0][:1], shapes[0]]
@@ -202,16 +206,15 @@ class AdaptedQuadrature(Op):
     def pullback(self, inputs, outputs, cotangents) -> list:
         if not isinstance(cotangents[1].type, DisconnectedType):
             raise NotImplementedError("the Jacobian output of AdaptedQuadrature has no gradient")
-        return [cotangents[0][:, None] * outputs[1]]
+        return [cotangents[0][:, None] * outputs[1], *(disconnected_type() for _ in inputs[1:])]
 
 
 @numba_basic.register_funcify_default_op_cache_key(AdaptedQuadrature)
 def _numba_adapted_quadrature(op: AdaptedQuadrature, **kwargs):
-    z, log_weight = op.rule()
     degree = op.degree
 
     @numba_basic.numba_njit
-    def kernel(coefficients):
+    def kernel(coefficients, z, log_weight):
         return adapted_quadrature(coefficients, z, log_weight, degree)
 
     return kernel
