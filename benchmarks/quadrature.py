@@ -16,6 +16,7 @@ of the PyMC model compiled with PyTensor's numba backend at the starting point, 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -23,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pymc as pm
+import pytensor
+import pytensor.tensor as pt
 from run import ROOT, run_one
 
 from bayes_sor.model.build import pymc_model
-from bayes_sor.model.quadrature import ADAPTED_NODES
-from bayes_sor.model.simulate import simulate
+from bayes_sor.model.quadrature import ADAPTED_NODES, Layout, respondent_loglik
+from bayes_sor.model.simulate import simulate, truth_vector
+from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
 THREE_FACTOR = """---
@@ -43,8 +46,8 @@ Y ~ X + Z + X:Z
 THREE_FACTOR_TRUTH = {"Y~X": 0.3, "Y~Z": 0.3, "Y~X:Z": 0.2, "X~~Z": 0.3}
 
 
-def three_factor_data(n: int, seed: int = 1) -> pd.DataFrame:
-    """``n`` answers simulated from the three-factor model (item means about 1)."""
+def three_factor_truth() -> np.ndarray:
+    """The three-factor model's generating values (item means about 1)."""
     partable = build_partable(THREE_FACTOR)
     par = []
     for name, row in zip(partable.names, partable.parameters.itertuples(), strict=True):
@@ -58,66 +61,83 @@ def three_factor_data(n: int, seed: int = 1) -> pd.DataFrame:
             par.append(1.0)
         else:  # variances
             par.append(0.5 if row.lhs[0].islower() else 1.0)
-    return simulate(partable, np.array(par), n, seed, scale=None)
+    return np.array(par)
 
 
-def gradient_ms(built, data: pd.DataFrame | None = None, fn=None) -> tuple[float, object]:
-    """Median milliseconds of one gradient evaluation (numba backend; the gradient graph holds
-    the log density's forward pass), and the compiled function. ``data``: answers swapped into
-    the compiled model ``fn`` of ``built`` (the quadrature graph does not depend on N)."""
-    fn = fn or built.model.compile_dlogp(mode="NUMBA")
-    if data is not None:
-        with built.model:
-            pm.set_data(
-                {"y": data[built.representation.items].to_numpy(dtype=float)},
-                coords={"obs": np.arange(len(data))},
-            )
-    point = built.model.initial_point()
-    fn(point)
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        fn(point)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times)), fn
+def three_factor_data(n: int, seed: int = 1) -> pd.DataFrame:
+    """``n`` answers simulated from the three-factor model."""
+    return simulate(build_partable(THREE_FACTOR), three_factor_truth(), n, seed, scale=None)
+
+
+def likelihood_fn(partable, data: pd.DataFrame, par: np.ndarray, nodes: int, fused: bool):
+    """logp + gradient of the quadrature log-likelihood alone (adapted rule, ``nodes`` per
+    respondent; ``fused``: the fused op, else PyTensor's graph of the same rule), numba, and
+    ``par`` to call it at."""
+    rep = representation(partable)
+    layout = Layout.of(partable, rep)
+    y = data[rep.items].to_numpy(dtype=float)
+    vector = pt.dvector("par")
+    logp = pt.sum(respondent_loglik(pt, vector, rep, layout, y, nodes, fused=fused))
+    return pytensor.function([vector], [logp, pt.grad(logp, vector)], mode="NUMBA"), par
+
+
+def interleaved_ms(calls: dict, rounds: int = 10, each: int = 30) -> dict:
+    """Median milliseconds per call of each ``calls`` entry (name: (function, argument)),
+    measured in alternating rounds so that all see the same load."""
+    times: dict = {name: [] for name in calls}
+    for fn, arg in calls.values():
+        fn(arg)
+    for _ in range(rounds):
+        for name, (fn, arg) in calls.items():
+            for _ in range(each):
+                start = time.perf_counter()
+                fn(arg)
+                times[name].append(time.perf_counter() - start)
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
 def gradient_tables() -> None:
-    """Against N: the quadrature model compiled once, answers of N = 500, 2000, 8000 swapped
-    in; the conditional one (latent scores: its graph grows with N) at N = 2000. Against the
-    node count (nodes per respondent of the adapted rule): the three-factor model at N = 2000.
-    Study A at the default node count."""
+    """The likelihood alone, fused op against PyTensor's graph of the same rule: the
+    three-factor model at N = 500, 2000, 8000, then the fused op against the node count at
+    N = 2000, and Study A. The whole model's gradient (priors included), quadrature against
+    conditional, at N = 2000 and on Study A."""
     three = build_partable(THREE_FACTOR)
-    rows = []
-
-    def row(model: str, n: int, likelihood: str, nodes: int | str, ms: float) -> None:
-        rows.append(
-            {"model": model, "N": n, "likelihood": likelihood, "nodes": nodes, "ms": round(ms, 3)}
-        )
-        print(rows[-1], flush=True)
-
-    built = pymc_model(three, three_factor_data(500), likelihood="quadrature")
-    fn = None
-    for n in (500, 2000, 8000):
-        ms, fn = gradient_ms(built, three_factor_data(n), fn)
-        row("three-factor", n, "quadrature", ADAPTED_NODES, ms)
-    conditional = pymc_model(three, three_factor_data(2000), likelihood="conditional")
-    row("three-factor", 2000, "conditional", "", gradient_ms(conditional)[0])
-    for nodes in (4, 8, 12, 24):
-        built = pymc_model(three, three_factor_data(2000), likelihood="quadrature", nodes=nodes)
-        row("three-factor", 2000, "quadrature", nodes, gradient_ms(built)[0])
     study_a = build_partable((ROOT / "models" / "impulse_buying.lav").read_text())
     answers = pd.read_csv(ROOT / "data" / "impulse_buying.csv")
-    for likelihood in ("quadrature", "conditional"):
-        built = pymc_model(study_a, answers, likelihood=likelihood)
-        row(
-            "Study A",
-            len(answers),
-            likelihood,
-            ADAPTED_NODES if likelihood == "quadrature" else "",
-            gradient_ms(built)[0],
+    truth = three_factor_truth()
+    study_truth = truth_vector(study_a, pd.read_csv(ROOT / "data" / "impulse_buying_truth.csv"))
+    print(f"# load {os.getloadavg()[0]:.1f}", flush=True)
+    for n in (500, 2000, 8000):
+        data = three_factor_data(n)
+        calls = {
+            f"three-factor N={n} {kind}": likelihood_fn(
+                three, data, truth, ADAPTED_NODES, kind == "fused"
+            )
+            for kind in ("fused", "graph")
+        }
+        print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
+    data = three_factor_data(2000)
+    calls = {
+        f"three-factor N=2000 fused nodes={k}": likelihood_fn(three, data, truth, k, True)
+        for k in (3, 4, 6, 8, 12)
+    }
+    print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
+    calls = {
+        f"Study A {kind}": likelihood_fn(
+            study_a, answers, study_truth, ADAPTED_NODES, kind == "fused"
         )
-    print(pd.DataFrame(rows).to_string(index=False))
+        for kind in ("fused", "graph")
+    }
+    print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
+    calls = {}
+    for label, tab, frame in (("three-factor N=2000", three, data), ("Study A", study_a, answers)):
+        for likelihood in ("quadrature", "conditional"):
+            built = pymc_model(tab, frame, likelihood=likelihood)
+            calls[f"{label} whole model {likelihood}"] = (
+                built.model.compile_dlogp(mode="NUMBA"),
+                built.model.initial_point(),
+            )
+    print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def fit_rows(limit: float) -> None:

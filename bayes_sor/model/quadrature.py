@@ -49,6 +49,7 @@ import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 
 from bayes_sor.data.missing import LOG_2PI, Patterns
+from bayes_sor.model.quadrature_kernel import AdaptedQuadrature, columns
 from bayes_sor.spec.matrices import Representation, path_depth
 from bayes_sor.spec.partable import ParTable
 
@@ -401,6 +402,16 @@ class Affine:
         w = a[:, None] + b[:, None] * z
         return self.combine(xp, w, *(in_z(c) for c in (self.quadratic, *self.cross)))
 
+    def fused(self, centre, spread, nodes: int):
+        """log p(y_i) on ``nodes`` adapted nodes per respondent (centre and spread of the
+        standardised moderator) by :class:`~bayes_sor.model.quadrature_kernel.AdaptedQuadrature`
+        (PyTensor only)."""
+        k = self.k
+        scalars = [k[:, 0, 0], k[:, 0, 1], k[:, 1, 1], self.rho, self.sd, centre, spread]
+        table = columns(self.quadratic, self.cross, scalars, centre.shape[0])
+        value, _ = AdaptedQuadrature((len(self.quadratic) - 1) // 2, nodes)(table)
+        return value - 0.5 * self.constant
+
     def combine(self, xp: ModuleType, w, quadratic, x1, x2):
         """log p(y_i | w) from w (N, K) and the polynomials' values there: r' Sigma0^-1 r and
         E' Sigma0^-1 r = (x1, x2)."""
@@ -495,6 +506,7 @@ def respondent_loglik(
     adapt: bool = True,
     answers=None,
     patterns: Patterns | None = None,
+    fused: bool = True,
 ):
     """log p(y_i) (N,), the integrated latents integrated out by Gauss-Hermite quadrature.
 
@@ -502,6 +514,7 @@ def respondent_loglik(
     and scaled on the moderator's distribution given y_i under the model linearised at w = 0,
     u_ik = c_i + s_i z_k, the weights corrected by s_i phi(u_ik) / phi(z_k). Otherwise the
     product rule of ``nodes`` (default NODES) per integrated latent on their prior.
+    ``fused`` (PyTensor): the adapted rule by one fused op, else by PyTensor's own operators.
     """
     if layout.affine:
         terms = affine_terms(xp, par, rep, layout, y, answers, patterns)
@@ -511,6 +524,8 @@ def respondent_loglik(
             return log_sum_exp(xp, terms.at(xp, terms.sd * z[None]) + log_weight)
         # the linearised centre is close enough unless products of w (X:X) bend the mean
         centre, spread = terms.laplace(xp) if layout.constants else (terms.centre, terms.spread)
+        if xp is pt and fused:
+            return terms.fused(centre, spread, len(z))
         u = centre[:, None] + spread[:, None] * z
         correction = xp.log(spread)[:, None] - 0.5 * u**2 + 0.5 * z**2
         logp = terms.on_nodes(xp, centre, spread, z)
