@@ -127,6 +127,21 @@ WORKLOADS = {
         "impulse_buying",
         ["--draws", "2000", "--group", "gender", "--group-equal", "loadings"],
     ),
+    # Issue 20's other pair: Holzinger-Swineford's metric model by school against the one-group
+    # CFA (--only hs_cfa_groups)
+    "hs_cfa_groups_one_group_nutpie": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        ["--likelihood", "marginal", "--scale", "none"],
+    ),
+    "hs_cfa_groups_metric_nutpie": (
+        "holzinger_swineford",
+        "holzinger_swineford",
+        [
+            *["--likelihood", "marginal", "--scale", "none"],
+            *["--group", "school", "--group-equal", "loadings"],
+        ],
+    ),
     # bayes_sor against Stan: the command without the report, then stan_peer.py's peer model
     "hs_cfa_no_report_vs_stan": (
         "holzinger_swineford",
