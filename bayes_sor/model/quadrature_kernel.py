@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType, disconnected_type
+from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
@@ -205,7 +205,13 @@ class AdaptedQuadrature(Op):
 
     def pullback(self, inputs, outputs, cotangents) -> list:
         if not isinstance(cotangents[1].type, DisconnectedType):
-            raise NotImplementedError("the Jacobian output of AdaptedQuadrature has no gradient")
+            # a second derivative of the log-likelihood: NUTS never asks for one, so the
+            # hand-written reverse pass stops at the first (PyTensor's marker of a gradient
+            # that does not exist, raised only if a graph uses it)
+            return [
+                grad_not_implemented(self, 0, inputs[0], "the Jacobian output's gradient"),
+                *(disconnected_type() for _ in inputs[1:]),
+            ]
         return [cotangents[0][:, None] * outputs[1], *(disconnected_type() for _ in inputs[1:])]
 
 
