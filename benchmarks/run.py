@@ -52,60 +52,37 @@ STAN_PYTHON = Path(os.environ.get("BAYES_SOR_STAN_PYTHON", "/work/stanvenv/bin/p
 #: the extra arguments of a Stan row: its model is stan_peer.py's name, run by STAN_PYTHON
 STAN = ["stan"]
 
+#: (model, data) of the bundled studies; the continuous items' likelihood and scale
+HS = ("holzinger_swineford", "holzinger_swineford")
+PD = ("political_democracy", "political_democracy")
+STUDY_A = ("impulse_buying", "impulse_buying")
+MARGINAL = ["--likelihood", "marginal", "--scale", "none"]
+CONDITIONAL = ["--likelihood", "conditional", "--scale", "none"]
+
+
+def metric_by(column: str) -> list[str]:
+    """The metric model (loadings equal across groups) with the groups of ``column``."""
+    return ["--group", column, "--group-equal", "loadings"]
+
+
 #: name -> (model, data, extra CLI arguments)
 WORKLOADS = {
-    "hs_cfa_marginal_nutpie": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        ["--likelihood", "marginal", "--scale", "none"],
-    ),
+    "hs_cfa_marginal_nutpie": (*HS, MARGINAL),
     # Same command again: PyTensor's numba cache now holds the compiled kernels.
-    "hs_cfa_marginal_nutpie_cached": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        ["--likelihood", "marginal", "--scale", "none"],
-    ),
-    "hs_cfa_marginal_pymc": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        ["--likelihood", "marginal", "--scale", "none", "--sampler", "pymc"],
-    ),
-    "hs_cfa_conditional_nutpie": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        ["--likelihood", "conditional", "--scale", "none"],
-    ),
-    "hs_cfa_naive_pymc_latent_scores": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        ["--likelihood", "conditional", "--scale", "none", "--sampler", "pymc"],
-    ),
-    "pd_sem_marginal_nutpie": (
-        "political_democracy",
-        "political_democracy",
-        ["--likelihood", "marginal", "--scale", "none"],
-    ),
-    "pd_sem_marginal_nutpie_cached": (
-        "political_democracy",
-        "political_democracy",
-        ["--likelihood", "marginal", "--scale", "none"],
-    ),
-    "study_a_conditional_nutpie": ("impulse_buying", "impulse_buying", []),
+    "hs_cfa_marginal_nutpie_cached": (*HS, MARGINAL),
+    "hs_cfa_marginal_pymc": (*HS, [*MARGINAL, "--sampler", "pymc"]),
+    "hs_cfa_conditional_nutpie": (*HS, CONDITIONAL),
+    "hs_cfa_naive_pymc_latent_scores": (*HS, [*CONDITIONAL, "--sampler", "pymc"]),
+    "pd_sem_marginal_nutpie": (*PD, MARGINAL),
+    "pd_sem_marginal_nutpie_cached": (*PD, MARGINAL),
+    "study_a_conditional_nutpie": (*STUDY_A, []),
     # The CLI's default draws (2000 per chain): what the ESS >= 400 gate needs for Study A.
-    "study_a_conditional_nutpie_default_draws": (
-        "impulse_buying",
-        "impulse_buying",
-        ["--draws", "2000"],
-    ),
-    "study_a_conditional_pymc": ("impulse_buying", "impulse_buying", ["--sampler", "pymc"]),
-    "study_a_ordinal_nutpie": ("impulse_buying", "impulse_buying", ["--ordinal", "all"]),
+    "study_a_conditional_nutpie_default_draws": (*STUDY_A, ["--draws", "2000"]),
+    "study_a_conditional_pymc": (*STUDY_A, ["--sampler", "pymc"]),
+    "study_a_ordinal_nutpie": (*STUDY_A, ["--ordinal", "all"]),
     # The command as a user runs it: each checkout's own default draws, tuning and target
     # acceptance (issue 22 item 4's A/B: --only study_a_ordinal --baseline OLD_CHECKOUT).
-    "study_a_ordinal_nutpie_cli_defaults": (
-        "impulse_buying",
-        "impulse_buying",
-        ["--ordinal", "all"],
-    ),
+    "study_a_ordinal_nutpie_cli_defaults": (*STUDY_A, ["--ordinal", "all"]),
     # Issue 20: a two-group fit against its one-group peer (run them together: --only
     # study_a_marginal); Study A without its latent interaction (benchmarks/study_a_marginal.lav)
     # by the bundled gender column, the metric model (loadings equal across the groups).
@@ -113,47 +90,20 @@ WORKLOADS = {
     "study_a_marginal_two_group_nutpie": (
         "benchmarks/study_a_marginal",
         "impulse_buying",
-        ["--group", "gender", "--group-equal", "loadings"],
+        metric_by("gender"),
     ),
     # The same pair for Study A with its latent interaction (conditional likelihood) at the
     # CLI's default draws (2000 per chain); all four rows: --only study_a_marginal,interaction
-    "study_a_interaction_one_group_nutpie": (
-        "impulse_buying",
-        "impulse_buying",
-        ["--draws", "2000"],
-    ),
-    "study_a_interaction_two_group_nutpie": (
-        "impulse_buying",
-        "impulse_buying",
-        ["--draws", "2000", "--group", "gender", "--group-equal", "loadings"],
-    ),
+    "study_a_interaction_one_group_nutpie": (*STUDY_A, ["--draws", "2000"]),
+    "study_a_interaction_two_group_nutpie": (*STUDY_A, ["--draws", "2000", *metric_by("gender")]),
     # Issue 20's other pair: Holzinger-Swineford's metric model by school against the one-group
     # CFA (--only hs_cfa_groups)
-    "hs_cfa_groups_one_group_nutpie": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        ["--likelihood", "marginal", "--scale", "none"],
-    ),
-    "hs_cfa_groups_metric_nutpie": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        [
-            *["--likelihood", "marginal", "--scale", "none"],
-            *["--group", "school", "--group-equal", "loadings"],
-        ],
-    ),
+    "hs_cfa_groups_one_group_nutpie": (*HS, MARGINAL),
+    "hs_cfa_groups_metric_nutpie": (*HS, [*MARGINAL, *metric_by("school")]),
     # bayes_sor against Stan: the command without the report, then stan_peer.py's peer model
-    "hs_cfa_no_report_vs_stan": (
-        "holzinger_swineford",
-        "holzinger_swineford",
-        ["--likelihood", "marginal", "--scale", "none", "--no-report"],
-    ),
+    "hs_cfa_no_report_vs_stan": (*HS, [*MARGINAL, "--no-report"]),
     "hs_cfa_stan": ("hs", "holzinger_swineford", STAN),
-    "pd_sem_no_report_vs_stan": (
-        "political_democracy",
-        "political_democracy",
-        ["--likelihood", "marginal", "--scale", "none", "--no-report"],
-    ),
+    "pd_sem_no_report_vs_stan": (*PD, [*MARGINAL, "--no-report"]),
     "pd_sem_stan": ("pd", "political_democracy", STAN),
 }
 
