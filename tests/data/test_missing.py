@@ -17,6 +17,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 from fakes import laplace_draws, truth, write_run
+from model_points import jittered_point, value_function
 from pymc.initial_point import make_initial_point_fn
 from scipy import stats
 from scipy.optimize import minimize
@@ -62,16 +63,8 @@ def _one_factor_data(n: int = 60, share: float = 0.2, seed: int = 0) -> pd.DataF
 def _evaluate(model: pm.Model, names: list, seed: int = 1) -> list[np.ndarray]:
     """Variables (by name) or expressions at the model's initial point jittered by a fixed seed
     (compiled without optimisation: one evaluation is all a test needs)."""
-    rng = np.random.default_rng(seed)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    outputs = model.replace_rvs_by_values([model[n] if isinstance(n, str) else n for n in names])
-    return model.compile_fn(
-        outputs,
-        inputs=model.value_vars,
-        point_fn=True,
-        on_unused_input="ignore",
-        mode="FAST_COMPILE",
-    )(point)
+    outputs = [model[n] if isinstance(n, str) else n for n in names]
+    return value_function(model, outputs, mode="FAST_COMPILE")(jittered_point(model, seed))
 
 
 def _casewise_scipy(y: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:

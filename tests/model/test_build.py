@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from model_points import jittered_point, value_function
 from scipy import stats
 
 from bayes_sor.errors import ModelSpecError
@@ -22,11 +23,7 @@ def _data(n: int = 50, seed: int = 0) -> pd.DataFrame:
 
 def _evaluate(model, outputs):
     """Values of ``outputs`` at the model's initial point jittered by a fixed seed."""
-    rng = np.random.default_rng(1)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    outputs = model.replace_rvs_by_values(outputs)
-    fn = model.compile_fn(outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
-    return fn(point)
+    return value_function(model, outputs)(jittered_point(model, 1))
 
 
 def test_marginal_loglik_equals_scipy_multivariate_normal():
@@ -94,13 +91,8 @@ def test_centred_intercepts_are_an_exact_reparameterisation():
     direct = pymc_model(pt, data, likelihood="conditional", centre_locations=False).model
     assert "intercept_centred_params" in centred.named_vars
     assert "intercept_centred_params" not in direct.named_vars
-    rng = np.random.default_rng(2)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in centred.initial_point().items()}
-    par = centred.compile_fn(
-        centred.replace_rvs_by_values([centred["par"]])[0],
-        inputs=centred.value_vars,
-        on_unused_input="ignore",
-    )(point)
+    point = jittered_point(centred, 2)
+    (par,) = value_function(centred, [centred["par"]])(point)
     logp = centred.compile_logp()(point)
     nu = [par[pt.names.index(f"y{i}~1")] for i in range(1, 5)]
     moved = {k: v for k, v in point.items() if k != "intercept_centred_params"}
@@ -332,7 +324,7 @@ def test_every_latent_score_parameterisation_has_the_same_joint_density(other):
     model = pymc_model(pt, data, save_latent=True, latent_scores=other).model
     centred = pymc_model(pt, data, save_latent=True, latent_scores="centred").model
     assert set(raw_latent_names(centred)) == {"latent_exogenous", "latent_eta_Y"}
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
+    point = jittered_point(model, 7)
     density, eta = _joint_density(model, point)
     same = {k: v for k, v in point.items() if k in centred.initial_point()}
     same["latent_exogenous"] = reflect(eta[:, :2])  # F, G, sampled reflected

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from model_points import jittered_point, value_function
 from pytensor.compile.mode import Mode
 from pytensor.graph.basic import applys_between
 from pytensor.tensor.math import Dot
@@ -70,14 +71,8 @@ def _sum_over_groups(grouped: ParTable, data: pd.DataFrame, groups, latent_score
     """(the grouped model's conditional log density, the sum of each group's one-group one)
     at a jittered point of the grouped model."""
     model = pymc_model(grouped, data, groups=groups, latent_scores=latent_scores).model
-    rng = np.random.default_rng(4)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    par = model.compile_fn(
-        model.replace_rvs_by_values([model["par"]])[0],
-        inputs=model.value_vars,
-        on_unused_input="ignore",
-        mode=FAST,
-    )(point)
+    point = jittered_point(model, 4)
+    (par,) = value_function(model, [model["par"]], mode=FAST)(point)
     total = 0.0
     for g, label in enumerate(grouped.groups, start=1):
         rows = groups == label

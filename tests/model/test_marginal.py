@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes import group_covariances, grouped_answers
+from model_points import jittered_point, value_function
 from posterior_helpers import fit_posterior
 from scipy import stats
 
@@ -41,12 +42,7 @@ def _summary(data: pd.DataFrame):
 
 
 def _loglik_at(model, seed: int) -> tuple[np.ndarray, float]:
-    rng = np.random.default_rng(seed)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    outputs = model.replace_rvs_by_values([model["par"], model.potentials[0]])
-    return model.compile_fn(
-        outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
-    )(point)
+    return value_function(model, [model["par"], model.potentials[0]])(jittered_point(model, seed))
 
 
 def _sigma(pt_, par: np.ndarray) -> np.ndarray:
@@ -366,14 +362,8 @@ def test_multiple_group_likelihood_sums_each_groups_normal_density():
     model = pymc_model(pt_, data, groups=groups).model
     names = [p.name for p in model.potentials]
     assert names == ["pooled_prior_normal", "loglik", "loglik_g2"]
-    rng = np.random.default_rng(3)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    outputs = model.replace_rvs_by_values(
-        [model["par"], model["intercept_centred_params"], *model.potentials]
-    )
-    par, pooled, prior, *logliks = model.compile_fn(
-        outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
-    )(point)
+    outputs = [model["par"], model["intercept_centred_params"], *model.potentials]
+    par, pooled, prior, *logliks = value_function(model, outputs)(jittered_point(model, 3))
     loglik = sum(logliks)
     ext = np.append(par, 0)
     nu = ext[representation(pt_, 1).nu]
@@ -433,15 +423,10 @@ def test_grouped_covariance_likelihood_is_the_sum_of_each_groups_wishart_density
     data = load_group_summary(ITEMS, "g", cov=group_covariances(("a", a), ("b", b)), nobs=[80, 60])
     pt = without_mean_structure(with_groups(build_partable(ONE_FACTOR), ["a", "b"], ["loadings"]))
     model = pymc_model(pt, data).model
-    outputs = model.replace_rvs_by_values([model["par"], sum(model.potentials)])
-    fn = model.compile_fn(outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
+    fn = value_function(model, [model["par"], sum(model.potentials)])
     values = []
     for seed in (1, 2):
-        rng = np.random.default_rng(seed)
-        point = {
-            k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()
-        }
-        par, loglik = fn(point)
+        par, loglik = fn(jittered_point(model, seed))
         wishart = sum(
             stats.wishart(
                 df=len(y) - 1, scale=implied_moments(representation(pt, g), par).item_cov
@@ -509,18 +494,11 @@ def test_a_groups_own_intercepts_are_sampled_whitened_with_the_same_density():
     scales = [
         np.linalg.cholesky(data[groups == g].cov().to_numpy() / (groups == g).sum()) for g in "ab"
     ]
-    par_of = whitened.compile_fn(
-        [*whitened.replace_rvs_by_values([whitened["par"]]), whitened.logp()],
-        inputs=whitened.value_vars,
-        point_fn=True,
-        on_unused_input="ignore",
-    )
+    par_of = value_function(whitened, [whitened["par"], whitened.logp()])
     logp_direct = direct.compile_fn(direct.logp(), point_fn=True)
     names = list(whitened.coords["param"])
     for seed in (1, 2):
-        rng = np.random.default_rng(seed)
-        start = whitened.initial_point()
-        point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in start.items()}
+        point = jittered_point(whitened, seed)
         par, logp = par_of(point)
         sampled = whitened.coords["intercept_centred_params_dim"]
         m = dict(zip(sampled, point["intercept_centred_params"], strict=True))

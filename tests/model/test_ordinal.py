@@ -11,6 +11,7 @@ import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from model_points import jittered_point, value_function
 from posterior_helpers import fit_posterior, reference_table
 from reference_scripts.holzinger_ordinal_fiml import fiml_negloglik
 from scipy import stats
@@ -258,12 +259,7 @@ def test_grouped_ordered_transform_round_trips_and_has_the_right_jacobian():
 
 # ---- the built model ---------------------------------------------------------------------
 def _point_values(model, names, seed=1):
-    rng = np.random.default_rng(seed)
-    point = {k: v + rng.uniform(-0.3, 0.3, np.shape(v)) for k, v in model.initial_point().items()}
-    outputs = model.replace_rvs_by_values([model[n] for n in names])
-    return model.compile_fn(
-        outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore"
-    )(point)
+    return value_function(model, [model[n] for n in names])(jittered_point(model, seed))
 
 
 def test_ordinal_loglik_equals_scipy_given_latent_scores():
@@ -296,19 +292,10 @@ def test_standardised_thresholds_are_an_exact_reparameterisation():
     direct = pymc_model(pt_, data, save_latent=True, centre_locations=False).model
     assert "thresholds_standardised" in standardised.named_vars
     assert "thresholds" in direct.named_vars
-    rng = np.random.default_rng(3)
-    for _ in range(3):
-        point = {
-            k: v + rng.uniform(-0.3, 0.3, np.shape(v))
-            for k, v in standardised.initial_point().items()
-        }
-        par, eta = standardised.compile_fn(
-            standardised.replace_rvs_by_values(
-                [standardised["par"], standardised["latent_scores"]]
-            ),
-            inputs=standardised.value_vars,
-            on_unused_input="ignore",
-        )(point)
+    values = value_function(standardised, [standardised["par"], standardised["latent_scores"]])
+    for seed in (3, 4, 5):
+        point = jittered_point(standardised, seed)
+        par, eta = values(point)
         names = list(direct.coords["thresholds_dim"])
         t = np.array([par[pt_.names.index(n)] for n in names]).reshape(4, 3)
         forward = pytensor.function(
