@@ -42,10 +42,11 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks 1..n of the flattened values, ties given their average rank (``scipy.stats.
     rankdata(method="average")``: whole or half numbers, so exact in floating point)."""
     flat = values.ravel()
-    order = np.argsort(flat, kind="mergesort")
+    order = np.argsort(flat, kind="stable")
     sorted_values = flat[order]
     new_value = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
-    group = np.cumsum(new_value)[np.argsort(order, kind="mergesort")]
+    group = np.empty(flat.size, dtype=np.intp)
+    group[order] = np.cumsum(new_value)  # each value's group of equal values, in sorted order
     bounds = np.r_[np.nonzero(new_value)[0], flat.size]
     return 0.5 * (bounds[group] + bounds[group - 1] + 1)
 
