@@ -137,6 +137,23 @@ def bayes_sor_command(hidden: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+#: where a benchmarked command keeps its modules' compiled bytecode. This VM sets
+#: PYTHONDONTWRITEBYTECODE=1, under which every run compiled each of bayes_sor's modules from
+#: source (~0.4 CPU s of an HS fit; benchmarks/RESULTS.md, "The fit command without
+#: scipy.stats"), where an installed package has its bytecode (pip compiles it on install)
+#: and the Stan peer's libraries had theirs. A folder of its own: nothing is written into a
+#: checkout; the first run after a change compiles what changed.
+PYCACHE = Path(tempfile.gettempdir()) / "bayes_sor-benchmark-pycache"
+
+
+def command_env(code: Path) -> dict[str, str]:
+    """The environment of a benchmarked command: ``code``'s bayes_sor first on ``PYTHONPATH``,
+    compiled bytecode read from and written to :data:`PYCACHE`."""
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONPYCACHEPREFIX": str(PYCACHE)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def model_file(model: str) -> Path:
     """A bundled model by name (``models/<name>.lav``) or a path from the root without
     ``.lav`` (``benchmarks/study_a_marginal``: a benchmark's own variant)."""
@@ -184,8 +201,7 @@ def run_one(
             *extra,
         ]
     load = os.getloadavg()[0]
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    status, wall, cpu, peak_mb, message = _timed(command, limit, env, code)
+    status, wall, cpu, peak_mb, message = _timed(command, limit, command_env(code), code)
     if status != 0:
         status = f"killed after {limit:.0f} s" if wall >= limit else message
         return {"workload": name, "wall_s": round(wall, 1), "status": status}

@@ -56,6 +56,21 @@ def test_a_rows_cpu_seconds_count_its_child_processes_work_not_its_waiting(tmp_p
     assert 0.6 <= cpu < wall - 0.5
 
 
+def test_a_benchmarked_command_keeps_its_bytecode_outside_the_checkout(tmp_path, monkeypatch):
+    """A benchmarked command runs as an installed package does, its modules' bytecode cached
+    between runs also where the machine sets PYTHONDONTWRITEBYTECODE (this VM does), in a
+    folder of its own rather than in the checkout (``code``) it runs."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(bench_run, "PYCACHE", tmp_path / "cache")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "probe_module.py").write_text("VALUE = 1\n")
+    env = bench_run.command_env(code)
+    subprocess.run([sys.executable, "-c", "import probe_module"], env=env, cwd=tmp_path, check=True)
+    assert list((tmp_path / "cache").rglob("probe_module*.pyc"))
+    assert not list(code.rglob("*.pyc"))
+
+
 def test_every_fit_rows_model_exists_and_the_two_group_row_splits_study_a_by_gender():
     """Each bayes_sor row's model file exists (a bundled one or a benchmark's own variant);
     the two-group Study A row fits the interaction-free Study A by the data's gender column,

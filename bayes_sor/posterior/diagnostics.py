@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.errors import BayesSORError
+from bayes_sor.posterior.chain_stats import bfmi
 from bayes_sor.posterior.estimates import posterior_names
 from bayes_sor.spec.prior_text import parse_prior
 
@@ -108,14 +109,6 @@ def _identification_problems(
     return problems
 
 
-def load_statistics() -> None:
-    """Import ArviZ's statistics, which :func:`check_convergence` and the summaries use: with
-    scipy.stats ~0.6 s, which a fit spends while its chains sample (``sample``'s
-    ``meanwhile``) rather than before or after."""
-    # imported for its side effect: the module is then loaded when the summaries need it
-    import arviz_stats  # noqa: F401
-
-
 def check_convergence(
     idata: xr.DataTree, estimates: pd.DataFrame, prior_identified: Collection[str] = ()
 ) -> Diagnostics:
@@ -132,11 +125,8 @@ def check_convergence(
     stats = idata["sample_stats"]
     divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
     n_draws = int(stats.sizes["chain"] * stats.sizes["draw"])
-    # arviz_stats imports scipy.stats (~0.6 s): loaded where used (see load_statistics)
-    import arviz_stats as azs
-
-    bfmi = azs.bfmi(idata) if "energy" in stats else None
-    min_bfmi = float(np.min(bfmi["energy"].values)) if bfmi is not None else float("nan")
+    energy = stats["energy"].transpose("chain", "draw").values if "energy" in stats else None
+    min_bfmi = float(np.min(bfmi(energy))) if energy is not None else float("nan")
     diag = Diagnostics(
         max_r_hat=float(free.r_hat.max()),
         min_ess_bulk=float(free.ess_bulk.min()),

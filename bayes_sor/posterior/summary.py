@@ -1,4 +1,5 @@
-"""Posterior summaries of (chain, draw, X) DataArrays through ArviZ: one table layout for all."""
+"""Posterior summaries of (chain, draw, X) DataArrays, with ArviZ's statistics
+(:mod:`bayes_sor.posterior.chain_stats`): one table layout for all."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from bayes_sor.posterior import chain_stats
 
 SUMMARY_COLUMNS = [
     "mean",
@@ -27,28 +30,28 @@ def summarize(draws: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> 
     ``ci.*`` is the equal-tailed interval, or the highest-density interval with ``hdi=True``.
     Constant entries (fixed parameters) get R-hat and ESS as NaN rather than a warning.
     """
-    # arviz_stats imports scipy.stats (~0.6 s): loaded where used (see check_convergence)
-    import arviz_stats as azs
-
     (dim,) = [d for d in draws.dims if d not in ("chain", "draw")]
     sample = ("chain", "draw")
-    interval = (azs.hdi if hdi else azs.eti)(draws, prob=ci_prob)
+    values = draws.transpose("chain", "draw", dim).values
+    entries = [values[:, :, j] for j in range(values.shape[2])]
+    interval = chain_stats.hdi if hdi else chain_stats.eti
+    bounds = np.array([interval(e, ci_prob) for e in entries]).reshape(len(entries), 2)
+    statistics = (chain_stats.rhat, chain_stats.ess_bulk, chain_stats.ess_tail)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        r_hat = azs.rhat(draws)
-        ess_bulk = azs.ess(draws, method="bulk")
-        ess_tail = azs.ess(draws, method="tail")
-    constant = draws.std(sample) == 0
+        convergence = np.array([[f(e) for f in statistics] for e in entries])
+    convergence = convergence.reshape(len(entries), 3)
+    convergence[(draws.std(sample) == 0).values] = np.nan
     table = pd.DataFrame(
         {
             "mean": draws.mean(sample).values,
             "median": draws.median(sample).values,
             "sd": draws.std(sample).values,
-            "ci.lower": interval.sel(ci_bound="lower").values,
-            "ci.upper": interval.sel(ci_bound="upper").values,
-            "r_hat": r_hat.where(~constant).values,
-            "ess_bulk": ess_bulk.where(~constant).values,
-            "ess_tail": ess_tail.where(~constant).values,
+            "ci.lower": bounds[:, 0],
+            "ci.upper": bounds[:, 1],
+            "r_hat": convergence[:, 0],
+            "ess_bulk": convergence[:, 1],
+            "ess_tail": convergence[:, 2],
             "p_positive": (draws > 0).mean(sample).values,
         },
         index=pd.Index(draws[dim].values, name=dim),

@@ -21,7 +21,7 @@ from bayes_sor.errors import BayesSORError, ModelSpecError
 from bayes_sor.model.built import BuiltModel
 from bayes_sor.model.parameterisation import centred_latents
 from bayes_sor.posterior.approximate import DEVIATION_COLUMNS, invariance_deviations
-from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence, load_statistics
+from bayes_sor.posterior.diagnostics import Diagnostics, check_convergence
 from bayes_sor.posterior.effects import (
     effect_draws,
     effects_dataarray,
@@ -224,9 +224,7 @@ def fit(
     )
     built, compiled = recorded or (_build(partable, model_data, options), None)
     settings = settings.for_model(built)  # the model's own defaults for what was left unset
-    idata = sample(
-        built, settings, stage, meanwhile=load_statistics, build=build, compiled=compiled
-    )
+    idata = sample(built, settings, stage, build=build, compiled=compiled)
     stage("summarising the posterior: effects, estimates, hypotheses, diagnostics")
     posterior, effects = _posterior_with_effects(
         idata, built, partable, dataset, settings.seed, save_latent

@@ -331,7 +331,7 @@ def test_the_line_after_the_progress_bar_starts_on_a_line_of_its_own(project, tm
 #: ML stack (semopy) of ``compare``
 DRAWING = ("matplotlib.figure", "matplotlib.pyplot", "arviz_plots", "bayes_sor.report.diagram")
 ML_STACK = ("semopy", "bayes_sor.comparison.ml_sem")
-#: what the posterior's summaries and diagnostics need (arviz_stats imports scipy.stats)
+#: ArviZ's statistics (arviz_stats imports scipy.stats: ~0.6 s)
 STATISTICS = ("arviz_stats", "scipy.stats")
 
 
@@ -355,10 +355,11 @@ def test_building_the_command_line_imports_no_plotting_and_no_ml_stack():
 def test_fit_without_report_imports_no_plotting_and_no_ml_stack(project, tmp_path):
     """``fit --no-report`` draws nothing: matplotlib, ArviZ's plots (which nutpie's
     ``import arviz`` would load), the path diagram, the comparison's ML fit and semopy stay
-    unloaded."""
+    unloaded; its summaries and diagnostics need neither ArviZ's statistics nor scipy.stats
+    (:mod:`bayes_sor.posterior.chain_stats`)."""
     args = _tiny_fit(project, tmp_path / "run")
     code = f"from bayes_sor.cli.main import main\nassert main({args!r}) == 0"
-    assert _loaded(code, ("matplotlib", "arviz", *DRAWING, *ML_STACK)) == []
+    assert _loaded(code, ("matplotlib", "arviz", *DRAWING, *ML_STACK, *STATISTICS)) == []
 
 
 def test_a_fits_second_run_loads_its_model_without_pymcs_graph_work(project, tmp_path):
