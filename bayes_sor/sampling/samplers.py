@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import xarray as xr
@@ -114,7 +113,6 @@ def sample(
     built: BuiltModel,
     settings: SamplerSettings,
     stage: StageReporter = quiet,
-    meanwhile: Callable[[], object] | None = None,
     build: str | None = None,
     compiled=None,
 ) -> xr.DataTree:
@@ -124,9 +122,7 @@ def sample(
     :func:`bayes_sor.model.start_values.initial_values`, without
     jitter: a jittered start can put a loading on the wrong side of zero, and the chain then
     explores a sign-flipped copy of the posterior. ``stage`` is told when compiling (cached or
-    not) and sampling begin. ``meanwhile`` runs on the calling thread while nutpie's chains
-    sample in threads of their own (work that would otherwise wait for the draws, such as the
-    summaries' imports); with PyMC's sampler it is not called. ``build``: the
+    not) and sampling begin. ``build``: the
     :func:`~bayes_sor.sampling.nutpie_cache.build_key` of the call that built ``built``, which
     lets a model built by the same call before load from the cache without PyMC's graph work
     (and records what :func:`recorded_build` gives back). ``compiled``: nutpie's compiled
@@ -165,8 +161,6 @@ def sample(
             blocking=False,
         )
         try:
-            if meanwhile is not None:
-                meanwhile()
             trace = sampler.wait()
             if settings.progressbar:
                 print(flush=True)  # nutpie's progress bar leaves its last line unterminated

@@ -24,10 +24,8 @@ from bayes_sor.sampling.samplers import (
     SamplerSettings,
     _complete,
     nutpie_options,
-    sample,
 )
 from bayes_sor.spec.partable import build_partable
-from bayes_sor.spec.syntax import parse
 
 #: attributes ArviZ / PyMC stamp on a trace that differ between otherwise identical runs;
 #: bayes_sor drops them, so that none is left to exempt from the comparison below
@@ -146,23 +144,6 @@ def test_low_rank_adaptation_samples_the_same_hs_posterior_with_more_effective_d
     z = (low_rank["mean"] - diag["mean"]).abs() / mcse
     assert z.max() < 4, low_rank.assign(z=z).nlargest(3, "z")
     assert low_rank.ess_bulk.min() > 1.2 * diag.ess_bulk.min()
-
-
-def test_work_for_while_the_chains_sample_runs_once_and_leaves_the_draws_alone():
-    """``meanwhile`` (a fit imports its summaries' statistics there) runs on the calling
-    thread while nutpie samples: once, and without touching the draws."""
-    built = pymc_model(
-        build_partable(parse("visual =~ x1 + x2 + x3\n")),
-        pd.read_csv(ROOT / "data/holzinger_swineford.csv"),
-        likelihood="marginal",
-    )
-    settings = SamplerSettings(chains=2, draws=50, tune=50, seed=5, progressbar=False)
-    calls = []
-    with_work = sample(built, settings, meanwhile=lambda: calls.append("ran"))
-    alone = sample(built, settings)
-    assert calls == ["ran"]
-    for name, draws in alone["posterior"].items():
-        assert with_work["posterior"][name].values.tobytes() == draws.values.tobytes(), name
 
 
 def _ordinal_answers(n: int = 40) -> pd.DataFrame:
