@@ -21,6 +21,7 @@ from bayes_sor.sampling.samplers import (
     LOW_RANK_GAMMA,
     LOW_RANK_MAX_DIM,
     ORDINAL_DEFAULTS,
+    QUADRATURE_DEFAULTS,
     SamplerSettings,
     _complete,
     nutpie_options,
@@ -180,3 +181,23 @@ def test_unset_settings_take_the_models_defaults(ordinal, group, expected):
     assert {k: getattr(resolved, k) for k in expected} == expected
     given = SamplerSettings(draws=300, tune=200, target_accept=0.8).for_model(built)
     assert (given.draws, given.tune, given.target_accept) == (300, 200, 0.8)
+
+
+def test_a_quadrature_fit_takes_its_own_defaults():
+    """The quadrature likelihood samples no latent score: 4 x 1000 after 1000 at target
+    acceptance 0.8 unless told otherwise; the same model by the conditional likelihood keeps
+    the general defaults."""
+    partable = build_partable(
+        "X =~ x1 + x2 + x3\nZ =~ z1 + z2 + z3\nY =~ y1 + y2 + y3\nY ~ X + Z + X:Z\n"
+    )
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame(rng.normal(size=(60, 9)), columns=partable.indicators)
+    for likelihood, expected in (("quadrature", QUADRATURE_DEFAULTS), ("conditional", DEFAULTS)):
+        built = pymc_model(partable, data, likelihood=likelihood)
+        resolved = SamplerSettings(draws=500).for_model(built)
+        assert resolved.draws == 500  # given, kept
+        assert (resolved.tune, resolved.target_accept) == (
+            expected["tune"],
+            expected["target_accept"],
+        ), likelihood
+        assert SamplerSettings().for_model(built).draws == expected["draws"]
