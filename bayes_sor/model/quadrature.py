@@ -355,10 +355,10 @@ class Affine:
     With A(w) = A0 + w A0 g h' A0 (Gamma = g h'), U(w) = Lambda A(w) F = U0 + w L1 R1', so
     Sigma(w) = Sigma0 + E C(w) E', E = [L1, U0 R1], C(w) = [[w^2 R1'R1, w], [w, 0]]: a rank-2
     change of Sigma0 = U0 U0' + Theta, itself a factor model: inverted once per gradient and
-    pattern by Woodbury from an r x r matrix. The mean is a
-    cubic, Lambda mu(w) = sum_j w^j V_j (a quadratic without products of w), so r' Sigma0^-1 r
-    is a polynomial of degree 6 (4) and E' Sigma0^-1 r a cubic (quadratic), whose coefficients
-    come from projecting the data once onto Sigma0^-1 [V_1, V_2, V_3, E].
+    pattern by Woodbury from an r x r matrix. The mean is a cubic, Lambda mu(w) = sum_j w^j V_j
+    (a quadratic without products of w), so r' Sigma0^-1 r is a polynomial of degree 6 (4) and
+    E' Sigma0^-1 r a cubic (quadratic), whose coefficients come from projecting the data once
+    onto Sigma0^-1 [V_1, V_2, V_3, E].
     """
 
     sd: object
