@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 
 from bayes_sor.data.missing import Patterns, psd_root
 from bayes_sor.model.quadrature import (
@@ -155,9 +157,6 @@ def affine_moderator_draws(
     (:func:`~bayes_sor.model.quadrature.affine_terms`, a function of the operations the fit
     compiled) and one numba loop over respondents and cells
     (:func:`~bayes_sor.model.quadrature_kernel.draw_on_cells`). Returns (chain, draw, obs)."""
-    import pytensor
-    import pytensor.tensor as pt
-
     edges = np.linspace(-ADAPTED_SPAN, ADAPTED_SPAN, ADAPTED_CELLS + 1)
     cells = (edges[1:] + edges[:-1]) / 2
     vector, answers = pt.dvector("par"), pt.dmatrix("answers")
