@@ -29,7 +29,7 @@ import pytensor.tensor as pt
 from run import ROOT, run_one
 
 from bayes_sor.model.build import pymc_model
-from bayes_sor.model.quadrature import ADAPTED_NODES, Layout, respondent_loglik
+from bayes_sor.model.quadrature import Layout, adapted_nodes, respondent_loglik
 from bayes_sor.model.simulate import simulate, truth_vector
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
@@ -81,6 +81,11 @@ def likelihood_fn(partable, data: pd.DataFrame, par: np.ndarray, nodes: int, fus
     return pytensor.function([vector], [logp, pt.grad(logp, vector)], mode="NUMBA"), par
 
 
+def default_nodes(partable) -> int:
+    """The adapted rule's node count for this model (:func:`adapted_nodes`)."""
+    return adapted_nodes(Layout.of(partable, representation(partable)))
+
+
 def interleaved_ms(calls: dict, rounds: int = 10, each: int = 30) -> dict:
     """Median milliseconds per call of each ``calls`` entry (name: (function, argument)),
     measured in alternating rounds so that all see the same load."""
@@ -111,7 +116,7 @@ def gradient_tables() -> None:
         data = three_factor_data(n)
         calls = {
             f"three-factor N={n} {kind}": likelihood_fn(
-                three, data, truth, ADAPTED_NODES, kind == "fused"
+                three, data, truth, default_nodes(three), kind == "fused"
             )
             for kind in ("fused", "graph")
         }
@@ -119,12 +124,12 @@ def gradient_tables() -> None:
     data = three_factor_data(2000)
     calls = {
         f"three-factor N=2000 fused nodes={k}": likelihood_fn(three, data, truth, k, True)
-        for k in (3, 4, 6, 8, 12)
+        for k in (3, 4, 6, 8)
     }
     print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
     calls = {
         f"Study A {kind}": likelihood_fn(
-            study_a, answers, study_truth, ADAPTED_NODES, kind == "fused"
+            study_a, answers, study_truth, default_nodes(study_a), kind == "fused"
         )
         for kind in ("fused", "graph")
     }
@@ -140,24 +145,37 @@ def gradient_tables() -> None:
     print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
-def fit_rows(limit: float) -> None:
+#: sampler settings tried for the quadrature likelihood beside the CLI's defaults (4 x 2000
+#: after 1000, target accept 0.9): its posterior is low-dimensional and smooth
+SHORT = ["--draws", "1000", "--target-accept", "0.8"]
+
+
+def fit_rows(limit: float, seeds: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-quadrature-"))
     (folder / "three_factor.lav").write_text(THREE_FACTOR)
     three_factor_data(2000).to_csv(folder / "three_factor.csv", index=False)
     three = str(folder / "three_factor")
-    # per model: quadrature (its graph compiled on first use), conditional, quadrature again
-    # (compiled model cached), interleaved so that both likelihoods see the same load
+    # per model: conditional and quadrature at the CLI defaults (the quadrature's graph compiled
+    # on its first use, cached afterwards: run twice to see both), interleaved so that both
+    # likelihoods see the same load; then the quadrature at SHORT over ``seeds`` seeds
     workloads = []
     for label, model, extra in (
         ("study_a", "impulse_buying", []),
         ("three_factor_n2000", three, ["--scale", "none"]),
     ):
-        for likelihood, run in (("quadrature", "first"), ("conditional", ""), ("quadrature", "")):
-            name = f"{label}_{likelihood}_cli_defaults" + (f"_{run}" if run else "")
+        for likelihood in ("conditional", "quadrature"):
+            name = f"{label}_{likelihood}_cli_defaults"
             workloads.append((name, model, model, ["--likelihood", likelihood, *extra]))
+        for seed in range(1, seeds + 1):
+            name = f"{label}_quadrature_draws1000_accept0.8_seed{seed}"
+            short = ["--likelihood", "quadrature", *SHORT, "--seed", str(seed), *extra]
+            workloads.append((name, model, model, short))
     rows = []
     for name, model, data, extra in workloads:
-        rows.append(run_one(name, model, data, extra, [], limit))
+        row = run_one(name, model, data, extra, [], limit)
+        if "_estimates" in row:
+            row["min_ess_tail"] = round(float(row["_estimates"].ess_tail.min()))
+        rows.append({k: v for k, v in row.items() if not k.startswith("_")})
         print(pd.DataFrame([rows[-1]]).to_string(index=False), flush=True)
     print(pd.DataFrame(rows).to_string(index=False))
 
@@ -168,6 +186,7 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["grad", "fit"], default=None)
     parser.add_argument("--limit", type=float, default=1800)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the SHORT settings' rows")
     args = parser.parse_args()
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} {platform.node()} "
@@ -176,7 +195,7 @@ def main() -> None:
     if args.only in (None, "grad"):
         gradient_tables()
     if args.only in (None, "fit"):
-        fit_rows(args.limit)
+        fit_rows(args.limit, args.seeds)
 
 
 if __name__ == "__main__":

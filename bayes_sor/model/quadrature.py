@@ -31,7 +31,7 @@ integrated latent. The usual case, one moderator whose moderated paths make A(w)
 a rank-2 change of one Sigma0 (:class:`Affine`), so log p(y_i | w) is a handful of scalars per
 respondent at any w, and the nodes are adapted to each respondent (adaptive Gauss-Hermite, as
 lme4's nAGQ or GLLAMM's adaptive quadrature): centred and scaled on the moderator's
-distribution given y_i, ADAPTED_NODES of them instead of NODES.
+distribution given y_i, 4 or 6 of them (:func:`adapted_nodes`) instead of NODES.
 
 The algebra is written once for an array namespace ``xp``, PyTensor's (the likelihood) or
 NumPy's (latent scores drawn after the fit, :mod:`bayes_sor.posterior.scores`).
@@ -60,11 +60,6 @@ from bayes_sor.spec.partable import ParTable
 #: Several integrated latents take the product grid, NODES ** q nodes: the cost per gradient
 #: grows with it (2304 nodes for two moderators).
 NODES = 48
-#: Nodes per respondent of the adapted rule (one moderator, affine layout): Study A's
-#: log-likelihood at its generating values is within 1e-5 of 64 fixed nodes' from 4 adapted
-#: nodes on (64 fixed nodes' own error), and respondents 4 SD out on the moderator stay within
-#: 1e-4 at 6 (X:X: 4e-5; tests/model/test_quadrature.py measures both).
-ADAPTED_NODES = 6
 
 
 def quadrature_reason(partable: ParTable) -> str:
@@ -137,6 +132,22 @@ class Layout:
             and not any(reach[c, o] for o, _ in pairs for _, c in pairs)
         )
         return cls(w, rest, slopes, constants, path_depth(replace(rep, beta=step)), affine)
+
+
+#: Nodes per respondent of the adapted rule (one moderator, affine layout), by whether products
+#: of the moderator (X:X) bend the mean (tests/model/test_quadrature.py measures both against
+#: 64 fixed nodes). Without them: Study A's log-likelihood within 2e-5 at 4 adapted nodes over
+#: its posterior draws (3: 3e-4, 5: 1e-6), a respondent 4 SD out on the moderator within 2e-5
+#: (3: 3e-4). With them, respondents 4 SD out: 1.8e-3 at 4, 1.8e-4 at 5, 2.3e-4 at 6 (the
+#: Newton centre's own error).
+ADAPTED_NODES = 4
+ADAPTED_NODES_SQUARED = 6
+
+
+def adapted_nodes(layout: Layout) -> int:
+    """Adapted nodes per respondent for this layout (ADAPTED_NODES, or ADAPTED_NODES_SQUARED
+    with products of the moderator)."""
+    return ADAPTED_NODES_SQUARED if layout.constants else ADAPTED_NODES
 
 
 def gauss_hermite(nodes: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
@@ -246,17 +257,20 @@ def project(
     y: np.ndarray,
     answers=None,
     patterns: Patterns | None = None,
+    onto=None,
 ) -> Projected:
     """s, P and M of answers ``y`` (N, p; NaN where missing). ``answers``: ``y`` with 0 for NaN
     as a data container (default ``y`` itself), so that new answers with the same missingness
-    can be swapped in (SBC); ``patterns``: ``y``'s, when known."""
+    can be swapped in (SBC); ``patterns``: ``y``'s, when known. ``onto``: the (p, k) columns
+    projected onto instead of Lambda's (P = (y - nu) Theta^-1 onto, M = onto' Theta^-1 onto)."""
     patterns = patterns or Patterns.of(y)
     mask = patterns.mask
     # one pattern: its row broadcasts, so that no constant of length N enters the graph
     rows = patterns.index if len(mask) > 1 else slice(0, 1)
     answers = np.nan_to_num(y) if answers is None else answers
     resid = (answers - mats["nu"]) * mask[rows]
-    lam, theta = mats["lambda"], mats["theta"]
+    lam = mats["lambda"] if onto is None else onto
+    theta = mats["theta"]
     off_diagonal = (rep.theta != rep.zero) & ~np.eye(len(rep.items), dtype=bool)
     answered = mask.sum(axis=1) * LOG_2PI
     if not off_diagonal.any():
@@ -340,10 +354,11 @@ class Affine:
 
     With A(w) = A0 + w A0 g h' A0 (Gamma = g h'), U(w) = Lambda A(w) F = U0 + w L1 R1', so
     Sigma(w) = Sigma0 + E C(w) E', E = [L1, U0 R1], C(w) = [[w^2 R1'R1, w], [w, 0]]: a rank-2
-    change of Sigma0 = U0 U0' + Theta, factored once per gradient and pattern. The mean is a
-    cubic, Lambda mu(w) = sum_j w^j V_j (a quadratic without products of w), so r' Sigma0^-1 r
-    is a polynomial of degree 6 (4) and E' Sigma0^-1 r a cubic (quadratic), whose coefficients
-    come from projecting the data once onto Sigma0^-1 [V_1, V_2, V_3, E].
+    change of Sigma0 = U0 U0' + Theta, itself a factor model: inverted once per gradient and
+    pattern by Woodbury from an r x r matrix. The mean is a cubic, Lambda mu(w) = sum_j w^j V_j
+    (a quadratic without products of w), so r' Sigma0^-1 r is a polynomial of degree 6 (4) and
+    E' Sigma0^-1 r a cubic (quadratic), whose coefficients come from projecting the data once
+    onto Sigma0^-1 [V_1, V_2, V_3, E].
     """
 
     sd: object
@@ -402,14 +417,24 @@ class Affine:
         w = a[:, None] + b[:, None] * z
         return self.combine(xp, w, *(in_z(c) for c in (self.quadratic, *self.cross)))
 
+    @property
+    def degree(self) -> int:
+        """The degree of the mean in w (3 with products of w, else 2)."""
+        return (len(self.quadratic) - 1) // 2
+
+    def table(self, centre, spread) -> pt.TensorVariable:
+        """The coefficients as one (N, columns) matrix, the centre and spread of the
+        standardised moderator's nodes last (:func:`~bayes_sor.model.quadrature_kernel.columns`;
+        PyTensor only)."""
+        k = self.k
+        scalars = [k[:, 0, 0], k[:, 0, 1], k[:, 1, 1], self.rho, self.sd, centre, spread]
+        return columns(self.quadratic, self.cross, scalars, centre.shape[0])
+
     def fused(self, centre, spread, nodes: int):
         """log p(y_i) on ``nodes`` adapted nodes per respondent (centre and spread of the
         standardised moderator) by :class:`~bayes_sor.model.quadrature_kernel.AdaptedQuadrature`
         (PyTensor only)."""
-        k = self.k
-        scalars = [k[:, 0, 0], k[:, 0, 1], k[:, 1, 1], self.rho, self.sd, centre, spread]
-        table = columns(self.quadratic, self.cross, scalars, centre.shape[0])
-        value, _ = AdaptedQuadrature((len(self.quadratic) - 1) // 2, nodes)(table)
+        value, _ = AdaptedQuadrature(self.degree, nodes)(self.table(centre, spread))
         return value - 0.5 * self.constant
 
     def combine(self, xp: ModuleType, w, quadratic, x1, x2):
@@ -466,17 +491,29 @@ def affine_terms(
     means = [lam @ mean_e, lam @ mean_c + l1 * (h @ mean_e), l1 * (h @ mean_c)]
     degree = 3 if layout.constants else 2
     basis = xp.stack([*means[:degree], l1, u0 @ r1], axis=1)
+    width, r = degree + 2, len(layout.rest)
     patterns = patterns or Patterns.of(y)
-    mask = patterns.mask
-    rows = patterns.index if len(mask) > 1 else slice(0, 1)
-    answers = np.nan_to_num(y) if answers is None else answers
-    resid = (answers - mats["nu"]) * mask[rows]
-    inv, logdet = pattern_inverse(xp, u0 @ u0.T + mats["theta"], patterns)
-    weighted = (inv[rows] @ resid[..., None])[..., 0] if len(mask) > 1 else resid @ inv[0]
-    t, f = weighted @ basis[:, :degree], weighted @ basis[:, degree:]
-    gram = (basis.T @ inv @ basis)[rows]  # [V, E]' Sigma0^-1 [V, E] per respondent's pattern
+    many = len(patterns.mask) > 1
+    rows = patterns.index if many else slice(0, 1)
+    # Sigma0 = U0 U0' + Theta is a factor model: by Woodbury, Sigma0^-1 = Theta^-1 - Theta^-1
+    # U0 H^-1 U0' Theta^-1 with H = I + U0' Theta^-1 U0 (r x r per pattern), so the data are
+    # projected onto Theta^-1 [V, E, U0] (N x p x (width + r)), not onto a p x p inverse
+    data = project(xp, mats, rep, y, answers, patterns, onto=xp.concatenate([basis, u0], axis=1))
+    h = data.m[:, width:, width:] + np.eye(r)
+    h_inv = xp.linalg.inv(h)
+    log_h = 2 * xp.sum(xp.log(xp.diagonal(xp.linalg.cholesky(h), axis1=-2, axis2=-1)), axis=-1)
+    solved = h_inv @ data.m[:, width:, :width]  # H^-1 U0' Theta^-1 [V, E]
+    p_u = data.p[:, width:]  # (y - nu)' Theta^-1 U0
+
+    def by_pattern(x, per_pattern):  # x_i' X_pattern(i) for each respondent's row x_i
+        return (x[:, None, :] @ per_pattern[data.index])[:, 0] if many else x @ per_pattern[0]
+
+    weighted = data.p[:, :width] - by_pattern(p_u, solved)  # (y - nu)' Sigma0^-1 [V, E]
+    t, f = weighted[:, :degree], weighted[:, degree:]
+    # [V, E]' Sigma0^-1 [V, E] per respondent's pattern
+    gram = (data.m[:, :width, :width] - data.m[:, :width, width:] @ solved)[rows]
     vv, ev = gram[:, :degree, :degree], gram[:, degree:, :degree]
-    quadratic = [xp.sum(weighted * resid, axis=1)] + [
+    quadratic = [data.s - xp.sum(p_u * by_pattern(p_u, h_inv), axis=1)] + [
         (-2 * t[:, d - 1] if d <= degree else 0.0)
         + sum(vv[:, j - 1, d - j - 1] for j in range(max(1, d - degree), min(degree, d - 1) + 1))
         for d in range(1, 2 * degree + 1)
@@ -490,7 +527,7 @@ def affine_terms(
         cross,
         gram[:, degree:, degree:],
         r1 @ r1,
-        (logdet + mask.sum(axis=1) * LOG_2PI)[rows],
+        (data.constant + log_h)[rows],
         sd * t[:, 0] / precision,
         precision**-0.5,
     )
@@ -510,15 +547,15 @@ def respondent_loglik(
 ):
     """log p(y_i) (N,), the integrated latents integrated out by Gauss-Hermite quadrature.
 
-    An affine layout with ``adapt``: ``nodes`` (default ADAPTED_NODES) per respondent, centred
-    and scaled on the moderator's distribution given y_i under the model linearised at w = 0,
-    u_ik = c_i + s_i z_k, the weights corrected by s_i phi(u_ik) / phi(z_k). Otherwise the
+    An affine layout with ``adapt``: ``nodes`` (default :func:`adapted_nodes`) per respondent,
+    centred and scaled on the moderator's distribution given y_i under the model linearised at
+    w = 0, u_ik = c_i + s_i z_k, the weights corrected by s_i phi(u_ik) / phi(z_k). Otherwise the
     product rule of ``nodes`` (default NODES) per integrated latent on their prior.
     ``fused`` (PyTensor): the adapted rule by one fused op, else by PyTensor's own operators.
     """
     if layout.affine:
         terms = affine_terms(xp, par, rep, layout, y, answers, patterns)
-        z, log_weight = gauss_hermite(nodes or (ADAPTED_NODES if adapt else NODES), 1)
+        z, log_weight = gauss_hermite(nodes or (adapted_nodes(layout) if adapt else NODES), 1)
         z = z[:, 0]
         if not adapt:
             return log_sum_exp(xp, terms.at(xp, terms.sd * z[None]) + log_weight)

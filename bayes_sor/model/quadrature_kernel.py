@@ -38,15 +38,45 @@ def columns(quadratic: list, cross: list, scalars: list, n) -> pt.TensorVariable
     return pt.stack([pt.broadcast_to(pt.as_tensor(e, dtype="float64"), (n,)) for e in entries], 1)
 
 
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract", "arcp"})
+def log_density(coefficients, i: int, wv: float, degree: int) -> tuple:
+    """log p(y_i | w) at w = ``wv`` without its constant, from row ``i`` of ``coefficients``
+    (:func:`columns`), and what the reverse pass reads back: 1 / det, the Woodbury term, x1,
+    x2, m11. r' Sigma0^-1 r = quad(w), E' Sigma0^-1 r = (x1(w), x2(w)) by Horner, then
+    -(log det + quad - num / det) / 2 with the 2 x 2 Woodbury term of
+    :meth:`bayes_sor.model.quadrature.Affine.combine`."""
+    nq, nx = 2 * degree + 1, degree + 1
+    base = nq + 2 * nx
+    k11, k12, k22 = coefficients[i, base], coefficients[i, base + 1], coefficients[i, base + 2]
+    rho = coefficients[i, base + 3]
+    quad = coefficients[i, nq - 1]
+    for j in range(nq - 2, -1, -1):
+        quad = quad * wv + coefficients[i, j]
+    x1 = coefficients[i, nq + nx - 1]
+    x2 = coefficients[i, base - 1]
+    for j in range(nx - 2, -1, -1):
+        x1 = x1 * wv + coefficients[i, nq + j]
+        x2 = x2 * wv + coefficients[i, nq + nx + j]
+    curve = rho * wv * wv
+    m11 = 1.0 + wv * k12 + curve * k11
+    m12 = wv * k22 + curve * k12
+    m21 = wv * k11
+    m22 = 1.0 + wv * k12
+    det = m11 * m22 - m12 * m21
+    v1 = curve * x1 + wv * x2
+    v2 = wv * x1
+    inv = 1.0 / det
+    wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
+    return -0.5 * (np.log(det) + quad - wood), inv, wood, x1, x2, m11
+
+
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract", "arcp"})
 def adapted_quadrature(coefficients, z, log_weight, degree: int):
     """log p(y_i) without its constant (n,) and its derivatives by ``coefficients`` (n, 4
     degree + 10), on the nodes u_ik = centre_i + spread_i z_k of the standardised moderator
     (w = sd u), each weighted by its Gauss-Hermite ``log_weight`` and spread_i phi(u) / phi(z).
 
-    Per node: r' Sigma0^-1 r = quad(w), E' Sigma0^-1 r = (x1(w), x2(w)) by Horner, then
-    log p(y_i | w) = -(log det + quad - num / det) / 2 with the 2 x 2 Woodbury term of
-    :meth:`bayes_sor.model.quadrature.Affine.combine`; the reverse pass follows it back."""
+    Per node :func:`log_density`; the reverse pass follows it back."""
     n, width = coefficients.shape
     nq, nx = 2 * degree + 1, degree + 1
     base = nq + 2 * nx
@@ -64,32 +94,8 @@ def adapted_quadrature(coefficients, z, log_weight, degree: int):
         top = -np.inf
         for k in range(nodes):
             u = centre + spread * z[k]
-            wv = sd * u
-            quad = coefficients[i, nq - 1]
-            for j in range(nq - 2, -1, -1):
-                quad = quad * wv + coefficients[i, j]
-            x1 = coefficients[i, nq + nx - 1]
-            x2 = coefficients[i, base - 1]
-            for j in range(nx - 2, -1, -1):
-                x1 = x1 * wv + coefficients[i, nq + j]
-                x2 = x2 * wv + coefficients[i, nq + nx + j]
-            curve = rho * wv * wv
-            m11 = 1.0 + wv * k12 + curve * k11
-            m12 = wv * k22 + curve * k12
-            m21 = wv * k11
-            m22 = 1.0 + wv * k12
-            det = m11 * m22 - m12 * m21
-            v1 = curve * x1 + wv * x2
-            v2 = wv * x1
-            inv = 1.0 / det
-            wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
-            terms[k] = (
-                -0.5 * (np.log(det) + quad - wood)
-                + log_weight[k]
-                + log_spread
-                - 0.5 * u * u
-                + 0.5 * z[k] * z[k]
-            )
+            logp, inv, wood, x1, x2, m11 = log_density(coefficients, i, sd * u, degree)
+            terms[k] = logp + log_weight[k] + log_spread - 0.5 * u * u + 0.5 * z[k] * z[k]
             top = max(top, terms[k])
             keep[k, 0], keep[k, 1], keep[k, 2], keep[k, 3] = u, inv, wood, x1
             keep[k, 4], keep[k, 5] = x2, m11
@@ -167,6 +173,41 @@ def adapted_quadrature(coefficients, z, log_weight, degree: int):
         jac[i, base + 3], jac[i, base + 4] = g_rho, g_sd
         jac[i, base + 5], jac[i, base + 6] = g_centre, g_spread
     return value, jac
+
+
+@numba.njit(cache=True, error_model="numpy")
+def draw_on_cells(coefficients, cells, width: float, uniforms, degree: int):
+    """One draw of the moderator's value w per respondent (n,), from p(w | y_i) on the cells
+    u = centre_i + spread_i ``cells`` of the standardised moderator (``width`` apart, rows of
+    ``coefficients`` as :func:`columns`): a cell with probability proportional to the density
+    at its centre (:func:`log_density` and the prior), then uniform within it, ``uniforms``
+    (n, 2) the two uniform numbers per respondent."""
+    n = coefficients.shape[0]
+    base = 4 * degree + 3
+    out = np.empty(n)
+    values = np.empty(len(cells))
+    for i in range(n):
+        sd, centre, spread = (
+            coefficients[i, base + 4],
+            coefficients[i, base + 5],
+            coefficients[i, base + 6],
+        )
+        top = -np.inf
+        for c in range(len(cells)):
+            u = centre + spread * cells[c]
+            values[c] = log_density(coefficients, i, sd * u, degree)[0] - 0.5 * u * u
+            top = max(top, values[c])
+        total = 0.0
+        for c in range(len(cells)):
+            total += np.exp(values[c] - top)
+            values[c] = total
+        pick, cell = uniforms[i, 0] * total, len(cells) - 1
+        for c in range(len(cells)):
+            if values[c] >= pick:
+                cell = c
+                break
+        out[i] = sd * (centre + spread * (cells[cell] + width * (uniforms[i, 1] - 0.5)))
+    return out
 
 
 class AdaptedQuadrature(Op):

@@ -20,16 +20,20 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 
 from bayes_sor.data.missing import Patterns, psd_root
 from bayes_sor.model.quadrature import (
     Layout,
+    affine_terms,
     conditioned_psi,
     given_integrated,
     matrices,
     node_loglik,
     project,
 )
+from bayes_sor.model.quadrature_kernel import draw_on_cells
 from bayes_sor.spec.matrices import Representation, implied_moments
 from bayes_sor.spec.partable import ParTable
 
@@ -68,6 +72,13 @@ def marginal_latent_scores(
 #: the moderator's percentiles, set by the spread between respondents (variance 1), move by
 #: less than 0.2 %.
 SCORE_CELLS = {1: 61, 2: 31}
+#: an affine layout's one moderator (:attr:`~bayes_sor.model.quadrature.Layout.affine`) is
+#: drawn on cells placed per respondent instead, as its adapted nodes are: over +-ADAPTED_SPAN
+#: SD of its distribution given y_i (the Laplace approximation's, beyond which a normal has 2e-9
+#: of its mass), ADAPTED_CELLS cells 1/2 SD wide (the uniform draw within a cell adds 1/48 of
+#: that variance; the fixed grid's cells add about 1/30 on Study A)
+ADAPTED_CELLS = 24
+ADAPTED_SPAN = 6.0
 
 
 def quadrature_latent_scores(
@@ -81,7 +92,8 @@ def quadrature_latent_scores(
     """One draw of every respondent's latent scores per parameter draw of a quadrature fit.
 
     The integrated latents w first, from p(w | y_i) on a fine grid of cells (the density at
-    each cell's centre, uniform within the cell), then the others from their normal
+    each cell's centre, uniform within the cell; an affine layout's moderator on cells placed
+    per respondent, :func:`affine_moderator_draws`), then the others from their normal
     distribution given w and y_i: with eta = mu(w) + G(w) u and u ~ N(0, I) a priori,
     u | y, w ~ N(H^-1 G' (P_i - M mu), H^-1), H = I + G' M G
     (:mod:`bayes_sor.model.quadrature`). ``integrated_only``: the other latents are left NaN
@@ -98,16 +110,23 @@ def quadrature_latent_scores(
     width = edges[1] - edges[0]
     out = np.full((*par.shape[:2], y.shape[0], len(rep.latents)), np.nan)
     patterns = Patterns.of(y)
+    if layout.affine:
+        moderator = affine_moderator_draws(rep, layout, par, y, patterns, rng)
+        out[..., layout.integrated[0]] = moderator
+        if integrated_only:
+            return out
     for chain, draw in np.ndindex(*par.shape[:2]):
         theta = par[chain, draw]
-        logp = node_loglik(np, theta, rep, layout, y, grid, patterns=patterns) + log_prior
-        cdf = np.cumsum(np.exp(logp - logp.max(axis=1, keepdims=True)), axis=1)
-        u = rng.uniform(size=(y.shape[0], 1)) * cdf[:, -1:]
-        cell = np.minimum((cdf < u).sum(axis=1), len(grid) - 1)
-        z = grid[cell] + width * (rng.uniform(size=(y.shape[0], q)) - 0.5)
         ext, mats = matrices(np, theta, rep)
         chol_w, coef, chol_rest = conditioned_psi(np, mats["psi"], layout)
-        w = z @ chol_w.T
+        if layout.affine:
+            w = moderator[chain, draw][:, None]
+        else:
+            logp = node_loglik(np, theta, rep, layout, y, grid, patterns=patterns) + log_prior
+            cdf = np.cumsum(np.exp(logp - logp.max(axis=1, keepdims=True)), axis=1)
+            u = rng.uniform(size=(y.shape[0], 1)) * cdf[:, -1:]
+            cell = np.minimum((cdf < u).sum(axis=1), len(grid) - 1)
+            w = (grid[cell] + width * (rng.uniform(size=(y.shape[0], q)) - 0.5)) @ chol_w.T
         if integrated_only:
             out[chain, draw][:, layout.integrated] = w
             continue
@@ -121,6 +140,38 @@ def quadrature_latent_scores(
         noise = np.linalg.solve(chol.swapaxes(-1, -2), rng.standard_normal(centre.shape))
         out[chain, draw] = mean + (loading @ (centre + noise))[..., 0]
     return out
+
+
+def affine_moderator_draws(
+    rep: Representation,
+    layout: Layout,
+    par: np.ndarray,
+    y: np.ndarray,
+    patterns: Patterns,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One draw of the moderator's score per respondent and parameter draw ``par`` (chain, draw,
+    param) of an affine layout: from p(w | y_i) on ADAPTED_CELLS cells centred and scaled per
+    respondent as the likelihood's adapted nodes (the density at each cell's centre, uniform
+    within the cell). Per draw, the likelihood's own coefficients of log p(y_i | w)
+    (:func:`~bayes_sor.model.quadrature.affine_terms`, a function of the operations the fit
+    compiled) and one numba loop over respondents and cells
+    (:func:`~bayes_sor.model.quadrature_kernel.draw_on_cells`). Returns (chain, draw, obs)."""
+    edges = np.linspace(-ADAPTED_SPAN, ADAPTED_SPAN, ADAPTED_CELLS + 1)
+    cells = (edges[1:] + edges[:-1]) / 2
+    vector, answers = pt.dvector("par"), pt.dmatrix("answers")
+    # the answers an input, not constants: numba's cache serves every data set of a model
+    terms = affine_terms(pt, vector, rep, layout, y, answers, patterns)
+    centre, spread = terms.laplace(pt) if layout.constants else (terms.centre, terms.spread)
+    table = pytensor.function([vector, answers], terms.table(centre, spread), mode="NUMBA")
+    flat = par.reshape(-1, par.shape[-1])
+    out = np.empty((len(flat), y.shape[0]))
+    filled = np.nan_to_num(y)
+    for d, theta in enumerate(flat):
+        uniforms = rng.uniform(size=(y.shape[0], 2))
+        coefficients = table(theta, filled)
+        out[d] = draw_on_cells(coefficients, cells, edges[1] - edges[0], uniforms, terms.degree)
+    return out.reshape(*par.shape[:2], y.shape[0])
 
 
 def moderator_quantiles(scores: np.ndarray, rep: Representation, partable: ParTable) -> np.ndarray:
