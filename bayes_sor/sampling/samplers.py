@@ -216,10 +216,9 @@ LOW_RANK_MAX_DIM = 150
 LOW_RANK_GAMMA = 1e-2
 
 
-def nutpie_adaptation(adaptation: str, likelihood: str, n_dim: int) -> str:
+def nutpie_adaptation(adaptation: str, likelihood: str) -> str:
     """nutpie's mass-matrix adaptation: ``auto`` is the low-rank modified diagonal for the
-    marginal likelihood, else the diagonal (``n_dim``, the compiled model's sampled
-    coordinates, is for :func:`nutpie_options`).
+    marginal likelihood, else the diagonal.
 
     The marginal posteriors are small (tens to a few hundred parameters) and correlated (the
     intercepts of a factor's items, a loading and its item's residual variance): the low-rank
@@ -235,8 +234,9 @@ def nutpie_adaptation(adaptation: str, likelihood: str, n_dim: int) -> str:
 def nutpie_options(adaptation: str, likelihood: str, n_dim: int) -> dict[str, object]:
     """nutpie's keyword arguments for the mass matrix: :func:`nutpie_adaptation`'s choice,
     and for a low-rank one of more than :data:`LOW_RANK_MAX_DIM` coordinates the
-    regularisation :data:`LOW_RANK_GAMMA`."""
-    chosen = nutpie_adaptation(adaptation, likelihood, n_dim)
+    regularisation :data:`LOW_RANK_GAMMA` (``n_dim``: the compiled model's sampled
+    coordinates)."""
+    chosen = nutpie_adaptation(adaptation, likelihood)
     options: dict[str, object] = {"adaptation": chosen}
     if chosen == "low_rank" and n_dim > LOW_RANK_MAX_DIM:
         options["mass_matrix_gamma"] = LOW_RANK_GAMMA
