@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes import laplace_draws, truth, write_run
+from model_points import value_function
 from ordinal_fakes import posterior_scores
 
 from bayes_sor.checks import loglik as loglik_module
@@ -42,8 +43,7 @@ def _prior_differences(pt, model) -> tuple[float, float, list[str]]:
     jittered points, and the terms' names. Approximate invariance's raw deviations are
     centred at each point: the direction ``par`` does not carry stays at 0."""
     logp = model.compile_logp(vars=model.free_RVs, jacobian=False)
-    par = model.replace_rvs_by_values([model["par"]])[0]
-    par_of = model.compile_fn(par, inputs=model.value_vars, point_fn=True)
+    par_of = value_function(model, [model["par"]])
     rng = np.random.default_rng(1)
     points = []
     for _ in range(2):
@@ -51,7 +51,7 @@ def _prior_differences(pt, model) -> tuple[float, float, list[str]]:
         if "approximate_deviations_raw" in point:
             z = point["approximate_deviations_raw"]
             point["approximate_deviations_raw"] = z - z.mean(axis=0)
-        terms, names = prior_terms(pt, par_of(point)[None])
+        terms, names = prior_terms(pt, par_of(point)[0][None])
         points.append((float(logp(point)), terms[0].sum()))
     return points[1][0] - points[0][0], points[1][1] - points[0][1], names
 

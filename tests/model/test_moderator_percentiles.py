@@ -4,6 +4,7 @@ the order statistics of the same draw's latent scores computed here."""
 
 import numpy as np
 import pandas as pd
+from model_points import value_function
 
 from bayes_sor.model.build import pymc_model
 from bayes_sor.spec.partable import build_partable
@@ -29,8 +30,7 @@ def test_moderator_percentiles_are_order_statistics_of_its_scores():
         latent_scores="non-centred",
     )
     model = built.model
-    outputs = model.replace_rvs_by_values([model["latent_scores"], model["moderator_quantiles"]])
-    fn = model.compile_fn(outputs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
+    fn = value_function(model, [model["latent_scores"], model["moderator_quantiles"]])
     # a point away from the start, where the scores spread out
     scores, quantiles = fn(
         {k: v + rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}

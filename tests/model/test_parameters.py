@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from model_points import value_function
 from scipy import stats
 
 from bayes_sor.errors import ModelSpecError
@@ -27,8 +28,7 @@ def test_group_values_are_the_common_value_plus_centred_deviations():
     z = rng.normal(0.0, 0.1, (3, 6))
     point["approximate_deviations_raw"] = z
     common = np.r_[point["halfnormal_common_params_log__"], point["normal_common_params"]]
-    (par,) = model.replace_rvs_by_values([model["par"]])
-    par = model.compile_fn(par, inputs=model.value_vars, on_unused_input="ignore")(point)
+    (par,) = value_function(model, [model["par"]])(point)
     names = list(model.coords["param"])
     mu = np.exp(common[0])  # the first loading's common value is positive (std.lv)
     for g, suffix in enumerate(["", ".g2", ".g3"]):
@@ -59,8 +59,7 @@ def test_a_normal_prior_on_a_residual_covariance_is_on_the_correlation():
     mass = stats.norm(0, 0.1).cdf(1) - stats.norm(0, 0.1).cdf(-1)
     assert logp == pytest.approx(stats.norm(0, 0.1).logpdf(rho) - np.log(mass))
     assert model["residual_cor_raw"].eval().shape == (1,)  # y3 ~~ y4 keeps its beta(1,1)
-    (par,) = model.replace_rvs_by_values([model["par"]])
-    par = model.compile_fn(par, inputs=model.value_vars, on_unused_input="ignore")(point)
+    (par,) = value_function(model, [model["par"]])(point)
     names = list(model.coords["param"])
     sd = np.sqrt(par[names.index("y1~~y1")] * par[names.index("y2~~y2")])
     assert par[names.index("y1~~y2")] == pytest.approx(rho * sd)

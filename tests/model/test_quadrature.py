@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fakes import truth
+from model_points import value_function
 from paths import ROOT
 from scipy import integrate, stats
 from scipy.special import logsumexp
@@ -175,13 +176,7 @@ def test_the_pymc_model_sums_the_same_loglik_with_its_data_as_a_container():
     )
     assert built.likelihood == "quadrature"
     model = built.model
-    point = model.initial_point()
-    values = model.compile_fn(
-        model.replace_rvs_by_values([model["par"], model.potentials[0]]),
-        inputs=model.value_vars,
-        point_fn=True,
-        on_unused_input="ignore",
-    )(point)
+    values = value_function(model, [model["par"], model.potentials[0]])(model.initial_point())
     rep = representation(tab)
     expected = respondent_loglik(np, values[0], rep, Layout.of(tab, rep), y, 24).sum()
     assert values[1] == pytest.approx(expected, rel=1e-10)
