@@ -66,17 +66,6 @@ def _rhat(chains: np.ndarray) -> float:
     return float(np.sqrt((between / within + n_draw - 1) / n_draw))
 
 
-def rhat(draws: np.ndarray) -> float:
-    """Rank-normalised split R-hat of (chain, draw) draws: the larger of the bulk's and the
-    folded tails'; NaN with a NaN, fewer than 4 draws or one chain."""
-    if _invalid(draws, min_chains=2):
-        return np.nan
-    split = _split_chains(draws)
-    bulk = _rhat(_z_scale(split))
-    tail = _rhat(_z_scale(abs(split - np.median(split))))
-    return max(bulk, tail)
-
-
 def _next_regular(target: int) -> int:
     """The smallest 2-3-5-smooth number >= ``target`` (``scipy.fftpack.next_fast_len``), an
     FFT length pocketfft computes fast."""
@@ -144,11 +133,20 @@ def _ess(chains: np.ndarray) -> float:
     return np.nan if np.isnan(rho).any() else size / tau
 
 
-def ess_bulk(draws: np.ndarray) -> float:
-    """Bulk ESS of (chain, draw) draws: the ESS of their rank-normalised split chains."""
+def convergence(draws: np.ndarray) -> tuple[float, float, float]:
+    """(R-hat, bulk ESS, tail ESS) of (chain, draw) draws, the split chains rank-normalised
+    once for both of the first two. R-hat: the rank-normalised split R-hat, the larger of the
+    bulk's and the folded tails' (NaN with one chain); bulk ESS: the ESS of the rank-normalised
+    split chains; tail ESS: :func:`ess_tail`. NaN with a NaN or fewer than 4 draws."""
     if _invalid(draws, min_chains=1):
-        return np.nan
-    return _ess(_z_scale(_split_chains(draws)))
+        return np.nan, np.nan, np.nan
+    split = _split_chains(draws)
+    bulk = _z_scale(split)
+    if _invalid(draws, min_chains=2):
+        rhat = np.nan
+    else:
+        rhat = max(_rhat(bulk), _rhat(_z_scale(abs(split - np.median(split)))))
+    return rhat, _ess(bulk), ess_tail(draws)
 
 
 def ess_tail(draws: np.ndarray, prob: float = TAIL_ESS_PROB) -> float:

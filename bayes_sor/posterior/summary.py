@@ -36,17 +36,17 @@ def summarize(draws: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> 
     entries = [values[:, :, j] for j in range(values.shape[2])]
     interval = chain_stats.hdi if hdi else chain_stats.eti
     bounds = np.array([interval(e, ci_prob) for e in entries]).reshape(len(entries), 2)
-    statistics = (chain_stats.rhat, chain_stats.ess_bulk, chain_stats.ess_tail)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        convergence = np.array([[f(e) for f in statistics] for e in entries])
+        convergence = np.array([chain_stats.convergence(e) for e in entries])
     convergence = convergence.reshape(len(entries), 3)
-    convergence[(draws.std(sample) == 0).values] = np.nan
+    sd = draws.std(sample).values
+    convergence[sd == 0] = np.nan
     table = pd.DataFrame(
         {
             "mean": draws.mean(sample).values,
             "median": draws.median(sample).values,
-            "sd": draws.std(sample).values,
+            "sd": sd,
             "ci.lower": bounds[:, 0],
             "ci.upper": bounds[:, 1],
             "r_hat": convergence[:, 0],

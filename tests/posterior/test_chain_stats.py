@@ -49,9 +49,7 @@ def _ours(draws: np.ndarray, prob: float) -> list[float]:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         return [
-            chain_stats.rhat(draws),
-            chain_stats.ess_bulk(draws),
-            chain_stats.ess_tail(draws),
+            *chain_stats.convergence(draws),
             *chain_stats.eti(draws, prob),
             *chain_stats.hdi(draws, prob),
         ]
