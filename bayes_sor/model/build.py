@@ -112,8 +112,9 @@ def pymc_model(
     ``save_latent``: keep the latent scores as the deterministic ``latent_scores`` (conditional
     likelihood; marginal fits draw them afterwards, :mod:`bayes_sor.posterior.scores`).
     ``centre_locations``: in the conditional likelihood, sample continuous items' intercepts
-    and ordinal items' thresholds centred on the latent scores' sample mean
-    (:func:`bayes_sor.model.conditional._uncentre`; the same posterior, better mixing), and
+    and ordinal items' thresholds centred on the latent scores' sample mean (one group's
+    thresholds also divided by the item's latent-response SD,
+    :func:`bayes_sor.model.conditional._uncentre`; the same posterior, better mixing), and
     in a multiple-group marginal one the shared intercepts as pooled item means
     (:func:`bayes_sor.model.marginal.uncentred_intercepts`) and each group's own ones whitened
     by its answers' covariance (:func:`bayes_sor.model.marginal.whitened_intercepts`); ``False``

@@ -1,6 +1,6 @@
 """The conditional likelihood: items given sampled latent scores (continuous items normal,
 ordinal items ordered probit), with intercepts and thresholds sampled centred on the scores'
-mean.
+mean (one group's thresholds also standardised by the item's latent-response SD).
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ def parameter_vector(
     ``beta`` priors on (rho + 1) / 2 (or normal priors on rho) for residual covariances.
     Thresholds form one ordered vector ``thresholds``. ``centred``: free ids of intercepts
     sampled as the flat ``intercept_centred_params`` and of thresholds sampled as
-    ``thresholds_centred`` (:func:`bayes_sor.model.conditional._uncentre`).
+    ``thresholds_standardised`` (one group) or ``thresholds_centred`` (multiple groups)
+    (:func:`bayes_sor.model.conditional._uncentre`).
     """
     params = partable.parameters.reset_index(drop=True)
     kinds = _FreeKinds.of(partable, centred or [])

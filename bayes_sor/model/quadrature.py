@@ -394,6 +394,12 @@ class Affine:
             centre, spread = centre + slope / curvature, curvature**-0.5
         return centre, spread
 
+    def adapted(self, xp: ModuleType, bent: bool) -> tuple:
+        """Centre and spread of the adapted nodes (and of the moderator's score cells,
+        :mod:`bayes_sor.posterior.scores`): the model linearised at w = 0 is close enough
+        unless products of w (X:X, ``bent``) bend the mean; then :meth:`laplace`'s."""
+        return self.laplace(xp) if bent else (self.centre, self.spread)
+
     def at(self, xp: ModuleType, w):
         """log p(y_i | w) at values ``w`` (N, K) of the moderator (not standardised)."""
         polynomials = (horner(c, w) for c in (self.quadratic, *self.cross))
@@ -559,8 +565,7 @@ def respondent_loglik(
         z = z[:, 0]
         if not adapt:
             return log_sum_exp(xp, terms.at(xp, terms.sd * z[None]) + log_weight)
-        # the linearised centre is close enough unless products of w (X:X) bend the mean
-        centre, spread = terms.laplace(xp) if layout.constants else (terms.centre, terms.spread)
+        centre, spread = terms.adapted(xp, bool(layout.constants))
         if xp is pt and fused:
             return terms.fused(centre, spread, len(z))
         u = centre[:, None] + spread[:, None] * z

@@ -27,13 +27,11 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
 
-#: columns after the polynomials: k11, k12, k22, rho, sd, centre, spread
-SCALARS = 7
-
 
 def columns(quadratic: list, cross: list, scalars: list, n) -> pt.TensorVariable:
     """The (n, 4 degree + 10) coefficient matrix of :class:`AdaptedQuadrature`, every entry
-    (a vector of n, one of length 1 or a scalar) broadcast to n rows."""
+    (a vector of n, one of length 1 or a scalar) broadcast to n rows: the polynomials'
+    coefficients, then the seven scalars k11, k12, k22, rho, sd, centre, spread."""
     entries = [*quadratic, *cross[0], *cross[1], *scalars]
     return pt.stack([pt.broadcast_to(pt.as_tensor(e, dtype="float64"), (n,)) for e in entries], 1)
 

@@ -162,7 +162,7 @@ def affine_moderator_draws(
     vector, answers = pt.dvector("par"), pt.dmatrix("answers")
     # the answers an input, not constants: numba's cache serves every data set of a model
     terms = affine_terms(pt, vector, rep, layout, y, answers, patterns)
-    centre, spread = terms.laplace(pt) if layout.constants else (terms.centre, terms.spread)
+    centre, spread = terms.adapted(pt, bool(layout.constants))
     table = pytensor.function([vector, answers], terms.table(centre, spread), mode="NUMBA")
     flat = par.reshape(-1, par.shape[-1])
     out = np.empty((len(flat), y.shape[0]))
