@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_sor.data.categories import observed_categories
 from bayes_sor.data.missing import observed_moments
 from bayes_sor.errors import BayesSORError, OutputError
 from bayes_sor.files import write_atomic
@@ -72,17 +73,14 @@ class Run:
     #: a group's run: the whole run's :attr:`categories` (a group may lack an answer)
     all_categories: dict[str, np.ndarray] | None = None
 
-    @property
+    @cached_property
     def categories(self) -> dict[str, np.ndarray]:
-        """Each ordinal item's distinct answers over every respondent of the run, in order:
-        the categories ``fit`` coded its thresholds from (code k is the k-th of them)."""
+        """Each ordinal item's distinct observed answers over every respondent of the run, in
+        order (code k is the k-th of them); read once per run, as callers index it per item."""
         if self.all_categories is not None:
             return self.all_categories
-        return {
-            item: np.unique(self.y[:, j][~np.isnan(self.y[:, j])])
-            for j, item in enumerate(self.items)
-            if item in self.rep.thresholds
-        }
+        ordinal = [item for item in self.items if item in self.rep.thresholds]
+        return observed_categories(pd.DataFrame(self.y, columns=self.items), ordinal)
 
     @property
     def attrs(self) -> dict:
