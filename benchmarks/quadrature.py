@@ -5,12 +5,14 @@
     python benchmarks/quadrature.py --only grad   # the time-per-gradient tables only
     python benchmarks/quadrature.py --only fit    # the CLI rows only
 
-CLI rows: ``python -m bayes_sor fit`` at the CLI's defaults, in a fresh process (wall time
-includes import, compilation, sampling, the moderator scores and the report), on Study A and
-on the three-factor interaction model of issue 23 (``Y ~ X + Z + X:Z``, three items each, item
-means about 1, marker identification, N = 2000, simulated here). Gradient rows: logp + gradient
-of the PyMC model compiled with PyTensor's numba backend at the starting point, the median of
-200 evaluations (compilation excluded).
+CLI rows: ``python -m bayes_sor fit`` at the CLI's defaults (each likelihood's own), in a fresh
+process (wall time includes import, compilation, sampling, the moderator scores and the
+report), on Study A and on the three-factor interaction model of issue 23 (``Y ~ X + Z + X:Z``,
+three items each, item means about 1, marker identification, N = 2000, simulated here).
+Gradient rows: logp + gradient of the quadrature log-likelihood alone (the fused op against
+PyTensor's graph of the same rule), compiled with PyTensor's numba backend, at the model's
+generating values, and the whole model's gradient at its starting point; medians of
+interleaved rounds (compilation excluded).
 """
 
 from __future__ import annotations
@@ -145,11 +147,6 @@ def gradient_tables() -> None:
     print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
-#: sampler settings tried for the quadrature likelihood beside the CLI's defaults (4 x 2000
-#: after 1000, target accept 0.9): its posterior is low-dimensional and smooth
-SHORT = ["--draws", "1000", "--target-accept", "0.8"]
-
-
 def fit_rows(limit: float, seeds: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-quadrature-"))
     (folder / "three_factor.lav").write_text(THREE_FACTOR)
@@ -157,7 +154,8 @@ def fit_rows(limit: float, seeds: int) -> None:
     three = str(folder / "three_factor")
     # per model: conditional and quadrature at the CLI defaults (the quadrature's graph compiled
     # on its first use, cached afterwards: run twice to see both), interleaved so that both
-    # likelihoods see the same load; then the quadrature at SHORT over ``seeds`` seeds
+    # likelihoods see the same load; then the quadrature at its defaults
+    # (sampling.samplers.QUADRATURE_DEFAULTS) at ``seeds`` more seeds
     workloads = []
     for label, model, extra in (
         ("study_a", "impulse_buying", []),
@@ -167,9 +165,9 @@ def fit_rows(limit: float, seeds: int) -> None:
             name = f"{label}_{likelihood}_cli_defaults"
             workloads.append((name, model, model, ["--likelihood", likelihood, *extra]))
         for seed in range(1, seeds + 1):
-            name = f"{label}_quadrature_draws1000_accept0.8_seed{seed}"
-            short = ["--likelihood", "quadrature", *SHORT, "--seed", str(seed), *extra]
-            workloads.append((name, model, model, short))
+            name = f"{label}_quadrature_seed{seed}"
+            seeded = ["--likelihood", "quadrature", "--seed", str(seed), *extra]
+            workloads.append((name, model, model, seeded))
     rows = []
     for name, model, data, extra in workloads:
         row = run_one(name, model, data, extra, [], limit)
@@ -186,7 +184,7 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["grad", "fit"], default=None)
     parser.add_argument("--limit", type=float, default=1800)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds of the SHORT settings' rows")
+    parser.add_argument("--seeds", type=int, default=3, help="more seeds of the quadrature's rows")
     args = parser.parse_args()
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} {platform.node()} "

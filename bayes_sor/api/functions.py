@@ -110,10 +110,12 @@ def fit(
     sampler : {"nutpie", "pymc"}
     chains, draws, tune : int
         Chains, draws per chain after tuning, tuning steps (draws and tuning steps unset: 2000
-        and 1000, or 600 and 400 for a one-group model with ordinal items).
+        and 1000, 600 and 400 for a one-group model with ordinal items, 1000 and 1000 for the
+        quadrature likelihood).
     seed : int
     target_accept : float
-        0.9 unless given (0.85 for a one-group model with ordinal items).
+        0.9 unless given (0.85 for a one-group model with ordinal items, 0.8 for the
+        quadrature likelihood).
     ci : float
         Interval probability of every table.
     hdi : bool

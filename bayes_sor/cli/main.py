@@ -151,14 +151,16 @@ def _add_sampler_options(f: argparse.ArgumentParser) -> None:
         type=int,
         help="draws per chain after tuning (default 2000: enough for ESS >= 400 on the "
         "bundled S-O-R models, whose latent correlations mix slowly; 600 for a one-group "
-        "model with ordinal items, whose standardised thresholds mix faster)",
+        "model with ordinal items, whose standardised thresholds mix faster; 1000 for the "
+        "quadrature likelihood)",
     )
     f.add_argument("--tune", type=int, help="tuning steps (default 1000; ordinal items: 400)")
     f.add_argument("--seed", type=int, default=20261124)
     f.add_argument(
         "--target-accept",
         type=float,
-        help="default 0.9; 0.85 for a one-group model with ordinal items",
+        help="default 0.9; 0.85 for a one-group model with ordinal items, 0.8 for the "
+        "quadrature likelihood",
     )
 
 
