@@ -156,25 +156,20 @@ def compile_pymc_model(
     and the two cached callbacks, without PyTensor rewriting or compiling anything but the
     initial point; its ``logp_func``/``expand_func`` (PyTensor functions nutpie keeps but does
     not call when sampling) are then ``None``. ``build``, the :func:`build_key` of the call that
-    built ``model``, lets a model built by the same call before skip even that: its graph's key
-    and its initial point are read from the record of that call instead of PyMC deriving the
-    log density and compiling the initial-point function. ``announce(cached)`` is called
+    built ``model``: the compiled model is recorded under it, so that the same call made again
+    gets it from :func:`recorded_model` without building the model. ``announce(cached)`` is called
     before the model is assembled from the cache (``True``) or compiled (``False``; also after
     an entry that turned out not to fit), so a caller can say how long the wait will be.
     ``initial_points`` must be the ones the call ``build`` chose (its record keeps its point).
     ``facts``: what the caller wants back from :func:`recorded_model` with the compiled model
     (JSON data, e.g. the likelihood chosen), kept in the record of ``build``.
     """
-    # PyMC's initial point is compiled only when no record of the build has it
+    # PyMC (~0.3 s) loads only when a model is compiled: a recorded build needs none of it
     from pymc.initial_point import make_initial_point_fn
 
     announce = announce or (lambda cached: None)
     var_names = None if var_names is None else list(var_names)
     record_path = _build_record_path(build, var_names)
-    if record_path is not None and record_path.is_file():
-        compiled = _from_build_record(record_path, model, announce)
-        if compiled is not None:
-            return compiled
     point_fn = make_initial_point_fn(
         model=model, overrides=initial_points, jitter_rvs=set(), return_transformed=True
     )
@@ -196,7 +191,6 @@ def compile_pymc_model(
         record = {
             "graph": graph.key,
             "point": {name: _array_json(point[name]) for name in graph.joined},
-            "data": _data_shapes(graph.shared),
             "shared": {
                 name: _array_json(found[0].get_value(borrow=True))
                 for name, found in graph.shared.items()
@@ -308,45 +302,6 @@ def _build_record_path(build: str | None, var_names: list[str] | None) -> Path |
     )
     key = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
     return MODEL_CACHE / "builds" / f"{key}.json"
-
-
-def _from_build_record(path: Path, model, announce: Callable[[bool], None]):
-    """The compiled model from the record of the call that built ``model`` and the entry it
-    names, or ``None`` if either is missing or does not fit (the caller then goes the long way)."""
-    try:
-        record = json.loads(path.read_text())
-        point = {name: _json_array(v) for name, v in record["point"].items()}
-        entry_path = MODEL_CACHE / f"{record['graph']}.json"
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-    # the data a compiled model reads: the shared variables of the model's own graph, which
-    # its log density inherits
-    shared = _shared_inputs([*model.basic_RVs, *model.potentials, *model.deterministics])
-    # the key decides; these only catch a record that cannot be this model's
-    values = [model.rvs_to_values[rv] for rv in model.free_RVs]
-    if (
-        [(v.name, v.type.ndim) for v in values] != [(k, v.ndim) for k, v in point.items()]
-        or _data_shapes(shared) != record.get("data")
-        or not entry_path.is_file()
-    ):
-        return None
-    announce(True)
-    # without jitter every chain starts at the recorded point
-    return _from_model_entry(
-        entry_path,
-        _ModelGraph(record["graph"], {k: v.shape for k, v in point.items()}, shared),
-        model,
-        lambda seed: {k: v.copy() for k, v in point.items()},
-    )
-
-
-def _data_shapes(shared: dict[str | None, list]) -> dict[str, list[list[int]]]:
-    """The shapes of the named shared variables (the data), as JSON keeps them."""
-    return {
-        name: [list(np.shape(v.get_value(borrow=True))) for v in found]
-        for name, found in sorted(shared.items(), key=lambda item: str(item[0]))
-        if name is not None
-    }
 
 
 def _shared_inputs(outputs: list) -> dict[str | None, list]:

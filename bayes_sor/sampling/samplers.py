@@ -135,9 +135,8 @@ def sample(
     jitter: a jittered start can put a loading on the wrong side of zero, and the chain then
     explores a sign-flipped copy of the posterior. ``stage`` is told when compiling (cached or
     not) and sampling begin. ``build``: the
-    :func:`~bayes_sor.sampling.nutpie_cache.build_key` of the call that built ``built``, which
-    lets a model built by the same call before load from the cache without PyMC's graph work
-    (and records what :func:`recorded_build` gives back). ``compiled``: nutpie's compiled
+    :func:`~bayes_sor.sampling.nutpie_cache.build_key` of the call that built ``built``, under
+    which the compiled model is recorded for :func:`recorded_build`. ``compiled``: nutpie's compiled
     model of ``built`` from :func:`recorded_build` (nutpie only), not compiled again.
     """
     settings = settings.for_model(built)

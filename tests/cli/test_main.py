@@ -372,7 +372,6 @@ def test_a_fits_second_run_loads_its_model_without_pymcs_graph_work(project, tmp
             "import bayes_sor.sampling.nutpie_cache as cache\n"
             + (
                 "import bayes_sor.sampling.samplers as samplers\n"
-                "cache._from_build_record = lambda *args: None\n"
                 "samplers.recorded_model = lambda *args, **kwargs: None\n"
                 if long_way
                 else ""
