@@ -42,6 +42,8 @@ LABEL_T = tuple(sorted(np.round(np.arange(0.1, 0.91, 0.025), 3), key=lambda t: a
 #: labelled near their item, where the arrows fanning out of a factor are apart
 ITEM_GAP, ITEM_SIZE, ITEM_FONT, FACTOR_Y = 0.95, (0.8, 0.45), 10, 2.4
 LOADING_T = tuple(np.round(np.arange(0.72, 0.39, -0.04), 2))
+#: a label's vertical shifts off its arrow, in label heights, in order of preference
+SHIFTS = (0.0, 1.1, -1.1, 2.2, -2.2, 3.3, -3.3)
 
 
 @dataclass(frozen=True)
@@ -236,8 +238,11 @@ def _around(xy: np.ndarray, width: float, height: float) -> Box:
     return (xy[0] - width / 2, xy[1] - height / 2, xy[0] + width / 2, xy[1] + height / 2)
 
 
-def _overlap(a: Box, b: Box) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def _covered(boxes: np.ndarray, box: Box) -> np.ndarray:
+    """The area of ``box`` that each of ``boxes`` (rows x0, y0, x1, y1) covers."""
+    width = np.maximum(0.0, np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]))
+    height = np.maximum(0.0, np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]))
+    return width * height
 
 
 @dataclass
@@ -248,6 +253,18 @@ class _Label:
     spots: list[np.ndarray]
     credible: bool
     curve: int = -1  # index of its own arrow's curve (-1: none)
+
+
+@dataclass
+class _Candidates:
+    """A label's candidate boxes (rows x0, y0, x1, y1), their centres, the area of what is
+    taken that each covers, and each one's soft penalty (other arrows' lines it covers, its
+    distance from the preferred spot)."""
+
+    xy: np.ndarray
+    boxes: np.ndarray
+    covered: np.ndarray
+    soft: np.ndarray
 
 
 class _Placer:
@@ -291,47 +308,55 @@ class _Placer:
             **kw,
         )
 
-    def _score(self, box: Box, label: _Label, rank: float) -> tuple[float, float]:
-        """(area covered of what is taken, soft penalty) of a candidate box."""
-        hard = sum(_overlap(box, b) for b in self.taken)
-        crossed = sum(
-            int(
-                np.sum(
-                    (c[:, 0] > box[0])
-                    & (c[:, 0] < box[2])
-                    & (c[:, 1] > box[1])
-                    & (c[:, 1] < box[3])
-                )
-            )
-            for k, c in enumerate(self.curves)
-            if k != label.curve
+    def _candidates(self, label: _Label, size: tuple[float, float]) -> _Candidates:
+        """The label's candidate boxes, best first: on the arrow, then shifted off it; with
+        the lines of other arrows each box covers."""
+        spots = np.array(label.spots)
+        n = len(spots)
+        xy = np.concatenate([spots + np.array([0.0, shift * size[1]]) for shift in SHIFTS])
+        boxes = np.column_stack(
+            [
+                xy[:, 0] - size[0] / 2,
+                xy[:, 1] - size[1] / 2,
+                xy[:, 0] + size[0] / 2,
+                xy[:, 1] + size[1] / 2,
+            ]
         )
-        return hard, 2.0 * crossed + 6.0 * rank
-
-    def _options(self, label: _Label, size: tuple[float, float]) -> list[tuple]:
-        """Candidate boxes with their scores: on the arrow, then shifted off it."""
-        options = []
-        n = len(label.spots)
-        for shift in (0.0, 1.1, -1.1, 2.2, -2.2, 3.3, -3.3):
-            for k, spot in enumerate(label.spots):
-                xy = spot + np.array([0.0, shift * size[1]])
-                box = _around(xy, *size)
-                hard, soft = self._score(box, label, k / n + abs(shift))
-                options.append((hard, soft, xy, box))
-        return options
+        rank = np.concatenate([np.arange(n) / n + abs(shift) for shift in SHIFTS])
+        points = [c for k, c in enumerate(self.curves) if k != label.curve]
+        crossed = np.zeros(len(boxes), dtype=int)
+        if points:
+            p = np.concatenate(points)
+            crossed = np.count_nonzero(
+                (p[None, :, 0] > boxes[:, None, 0])
+                & (p[None, :, 0] < boxes[:, None, 2])
+                & (p[None, :, 1] > boxes[:, None, 1])
+                & (p[None, :, 1] < boxes[:, None, 3]),
+                axis=1,
+            )
+        covered = np.zeros(len(boxes))
+        for taken in self.taken:
+            covered = covered + _covered(boxes, taken)
+        return _Candidates(xy, boxes, covered, 2.0 * crossed + 6.0 * rank)
 
     def place(self, labels: list[_Label], fontsize: float = LABEL_FONT) -> list[Text]:
         """Place every label; the most constrained (fewest free spots) first."""
         sizes = [self.size(lab.text, fontsize) for lab in labels]
-        left = list(range(len(labels)))
+        candidates = {i: self._candidates(lab, sizes[i]) for i, lab in enumerate(labels)}
         texts = []
-        while left:
-            options = {i: self._options(labels[i], sizes[i]) for i in left}
-            free = {i: sum(o[0] <= 1e-12 for o in opts) for i, opts in options.items()}
-            i = min(left, key=lambda j: (free[j] == 0, free[j]))
-            _, _, xy, box = min(options[i], key=lambda o: (o[0] > 1e-12, o[0], o[1]))
+        while candidates:
+            free = {i: int(np.sum(c.covered <= 1e-12)) for i, c in candidates.items()}
+            i = min(candidates, key=lambda j: (free[j] == 0, free[j]))
+            c = candidates.pop(i)
+            best = min(
+                range(len(c.boxes)),
+                key=lambda k: (c.covered[k] > 1e-12, c.covered[k], c.soft[k]),
+            )
+            box = tuple(c.boxes[best])
+            xy = c.xy[best]
             self.taken.append(box)
-            left.remove(i)
+            for other in candidates.values():  # what is taken only grows: add the new box
+                other.covered = other.covered + _covered(other.boxes, box)
             lab = labels[i]
             texts.append(
                 self.ax.text(

@@ -13,11 +13,19 @@ import pytest
 import xarray as xr
 from fakes import truth
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, FancyArrowPatch, Rectangle
 from sem_models import MODERATED
 
 from bayes_sor.report import figures
-from bayes_sor.report.diagram import layout, path_diagram, structural_edges
+from bayes_sor.report.diagram import (
+    SHIFTS,
+    _Label,
+    _Placer,
+    layout,
+    path_diagram,
+    structural_edges,
+)
 from bayes_sor.spec.partable import build_partable
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -131,6 +139,75 @@ def test_a_cfa_gets_a_measurement_diagram(root):
     for (a, box_a), (b, box_b) in itertools.combinations(_label_boxes(fig), 2):
         assert not box_a.overlaps(box_b), f"{a!r} overlaps {b!r}"
     assert path_diagram(pt, est[est.op == "~~"]) is None  # nothing to draw
+
+
+def _placed_one_box_at_a_time(placer, labels, sizes) -> list[tuple[float, float]]:
+    """The placement rule scored box by box, in plain Python: the label with the fewest free
+    spots first (one with none last), each at its spot covering the least of what is taken,
+    then crossing the fewest other lines, then nearest its preferred spot."""
+
+    def options(i):
+        lab, (w, h), out = labels[i], sizes[i], []
+        for shift in SHIFTS:
+            for k, spot in enumerate(lab.spots):
+                x, y = spot[0], spot[1] + shift * h
+                box = (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+                hard = sum(
+                    max(0.0, min(box[2], b[2]) - max(box[0], b[0]))
+                    * max(0.0, min(box[3], b[3]) - max(box[1], b[1]))
+                    for b in taken
+                )
+                crossed = sum(
+                    int(
+                        (
+                            (c[:, 0] > box[0])
+                            & (c[:, 0] < box[2])
+                            & (c[:, 1] > box[1])
+                            & (c[:, 1] < box[3])
+                        ).sum()
+                    )
+                    for j, c in enumerate(placer.curves)
+                    if j != lab.curve
+                )
+                out.append(
+                    (hard, 2.0 * crossed + 6.0 * (k / len(lab.spots) + abs(shift)), (x, y), box)
+                )
+        return out
+
+    taken, left, placed = list(placer.taken), list(range(len(labels))), {}
+    while left:
+        scored = {i: options(i) for i in left}
+        free = {i: sum(o[0] <= 1e-12 for o in scored[i]) for i in left}
+        i = min(left, key=lambda j: (free[j] == 0, free[j]))
+        *_, xy, box = min(scored[i], key=lambda o: (o[0] > 1e-12, o[0], o[1]))
+        taken.append(box)
+        left.remove(i)
+        placed[i] = xy
+    return [placed[i] for i in range(len(labels))]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_labels_go_where_the_placement_rule_scored_box_by_box_puts_them(seed):
+    # crowded on purpose: labels compete for spots, cover each other's lines and, where
+    # no spot is free, must take the least covered one
+    rng = np.random.default_rng(seed)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set(xlim=(0, 6), ylim=(0, 4), aspect="equal")
+    ends = rng.uniform([0.5, 0.5], [5.5, 3.5], size=(7, 2, 2))
+    curves = [np.linspace(a, b, 41) for a, b in ends]
+    nodes = [(x - 0.6, y - 0.3, x + 0.6, y + 0.3) for x, y in rng.uniform(0, [6, 4], (3, 2))]
+    labels = [
+        _Label(f"{m:.2f} [{m - 0.2:.2f}, {m + 0.2:.2f}]", list(np.linspace(a, b, 9)), m > 0, k)
+        for k, ((a, b), m) in enumerate(zip(ends, rng.uniform(-1, 1, 7), strict=True))
+    ]
+    placer = _Placer(ax, list(nodes), curves)
+    expected = _placed_one_box_at_a_time(
+        placer, labels, [placer.size(lab.text, 9.5) for lab in labels]
+    )
+    texts = placer.place(labels)
+    drawn = {t.get_text(): t.get_position() for t in texts}
+    assert [tuple(drawn[lab.text]) for lab in labels] == expected
 
 
 def test_forest_plot_has_one_row_per_effect_grouped_by_kind(tmp_path):
