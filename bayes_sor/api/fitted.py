@@ -34,7 +34,7 @@ from bayes_sor.report.figures import (
     rank_plot,
     worst_parameters,
 )
-from bayes_sor.report.run_report import report_attrs, write_report, write_run
+from bayes_sor.report.run_report import report_attrs, report_run, write_report, write_run
 from bayes_sor.runs.fit import FitResult
 from bayes_sor.runs.rundir import Run, read_table, run_from_tree
 from bayes_sor.sampling.stages import StageReporter, quiet
@@ -209,7 +209,7 @@ class FittedModel:
         if report:
             stage("writing the report (report.html, report.md, figures)")
             try:
-                write_report(path, self._run.rope)
+                report_run(self._run)
             except Exception as exc:  # the posterior is safe on disk; the report can be redone
                 warnings.warn(
                     f"the report could not be written ({type(exc).__name__}: {exc}); the fit "

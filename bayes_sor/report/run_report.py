@@ -806,8 +806,13 @@ def write_report(folder: Path, rope: float | None = None, redraw: bool = True) -
     """(Re)write ``report.html``, ``report.md``, the figures and ``hypotheses.csv`` (with the
     ROPE used) of a finished run folder, from its files alone; ``redraw=False`` keeps the
     figures already drawn (see :func:`make_figures`)."""
+    return report_run(load_run(folder, rope), redraw)
 
-    run = load_run(folder, rope)
+
+def report_run(run: Run, redraw: bool = True) -> list[Path]:
+    """:func:`write_report` of a run whose folder (``run.path``) is written and whose posterior
+    is still in memory, as the folder reads back (a fit just saved: ``posterior.nc`` is not read
+    again, nor are the hypotheses and diagnostics the run has computed)."""
     run.require_tables()
     folder = run.path
     old = folder / "report.md"
