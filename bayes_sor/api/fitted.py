@@ -100,6 +100,10 @@ class FittedModel:
         # saved one (and the command line) shows
         run.__dict__["estimates"] = _as_saved(result.estimates)
         run.__dict__["effects"] = _as_saved(result.effects)
+        # what the fit judged already, from the same draws and tables (~0.2 s of Study A)
+        run.__dict__["diagnostics"] = result.diagnostics
+        if rope == result.rope:
+            run.__dict__["hypotheses"] = result.hypotheses
         return cls(run, name, result, saved=False)
 
     # ---- the posterior and its tables ---------------------------------------------------------

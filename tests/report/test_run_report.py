@@ -16,6 +16,7 @@ from fakes import answers
 from sem_models import MEDIATION
 
 from bayes_sor.cli.main import main
+from bayes_sor.posterior.diagnostics import check_convergence
 from bayes_sor.posterior.hypotheses import evaluate, verdict
 from bayes_sor.report.document import (
     Document,
@@ -685,3 +686,29 @@ def test_a_saved_fit_reports_from_memory_what_its_folder_reports(fitted, tmp_pat
         if (saved / name).exists() or (again / name).exists():
             assert (saved / name).read_bytes() == (again / name).read_bytes(), name
     assert (saved / "report.html").stat().st_size > 0
+
+
+def test_an_unsaved_fit_reuses_the_fits_hypotheses_and_diagnostics(fitted, tmp_path, monkeypatch):
+    """The model of a fit in memory shows the hypotheses and diagnostics the fit judged (the
+    same as judged again from its run), and saving it (the report shows both) judges neither
+    again."""
+    from bayes_sor.api.fitted import FittedModel
+    from bayes_sor.runs import rundir
+    from bayes_sor.spec.partable import small_variance_names
+
+    result, _ = fitted
+    model = FittedModel.from_fit(result, "mediation", result.rope)
+    with monkeypatch.context() as patched:
+        for name in ("evaluate", "check_convergence"):
+            patched.setattr(rundir, name, lambda *a, n=name, **k: pytest.fail(f"{n} again"))
+        model.save(tmp_path / "run")
+        hypotheses, diagnostics = model.hypotheses, model.diagnostics
+    run = model.run
+    again = rundir.run_from_tree(run.path, run.tree, run.rope, run.partable)
+    again.__dict__["estimates"] = run.estimates
+    pd.testing.assert_frame_equal(hypotheses, again.hypotheses)
+    assert diagnostics == check_convergence(
+        again.tree, again.estimates, small_variance_names(again.partable)
+    )
+    wider = FittedModel.from_fit(result, "mediation", result.rope + 0.1)
+    assert "hypotheses" not in wider.run.__dict__  # another ROPE: judged again when asked
