@@ -4,7 +4,8 @@
 ``hypotheses.csv``, ``partable.csv``) atomically and then calls :func:`write_report`, which
 works from those files alone (so ``python -m bayes_sor report RUN_DIR`` can redo it at any time):
 it writes ``report.html`` (one self-contained page to hand to a co-author), ``report.md`` (the
-same content, for diffs) and the figures as PNG files beside them.
+same content, for diffs) and the figures as PNG files beside them. :func:`report_run` writes
+the same report from a run still in memory (a fit just saved), without reading it back.
 """
 
 from __future__ import annotations
