@@ -19,9 +19,14 @@ the answered items' log 2 pi) is added outside.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import pytensor.tensor as pt
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
@@ -36,141 +41,248 @@ def columns(quadratic: list, cross: list, scalars: list, n) -> pt.TensorVariable
     return pt.stack([pt.broadcast_to(pt.as_tensor(e, dtype="float64"), (n,)) for e in entries], 1)
 
 
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract", "arcp"})
-def log_density(coefficients, i: int, wv: float, degree: int) -> tuple:
-    """log p(y_i | w) at w = ``wv`` without its constant, from row ``i`` of ``coefficients``
-    (:func:`columns`), and what the reverse pass reads back: 1 / det, the Woodbury term, x1,
-    x2, m11. r' Sigma0^-1 r = quad(w), E' Sigma0^-1 r = (x1(w), x2(w)) by Horner, then
-    -(log det + quad - num / det) / 2 with the 2 x 2 Woodbury term of
-    :meth:`bayes_sor.model.quadrature.Affine.combine`."""
-    nq, nx = 2 * degree + 1, degree + 1
-    base = nq + 2 * nx
-    k11, k12, k22 = coefficients[i, base], coefficients[i, base + 1], coefficients[i, base + 2]
-    rho = coefficients[i, base + 3]
-    quad = coefficients[i, nq - 1]
-    for j in range(nq - 2, -1, -1):
-        quad = quad * wv + coefficients[i, j]
-    x1 = coefficients[i, nq + nx - 1]
-    x2 = coefficients[i, base - 1]
-    for j in range(nx - 2, -1, -1):
-        x1 = x1 * wv + coefficients[i, nq + j]
-        x2 = x2 * wv + coefficients[i, nq + nx + j]
+#: LLVM may contract a * b + c to one FMA and divide by multiplying with a reciprocal; no
+#: reassociation (the rounding trick of :func:`exp` needs its additions in order)
+FAST = {"contract", "arcp"}
+#: respondents per block: the vectorised loops run over a block, whose coefficients, Jacobian and
+#: per-node terms sit in one buffer at offsets fixed at compilation (so LLVM needs no run-time
+#: alias checks between them) and stay in the L1 cache
+BLOCK = 32
+_LOG2E = 1.4426950408889634
+#: ln 2 split in two (fdlibm): n ln2_hi is exact for |n| < 2^20, so x - n ln 2 loses nothing
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+#: 1.5 * 2^52: adding and subtracting it rounds a double of magnitude below 2^51 to an integer
+_ROUND = 6755399441055744.0
+#: 1 / k! for k = 13, ..., 2 (exp's Taylor polynomial, Horner order)
+_INVERSE_FACTORIALS = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))
+
+
+@intrinsic
+def _power_of_two(typingctx, n):
+    """2.0 ** n for an int64 n in [-1022, 1023], from its bits (a vector instruction)."""
+
+    def codegen(context, builder, signature, args):
+        biased = builder.add(args[0], ir.Constant(ir.IntType(64), 1023))
+        bits = builder.shl(biased, ir.Constant(ir.IntType(64), 52))
+        return builder.bitcast(bits, ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def exp(x: float) -> float:
+    """e ** x within 2 ulp (subnormal results within one unit of their last place), inf above
+    709.78, 0 below -745.13, NaN for NaN: arithmetic only, so that LLVM vectorises the loops
+    that call it. Written by hand because numba calls libm's scalar exp in a loop unless SVML is
+    there, and SVML needs an llvmlite built with Intel's patch (PyPI's is not:
+    ``llvmlite.binding.has_svml`` is False) and Intel's runtime library. Cody-Waite reduction
+    x = n ln 2 + r, |r| <= ln 2 / 2, the Taylor polynomial of degree 13 (remainder below 1e-17
+    relative), then 2^n in two factors so that results in the subnormal range round once more
+    at most."""
+    bounded = x if x > -746.0 else -746.0
+    bounded = bounded if bounded < 710.0 else 710.0
+    n = (bounded * _LOG2E + _ROUND) - _ROUND
+    r = (bounded - n * _LN2_HI) - n * _LN2_LO
+    p = _INVERSE_FACTORIALS[0]
+    for c in _INVERSE_FACTORIALS[1:]:
+        p = p * r + c
+    p = (p * r + 1.0) * r + 1.0
+    k = np.int64(n)
+    half = k >> 1
+    y = p * _power_of_two(half) * _power_of_two(k - half)
+    return y if x == x else x
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def _horner(a, start: int, count: int, stride: int, w: float) -> float:
+    """sum_j a[start + j stride] w^j, j < count."""
+    value = a[start + (count - 1) * stride]
+    for j in range(count - 2, -1, -1):
+        value = value * w + a[start + j * stride]
+    return value
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def _slope(a, start: int, count: int, stride: int, w: float) -> float:
+    """The derivative in w of :func:`_horner`'s polynomial."""
+    value = (count - 1) * a[start + (count - 1) * stride]
+    for j in range(count - 2, 0, -1):
+        value = value * w + j * a[start + j * stride]
+    return value
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def _woodbury(x1: float, x2: float, k11: float, k12: float, k22: float, rho: float, wv: float):
+    """The 2 x 2 matrix M of :meth:`bayes_sor.model.quadrature.Affine.combine` at w = ``wv``,
+    its determinant and the vector v of the Woodbury term (x' adj(M) v / det):
+    (curve, m11, m12, m21, m22, det, v1, v2)."""
     curve = rho * wv * wv
     m11 = 1.0 + wv * k12 + curve * k11
     m12 = wv * k22 + curve * k12
     m21 = wv * k11
     m22 = 1.0 + wv * k12
-    det = m11 * m22 - m12 * m21
-    v1 = curve * x1 + wv * x2
-    v2 = wv * x1
-    inv = 1.0 / det
-    wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
-    return -0.5 * (np.log(det) + quad - wood), inv, wood, x1, x2, m11
+    return curve, m11, m12, m21, m22, m11 * m22 - m12 * m21, curve * x1 + wv * x2, wv * x1
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract", "arcp"})
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def log_density(coefficients, i: int, wv: float, degree: int) -> float:
+    """log p(y_i | w) at w = ``wv`` without its constant, from row ``i`` of ``coefficients``
+    (:func:`columns`): r' Sigma0^-1 r = quad(w), E' Sigma0^-1 r = (x1(w), x2(w)) by Horner,
+    then -(log det + quad - num / det) / 2 with the 2 x 2 Woodbury term (:func:`_woodbury`)."""
+    nq, nx = 2 * degree + 1, degree + 1
+    base = nq + 2 * nx
+    row = coefficients[i]
+    quad = _horner(row, 0, nq, 1, wv)
+    x1, x2 = _horner(row, nq, nx, 1, wv), _horner(row, nq + nx, nx, 1, wv)
+    _, m11, m12, m21, m22, det, v1, v2 = _woodbury(
+        x1, x2, row[base], row[base + 1], row[base + 2], row[base + 3], wv
+    )
+    wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) / det
+    return -0.5 * (np.log(det) + quad - wood)
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def _rule(coefficients, z, log_weight, degree: int):
+    """:func:`adapted_quadrature` for a ``degree`` that is a constant after inlining (so that
+    the polynomials' loops unroll and the loops over a block's respondents vectorise)."""
+    nq, nx = 2 * degree + 1, degree + 1
+    base = nq + 2 * nx
+    # the width from the degree, a constant, so that the offsets below are
+    n, width = coefficients.shape[0], base + 7
+    if coefficients.shape[1] != width:
+        raise ValueError("adapted_quadrature: the coefficients' columns do not match the degree")
+    nodes = len(z)
+    value = np.empty(n)
+    jac = np.empty((n, width))
+    # one block's rows of BLOCK: its coefficients, its Jacobian, the max and 1 / sum of terms
+    work = np.empty((2 * width + 2) * BLOCK)
+    gradient, top, scale = width * BLOCK, 2 * width * BLOCK, (2 * width + 1) * BLOCK
+    # per node: the exponent without the determinant, then det^-1/2 (later the term)
+    terms = np.empty(2 * nodes * BLOCK)
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        # rows past the last respondent repeat it: the loops always run over BLOCK
+        for i in range(BLOCK):
+            for j in range(width):
+                work[j * BLOCK + i] = coefficients[start + min(i, m - 1), j]
+        work[gradient:top] = 0.0
+        for k in range(nodes):
+            lift = log_weight[k] + 0.5 * z[k] * z[k]
+            for i in range(BLOCK):
+                u = work[(base + 5) * BLOCK + i] + work[(base + 6) * BLOCK + i] * z[k]
+                wv = work[(base + 4) * BLOCK + i] * u
+                quad = _horner(work, i, nq, BLOCK, wv)
+                x1 = _horner(work, nq * BLOCK + i, nx, BLOCK, wv)
+                x2 = _horner(work, (nq + nx) * BLOCK + i, nx, BLOCK, wv)
+                _, m11, m12, m21, m22, det, v1, v2 = _woodbury(
+                    x1,
+                    x2,
+                    work[base * BLOCK + i],
+                    work[(base + 1) * BLOCK + i],
+                    work[(base + 2) * BLOCK + i],
+                    work[(base + 3) * BLOCK + i],
+                    wv,
+                )
+                inv = 1.0 / det
+                wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
+                terms[k * BLOCK + i] = lift - 0.5 * u * u - 0.5 * (quad - wood)
+                terms[(nodes + k) * BLOCK + i] = np.sqrt(inv)
+        # the log-sum-exp over nodes, shifted by the largest exponent without -log(det) / 2:
+        # the largest term is then det^-1/2, between 7e-155 and 7e153 for any positive double
+        for i in range(BLOCK):
+            work[top + i] = terms[i]
+        for k in range(1, nodes):
+            for i in range(BLOCK):
+                t = terms[k * BLOCK + i]
+                work[top + i] = t if t > work[top + i] else work[top + i]
+        for i in range(BLOCK):
+            work[scale + i] = 0.0
+        for k in range(nodes):
+            for i in range(BLOCK):
+                term = exp(terms[k * BLOCK + i] - work[top + i]) * terms[(nodes + k) * BLOCK + i]
+                terms[k * BLOCK + i] = term
+                work[scale + i] += term
+        for i in range(m):
+            spread = work[(base + 6) * BLOCK + i]
+            value[start + i] = work[top + i] + np.log(spread * work[scale + i])
+        for i in range(BLOCK):
+            work[scale + i] = 1.0 / work[scale + i]
+        for k in range(nodes):
+            for i in range(BLOCK):
+                share = terms[k * BLOCK + i] * work[scale + i]
+                k11, k12 = work[base * BLOCK + i], work[(base + 1) * BLOCK + i]
+                k22, rho = work[(base + 2) * BLOCK + i], work[(base + 3) * BLOCK + i]
+                sd = work[(base + 4) * BLOCK + i]
+                u = work[(base + 5) * BLOCK + i] + work[(base + 6) * BLOCK + i] * z[k]
+                wv = sd * u
+                x1 = _horner(work, nq * BLOCK + i, nx, BLOCK, wv)
+                x2 = _horner(work, (nq + nx) * BLOCK + i, nx, BLOCK, wv)
+                curve, m11, m12, m21, m22, det, v1, v2 = _woodbury(x1, x2, k11, k12, k22, rho, wv)
+                inv = 1.0 / det
+                wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
+                # d value / d (num, det): value = -(log det + quad - num / det) / 2
+                g_num = 0.5 * inv
+                g_det = -0.5 * inv * (1.0 + wood)
+                g_m11 = g_num * x2 * v2 + g_det * m22
+                g_m22 = g_num * x1 * v1 + g_det * m11
+                g_m12 = -g_num * x1 * v2 - g_det * m21
+                g_m21 = -g_num * x2 * v1 - g_det * m12
+                g_v1 = g_num * (x1 * m22 - x2 * m21)
+                g_v2 = g_num * (x2 * m11 - x1 * m12)
+                g_x1 = g_num * (m22 * v1 - m12 * v2) + g_v1 * curve + g_v2 * wv
+                g_x2 = g_num * (m11 * v2 - m21 * v1) + g_v1 * wv
+                g_curve = g_v1 * x1 + g_m11 * k11 + g_m12 * k12
+                g_w = (
+                    g_v1 * x2
+                    + g_v2 * x1
+                    + (g_m11 + g_m22) * k12
+                    + g_m12 * k22
+                    + g_m21 * k11
+                    + g_curve * 2.0 * rho * wv
+                    - 0.5 * _slope(work, i, nq, BLOCK, wv)
+                    + g_x1 * _slope(work, nq * BLOCK + i, nx, BLOCK, wv)
+                    + g_x2 * _slope(work, (nq + nx) * BLOCK + i, nx, BLOCK, wv)
+                )
+                # the polynomials' coefficients: d/dc_j = w^j
+                power = share
+                for j in range(nq):
+                    work[gradient + j * BLOCK + i] -= 0.5 * power
+                    if j < nx:
+                        work[gradient + (nq + j) * BLOCK + i] += g_x1 * power
+                        work[gradient + (nq + nx + j) * BLOCK + i] += g_x2 * power
+                    power *= wv
+                g_u = g_w * sd - u
+                row = gradient + base * BLOCK + i
+                work[row] += share * (g_m11 * curve + g_m21 * wv)
+                work[row + BLOCK] += share * ((g_m11 + g_m22) * wv + g_m12 * curve)
+                work[row + 2 * BLOCK] += share * g_m12 * wv
+                work[row + 3 * BLOCK] += share * g_curve * wv * wv
+                work[row + 4 * BLOCK] += share * g_w * u
+                work[row + 5 * BLOCK] += share * g_u
+                work[row + 6 * BLOCK] += share * g_u * z[k]
+        for i in range(m):
+            for j in range(width):
+                jac[start + i, j] = work[gradient + j * BLOCK + i]
+            # d log(spread) / d spread
+            jac[start + i, width - 1] += 1.0 / work[(base + 6) * BLOCK + i]
+    return value, jac
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath=FAST)
 def adapted_quadrature(coefficients, z, log_weight, degree: int):
     """log p(y_i) without its constant (n,) and its derivatives by ``coefficients`` (n, 4
     degree + 10), on the nodes u_ik = centre_i + spread_i z_k of the standardised moderator
     (w = sd u), each weighted by its Gauss-Hermite ``log_weight`` and spread_i phi(u) / phi(z).
 
-    Per node :func:`log_density`; the reverse pass follows it back."""
-    n, width = coefficients.shape
-    nq, nx = 2 * degree + 1, degree + 1
-    base = nq + 2 * nx
-    nodes = len(z)
-    value = np.empty(n)
-    jac = np.zeros((n, width))
-    # per node, what the reverse pass reads back: u, 1 / det, the Woodbury term, x1, x2, m11
-    keep = np.empty((nodes, 6))
-    terms = np.empty(nodes)
-    for i in range(n):
-        k11, k12, k22 = coefficients[i, base], coefficients[i, base + 1], coefficients[i, base + 2]
-        rho, sd = coefficients[i, base + 3], coefficients[i, base + 4]
-        centre, spread = coefficients[i, base + 5], coefficients[i, base + 6]
-        log_spread = np.log(spread)
-        top = -np.inf
-        for k in range(nodes):
-            u = centre + spread * z[k]
-            logp, inv, wood, x1, x2, m11 = log_density(coefficients, i, sd * u, degree)
-            terms[k] = logp + log_weight[k] + log_spread - 0.5 * u * u + 0.5 * z[k] * z[k]
-            top = max(top, terms[k])
-            keep[k, 0], keep[k, 1], keep[k, 2], keep[k, 3] = u, inv, wood, x1
-            keep[k, 4], keep[k, 5] = x2, m11
-        total = 0.0
-        for k in range(nodes):
-            terms[k] = np.exp(terms[k] - top)
-            total += terms[k]
-        value[i] = top + np.log(total)
-        g_k11 = g_k12 = g_k22 = g_rho = g_sd = g_centre = g_spread = 0.0
-        for k in range(nodes):
-            share = terms[k] / total
-            u, inv, wood, x1, x2, m11 = (
-                keep[k, 0],
-                keep[k, 1],
-                keep[k, 2],
-                keep[k, 3],
-                keep[k, 4],
-                keep[k, 5],
-            )
-            wv = sd * u
-            curve = rho * wv * wv
-            m12 = wv * k22 + curve * k12
-            m21 = wv * k11
-            m22 = 1.0 + wv * k12
-            v1 = curve * x1 + wv * x2
-            v2 = wv * x1
-            # d value / d (num, det): value = -(log det + quad - num / det) / 2
-            g_num = 0.5 * inv
-            g_det = -0.5 * inv * (1.0 + wood)
-            g_x1 = g_num * (m22 * v1 - m12 * v2)
-            g_x2 = g_num * (m11 * v2 - m21 * v1)
-            g_m11 = g_num * x2 * v2 + g_det * m22
-            g_m22 = g_num * x1 * v1 + g_det * m11
-            g_m12 = -g_num * x1 * v2 - g_det * m21
-            g_m21 = -g_num * x2 * v1 - g_det * m12
-            g_v1 = g_num * (x1 * m22 - x2 * m21)
-            g_v2 = g_num * (x2 * m11 - x1 * m12)
-            g_x1 += g_v1 * curve + g_v2 * wv
-            g_x2 += g_v1 * wv
-            g_curve = g_v1 * x1 + g_m11 * k11 + g_m12 * k12
-            # the polynomials' coefficients (d/dc_j = w^j) and derivatives in w
-            dquad = dx1 = dx2 = 0.0
-            power = 1.0
-            for j in range(nq):
-                jac[i, j] -= 0.5 * share * power
-                if j + 1 < nq:
-                    dquad += (j + 1) * coefficients[i, j + 1] * power
-                if j < nx:
-                    jac[i, nq + j] += share * g_x1 * power
-                    jac[i, nq + nx + j] += share * g_x2 * power
-                    if j + 1 < nx:
-                        dx1 += (j + 1) * coefficients[i, nq + j + 1] * power
-                        dx2 += (j + 1) * coefficients[i, nq + nx + j + 1] * power
-                power *= wv
-            g_w = (
-                g_v1 * x2
-                + g_v2 * x1
-                + (g_m11 + g_m22) * k12
-                + g_m12 * k22
-                + g_m21 * k11
-                + g_curve * 2.0 * rho * wv
-                - 0.5 * dquad
-                + g_x1 * dx1
-                + g_x2 * dx2
-            )
-            g_k11 += share * (g_m11 * curve + g_m21 * wv)
-            g_k12 += share * ((g_m11 + g_m22) * wv + g_m12 * curve)
-            g_k22 += share * g_m12 * wv
-            g_rho += share * g_curve * wv * wv
-            g_u = g_w * sd - u
-            g_sd += share * g_w * u
-            g_centre += share * g_u
-            g_spread += share * (g_u * z[k] + 1.0 / spread)
-        jac[i, base], jac[i, base + 1], jac[i, base + 2] = g_k11, g_k12, g_k22
-        jac[i, base + 3], jac[i, base + 4] = g_rho, g_sd
-        jac[i, base + 5], jac[i, base + 6] = g_centre, g_spread
-    return value, jac
+    Per node the polynomials and the Woodbury term (:func:`log_density`, with det^-1/2 in
+    place of exp(-log(det) / 2): one :func:`exp` per node and one log per respondent); the
+    reverse pass follows it back. Vectorised across respondents, BLOCK at a time."""
+    if degree == 2:
+        return _rule(coefficients, z, log_weight, 2)
+    if degree == 3:
+        return _rule(coefficients, z, log_weight, 3)
+    raise ValueError("adapted_quadrature takes degree 2 or 3 (the mean's degree in w)")
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -193,7 +305,7 @@ def draw_on_cells(coefficients, cells, width: float, uniforms, degree: int):
         top = -np.inf
         for c in range(len(cells)):
             u = centre + spread * cells[c]
-            values[c] = log_density(coefficients, i, sd * u, degree)[0] - 0.5 * u * u
+            values[c] = log_density(coefficients, i, sd * u, degree) - 0.5 * u * u
             top = max(top, values[c])
         total = 0.0
         for c in range(len(cells)):
