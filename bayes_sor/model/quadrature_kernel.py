@@ -48,6 +48,8 @@ FAST = {"contract", "arcp"}
 #: per-node terms sit in one buffer at offsets fixed at compilation (so LLVM needs no run-time
 #: alias checks between them) and stay in the L1 cache
 BLOCK = 32
+#: rows per node that the reverse pass reads back (:func:`_rule`)
+_KEPT = 6
 _LOG2E = 1.4426950408889634
 #: ln 2 split in two (fdlibm): n ln2_hi is exact for |n| < 2^20, so x - n ln 2 loses nothing
 _LN2_HI = 6.93147180369123816490e-01
@@ -56,18 +58,45 @@ _LN2_LO = 1.90821492927058770002e-10
 _ROUND = 6755399441055744.0
 #: 1 / k! for k = 13, ..., 2 (exp's Taylor polynomial, Horner order)
 _INVERSE_FACTORIALS = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))
+#: 2 / (2 j + 1) for j = 10, ..., 1 (the series of 2 atanh(s) / s - 2 in s^2, Horner order)
+_ATANH = tuple(2.0 / (2 * j + 1) for j in range(10, 0, -1))
+#: the high bits of sqrt(2) / 2's mantissa: adding 1 - them to x's bits carries into the
+#: exponent exactly when x's mantissa is at least sqrt(2) (musl's log)
+_SQRT2_HALF = 0x3FE6A09E00000000
+_SQRT2_CARRY = 0x3FF0000000000000 - _SQRT2_HALF
+_MANTISSA = 0x000FFFFFFFFFFFFF
 
 
 @intrinsic
-def _power_of_two(typingctx, n):
-    """2.0 ** n for an int64 n in [-1022, 1023], from its bits (a vector instruction)."""
+def _from_bits(typingctx, bits):
+    """The double whose IEEE 754 bits are the int64 ``bits`` (a vector instruction)."""
 
     def codegen(context, builder, signature, args):
-        biased = builder.add(args[0], ir.Constant(ir.IntType(64), 1023))
-        bits = builder.shl(biased, ir.Constant(ir.IntType(64), 52))
-        return builder.bitcast(bits, ir.DoubleType())
+        return builder.bitcast(args[0], ir.DoubleType())
 
     return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _to_bits(typingctx, x):
+    """The IEEE 754 bits of the double ``x`` as an int64 (a vector instruction)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _sqrt(typingctx, x):
+    """The square root as LLVM's intrinsic (a vector instruction): numba calls libm's sqrt,
+    which LLVM does not vectorise (it may set errno)."""
+
+    def codegen(context, builder, signature, args):
+        sqrt = builder.module.declare_intrinsic("llvm.sqrt", [ir.DoubleType()])
+        return builder.call(sqrt, args)
+
+    return types.float64(types.float64), codegen
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=FAST)
@@ -90,8 +119,31 @@ def exp(x: float) -> float:
     p = (p * r + 1.0) * r + 1.0
     k = np.int64(n)
     half = k >> 1
-    y = p * _power_of_two(half) * _power_of_two(k - half)
+    y = p * _from_bits((half + 1023) << 52) * _from_bits((k - half + 1023) << 52)
     return y if x == x else x
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def log(x: float) -> float:
+    """The natural logarithm within 1 ulp, -inf at 0, NaN below, for the same reason as
+    :func:`exp` by hand (fdlibm's reduction): x = 2^k m, m in [sqrt(2)/2, sqrt(2)), f = m - 1,
+    s = f / (2 + f), log(1 + f) = f - (f^2/2 - s (f^2/2 + R(s^2))) with R the series of
+    2 atanh(s) / s - 2 to s^20 (remainder below 1e-19 relative)."""
+    tiny = x < 2.2250738585072014e-308
+    scaled = x * 18014398509481984.0 if tiny else x  # subnormals times 2^54
+    bits = _to_bits(scaled) + _SQRT2_CARRY
+    k = (bits >> 52) - (1023 + 54 if tiny else 1023)
+    f = _from_bits((bits & _MANTISSA) + _SQRT2_HALF) - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    r = _ATANH[0]
+    for c in _ATANH[1:]:
+        r = r * z + c
+    r *= z
+    half_square = 0.5 * f * f
+    y = k * _LN2_HI - ((half_square - (s * (half_square + r) + k * _LN2_LO)) - f)
+    y = y if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
+    return y if x < np.inf else x
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=FAST)
@@ -158,8 +210,11 @@ def _rule(coefficients, z, log_weight, degree: int):
     # one block's rows of BLOCK: its coefficients, its Jacobian, the max and 1 / sum of terms
     work = np.empty((2 * width + 2) * BLOCK)
     gradient, top, scale = width * BLOCK, 2 * width * BLOCK, (2 * width + 1) * BLOCK
-    # per node: the exponent without the determinant, then det^-1/2 (later the term)
-    terms = np.empty(2 * nodes * BLOCK)
+    # per node, KEPT rows of BLOCK that the reverse pass reads back: the exponent without the
+    # determinant (then the term), det^-1/2, x1, x2, 1 / det, the Woodbury term (node-major:
+    # an offset of the form (q nodes + k) BLOCK, not known to be positive, would keep numba's
+    # check for negative indices, which stops the vectorisation)
+    kept = np.empty(nodes * _KEPT * BLOCK)
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
         # rows past the last respondent repeat it: the loops always run over BLOCK
@@ -169,6 +224,7 @@ def _rule(coefficients, z, log_weight, degree: int):
         work[gradient:top] = 0.0
         for k in range(nodes):
             lift = log_weight[k] + 0.5 * z[k] * z[k]
+            node = k * _KEPT * BLOCK
             for i in range(BLOCK):
                 u = work[(base + 5) * BLOCK + i] + work[(base + 6) * BLOCK + i] * z[k]
                 wv = work[(base + 4) * BLOCK + i] * u
@@ -186,41 +242,48 @@ def _rule(coefficients, z, log_weight, degree: int):
                 )
                 inv = 1.0 / det
                 wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
-                terms[k * BLOCK + i] = lift - 0.5 * u * u - 0.5 * (quad - wood)
-                terms[(nodes + k) * BLOCK + i] = np.sqrt(inv)
+                kept[node + i] = lift - 0.5 * u * u - 0.5 * (quad - wood)
+                kept[node + BLOCK + i] = _sqrt(inv)
+                kept[node + 2 * BLOCK + i] = x1
+                kept[node + 3 * BLOCK + i] = x2
+                kept[node + 4 * BLOCK + i] = inv
+                kept[node + 5 * BLOCK + i] = wood
         # the log-sum-exp over nodes, shifted by the largest exponent without -log(det) / 2:
         # the largest term is then det^-1/2, between 7e-155 and 7e153 for any positive double
         for i in range(BLOCK):
-            work[top + i] = terms[i]
-        for k in range(1, nodes):
-            for i in range(BLOCK):
-                t = terms[k * BLOCK + i]
-                work[top + i] = t if t > work[top + i] else work[top + i]
-        for i in range(BLOCK):
+            work[top + i] = kept[i]
             work[scale + i] = 0.0
-        for k in range(nodes):
+        for k in range(1, nodes):
+            node = k * _KEPT * BLOCK
             for i in range(BLOCK):
-                term = exp(terms[k * BLOCK + i] - work[top + i]) * terms[(nodes + k) * BLOCK + i]
-                terms[k * BLOCK + i] = term
+                t = kept[node + i]
+                work[top + i] = t if t > work[top + i] else work[top + i]
+        for k in range(nodes):
+            node = k * _KEPT * BLOCK
+            for i in range(BLOCK):
+                term = exp(kept[node + i] - work[top + i]) * kept[node + BLOCK + i]
+                kept[node + i] = term
                 work[scale + i] += term
-        for i in range(m):
-            spread = work[(base + 6) * BLOCK + i]
-            value[start + i] = work[top + i] + np.log(spread * work[scale + i])
         for i in range(BLOCK):
-            work[scale + i] = 1.0 / work[scale + i]
+            spread = work[(base + 6) * BLOCK + i]
+            total = work[scale + i]
+            work[top + i] += log(spread * total)
+            work[scale + i] = 1.0 / total
+            # d log(spread) / d spread
+            work[gradient + (width - 1) * BLOCK + i] = 1.0 / spread
+        value[start : start + m] = work[top : top + m]
         for k in range(nodes):
+            node = k * _KEPT * BLOCK
             for i in range(BLOCK):
-                share = terms[k * BLOCK + i] * work[scale + i]
+                share = kept[node + i] * work[scale + i]
+                x1, x2 = kept[node + 2 * BLOCK + i], kept[node + 3 * BLOCK + i]
+                inv, wood = kept[node + 4 * BLOCK + i], kept[node + 5 * BLOCK + i]
                 k11, k12 = work[base * BLOCK + i], work[(base + 1) * BLOCK + i]
                 k22, rho = work[(base + 2) * BLOCK + i], work[(base + 3) * BLOCK + i]
                 sd = work[(base + 4) * BLOCK + i]
                 u = work[(base + 5) * BLOCK + i] + work[(base + 6) * BLOCK + i] * z[k]
                 wv = sd * u
-                x1 = _horner(work, nq * BLOCK + i, nx, BLOCK, wv)
-                x2 = _horner(work, (nq + nx) * BLOCK + i, nx, BLOCK, wv)
-                curve, m11, m12, m21, m22, det, v1, v2 = _woodbury(x1, x2, k11, k12, k22, rho, wv)
-                inv = 1.0 / det
-                wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
+                curve, m11, m12, m21, m22, _, v1, v2 = _woodbury(x1, x2, k11, k12, k22, rho, wv)
                 # d value / d (num, det): value = -(log det + quad - num / det) / 2
                 g_num = 0.5 * inv
                 g_det = -0.5 * inv * (1.0 + wood)
@@ -264,8 +327,6 @@ def _rule(coefficients, z, log_weight, degree: int):
         for i in range(m):
             for j in range(width):
                 jac[start + i, j] = work[gradient + j * BLOCK + i]
-            # d log(spread) / d spread
-            jac[start + i, width - 1] += 1.0 / work[(base + 6) * BLOCK + i]
     return value, jac
 
 
