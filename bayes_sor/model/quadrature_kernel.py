@@ -20,6 +20,8 @@ the answered items' log 2 pi) is added outside.
 from __future__ import annotations
 
 import math
+import zlib
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -41,6 +43,9 @@ def columns(quadratic: list, cross: list, scalars: list, n) -> pt.TensorVariable
     return pt.stack([pt.broadcast_to(pt.as_tensor(e, dtype="float64"), (n,)) for e in entries], 1)
 
 
+#: the version of the kernels in PyTensor's numba cache: PyTensor keys a compiled op by its
+#: class and props only, so without it an edit of this file would leave the old code cached
+CACHE_VERSION = zlib.crc32(Path(__file__).read_bytes())
 #: LLVM may contract a * b + c to one FMA and divide by multiplying with a reciprocal; no
 #: reassociation (the rounding trick of :func:`exp` needs its additions in order)
 FAST = {"contract", "arcp"}
@@ -435,4 +440,4 @@ def _numba_adapted_quadrature(op: AdaptedQuadrature, **kwargs):
     def kernel(coefficients, z, log_weight):
         return adapted_quadrature(coefficients, z, log_weight, degree)
 
-    return kernel
+    return kernel, CACHE_VERSION
