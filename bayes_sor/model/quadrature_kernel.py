@@ -5,10 +5,14 @@ moderator's value w, a 2 x 2 Woodbury term, the node's weight and the log-sum-ex
 nodes). Written as PyTensor's elementwise graph, each of them is a pass over N x nodes numbers,
 forward and backward, and every broadcast coefficient a reduction; the three-factor model's
 gradient at N = 2000 spent 0.9 of its 1.0 ms there (benchmarks/RESULTS.md, section 6.2).
-:class:`AdaptedQuadrature` does them in one loop over respondents and nodes (numba) and
+:class:`AdaptedQuadrature` does them in one numba kernel (:func:`adapted_quadrature`) and
 returns, beside log p(y_i), its derivatives with respect to the respondent's coefficients, the
 reverse pass written by hand; its ``pullback`` scales them by the incoming gradient, so nutpie's
-numba-compiled log density calls the loop once per gradient.
+numba-compiled log density calls the kernel once per gradient. The kernel runs SIMD across
+respondents: blocks of :data:`BLOCK`, transposed so that each loop over a block's respondents
+reads and writes contiguous rows, with exp and log written as arithmetic (:func:`exp`,
+:func:`log`) and det^-1/2 by a square root, so that LLVM vectorises every loop (4x the scalar
+loop's speed; benchmarks/RESULTS.md).
 
 The coefficients of respondent i are one row of a matrix (:func:`columns`): the polynomial
 r' Sigma0^-1 r (2 degree + 1 coefficients, rising), the two polynomials E' Sigma0^-1 r (degree
@@ -205,7 +209,9 @@ def _rule(coefficients, z, log_weight, degree: int):
     the polynomials' loops unroll and the loops over a block's respondents vectorise)."""
     nq, nx = 2 * degree + 1, degree + 1
     base = nq + 2 * nx
-    # the width from the degree, a constant, so that the offsets below are
+    # the width from the degree, not the array's shape: the offsets below are then constants
+    # that LLVM knows to be positive, and numba's check for negative indices (which stops the
+    # vectorisation) drops out
     n, width = coefficients.shape[0], base + 7
     if coefficients.shape[1] != width:
         raise ValueError("adapted_quadrature: the coefficients' columns do not match the degree")
