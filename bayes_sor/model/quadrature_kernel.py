@@ -47,8 +47,9 @@ def columns(quadratic: list, cross: list, scalars: list, n) -> pt.TensorVariable
     return pt.stack([pt.broadcast_to(pt.as_tensor(e, dtype="float64"), (n,)) for e in entries], 1)
 
 
-#: the version of the kernels in PyTensor's numba cache: PyTensor keys a compiled op by its
-#: class and props only, so without it an edit of this file would leave the old code cached
+#: the checksum of this module, one of :class:`AdaptedQuadrature`'s props: PyTensor's numba cache
+#: and the compiled-model cache know an op by its class and props only, so without it an edited
+#: kernel would not be compiled again (the cached old code would run)
 CACHE_VERSION = zlib.crc32(Path(__file__).read_bytes())
 #: LLVM may contract a * b + c to one FMA and divide by multiplying with a reciprocal; no
 #: reassociation (the rounding trick of :func:`exp` needs its additions in order)
@@ -398,11 +399,14 @@ class AdaptedQuadrature(Op):
     through the first output only (the Jacobian has no gradient: nutpie needs first
     derivatives)."""
 
-    __props__ = ("degree", "nodes")
+    __props__ = ("degree", "nodes", "version")
 
     def __init__(self, degree: int, nodes: int):
         self.degree = degree
         self.nodes = nodes
+        # PyTensor's numba cache and the compiled-model cache (graph_key) know an op by its
+        # class and props: the kernel's checksum among them compiles an edited kernel anew
+        self.version = CACHE_VERSION
 
     def rule(self) -> tuple[np.ndarray, np.ndarray]:
         """Standard-normal Gauss-Hermite nodes and log weights."""
@@ -446,4 +450,4 @@ def _numba_adapted_quadrature(op: AdaptedQuadrature, **kwargs):
     def kernel(coefficients, z, log_weight):
         return adapted_quadrature(coefficients, z, log_weight, degree)
 
-    return kernel, CACHE_VERSION
+    return kernel

@@ -14,17 +14,13 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_mode
 from pytensor.gradient import NullTypeGradError
-from pytensor.link.numba.dispatch.basic import (
-    default_hash_key_from_props,
-    numba_funcify_and_cache_key,
-)
+from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 from test_quadrature import MODERATED_MEDIATION, QUADRATIC, _case
 
 from bayes_sor.model import quadrature_kernel
 from bayes_sor.model.quadrature import Layout, respondent_loglik
 from bayes_sor.model.quadrature_kernel import (
     BLOCK,
-    CACHE_VERSION,
     AdaptedQuadrature,
     adapted_quadrature,
     exp,
@@ -284,15 +280,18 @@ def test_graph_key_tells_the_op_by_its_node_count():
     assert key(6) != key(8)
 
 
-def test_pytensors_numba_cache_key_follows_the_kernels_source():
-    """PyTensor keys the compiled op by its class and props: the kernel module's checksum in
-    the key makes an edited kernel compile anew instead of running the cached old code."""
-    op = AdaptedQuadrature(2, 4)
-    _, key = numba_funcify_and_cache_key(op)
+def test_the_caches_keys_follow_the_kernels_source(monkeypatch):
+    """PyTensor's numba cache and the compiled-model cache know the op by its class and props:
+    the kernel module's checksum among them, an edited kernel is compiled anew instead of the
+    cached old code running."""
+    table = pt.dmatrix("table")
     checksum = zlib.crc32(Path(quadrature_kernel.__file__).read_bytes())
-    assert checksum == CACHE_VERSION
-    assert key == default_hash_key_from_props(op, cache_version=str(checksum))
-    assert key != default_hash_key_from_props(op, cache_version="None")
+    assert AdaptedQuadrature(2, 4).version == checksum
+    before = AdaptedQuadrature(2, 4)
+    monkeypatch.setattr(quadrature_kernel, "CACHE_VERSION", checksum + 1)
+    edited = AdaptedQuadrature(2, 4)
+    assert graph_key([before(table)[0]], [table]) != graph_key([edited(table)[0]], [table])
+    assert numba_funcify_and_cache_key(before)[1] != numba_funcify_and_cache_key(edited)[1]
 
 
 def test_the_jacobian_output_has_no_gradient():
