@@ -54,9 +54,9 @@ CACHE_VERSION = zlib.crc32(Path(__file__).read_bytes())
 #: LLVM may contract a * b + c to one FMA and divide by multiplying with a reciprocal; no
 #: reassociation (the rounding trick of :func:`exp` needs its additions in order)
 FAST = {"contract", "arcp"}
-#: respondents per block: the vectorised loops run over a block, whose coefficients, Jacobian and
-#: per-node terms sit in one buffer at offsets fixed at compilation (so LLVM needs no run-time
-#: alias checks between them) and stay in the L1 cache
+#: respondents per block: the vectorised loops run over a block, whose coefficients and Jacobian
+#: sit in one buffer and per-node terms in another, at offsets fixed at compilation (so LLVM
+#: needs one run-time alias check between the two) and in the L1 cache
 BLOCK = 32
 #: rows per node that the reverse pass reads back (:func:`_rule`)
 _KEPT = 6
