@@ -1,18 +1,31 @@
-"""The fused adapted-quadrature op against PyTensor's own graph of the same rule, finite
-differences, its numba implementation and the compiled-model cache's graph key."""
+"""The fused adapted-quadrature op against PyTensor's own graph of the same rule, a NumPy
+reference of its value, finite differences, its numba implementation, the hand-written exp and
+log of its vectorised loops and the compiled-model cache's graph key."""
 
 from __future__ import annotations
 
+import zlib
+from pathlib import Path
+
+import numba
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_mode
 from pytensor.gradient import NullTypeGradError
+from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 from test_quadrature import MODERATED_MEDIATION, QUADRATIC, _case
 
+from bayes_sor.model import quadrature_kernel
 from bayes_sor.model.quadrature import Layout, respondent_loglik
-from bayes_sor.model.quadrature_kernel import AdaptedQuadrature, adapted_quadrature
+from bayes_sor.model.quadrature_kernel import (
+    BLOCK,
+    AdaptedQuadrature,
+    adapted_quadrature,
+    exp,
+    log,
+)
 from bayes_sor.sampling.graph_key import graph_key
 from bayes_sor.spec.matrices import representation
 
@@ -31,6 +44,156 @@ def _coefficients(rng: np.random.Generator, n: int, degree: int) -> np.ndarray:
     rows[:, -4:-2] = rng.uniform(0.1, 0.5, size=(n, 2))  # rho, sd
     rows[:, -1] = rng.uniform(0.3, 1.0, size=n)  # spread
     return rows
+
+
+def _reference(rows: np.ndarray, z: np.ndarray, log_weight: np.ndarray, degree: int):
+    """The rule's value in NumPy as written before it was vectorised: log det, the log-sum-exp
+    shifted by the largest whole term."""
+    nq, nx = 2 * degree + 1, degree + 1
+    base = nq + 2 * nx
+    k11, k12, k22, rho, sd, centre, spread = (rows[:, base + c, None] for c in range(7))
+    u = centre + spread * z
+    w = sd * u
+
+    def poly(first: int, count: int) -> np.ndarray:
+        return sum(rows[:, first + j, None] * w**j for j in range(count))
+
+    quad, x1, x2 = poly(0, nq), poly(nq, nx), poly(nq + nx, nx)
+    curve = rho * w * w
+    m11, m12, m21, m22 = 1 + w * k12 + curve * k11, w * k22 + curve * k12, w * k11, 1 + w * k12
+    det = m11 * m22 - m12 * m21
+    v1, v2 = curve * x1 + w * x2, w * x1
+    wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) / det
+    terms = -0.5 * (np.log(det) + quad - wood) + log_weight + np.log(spread) - 0.5 * u * u
+    terms += 0.5 * z * z
+    top = terms.max(axis=1, keepdims=True)
+    return (top + np.log(np.exp(terms - top).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def _extreme(degree: int) -> np.ndarray:
+    """Rows at the edges: a log density of -1e4, node terms e^-1000 and more apart (they
+    underflow against the largest, and would overflow against the smallest), a narrow and a
+    wide spread, the Woodbury determinant from 0.2 to 300 across the nodes, a polynomial of
+    degree 0."""
+    rows = _coefficients(np.random.default_rng(7), 6, degree)
+    nq, nx = 2 * degree + 1, degree + 1
+    base = nq + 2 * nx
+    rows[0, 0] += 2e4
+    rows[1, 2] += 4000.0
+    rows[2, -1], rows[3, -1] = 1e-3, 3.0
+    rows[4, base : base + 5] = [2.0, 1.5, -0.2, 0.8, 2.5]
+    rows[5, 1:nq] = 0.0
+    return rows
+
+
+@pytest.mark.parametrize("degree", [2, 3])
+@pytest.mark.parametrize("nodes", [4, 6])
+def test_value_equals_the_numpy_rule(degree, nodes):
+    """Random rows and the edge rows of :func:`_extreme` against the rule written with log det
+    (the kernel takes det^-1/2 and shifts by the largest exponent without it)."""
+    rows = np.vstack([_coefficients(np.random.default_rng(nodes), 40, degree), _extreme(degree)])
+    z, log_weight = AdaptedQuadrature(degree, nodes).rule()
+    reference = _reference(rows, z, log_weight, degree)
+    value, jac = adapted_quadrature(rows, z, log_weight, degree)
+    np.testing.assert_allclose(value, reference, rtol=1e-12)
+    assert np.isfinite(jac).all()
+
+
+@pytest.mark.parametrize("n", [1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 5])
+def test_each_respondent_is_computed_alone_at_any_n(n):
+    """Blocks of BLOCK respondents, the last one padded: every row's value and Jacobian as
+    from a call with that row alone, at n on and off a multiple of the block."""
+    rows = _coefficients(np.random.default_rng(n), n, 2)
+    z, log_weight = AdaptedQuadrature(2, 4).rule()
+    value, jac = adapted_quadrature(rows, z, log_weight, 2)
+    assert value.shape == (n,) and jac.shape == rows.shape
+    for i in {0, n // 2, n - 1}:
+        alone, alone_jac = adapted_quadrature(rows[i : i + 1], z, log_weight, 2)
+        np.testing.assert_allclose(value[i], alone[0], rtol=1e-15)
+        np.testing.assert_allclose(jac[i], alone_jac[0], rtol=1e-14, atol=1e-300)
+
+
+def test_jacobian_at_the_edges_equals_central_differences():
+    rows = _extreme(2)
+    z, log_weight = AdaptedQuadrature(2, 6).rule()
+    _, jac = adapted_quadrature(rows, z, log_weight, 2)
+    for j in range(rows.shape[1]):
+        step = 1e-6 * np.maximum(1.0, np.abs(rows[:, j]))
+        up, down = rows.copy(), rows.copy()
+        up[:, j] += step
+        down[:, j] -= step
+        numeric = (
+            adapted_quadrature(up, z, log_weight, 2)[0]
+            - adapted_quadrature(down, z, log_weight, 2)[0]
+        ) / (2 * step)
+        np.testing.assert_allclose(jac[:, j], numeric, rtol=1e-5, atol=1e-6, err_msg=f"col {j}")
+
+
+def test_wrong_degree_or_width_is_an_error():
+    rows = _coefficients(np.random.default_rng(0), 3, 2)
+    z, log_weight = AdaptedQuadrature(2, 4).rule()
+    with pytest.raises(ValueError, match="degree 2 or 3"):
+        adapted_quadrature(rows, z, log_weight, 4)
+    with pytest.raises(ValueError, match="columns do not match the degree"):
+        adapted_quadrature(rows, z, log_weight, 3)
+
+
+@numba.njit
+def _each(function, x):
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        out[i] = function(x[i])
+    return out
+
+
+def _ulps(value: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """|value - reference| in units of the reference's last place (the smallest subnormal
+    for 0)."""
+    return np.abs(value - reference) / np.spacing(np.abs(reference))
+
+
+def test_exp_is_within_two_ulp_over_its_whole_range():
+    """Every binade of results from overflow to underflow (subnormals and 0 included), the
+    reduction's boundaries at odd multiples of ln 2 / 2, the specials."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.uniform(-750.0, 712.0, 200_000),
+            rng.uniform(-1.0, 1.0, 20_000),
+            np.arange(-2150, 2050) * np.log(2) / 2,
+            [0.0, -0.0, 709.78, 709.79, -708.39, -745.13, -745.14, -1e300, 1e300],
+        ]
+    )
+    with np.errstate(over="ignore"):
+        reference = np.exp(x)
+    result = _each(exp, x)
+    finite = np.isfinite(reference)
+    assert _ulps(result[finite], reference[finite]).max() <= 2.0
+    assert np.array_equal(np.isinf(result), np.isinf(reference))
+    assert (result[x < -745.14] == 0.0).all()
+    special = _each(exp, np.array([np.nan, -np.inf, np.inf]))
+    assert np.isnan(special[0]) and special[1] == 0.0 and special[2] == np.inf
+
+
+def test_log_is_within_one_ulp_over_the_positive_doubles():
+    """Mantissas in every binade (subnormals included), the neighbours of 1 (where log(1 + f)
+    cancels) and of the sqrt(2) split, the specials."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate(
+        [
+            rng.uniform(1.0, 2.0, 200_000) * 2.0 ** rng.integers(-1074, 1024, 200_000),
+            1.0 + rng.uniform(-1e-6, 1e-6, 20_000),
+            np.nextafter(1.0, [0.0, 2.0]),
+            np.sqrt(2.0) * (1.0 + np.arange(-50, 50) * 2.0**-52),
+            [5e-324, 2.2250738585072014e-308, np.finfo(float).max],
+        ]
+    )
+    x = x[(x > 0) & np.isfinite(x)]
+    reference = np.log(x)
+    assert _ulps(_each(log, x), reference).max() <= 1.0
+    special = _each(log, np.array([0.0, -1.0, np.inf, np.nan]))
+    assert special[0] == -np.inf and np.isnan(special[1]) and special[2] == np.inf
+    assert np.isnan(special[3])
 
 
 @pytest.mark.parametrize("degree", [2, 3])
@@ -115,6 +278,20 @@ def test_graph_key_tells_the_op_by_its_node_count():
 
     assert key(6) == key(6)
     assert key(6) != key(8)
+
+
+def test_the_caches_keys_follow_the_kernels_source(monkeypatch):
+    """PyTensor's numba cache and the compiled-model cache know the op by its class and props:
+    the kernel module's checksum among them, an edited kernel is compiled anew instead of the
+    cached old code running."""
+    table = pt.dmatrix("table")
+    checksum = zlib.crc32(Path(quadrature_kernel.__file__).read_bytes())
+    assert AdaptedQuadrature(2, 4).version == checksum
+    before = AdaptedQuadrature(2, 4)
+    monkeypatch.setattr(quadrature_kernel, "CACHE_VERSION", checksum + 1)
+    edited = AdaptedQuadrature(2, 4)
+    assert graph_key([before(table)[0]], [table]) != graph_key([edited(table)[0]], [table])
+    assert numba_funcify_and_cache_key(before)[1] != numba_funcify_and_cache_key(edited)[1]
 
 
 def test_the_jacobian_output_has_no_gradient():
