@@ -40,16 +40,18 @@ NumPy's (latent scores drawn after the fit, :mod:`bayes_sor.posterior.scores`).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 
 from bayes_sor.data.missing import LOG_2PI, Patterns
-from bayes_sor.model.affine_kernel import AffineTable
+from bayes_sor.model.affine_kernel import AffineTable, affine_table
 from bayes_sor.model.quadrature_kernel import AdaptedQuadrature, columns
 from bayes_sor.spec.matrices import Representation, path_depth
 from bayes_sor.spec.partable import ParTable
@@ -645,11 +647,51 @@ def fused_loglik(
         basis.sd,
         basis.rho,
     )
-    if layout.constants:
-        centre, spread = Affine.of_table(pt, table, constant, basis).laplace(pt)
-        table = pt.concatenate([table[:, :-2], centre[:, None], spread[:, None]], axis=1)
+    table = adapted_table(pt, table, constant, basis, bool(layout.constants))
     value, _ = AdaptedQuadrature(basis.degree, nodes)(table)
     return value - 0.5 * constant
+
+
+def adapted_table(xp: ModuleType, table, constant, basis: AffineBasis, bent: bool):
+    """The coefficient table with the adapted nodes' centre and spread in its last columns
+    (:meth:`Affine.adapted`): the linearised model's as they are, else :meth:`Affine.laplace`'s
+    from the table's polynomials."""
+    if not bent:
+        return table
+    centre, spread = Affine.of_table(xp, table, constant, basis).laplace(xp)
+    return xp.concatenate([table[:, :-2], centre[:, None], spread[:, None]], axis=1)
+
+
+def table_function(
+    rep: Representation, layout: Layout, y: np.ndarray, patterns: Patterns
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function of one parameter vector: the coefficient table of an affine layout's answers
+    ``y`` (:meth:`Affine.table`, adapted centre and spread), by the likelihood's own operations:
+    :func:`~bayes_sor.model.affine_kernel.affine_table`, or where items' residuals covary
+    PyTensor's graph, compiled once."""
+    bent = bool(layout.constants)
+    if residual_covariances(rep).any():
+        vector = pt.dvector("par")
+        # the answers an input, not constants: numba's cache serves every data set of a model
+        answers = pt.dmatrix("answers")
+        terms = affine_terms(pt, vector, rep, layout, y, answers, patterns)
+        compiled = pytensor.function(
+            [vector, answers], terms.table(*terms.adapted(pt, bent)), mode="NUMBA"
+        )
+        filled = np.nan_to_num(y)
+        return lambda par: compiled(par, filled)
+    data = (np.nan_to_num(y), patterns.mask.astype(float), patterns.index)
+
+    def table(par: np.ndarray) -> np.ndarray:
+        # the parameters' part in NumPy (~0.1 ms a draw on Study A): cheaper than loading a
+        # compiled function of it
+        basis = affine_basis(np, par, rep, layout)
+        coefficients, constant, _, _ = affine_table(
+            *data, basis.onto, basis.nu, np.diag(basis.theta), basis.sd, basis.rho, basis.degree
+        )
+        return adapted_table(np, coefficients, constant, basis, bent)
+
+    return table
 
 
 def quadrature_likelihood(
