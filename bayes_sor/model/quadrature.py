@@ -40,15 +40,18 @@ NumPy's (latent scores drawn after the fit, :mod:`bayes_sor.posterior.scores`).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 
 from bayes_sor.data.missing import LOG_2PI, Patterns
+from bayes_sor.model.affine_kernel import AffineTable, affine_table
 from bayes_sor.model.quadrature_kernel import AdaptedQuadrature, columns
 from bayes_sor.spec.matrices import Representation, path_depth
 from bayes_sor.spec.partable import ParTable
@@ -250,6 +253,11 @@ class Projected:
     index: np.ndarray
 
 
+def residual_covariances(rep: Representation) -> np.ndarray:
+    """(p, p) True where two items' residuals covary (Theta off its diagonal)."""
+    return (rep.theta != rep.zero) & ~np.eye(len(rep.items), dtype=bool)
+
+
 def project(
     xp: ModuleType,
     mats: dict,
@@ -271,9 +279,8 @@ def project(
     resid = (answers - mats["nu"]) * mask[rows]
     lam = mats["lambda"] if onto is None else onto
     theta = mats["theta"]
-    off_diagonal = (rep.theta != rep.zero) & ~np.eye(len(rep.items), dtype=bool)
     answered = mask.sum(axis=1) * LOG_2PI
-    if not off_diagonal.any():
+    if not residual_covariances(rep).any():
         inv = np.where(mask, 1.0, 0.0) / xp.diag(theta)  # (K, p): Theta_oo^-1, 0 elsewhere
         weighted = resid * inv[rows]
         m = (lam.T[None] * inv[:, None, :]) @ lam
@@ -378,6 +385,17 @@ class Affine:
     spread: object
     """its SD"""
 
+    @classmethod
+    def of_table(cls, xp: ModuleType, table, constant, basis: AffineBasis) -> Affine:
+        """The coefficients read back from their table (:meth:`table`'s layout, centre and
+        spread those of the linearised model), ``constant`` the respondents' constants."""
+        nq, nx = 2 * basis.degree + 1, basis.degree + 1
+        column = [table[:, j] for j in range(4 * basis.degree + 10)]
+        k11, k12, k22, _, _, centre, spread = column[nq + 2 * nx :]
+        k = xp.stack([xp.stack([k11, k12], axis=-1), xp.stack([k12, k22], axis=-1)], axis=-2)
+        cross = [column[nq : nq + nx], column[nq + nx : nq + 2 * nx]]
+        return cls(basis.sd, column[:nq], cross, k, basis.rho, constant, centre, spread)
+
     def laplace(self, xp: ModuleType, step: float = 0.01) -> tuple:
         """Centre and spread of the standardised moderator's distribution given y_i: from the
         model linearised at w = 0, two Newton steps on the exact log density (central
@@ -457,17 +475,22 @@ class Affine:
         return -0.5 * (self.constant[:, None] + xp.log(det) + quadratic - woodbury)
 
 
-def affine_terms(
-    xp: ModuleType,
-    par,
-    rep: Representation,
-    layout: Layout,
-    y: np.ndarray,
-    answers=None,
-    patterns: Patterns | None = None,
-) -> Affine:
-    """The :class:`Affine` coefficients of answers ``y`` (``answers``, ``patterns``:
-    :func:`project`)."""
+@dataclass(frozen=True)
+class AffineBasis:
+    """The parameters' part of :class:`Affine`'s coefficients (no data): the columns the answers
+    are projected onto, ``onto`` = [V_1 .. V_degree, L1, U0 R1, U0] (p, degree + 2 + r), the
+    items' means and residual covariance, the moderator's prior SD and R1'R1."""
+
+    onto: object
+    nu: object
+    theta: object
+    sd: object
+    rho: object
+    degree: int
+
+
+def affine_basis(xp: ModuleType, par, rep: Representation, layout: Layout) -> AffineBasis:
+    """The :class:`AffineBasis` of parameters ``par`` (see :class:`Affine`)."""
     ext, mats = matrices(xp, par, rep)
     chol_w, coef, chol_rest = conditioned_psi(xp, mats["psi"], layout)
     m = len(rep.latents)
@@ -497,6 +520,23 @@ def affine_terms(
     means = [lam @ mean_e, lam @ mean_c + l1 * (h @ mean_e), l1 * (h @ mean_c)]
     degree = 3 if layout.constants else 2
     basis = xp.stack([*means[:degree], l1, u0 @ r1], axis=1)
+    onto = xp.concatenate([basis, u0], axis=1)
+    return AffineBasis(onto, mats["nu"], mats["theta"], chol_w[0, 0], r1 @ r1, degree)
+
+
+def affine_terms(
+    xp: ModuleType,
+    par,
+    rep: Representation,
+    layout: Layout,
+    y: np.ndarray,
+    answers=None,
+    patterns: Patterns | None = None,
+) -> Affine:
+    """The :class:`Affine` coefficients of answers ``y`` (``answers``, ``patterns``:
+    :func:`project`)."""
+    basis = affine_basis(xp, par, rep, layout)
+    degree = basis.degree
     width, r = degree + 2, len(layout.rest)
     patterns = patterns or Patterns.of(y)
     many = len(patterns.mask) > 1
@@ -504,7 +544,8 @@ def affine_terms(
     # Sigma0 = U0 U0' + Theta is a factor model: by Woodbury, Sigma0^-1 = Theta^-1 - Theta^-1
     # U0 H^-1 U0' Theta^-1 with H = I + U0' Theta^-1 U0 (r x r per pattern), so the data are
     # projected onto Theta^-1 [V, E, U0] (N x p x (width + r)), not onto a p x p inverse
-    data = project(xp, mats, rep, y, answers, patterns, onto=xp.concatenate([basis, u0], axis=1))
+    mats = {"nu": basis.nu, "theta": basis.theta}
+    data = project(xp, mats, rep, y, answers, patterns, onto=basis.onto)
     h = data.m[:, width:, width:] + np.eye(r)
     h_inv = xp.linalg.inv(h)
     log_h = 2 * xp.sum(xp.log(xp.diagonal(xp.linalg.cholesky(h), axis1=-2, axis2=-1)), axis=-1)
@@ -525,14 +566,14 @@ def affine_terms(
         for d in range(1, 2 * degree + 1)
     ]
     cross = [[f[:, a]] + [-ev[:, a, j] for j in range(degree)] for a in (0, 1)]
-    sd = chol_w[0, 0]
+    sd = basis.sd
     precision = 1 + sd**2 * vv[:, 0, 0]
     return Affine(
         sd,
         quadratic,
         cross,
         gram[:, degree:, degree:],
-        r1 @ r1,
+        basis.rho,
         (data.constant + log_h)[rows],
         sd * t[:, 0] / precision,
         precision**-0.5,
@@ -557,11 +598,15 @@ def respondent_loglik(
     centred and scaled on the moderator's distribution given y_i under the model linearised at
     w = 0, u_ik = c_i + s_i z_k, the weights corrected by s_i phi(u_ik) / phi(z_k). Otherwise the
     product rule of ``nodes`` (default NODES) per integrated latent on their prior.
-    ``fused`` (PyTensor): the adapted rule by one fused op, else by PyTensor's own operators.
+    ``fused`` (PyTensor): the adapted rule by fused ops (:func:`fused_loglik`), else by
+    PyTensor's own operators.
     """
     if layout.affine:
+        count = nodes or (adapted_nodes(layout) if adapt else NODES)
+        if xp is pt and fused and adapt and not residual_covariances(rep).any():
+            return fused_loglik(par, rep, layout, y, count, answers, patterns)
         terms = affine_terms(xp, par, rep, layout, y, answers, patterns)
-        z, log_weight = gauss_hermite(nodes or (adapted_nodes(layout) if adapt else NODES), 1)
+        z, log_weight = gauss_hermite(count, 1)
         z = z[:, 0]
         if not adapt:
             return log_sum_exp(xp, terms.at(xp, terms.sd * z[None]) + log_weight)
@@ -574,6 +619,79 @@ def respondent_loglik(
         return log_sum_exp(xp, logp + log_weight + correction)
     z, log_weight = gauss_hermite(nodes or NODES, len(layout.integrated))
     return log_sum_exp(xp, node_loglik(xp, par, rep, layout, y, z, answers, patterns) + log_weight)
+
+
+def fused_loglik(
+    par,
+    rep: Representation,
+    layout: Layout,
+    y: np.ndarray,
+    nodes: int,
+    answers=None,
+    patterns: Patterns | None = None,
+) -> pt.TensorVariable:
+    """log p(y_i) (N,) of an affine layout on ``nodes`` adapted nodes as PyTensor's graph of
+    fused ops: :class:`~bayes_sor.model.affine_kernel.AffineTable` from the parameters'
+    :func:`affine_basis` to the coefficient table (Theta diagonal), then
+    :class:`~bayes_sor.model.quadrature_kernel.AdaptedQuadrature`; with products of the
+    moderator the nodes' centre and spread from :meth:`Affine.laplace` on the table."""
+    basis = affine_basis(pt, par, rep, layout)
+    patterns = patterns or Patterns.of(y)
+    table, constant, _, _ = AffineTable(basis.degree)(
+        np.nan_to_num(y) if answers is None else answers,
+        patterns.mask.astype(float),
+        patterns.index,
+        basis.onto,
+        basis.nu,
+        pt.diag(basis.theta),
+        basis.sd,
+        basis.rho,
+    )
+    table = adapted_table(pt, table, constant, basis, bool(layout.constants))
+    value, _ = AdaptedQuadrature(basis.degree, nodes)(table)
+    return value - 0.5 * constant
+
+
+def adapted_table(xp: ModuleType, table, constant, basis: AffineBasis, bent: bool):
+    """The coefficient table with the adapted nodes' centre and spread in its last columns
+    (:meth:`Affine.adapted`): the linearised model's as they are, else :meth:`Affine.laplace`'s
+    from the table's polynomials."""
+    if not bent:
+        return table
+    centre, spread = Affine.of_table(xp, table, constant, basis).laplace(xp)
+    return xp.concatenate([table[:, :-2], centre[:, None], spread[:, None]], axis=1)
+
+
+def table_function(
+    rep: Representation, layout: Layout, y: np.ndarray, patterns: Patterns
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A function of one parameter vector: the coefficient table of an affine layout's answers
+    ``y`` (:meth:`Affine.table`, adapted centre and spread), by the likelihood's own operations:
+    :func:`~bayes_sor.model.affine_kernel.affine_table`, or where items' residuals covary
+    PyTensor's graph, compiled once."""
+    bent = bool(layout.constants)
+    if residual_covariances(rep).any():
+        vector = pt.dvector("par")
+        # the answers an input, not constants: numba's cache serves every data set of a model
+        answers = pt.dmatrix("answers")
+        terms = affine_terms(pt, vector, rep, layout, y, answers, patterns)
+        compiled = pytensor.function(
+            [vector, answers], terms.table(*terms.adapted(pt, bent)), mode="NUMBA"
+        )
+        filled = np.nan_to_num(y)
+        return lambda par: compiled(par, filled)
+    data = (np.nan_to_num(y), patterns.mask.astype(float), patterns.index)
+
+    def table(par: np.ndarray) -> np.ndarray:
+        # the parameters' part in NumPy (~0.1 ms a draw on Study A): cheaper than loading a
+        # compiled function of it
+        basis = affine_basis(np, par, rep, layout)
+        coefficients, constant, _, _ = affine_table(
+            *data, basis.onto, basis.nu, np.diag(basis.theta), basis.sd, basis.rho, basis.degree
+        )
+        return adapted_table(np, coefficients, constant, basis, bent)
+
+    return table
 
 
 def quadrature_likelihood(

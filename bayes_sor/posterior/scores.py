@@ -20,18 +20,16 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
 
 from bayes_sor.data.missing import Patterns, psd_root
 from bayes_sor.model.quadrature import (
     Layout,
-    affine_terms,
     conditioned_psi,
     given_integrated,
     matrices,
     node_loglik,
     project,
+    table_function,
 )
 from bayes_sor.model.quadrature_kernel import draw_on_cells
 from bayes_sor.spec.matrices import Representation, implied_moments
@@ -154,23 +152,18 @@ def affine_moderator_draws(
     param) of an affine layout: from p(w | y_i) on ADAPTED_CELLS cells centred and scaled per
     respondent as the likelihood's adapted nodes (the density at each cell's centre, uniform
     within the cell). Per draw, the likelihood's own coefficients of log p(y_i | w)
-    (:func:`~bayes_sor.model.quadrature.affine_terms`, a function of the operations the fit
-    compiled) and one numba loop over respondents and cells
+    (:func:`~bayes_sor.model.quadrature.table_function`, the operations the fit compiled) and
+    one numba loop over respondents and cells
     (:func:`~bayes_sor.model.quadrature_kernel.draw_on_cells`). Returns (chain, draw, obs)."""
     edges = np.linspace(-ADAPTED_SPAN, ADAPTED_SPAN, ADAPTED_CELLS + 1)
     cells = (edges[1:] + edges[:-1]) / 2
-    vector, answers = pt.dvector("par"), pt.dmatrix("answers")
-    # the answers an input, not constants: numba's cache serves every data set of a model
-    terms = affine_terms(pt, vector, rep, layout, y, answers, patterns)
-    centre, spread = terms.adapted(pt, bool(layout.constants))
-    table = pytensor.function([vector, answers], terms.table(centre, spread), mode="NUMBA")
+    table = table_function(rep, layout, y, patterns)
+    degree = 3 if layout.constants else 2
     flat = par.reshape(-1, par.shape[-1])
     out = np.empty((len(flat), y.shape[0]))
-    filled = np.nan_to_num(y)
     for d, theta in enumerate(flat):
         uniforms = rng.uniform(size=(y.shape[0], 2))
-        coefficients = table(theta, filled)
-        out[d] = draw_on_cells(coefficients, cells, edges[1] - edges[0], uniforms, terms.degree)
+        out[d] = draw_on_cells(table(theta), cells, edges[1] - edges[0], uniforms, degree)
     return out.reshape(*par.shape[:2], y.shape[0])
 
 

@@ -1,0 +1,178 @@
+"""The affine layout's coefficient table as fused ops (bayes_sor/model/affine_kernel.py): its
+table against :func:`affine_terms`, its hand-written reverse pass against central
+differences, the log-likelihood's gradient through it against PyTensor's graph of the same rule,
+its numba implementation against its Python one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.gradient import NullTypeGradError
+from pytensor.graph.traversal import ancestors
+from test_quadrature import MODERATED_MEDIATION, _case
+from test_quadrature_kernel import PYTHON
+
+from bayes_sor.data.missing import Patterns
+from bayes_sor.model.affine_kernel import AffineTable, affine_table, affine_table_grad
+from bayes_sor.model.quadrature import Affine, Layout, affine_basis, affine_terms, respondent_loglik
+from bayes_sor.sampling.graph_key import graph_key
+from bayes_sor.spec.matrices import representation
+
+#: a quadratic term without a residual covariance (the fused path; test_quadrature's QUADRATIC
+#: has one and keeps PyTensor's graph)
+SQUARED = """
+X =~ x1 + x2 + x3
+Y =~ y1 + y2 + y3
+Y ~ X + X:X
+"""
+
+
+def _inputs(model: str, seed: int = 3, missing: bool = True):
+    tab, par, y = _case(model, n=25, seed=seed, missing=missing)
+    rep = representation(tab)
+    layout = Layout.of(tab, rep)
+    point = par + 0.05 * np.random.default_rng(seed).normal(size=len(par))
+    basis = affine_basis(np, point, rep, layout)
+    patterns = Patterns.of(y)
+    arrays = (np.nan_to_num(y), patterns.mask.astype(float), patterns.index)
+    return tab, rep, layout, point, y, basis, arrays
+
+
+@pytest.mark.parametrize("model", [MODERATED_MEDIATION, SQUARED])
+@pytest.mark.parametrize("missing", [True, False])
+def test_table_equals_affine_terms(model, missing):
+    """Every coefficient and constant as :func:`affine_terms` computes them (NumPy), with several
+    missingness patterns and with one."""
+    _, rep, layout, point, y, basis, arrays = _inputs(model, missing=missing)
+    terms = affine_terms(np, point, rep, layout, y)
+    expected = Affine.table(terms, terms.centre, terms.spread)
+    table, constant, _, _ = affine_table(
+        *arrays, basis.onto, basis.nu, np.diag(basis.theta), basis.sd, basis.rho, basis.degree
+    )
+    assert (len(Patterns.of(y).mask) > 1) == missing
+    np.testing.assert_allclose(table, expected.eval(), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(constant, np.broadcast_to(terms.constant, len(y)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", [MODERATED_MEDIATION, SQUARED])
+def test_reverse_pass_equals_central_differences(model):
+    """The cotangents of onto, nu, Theta's diagonal, sd and rho for a random cotangent of the
+    table and the constants."""
+    _, _, _, _, _, basis, arrays = _inputs(model)
+    theta = np.diag(basis.theta).copy()
+    inputs = [basis.onto.copy(), basis.nu.copy(), theta, float(basis.sd), float(basis.rho)]
+    rng = np.random.default_rng(1)
+    table, constant, resid, projected = affine_table(*arrays, *inputs, basis.degree)
+    g_table, g_constant = rng.normal(size=table.shape), rng.normal(size=constant.shape)
+    grads = affine_table_grad(
+        arrays[1],
+        arrays[2],
+        inputs[0],
+        theta,
+        inputs[3],
+        resid,
+        projected,
+        g_table,
+        g_constant,
+        basis.degree,
+    )
+
+    def loss(values: list) -> float:
+        t, c, _, _ = affine_table(*arrays, *values, basis.degree)
+        return float(np.sum(t * g_table) + np.sum(c * g_constant))
+
+    step = 1e-6
+    for j, value in enumerate(inputs):
+        flat = np.atleast_1d(np.asarray(value, dtype=float)).ravel()
+        numeric = np.empty(flat.size)
+        for e in range(flat.size):
+            up, down = flat.copy(), flat.copy()
+            up[e] += step
+            down[e] -= step
+            shape = np.shape(value)
+            numeric[e] = (
+                loss([*inputs[:j], up.reshape(shape) if shape else up[0], *inputs[j + 1 :]])
+                - loss([*inputs[:j], down.reshape(shape) if shape else down[0], *inputs[j + 1 :]])
+            ) / (2 * step)
+        np.testing.assert_allclose(
+            np.ravel(grads[j]), numeric, rtol=1e-6, atol=1e-6, err_msg=f"input {j}"
+        )
+
+
+def _loglik(model: str):
+    tab, par, y = _case(model, n=25, seed=3)
+    rep = representation(tab)
+    layout = Layout.of(tab, rep)
+    p = pt.dvector("p")
+    logp = respondent_loglik(pt, p, rep, layout, y)
+    assert any(isinstance(v.owner.op, AffineTable) for v in ancestors([logp]) if v.owner)
+    return logp, p, par, lambda q: respondent_loglik(np, q, rep, layout, y)
+
+
+@pytest.mark.parametrize("model", [MODERATED_MEDIATION, SQUARED])
+def test_loglik_gradient_equals_central_differences(model):
+    """The whole log-likelihood's gradient through the table op (X:X: and through the Newton
+    steps on the table) against central differences of the NumPy rule (test_quadrature_kernel
+    compares MODERATED_MEDIATION's with PyTensor's graph of the same rule too)."""
+    logp, p, par, numpy = _loglik(model)
+    f = pytensor.function([p], [logp, pt.grad(logp.sum(), p)], mode="NUMBA")
+    point = par + 0.02 * np.random.default_rng(5).normal(size=len(par))
+    value, grad = f(point)
+    np.testing.assert_allclose(value, numpy(point), rtol=1e-10, atol=1e-9)
+    step = 1e-5
+    numeric = [
+        (numpy(point + step * e).sum() - numpy(point - step * e).sum()) / (2 * step)
+        for e in np.eye(len(par))
+    ]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_numba_implementation_equals_perform():
+    logp, p, par, _ = _loglik(MODERATED_MEDIATION)
+    outputs = [logp, pt.grad(logp.sum(), p)]
+    compiled = pytensor.function([p], outputs, mode="NUMBA")
+    python = pytensor.function([p], outputs, mode=PYTHON)
+    for a, b in zip(compiled(par), python(par), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_kept_outputs_have_no_gradient_and_the_key_tells_the_degree():
+    matrix, vector = pt.dmatrix("onto"), pt.dvector("v")
+    outputs = AffineTable(2)(
+        np.zeros((3, 2)), np.ones((1, 2)), np.zeros(3, int), matrix, vector, vector, 1.0, 0.5
+    )
+    with pytest.raises(NullTypeGradError, match="projections"):
+        pt.grad(outputs[3].sum(), matrix)
+    key = graph_key(
+        [
+            AffineTable(2)(
+                np.zeros((3, 2)),
+                np.ones((1, 2)),
+                np.zeros(3, int),
+                matrix,
+                vector,
+                vector,
+                1.0,
+                0.5,
+            )[0]
+        ],
+        [matrix, vector],
+    )
+    other = graph_key(
+        [
+            AffineTable(3)(
+                np.zeros((3, 2)),
+                np.ones((1, 2)),
+                np.zeros(3, int),
+                matrix,
+                vector,
+                vector,
+                1.0,
+                0.5,
+            )[0]
+        ],
+        [matrix, vector],
+    )
+    assert key != other
