@@ -28,6 +28,10 @@ from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch import basic as numba_basic
 
 from bayes_sor.data.missing import LOG_2PI
+from bayes_sor.model.quadrature_kernel import module_version
+
+#: this module's :func:`~bayes_sor.model.quadrature_kernel.module_version`, a prop of its ops
+CACHE_VERSION = module_version(__file__)
 
 
 @numba.njit(cache=True)
@@ -267,17 +271,17 @@ class AffineTable(Op):
     ``nu``, ``theta``, ``sd`` and ``rho`` (:class:`AffineTableGrad`); its last two outputs (the
     residuals and projections) are kept for the reverse pass and have no gradient."""
 
-    __props__ = ("degree",)
+    __props__ = ("degree", "version")
 
     def __init__(self, degree: int):
         self.degree = degree
+        self.version = CACHE_VERSION
 
     def make_node(self, answers, mask, index, onto, nu, theta, sd, rho) -> Apply:
         inputs = [pt.as_tensor(x, dtype="float64") for x in (answers, mask)]
         inputs.append(pt.as_tensor(index, dtype="int64"))
         inputs += [pt.as_tensor(x, dtype="float64") for x in (onto, nu, theta)]
-        # sd and rho as one vector: as two 0-d inputs computed in the graph, the op ran at a
-        # quarter of its speed in PyTensor's numba function (measured, cause not found)
+        # sd and rho as one vector (one input, one cotangent)
         inputs.append(
             pt.stack([pt.as_tensor(sd, dtype="float64"), pt.as_tensor(rho, dtype="float64")])
         )
@@ -320,10 +324,11 @@ class AffineTableGrad(Op):
     """The reverse pass of :class:`AffineTable` (:func:`affine_table_grad`); no gradient of its
     own (NUTS needs first derivatives only)."""
 
-    __props__ = ("degree",)
+    __props__ = ("degree", "version")
 
     def __init__(self, degree: int):
         self.degree = degree
+        self.version = CACHE_VERSION
 
     def make_node(self, mask, index, onto, theta, scalars, resid, projected, g_table, g_constant):
         inputs = [pt.as_tensor(mask, dtype="float64"), pt.as_tensor(index, dtype="int64")]

@@ -47,10 +47,15 @@ def columns(quadratic: list, cross: list, scalars: list, n) -> pt.TensorVariable
     return pt.stack([pt.broadcast_to(pt.as_tensor(e, dtype="float64"), (n,)) for e in entries], 1)
 
 
-#: the checksum of this module, one of :class:`AdaptedQuadrature`'s props: PyTensor's numba cache
-#: and the compiled-model cache know an op by its class and props only, so without it an edited
-#: kernel would not be compiled again (the cached old code would run)
-CACHE_VERSION = zlib.crc32(Path(__file__).read_bytes())
+def module_version(path: str) -> int:
+    """The checksum of a kernel module's source, one of its ops' props: PyTensor's numba cache
+    and the compiled-model cache know an op by its class and props only, so without it an
+    edited kernel would not be compiled again (the cached old code would run)."""
+    return zlib.crc32(Path(path).read_bytes())
+
+
+#: this module's :func:`module_version`
+CACHE_VERSION = module_version(__file__)
 #: LLVM may contract a * b + c to one FMA and divide by multiplying with a reciprocal; no
 #: reassociation (the rounding trick of :func:`exp` needs its additions in order)
 FAST = {"contract", "arcp"}

@@ -5,16 +5,21 @@ its numba implementation against its Python one."""
 
 from __future__ import annotations
 
+import zlib
+from pathlib import Path
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import NullTypeGradError
 from pytensor.graph.traversal import ancestors
+from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 from test_quadrature import MODERATED_MEDIATION, _case
 from test_quadrature_kernel import PYTHON
 
 from bayes_sor.data.missing import Patterns
+from bayes_sor.model import affine_kernel
 from bayes_sor.model.affine_kernel import AffineTable, affine_table, affine_table_grad
 from bayes_sor.model.quadrature import Affine, Layout, affine_basis, affine_terms, respondent_loglik
 from bayes_sor.sampling.graph_key import graph_key
@@ -138,41 +143,29 @@ def test_numba_implementation_equals_perform():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_kept_outputs_have_no_gradient_and_the_key_tells_the_degree():
-    matrix, vector = pt.dmatrix("onto"), pt.dvector("v")
-    outputs = AffineTable(2)(
-        np.zeros((3, 2)), np.ones((1, 2)), np.zeros(3, int), matrix, vector, vector, 1.0, 0.5
-    )
+def _table_op(op: AffineTable, onto, vector):
+    return op(np.zeros((3, 2)), np.ones((1, 2)), np.zeros(3, int), onto, vector, vector, 1.0, 0.5)
+
+
+def test_kept_outputs_have_no_gradient():
+    onto, vector = pt.dmatrix("onto"), pt.dvector("v")
+    outputs = _table_op(AffineTable(2), onto, vector)
     with pytest.raises(NullTypeGradError, match="projections"):
-        pt.grad(outputs[3].sum(), matrix)
-    key = graph_key(
-        [
-            AffineTable(2)(
-                np.zeros((3, 2)),
-                np.ones((1, 2)),
-                np.zeros(3, int),
-                matrix,
-                vector,
-                vector,
-                1.0,
-                0.5,
-            )[0]
-        ],
-        [matrix, vector],
-    )
-    other = graph_key(
-        [
-            AffineTable(3)(
-                np.zeros((3, 2)),
-                np.ones((1, 2)),
-                np.zeros(3, int),
-                matrix,
-                vector,
-                vector,
-                1.0,
-                0.5,
-            )[0]
-        ],
-        [matrix, vector],
-    )
-    assert key != other
+        pt.grad(outputs[3].sum(), onto)
+
+
+def test_the_caches_keys_follow_the_degree_and_the_kernels_source(monkeypatch):
+    """The compiled-model cache and PyTensor's numba cache know the op by its class and props:
+    another degree, or an edited kernel module (its checksum), is compiled anew."""
+    onto, vector = pt.dmatrix("onto"), pt.dvector("v")
+
+    def key(op: AffineTable) -> str:
+        return graph_key([_table_op(op, onto, vector)[0]], [onto, vector])
+
+    before = AffineTable(2)
+    assert before.version == zlib.crc32(Path(affine_kernel.__file__).read_bytes())
+    monkeypatch.setattr(affine_kernel, "CACHE_VERSION", before.version + 1)
+    edited = AffineTable(2)
+    assert key(before) != key(AffineTable(3))
+    assert key(before) != key(edited)
+    assert numba_funcify_and_cache_key(before)[1] != numba_funcify_and_cache_key(edited)[1]
