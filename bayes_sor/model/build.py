@@ -58,12 +58,12 @@ def marginal_reason(partable: ParTable) -> str:
 def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: bool = False) -> str:
     """Resolve ``auto``: marginal whenever it is valid, else conditional.
 
-    ``auto`` does not choose the quadrature likelihood yet: it samples the same posterior with
-    half the leapfrog steps, but even with nodes adapted to each respondent its whole command
-    takes more CPU time than the conditional one's on Study A (81 s against 52 s cached) and
-    its first compilation takes minutes (benchmarks/RESULTS.md, section 6.1), so the
-    conditional likelihood stays the default until the quadrature's cost per gradient comes
-    down.
+    ``auto`` does not choose the quadrature likelihood yet. With its fused kernels it samples the
+    same posterior faster at its own defaults (whole command, min bulk ESS per second: 1.4-1.9x
+    the conditional likelihood's on Study A, 3.6-4.1x on a three-factor model with N = 2000;
+    benchmarks/RESULTS.md, section 6.4), but issue 23 asks for 3x and 5x before it becomes the
+    default, multiple-group models and two moderators (the product rule) have not been
+    measured, and its first compilation takes about a minute and a half.
 
     ``summary``: the data are a covariance matrix, which only the marginal likelihood can use.
     """
