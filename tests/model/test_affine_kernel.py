@@ -15,7 +15,7 @@ import pytest
 from pytensor.gradient import NullTypeGradError
 from pytensor.graph.traversal import ancestors
 from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
-from test_quadrature import MODERATED_MEDIATION, _case
+from test_quadrature import MODERATED_MEDIATION, SQUARED, _case
 from test_quadrature_kernel import PYTHON
 
 from bayes_sor.data.missing import Patterns
@@ -24,14 +24,6 @@ from bayes_sor.model.affine_kernel import AffineTable, affine_table, affine_tabl
 from bayes_sor.model.quadrature import Affine, Layout, affine_basis, affine_terms, respondent_loglik
 from bayes_sor.sampling.graph_key import graph_key
 from bayes_sor.spec.matrices import representation
-
-#: a quadratic term without a residual covariance (the fused path; test_quadrature's QUADRATIC
-#: has one and keeps PyTensor's graph)
-SQUARED = """
-X =~ x1 + x2 + x3
-Y =~ y1 + y2 + y3
-Y ~ X + X:X
-"""
 
 
 def _inputs(model: str, seed: int = 3, missing: bool = True):
@@ -114,24 +106,6 @@ def _loglik(model: str):
     logp = respondent_loglik(pt, p, rep, layout, y)
     assert any(isinstance(v.owner.op, AffineTable) for v in ancestors([logp]) if v.owner)
     return logp, p, par, lambda q: respondent_loglik(np, q, rep, layout, y)
-
-
-@pytest.mark.parametrize("model", [MODERATED_MEDIATION, SQUARED])
-def test_loglik_gradient_equals_central_differences(model):
-    """The whole log-likelihood's gradient through the table op (X:X: and through the Newton
-    steps on the table) against central differences of the NumPy rule (test_quadrature_kernel
-    compares MODERATED_MEDIATION's with PyTensor's graph of the same rule too)."""
-    logp, p, par, numpy = _loglik(model)
-    f = pytensor.function([p], [logp, pt.grad(logp.sum(), p)], mode="NUMBA")
-    point = par + 0.02 * np.random.default_rng(5).normal(size=len(par))
-    value, grad = f(point)
-    np.testing.assert_allclose(value, numpy(point), rtol=1e-10, atol=1e-9)
-    step = 1e-5
-    numeric = [
-        (numpy(point + step * e).sum() - numpy(point - step * e).sum()) / (2 * step)
-        for e in np.eye(len(par))
-    ]
-    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
 
 
 def test_numba_implementation_equals_perform():

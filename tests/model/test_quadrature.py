@@ -51,6 +51,13 @@ Y =~ y1 + y2 + y3
 Y ~ X + X:X
 y1 ~~ y2
 """
+#: a quadratic term without a residual covariance (the likelihood's fused table op,
+#: bayes_sor/model/affine_kernel.py; QUADRATIC keeps PyTensor's graph before the nodes)
+SQUARED = """
+X =~ x1 + x2 + x3
+Y =~ y1 + y2 + y3
+Y ~ X + X:X
+"""
 #: two integrated latents (Z, W), one product of both (a constant given them)
 TWO_MODERATORS = """
 X =~ x1 + x2 + x3

@@ -15,7 +15,7 @@ import pytest
 from pytensor.compile.mode import get_mode
 from pytensor.gradient import NullTypeGradError
 from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
-from test_quadrature import MODERATED_MEDIATION, QUADRATIC, _case
+from test_quadrature import MODERATED_MEDIATION, QUADRATIC, SQUARED, _case
 
 from bayes_sor.model import quadrature_kernel
 from bayes_sor.model.quadrature import Layout, respondent_loglik
@@ -250,11 +250,13 @@ def test_fused_op_equals_the_pytensor_graph_of_the_same_rule():
         np.testing.assert_allclose(value, numpy(point), rtol=1e-10, atol=1e-9)
 
 
-@pytest.mark.parametrize("model", [MODERATED_MEDIATION, QUADRATIC])
+@pytest.mark.parametrize("model", [MODERATED_MEDIATION, QUADRATIC, SQUARED])
 def test_fused_gradient_equals_central_differences_of_the_loglik(model):
     """The whole log-likelihood's gradient through the op (X:X: through the Newton steps
-    before it too) against central differences of the NumPy rule. (PyTensor's Python mode
-    cannot run the X:X graph's own gradient: an addition of more than 32 terms.)"""
+    before it too; without a residual covariance through the table op,
+    bayes_sor/model/affine_kernel.py) against central differences of the NumPy rule.
+    (PyTensor's Python mode cannot run the X:X graph's own gradient: an addition of more than
+    32 terms.)"""
     fused, numpy, par = _compiled(model, True)
     point = par + 0.02 * np.random.default_rng(5).normal(size=len(par))
     value, grad = fused(point)
