@@ -51,7 +51,7 @@ import pytensor.tensor as pt
 from pytensor.gradient import disconnected_grad
 
 from bayes_sor.data.missing import LOG_2PI, Patterns
-from bayes_sor.model.affine_kernel import AffineTable, affine_table
+from bayes_sor.model.affine_kernel import AffineTable, affine_table, table_width
 from bayes_sor.model.quadrature_kernel import AdaptedQuadrature, columns
 from bayes_sor.spec.matrices import Representation, path_depth
 from bayes_sor.spec.partable import ParTable
@@ -111,6 +111,12 @@ class Layout:
     """one integrated latent, and A(w) = (I - B0 - w Gamma)^-1 = A0 + w A0 Gamma A0 with Gamma
     of rank one: the moderated paths share their outcome or their cause, and no moderated
     path's outcome is (or leads to) a moderated path's cause, so (Gamma A0)^2 = 0"""
+
+    @property
+    def degree(self) -> int:
+        """The degree in w of an affine layout's mean: 3 with products of the moderator (X:X),
+        else 2."""
+        return 3 if self.constants else 2
 
     @classmethod
     def of(cls, partable: ParTable, rep: Representation) -> Layout:
@@ -390,7 +396,7 @@ class Affine:
         """The coefficients read back from their table (:meth:`table`'s layout, centre and
         spread those of the linearised model), ``constant`` the respondents' constants."""
         nq, nx = 2 * basis.degree + 1, basis.degree + 1
-        column = [table[:, j] for j in range(4 * basis.degree + 10)]
+        column = [table[:, j] for j in range(table_width(basis.degree))]
         k11, k12, k22, _, _, centre, spread = column[nq + 2 * nx :]
         k = xp.stack([xp.stack([k11, k12], axis=-1), xp.stack([k12, k22], axis=-1)], axis=-2)
         cross = [column[nq : nq + nx], column[nq + nx : nq + 2 * nx]]
@@ -518,7 +524,7 @@ def affine_basis(xp: ModuleType, par, rep: Representation, layout: Layout) -> Af
     u0, l1, r1 = lam @ factor, lam @ total(g), factor.T @ h
     # Lambda mu(w) = sum_j w^j V_j: a cubic with products of w (X:X), else a quadratic
     means = [lam @ mean_e, lam @ mean_c + l1 * (h @ mean_e), l1 * (h @ mean_c)]
-    degree = 3 if layout.constants else 2
+    degree = layout.degree
     basis = xp.stack([*means[:degree], l1, u0 @ r1], axis=1)
     onto = xp.concatenate([basis, u0], axis=1)
     return AffineBasis(onto, mats["nu"], mats["theta"], chol_w[0, 0], r1 @ r1, degree)

@@ -158,12 +158,11 @@ def affine_moderator_draws(
     edges = np.linspace(-ADAPTED_SPAN, ADAPTED_SPAN, ADAPTED_CELLS + 1)
     cells = (edges[1:] + edges[:-1]) / 2
     table = table_function(rep, layout, y, patterns)
-    degree = 3 if layout.constants else 2
     flat = par.reshape(-1, par.shape[-1])
     out = np.empty((len(flat), y.shape[0]))
     for d, theta in enumerate(flat):
         uniforms = rng.uniform(size=(y.shape[0], 2))
-        out[d] = draw_on_cells(table(theta), cells, edges[1] - edges[0], uniforms, degree)
+        out[d] = draw_on_cells(table(theta), cells, edges[1] - edges[0], uniforms, layout.degree)
     return out.reshape(*par.shape[:2], y.shape[0])
 
 
