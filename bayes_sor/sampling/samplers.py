@@ -36,12 +36,12 @@ DEFAULTS = {"draws": 2000, "tune": 1000, "target_accept": 0.9}
 #: enough for the gate with fewer of them (benchmarks/RESULTS.md, "Study A ordinal by
 #: default"). Multiple-group models keep :data:`DEFAULTS`: not measured.
 ORDINAL_DEFAULTS = {"draws": 600, "tune": 400, "target_accept": 0.85}
-#: the same for the quadrature likelihood (no latent score sampled: a small, smooth posterior):
-#: at 4 x 1000 draws and target acceptance 0.8 every fit of Study A and of issue 23's
-#: three-factor N = 2000 model passed the gate (4 seeds each, min bulk ESS 916, tail 1354,
-#: R-hat <= 1.007, no divergence) in 0.6x the wall time of :data:`DEFAULTS`
-#: (benchmarks/RESULTS.md, section 6.3)
-QUADRATURE_DEFAULTS = {"draws": 1000, "tune": 1000, "target_accept": 0.8}
+#: the same for the quadrature likelihood (no latent score sampled: a small, smooth posterior,
+#: sampled with the low-rank mass matrix, :func:`nutpie_adaptation`): at 4 x 1000 draws after
+#: 500 tuning steps at target acceptance 0.8, Study A's fits had min bulk ESS 2849-3185 (3 seeds)
+#: and issue 23's three-factor N = 2000 model's 7244-7335 (2 seeds), the same as after 1000
+#: tuning steps, in 0.8x the CPU seconds (benchmarks/RESULTS.md, section 6.5)
+QUADRATURE_DEFAULTS = {"draws": 1000, "tune": 500, "target_accept": 0.8}
 
 
 @dataclass(frozen=True)
@@ -217,17 +217,19 @@ LOW_RANK_GAMMA = 1e-2
 
 def nutpie_adaptation(adaptation: str, likelihood: str) -> str:
     """nutpie's mass-matrix adaptation: ``auto`` is the low-rank modified diagonal for the
-    marginal likelihood, else the diagonal.
+    marginal and the quadrature likelihoods, else the diagonal.
 
-    The marginal posteriors are small (tens to a few hundred parameters) and correlated (the
+    Their posteriors are small (tens to a few hundred parameters) and correlated (the
     intercepts of a factor's items, a loading and its item's residual variance): the low-rank
     correction doubled the HS CFA's minimum ESS per gradient (benchmarks/RESULTS.md, section
-    4). With thousands of latent scores (conditional) it cost more than it gave (Study A
-    ordinal: the same ESS per gradient, a longer warm-up).
+    4), and gave the quadrature likelihood 2.7x (Study A) and 4x (issue 23's three-factor
+    model) the minimum bulk ESS of the diagonal at the same draws (section 6.5). With
+    thousands of latent scores (conditional) it cost more than it gave (Study A ordinal: the
+    same ESS per gradient, a longer warm-up).
     """
     if adaptation != "auto":
         return adaptation
-    return "low_rank" if likelihood == "marginal" else "diag"
+    return "low_rank" if likelihood in ("marginal", "quadrature") else "diag"
 
 
 def nutpie_options(adaptation: str, likelihood: str, n_dim: int) -> dict[str, object]:

@@ -103,10 +103,11 @@ def test_same_seed_same_data_gives_a_byte_identical_posterior_file(tmp_path):
 
 
 def test_auto_adaptation_is_low_rank_for_marginal_posteriors_regularised_when_large(root):
-    """``auto``: the low-rank mass matrix for every marginal posterior (before: the diagonal
-    above 150 coordinates, where the two-group Study A's R-hat missed the gate), with
-    nutpie's regularisation up to 150 coordinates and LOW_RANK_GAMMA above (nutpie's own made
-    the 203-coordinate two-group Study A's tuning 11x costlier per draw)."""
+    """``auto``: the low-rank mass matrix for every marginal and quadrature posterior (before:
+    the diagonal for quadrature ones, and for marginal ones above 150 coordinates, where the
+    two-group Study A's R-hat missed the gate), with nutpie's regularisation up to 150
+    coordinates and LOW_RANK_GAMMA above (nutpie's own made the 203-coordinate two-group
+    Study A's tuning 11x costlier per draw)."""
     hs = build_partable((root / "models" / "holzinger_swineford.lav").read_text())
     data = pd.read_csv(root / "data" / "holzinger_swineford.csv")
     built = pymc_model(hs, data)
@@ -117,26 +118,21 @@ def test_auto_adaptation_is_low_rank_for_marginal_posteriors_regularised_when_la
         "adaptation": "low_rank",
         "mass_matrix_gamma": LOW_RANK_GAMMA,
     }
+    assert nutpie_options("auto", "quadrature", n_dim) == {"adaptation": "low_rank"}
     assert nutpie_options("auto", "conditional", n_dim) == {"adaptation": "diag"}
     assert nutpie_options("diag", "marginal", LOW_RANK_MAX_DIM + 1) == {"adaptation": "diag"}
 
 
-def test_low_rank_adaptation_samples_the_same_hs_posterior_with_more_effective_draws():
-    """HS CFA, marginal: the low-rank mass matrix (the default there now) and the diagonal one
-    (the earlier default) agree on every posterior mean within Monte Carlo error, and the
-    low-rank one has the larger minimum bulk ESS (run 8: 2511 vs 1461 at 4 x 1000)."""
+def _low_rank_against_diagonal(model, data, likelihood: str, **options) -> None:
+    """The low-rank mass matrix (``auto``) and the diagonal one sample the same posterior:
+    every free parameter's mean within 4 Monte Carlo SEs, and the low-rank one has the larger
+    minimum bulk ESS (4 x 500 draws after 500, one seed)."""
 
     def estimates(adaptation: str) -> pd.DataFrame:
         settings = SamplerSettings(
             chains=4, draws=500, tune=500, seed=11, progressbar=False, adaptation=adaptation
         )
-        result = fit(
-            ROOT / "models/holzinger_swineford.lav",
-            ROOT / "data/holzinger_swineford.csv",
-            scale="none",
-            likelihood="marginal",
-            settings=settings,
-        )
+        result = fit(model, data, likelihood=likelihood, settings=settings, **options)
         est = result.estimates
         return est[est.free > 0].reset_index(drop=True)
 
@@ -145,6 +141,27 @@ def test_low_rank_adaptation_samples_the_same_hs_posterior_with_more_effective_d
     z = (low_rank["mean"] - diag["mean"]).abs() / mcse
     assert z.max() < 4, low_rank.assign(z=z).nlargest(3, "z")
     assert low_rank.ess_bulk.min() > 1.2 * diag.ess_bulk.min()
+
+
+def test_low_rank_adaptation_samples_the_same_hs_posterior_with_more_effective_draws():
+    """HS CFA, marginal: the low-rank mass matrix, the default there (run 8: min bulk ESS 2511
+    against the diagonal's 1461 at 4 x 1000)."""
+    _low_rank_against_diagonal(
+        ROOT / "models/holzinger_swineford.lav",
+        ROOT / "data/holzinger_swineford.csv",
+        "marginal",
+        scale="none",
+    )
+
+
+@pytest.mark.slow
+def test_low_rank_adaptation_samples_the_same_quadrature_posterior_with_more_effective_draws():
+    """Study A, quadrature likelihood: the low-rank mass matrix, the default there (section
+    6.5 of benchmarks/RESULTS.md: min bulk ESS 2849-3381 against the diagonal's 951-1171 at
+    4 x 1000). Slow: the quadrature model's first compilation takes about a minute and a half."""
+    _low_rank_against_diagonal(
+        ROOT / "models/impulse_buying.lav", ROOT / "data/impulse_buying.csv", "quadrature"
+    )
 
 
 def _ordinal_answers(n: int = 40) -> pd.DataFrame:
@@ -184,7 +201,7 @@ def test_unset_settings_take_the_models_defaults(ordinal, group, expected):
 
 
 def test_a_quadrature_fit_takes_its_own_defaults():
-    """The quadrature likelihood samples no latent score: 4 x 1000 after 1000 at target
+    """The quadrature likelihood samples no latent score: 4 x 1000 after 500 at target
     acceptance 0.8 unless told otherwise; the same model by the conditional likelihood keeps
     the general defaults."""
     partable = build_partable(
