@@ -96,9 +96,11 @@ def fit(
     nobs : int or list of int, optional
         The sample size behind ``cov`` / ``cor``; with ``group``, one per group (the matrices
         stacked in one file with the group column, groups in order of first appearance).
-    likelihood : {"auto", "marginal", "conditional"}
+    likelihood : {"auto", "marginal", "conditional", "quadrature"}
         ``auto`` integrates the latent variables out whenever the model is linear with
-        continuous items.
+        continuous items (``marginal``), the moderator of a latent interaction with one
+        exogenous moderator, continuous items and one group (``quadrature``), else samples
+        every respondent's latent scores (``conditional``).
     missing : {"model", "listwise", "refuse"}
         Missing answers modelled (no respondent dropped), dropped listwise, or refused.
     identification : {"std.lv", "marker"}, optional

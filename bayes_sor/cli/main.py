@@ -122,7 +122,12 @@ def _add_fit_inputs(f: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--out", type=Path, help="run folder (default reports/<model name>)")
     f.add_argument(
-        "--likelihood", default="auto", choices=["auto", "marginal", "conditional", "quadrature"]
+        "--likelihood",
+        default="auto",
+        choices=["auto", "marginal", "conditional", "quadrature"],
+        help="auto (default): marginal for a linear model with continuous items; quadrature for "
+        "a latent interaction with one exogenous moderator, continuous items and one group; "
+        "else conditional",
     )
     f.add_argument(
         "--missing",

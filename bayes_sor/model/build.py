@@ -1,7 +1,8 @@
 """Parameter table + data -> PyMC model: :func:`pymc_model` chooses the likelihood and composes
 the parameter vector (:mod:`~bayes_sor.model.parameters`), the marginal
-(:mod:`~bayes_sor.model.marginal`) or conditional (:mod:`~bayes_sor.model.conditional`)
-likelihood and the starting values (:mod:`~bayes_sor.model.start_values`).
+(:mod:`~bayes_sor.model.marginal`), quadrature (:mod:`~bayes_sor.model.quadrature`) or
+conditional (:mod:`~bayes_sor.model.conditional`) likelihood and the starting values
+(:mod:`~bayes_sor.model.start_values`).
 
 Data may be raw answers (a DataFrame), a covariance matrix with N
 (:class:`~bayes_sor.data.summary_statistics.SummaryData`, marginal likelihood only) or ``None``
@@ -38,7 +39,7 @@ from bayes_sor.model.marginal import (
 )
 from bayes_sor.model.ordinal import STANDARDISED_THRESHOLDS
 from bayes_sor.model.parameters import named_par, parameter_vector
-from bayes_sor.model.quadrature import quadrature_likelihood, quadrature_reason
+from bayes_sor.model.quadrature import Layout, quadrature_likelihood, quadrature_reason
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable
@@ -56,14 +57,20 @@ def marginal_reason(partable: ParTable) -> str:
 
 
 def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: bool = False) -> str:
-    """Resolve ``auto``: marginal whenever it is valid, else conditional.
+    """Resolve ``auto``: marginal whenever it is valid; else quadrature for a one-group model
+    with continuous items whose latent interactions all share one exogenous moderator in an
+    affine layout; else conditional.
 
-    ``auto`` does not choose the quadrature likelihood yet. With its fused kernels it samples the
-    same posterior faster at its own defaults (whole command, min bulk ESS per second: 1.4-1.9x
-    the conditional likelihood's on Study A, 3.6-4.1x on a three-factor model with N = 2000;
-    benchmarks/RESULTS.md, section 6.4), but issue 23 asks for 3x and 5x before it becomes the
-    default, multiple-group models and two moderators (the product rule) have not been
-    measured, and its first compilation takes about a minute and a half.
+    A latent interaction has no closed-form likelihood. Where every product term has an
+    exogenous latent factor (the moderator), the items are continuous and the model has no
+    observed structural variable, the quadrature likelihood integrates the moderator out and
+    samples no latent score: the same posterior as the conditional likelihood in fewer, better
+    mixing dimensions (benchmarks/RESULTS.md, section 6.5). ``auto`` takes it only for one
+    integrated latent whose moderated paths keep the layout affine
+    (:attr:`~bayes_sor.model.quadrature.Layout.affine`: Study A, moderated mediation, ``X:X``),
+    where a few nodes adapted to each respondent suffice. Two moderators need a product grid
+    of NODES ** 2 fixed nodes per respondent, not measured against the conditional likelihood,
+    and multiple-group models have no quadrature likelihood: both keep the conditional one.
 
     ``summary``: the data are a covariance matrix, which only the marginal likelihood can use.
     """
@@ -86,11 +93,14 @@ def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: boo
             + (f", but {reason}" if reason else "")
             + "; give the raw answers (--data) instead"
         )
-    if likelihood == "auto" and not reason:
+    if likelihood != "auto":
+        return likelihood
+    if not reason:
         return "marginal"
-    if likelihood == "auto":
-        return "conditional"
-    return likelihood
+    one_moderator = (
+        not quadrature_reason(partable) and Layout.of(partable, representation(partable)).affine
+    )
+    return "quadrature" if one_moderator else "conditional"
 
 
 def pymc_model(
@@ -222,11 +232,6 @@ def grouped_marginal(
             suffix = "" if g == 1 else f"_g{g}"
             marginal_likelihood(par, representation(partable, g), stats, suffix)
         return
-    if kind != "marginal":
-        raise ModelSpecError(
-            f"the {kind} likelihood of multiple-group models is not supported yet; use "
-            "--likelihood conditional (or auto)"
-        )
     labels = _respondent_groups(groups, y)
     for g, label in enumerate(partable.groups, start=1):
         rep = representation(partable, g)

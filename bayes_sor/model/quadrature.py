@@ -73,6 +73,8 @@ def quadrature_reason(partable: ParTable) -> str:
         return "the model has ordinal items, whose likelihood given the moderator is not normal"
     if partable.observed_structural:
         return "the model has observed structural variables"
+    if partable.groups:
+        return "the model has several groups, and multiple-group quadrature is not supported"
     exogenous = set(partable.exogenous)
     bare = [f"{y} ~ {a}:{b}" for y, a, b in partable.interactions if not {a, b} & exogenous]
     if bare:

@@ -39,7 +39,10 @@ VALUES = {
 def test_three_factor_interaction_at_n_2000_passes_the_gate_at_default_settings():
     partable = build_partable(THREE_FACTOR)
     data = simulate(partable, truth(partable, VALUES, variance=0.2), 2000, seed=4, scale=None)
-    result = fit(partable, data, settings=SamplerSettings(progressbar=False))
+    # named: auto takes the quadrature likelihood for this model
+    result = fit(
+        partable, data, likelihood="conditional", settings=SamplerSettings(progressbar=False)
+    )
     assert result.settings.draws == DEFAULTS["draws"]  # the defaults
     assert result.diagnostics.ok, result.diagnostics.as_dict()
     estimates = result.estimates[result.estimates.free > 0]

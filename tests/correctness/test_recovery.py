@@ -33,8 +33,14 @@ def recovery():
     data = simulate(pt, truth, NOBS, seed=SEED)
     # 4 x 1000 draws: min bulk ESS ~450 (benchmarks/RESULTS.md), so Monte Carlo error is
     # <= 0.05 posterior SD, small against the 3-SD bounds below.
+    # named: auto takes the quadrature likelihood for Study A (its own check against the
+    # conditional posterior: tests/correctness/test_quadrature_agreement.py)
     result = fit(
-        pt, data, scale="none", settings=SamplerSettings(draws=1000, seed=11, progressbar=False)
+        pt,
+        data,
+        likelihood="conditional",
+        scale="none",
+        settings=SamplerSettings(draws=1000, seed=11, progressbar=False),
     )
     return pt, truth, result
 

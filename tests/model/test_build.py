@@ -143,10 +143,11 @@ def test_structural_latent_scores_follow_the_regression_and_interaction():
 
 
 def test_auto_likelihood_picks_marginal_only_when_valid():
+    """The other cases of ``auto``: tests/model/test_quadrature.py."""
     assert choose_likelihood(build_partable(ONE_FACTOR)) == "marginal"
     moderated = build_partable("X =~ a1+a2+a3\nW =~ b1+b2+b3\nY =~ c1+c2+c3\nY ~ X + W + X:W")
-    assert choose_likelihood(moderated) == "conditional"
-    assert choose_likelihood(moderated, "quadrature") == "quadrature"
+    assert choose_likelihood(moderated) == "quadrature"
+    assert choose_likelihood(moderated, "conditional") == "conditional"
     with pytest.raises(ModelSpecError, match="latent interaction"):
         choose_likelihood(moderated, "marginal")
 

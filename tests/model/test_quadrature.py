@@ -31,6 +31,7 @@ from bayes_sor.model.quadrature import (
 )
 from bayes_sor.model.simulate import simulate, truth_vector
 from bayes_sor.posterior.scores import moderator_quantiles, quadrature_latent_scores
+from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import extend, representation
 from bayes_sor.spec.partable import build_partable
 
@@ -65,6 +66,34 @@ Z =~ z1 + z2 + z3
 W =~ w1 + w2 + w3
 Y =~ y1 + y2 + y3
 Y ~ X + Z + W + X:Z + X:W + Z:W
+"""
+#: Study A (models/impulse_buying.lav): CT:IT with CT endogenous, IT the exogenous moderator
+STUDY_A = (ROOT / "models" / "impulse_buying.lav").read_text()
+#: a product of two endogenous latents: no exogenous factor to integrate out
+ENDOGENOUS_PRODUCT = """
+X =~ x1 + x2 + x3
+M =~ m1 + m2 + m3
+W =~ w1 + w2 + w3
+Y =~ y1 + y2 + y3
+M ~ X
+W ~ X
+Y ~ M + W + M:W
+"""
+#: one moderator Z, but M is moderated and then moderates Y's path from it: not affine in Z
+CHAINED_PRODUCTS = """
+X =~ x1 + x2 + x3
+Z =~ z1 + z2 + z3
+M =~ m1 + m2 + m3
+Y =~ y1 + y2 + y3
+M ~ X + Z + X:Z
+Y ~ M + M:Z
+"""
+#: an observed structural variable (a single-item construct) beside the latent product
+OBSERVED_STRUCTURAL = """
+X =~ x1 + x2 + x3
+Z =~ z1 + z2 + z3
+Y =~ y1 + y2 + y3
+Y ~ X + Z + X:Z + age
 """
 INTEGRATED = {MODERATED_MEDIATION: ["Z"], QUADRATIC: ["X"], TWO_MODERATORS: ["Z", "W"]}
 
@@ -202,7 +231,7 @@ def test_node_count_on_study_a():
 
 
 def _study_a():
-    tab = build_partable((ROOT / "models" / "impulse_buying.lav").read_text())
+    tab = build_partable(STUDY_A)
     par = truth_vector(tab, pd.read_csv(ROOT / "data" / "impulse_buying_truth.csv"))
     y = pd.read_csv(ROOT / "data" / "impulse_buying.csv")[tab.indicators].to_numpy(dtype=float)
     return tab, par, y
@@ -281,11 +310,11 @@ def test_layout_is_affine_in_one_moderator_with_a_rank_one_product_matrix():
         return Layout.of(tab, representation(tab)).affine
 
     assert affine(MODERATED_MEDIATION) and affine(QUADRATIC)
-    assert affine((ROOT / "models" / "impulse_buying.lav").read_text())
+    assert affine(STUDY_A)
     assert not affine(TWO_MODERATORS)
     chained = "X =~ x1 + x2 + x3\nZ =~ z1 + z2 + z3\nM =~ m1 + m2 + m3\nY =~ y1 + y2 + y3\n"
     assert affine(chained + "M ~ X + Z + X:Z\nY ~ M + X:Z\n")  # a shared cause X
-    assert not affine(chained + "M ~ X + Z + X:Z\nY ~ M + M:Z\n")  # M moderated, then M's
+    assert not affine(CHAINED_PRODUCTS)  # M moderated, then M's
     assert not affine(
         chained + "W =~ w1 + w2 + w3\nM ~ X + Z + X:Z\nY ~ M + W + W:Z\n"
     )  # two outcomes, two causes: Gamma of rank 2
@@ -293,21 +322,58 @@ def test_layout_is_affine_in_one_moderator_with_a_rank_one_product_matrix():
 
 def test_quadrature_applies_to_continuous_items_and_an_exogenous_moderator():
     """Asked for, it is used on continuous items with an exogenous moderator (a product or a
-    square); ``auto`` keeps the conditional likelihood (not yet faster in wall time)."""
-    for model in (MODERATED_MEDIATION, QUADRATIC):
+    square), in one group; ``auto`` takes it there when the moderator is one and the layout
+    affine (test_auto_likelihood_integrates_one_exogenous_moderator_out)."""
+    for model in (MODERATED_MEDIATION, QUADRATIC, TWO_MODERATORS):
         assert choose_likelihood(build_partable(model), "quadrature") == "quadrature"
-        assert choose_likelihood(build_partable(model)) == "conditional"
-    with pytest.raises(ModelSpecError, match="quadrature likelihood cannot be used"):
+    with pytest.raises(ModelSpecError, match=r"quadrature likelihood cannot be used.*ordinal"):
         choose_likelihood(build_partable(MODERATED_MEDIATION, ordinal=["y1"]), "quadrature")
-    endogenous_only = build_partable(
-        "X =~ x1 + x2 + x3\nM =~ m1 + m2 + m3\nW =~ w1 + w2 + w3\nY =~ y1 + y2 + y3\n"
-        "M ~ X\nW ~ X\nY ~ M + W + M:W\n"
-    )
-    assert choose_likelihood(endogenous_only) == "conditional"
     with pytest.raises(ModelSpecError, match=r"Y ~ M:W.*no exogenous latent factor"):
-        choose_likelihood(endogenous_only, "quadrature")
+        choose_likelihood(build_partable(ENDOGENOUS_PRODUCT), "quadrature")
     with pytest.raises(ModelSpecError, match="no latent interaction"):
         choose_likelihood(build_partable("F =~ y1 + y2 + y3"), "quadrature")
+    with pytest.raises(
+        ModelSpecError,
+        match=r"quadrature likelihood cannot be used: the model has several groups.*"
+        r"--likelihood conditional",
+    ):
+        choose_likelihood(with_groups(build_partable(QUADRATIC), ["a", "b"]), "quadrature")
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "expected"),
+    [
+        (STUDY_A, {}, "quadrature"),  # CT:IT, CT endogenous: IT integrated out
+        (MODERATED_MEDIATION, {}, "quadrature"),
+        (QUADRATIC, {}, "quadrature"),  # X:X
+        (MODERATED_MEDIATION, {"ordinal": ["y1"]}, "conditional"),
+        (ENDOGENOUS_PRODUCT, {}, "conditional"),  # nothing exogenous to integrate out
+        (TWO_MODERATORS, {}, "conditional"),  # a product grid, not measured
+        (CHAINED_PRODUCTS, {}, "conditional"),  # one moderator, but not affine
+        (OBSERVED_STRUCTURAL, {}, "conditional"),
+        (QUADRATIC, {"groups": ["a", "b"]}, "conditional"),  # no multiple-group quadrature
+        ("F =~ y1 + y2 + y3\nG =~ y4 + y5 + y6\nG ~ F\n", {}, "marginal"),
+    ],
+    ids=[
+        "study_a",
+        "moderated_mediation",
+        "squared",
+        "ordinal",
+        "endogenous_product",
+        "two_moderators",
+        "chained_products",
+        "observed_structural",
+        "groups",
+        "no_interaction",
+    ],
+)
+def test_auto_likelihood_integrates_one_exogenous_moderator_out(model, options, expected):
+    """``auto``: marginal when valid; quadrature for a latent interaction with one exogenous
+    moderator in an affine layout, continuous items and one group; conditional otherwise."""
+    groups = options.pop("groups", None)
+    tab = build_partable(model, **options)
+    tab = with_groups(tab, groups) if groups else tab
+    assert choose_likelihood(tab) == expected
 
 
 def test_scores_without_interaction_effect_match_the_marginal_conditional_normal():

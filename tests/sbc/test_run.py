@@ -375,7 +375,15 @@ def _ranks_only(frame: pd.DataFrame) -> pd.DataFrame:
 def test_study_a_model_is_calibrated(root: Path, tmp_path, ordinal: str | None):
     """Study A (conditional likelihood, latent interaction): 200 simulations at N = 357, with
     continuous items and as ordered probit on every item (about 25 and 80 minutes on 2 cores)."""
-    config = make_config(study_a_model(root), 357, draws=500, tune=500, chains=1, ordinal=ordinal)
+    config = make_config(
+        study_a_model(root),
+        357,
+        draws=500,
+        tune=500,
+        chains=1,
+        ordinal=ordinal,
+        likelihood="conditional",  # auto takes the quadrature one for continuous items
+    )
     result = run_sbc(config, tmp_path / "study_a", 200, progress=False)
     assert result.verdict.n_failed == 0
     assert result.verdict.calibrated, result.summary.sort_values("p_value").head(10)
