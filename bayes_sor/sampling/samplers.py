@@ -38,8 +38,8 @@ DEFAULTS = {"draws": 2000, "tune": 1000, "target_accept": 0.9}
 ORDINAL_DEFAULTS = {"draws": 600, "tune": 400, "target_accept": 0.85}
 #: the same for the quadrature likelihood (no latent score sampled: a small, smooth posterior,
 #: sampled with the low-rank mass matrix, :func:`nutpie_adaptation`): at 4 x 1000 draws after
-#: 500 tuning steps at target acceptance 0.8, Study A's fits had min bulk ESS 2849-3185 (3 seeds)
-#: and issue 23's three-factor N = 2000 model's 7244-7335 (2 seeds), the same as after 1000
+#: 500 tuning steps at target acceptance 0.8, Study A's fits had min bulk ESS 2849-3185 (4 seeds)
+#: and issue 23's three-factor N = 2000 model's 7244-7377 (3 seeds), the same as after 1000
 #: tuning steps, in 0.8x the CPU seconds (benchmarks/RESULTS.md, section 6.5)
 QUADRATURE_DEFAULTS = {"draws": 1000, "tune": 500, "target_accept": 0.8}
 
