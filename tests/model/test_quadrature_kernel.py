@@ -46,13 +46,12 @@ def _coefficients(rng: np.random.Generator, n: int, degree: int) -> np.ndarray:
     return rows
 
 
-def _reference(rows: np.ndarray, z: np.ndarray, log_weight: np.ndarray, degree: int):
-    """The rule's value in NumPy as written before it was vectorised: log det, the log-sum-exp
-    shifted by the largest whole term."""
+def log_density(rows: np.ndarray, u: np.ndarray, degree: int) -> np.ndarray:
+    """log p(y_i | w) without its constant at the standardised moderator's values ``u`` (n, K)
+    (w = sd u), with log det, in NumPy."""
     nq, nx = 2 * degree + 1, degree + 1
     base = nq + 2 * nx
-    k11, k12, k22, rho, sd, centre, spread = (rows[:, base + c, None] for c in range(7))
-    u = centre + spread * z
+    k11, k12, k22, rho, sd = (rows[:, base + c, None] for c in range(5))
     w = sd * u
 
     def poly(first: int, count: int) -> np.ndarray:
@@ -64,7 +63,15 @@ def _reference(rows: np.ndarray, z: np.ndarray, log_weight: np.ndarray, degree: 
     det = m11 * m22 - m12 * m21
     v1, v2 = curve * x1 + w * x2, w * x1
     wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) / det
-    terms = -0.5 * (np.log(det) + quad - wood) + log_weight + np.log(spread) - 0.5 * u * u
+    return -0.5 * (np.log(det) + quad - wood)
+
+
+def _reference(rows: np.ndarray, z: np.ndarray, log_weight: np.ndarray, degree: int):
+    """The rule's value in NumPy as written before it was vectorised: log det, the log-sum-exp
+    shifted by the largest whole term."""
+    centre, spread = rows[:, -2, None], rows[:, -1, None]
+    u = centre + spread * z
+    terms = log_density(rows, u, degree) + log_weight + np.log(spread) - 0.5 * u * u
     terms += 0.5 * z * z
     top = terms.max(axis=1, keepdims=True)
     return (top + np.log(np.exp(terms - top).sum(axis=1, keepdims=True)))[:, 0]
