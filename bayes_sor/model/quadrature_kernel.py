@@ -12,7 +12,8 @@ numba-compiled log density calls the kernel once per gradient. The kernel runs S
 respondents: blocks of :data:`BLOCK`, transposed so that each loop over a block's respondents
 reads and writes contiguous rows, with exp and log written as arithmetic (:func:`exp`,
 :func:`log`) and det^-1/2 by a square root, so that LLVM vectorises every loop (4x the scalar
-loop's speed; benchmarks/RESULTS.md).
+loop's speed; benchmarks/RESULTS.md). The moderator's scores after a fit are drawn on cells by
+:func:`draw_on_cells` from the same per-node terms, vectorised alike.
 
 The coefficients of respondent i are one row of a matrix (:func:`columns`): the polynomial
 r' Sigma0^-1 r (2 degree + 1 coefficients, rising), the two polynomials E' Sigma0^-1 r (degree
