@@ -4,6 +4,7 @@
     python benchmarks/quadrature.py               # everything (~30-60 min on 2 cores)
     python benchmarks/quadrature.py --only grad   # the time-per-gradient tables only
     python benchmarks/quadrature.py --only fit    # the CLI rows only
+    python benchmarks/quadrature.py --only scores # the moderator's scores after a fit
 
 CLI rows: ``python -m bayes_sor fit`` at the CLI's defaults (each likelihood's own), in a fresh
 process (wall time includes import, compilation, sampling, the moderator scores and the
@@ -12,7 +13,9 @@ three items each, item means about 1, marker identification, N = 2000, simulated
 Gradient rows: logp + gradient of the quadrature log-likelihood alone (the fused op against
 PyTensor's graph of the same rule), compiled with PyTensor's numba backend, at the model's
 generating values, and the whole model's gradient at its starting point; medians of
-interleaved rounds (compilation excluded).
+interleaved rounds (compilation excluded). Scores rows: the moderator's scores of a quadrature
+fit (``affine_moderator_draws``, 4 chains x 1000 draws near the generating values) on Study A
+and the three-factor model, the whole call and its parts per draw (CPU time).
 """
 
 from __future__ import annotations
@@ -30,9 +33,18 @@ import pytensor
 import pytensor.tensor as pt
 from run import ROOT, run_one
 
+from bayes_sor.data.missing import Patterns
 from bayes_sor.model.build import pymc_model
-from bayes_sor.model.quadrature import Layout, adapted_nodes, respondent_loglik
+from bayes_sor.model.quadrature import (
+    Layout,
+    adapted_nodes,
+    affine_basis,
+    respondent_loglik,
+    table_function,
+)
+from bayes_sor.model.quadrature_kernel import draw_on_cells
 from bayes_sor.model.simulate import simulate, truth_vector
+from bayes_sor.posterior.scores import ADAPTED_CELLS, ADAPTED_SPAN, affine_moderator_draws
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import build_partable
 
@@ -147,6 +159,72 @@ def gradient_tables() -> None:
     print(interleaved_ms(calls), f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
+def score_rows(rounds: int = 5) -> None:
+    """The moderator's scores after a quadrature fit (:func:`score_row`) on Study A and on the
+    three-factor model at N = 2000."""
+    study_a = build_partable((ROOT / "models" / "impulse_buying.lav").read_text())
+    score_row(
+        "Study A",
+        study_a,
+        pd.read_csv(ROOT / "data" / "impulse_buying.csv"),
+        truth_vector(study_a, pd.read_csv(ROOT / "data" / "impulse_buying_truth.csv")),
+        rounds,
+    )
+    score_row(
+        "three-factor",
+        build_partable(THREE_FACTOR),
+        three_factor_data(2000),
+        three_factor_truth(),
+        rounds,
+    )
+
+
+def score_row(label: str, tab, frame: pd.DataFrame, truth: np.ndarray, rounds: int) -> None:
+    """``affine_moderator_draws`` at 4 chains x 1000 draws (the generating values plus noise of
+    SD 0.01): the whole call (median wall and CPU seconds of ``rounds``), then CPU ms per draw
+    of its parts in alternating rounds: the parameters' basis (NumPy), the coefficient table
+    (the basis and the numba table), the uniform numbers, the draw on the cells (numba)."""
+    edges = np.linspace(-ADAPTED_SPAN, ADAPTED_SPAN, ADAPTED_CELLS + 1)
+    cells = (edges[1:] + edges[:-1]) / 2
+    rep = representation(tab)
+    layout = Layout.of(tab, rep)
+    y = frame[rep.items].to_numpy(dtype=float)
+    patterns = Patterns.of(y)
+    par = truth + 0.01 * np.random.default_rng(0).normal(size=(4, 1000, len(truth)))
+    wall, cpu = [], []
+    for _ in range(rounds):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        affine_moderator_draws(rep, layout, par, y, patterns, np.random.default_rng(1))
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    table = table_function(rep, layout, y, patterns)
+    flat = par.reshape(-1, len(truth))[:500]
+    coefficients = table(flat[0])
+    rng = np.random.default_rng(1)
+    uniforms = rng.uniform(size=(len(y), 2))
+    parts = {
+        "basis": lambda theta: affine_basis(np, theta, rep, layout),
+        "table": table,
+        "uniforms": lambda _: rng.uniform(size=(len(y), 2)),
+        "draw": lambda _: draw_on_cells(
+            coefficients, cells, edges[1] - edges[0], uniforms, layout.degree
+        ),
+    }
+    ms: dict = {name: [] for name in parts}
+    for _ in range(rounds):
+        for name, part in parts.items():
+            start = time.process_time()
+            for theta in flat:
+                part(theta)
+            ms[name].append(1000 * (time.process_time() - start) / len(flat))
+    medians = {name: round(float(np.median(t)), 4) for name, t in ms.items()}
+    print(
+        f"{label} N={len(y)}: whole {np.median(wall):.3f} s wall ({np.median(cpu):.3f} CPU);"
+        f" ms per draw {medians}; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+
+
 def fit_rows(limit: float, seeds: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-quadrature-"))
     (folder / "three_factor.lav").write_text(THREE_FACTOR)
@@ -182,7 +260,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", choices=["grad", "fit"], default=None)
+    parser.add_argument("--only", choices=["grad", "fit", "scores"], default=None)
     parser.add_argument("--limit", type=float, default=1800)
     parser.add_argument("--seeds", type=int, default=3, help="more seeds of the quadrature's rows")
     args = parser.parse_args()
@@ -192,6 +270,8 @@ def main() -> None:
     )
     if args.only in (None, "grad"):
         gradient_tables()
+    if args.only in (None, "scores"):
+        score_rows()
     if args.only in (None, "fit"):
         fit_rows(args.limit, args.seeds)
 

@@ -12,7 +12,8 @@ numba-compiled log density calls the kernel once per gradient. The kernel runs S
 respondents: blocks of :data:`BLOCK`, transposed so that each loop over a block's respondents
 reads and writes contiguous rows, with exp and log written as arithmetic (:func:`exp`,
 :func:`log`) and det^-1/2 by a square root, so that LLVM vectorises every loop (4x the scalar
-loop's speed; benchmarks/RESULTS.md).
+loop's speed; benchmarks/RESULTS.md). The moderator's scores after a fit are drawn on cells by
+:func:`draw_on_cells` from the same per-node terms, vectorised alike.
 
 The coefficients of respondent i are one row of a matrix (:func:`columns`): the polynomial
 r' Sigma0^-1 r (2 degree + 1 coefficients, rising), the two polynomials E' Sigma0^-1 r (degree
@@ -193,20 +194,38 @@ def _woodbury(x1: float, x2: float, k11: float, k12: float, k22: float, rho: flo
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=FAST)
-def log_density(coefficients, i: int, wv: float, degree: int) -> float:
-    """log p(y_i | w) at w = ``wv`` without its constant, from row ``i`` of ``coefficients``
-    (:func:`columns`): r' Sigma0^-1 r = quad(w), E' Sigma0^-1 r = (x1(w), x2(w)) by Horner,
-    then -(log det + quad - num / det) / 2 with the 2 x 2 Woodbury term (:func:`_woodbury`)."""
+def _load_block(coefficients, start: int, work, width: int) -> None:
+    """Rows ``start`` to ``start + BLOCK`` of ``coefficients`` into ``work`` transposed, column
+    j at j BLOCK (contiguous rows for the loops over a block's respondents); rows past the
+    last respondent repeat it, so that the loops always run over BLOCK."""
+    last = coefficients.shape[0] - 1
+    for i in range(BLOCK):
+        for j in range(width):
+            work[j * BLOCK + i] = coefficients[min(start + i, last), j]
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def _at(work, i: int, wv: float, degree: int):
+    """log p(y_i | w) at w = ``wv`` in parts, for respondent ``i`` of a block loaded by
+    :func:`_load_block`: r' Sigma0^-1 r = quad(w), E' Sigma0^-1 r = (x1(w), x2(w)) by Horner,
+    1 / det and the Woodbury term of :func:`_woodbury`, so that log p(y_i | w) without its
+    constant is -(log det + quad - wood) / 2: (quad, x1, x2, 1 / det, wood)."""
     nq, nx = 2 * degree + 1, degree + 1
     base = nq + 2 * nx
-    row = coefficients[i]
-    quad = _horner(row, 0, nq, 1, wv)
-    x1, x2 = _horner(row, nq, nx, 1, wv), _horner(row, nq + nx, nx, 1, wv)
+    quad = _horner(work, i, nq, BLOCK, wv)
+    x1 = _horner(work, nq * BLOCK + i, nx, BLOCK, wv)
+    x2 = _horner(work, (nq + nx) * BLOCK + i, nx, BLOCK, wv)
     _, m11, m12, m21, m22, det, v1, v2 = _woodbury(
-        x1, x2, row[base], row[base + 1], row[base + 2], row[base + 3], wv
+        x1,
+        x2,
+        work[base * BLOCK + i],
+        work[(base + 1) * BLOCK + i],
+        work[(base + 2) * BLOCK + i],
+        work[(base + 3) * BLOCK + i],
+        wv,
     )
-    wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) / det
-    return -0.5 * (np.log(det) + quad - wood)
+    inv = 1.0 / det
+    return quad, x1, x2, inv, (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=FAST)
@@ -234,31 +253,14 @@ def _rule(coefficients, z, log_weight, degree: int):
     kept = np.empty(nodes * _KEPT * BLOCK)
     for start in range(0, n, BLOCK):
         m = min(BLOCK, n - start)
-        # rows past the last respondent repeat it: the loops always run over BLOCK
-        for i in range(BLOCK):
-            for j in range(width):
-                work[j * BLOCK + i] = coefficients[start + min(i, m - 1), j]
+        _load_block(coefficients, start, work, width)
         work[gradient:top] = 0.0
         for k in range(nodes):
             lift = log_weight[k] + 0.5 * z[k] * z[k]
             node = k * _KEPT * BLOCK
             for i in range(BLOCK):
                 u = work[(base + 5) * BLOCK + i] + work[(base + 6) * BLOCK + i] * z[k]
-                wv = work[(base + 4) * BLOCK + i] * u
-                quad = _horner(work, i, nq, BLOCK, wv)
-                x1 = _horner(work, nq * BLOCK + i, nx, BLOCK, wv)
-                x2 = _horner(work, (nq + nx) * BLOCK + i, nx, BLOCK, wv)
-                _, m11, m12, m21, m22, det, v1, v2 = _woodbury(
-                    x1,
-                    x2,
-                    work[base * BLOCK + i],
-                    work[(base + 1) * BLOCK + i],
-                    work[(base + 2) * BLOCK + i],
-                    work[(base + 3) * BLOCK + i],
-                    wv,
-                )
-                inv = 1.0 / det
-                wood = (x1 * (m22 * v1 - m12 * v2) + x2 * (m11 * v2 - m21 * v1)) * inv
+                quad, x1, x2, inv, wood = _at(work, i, work[(base + 4) * BLOCK + i] * u, degree)
                 kept[node + i] = lift - 0.5 * u * u - 0.5 * (quad - wood)
                 kept[node + BLOCK + i] = _sqrt(inv)
                 kept[node + 2 * BLOCK + i] = x1
@@ -363,42 +365,82 @@ def adapted_quadrature(coefficients, z, log_weight, degree: int):
     raise ValueError("adapted_quadrature takes degree 2 or 3 (the mean's degree in w)")
 
 
+@numba.njit(inline="always", error_model="numpy", fastmath=FAST)
+def _draw(coefficients, cells, width: float, uniforms, degree: int):
+    """:func:`draw_on_cells` for a ``degree`` that is a constant after inlining (as
+    :func:`_rule`), BLOCK respondents at a time."""
+    nq, nx = 2 * degree + 1, degree + 1
+    base = nq + 2 * nx
+    n, columns = coefficients.shape[0], base + 7
+    if coefficients.shape[1] != columns:
+        raise ValueError("draw_on_cells: the coefficients' columns do not match the degree")
+    count = len(cells)
+    out = np.empty(n)
+    # the block's coefficients, then rows of BLOCK: the largest exponent, the running sum,
+    # the uniform number that picks the cell, the picked cell
+    work = np.empty((columns + 4) * BLOCK)
+    top, running = columns * BLOCK, (columns + 1) * BLOCK
+    pick, chosen = (columns + 2) * BLOCK, (columns + 3) * BLOCK
+    # per cell two rows of BLOCK: the exponent without the determinant (then the cumulative
+    # sum of the cells' densities), det^-1/2
+    kept = np.empty(2 * count * BLOCK)
+    for start in range(0, n, BLOCK):
+        m = min(BLOCK, n - start)
+        _load_block(coefficients, start, work, columns)
+        for c in range(count):
+            cell = 2 * c * BLOCK
+            for i in range(BLOCK):
+                u = work[(base + 5) * BLOCK + i] + work[(base + 6) * BLOCK + i] * cells[c]
+                quad, _, _, inv, wood = _at(work, i, work[(base + 4) * BLOCK + i] * u, degree)
+                kept[cell + i] = -0.5 * (quad - wood) - 0.5 * u * u
+                kept[cell + BLOCK + i] = _sqrt(inv)
+        # the densities shifted by the largest exponent without -log(det) / 2, as in _rule
+        for i in range(BLOCK):
+            work[top + i] = kept[i]
+            work[running + i] = 0.0
+            work[chosen + i] = 0.0
+        for c in range(1, count):
+            cell = 2 * c * BLOCK
+            for i in range(BLOCK):
+                t = kept[cell + i]
+                work[top + i] = t if t > work[top + i] else work[top + i]
+        for c in range(count):
+            cell = 2 * c * BLOCK
+            for i in range(BLOCK):
+                work[running + i] += exp(kept[cell + i] - work[top + i]) * kept[cell + BLOCK + i]
+                kept[cell + i] = work[running + i]
+        for i in range(m):
+            work[pick + i] = uniforms[start + i, 0] * work[running + i]
+        # the first cell whose cumulative sum reaches the pick is the number of cells below
+        # it (the sums do not decrease)
+        for c in range(count):
+            cell = 2 * c * BLOCK
+            for i in range(BLOCK):
+                work[chosen + i] += 1.0 if kept[cell + i] < work[pick + i] else 0.0
+        for i in range(m):
+            c = min(int(work[chosen + i]), count - 1)
+            sd, centre = work[(base + 4) * BLOCK + i], work[(base + 5) * BLOCK + i]
+            spread = work[(base + 6) * BLOCK + i]
+            out[start + i] = sd * (
+                centre + spread * (cells[c] + width * (uniforms[start + i, 1] - 0.5))
+            )
+    return out
+
+
 @numba.njit(cache=True, error_model="numpy", fastmath=FAST)
 def draw_on_cells(coefficients, cells, width: float, uniforms, degree: int):
     """One draw of the moderator's value w per respondent (n,), from p(w | y_i) on the cells
     u = centre_i + spread_i ``cells`` of the standardised moderator (``width`` apart, rows of
     ``coefficients`` as :func:`columns`): a cell with probability proportional to the density
-    at its centre (:func:`log_density` and the prior), then uniform within it, ``uniforms``
-    (n, 2) the two uniform numbers per respondent."""
-    n = coefficients.shape[0]
-    base = 4 * degree + 3
-    out = np.empty(n)
-    count = len(cells)
-    values = np.empty(count)
-    for i in range(n):
-        sd, centre, spread = (
-            coefficients[i, base + 4],
-            coefficients[i, base + 5],
-            coefficients[i, base + 6],
-        )
-        # the exponentials in a loop of their own, vectorised (the arithmetic exp): 15 % faster
-        for c in range(count):
-            u = centre + spread * cells[c]
-            values[c] = log_density(coefficients, i, sd * u, degree) - 0.5 * u * u
-        top = values.max()
-        for c in range(count):
-            values[c] = exp(values[c] - top)
-        total = 0.0
-        for c in range(count):
-            total += values[c]
-            values[c] = total
-        pick, cell = uniforms[i, 0] * total, count - 1
-        for c in range(count):
-            if values[c] >= pick:
-                cell = c
-                break
-        out[i] = sd * (centre + spread * (cells[cell] + width * (uniforms[i, 1] - 0.5)))
-    return out
+    at its centre (:func:`_at` and the prior), then uniform within it, ``uniforms`` (n, 2) the
+    two uniform numbers per respondent. Vectorised across respondents as
+    :func:`adapted_quadrature`, BLOCK at a time (det^-1/2 by a square root, the arithmetic
+    :func:`exp`)."""
+    if degree == 2:
+        return _draw(coefficients, cells, width, uniforms, 2)
+    if degree == 3:
+        return _draw(coefficients, cells, width, uniforms, 3)
+    raise ValueError("draw_on_cells takes degree 2 or 3 (the mean's degree in w)")
 
 
 class AdaptedQuadrature(Op):
