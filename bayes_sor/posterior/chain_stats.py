@@ -39,10 +39,10 @@ def _split_chains(draws: np.ndarray) -> np.ndarray:
     return np.concatenate((draws[..., :half], draws[..., -half:]), axis=-2)
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of each entry's flattened (chain, draw) values, ties given their average
-    rank (``scipy.stats.rankdata(method="average")``: whole or half numbers, so exact in
-    floating point)."""
+def _z_scale(values: np.ndarray) -> np.ndarray:
+    """Rank-normalised values of each entry of ``(..., chain, draw)`` values: normal quantiles
+    of the Blom positions of their ranks 1..n among the entry's values, ties given their
+    average rank (``scipy.stats.rankdata(method="average")``)."""
     flat = _flat(values)
     n = flat.shape[-1]
     # any sort order will do (tied values share their average rank): numpy's fastest sort
@@ -55,16 +55,13 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
     position = np.arange(n)
     start = np.maximum.accumulate(np.where(first, position, 0), axis=-1)
     stop = np.flip(np.minimum.accumulate(np.flip(np.where(last, position + 1, n), -1), -1), -1)
-    ranks = np.empty(flat.shape)
-    np.put_along_axis(ranks, order, 0.5 * (start + stop + 1), axis=-1)
-    return ranks
-
-
-def _z_scale(values: np.ndarray) -> np.ndarray:
-    """Rank-normalised values: normal quantiles of the ranks' Blom positions, per entry."""
-    ranks = _average_ranks(values)
-    positions = (ranks - _BLOM) / (ranks.shape[-1] - 2 * _BLOM + 1)
-    return ndtri(positions).reshape(values.shape)
+    # an average rank is a whole or half number, (start + stop + 1) / 2: the normal quantile
+    # of each of the 2n - 1 possible ranks once, rather than of every value of every entry
+    ranks = 0.5 * np.arange(2, 2 * n + 1)
+    quantiles = ndtri((ranks - _BLOM) / (n - 2 * _BLOM + 1))
+    z = np.empty(flat.shape)
+    np.put_along_axis(z, order, quantiles[start + stop - 1], axis=-1)
+    return z.reshape(values.shape)
 
 
 def _rhat(chains: np.ndarray) -> np.ndarray:
