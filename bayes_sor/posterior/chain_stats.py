@@ -9,9 +9,11 @@ need only the rank-normalised split R-hat, the bulk and tail ESS, the equal-tail
 highest-density intervals and the E-BFMI; they are written here with numpy and
 ``scipy.special.ndtri`` (loaded with numba's LAPACK bindings anyway), step by step as
 arviz-stats writes them, so the numbers are the same to the last bit (``tests/posterior/
-test_chain_stats.py`` compares them with arviz-stats'). The references are Vehtari et al.
-(2021), "Rank-normalization, folding, and localization: an improved R-hat", and Betancourt
-(2016) for the E-BFMI.
+test_chain_stats.py`` compares them with arviz-stats'). They take a whole posterior at once,
+``(entry, chain, draw)``: one call per parameter, and a normal quantile per draw, cost a third
+of the summaries' time (``benchmarks/RESULTS.md``, "fixed costs after sampling, second pass").
+The references are Vehtari et al. (2021), "Rank-normalization, folding, and localization: an
+improved R-hat", and Betancourt (2016) for the E-BFMI.
 """
 
 from __future__ import annotations
