@@ -68,17 +68,25 @@ def phases(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-500:])
-    stamps = [(float(m[1]), m[2]) for m in map(_STAGE.match, proc.stdout.splitlines()) if m]
     # the stage clock starts once the imports are done; after "finished" come the console
     # tables and the exit
     outside = "start, imports; console tables, exit"
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = {outside: wall - stamps[-1][0], "total": wall, "CPU seconds": cpu}
+    stages, last = stage_seconds(proc.stdout, out)
+    return {outside: wall - last, "total": wall, "CPU seconds": cpu, **stages}
+
+
+def stage_seconds(stdout: str, out: Path) -> tuple[dict[str, float], float]:
+    """Seconds per stage of a fit's output, from each stage line to the next, and the clock at
+    the last line. A stage's label is its line before the first colon, with the run's own
+    folder ("writing /tmp/phases-.../run/ (posterior.nc, ...)") named OUT, so that every
+    run labels it alike; a label met twice adds up."""
+    stamps = [(float(m[1]), m[2]) for m in map(_STAGE.match, stdout.splitlines()) if m]
+    seconds: dict[str, float] = {}
     for (at, name), (until, _) in itertools.pairwise(stamps):
-        # "writing /tmp/.../run/ (...)" names its folder: one label for every run
-        label = "writing the run" if name.startswith("writing ") else name.split(":")[0]
-        result[label] = until - at
-    return result
+        label = name.replace(str(out), "OUT").split(":")[0]
+        seconds[label] = seconds.get(label, 0.0) + until - at
+    return seconds, stamps[-1][0]
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ def fit_posterior(
     built = pymc_model(partable, data, likelihood=likelihood)
     settings = SamplerSettings(chains=chains, draws=draws, tune=draws, seed=seed, progressbar=False)
     posterior = sample(built, settings)["posterior"].to_dataset()
-    estimates = parameter_estimates(partable, built.representation, posterior)
+    estimates = parameter_estimates(partable, posterior)
     estimates.index = estimates.lhs + estimates.op + estimates.rhs
     return posterior, estimates
 

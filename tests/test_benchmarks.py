@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from paths import ROOT
 
 _spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
@@ -89,3 +90,37 @@ def test_every_fit_rows_model_exists_and_the_two_group_row_splits_study_a_by_gen
     answers = pd.read_csv(ROOT / "data" / f"{data}.csv")
     sizes = answers[extra[extra.index("--group") + 1]].value_counts()
     assert len(sizes) == 2 and sizes.min() > len(pt.indicators) + 1
+
+
+def test_phases_keeps_both_writing_stages_and_adds_up_a_repeated_label(monkeypatch):
+    """``fit`` prints "writing OUT/ (...)" and then "writing the report (...)": both are
+    stages of their own (they once shared a label and the run's seconds were lost), and a
+    stage label met twice sums its seconds."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("bench_phases", ROOT / "benchmarks/phases.py")
+    phases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(phases)
+    out = ROOT / "tmp-phases" / "run"
+    stdout = "\n".join(
+        [
+            "[   0.5 s] reading the data (data/x.csv)",
+            "[   2.0 s] sampling: 4 chains x 1000 draws after 1000 tuning steps",
+            "[   9.0 s] summarising the posterior: effects, estimates, hypotheses, diagnostics",
+            "[  10.5 s] summarising the posterior: again",
+            f"[  11.0 s] writing {out}/ (posterior.nc, estimates.csv)",
+            "[  11.8 s] writing the report (report.html, report.md, figures)",
+            "table lines between stage lines are not stages",
+            "[  15.0 s] finished",
+        ]
+    )
+    seconds, last = phases.stage_seconds(stdout, out)
+    assert last == 15.0
+    assert seconds == pytest.approx(
+        {
+            "reading the data (data/x.csv)": 1.5,
+            "sampling": 7.0,
+            "summarising the posterior": 2.0,
+            "writing OUT/ (posterior.nc, estimates.csv)": 0.8,
+            "writing the report (report.html, report.md, figures)": 3.2,
+        }
+    )

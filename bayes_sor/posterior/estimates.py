@@ -7,7 +7,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_sor.posterior.summary import summarize
-from bayes_sor.spec.matrices import Representation, implied_moments, representation
+from bayes_sor.spec.matrices import Moments, Representation, implied_moments, representation
 from bayes_sor.spec.partable import ParTable, row_name
 
 ESTIMATE_COLUMNS = [
@@ -44,7 +44,11 @@ def posterior_names(estimates: pd.DataFrame) -> list[str]:
 
 
 def standardized_draws(
-    partable: ParTable, rep: Representation, par: np.ndarray, group: int = 1
+    partable: ParTable,
+    rep: Representation,
+    par: np.ndarray,
+    group: int = 1,
+    moments: Moments | None = None,
 ) -> np.ndarray:
     """``std.all`` of every parameter, per draw (lavaan's definition).
 
@@ -52,8 +56,10 @@ def standardized_draws(
     product term by the SD of the product); (residual) variances are divided by the total
     variance, covariances by the two variances they connect, intercepts by the item SD. In a
     multiple-group table only the rows of ``group`` (``rep`` is that group's), NaN elsewhere.
+    ``moments``: :func:`~bayes_sor.spec.matrices.implied_moments` of ``rep`` and ``par``, where
+    the caller has them.
     """
-    mom = implied_moments(rep, par)
+    mom = implied_moments(rep, par) if moments is None else moments
     item_sd = np.sqrt(mom.item_var)
     lat_sd = np.sqrt(np.diagonal(mom.latent_cov, axis1=-2, axis2=-1))
     sd = {
@@ -88,27 +94,69 @@ def standardized_draws(
     return out
 
 
+class Standardizer:
+    """std.all draws of a posterior's parameters and its latents' SDs, per group, each computed
+    once and only when first asked for, from one set of implied moments per group: ``fit``
+    hands one to both the estimates (their std.all column) and the hypotheses."""
+
+    def __init__(self, partable: ParTable, par: np.ndarray) -> None:
+        self.partable, self.par = partable, par
+        self._moments: dict[int, tuple[Representation, Moments]] = {}
+        self._parameters: dict[int, np.ndarray] = {}
+        self._latent_sd: dict[int, dict[str, np.ndarray]] = {}
+
+    def moments(self, group: int = 1) -> tuple[Representation, Moments]:
+        """The group's representation and the moments its draws imply."""
+        if group not in self._moments:
+            rep = representation(self.partable, group)
+            self._moments[group] = rep, implied_moments(rep, self.par)
+        return self._moments[group]
+
+    def parameters(self, group: int = 1) -> np.ndarray:
+        """:func:`standardized_draws` of the group."""
+        if group not in self._parameters:
+            rep, moments = self.moments(group)
+            self._parameters[group] = standardized_draws(
+                self.partable, rep, self.par, group, moments
+            )
+        return self._parameters[group]
+
+    def latent_sd(self, group: int = 1) -> dict[str, np.ndarray]:
+        """Each latent's model-implied SD per draw, in the group."""
+        if group not in self._latent_sd:
+            rep, moments = self.moments(group)
+            sd = np.sqrt(np.diagonal(moments.latent_cov, axis1=-2, axis2=-1))
+            self._latent_sd[group] = dict(zip(rep.latents, np.moveaxis(sd, -1, 0), strict=True))
+        return self._latent_sd[group]
+
+    def effect(self, path: str, draws: np.ndarray, group: int = 1) -> np.ndarray:
+        """An effect of the path's first on its last variable, in SDs of both."""
+        nodes = [n.strip() for n in path.split("->")]
+        sd = self.latent_sd(group)
+        return draws * sd[nodes[0]] / sd[nodes[-1]]
+
+
 def parameter_estimates(
     partable: ParTable,
-    rep: Representation,
     posterior: xr.Dataset,
     ci_prob: float = 0.95,
     hdi: bool = False,
+    standardizer: Standardizer | None = None,
 ) -> pd.DataFrame:
     """One row per parameter: posterior summary, diagnostics, ``std.all`` and the prior used;
-    a multiple-group table adds the ``group`` (its label) after ``label``."""
+    a multiple-group table adds the ``group`` (its label) after ``label``. ``standardizer``:
+    the posterior's, where the caller shares one (:class:`Standardizer`)."""
     par = posterior["par"]
     table = summarize(par, ci_prob, hdi)
     params = partable.parameters.reset_index(drop=True)
+    standardizer = standardizer or Standardizer(partable, par.values)
     if partable.groups:  # each group standardised by its own moments
         std = np.full(par.shape, np.nan)
         for g in range(1, len(partable.groups) + 1):
             own = (params.group == g).to_numpy()
-            std[..., own] = standardized_draws(
-                partable, representation(partable, g), par.values, g
-            )[..., own]
+            std[..., own] = standardizer.parameters(g)[..., own]
     else:
-        std = standardized_draws(partable, rep, par.values)
+        std = standardizer.parameters()
     out = params[["lhs", "op", "rhs", "label", "prior", "free"]].copy()
     for column in ("mean", "median", "sd", "ci.lower", "ci.upper", "r_hat", "ess_bulk", "ess_tail"):
         out[column] = table[column].to_numpy()

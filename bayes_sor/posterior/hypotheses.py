@@ -27,8 +27,8 @@ import xarray as xr
 
 from bayes_sor.errors import ModelSpecError
 from bayes_sor.posterior.effects import effect_draws, effects_dataarray
-from bayes_sor.posterior.estimates import standardized_draws
-from bayes_sor.spec.matrices import implied_moments, representation
+from bayes_sor.posterior.estimates import Standardizer
+from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable, row_name
 
 #: a comparison sign; a '>' after '-' is a path's arrow
@@ -101,36 +101,6 @@ def verdict_rules(rope: float) -> str:
     )
 
 
-class _Standardizer:
-    """std.all draws of parameters and effects, per group, computed once and only when
-    needed."""
-
-    def __init__(self, partable: ParTable, par: np.ndarray) -> None:
-        self.partable, self.par = partable, par
-        self._parameters: dict[int, np.ndarray] = {}
-        self._latent_sd: dict[int, dict[str, np.ndarray]] = {}
-
-    def parameters(self, group: int = 1) -> np.ndarray:
-        if group not in self._parameters:
-            rep = representation(self.partable, group)
-            self._parameters[group] = standardized_draws(self.partable, rep, self.par, group)
-        return self._parameters[group]
-
-    def latent_sd(self, group: int = 1) -> dict[str, np.ndarray]:
-        if group not in self._latent_sd:
-            rep = representation(self.partable, group)
-            cov = implied_moments(rep, self.par).latent_cov
-            sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-            self._latent_sd[group] = dict(zip(rep.latents, np.moveaxis(sd, -1, 0), strict=True))
-        return self._latent_sd[group]
-
-    def effect(self, path: str, draws: np.ndarray, group: int = 1) -> np.ndarray:
-        """An effect of the path's first on its last variable, in SDs of both."""
-        nodes = [n.strip() for n in path.split("->")]
-        sd = self.latent_sd(group)
-        return draws * sd[nodes[0]] / sd[nodes[-1]]
-
-
 def _group(quantity: str, partable: ParTable) -> tuple[str, int | None]:
     """The quantity without its ``[group]`` and that group's number (None: not named)."""
     tagged = _GROUP.match(quantity)
@@ -151,7 +121,7 @@ def _group(quantity: str, partable: ParTable) -> tuple[str, int | None]:
 
 
 def _draws(
-    quantity: str, partable: ParTable, posterior: xr.Dataset, std: _Standardizer
+    quantity: str, partable: ParTable, posterior: xr.Dataset, std: Standardizer
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The quantity's raw draws and its std.all draws (None where it has no standard scale)."""
     quantity, group = _group(re.sub(r"\s+", " ", quantity.strip()), partable)
@@ -201,7 +171,7 @@ def _draws(
 
 
 def _parameter(
-    k: int, partable: ParTable, posterior: xr.Dataset, std: _Standardizer
+    k: int, partable: ParTable, posterior: xr.Dataset, std: Standardizer
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Table row ``k``'s draws, standardised in its own group."""
     params = partable.parameters
@@ -223,7 +193,7 @@ def names_groups(text: str, partable: ParTable) -> bool:
 
 
 def _comparison(
-    text: str, partable: ParTable, posterior: xr.Dataset, std: _Standardizer
+    text: str, partable: ParTable, posterior: xr.Dataset, std: Standardizer
 ) -> tuple[str, np.ndarray, np.ndarray | None] | None:
     """(direction, raw draws, std.all draws) of ``<quantity> > 0``, ``<quantity> < 0`` or
     ``<quantity> > <quantity>`` (their difference); None when the text has no single sign."""
@@ -263,15 +233,21 @@ def check_hypotheses(partable: ParTable) -> None:
 
 
 def evaluate(
-    partable: ParTable, posterior: xr.Dataset, ci_prob: float = 0.95, rope: float = DEFAULT_ROPE
+    partable: ParTable,
+    posterior: xr.Dataset,
+    ci_prob: float = 0.95,
+    rope: float = DEFAULT_ROPE,
+    standardizer: Standardizer | None = None,
 ) -> pd.DataFrame:
     """One row per declared hypothesis: mean, interval, P(direction), P(ROPE), verdict.
 
     ``mean`` and ``ci.*`` are on the model's (raw) scale, ``std.*`` on the std.all scale.
+    ``standardizer``: the :class:`~bayes_sor.posterior.estimates.Standardizer` of the
+    posterior's ``par`` that the estimates used, where the caller shares one.
     """
     if not rope >= 0:
         raise ModelSpecError(f"--rope must be a half-width >= 0 (e.g. 0.05), got {rope}")
-    std = _Standardizer(partable, posterior["par"].values)
+    std = standardizer or Standardizer(partable, posterior["par"].values)
     tail = (1 - ci_prob) / 2
     rows = []
     for h in partable.hypotheses:

@@ -32,14 +32,13 @@ def summarize(draws: xr.DataArray, ci_prob: float = 0.95, hdi: bool = False) -> 
     """
     (dim,) = [d for d in draws.dims if d not in ("chain", "draw")]
     sample = ("chain", "draw")
-    values = draws.transpose("chain", "draw", dim).values
-    entries = [values[:, :, j] for j in range(values.shape[2])]
+    # (entry, chain, draw): every statistic of every entry in one call
+    entries = draws.transpose(dim, "chain", "draw").values
     interval = chain_stats.hdi if hdi else chain_stats.eti
-    bounds = np.array([interval(e, ci_prob) for e in entries]).reshape(len(entries), 2)
+    bounds = interval(entries, ci_prob)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        convergence = np.array([chain_stats.convergence(e) for e in entries])
-    convergence = convergence.reshape(len(entries), 3)
+        convergence = chain_stats.convergence(entries)
     sd = draws.std(sample).values
     convergence[sd == 0] = np.nan
     table = pd.DataFrame(

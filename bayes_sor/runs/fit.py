@@ -28,7 +28,7 @@ from bayes_sor.posterior.effects import (
     effects_table,
     named_moderator_values,
 )
-from bayes_sor.posterior.estimates import parameter_estimates
+from bayes_sor.posterior.estimates import Standardizer, parameter_estimates
 from bayes_sor.posterior.hypotheses import DEFAULT_ROPE, check_hypotheses, evaluate, names_groups
 from bayes_sor.sampling.nutpie_cache import build_key
 from bayes_sor.sampling.samplers import SamplerSettings, recorded_build, sample
@@ -234,7 +234,9 @@ def fit(
     _record_provenance(
         idata, partable, dataset, settings, built, moderator_values is not None, scale
     )
-    estimates = parameter_estimates(partable, built.representation, posterior, ci_prob, hdi)
+    # the estimates' std.all and the hypotheses' from the same draws, computed once
+    standardizer = Standardizer(partable, posterior["par"].values)
+    estimates = parameter_estimates(partable, posterior, ci_prob, hdi, standardizer)
     return FitResult(
         partable=partable,
         dataset=dataset,
@@ -242,7 +244,7 @@ def fit(
         idata=idata,
         estimates=estimates,
         effects=effects_table(effects, ci_prob, hdi),
-        hypotheses=evaluate(partable, posterior, ci_prob, rope),
+        hypotheses=evaluate(partable, posterior, ci_prob, rope, standardizer),
         diagnostics=check_convergence(idata, estimates, small_variance_names(partable)),
         settings=settings,
         ci_prob=ci_prob,

@@ -106,7 +106,7 @@ def summarised_run(path: Path, partable, par: np.ndarray, data: pd.DataFrame) ->
     posterior = xr.Dataset(
         {"par": (("chain", "draw", "param"), par)}, coords={"param": partable.names}
     )
-    parameter_estimates(partable, rep, posterior).to_csv(run / "estimates.csv", index=False)
+    parameter_estimates(partable, posterior).to_csv(run / "estimates.csv", index=False)
     effects = effects_table(effects_dataarray(effect_draws(partable, rep, par)))
     effects.to_csv(run / "effects.csv", index=False)
 

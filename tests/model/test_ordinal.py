@@ -334,7 +334,7 @@ def test_standardised_and_direct_thresholds_give_the_same_posterior():
     for centre in (True, False):
         built = pymc_model(pt_, data, centre_locations=centre)
         posterior = sample(built, settings)["posterior"].to_dataset()
-        est = parameter_estimates(pt_, built.representation, posterior)
+        est = parameter_estimates(pt_, posterior)
         est = est[est.free > 0]
         fits.append(est.set_index(est.lhs + est.op + est.rhs))
     ours, direct = fits

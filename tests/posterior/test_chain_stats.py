@@ -11,6 +11,7 @@ import xarray as xr
 from scipy.fftpack import next_fast_len
 
 from bayes_sor.posterior import chain_stats
+from bayes_sor.posterior.summary import summarize
 
 RNG = np.random.default_rng(20261206)
 _AR = np.zeros((4, 500))
@@ -77,3 +78,55 @@ def test_fft_lengths_are_scipys():
     assert [chain_stats._next_regular(n) for n in range(1, 3000)] == [
         next_fast_len(n) for n in range(1, 3000)
     ]
+
+
+@pytest.mark.parametrize("shape", [(4, 400), (3, 101), (1, 80), (4, 3)])
+def test_a_posterior_at_once_gives_each_entrys_statistics_as_arviz_stats(shape):
+    """Every entry of (entry, chain, draw) draws summarised in one call (as ``summarize`` does
+    for a whole posterior) gets arviz-stats' numbers to the last bit, whatever its neighbours:
+    continuous, tied, two-valued (a NaN folded R-hat), constant, with a NaN, autocorrelated."""
+    n_chain, n_draw = shape
+    entries = RNG.normal(size=(7, n_chain, n_draw))
+    entries[1] = np.round(entries[1], 1)
+    entries[2] = RNG.integers(0, 2, size=shape) * 2.0
+    entries[3] = 2.5
+    entries[4, 0, n_draw // 2] = np.nan
+    entries[5] = np.cumsum(entries[5], axis=1)
+    data = xr.DataArray(np.moveaxis(entries, 0, -1), dims=("chain", "draw", "x"))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        expected = np.stack(
+            [
+                azs.rhat(data).values,
+                azs.ess(data, method="bulk").values,
+                azs.ess(data, method="tail").values,
+            ],
+            axis=-1,
+        )
+        got = chain_stats.convergence(entries)
+        for interval in ("eti", "hdi"):
+            np.testing.assert_array_equal(
+                getattr(chain_stats, interval)(entries, 0.9),
+                getattr(azs, interval)(data, prob=0.9).values,
+            )
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_summarize_computes_a_whole_posteriors_convergence_in_one_call(monkeypatch):
+    """``summarize`` hands all entries to the statistics at once (one call per entry spent about
+    a quarter of Study A's 0.37 CPU s of summaries in Python around the arithmetic), and its
+    table still has each entry's own numbers."""
+    calls = []
+    convergence = chain_stats.convergence
+    monkeypatch.setattr(chain_stats, "convergence", lambda d: calls.append(d) or convergence(d))
+    draws = xr.DataArray(RNG.normal(size=(4, 200, 5)), dims=("chain", "draw", "param"))
+    table = summarize(draws)
+    assert len(calls) == 1
+    for j in range(5):
+        entry = draws.values[:, :, j]
+        np.testing.assert_array_equal(
+            table.iloc[j][["r_hat", "ess_bulk", "ess_tail"]].to_numpy(float), convergence(entry)
+        )
+        np.testing.assert_array_equal(
+            table.iloc[j][["ci.lower", "ci.upper"]].to_numpy(float), chain_stats.eti(entry, 0.95)
+        )

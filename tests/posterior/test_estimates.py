@@ -90,7 +90,7 @@ def test_estimates_of_two_groups_have_a_group_column_and_each_groups_std_all():
         {"par": (("chain", "draw", "param"), np.broadcast_to(par, (2, 5, len(par))).copy())},
         coords={"param": pt.names},
     )
-    est = parameter_estimates(pt, representation(pt), posterior)
+    est = parameter_estimates(pt, posterior)
     assert list(est.columns[:5]) == ["lhs", "op", "rhs", "label", "group"]
     loading = est[(est.lhs == "X") & (est.op == "=~") & (est.rhs == "x2")].set_index("group")
     assert loading.loc["A", "free"] == loading.loc["B", "free"]

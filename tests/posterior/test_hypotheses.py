@@ -4,11 +4,14 @@ difference of two quantities, c() labels, and the errors of a group that does no
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from bayes_sor.errors import ModelSpecError
+from bayes_sor.posterior import estimates
 from bayes_sor.posterior.effects import effect_draws, effects_dataarray
+from bayes_sor.posterior.estimates import Standardizer, parameter_estimates
 from bayes_sor.posterior.hypotheses import evaluate, names_groups
 from bayes_sor.spec.groups import with_groups
 from bayes_sor.spec.matrices import representation
@@ -27,6 +30,11 @@ PATHS = {"M~X": 0.2, "M~X.g2": 0.6, "Y~M": 0.5, "Y~M.g2": 0.5}
 def _fit(hypotheses: str, groups=("men", "women")):
     pt = build_partable(MODEL + hypotheses)
     pt = with_groups(pt, list(groups)) if groups else pt
+    return evaluate(pt, _posterior(pt)).set_index("hypothesis")
+
+
+def _posterior(pt):
+    """Draws of every parameter: the paths of PATHS with a little noise, the others 0.8."""
     rng = np.random.default_rng(0)
     values = pt.parameters.value.to_numpy(dtype=float)
     par = np.tile(np.where(np.isnan(values), 0.8, values), (2, 300, 1))
@@ -34,10 +42,9 @@ def _fit(hypotheses: str, groups=("men", "women")):
         if name in pt.names:
             par[..., pt.names.index(name)] = value + rng.normal(0.0, 0.05, par.shape[:2])
     effects = effect_draws(pt, representation(pt), par)
-    posterior = xr.Dataset(
+    return xr.Dataset(
         {"par": (("chain", "draw", "param"), par), "effects": effects_dataarray(effects)}
     )
-    return evaluate(pt, posterior).set_index("hypothesis")
 
 
 def test_a_quantity_per_group_and_the_difference_between_groups():
@@ -88,3 +95,28 @@ def test_names_groups_tells_tagged_hypotheses_from_controls():
     assert not names_groups("M ~ X > 0", pt)
     assert not names_groups("b > 0", pt)  # a plain label: one parameter of every group
     assert not names_groups("IB ~ gender[female] > 0", pt)  # a dummy-coded control, no group
+
+
+def test_the_estimates_and_the_hypotheses_share_one_set_of_implied_moments(monkeypatch):
+    """``fit`` hands one :class:`Standardizer` to the estimates and the hypotheses: their
+    std.all draws and latent SDs come from one computation of the implied moments per group
+    (four here before: the estimates' two groups again for the hypotheses), with the same
+    numbers as when each computes its own."""
+    pt = with_groups(
+        build_partable(MODEL + "# H1: M ~ X [women] > 0\n# H2: indirect(X -> M -> Y) > 0\n"),
+        ["men", "women"],
+    )
+    posterior = _posterior(pt)
+    own_estimates, own_hypotheses = parameter_estimates(pt, posterior), evaluate(pt, posterior)
+    calls = []
+    implied = estimates.implied_moments
+    monkeypatch.setattr(
+        estimates, "implied_moments", lambda rep, par: calls.append(rep) or implied(rep, par)
+    )
+    shared = Standardizer(pt, posterior["par"].values)
+    shared_estimates = parameter_estimates(pt, posterior, standardizer=shared)
+    shared_hypotheses = evaluate(pt, posterior, standardizer=shared)
+    assert len(calls) == 2  # one per group
+    pd.testing.assert_frame_equal(shared_estimates, own_estimates)
+    pd.testing.assert_frame_equal(shared_hypotheses, own_hypotheses)
+    assert shared_hypotheses.set_index("hypothesis").loc["H2", "std.mean"] > 0
