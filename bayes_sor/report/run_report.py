@@ -187,7 +187,7 @@ def _missingness(attrs: dict) -> str:
     if method == "model":
         how = (
             "case-wise (FIML) likelihood over the missingness patterns"
-            if attrs.get("bayes_sor_likelihood") == "marginal"
+            if attrs.get("bayes_sor_likelihood") in ("marginal", "quadrature")
             else "only the answered items enter the likelihood (no values imputed)"
         )
         handled = f"missing-data model, {how}; respondents without any answer left out: {dropped}"

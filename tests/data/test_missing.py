@@ -261,6 +261,9 @@ def test_the_report_names_the_method_and_the_missing_answers_per_item():
     assert "case-wise (FIML)" in text and "without any answer left out: 1" in text
     conditional = _missingness(attrs | {"bayes_sor_likelihood": "conditional"})
     assert "only the answered items enter the likelihood" in conditional
+    # the quadrature likelihood sums over missingness patterns as the marginal one does
+    quadrature = _missingness(attrs | {"bayes_sor_likelihood": "quadrature"})
+    assert "case-wise (FIML)" in quadrature
     listwise = _missingness(attrs | {"bayes_sor_missing_method": "listwise"})
     assert listwise.endswith("listwise deletion (1 incomplete respondents dropped)")
 
