@@ -1,4 +1,5 @@
-"""Parameter recovery of the Study A model (conditional likelihood, latent interaction).
+"""Parameter recovery of the Study A model (latent interaction), by the conditional likelihood
+and by the quadrature one (which ``auto`` takes for it).
 
 The true effects are written here in closed form from the true paths (a * b, a * (b + d w),
 a * d), not computed by the effects layer under test, and the moderator's latent percentiles
@@ -24,8 +25,8 @@ STIMULI = ("PI", "AI", "MI", "SI")
 PERCENTILES = (16, 50, 84)
 
 
-@pytest.fixture(scope="module")
-def recovery():
+@pytest.fixture(scope="module", params=["conditional", "quadrature"])
+def recovery(request):
     text = (ROOT / "models" / "impulse_buying.lav").read_text()
     pt = build_partable(text)
     truth = truth_vector(pt, pd.read_csv(ROOT / "data" / "impulse_buying_truth.csv"))
@@ -33,12 +34,12 @@ def recovery():
     data = simulate(pt, truth, NOBS, seed=SEED)
     # 4 x 1000 draws: min bulk ESS ~450 (benchmarks/RESULTS.md), so Monte Carlo error is
     # <= 0.05 posterior SD, small against the 3-SD bounds below.
-    # named: auto takes the quadrature likelihood for Study A (its own check against the
-    # conditional posterior: tests/correctness/test_quadrature_agreement.py)
+    # both likelihoods: auto takes the quadrature one for Study A (its posterior against the
+    # conditional one's: tests/correctness/test_quadrature_agreement.py, slow)
     result = fit(
         pt,
         data,
-        likelihood="conditional",
+        likelihood=request.param,
         scale="none",
         settings=SamplerSettings(draws=1000, seed=11, progressbar=False),
     )
