@@ -39,7 +39,11 @@ from bayes_sor.model.marginal import (
 )
 from bayes_sor.model.ordinal import STANDARDISED_THRESHOLDS
 from bayes_sor.model.parameters import named_par, parameter_vector
-from bayes_sor.model.quadrature import Layout, quadrature_likelihood, quadrature_reason
+from bayes_sor.model.quadrature import (
+    integrated_latents,
+    quadrature_likelihood,
+    quadrature_reason,
+)
 from bayes_sor.model.start_values import Data, ItemMoments, initial_values
 from bayes_sor.spec.matrices import representation
 from bayes_sor.spec.partable import ParTable
@@ -58,18 +62,18 @@ def marginal_reason(partable: ParTable) -> str:
 
 def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: bool = False) -> str:
     """Resolve ``auto``: marginal whenever it is valid; else quadrature for a one-group model
-    with continuous items whose latent interactions all share one exogenous moderator in an
-    affine layout; else conditional.
+    with continuous items whose latent interactions all share one exogenous moderator; else
+    conditional.
 
     A latent interaction has no closed-form likelihood. Where every product term has an
     exogenous latent factor (the moderator), the items are continuous and the model has no
     observed structural variable, the quadrature likelihood integrates the moderator out and
     samples no latent score: the same posterior as the conditional likelihood in fewer, better
-    mixing dimensions (benchmarks/RESULTS.md, section 6.5). ``auto`` takes it only for one
-    integrated latent whose moderated paths keep the layout affine
-    (:attr:`~bayes_sor.model.quadrature.Layout.affine`: Study A, moderated mediation, ``X:X``),
-    where a few nodes adapted to each respondent suffice. Two moderators need a product grid
-    of NODES ** 2 fixed nodes per respondent (68 ms per gradient at N = 500 against the
+    mixing dimensions (benchmarks/RESULTS.md, section 6.5: with the CLI's defaults 3.9-4.2x
+    its min bulk ESS per second on Study A, 16-20x on a three-factor model with N = 2000, and
+    2.1x with one moderator on two chained paths, whose layout is not affine and takes 48
+    fixed nodes). ``auto`` takes it for one integrated latent. Two moderators need a product
+    grid of NODES ** 2 fixed nodes per respondent (68 ms per gradient at N = 500 against the
     conditional likelihood's 0.08 ms), and multiple-group models have no quadrature
     likelihood: both keep the conditional one.
 
@@ -98,9 +102,7 @@ def choose_likelihood(partable: ParTable, likelihood: str = "auto", summary: boo
         return likelihood
     if not reason:
         return "marginal"
-    one_moderator = (
-        not quadrature_reason(partable) and Layout.of(partable, representation(partable)).affine
-    )
+    one_moderator = not quadrature_reason(partable) and len(integrated_latents(partable)) == 1
     return "quadrature" if one_moderator else "conditional"
 
 
