@@ -355,7 +355,7 @@ def adapted_quadrature(coefficients, z, log_weight, degree: int):
     degree + 10), on the nodes u_ik = centre_i + spread_i z_k of the standardised moderator
     (w = sd u), each weighted by its Gauss-Hermite ``log_weight`` and spread_i phi(u) / phi(z).
 
-    Per node the polynomials and the Woodbury term (:func:`log_density`, with det^-1/2 in
+    Per node the polynomials and the Woodbury term (:func:`_at`, with det^-1/2 in
     place of exp(-log(det) / 2): one :func:`exp` per node and one log per respondent); the
     reverse pass follows it back. Vectorised across respondents, BLOCK at a time."""
     if degree == 2:
